@@ -1,0 +1,381 @@
+//! The command line of design §3, parsed with clap's derive API.
+//!
+//! This file only describes arguments; `main.rs` turns them into calls into the library.
+//! The names and flags here are a contract that scripts and tests rely on: add freely,
+//! rename nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// resetctl: run an identity incident response (mass password resets, session revocation,
+/// MFA re-registration) through Microsoft Graph, from a validated YAML playbook.
+#[derive(Debug, Parser)]
+#[command(name = "resetctl", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every subcommand understands.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (tenants, credentials, channels). Default: ./resetctl.yaml if present.
+    #[arg(long, global = true, env = "RESETCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Format of log lines written to standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Format of results written to standard output.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q: errors only, -qq: nothing).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// How results are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// Machine-readable JSON.
+    Json,
+}
+
+/// The subcommands of design §3.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check playbooks for syntax and semantic errors; exits 0 when all are valid, 1 otherwise.
+    Validate(ValidateArgs),
+    /// Resolve and partition a playbook's targets without writing anything; write the plan.
+    Plan(PlanArgs),
+    /// Run a playbook: a dry run unless --execute is given.
+    Run(RunArgs),
+    /// List, show and approve stored runs.
+    Runs(RunsArgs),
+    /// Run a playbook as a tabletop exercise against the emulated tenant.
+    Tabletop(TabletopArgs),
+    /// Reset one user's password through the two-path verification flow.
+    Reset(ResetArgs),
+    /// Serve triggers, request intake and approval pages over HTTP.
+    Serve(ServeArgs),
+    /// Run the Graph-compatible emulated tenant on loopback.
+    Emulator(EmulatorArgs),
+    /// Verify or export the tamper-evident audit trail.
+    Audit(AuditArgs),
+    /// Preview one communication rendered for one user.
+    Render(RenderArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Measure throughput of the emulator, the Graph client or a whole run.
+    Bench(BenchArgs),
+}
+
+/// Arguments of `resetctl validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Playbook files to check.
+    #[arg(required = true, value_name = "PLAYBOOK")]
+    pub playbooks: Vec<PathBuf>,
+}
+
+/// Which tenant a command talks to.
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// Tenant name from the configuration, or `demo` for the built-in emulated tenant
+    /// (the default when no tenant is configured).
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+}
+
+/// Arguments of `resetctl plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The playbook to plan.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: PathBuf,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+    /// A CSV of targets that replaces the playbook's csv source path.
+    #[arg(long, value_name = "CSV")]
+    pub targets: Option<PathBuf>,
+    /// Continue when some CSV rows cannot be read (they are listed in the plan).
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// Directory for plan.json, targets.csv and manual-queue.csv.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `resetctl run`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").args(["dry_run", "execute"])))]
+pub struct RunArgs {
+    /// The playbook to run (not needed with --resume).
+    #[arg(value_name = "PLAYBOOK", required_unless_present = "resume")]
+    pub playbook: Option<PathBuf>,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+    /// A CSV of targets that replaces the playbook's csv source path.
+    #[arg(long, value_name = "CSV")]
+    pub targets: Option<PathBuf>,
+    /// Continue when some CSV rows cannot be read (they are listed in the plan).
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// Evaluate every step and list the calls, writing nothing (the default).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write to the tenant, once guards and approvals pass.
+    #[arg(long)]
+    pub execute: bool,
+    /// Do not ask for interactive confirmation before executing.
+    #[arg(long)]
+    pub yes: bool,
+    /// Continue a run that stopped (crash, Ctrl-C) without repeating any write.
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["playbook", "targets"])]
+    pub resume: Option<String>,
+    /// Run store (SQLite). Default: under the user's data directory.
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+}
+
+/// Arguments of `resetctl runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Run store (SQLite). Default: under the user's data directory.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub store: Option<PathBuf>,
+    /// What to do with stored runs (default: list).
+    #[command(subcommand)]
+    pub action: Option<RunsAction>,
+}
+
+/// Subcommands of `resetctl runs`.
+#[derive(Debug, Subcommand)]
+pub enum RunsAction {
+    /// List stored runs.
+    List,
+    /// Show one run: plan, approvals, progress and outcomes.
+    Show {
+        /// The run to show.
+        run_id: String,
+    },
+    /// Approve a run's exact plan as one operator.
+    Approve {
+        /// The run to approve.
+        run_id: String,
+        /// The approving operator's name.
+        #[arg(long = "as", value_name = "OPERATOR")]
+        operator: String,
+    },
+    /// Remove temporary group memberships whose expiry has passed.
+    Expire,
+}
+
+/// Arguments of `resetctl tabletop`.
+#[derive(Debug, Args)]
+pub struct TabletopArgs {
+    /// The playbook to exercise.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: PathBuf,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+    /// Write an HTML report of the exercise here.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// Which verification path the single-user flow starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerificationPath {
+    /// MFA push first, manager approval when the push cannot be answered.
+    Auto,
+    /// MFA push to the user's authenticator only.
+    Push,
+    /// Manager approval only (the user's device is lost).
+    Manager,
+}
+
+/// Arguments of `resetctl reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The user whose password is reset.
+    #[arg(value_name = "UPN")]
+    pub upn: String,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+    /// Verification path.
+    #[arg(long, value_enum, default_value_t = VerificationPath::Auto)]
+    pub path: VerificationPath,
+}
+
+/// Arguments of `resetctl serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    pub bind: SocketAddr,
+}
+
+/// Arguments of `resetctl emulator`.
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Address to listen on (port 0 picks a free port; the first stdout line says which).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub bind: SocketAddr,
+    /// Number of synthetic users (10 to 1,000,000).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub users: u32,
+    /// Seed of the synthetic tenant: the same seed gives the same tenant.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub seed: u64,
+    /// Load the tenant from this YAML or JSON file instead of generating one.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["users", "seed"])]
+    pub tenant_file: Option<PathBuf>,
+    /// Number of app registrations (each with its own app+tenant quota).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub apps: u32,
+    /// Fraction of users without a mobile phone number, to exercise the data gap.
+    #[arg(long, default_value_t = 0.05, value_name = "F")]
+    pub missing_mobile: f64,
+    /// Mean added latency per request in milliseconds (with jitter).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+    /// Injected faults, e.g. `503=0.02,504=0.01,reset=0.005`.
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<String>,
+    /// Divide every throttling window and latency by K (tabletops of large tenants).
+    #[arg(long, default_value_t = 1.0, value_name = "K")]
+    pub time_scale: f64,
+    /// Turn throttling off (benchmarks of the emulator itself).
+    #[arg(long)]
+    pub no_throttle: bool,
+}
+
+/// Arguments of `resetctl audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// What to do with the audit trail.
+    #[command(subcommand)]
+    pub action: AuditAction,
+}
+
+/// Export formats of the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditExportFormat {
+    /// The records as they are, one JSON object per line.
+    Jsonl,
+    /// ArcSight Common Event Format lines, for SIEMs.
+    Cef,
+}
+
+/// Subcommands of `resetctl audit`.
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain of a trail; names the first bad record. Exit 0 intact, 1 tampered.
+    Verify {
+        /// Trail files in order (default: the configured trail, all rotated files).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// HMAC key file of a keyed trail (default: from the configuration).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Export the trail for a SIEM.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = AuditExportFormat::Jsonl)]
+        format: AuditExportFormat,
+        /// Trail files in order (default: the configured trail).
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Arguments of `resetctl render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Template name (from templates/).
+    #[arg(value_name = "TEMPLATE")]
+    pub template: String,
+    /// The user the communication is rendered for.
+    #[arg(long, value_name = "UPN")]
+    pub user: String,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+}
+
+/// Shells that completions can be generated for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// GNU Bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// Arguments of `resetctl completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// What `resetctl bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchTarget {
+    /// Requests per second the emulator sustains with throttling off.
+    Emulator,
+    /// Writes per second the Graph client achieves against the quota.
+    Graph,
+    /// A whole mass-reset run against the emulator.
+    Run,
+}
+
+/// Arguments of `resetctl bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub target: BenchTarget,
+    /// Size of the workload (users or requests, per benchmark).
+    #[arg(long, value_name = "N")]
+    pub n: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

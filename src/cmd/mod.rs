@@ -1,0 +1,88 @@
+//! One file per subcommand: each turns parsed arguments into library calls and prints
+//! the result. Library errors become a [`Failure`] carrying the exit code of design §3.
+
+mod audit;
+mod completions;
+mod emulator;
+mod validate;
+
+use std::fmt;
+
+use crate::cli::{Cli, Command};
+
+/// Process exit codes, design §3. Scripts branch on these; never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[allow(
+    dead_code,
+    reason = "Partial and Refused are returned by `run` (issue 5)"
+)]
+pub enum Exit {
+    /// Everything requested was done.
+    Success = 0,
+    /// Invalid input: a playbook, CSV, argument or audit trail that does not pass checks.
+    Invalid = 1,
+    /// Partial failure: some users failed (see the report).
+    Partial = 2,
+    /// Refused by a guard or missing approvals.
+    Refused = 3,
+    /// Configuration or authentication error (also: a feature this build does not have yet).
+    Config = 4,
+}
+
+/// A command that could not do its job: what to tell the user and how to exit.
+pub struct Failure {
+    /// Exit code to return.
+    pub exit: Exit,
+    /// The message with its context chain, rendered by miette.
+    pub report: miette::Report,
+}
+
+impl Failure {
+    /// A failure with a plain message.
+    pub fn new(exit: Exit, message: impl fmt::Display) -> Self {
+        Failure {
+            exit,
+            report: miette::miette!("{message}"),
+        }
+    }
+}
+
+/// What every command returns.
+pub type CmdResult = Result<Exit, Failure>;
+
+/// Run the chosen subcommand and turn its outcome into an exit code.
+pub async fn dispatch(cli: Cli) -> Exit {
+    let global = &cli.global;
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(global, args),
+        Command::Completions(args) => completions::run(args),
+        Command::Emulator(args) => emulator::run(global, args).await,
+        Command::Audit(args) => audit::run(global, args),
+        Command::Plan(_) => not_yet("plan", "the mass-reset engine (issue 5)"),
+        Command::Run(_) => not_yet("run", "the mass-reset engine (issue 5)"),
+        Command::Runs(_) => not_yet("runs", "the mass-reset engine (issue 5)"),
+        Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
+        Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
+        Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
+        Command::Render(_) => not_yet("render", "communications"),
+        Command::Bench(_) => not_yet("bench", "benchmarks"),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(failure) => {
+            eprintln!("{:?}", failure.report);
+            failure.exit
+        }
+    }
+}
+
+/// The honest answer of a subcommand that a later issue fills: exit 4, say what is missing.
+pub fn not_yet(command: &str, feature: &str) -> CmdResult {
+    Err(Failure::new(
+        Exit::Config,
+        format!(
+            "`resetctl {command}` is not yet available in this build: it arrives with {feature}"
+        ),
+    ))
+}

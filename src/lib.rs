@@ -1,0 +1,20 @@
+//! resetctl: the runner for an identity incident.
+//!
+//! After a breach an organisation must reset many passwords at once, fast, without locking
+//! out the wrong people. resetctl reads a YAML playbook, resolves its targets, keeps
+//! privileged and break-glass accounts apart, and drives Microsoft Graph under its
+//! throttling limits, journaling every write and chaining every action into an audit trail.
+//!
+//! Modules (see ARCHITECTURE.md for the flow of one run):
+//!
+//! - [`playbook`]: the playbook language: types, loading with `file:line:col`
+//!   diagnostics, semantic validation.
+//! - [`audit`]: the append-only, hash-chained audit trail and its verifier.
+//! - [`emulator`]: a Graph-compatible tenant for demos, tabletops and tests.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod emulator;
+pub mod graph;
+pub mod playbook;

@@ -1,0 +1,1 @@
+//! Integration tests of the audit module (filled by its issue).

@@ -1,0 +1,62 @@
+//! The command-line contract of design §3: subcommands, exit codes, completions.
+
+use crate::util::{code, resetctl, stderr, stdout};
+
+#[test]
+fn unknown_subcommand_is_invalid_input() {
+    let out = resetctl(&["frobnicate"]);
+    assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("unrecognized subcommand"));
+}
+
+#[test]
+fn help_lists_every_subcommand_and_exits_zero() {
+    let out = resetctl(&["--help"]);
+    assert_eq!(code(&out), 0);
+    let help = stdout(&out);
+    for sub in [
+        "validate",
+        "plan",
+        "run",
+        "runs",
+        "tabletop",
+        "reset",
+        "serve",
+        "emulator",
+        "audit",
+        "render",
+        "completions",
+    ] {
+        assert!(help.contains(sub), "--help does not mention {sub}:\n{help}");
+    }
+}
+
+#[test]
+fn unfinished_subcommands_say_so_with_exit_4() {
+    for args in [
+        &["tabletop", "playbooks/credential-dump.yaml"][..],
+        &["reset", "someone@contoso.com"][..],
+        &["serve"][..],
+        &["render", "mass-reset-notice", "--user", "a@b.c"][..],
+    ] {
+        let out = resetctl(args);
+        assert_eq!(code(&out), 4, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not yet available"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn completions_are_generated_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = resetctl(&["completions", shell]);
+        assert_eq!(code(&out), 0, "{shell}");
+        assert!(
+            stdout(&out).contains("validate"),
+            "{shell} completion lacks subcommands"
+        );
+    }
+}

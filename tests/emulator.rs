@@ -1,0 +1,1 @@
+//! Integration tests of the emulator module (filled by its issue).

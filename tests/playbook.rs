@@ -1,0 +1,1 @@
+//! Integration tests of the playbook module (filled by its issue).

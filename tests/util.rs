@@ -1,0 +1,41 @@
+//! Helpers shared by the integration tests: run the binary, capture its output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Path of the binary under test, built by cargo for this test run.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_resetctl")
+}
+
+/// Run `resetctl` with `args` in `dir`, with no configuration and no colour.
+pub fn resetctl_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RESETCTL_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the resetctl binary runs")
+}
+
+/// Run `resetctl` with `args` in the crate root.
+pub fn resetctl(args: &[&str]) -> Output {
+    resetctl_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The process exit code (panics if it was killed by a signal).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
