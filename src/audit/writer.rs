@@ -1,0 +1,514 @@
+//! The writer: one task owns the trail's files; callers hold cloneable [`AuditHandle`]s.
+//!
+//! A call to [`AuditHandle::record`] sends the event over a bounded channel and waits for the
+//! acknowledgement, which comes only after the record is written, the file fsync'd and the
+//! chain head updated. The writer drains whatever is queued into one batch, writes it,
+//! fsyncs once, stores the head once, then acknowledges the whole batch — so a hundred
+//! concurrent callers cost a few fsyncs, not a hundred.
+//!
+//! [`AuditHandle::record_nowait`] only waits for room in the channel. Use it where waiting for
+//! the disk is not wanted (progress notes); a failure to write it is not lost: the writer stops
+//! (fail-stop) and the next `record` or `close` returns [`AuditError::WriterFailed`].
+//!
+//! The writer is fail-stop: after any write, fsync or rename error it acknowledges nothing more
+//! as durable. Reopening the trail re-checks its tail against its head.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::{Key, Linker};
+use super::config::AuditConfig;
+use super::error::{AuditError, Break};
+use super::files;
+use super::head::{Head, head_path};
+use super::record::{Event, write_record};
+use super::verify::{self, Checker};
+
+/// Queue length between callers and the writer (callers wait for room beyond it).
+const CHANNEL: usize = 4096;
+/// Most records written under one fsync.
+const MAX_BATCH: usize = 1024;
+
+/// Proof that a record is durable: its sequence number and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's hash (the next record's `prev`).
+    pub hash: String,
+}
+
+type Ack = oneshot::Sender<Result<Receipt, AuditError>>;
+
+enum Msg {
+    Record(Box<Event>, Option<Ack>),
+    Close(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// A cheap, cloneable handle to the trail's single writer. Pass it to whatever must record.
+#[derive(Debug, Clone)]
+pub struct AuditHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Record(e, _) => write!(f, "Record({})", e.action()),
+            Msg::Close(_) => write!(f, "Close"),
+        }
+    }
+}
+
+impl AuditHandle {
+    /// Open (or create) the trail described by `config`, loading its key, and start the writer.
+    /// Must be called inside a tokio runtime.
+    pub async fn open(config: &AuditConfig) -> Result<AuditHandle, AuditError> {
+        let key = config.load_key()?;
+        AuditHandle::open_with_key(config, key).await
+    }
+
+    /// Open (or create) the trail with an already loaded key (`None`: plain SHA-256).
+    ///
+    /// An existing trail is continued from its chain head after checking that the head is
+    /// valid and that the last file's records chain up to it; a broken trail is refused
+    /// ([`AuditError::Broken`], [`AuditError::HeadMissing`], key errors) and nothing is written.
+    pub async fn open_with_key(
+        config: &AuditConfig,
+        key: Option<Key>,
+    ) -> Result<AuditHandle, AuditError> {
+        config.validate()?;
+        let config = config.clone();
+        let writer = tokio::task::spawn_blocking(move || Writer::open(&config, key))
+            .await
+            .map_err(|e| AuditError::WriterFailed(format!("the opening task failed: {e}")))??;
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        tokio::task::spawn_blocking(move || writer.run(rx));
+        Ok(AuditHandle { tx })
+    }
+
+    /// Record `event` and wait until it is durable (written, fsync'd, head updated).
+    pub async fn record(&self, event: Event) -> Result<Receipt, AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Record(Box::new(event), Some(ack)))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        done.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Queue `event` without waiting for the disk (see the module documentation).
+    pub async fn record_nowait(&self, event: Event) -> Result<(), AuditError> {
+        self.tx
+            .send(Msg::Record(Box::new(event), None))
+            .await
+            .map_err(|_| AuditError::Closed)
+    }
+
+    /// Flush everything queued before this call, then stop the writer. Every handle (all
+    /// clones) is closed afterwards; later calls return [`AuditError::Closed`].
+    pub async fn close(&self) -> Result<(), AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Close(ack))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        done.await.map_err(|_| AuditError::Closed)?
+    }
+}
+
+/// The state owned by the writer task.
+struct Writer {
+    path: PathBuf,
+    head_path: PathBuf,
+    max_file_bytes: u64,
+    linker: Linker,
+    trail: uuid::Uuid,
+    seq: u64,
+    last_hash: String,
+    file: File,
+    size: u64,
+    next_rotation: u64,
+    failed: Option<String>,
+}
+
+impl Writer {
+    /// Open the trail: create it, or continue it after checking its tail against its head.
+    fn open(config: &AuditConfig, key: Option<Key>) -> Result<Writer, AuditError> {
+        let path = config.path.clone();
+        let linker = Linker::new(key);
+        let head_path = head_path(&path);
+        let head = Head::load(&head_path, &linker)?;
+        let files = files::discover(&path)?;
+        let mut last_nonempty = None;
+        for file in files.iter().rev() {
+            let len = fs::metadata(file)
+                .map_err(AuditError::io("read metadata of", file))?
+                .len();
+            if len > 0 {
+                last_nonempty = Some(file.clone());
+                break;
+            }
+        }
+        let (trail, seq, last_hash) = match (head, last_nonempty) {
+            (None, None) => {
+                let trail = uuid::Uuid::new_v4();
+                let genesis = linker.genesis(&trail);
+                (trail, 0, genesis)
+            }
+            (None, Some(_)) => return Err(AuditError::HeadMissing { path: head_path }),
+            (Some(head), None) => {
+                return Err(AuditError::Broken(Break {
+                    file: path.clone(),
+                    line: 1,
+                    seq: 1,
+                    reason: format!(
+                        "the trail is empty but its chain head records seq {}: records seq 1..{} are missing (truncated)",
+                        head.seq, head.seq
+                    ),
+                }));
+            }
+            (Some(head), Some(last_file)) => {
+                let (seq, hash) = check_tail(&linker, &head, &last_file, &files)?;
+                (head.trail, seq, hash)
+            }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(AuditError::io("open", &path))?;
+        files::sync_dir(&path)?;
+        let size = file
+            .metadata()
+            .map_err(AuditError::io("read metadata of", &path))?
+            .len();
+        let next_rotation = files::last_rotation(&path)? + 1;
+        let writer = Writer {
+            path,
+            head_path,
+            max_file_bytes: config.max_file_bytes,
+            linker,
+            trail,
+            seq,
+            last_hash,
+            file,
+            size,
+            next_rotation,
+            failed: None,
+        };
+        if seq > 0 {
+            // Bring a head that lagged (crash after fsync, before the head write) up to date.
+            writer.store_head()?;
+        }
+        Ok(writer)
+    }
+
+    /// The writer loop: batch, write, fsync, store head, acknowledge. Ends on `Close` or when
+    /// every handle is dropped.
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            let mut close = None;
+            let mut records = Vec::with_capacity(batch.len());
+            let mut rest = Vec::new();
+            for msg in batch {
+                match msg {
+                    Msg::Record(event, ack) if close.is_none() => records.push((event, ack)),
+                    Msg::Record(_, ack) => rest.extend(ack),
+                    Msg::Close(ack) if close.is_none() => close = Some(ack),
+                    Msg::Close(ack) => {
+                        let _ = ack.send(Ok(()));
+                    }
+                }
+            }
+            self.write_batch(records);
+            if let Some(ack) = close {
+                rx.close();
+                let result = match &self.failed {
+                    Some(reason) => Err(AuditError::WriterFailed(reason.clone())),
+                    None => Ok(()),
+                };
+                let _ = ack.send(result);
+                for ack in rest {
+                    let _ = ack.send(Err(AuditError::Closed));
+                }
+                // Answer whatever was still queued behind the close.
+                while let Ok(msg) = rx.try_recv() {
+                    match msg {
+                        Msg::Record(_, Some(ack)) => {
+                            let _ = ack.send(Err(AuditError::Closed));
+                        }
+                        Msg::Record(_, None) => {}
+                        Msg::Close(ack) => {
+                            let _ = ack.send(Ok(()));
+                        }
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// Write one batch durably and acknowledge it; on failure, stop for good.
+    fn write_batch(&mut self, records: Vec<(Box<Event>, Option<Ack>)>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Some(reason) = &self.failed {
+            for (_, ack) in records {
+                if let Some(ack) = ack {
+                    let _ = ack.send(Err(AuditError::WriterFailed(reason.clone())));
+                }
+            }
+            return;
+        }
+        let mut acks = Vec::with_capacity(records.len());
+        let result = self.append_all(records, &mut acks);
+        match result {
+            Ok(()) => {
+                for (ack, receipt) in acks {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(receipt));
+                    }
+                }
+            }
+            Err(err) => {
+                let reason = err.to_string();
+                tracing::error!(error = %reason, "audit writer stopped");
+                self.failed = Some(reason.clone());
+                for (ack, _) in acks {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Err(AuditError::WriterFailed(reason.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serialize, rotate where needed, write, fsync, store the head. `acks` collects who to
+    /// answer (also on failure, so nobody waits forever).
+    fn append_all(
+        &mut self,
+        records: Vec<(Box<Event>, Option<Ack>)>,
+        acks: &mut Vec<(Option<Ack>, Receipt)>,
+    ) -> Result<(), AuditError> {
+        let mut buf: Vec<u8> = Vec::with_capacity(records.len() * 512);
+        let mut first_err = None;
+        for (event, ack) in records {
+            if first_err.is_some() {
+                acks.push((
+                    ack,
+                    Receipt {
+                        seq: 0,
+                        hash: String::new(),
+                    },
+                ));
+                continue;
+            }
+            let seq = self.seq + 1;
+            let written = match write_record(
+                &self.linker,
+                &self.trail,
+                seq,
+                &jiff::Timestamp::now(),
+                &event,
+                &self.last_hash,
+            ) {
+                Ok(w) => w,
+                Err(err) => {
+                    // Not written, no seq used: this caller alone gets the error.
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Err(err));
+                    }
+                    continue;
+                }
+            };
+            let len = written.line.len() as u64 + 1;
+            let pending = self.size + buf.len() as u64;
+            if pending > 0
+                && pending + len > self.max_file_bytes
+                && let Err(err) = self.flush(&mut buf).and_then(|()| self.rotate())
+            {
+                first_err = Some(err);
+                acks.push((
+                    ack,
+                    Receipt {
+                        seq: 0,
+                        hash: String::new(),
+                    },
+                ));
+                continue;
+            }
+            buf.extend_from_slice(written.line.as_bytes());
+            buf.push(b'\n');
+            self.seq = seq;
+            self.last_hash = written.hash.clone();
+            acks.push((
+                ack,
+                Receipt {
+                    seq,
+                    hash: written.hash,
+                },
+            ));
+        }
+        if let Some(err) = first_err {
+            return Err(err);
+        }
+        self.flush(&mut buf)?;
+        self.store_head()
+    }
+
+    /// Write `buf` to the live file and fsync it.
+    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), AuditError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(buf)
+            .map_err(AuditError::io("write", &self.path))?;
+        self.file
+            .sync_data()
+            .map_err(AuditError::io("fsync", &self.path))?;
+        self.size += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    }
+
+    /// Close the live file, rename it to the next rotation number, start a new live file.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let rotated = files::rotated_path(&self.path, self.next_rotation);
+        if rotated.exists() {
+            return Err(AuditError::Io {
+                action: "rotate to",
+                path: rotated,
+                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            });
+        }
+        fs::rename(&self.path, &rotated).map_err(AuditError::io("rename", &self.path))?;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(AuditError::io("create", &self.path))?;
+        files::sync_dir(&self.path)?;
+        self.file = file;
+        self.size = 0;
+        self.next_rotation += 1;
+        Ok(())
+    }
+
+    fn store_head(&self) -> Result<(), AuditError> {
+        let file = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Head {
+            v: 1,
+            trail: self.trail,
+            alg: self.linker.alg().as_str().to_owned(),
+            kid: self.linker.key_id(),
+            seq: self.seq,
+            hash: self.last_hash.clone(),
+            file,
+        }
+        .store(&self.head_path, &self.linker)
+    }
+}
+
+/// Check the last non-empty file of an existing trail against its head; return the
+/// `(seq, hash)` to continue from. Falls back to verifying every file when the head lies
+/// before the last file (a crash right after a rotation).
+fn check_tail(
+    linker: &Linker,
+    head: &Head,
+    last_file: &Path,
+    all_files: &[PathBuf],
+) -> Result<(u64, String), AuditError> {
+    let mut checker = Checker::new(linker, Some(head.trail), false);
+    let mut first: Option<(u64, String)> = None;
+    let mut at_head: Option<(u64, String)> = None;
+    let mut lines = 0;
+    verify::for_each_line(last_file, |line, bytes| {
+        let record = checker.check(last_file, line, bytes)?;
+        if first.is_none() {
+            first = Some((record.seq, record.prev.clone()));
+        }
+        if record.seq == head.seq {
+            at_head = Some((line, record.hash));
+        }
+        lines = line;
+        Ok(())
+    })?;
+    let Some((last_seq, last_hash)) = checker.last().cloned() else {
+        return Err(AuditError::Broken(Break {
+            file: last_file.to_owned(),
+            line: 1,
+            seq: head.seq,
+            reason: "no record could be read".into(),
+        }));
+    };
+    if last_seq < head.seq {
+        return Err(AuditError::Broken(Break {
+            file: last_file.to_owned(),
+            line: lines + 1,
+            seq: last_seq + 1,
+            reason: format!(
+                "the chain head records seq {} but the trail ends at seq {last_seq} (truncated); refusing to append",
+                head.seq
+            ),
+        }));
+    }
+    let (first_seq, first_prev) = first.unwrap_or_default();
+    if head.seq >= first_seq {
+        match at_head {
+            Some((_, hash)) if Linker::same(&hash, &head.hash) => {}
+            Some((line, _)) => {
+                return Err(AuditError::Broken(Break {
+                    file: last_file.to_owned(),
+                    line,
+                    seq: head.seq,
+                    reason: "does not match the chain head: refusing to append".into(),
+                }));
+            }
+            None => {
+                return Err(AuditError::Broken(Break {
+                    file: last_file.to_owned(),
+                    line: lines,
+                    seq: head.seq,
+                    reason: "the chain head's record is not in the trail: refusing to append"
+                        .into(),
+                }));
+            }
+        }
+    } else if head.seq + 1 == first_seq {
+        if !Linker::same(&first_prev, &head.hash) {
+            return Err(AuditError::Broken(Break {
+                file: last_file.to_owned(),
+                line: 1,
+                seq: first_seq,
+                reason: "its prev does not match the chain head: refusing to append".into(),
+            }));
+        }
+    } else {
+        // The head lies in an earlier file: check the whole trail.
+        let report = verify::verify(all_files, linker_key(linker).as_ref())?;
+        return Ok((report.last_seq, report.last_hash));
+    }
+    Ok((last_seq, last_hash))
+}
+
+/// The verifier takes a key; the writer holds a linker. Recover the key (kept inside the linker).
+fn linker_key(linker: &Linker) -> Option<Key> {
+    linker.key().cloned()
+}
