@@ -512,3 +512,166 @@ fn check_tail(
 fn linker_key(linker: &Linker) -> Option<Key> {
     linker.key().cloned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::value::{Details, Outcome};
+    use super::super::verify::{HeadCheck, verify_trail};
+    use super::*;
+
+    fn event(i: u64) -> Event {
+        Event::new(
+            "operator@contoso.com",
+            "password.reset",
+            format!("user{i}@contoso.com"),
+            Outcome::Success,
+        )
+        .unwrap()
+        .with_details(Details::new().with("i", i).unwrap())
+    }
+
+    fn config(dir: &Path) -> AuditConfig {
+        AuditConfig::new(dir.join("audit.jsonl"))
+    }
+
+    async fn write(config: &AuditConfig, key: Option<Key>, n: u64) -> Vec<Receipt> {
+        let handle = AuditHandle::open_with_key(config, key).await.unwrap();
+        let mut receipts = Vec::new();
+        for i in 0..n {
+            receipts.push(handle.record(event(i)).await.unwrap());
+        }
+        handle.close().await.unwrap();
+        receipts
+    }
+
+    #[tokio::test]
+    async fn records_are_acknowledged_in_order_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let receipts = write(&c, None, 10).await;
+        assert_eq!(
+            receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        let report = verify_trail(&c.path, None).unwrap();
+        assert_eq!((report.records, report.last_seq), (10, 10));
+        assert_eq!(report.last_hash, receipts[9].hash);
+        assert_eq!(report.head, HeadCheck::Matched { seq: 10 });
+    }
+
+    #[tokio::test]
+    async fn reopening_continues_the_same_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        write(&c, None, 3).await;
+        let first = verify_trail(&c.path, None).unwrap();
+        let more = write(&c, None, 2).await;
+        assert_eq!(more[0].seq, 4);
+        let report = verify_trail(&c.path, None).unwrap();
+        assert_eq!(report.records, 5);
+        assert_eq!(report.trail, first.trail);
+    }
+
+    #[tokio::test]
+    async fn rotation_carries_the_chain_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.max_file_bytes = 1024;
+        write(&c, None, 40).await;
+        let report = verify_trail(&c.path, None).unwrap();
+        assert!(report.files.len() >= 5, "{:?}", report.files);
+        assert_eq!(report.records, 40);
+        for f in &report.files {
+            assert!(fs::metadata(f).unwrap().len() <= 1024, "{}", f.display());
+        }
+        // Reopen after rotation and keep going: numbering continues, nothing is overwritten.
+        write(&c, None, 10).await;
+        assert_eq!(verify_trail(&c.path, None).unwrap().records, 50);
+    }
+
+    #[tokio::test]
+    async fn keyed_trails_need_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let key = Key::from_bytes(vec![9; 32]).unwrap();
+        write(&c, Some(key.clone()), 3).await;
+        assert!(verify_trail(&c.path, Some(&key)).is_ok());
+        assert!(matches!(
+            verify_trail(&c.path, None),
+            Err(AuditError::KeyRequired { .. })
+        ));
+        let other = Key::from_bytes(vec![8; 32]).unwrap();
+        assert!(matches!(
+            verify_trail(&c.path, Some(&other)),
+            Err(AuditError::WrongKey { .. })
+        ));
+        // Reopening without the key, or with another, is refused too.
+        assert!(matches!(
+            AuditHandle::open_with_key(&c, None).await,
+            Err(AuditError::KeyRequired { .. })
+        ));
+        assert!(matches!(
+            AuditHandle::open_with_key(&c, Some(other)).await,
+            Err(AuditError::WrongKey { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_broken_trail_is_not_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        write(&c, None, 5).await;
+        let text = fs::read_to_string(&c.path).unwrap();
+        let kept: Vec<&str> = text.lines().take(3).collect();
+        fs::write(&c.path, format!("{}\n", kept.join("\n"))).unwrap();
+        let before = fs::read(&c.path).unwrap();
+        match AuditHandle::open_with_key(&c, None).await {
+            Err(AuditError::Broken(b)) => assert_eq!(b.seq, 4, "{b}"),
+            other => panic!("expected Broken, got {other:?}"),
+        }
+        assert_eq!(fs::read(&c.path).unwrap(), before, "nothing written");
+        fs::remove_file(head_path(&c.path)).unwrap();
+        assert!(matches!(
+            AuditHandle::open_with_key(&c, None).await,
+            Err(AuditError::HeadMissing { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_lagging_head_is_caught_up_on_open() {
+        // A crash between the fsync of a batch and its head write leaves the head behind.
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        write(&c, None, 2).await;
+        let old_head = fs::read(head_path(&c.path)).unwrap();
+        write(&c, None, 3).await;
+        fs::write(head_path(&c.path), old_head).unwrap();
+        assert_eq!(
+            verify_trail(&c.path, None).unwrap().head,
+            HeadCheck::Behind { seq: 2, extra: 3 }
+        );
+        write(&c, None, 1).await;
+        assert_eq!(
+            verify_trail(&c.path, None).unwrap().head,
+            HeadCheck::Matched { seq: 6 }
+        );
+    }
+
+    #[tokio::test]
+    async fn close_flushes_fire_and_forget_records_and_ends_every_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
+        let clone = handle.clone();
+        for i in 0..20 {
+            clone.record_nowait(event(i)).await.unwrap();
+        }
+        handle.close().await.unwrap();
+        assert_eq!(verify_trail(&c.path, None).unwrap().records, 20);
+        assert!(matches!(
+            clone.record(event(0)).await,
+            Err(AuditError::Closed)
+        ));
+        assert!(matches!(clone.close().await, Err(AuditError::Closed)));
+    }
+}
