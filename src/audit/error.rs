@@ -82,7 +82,7 @@ pub enum AuditError {
     },
     /// The given key is not the key this trail was written with (its key id differs).
     #[error(
-        "{}: the given key is not this trail's key (key id {given}, the trail's is {expected})",
+        "{}: the given key is not this trail's key (key id {given}, the chain head names {expected}; or the head was altered)",
         head.display()
     )]
     WrongKey {

@@ -30,7 +30,8 @@ pub fn discover(trail: &Path) -> Result<Vec<PathBuf>, AuditError> {
         let entry = entry.map_err(AuditError::io("list", &dir))?;
         let name = entry.file_name();
         if let Some(n) = name.to_str().and_then(|n| rotation_number(&base, n)) {
-            rotated.push((n, entry.path()));
+            // Named after the trail path as given (`audit.jsonl.3`, not `./audit.jsonl.3`).
+            rotated.push((n, rotated_path(trail, n)));
         }
     }
     rotated.sort();

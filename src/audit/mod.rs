@@ -84,5 +84,5 @@ pub use files::{chain_order, discover};
 pub use head::head_path;
 pub use record::{Event, Record};
 pub use value::{AuditValue, DetailValue, Details, Outcome};
-pub use verify::{HeadCheck, VerifyReport, verify, verify_trail};
+pub use verify::{HeadCheck, VerifyReport, for_each_record, verify, verify_trail};
 pub use writer::{AuditHandle, Receipt};

@@ -253,10 +253,20 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
     let files = files::chain_order(files);
     let linker = Linker::new(key.cloned());
     let live = files.last().filter(|p| !files::is_rotated(p)).cloned();
+    // A head whose seal fails is reported after the records: if records were rewritten, naming
+    // the first bad record says more than "the head is invalid".
+    let mut head_error = None;
     let head = match &live {
         Some(live) => {
             let path = head_path(live);
-            Head::load(&path, &linker)?.map(|head| (path, head))
+            match Head::load(&path, &linker) {
+                Ok(head) => head.map(|head| (path, head)),
+                Err(err @ AuditError::HeadInvalid { .. }) => {
+                    head_error = Some(err);
+                    None
+                }
+                Err(err) => return Err(err),
+            }
         }
         None => None,
     };
@@ -279,6 +289,9 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
         end = (file.clone(), lines);
     }
     let (last_seq, last_hash) = checker.last().cloned().unwrap_or((0, String::new()));
+    if let Some(err) = head_error {
+        return Err(err);
+    }
     let head_check = match (&live, &head) {
         (None, _) => HeadCheck::NotChecked,
         (Some(live), None) => {
@@ -340,6 +353,28 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
         last_hash,
         head: head_check,
     })
+}
+
+/// Walk the given files in chain order, checking every record as [`verify`] does, and hand each
+/// good record and its line to `each`. Stops at the first bad record (its error is returned);
+/// call [`verify`] first to export nothing from a broken trail.
+pub fn for_each_record(
+    files: &[PathBuf],
+    key: Option<&Key>,
+    mut each: impl FnMut(&Record, &[u8]),
+) -> Result<(), AuditError> {
+    let files = files::chain_order(files);
+    let linker = Linker::new(key.cloned());
+    let mut checker = Checker::new(&linker, None, true);
+    for file in &files {
+        for_each_line(file, |line, bytes| {
+            let record = checker.check(file, line, bytes)?;
+            each(&record, bytes);
+            Ok(())
+        })
+        .map_err(|e| with_expected_seq(e, &checker))?;
+    }
+    Ok(())
 }
 
 /// A cut line is reported with seq 0 by the reader; give it the seq expected there.
