@@ -548,3 +548,59 @@ fn export_passes_verified_records_through_as_jsonl_or_cef() {
     );
     assert!(!stdout(&out).contains("CEF:"));
 }
+
+/// Throughput figure (not a pass/fail check): `cargo test --release --test integration
+/// audit::throughput -- --ignored --nocapture`. Set AUDIT_KEEP_DIR to keep the trail there.
+#[test]
+#[ignore = "prints a figure; run on demand"]
+fn throughput() {
+    let keep = std::env::var_os("AUDIT_KEEP_DIR").map(PathBuf::from);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep.clone().unwrap_or_else(|| tmp.path().to_owned());
+    fs::create_dir_all(&dir).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (tasks, per_task) in [(1u64, 2000u64), (100, 200)] {
+        let path = dir.join(format!("bench-{tasks}.jsonl"));
+        let mut config = AuditConfig::new(&path);
+        config.max_file_bytes = 1 << 20;
+        let start = std::time::Instant::now();
+        rt.block_on(async {
+            let handle = AuditHandle::open_with_key(&config, None).await.unwrap();
+            let mut joins = Vec::new();
+            for t in 0..tasks {
+                let h = handle.clone();
+                joins.push(tokio::spawn(async move {
+                    for i in 0..per_task {
+                        let event = Event::new(
+                            "resetctl",
+                            "password.reset",
+                            format!("user{t}-{i}@contoso.com"),
+                            Outcome::Success,
+                        )
+                        .unwrap()
+                        .with_details(Details::new().with("i", i).unwrap());
+                        h.record(event).await.unwrap();
+                    }
+                }));
+            }
+            for j in joins {
+                j.await.unwrap();
+            }
+            handle.close().await.unwrap();
+        });
+        let n = tasks * per_task;
+        let secs = start.elapsed().as_secs_f64();
+        let verify_start = std::time::Instant::now();
+        let report = audit::verify_trail(&path, None).unwrap();
+        assert_eq!(report.records, n);
+        println!(
+            "{tasks} concurrent writer(s): {n} durable records in {secs:.2} s = {:.0} records/s; verify {:.0} records/s",
+            n as f64 / secs,
+            n as f64 / verify_start.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -91,6 +91,12 @@ fn check_name(field: &'static str, value: &str, may_be_empty: bool) -> Result<()
             reason: format!("longer than {MAX_NAME_LEN} bytes"),
         });
     }
+    if super::value::looks_like_jwt(value) {
+        return Err(AuditError::SecretValue {
+            key: field.to_owned(),
+            kind: "a JSON Web Token",
+        });
+    }
     if value.chars().any(char::is_control) {
         return Err(AuditError::InvalidEvent {
             field,
@@ -349,6 +355,11 @@ mod tests {
         assert!(Event::new("a", "Password Reset", "y", Outcome::Success).is_err());
         assert!(Event::new("a", "x", "line\nbreak", Outcome::Success).is_err());
         assert!(Event::new("a", "run.start", "", Outcome::Attempt).is_ok());
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl";
+        assert!(matches!(
+            Event::new("a", "x", jwt, Outcome::Success),
+            Err(AuditError::SecretValue { .. })
+        ));
     }
 
     #[test]

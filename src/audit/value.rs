@@ -334,7 +334,7 @@ fn check_key(key: &str) -> Result<(), AuditError> {
 }
 
 /// A compact JWS/JWT: three base64url segments, the first starting with `eyJ` (`{"`).
-fn looks_like_jwt(text: &str) -> bool {
+pub(crate) fn looks_like_jwt(text: &str) -> bool {
     let text = text.trim();
     let text = text
         .strip_prefix("Bearer ")

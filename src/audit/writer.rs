@@ -172,7 +172,7 @@ impl Writer {
                 }));
             }
             (Some(head), Some(last_file)) => {
-                let (seq, hash) = check_tail(&linker, &head, &last_file, &files)?;
+                let (seq, hash) = check_tail(&linker, &head, &last_file, &path, &files)?;
                 (head.trail, seq, hash)
             }
         };
@@ -433,23 +433,32 @@ fn check_tail(
     linker: &Linker,
     head: &Head,
     last_file: &Path,
+    live: &Path,
     all_files: &[PathBuf],
 ) -> Result<(u64, String), AuditError> {
     let mut checker = Checker::new(linker, Some(head.trail), false);
     let mut first: Option<(u64, String)> = None;
     let mut at_head: Option<(u64, String)> = None;
     let mut lines = 0;
-    verify::for_each_line(last_file, |line, bytes| {
-        let record = checker.check(last_file, line, bytes)?;
+    // The last file is at most `max_file_bytes` (or a rotated file of that size): read it whole.
+    let bytes = fs::read(last_file).map_err(AuditError::io("read", last_file))?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    for (index, line) in bytes[..complete]
+        .split_inclusive(|&b| b == b'\n')
+        .enumerate()
+    {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line_no = index as u64 + 1;
+        let record = checker.check(last_file, line_no, line)?;
         if first.is_none() {
             first = Some((record.seq, record.prev.clone()));
         }
         if record.seq == head.seq {
-            at_head = Some((line, record.hash));
+            at_head = Some((line_no, record.hash));
         }
-        lines = line;
-        Ok(())
-    })?;
+        lines = line_no;
+    }
+    let cut = bytes.len() - complete;
     let Some((last_seq, last_hash)) = checker.last().cloned() else {
         return Err(AuditError::Broken(Break {
             file: last_file.to_owned(),
@@ -468,6 +477,32 @@ fn check_tail(
                 head.seq
             ),
         }));
+    }
+    if cut > 0 {
+        // A record cut short by a crash mid-write: it belongs to a batch that was never
+        // acknowledged (the head, written after the fsync, does not reach it). Only then, and
+        // only in the live file, is it removed; anything else is refused.
+        if last_file != live || last_seq < head.seq {
+            return Err(AuditError::Broken(Break {
+                file: last_file.to_owned(),
+                line: lines + 1,
+                seq: last_seq + 1,
+                reason: "the last line is cut short (no newline): refusing to append".into(),
+            }));
+        }
+        tracing::warn!(
+            file = %last_file.display(),
+            bytes = cut,
+            "audit trail: removing a record cut short by an interrupted write (never acknowledged)"
+        );
+        let file = OpenOptions::new()
+            .write(true)
+            .open(last_file)
+            .map_err(AuditError::io("open", last_file))?;
+        file.set_len(complete as u64)
+            .map_err(AuditError::io("truncate", last_file))?;
+        file.sync_all()
+            .map_err(AuditError::io("fsync", last_file))?;
     }
     let (first_seq, first_prev) = first.unwrap_or_default();
     if head.seq >= first_seq {
@@ -655,6 +690,35 @@ mod tests {
             verify_trail(&c.path, None).unwrap().head,
             HeadCheck::Matched { seq: 6 }
         );
+    }
+
+    #[tokio::test]
+    async fn a_record_cut_by_a_crash_is_removed_on_open_but_nothing_acknowledged_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let receipts = write(&c, None, 4).await;
+        // An interrupted write after the last acknowledged batch: half a line, no newline.
+        let mut text = fs::read_to_string(&c.path).unwrap();
+        let half = text.lines().next().unwrap()[..80].to_owned();
+        text.push_str(&half);
+        fs::write(&c.path, &text).unwrap();
+        assert!(matches!(
+            verify_trail(&c.path, None),
+            Err(AuditError::Broken(_))
+        ));
+        let more = write(&c, None, 1).await;
+        assert_eq!(more[0].seq, 5);
+        let report = verify_trail(&c.path, None).unwrap();
+        assert_eq!(report.records, 5);
+        let lines = fs::read_to_string(&c.path).unwrap();
+        assert!(lines.contains(&receipts[3].hash));
+        // A cut line that the head says was acknowledged is not removed: refused instead.
+        let text = fs::read_to_string(&c.path).unwrap();
+        fs::write(&c.path, &text[..text.len() - 10]).unwrap();
+        assert!(matches!(
+            AuditHandle::open_with_key(&c, None).await,
+            Err(AuditError::Broken(_))
+        ));
     }
 
     #[tokio::test]

@@ -157,6 +157,10 @@ fn export(files: &[PathBuf], key: Option<&Key>, format: AuditExportFormat) -> Cm
         }
     });
     if let Some(e) = write_err.or_else(|| out.flush().err()) {
+        // The reader went away (`| head`): not an error of ours.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(Exit::Success);
+        }
         return Err(Failure::new(
             Exit::Invalid,
             format!("cannot write the export: {e}"),
