@@ -1,12 +1,14 @@
 //! ArcSight Common Event Format (CEF) lines for SIEMs (`resetctl audit export --format cef`).
 //!
-//! Layout and escaping as in /work/shared/reference/channels.md §6 (sources cited there:
-//! docs.rs rsigma_runtime parse::cef; Kaspersky KWTS 6.1 CEF page):
+//! Layout and escaping (sources: ArcSight "Implementing ArcSight Common Event Format", as
+//! summarised in docs.rs `rsigma_runtime` parse::cef and support.kaspersky.com/KWTS/6.1 267200):
 //! `CEF:0|Vendor|Product|Version|Signature ID|Name|Severity|Extension`; in header fields `\` →
-//! `\\` and `|` → `\|`; in extension values `\` → `\\`, `=` → `\=`, newlines `\n`/`\r`.
-//! Extension keys used are ArcSight dictionary names: `rt` (ms since the epoch), `suser`
-//! (actor), `duser` (subject), `act`, `outcome`, `externalId` (seq), and labelled custom
-//! strings for the trail id, the record's hash and its details (compact JSON).
+//! `\\` and `|` → `\|`; in extension values `\` → `\\`, `=` → `\=`, newlines `\n`/`\r`;
+//! spaces need no escaping. Extension keys are names of the CEF extension dictionary
+//! (knowledgebase.autorabit.com "Common Event Format (CEF) Data"; Trend Micro TMES "CEF Audit
+//! Logs"): `rt` (a time stamp, milliseconds since the epoch), `suser` (actor), `duser`
+//! (subject), `act`, `outcome`, `externalId` (seq), and labelled custom strings `cs1`..`cs3`
+//! for the trail id, the record's hash and its details (compact JSON). Severity is 0–10.
 
 use super::record::Record;
 use super::value::Outcome;

@@ -49,6 +49,10 @@ enum Msg {
 }
 
 /// A cheap, cloneable handle to the trail's single writer. Pass it to whatever must record.
+///
+/// Call [`AuditHandle::close`] before the program ends to flush and stop the writer. When every
+/// handle is dropped without `close`, the writer still writes everything already queued and
+/// then stops. A `record` future dropped after its event was queued does not withdraw it.
 #[derive(Debug, Clone)]
 pub struct AuditHandle {
     tx: mpsc::Sender<Msg>,
