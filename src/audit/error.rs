@@ -150,6 +150,15 @@ pub enum AuditError {
     /// without being durable. Reopen the trail (which re-checks it) to continue.
     #[error("the audit writer stopped after an earlier failure: {0}")]
     WriterFailed(String),
+    /// Another writer holds the trail (another resetctl process, or a second open).
+    #[error(
+        "{}: the audit trail is already open for writing by another writer",
+        path.display()
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// No trail files were found or given.
     #[error("no audit trail files found at {}", path.display())]
     NoFiles {

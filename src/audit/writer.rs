@@ -137,12 +137,15 @@ struct Writer {
     size: u64,
     next_rotation: u64,
     failed: Option<String>,
+    /// `<trail>.lock`, locked for as long as this writer lives (released by the OS on exit).
+    _lock: File,
 }
 
 impl Writer {
     /// Open the trail: create it, or continue it after checking its tail against its head.
     fn open(config: &AuditConfig, key: Option<Key>) -> Result<Writer, AuditError> {
         let path = config.path.clone();
+        let lock = lock(&path)?;
         let linker = Linker::new(key);
         let head_path = head_path(&path);
         let head = Head::load(&head_path, &linker)?;
@@ -203,6 +206,7 @@ impl Writer {
             size,
             next_rotation,
             failed: None,
+            _lock: lock,
         };
         if seq > 0 {
             // Bring a head that lagged (crash after fsync, before the head write) up to date.
@@ -242,6 +246,9 @@ impl Writer {
                     Some(reason) => Err(AuditError::WriterFailed(reason.clone())),
                     None => Ok(()),
                 };
+                // Release the files and the lock before answering, so that the trail can be
+                // reopened as soon as `close` returns.
+                drop(self);
                 let _ = ack.send(result);
                 for ack in rest {
                     let _ = ack.send(Err(AuditError::Closed));
@@ -427,6 +434,27 @@ impl Writer {
             file,
         }
         .store(&self.head_path, &self.linker)
+    }
+}
+
+/// Take the trail's lock file `<trail>.lock` exclusively, so that a second writer (another
+/// resetctl process, or a second `open` in this one) is refused instead of forking the chain.
+/// An advisory OS lock (`flock` on Unix): released when the process ends, so a crash leaves
+/// nothing to clean up.
+fn lock(trail: &Path) -> Result<File, AuditError> {
+    let mut name = trail.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(AuditError::io("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(AuditError::Locked { path }),
+        Err(fs::TryLockError::Error(e)) => Err(AuditError::io("lock", &path)(e)),
     }
 }
 
@@ -723,6 +751,23 @@ mod tests {
             AuditHandle::open_with_key(&c, None).await,
             Err(AuditError::Broken(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let first = AuditHandle::open_with_key(&c, None).await.unwrap();
+        first.record(event(1)).await.unwrap();
+        assert!(matches!(
+            AuditHandle::open_with_key(&c, None).await,
+            Err(AuditError::Locked { .. })
+        ));
+        first.close().await.unwrap();
+        // `close` returns after the lock is released.
+        let second = AuditHandle::open_with_key(&c, None).await.unwrap();
+        assert_eq!(second.record(event(2)).await.unwrap().seq, 2);
+        second.close().await.unwrap();
     }
 
     #[tokio::test]
