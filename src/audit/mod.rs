@@ -58,6 +58,14 @@
 //! live file starts. The chain carries across: the first record of the new file has the `prev`
 //! of the last record of the old one. Verification takes the files in that order.
 //!
+//! Beside the trail: `<path>.head` (the chain head) and `<path>.lock`, an advisory OS lock held
+//! by the one writer, so a second writer (another process) is refused with
+//! [`AuditError::Locked`] instead of forking the chain. Opening an existing trail checks the
+//! last file's records against the head and refuses a broken trail; a final line cut short by
+//! a crash mid-write (never acknowledged: the head does not reach it) is removed.
+//! `verify` may run while the writer appends: it reads the head before the records, and the
+//! head is only ever written after the records it names are durable.
+//!
 //! # Limits
 //!
 //! Removing the whole trail together with its head, or truncating a plain trail and rewriting
