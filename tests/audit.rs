@@ -155,6 +155,20 @@ fn truncation_is_detected_against_the_head() {
     let text = fs::read_to_string(&path).unwrap();
     fs::write(&path, &text[..text.len() - 30]).unwrap();
     assert_broken(dir.path(), "audit.jsonl", 17, 17, "cut short");
+    // A record cut short *after* the head (a write in progress, never acknowledged) is not
+    // damage: everything the head names is there.
+    let full = write_trail(dir.path(), "live.jsonl", 5, 1 << 20, None);
+    let mut text = fs::read_to_string(&full).unwrap();
+    text.push_str(&lines(&full)[0][..50]);
+    fs::write(&full, text).unwrap();
+    let (code, out, _) = verify(dir.path(), &["live.jsonl"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(
+            "ok: 5 records in 1 files, head seq 5; the live file ends with an unfinished record"
+        ),
+        "{out}"
+    );
     // Removing the head to hide the truncation does not help.
     fs::remove_file(audit::head_path(&path)).unwrap();
     put_lines(&path, &l);

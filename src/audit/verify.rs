@@ -28,6 +28,10 @@ pub struct VerifyReport {
     pub last_hash: String,
     /// What the comparison with the chain head showed.
     pub head: HeadCheck,
+    /// The live file ends with a record cut short *after* every record the head names: a write
+    /// in progress or interrupted by a crash, never acknowledged. The writer removes it when it
+    /// next opens the trail.
+    pub partial_tail: bool,
 }
 
 /// The outcome of comparing the trail with its chain head file.
@@ -194,12 +198,13 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Read `path` line by line, calling `each(line_number, bytes)`; a final line without its
-/// newline is reported as a cut record.
+/// Read `path` line by line, calling `each(line_number, bytes)` for every complete line.
+/// Returns the number of complete lines and whether a final line without its newline (a record
+/// cut short) followed them; that line is not passed to `each`.
 pub(crate) fn for_each_line(
     path: &Path,
     mut each: impl FnMut(u64, &[u8]) -> Result<(), AuditError>,
-) -> Result<u64, AuditError> {
+) -> Result<(u64, bool), AuditError> {
     let file = fs::File::open(path).map_err(AuditError::io("open", path))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut buf = Vec::with_capacity(1024);
@@ -210,21 +215,19 @@ pub(crate) fn for_each_line(
             .read_until(b'\n', &mut buf)
             .map_err(AuditError::io("read", path))?;
         if n == 0 {
-            return Ok(line);
+            return Ok((line, false));
+        }
+        if buf.last() != Some(&b'\n') {
+            return Ok((line, true));
         }
         line += 1;
-        if buf.last() != Some(&b'\n') {
-            return Err(AuditError::Broken(Break {
-                file: path.to_owned(),
-                line,
-                seq: 0,
-                reason: "the last line is cut short (no newline): the file was truncated mid-record or a write was interrupted".into(),
-            }));
-        }
         buf.pop();
         each(line, &buf)?;
     }
 }
+
+/// The reason given for a record cut short.
+const CUT_SHORT: &str = "the last line is cut short (no newline): the file was truncated mid-record or a write was interrupted";
 
 /// Verify the trail whose live file is `trail`, with all its rotated files and its head.
 pub fn verify_trail(trail: &Path, key: Option<&Key>) -> Result<VerifyReport, AuditError> {
@@ -274,8 +277,9 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
     let mut records = 0u64;
     let mut at_head: Option<(PathBuf, u64, String)> = None;
     let mut end = (files[0].clone(), 0u64);
-    for file in &files {
-        let lines = for_each_line(file, |line, bytes| {
+    let mut cut_at: Option<(PathBuf, u64)> = None;
+    for (index, file) in files.iter().enumerate() {
+        let (lines, cut) = for_each_line(file, |line, bytes| {
             let record = checker.check(file, line, bytes)?;
             records += 1;
             if let Some((_, h)) = &head
@@ -284,11 +288,39 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
                 at_head = Some((file.clone(), line, record.hash));
             }
             Ok(())
-        })
-        .map_err(|e| with_expected_seq(e, &checker))?;
+        })?;
         end = (file.clone(), lines);
+        if cut {
+            let cut_here = (file.clone(), lines + 1);
+            if index + 1 < files.len() {
+                return Err(AuditError::Broken(Break {
+                    file: cut_here.0,
+                    line: cut_here.1,
+                    seq: checker.last().map_or(1, |(s, _)| s + 1),
+                    reason: CUT_SHORT.into(),
+                }));
+            }
+            cut_at = Some(cut_here);
+        }
     }
     let (last_seq, last_hash) = checker.last().cloned().unwrap_or((0, String::new()));
+    // A cut last line is an interrupted write (acceptable) only in the live file and only when
+    // every record the head names is complete before it; otherwise it is damage.
+    let partial_tail = match cut_at {
+        None => false,
+        Some((file, line)) => {
+            let head_reached = matches!(&head, Some((_, h)) if last_seq >= h.seq);
+            if live.is_none() || !head_reached {
+                return Err(AuditError::Broken(Break {
+                    file,
+                    line,
+                    seq: last_seq + 1,
+                    reason: CUT_SHORT.into(),
+                }));
+            }
+            true
+        }
+    };
     if let Some(err) = head_error {
         return Err(err);
     }
@@ -352,6 +384,7 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
         last_seq,
         last_hash,
         head: head_check,
+        partial_tail,
     })
 }
 
@@ -367,23 +400,12 @@ pub fn for_each_record(
     let linker = Linker::new(key.cloned());
     let mut checker = Checker::new(&linker, None, true);
     for file in &files {
+        // A cut last line carries no record; `verify` has judged it.
         for_each_line(file, |line, bytes| {
             let record = checker.check(file, line, bytes)?;
             each(&record, bytes);
             Ok(())
-        })
-        .map_err(|e| with_expected_seq(e, &checker))?;
+        })?;
     }
     Ok(())
-}
-
-/// A cut line is reported with seq 0 by the reader; give it the seq expected there.
-fn with_expected_seq(err: AuditError, checker: &Checker<'_>) -> AuditError {
-    match err {
-        AuditError::Broken(mut b) if b.seq == 0 => {
-            b.seq = checker.last().map_or(1, |(s, _)| s + 1);
-            AuditError::Broken(b)
-        }
-        other => other,
-    }
 }

@@ -89,9 +89,14 @@ fn print_ok(global: &GlobalArgs, report: &VerifyReport) {
         ),
         HeadCheck::NotChecked => "head not checked (only rotated files given)".to_owned(),
     };
+    let partial = if report.partial_tail {
+        "; the live file ends with an unfinished record after the head (a write in progress or interrupted, never acknowledged)"
+    } else {
+        ""
+    };
     match global.output {
         OutputFormat::Text => println!(
-            "ok: {} records in {} files, {head}",
+            "ok: {} records in {} files, {head}{partial}",
             report.records,
             report.files.len()
         ),
@@ -104,6 +109,7 @@ fn print_ok(global: &GlobalArgs, report: &VerifyReport) {
                 "trail": report.trail,
                 "alg": report.alg.as_str(),
                 "last_seq": report.last_seq,
+                "partial_tail": report.partial_tail,
                 "head_seq": match report.head {
                     HeadCheck::Matched { seq } | HeadCheck::Behind { seq, .. } => Some(seq),
                     HeadCheck::NotChecked => None,
