@@ -111,6 +111,17 @@ fn one_changed_byte_names_the_edited_record() {
         put_lines(&path, &l);
         assert_broken(dir.path(), "audit.jsonl", 5, 5, "edited");
     }
+    // A record relabelled as keyed does not turn the verdict into "needs a key".
+    let mut l = original.clone();
+    l[4] = l[4].replacen("\"alg\":\"sha256\"", "\"alg\":\"hmac-sha256\"", 1);
+    put_lines(&path, &l);
+    assert_broken(
+        dir.path(),
+        "audit.jsonl",
+        5,
+        5,
+        "algorithm hmac-sha256 differs",
+    );
     // A changed seq digit is caught at that line too.
     let mut l = original.clone();
     l[4] = l[4].replacen("\"seq\":5", "\"seq\":9", 1);

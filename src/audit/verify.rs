@@ -63,10 +63,14 @@ pub(crate) struct Checker<'a> {
     last: Option<(u64, String)>,
     /// Whether the first record must be the trail's first (seq 1, genesis `prev`).
     from_start: bool,
+    /// The trail's algorithm once known (from a valid head, or from the first record).
+    alg: Option<Alg>,
 }
 
 impl<'a> Checker<'a> {
     /// A checker expecting the chain from its beginning (`from_start`) or from any record.
+    /// `trail` comes from a valid chain head, which also fixes the algorithm to the linker's
+    /// (the head was checked against it); without a head the first record fixes both.
     pub(crate) fn new(linker: &'a Linker, trail: Option<uuid::Uuid>, from_start: bool) -> Self {
         Checker {
             linker,
@@ -74,6 +78,7 @@ impl<'a> Checker<'a> {
             trail_source: "the chain head",
             last: None,
             from_start,
+            alg: trail.map(|_| linker.alg()),
         }
     }
 
@@ -111,22 +116,42 @@ impl<'a> Checker<'a> {
         }
         let record = Record::parse(bytes).map_err(|reason| broken(expected_seq, reason))?;
         let seq = record.seq;
-        match (Alg::parse(&record.alg), self.linker.alg()) {
-            (None, _) => return Err(broken(seq, format!("unknown algorithm {:?}", record.alg))),
-            (Some(Alg::HmacSha256), Alg::Sha256) => {
-                return Err(AuditError::KeyRequired {
-                    file: file.to_owned(),
-                    line,
-                });
+        let Some(alg) = Alg::parse(&record.alg) else {
+            return Err(broken(seq, format!("unknown algorithm {:?}", record.alg)));
+        };
+        match self.alg {
+            // Once the trail's algorithm is known (from the head or the first record), a record
+            // claiming another one is damage, not a reason to ask for a key.
+            Some(fixed) if fixed != alg => {
+                return Err(broken(
+                    seq,
+                    format!(
+                        "its algorithm {} differs from the trail's ({}): inserted or altered",
+                        alg.as_str(),
+                        fixed.as_str()
+                    ),
+                ));
             }
-            (Some(Alg::Sha256), Alg::HmacSha256) => {
-                return Err(AuditError::NotKeyed {
-                    file: file.to_owned(),
-                    line,
-                    alg: record.alg,
-                });
+            Some(_) => {}
+            None => {
+                match (alg, self.linker.alg()) {
+                    (Alg::HmacSha256, Alg::Sha256) => {
+                        return Err(AuditError::KeyRequired {
+                            file: file.to_owned(),
+                            line,
+                        });
+                    }
+                    (Alg::Sha256, Alg::HmacSha256) => {
+                        return Err(AuditError::NotKeyed {
+                            file: file.to_owned(),
+                            line,
+                            alg: record.alg,
+                        });
+                    }
+                    _ => {}
+                }
+                self.alg = Some(alg);
             }
-            _ => {}
         }
         match self.trail {
             None => {
