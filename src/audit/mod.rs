@@ -91,6 +91,12 @@ pub use error::{AuditError, Break};
 pub use files::{chain_order, discover};
 pub use head::head_path;
 pub use record::{Event, Record};
+/// The seal of [`AuditValue`], for other modules of this crate (see `value.rs`).
+#[allow(
+    unused_imports,
+    reason = "for the modules of later issues that let their own enums into details"
+)]
+pub(crate) use value::sealed;
 pub use value::{AuditValue, DetailValue, Details, Outcome};
 pub use verify::{HeadCheck, VerifyReport, for_each_record, verify, verify_trail};
 pub use writer::{AuditHandle, Receipt};

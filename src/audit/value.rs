@@ -25,6 +25,21 @@
 //! let details = Details::new().with("note", &password);
 //! ```
 //!
+//!    Nor can a type outside this crate be let in by implementing the trait itself:
+//!
+//! ```compile_fail,E0277
+//! use resetctl::audit::{AuditValue, DetailValue};
+//! use secrecy::{ExposeSecret, SecretString};
+//!
+//! struct Leak(SecretString);
+//! // error[E0277]: the trait bound `Leak: Sealed` is not satisfied
+//! impl AuditValue for Leak {
+//!     fn to_detail(&self) -> DetailValue {
+//!         DetailValue::Str(self.0.expose_secret().to_owned())
+//!     }
+//! }
+//! ```
+//!
 //!    The same code with a plain value compiles:
 //!
 //! ```
@@ -47,8 +62,11 @@ use serde::ser::Serializer;
 
 use super::error::AuditError;
 
-mod sealed {
-    /// Seals [`super::AuditValue`]: only this crate can implement it.
+/// Seals [`AuditValue`]. Crate-visible so that other modules of resetctl can let their own
+/// small, secret-free enums into `details` (`impl sealed::Sealed for Mode {}` plus
+/// `impl AuditValue for Mode`); no code outside the crate can.
+pub(crate) mod sealed {
+    /// The seal: only this crate can implement it.
     pub trait Sealed {}
 }
 
