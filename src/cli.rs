@@ -297,21 +297,31 @@ pub enum AuditExportFormat {
 pub enum AuditAction {
     /// Check the hash chain of a trail; names the first bad record. Exit 0 intact, 1 tampered.
     Verify {
-        /// Trail files in order (default: the configured trail, all rotated files).
-        #[arg(value_name = "FILE")]
+        /// Trail files (put in chain order by their rotation number, the live file last). A single
+        /// live trail file brings its rotated files `FILE.1`, `FILE.2`... along.
+        #[arg(value_name = "FILE", conflicts_with = "trail")]
         files: Vec<PathBuf>,
-        /// HMAC key file of a keyed trail (default: from the configuration).
+        /// The live trail file: verify it with every rotated file and its chain head beside it.
+        #[arg(long, value_name = "PATH")]
+        trail: Option<PathBuf>,
+        /// HMAC key file (hexadecimal) of a keyed trail.
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
     },
-    /// Export the trail for a SIEM.
+    /// Export the trail for a SIEM, after verifying it (nothing is exported from a broken trail).
     Export {
         /// Output format.
         #[arg(long, value_enum, default_value_t = AuditExportFormat::Jsonl)]
         format: AuditExportFormat,
-        /// Trail files in order (default: the configured trail).
-        #[arg(value_name = "FILE")]
+        /// Trail files (as for `verify`).
+        #[arg(value_name = "FILE", conflicts_with = "trail")]
         files: Vec<PathBuf>,
+        /// The live trail file: export it with every rotated file beside it.
+        #[arg(long, value_name = "PATH")]
+        trail: Option<PathBuf>,
+        /// HMAC key file (hexadecimal) of a keyed trail.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
     },
 }
 
