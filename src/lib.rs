@@ -10,6 +10,9 @@
 //! - [`playbook`]: the playbook language: types, loading with `file:line:col`
 //!   diagnostics, semantic validation.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verifier.
+//! - [`store`]: the run store (SQLite): runs, plans, approvals and the exactly-once
+//!   journal of every (run, user, step).
+//! - [`targeting`]: target sources (breach CSVs, groups, filters, risky users) to users.
 //! - [`emulator`]: a Graph-compatible tenant for demos, tabletops and tests.
 
 #![forbid(unsafe_code)]
@@ -18,3 +21,5 @@ pub mod audit;
 pub mod emulator;
 pub mod graph;
 pub mod playbook;
+pub mod store;
+pub mod targeting;
