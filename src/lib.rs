@@ -10,6 +10,7 @@
 //! - [`playbook`]: the playbook language: types, loading with `file:line:col`
 //!   diagnostics, semantic validation.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verifier.
+//! - [`engine`]: plan, gate and execute a playbook's per-user steps; resume.
 //! - [`store`]: the run store (SQLite): runs, plans, approvals and the exactly-once
 //!   journal of every (run, user, step).
 //! - [`targeting`]: target sources (breach CSVs, groups, filters, risky users) to users.
@@ -19,6 +20,7 @@
 
 pub mod audit;
 pub mod emulator;
+pub mod engine;
 pub mod graph;
 pub mod playbook;
 pub mod store;
