@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest value accepted in the target column. A UPN is at most 113 characters (64 for the
 /// local part, 48 for the domain, per Entra's limits); 256 leaves room for odd exports while
@@ -47,7 +47,7 @@ pub struct TargetRef {
 }
 
 /// A row that could not be used, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BadRow {
     /// 1-based line of the row in the file.
     pub line: u64,
