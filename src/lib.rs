@@ -10,11 +10,20 @@
 //! - [`playbook`]: the playbook language: types, loading with `file:line:col`
 //!   diagnostics, semantic validation.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verifier.
+//! - [`engine`]: plan, gate and execute a playbook's per-user steps; resume.
+//! - [`report`]: the CSV files an operator reads (targets, manual queue).
+//! - [`store`]: the run store (SQLite): runs, plans, approvals and the exactly-once
+//!   journal of every (run, user, step).
+//! - [`targeting`]: target sources (breach CSVs, groups, filters, risky users) to users.
 //! - [`emulator`]: a Graph-compatible tenant for demos, tabletops and tests.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod emulator;
+pub mod engine;
 pub mod graph;
 pub mod playbook;
+pub mod report;
+pub mod store;
+pub mod targeting;

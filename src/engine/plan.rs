@@ -1,0 +1,254 @@
+//! The plan: every resolved user with its bucket and reason, the steps, the estimate.
+//!
+//! A plan is what operators approve. Its hash ([`Plan::hash`]) covers what the run will do —
+//! the playbook's bytes, the tenant, the steps, and each user with their bucket — and not
+//! when it was computed, so planning the same incident twice gives the same hash, and any
+//! change in who is touched or how gives a different one (and needs new approvals).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::targeting::{BadRow, Bucket};
+
+/// One resolved user in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedUser {
+    /// Directory object id.
+    pub id: String,
+    /// User principal name.
+    pub upn: String,
+    /// Display name, for reports.
+    pub display_name: String,
+    /// The bucket the partition chose.
+    pub bucket: Bucket,
+    /// Why.
+    pub reason: String,
+    /// Identity Protection risk level, when known (`high` users run first).
+    pub risk_level: Option<String>,
+    /// Critical roles held, for the manual queue.
+    pub roles: Vec<String>,
+}
+
+/// A target that did not resolve to a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unresolved {
+    /// The UPN or id as the source named it.
+    pub target: String,
+    /// Where it came from (e.g. `credential-dump.csv:17`).
+    pub source: String,
+    /// Why it did not resolve.
+    pub reason: String,
+}
+
+/// Which Graph budget a step spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Budget {
+    /// The directory write quota (3,000 / 150 s per app and tenant).
+    DirectoryWrite,
+    /// Identity Protection (1 request/s per tenant).
+    IdentityProtection,
+    /// Outlook mail (sendMail).
+    Mail,
+    /// Nothing on Graph (e.g. a channel outside Graph).
+    None,
+}
+
+/// One step of the per-user pipeline, as planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// Journal key: position and name, e.g. `1:reset_password`.
+    pub key: String,
+    /// Human description, e.g. `reset_password (scramble, force change with MFA)`.
+    pub description: String,
+    /// Graph requests this step makes per user (an upper estimate for method removal).
+    pub requests_per_user: u32,
+    /// Which budget those requests spend.
+    pub budget: Budget,
+}
+
+/// How long the automated part should take, from the quota.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Directory writes in total.
+    pub directory_writes: u64,
+    /// Directory writes per second the tenant allows this run (apps × per-app quota,
+    /// capped by the tenant-wide quota).
+    pub writes_per_second: f64,
+    /// Seconds the directory writes need at that rate.
+    pub seconds: f64,
+}
+
+impl Estimate {
+    /// Estimate for `users` automated users running `steps`, with `apps` app registrations
+    /// at Graph's documented quotas (20 writes/s per app and tenant, 60 per tenant).
+    pub fn from_quota(steps: &[PlannedStep], users: u64, apps: u32) -> Estimate {
+        let per_user: u64 = steps
+            .iter()
+            .filter(|s| s.budget == Budget::DirectoryWrite)
+            .map(|s| u64::from(s.requests_per_user))
+            .sum();
+        let directory_writes = per_user * users;
+        let writes_per_second = (20.0 * f64::from(apps.max(1))).min(60.0);
+        Estimate {
+            directory_writes,
+            writes_per_second,
+            seconds: directory_writes as f64 / writes_per_second,
+        }
+    }
+
+    /// The estimate as a duration.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds.max(0.0))
+    }
+}
+
+/// Everything `plan` resolved, and what `run` will execute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The playbook's `name`.
+    pub playbook_name: String,
+    /// SHA-256 of the playbook file's bytes.
+    pub playbook_sha256: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// Users in the tenant (for `max_fraction_of_tenant`).
+    pub tenant_users: u64,
+    /// The per-user steps in order.
+    pub steps: Vec<PlannedStep>,
+    /// Every resolved user, in execution order (highest risk first, then source order).
+    pub users: Vec<PlannedUser>,
+    /// Targets that did not resolve.
+    pub unresolved: Vec<Unresolved>,
+    /// CSV rows that could not be read (skipped with `--skip-bad-rows`).
+    pub bad_rows: Vec<BadRow>,
+    /// Duration estimate of the automated part.
+    pub estimate: Estimate,
+}
+
+impl Plan {
+    /// Users in `bucket`.
+    pub fn in_bucket(&self, bucket: Bucket) -> impl Iterator<Item = &PlannedUser> {
+        self.users.iter().filter(move |u| u.bucket == bucket)
+    }
+
+    /// Number of users in `bucket`.
+    pub fn count(&self, bucket: Bucket) -> usize {
+        self.in_bucket(bucket).count()
+    }
+
+    /// The hash approvals are bound to (hex SHA-256; see the module docs for what it covers).
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |label: &str, value: &str| {
+            // Length-prefixed so that no two different plans share a byte stream.
+            hasher.update(label.as_bytes());
+            hasher.update((value.len() as u64).to_le_bytes());
+            hasher.update(value.as_bytes());
+        };
+        field("playbook", &self.playbook_sha256);
+        field("tenant", &self.tenant);
+        for step in &self.steps {
+            field("step", &step.key);
+            field("description", &step.description);
+        }
+        for user in &self.users {
+            field("user", &user.id);
+            field("bucket", user.bucket.as_str());
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(key: &str, budget: Budget) -> PlannedStep {
+        PlannedStep {
+            key: key.into(),
+            description: key.into(),
+            requests_per_user: 1,
+            budget,
+        }
+    }
+
+    fn user(id: &str, bucket: Bucket) -> PlannedUser {
+        PlannedUser {
+            id: id.into(),
+            upn: format!("{id}@contoso.com"),
+            display_name: id.into(),
+            bucket,
+            reason: String::new(),
+            risk_level: None,
+            roles: vec![],
+        }
+    }
+
+    fn plan() -> Plan {
+        let steps = vec![
+            step("0:reset_password", Budget::DirectoryWrite),
+            step("1:revoke_sessions", Budget::DirectoryWrite),
+            step("2:notify", Budget::Mail),
+        ];
+        Plan {
+            playbook_name: "p".into(),
+            playbook_sha256: "abc".into(),
+            tenant: "demo".into(),
+            tenant_users: 10,
+            estimate: Estimate::from_quota(&steps, 2, 1),
+            steps,
+            users: vec![user("a", Bucket::Automated), user("b", Bucket::Privileged)],
+            unresolved: vec![],
+            bad_rows: vec![],
+        }
+    }
+
+    #[test]
+    fn estimate_counts_directory_writes_against_the_quota() {
+        let p = plan();
+        assert_eq!(p.estimate.directory_writes, 4);
+        assert_eq!(p.estimate.writes_per_second, 20.0);
+        assert_eq!(p.estimate.seconds, 0.2);
+        let pooled = Estimate::from_quota(&p.steps, 10_000, 5);
+        assert_eq!(
+            pooled.writes_per_second, 60.0,
+            "the tenant-wide quota caps a pool"
+        );
+    }
+
+    #[test]
+    fn hash_ignores_reasons_but_not_who_or_how() {
+        let base = plan();
+        let mut same = plan();
+        same.users[0].reason = "reworded".into();
+        assert_eq!(base.hash(), same.hash());
+
+        let mut moved = plan();
+        moved.users[1].bucket = Bucket::Automated;
+        assert_ne!(base.hash(), moved.hash());
+
+        let mut more = plan();
+        more.users.push(user("c", Bucket::Automated));
+        assert_ne!(base.hash(), more.hash());
+
+        let mut other_steps = plan();
+        other_steps.steps.pop();
+        assert_ne!(base.hash(), other_steps.hash());
+
+        let mut edited = plan();
+        edited.playbook_sha256 = "abd".into();
+        assert_ne!(base.hash(), edited.hash());
+    }
+
+    #[test]
+    fn plan_round_trips_through_json() {
+        let p = plan();
+        let text = serde_json::to_string(&p).unwrap();
+        let back: Plan = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.hash(), p.hash());
+    }
+}

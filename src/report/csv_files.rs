@@ -1,0 +1,212 @@
+//! `targets.csv` and `manual-queue.csv` of `resetctl plan`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::engine::plan::{Plan, PlannedUser};
+use crate::targeting::Bucket;
+
+/// Why a report file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {source}")]
+pub struct ReportError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The procedure recommended for a user in a manual queue.
+pub fn manual_procedure(bucket: Bucket) -> &'static str {
+    match bucket {
+        Bucket::Privileged => {
+            "Verify identity out of band (call back a known number or in person); reset with a \
+             Privileged Authentication Administrator account; revoke sessions; review role \
+             assignments and PIM activations of the last 30 days; re-register MFA with a \
+             phishing-resistant method."
+        }
+        Bucket::Hybrid => {
+            "Reset in on-premises AD (or through SSPR with password writeback) and let it sync; \
+             then revoke cloud sessions, which works for synced users."
+        }
+        _ => "",
+    }
+}
+
+/// Write every resolved user with bucket and reason.
+pub fn write_targets(plan: &Plan, path: &Path) -> Result<(), ReportError> {
+    write_csv(path, |w| {
+        w.write_record(["user_id", "upn", "display_name", "bucket", "reason"])?;
+        for user in &plan.users {
+            w.write_record(row(&[
+                &user.id,
+                &user.upn,
+                &user.display_name,
+                user.bucket.as_str(),
+                &user.reason,
+            ]))?;
+        }
+        for target in &plan.unresolved {
+            w.write_record(row(&[
+                "",
+                &target.target,
+                "",
+                "unresolved",
+                &format!("{} ({})", target.reason, target.source),
+            ]))?;
+        }
+        Ok(())
+    })
+}
+
+/// Write the privileged and hybrid users with roles, reason and the manual procedure.
+pub fn write_manual_queue(plan: &Plan, path: &Path) -> Result<(), ReportError> {
+    write_csv(path, |w| {
+        w.write_record([
+            "user_id",
+            "upn",
+            "display_name",
+            "queue",
+            "roles",
+            "reason",
+            "procedure",
+        ])?;
+        let queued = |u: &&PlannedUser| matches!(u.bucket, Bucket::Privileged | Bucket::Hybrid);
+        for user in plan.users.iter().filter(queued) {
+            w.write_record(row(&[
+                &user.id,
+                &user.upn,
+                &user.display_name,
+                user.bucket.as_str(),
+                &user.roles.join("; "),
+                &user.reason,
+                manual_procedure(user.bucket),
+            ]))?;
+        }
+        Ok(())
+    })
+}
+
+fn write_csv(
+    path: &Path,
+    body: impl FnOnce(&mut csv::Writer<BufWriter<File>>) -> csv::Result<()>,
+) -> Result<(), ReportError> {
+    let error = |source| ReportError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::create(path).map_err(error)?;
+    let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+    body(&mut writer).map_err(|e| error(std::io::Error::other(e)))?;
+    let mut inner = writer
+        .into_inner()
+        .map_err(|e| error(std::io::Error::other(e.to_string())))?;
+    inner.flush().map_err(error)?;
+    inner.get_ref().sync_all().map_err(error)
+}
+
+/// Neutralise each cell of a row.
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|cell| neutralise(cell)).collect()
+}
+
+/// A cell a spreadsheet would evaluate (starting with `=`, `+`, `-`, `@`, tab or CR) gets a
+/// leading apostrophe, which spreadsheets show as text.
+fn neutralise(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::{Estimate, Unresolved};
+
+    fn user(id: &str, name: &str, bucket: Bucket, roles: &[&str]) -> PlannedUser {
+        PlannedUser {
+            id: id.into(),
+            upn: format!("{id}@contoso.com"),
+            display_name: name.into(),
+            bucket,
+            reason: format!("reason of {id}"),
+            risk_level: None,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            playbook_name: "p".into(),
+            playbook_sha256: "h".into(),
+            tenant: "demo".into(),
+            tenant_users: 4,
+            steps: vec![],
+            users: vec![
+                user("a", "=HYPERLINK(\"http://evil\")", Bucket::Automated, &[]),
+                user(
+                    "g",
+                    "Grace, Admin",
+                    Bucket::Privileged,
+                    &["Global Administrator", "Security Administrator"],
+                ),
+                user("h", "Hybrid Hank", Bucket::Hybrid, &[]),
+                user("b", "Break Glass", Bucket::Excluded, &[]),
+            ],
+            unresolved: vec![Unresolved {
+                target: "ghost@contoso.com".into(),
+                source: "dump.csv:9".into(),
+                reason: "no such user".into(),
+            }],
+            bad_rows: vec![],
+            estimate: Estimate::from_quota(&[], 0, 1),
+        }
+    }
+
+    fn read(path: &Path) -> Vec<Vec<String>> {
+        csv::Reader::from_path(path)
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    }
+
+    #[test]
+    fn targets_lists_every_user_and_the_unresolved_with_formulas_neutralised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("targets.csv");
+        write_targets(&plan(), &path).unwrap();
+        let rows = read(&path);
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[0][2], "'=HYPERLINK(\"http://evil\")");
+        assert_eq!(rows[1][2], "Grace, Admin");
+        assert_eq!(rows[4][3], "unresolved");
+        assert!(rows[4][4].contains("dump.csv:9"));
+    }
+
+    #[test]
+    fn manual_queue_holds_privileged_and_hybrid_with_roles_and_procedure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manual-queue.csv");
+        write_manual_queue(&plan(), &path).unwrap();
+        let rows = read(&path);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][0], "g");
+        assert_eq!(rows[0][4], "Global Administrator; Security Administrator");
+        assert!(rows[0][6].contains("Privileged Authentication Administrator"));
+        assert_eq!(rows[1][3], "hybrid");
+        assert!(rows[1][6].contains("on-premises"));
+    }
+
+    #[test]
+    fn unwritable_path_names_the_file() {
+        let err = write_targets(&plan(), Path::new("/nonexistent/dir/targets.csv")).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/dir/targets.csv"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,323 @@
+//! The run store: runs, their plans, approvals, and the per-user per-step journal.
+//!
+//! The journal is what makes a mass reset resumable without doing any user twice
+//! (design §6, invariant 5): before the engine calls Graph for a (run, user, step) it
+//! records the *intent*, durably; after the call it records the *outcome*. A row with an
+//! intent and no outcome is exactly the set of writes whose fate is unknown after a crash,
+//! and `--resume` resolves those by reading the tenant back — never by repeating them.
+//!
+//! [`RunStore`] is the trait the engine talks to; [`SqliteStore`] is the implementation
+//! (SQLite in WAL mode, one writer thread with group commit so that thousands of concurrent
+//! user pipelines do not each pay an fsync).
+//!
+//! Invariant: a (run, user, step) has at most one journal row. The primary key enforces
+//! it, and [`RunStore::record_intent`] reports an existing row instead of overwriting it.
+
+mod schema;
+mod sqlite;
+
+use std::future::Future;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Identifies one run; printed to operators and passed to `--resume` and `runs approve`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+impl RunId {
+    /// A fresh, sortable run id: UTC time to the second plus random bits, e.g.
+    /// `20261123T104501Z-3f9a2c`. Sortable so `runs list` reads in order.
+    pub fn generate(now: Timestamp) -> RunId {
+        let time = now.strftime("%Y%m%dT%H%M%SZ");
+        let random: u32 = rand::random();
+        RunId(format!("{time}-{:06x}", random & 0x00ff_ffff))
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a run stands. Stored as text; the engine moves it forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Planned, not executing (a dry run ends here too).
+    Planned,
+    /// Executing now, or died while executing (resume continues it).
+    Running,
+    /// Stopped by the operator (Ctrl-C) or by the circuit breaker; resumable.
+    Stopped,
+    /// Every planned (user, step) has an outcome.
+    Finished,
+}
+
+impl RunStatus {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Planned => "planned",
+            RunStatus::Running => "running",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Finished => "finished",
+        }
+    }
+
+    fn parse(text: &str) -> Option<RunStatus> {
+        Some(match text {
+            "planned" => RunStatus::Planned,
+            "running" => RunStatus::Running,
+            "stopped" => RunStatus::Stopped,
+            "finished" => RunStatus::Finished,
+            _ => return None,
+        })
+    }
+}
+
+/// What the engine stores when it creates a run.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The run's id (see [`RunId::generate`]).
+    pub id: RunId,
+    /// When the run was planned.
+    pub created_at: Timestamp,
+    /// The playbook's `name`.
+    pub playbook_name: String,
+    /// The playbook file as given, for operators reading `runs show`.
+    pub playbook_path: String,
+    /// Tenant name (`demo` for the embedded tenant).
+    pub tenant: String,
+    /// SHA-256 of the canonical plan; approvals are bound to it.
+    pub plan_hash: String,
+    /// The plan itself, serialized by the engine, so `--resume` needs nothing else.
+    pub plan_json: String,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: RunId,
+    /// When it was planned.
+    pub created_at: Timestamp,
+    /// When its status last changed.
+    pub updated_at: Timestamp,
+    /// The playbook's `name`.
+    pub playbook_name: String,
+    /// The playbook file as given.
+    pub playbook_path: String,
+    /// Tenant name.
+    pub tenant: String,
+    /// SHA-256 of the plan.
+    pub plan_hash: String,
+    /// The plan as the engine serialized it.
+    #[serde(skip)]
+    pub plan_json: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+}
+
+/// One operator's approval of one exact plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// Who approved (as given to `runs approve --as`).
+    pub operator: String,
+    /// The plan hash that was approved; an approval of another plan does not count.
+    pub plan_hash: String,
+    /// When.
+    pub approved_at: Timestamp,
+}
+
+/// The outcome of one (user, step) call, as journaled after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Graph accepted the write.
+    Succeeded,
+    /// Graph refused it, or it could not be made; not retried automatically.
+    Failed,
+    /// The step's `when:` did not hold, or it was not applicable; nothing was written.
+    Skipped,
+    /// The call's fate could not be established, even by reading back: an operator
+    /// must check this user by hand. Never repeated automatically.
+    ManualCheck,
+}
+
+impl Outcome {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::ManualCheck => "manual_check",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Outcome> {
+        Some(match text {
+            "succeeded" => Outcome::Succeeded,
+            "failed" => Outcome::Failed,
+            "skipped" => Outcome::Skipped,
+            "manual_check" => Outcome::ManualCheck,
+            _ => return None,
+        })
+    }
+}
+
+/// One journal row: a (run, user, step) with its intent and, once known, its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalEntry {
+    /// The user's directory object id.
+    pub user_id: String,
+    /// The step's key in the plan (e.g. `1:reset_password`).
+    pub step: String,
+    /// When the intent was recorded (before the call).
+    pub intent_at: Timestamp,
+    /// The outcome, once recorded.
+    pub outcome: Option<Outcome>,
+    /// When the outcome was recorded.
+    pub outcome_at: Option<Timestamp>,
+    /// A short, secret-free note (Graph error code, read-back evidence).
+    pub detail: Option<String>,
+}
+
+/// What [`RunStore::record_intent`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentRecorded {
+    /// The intent is now durable; the caller may make the call.
+    New,
+    /// The (run, user, step) was journaled before: the caller must not call again, but
+    /// resolve the existing entry.
+    Existing(JournalEntry),
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("run store {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The store directory could not be created.
+    #[error("run store {path}: {source}")]
+    Io {
+        /// The database file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No run has this id.
+    #[error("no run with id {0}")]
+    UnknownRun(RunId),
+    /// An outcome was recorded for a (user, step) that has no intent.
+    #[error("run {run}: outcome for user {user_id} step {step} without a recorded intent")]
+    OutcomeWithoutIntent {
+        /// The run.
+        run: RunId,
+        /// The user.
+        user_id: String,
+        /// The step.
+        step: String,
+    },
+    /// The same operator approved the same plan twice.
+    #[error("{operator} has already approved run {run}")]
+    DuplicateApproval {
+        /// The run.
+        run: RunId,
+        /// The operator.
+        operator: String,
+    },
+    /// A stored value could not be read back (the file was edited or is from a newer version).
+    #[error("run store {path}: corrupt value in {what}: {value}")]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// Which column.
+        what: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// The group's transaction could not be committed; nothing of this call was stored.
+    #[error("run store commit failed: {0}")]
+    CommitFailed(String),
+    /// The writer thread is gone (it panicked or the store was closed).
+    #[error("run store writer stopped")]
+    WriterGone,
+}
+
+/// The engine's view of run persistence. Async because journal writes are group-committed
+/// by a writer thread: a call returns once its record is durable.
+pub trait RunStore: Send + Sync {
+    /// Store a new run with its plan, status [`RunStatus::Planned`].
+    fn create_run(&self, run: NewRun) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Read one run.
+    fn run(&self, id: &RunId) -> impl Future<Output = Result<RunRecord, StoreError>> + Send;
+
+    /// All runs, newest first.
+    fn runs(&self) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
+
+    /// Move a run to a new status.
+    fn set_status(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Record one operator's approval of the run's current plan hash.
+    fn approve(
+        &self,
+        id: &RunId,
+        operator: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<Approval, StoreError>> + Send;
+
+    /// Every approval of the run, of any plan hash (the gate counts the matching ones).
+    fn approvals(
+        &self,
+        id: &RunId,
+    ) -> impl Future<Output = Result<Vec<Approval>, StoreError>> + Send;
+
+    /// Durably record the intent to perform `step` for `user_id`, or report the entry that
+    /// already exists.
+    fn record_intent(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<IntentRecorded, StoreError>> + Send;
+
+    /// Durably record the outcome of a journaled intent. Recording an outcome twice keeps
+    /// the first (an outcome, once known, is history).
+    fn record_outcome(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        outcome: Outcome,
+        detail: Option<String>,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The whole journal of a run, in intent order.
+    fn journal(
+        &self,
+        run: &RunId,
+    ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
+}

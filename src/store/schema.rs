@@ -1,0 +1,53 @@
+//! The run store's SQLite schema and connection settings.
+
+use rusqlite::Connection;
+
+/// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
+pub const VERSION: i64 = 1;
+
+/// Tables of version 1. The journal's primary key is the at-most-once invariant.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id            TEXT PRIMARY KEY,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    playbook_name TEXT NOT NULL,
+    playbook_path TEXT NOT NULL,
+    tenant        TEXT NOT NULL,
+    plan_hash     TEXT NOT NULL,
+    plan_json     TEXT NOT NULL,
+    status        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id      TEXT NOT NULL REFERENCES runs(id),
+    operator    TEXT NOT NULL,
+    plan_hash   TEXT NOT NULL,
+    approved_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, operator, plan_hash)
+);
+CREATE TABLE IF NOT EXISTS journal (
+    run_id     TEXT NOT NULL REFERENCES runs(id),
+    user_id    TEXT NOT NULL,
+    step       TEXT NOT NULL,
+    intent_at  TEXT NOT NULL,
+    outcome    TEXT,
+    outcome_at TEXT,
+    detail     TEXT,
+    PRIMARY KEY (run_id, user_id, step)
+);
+";
+
+/// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
+/// so a committed intent survives power loss (the journal's whole point), foreign keys on.
+pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version < VERSION {
+        conn.execute_batch(SCHEMA_V1)?;
+        conn.pragma_update(None, "user_version", VERSION)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,873 @@
+//! [`SqliteStore`]: the run store on one SQLite file, with one writer thread.
+//!
+//! Every operation is a job sent to the thread that owns the connection. The thread takes
+//! whatever jobs are queued, runs them in ONE transaction (each under its own savepoint so
+//! one failing job does not undo the others), commits — one fsync for the whole group —
+//! and only then answers each caller. A caller that got `Ok` from `record_intent` therefore
+//! holds a durable intent, and a thousand concurrent user pipelines cost a handful of
+//! fsyncs, not a thousand.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::{
+    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, RunId, RunRecord, RunStatus, RunStore,
+    StoreError, schema,
+};
+
+/// Most jobs committed together; bounds the latency one commit adds to the first caller.
+const MAX_GROUP: usize = 512;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the writer thread.
+enum Job {
+    CreateRun(NewRun, Reply<()>),
+    Run(RunId, Reply<RunRecord>),
+    Runs(Reply<Vec<RunRecord>>),
+    SetStatus(RunId, RunStatus, Timestamp, Reply<()>),
+    Approve(RunId, String, Timestamp, Reply<Approval>),
+    Approvals(RunId, Reply<Vec<Approval>>),
+    Intent {
+        run: RunId,
+        user_id: String,
+        step: String,
+        at: Timestamp,
+        reply: Reply<IntentRecorded>,
+    },
+    Outcome {
+        run: RunId,
+        user_id: String,
+        step: String,
+        outcome: Outcome,
+        detail: Option<String>,
+        at: Timestamp,
+        reply: Reply<()>,
+    },
+    Journal(RunId, Reply<Vec<JournalEntry>>),
+}
+
+/// The SQLite run store. Cheap to share behind an `Arc`; dropping the last handle stops
+/// the writer thread after it has answered every queued job.
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// Sends jobs to the writer thread.
+    jobs: mpsc::Sender<Job>,
+    /// The database file, for error messages.
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store at `path` and start its writer thread.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let display = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: display.clone(),
+                source,
+            })?;
+        }
+        let sqlite = |source| StoreError::Sqlite {
+            path: display.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sqlite)?;
+        schema::prepare(&conn).map_err(sqlite)?;
+        let (jobs, queue) = mpsc::channel();
+        let thread_path = display.clone();
+        thread::Builder::new()
+            .name("run-store".into())
+            .spawn(move || writer(conn, &thread_path, queue))
+            .map_err(|source| StoreError::Io {
+                path: display,
+                source,
+            })?;
+        Ok(SqliteStore {
+            jobs,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(make(reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: NewRun) -> Result<(), StoreError> {
+        self.ask(|reply| Job::CreateRun(run, reply)).await
+    }
+
+    async fn run(&self, id: &RunId) -> Result<RunRecord, StoreError> {
+        self.ask(|reply| Job::Run(id.clone(), reply)).await
+    }
+
+    async fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.ask(Job::Runs).await
+    }
+
+    async fn set_status(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.ask(|reply| Job::SetStatus(id.clone(), status, at, reply))
+            .await
+    }
+
+    async fn approve(
+        &self,
+        id: &RunId,
+        operator: &str,
+        at: Timestamp,
+    ) -> Result<Approval, StoreError> {
+        self.ask(|reply| Job::Approve(id.clone(), operator.to_owned(), at, reply))
+            .await
+    }
+
+    async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
+        self.ask(|reply| Job::Approvals(id.clone(), reply)).await
+    }
+
+    async fn record_intent(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        at: Timestamp,
+    ) -> Result<IntentRecorded, StoreError> {
+        self.ask(|reply| Job::Intent {
+            run: run.clone(),
+            user_id: user_id.to_owned(),
+            step: step.to_owned(),
+            at,
+            reply,
+        })
+        .await
+    }
+
+    async fn record_outcome(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        outcome: Outcome,
+        detail: Option<String>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.ask(|reply| Job::Outcome {
+            run: run.clone(),
+            user_id: user_id.to_owned(),
+            step: step.to_owned(),
+            outcome,
+            detail,
+            at,
+            reply,
+        })
+        .await
+    }
+
+    async fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        self.ask(|reply| Job::Journal(run.clone(), reply)).await
+    }
+}
+
+/// An answer held back until the group's commit is known.
+type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Defer `result` on `reply`: sent as is when the group commits, replaced by the commit
+/// error otherwise.
+fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
+    Box::new(move |commit_error| {
+        let answer = match commit_error {
+            None => result,
+            Some(message) => Err(StoreError::CommitFailed(message.to_owned())),
+        };
+        // The caller may have given up waiting; nothing to do then.
+        let _ = reply.send(answer);
+    })
+}
+
+/// The writer thread: group commit until every sender is gone.
+fn writer(mut conn: Connection, path: &str, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(err) => {
+                let message = err.to_string();
+                for job in group {
+                    fail(job, &message);
+                }
+                continue;
+            }
+        };
+        let answers: Vec<Deferred> = group
+            .into_iter()
+            .map(|job| in_savepoint(&tx, path, job))
+            .collect();
+        let commit_error = tx.commit().err().map(|err| err.to_string());
+        for answer in answers {
+            answer(commit_error.as_deref());
+        }
+    }
+}
+
+/// Answer a job that could not even start a transaction.
+fn fail(job: Job, message: &str) {
+    defer_error(job)(Some(message));
+}
+
+/// A deferred answer for a job that never ran: it is always invoked with the error that
+/// stopped it, which replaces the placeholder result.
+fn defer_error(job: Job) -> Deferred {
+    let unreachable = || StoreError::CommitFailed(String::new());
+    match job {
+        Job::CreateRun(_, r) | Job::SetStatus(_, _, _, r) | Job::Outcome { reply: r, .. } => {
+            defer(r, Err(unreachable()))
+        }
+        Job::Run(_, r) => defer(r, Err(unreachable())),
+        Job::Runs(r) => defer(r, Err(unreachable())),
+        Job::Approve(_, _, _, r) => defer(r, Err(unreachable())),
+        Job::Approvals(_, r) => defer(r, Err(unreachable())),
+        Job::Intent { reply, .. } => defer(reply, Err(unreachable())),
+        Job::Journal(_, r) => defer(r, Err(unreachable())),
+    }
+}
+
+/// Run one job under a savepoint: its failure rolls back only its own changes.
+fn in_savepoint(conn: &Connection, path: &str, job: Job) -> Deferred {
+    if let Err(err) = conn.execute_batch("SAVEPOINT job") {
+        let message = err.to_string();
+        let answer = defer_error(job);
+        return Box::new(move |_| answer(Some(&message)));
+    }
+    let (ok, answer) = execute(conn, path, job);
+    let end = if ok {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    if let Err(err) = conn.execute_batch(end) {
+        let message = err.to_string();
+        return Box::new(move |_| answer(Some(&message)));
+    }
+    answer
+}
+
+/// Perform one job; returns whether it succeeded (to keep or roll back its savepoint).
+fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
+    let db = Db { conn, path };
+    match job {
+        Job::CreateRun(run, reply) => settle(reply, db.create_run(&run)),
+        Job::Run(id, reply) => settle(reply, db.run(&id)),
+        Job::Runs(reply) => settle(reply, db.runs()),
+        Job::SetStatus(id, status, at, reply) => settle(reply, db.set_status(&id, status, at)),
+        Job::Approve(id, operator, at, reply) => settle(reply, db.approve(&id, &operator, at)),
+        Job::Approvals(id, reply) => settle(reply, db.approvals(&id)),
+        Job::Intent {
+            run,
+            user_id,
+            step,
+            at,
+            reply,
+        } => settle(reply, db.record_intent(&run, &user_id, &step, at)),
+        Job::Outcome {
+            run,
+            user_id,
+            step,
+            outcome,
+            detail,
+            at,
+            reply,
+        } => settle(
+            reply,
+            db.record_outcome(&run, &user_id, &step, outcome, detail.as_deref(), at),
+        ),
+        Job::Journal(id, reply) => settle(reply, db.journal(&id)),
+    }
+}
+
+fn settle<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> (bool, Deferred) {
+    (result.is_ok(), defer(reply, result))
+}
+
+/// The SQL of each operation, on the writer thread's connection.
+struct Db<'a> {
+    conn: &'a Connection,
+    path: &'a str,
+}
+
+impl Db<'_> {
+    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.to_owned(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, what: &'static str, value: &str) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.to_owned(),
+            what,
+            value: value.to_owned(),
+        }
+    }
+
+    fn time(&self, what: &'static str, text: &str) -> Result<Timestamp, StoreError> {
+        text.parse().map_err(|_| self.corrupt(what, text))
+    }
+
+    fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
+        let created = run.created_at.to_string();
+        self.conn
+            .execute(
+                "INSERT INTO runs (id, created_at, updated_at, playbook_name, playbook_path,
+                                   tenant, plan_hash, plan_json, status)
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run.id.0,
+                    created,
+                    run.playbook_name,
+                    run.playbook_path,
+                    run.tenant,
+                    run.plan_hash,
+                    run.plan_json,
+                    RunStatus::Planned.as_str()
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    fn run(&self, id: &RunId) -> Result<RunRecord, StoreError> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT id, created_at, updated_at, playbook_name, playbook_path, tenant,
+                        plan_hash, plan_json, status FROM runs WHERE id = ?1",
+                params![id.0],
+                raw_run,
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        match found {
+            Some(raw) => self.run_record(raw),
+            None => Err(StoreError::UnknownRun(id.clone())),
+        }
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, created_at, updated_at, playbook_name, playbook_path, tenant,
+                        plan_hash, plan_json, status FROM runs ORDER BY created_at DESC, id DESC",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([], raw_run)
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        rows.into_iter().map(|raw| self.run_record(raw)).collect()
+    }
+
+    fn run_record(&self, raw: RawRun) -> Result<RunRecord, StoreError> {
+        Ok(RunRecord {
+            created_at: self.time("runs.created_at", &raw.created_at)?,
+            updated_at: self.time("runs.updated_at", &raw.updated_at)?,
+            status: RunStatus::parse(&raw.status)
+                .ok_or_else(|| self.corrupt("runs.status", &raw.status))?,
+            id: RunId(raw.id),
+            playbook_name: raw.playbook_name,
+            playbook_path: raw.playbook_path,
+            tenant: raw.tenant,
+            plan_hash: raw.plan_hash,
+            plan_json: raw.plan_json,
+        })
+    }
+
+    fn set_status(&self, id: &RunId, status: RunStatus, at: Timestamp) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE runs SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id.0, status.as_str(), at.to_string()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if changed == 0 {
+            return Err(StoreError::UnknownRun(id.clone()));
+        }
+        Ok(())
+    }
+
+    fn approve(&self, id: &RunId, operator: &str, at: Timestamp) -> Result<Approval, StoreError> {
+        let run = self.run(id)?;
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO approvals (run_id, operator, plan_hash, approved_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![id.0, operator, run.plan_hash, at.to_string()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if inserted == 0 {
+            return Err(StoreError::DuplicateApproval {
+                run: id.clone(),
+                operator: operator.to_owned(),
+            });
+        }
+        Ok(Approval {
+            operator: operator.to_owned(),
+            plan_hash: run.plan_hash,
+            approved_at: at,
+        })
+    }
+
+    fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT operator, plan_hash, approved_at FROM approvals
+                 WHERE run_id = ?1 ORDER BY approved_at, operator",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map(params![id.0], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        rows.into_iter()
+            .map(|(operator, plan_hash, at)| {
+                Ok(Approval {
+                    operator,
+                    plan_hash,
+                    approved_at: self.time("approvals.approved_at", &at)?,
+                })
+            })
+            .collect()
+    }
+
+    fn entry(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+    ) -> Result<Option<JournalEntry>, StoreError> {
+        let raw = self
+            .conn
+            .query_row(
+                "SELECT user_id, step, intent_at, outcome, outcome_at, detail FROM journal
+                 WHERE run_id = ?1 AND user_id = ?2 AND step = ?3",
+                params![run.0, user_id, step],
+                raw_entry,
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        raw.map(|raw| self.journal_entry(raw)).transpose()
+    }
+
+    fn record_intent(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        at: Timestamp,
+    ) -> Result<IntentRecorded, StoreError> {
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO journal (run_id, user_id, step, intent_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![run.0, user_id, step, at.to_string()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if inserted == 1 {
+            return Ok(IntentRecorded::New);
+        }
+        match self.entry(run, user_id, step)? {
+            Some(existing) => Ok(IntentRecorded::Existing(existing)),
+            // INSERT OR IGNORE ignored for another reason: the run does not exist.
+            None => Err(StoreError::UnknownRun(run.clone())),
+        }
+    }
+
+    fn record_outcome(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        outcome: Outcome,
+        detail: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE journal SET outcome = ?4, outcome_at = ?5, detail = ?6
+                 WHERE run_id = ?1 AND user_id = ?2 AND step = ?3 AND outcome IS NULL",
+                params![
+                    run.0,
+                    user_id,
+                    step,
+                    outcome.as_str(),
+                    at.to_string(),
+                    detail
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if changed == 0 && self.entry(run, user_id, step)?.is_none() {
+            return Err(StoreError::OutcomeWithoutIntent {
+                run: run.clone(),
+                user_id: user_id.to_owned(),
+                step: step.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT user_id, step, intent_at, outcome, outcome_at, detail FROM journal
+                 WHERE run_id = ?1 ORDER BY rowid",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map(params![run.0], raw_entry)
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        rows.into_iter()
+            .map(|raw| self.journal_entry(raw))
+            .collect()
+    }
+
+    fn journal_entry(&self, raw: RawEntry) -> Result<JournalEntry, StoreError> {
+        let outcome = match raw.outcome {
+            Some(text) => {
+                Some(Outcome::parse(&text).ok_or_else(|| self.corrupt("journal.outcome", &text))?)
+            }
+            None => None,
+        };
+        let outcome_at = match raw.outcome_at {
+            Some(text) => Some(self.time("journal.outcome_at", &text)?),
+            None => None,
+        };
+        Ok(JournalEntry {
+            intent_at: self.time("journal.intent_at", &raw.intent_at)?,
+            user_id: raw.user_id,
+            step: raw.step,
+            outcome,
+            outcome_at,
+            detail: raw.detail,
+        })
+    }
+}
+
+/// A `runs` row as stored, before its text columns are parsed.
+struct RawRun {
+    id: String,
+    created_at: String,
+    updated_at: String,
+    playbook_name: String,
+    playbook_path: String,
+    tenant: String,
+    plan_hash: String,
+    plan_json: String,
+    status: String,
+}
+
+fn raw_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
+    Ok(RawRun {
+        id: row.get(0)?,
+        created_at: row.get(1)?,
+        updated_at: row.get(2)?,
+        playbook_name: row.get(3)?,
+        playbook_path: row.get(4)?,
+        tenant: row.get(5)?,
+        plan_hash: row.get(6)?,
+        plan_json: row.get(7)?,
+        status: row.get(8)?,
+    })
+}
+
+/// A `journal` row as stored.
+struct RawEntry {
+    user_id: String,
+    step: String,
+    intent_at: String,
+    outcome: Option<String>,
+    outcome_at: Option<String>,
+    detail: Option<String>,
+}
+
+fn raw_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok(RawEntry {
+        user_id: row.get(0)?,
+        step: row.get(1)?,
+        intent_at: row.get(2)?,
+        outcome: row.get(3)?,
+        outcome_at: row.get(4)?,
+        detail: row.get(5)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn new_run(id: &str, hash: &str) -> NewRun {
+        NewRun {
+            id: RunId(id.into()),
+            created_at: Timestamp::now(),
+            playbook_name: "credential-dump-reset".into(),
+            playbook_path: "playbooks/credential-dump.yaml".into(),
+            tenant: "demo".into(),
+            plan_hash: hash.into(),
+            plan_json: "{}".into(),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn intent_then_outcome_round_trips() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let now = Timestamp::now();
+        assert_eq!(
+            store
+                .record_intent(&run, "u1", "0:revoke_sessions", now)
+                .await
+                .unwrap(),
+            IntentRecorded::New
+        );
+        store
+            .record_outcome(
+                &run,
+                "u1",
+                "0:revoke_sessions",
+                Outcome::Succeeded,
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        let journal = store.journal(&run).await.unwrap();
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].outcome, Some(Outcome::Succeeded));
+    }
+
+    #[tokio::test]
+    async fn a_second_intent_reports_the_first_instead_of_overwriting() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let first = Timestamp::now();
+        store.record_intent(&run, "u1", "s", first).await.unwrap();
+        let again = store
+            .record_intent(&run, "u1", "s", Timestamp::now())
+            .await
+            .unwrap();
+        match again {
+            IntentRecorded::Existing(entry) => {
+                assert_eq!(entry.intent_at, first);
+                assert_eq!(entry.outcome, None);
+            }
+            IntentRecorded::New => panic!("intent recorded twice"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_outcome_is_kept() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let now = Timestamp::now();
+        store.record_intent(&run, "u1", "s", now).await.unwrap();
+        store
+            .record_outcome(
+                &run,
+                "u1",
+                "s",
+                Outcome::Failed,
+                Some("Request_BadRequest".into()),
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .record_outcome(&run, "u1", "s", Outcome::Succeeded, None, now)
+            .await
+            .unwrap();
+        let journal = store.journal(&run).await.unwrap();
+        assert_eq!(journal[0].outcome, Some(Outcome::Failed));
+        assert_eq!(journal[0].detail.as_deref(), Some("Request_BadRequest"));
+    }
+
+    #[tokio::test]
+    async fn outcome_without_intent_and_unknown_runs_are_errors() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let err = store
+            .record_outcome(&run, "u1", "s", Outcome::Succeeded, None, Timestamp::now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::OutcomeWithoutIntent { .. }),
+            "{err}"
+        );
+        let err = store
+            .record_intent(&RunId("nope".into()), "u1", "s", Timestamp::now())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Sqlite { .. } | StoreError::UnknownRun(_)),
+            "{err}"
+        );
+        assert!(matches!(
+            store.run(&RunId("nope".into())).await.unwrap_err(),
+            StoreError::UnknownRun(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn approvals_are_bound_to_the_plan_hash_and_unique_per_operator() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "hash-a")).await.unwrap();
+        let approval = store
+            .approve(&run, "alice", Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!(approval.plan_hash, "hash-a");
+        let err = store
+            .approve(&run, "alice", Timestamp::now())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::DuplicateApproval { .. }));
+        store.approve(&run, "bob", Timestamp::now()).await.unwrap();
+        let approvals = store.approvals(&run).await.unwrap();
+        assert_eq!(approvals.len(), 2);
+        assert!(approvals.iter().all(|a| a.plan_hash == "hash-a"));
+    }
+
+    #[tokio::test]
+    async fn runs_survive_reopening_and_list_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/runs.sqlite");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            let mut older = new_run("r-old", "h1");
+            older.created_at = "2026-01-01T00:00:00Z".parse().unwrap();
+            store.create_run(older).await.unwrap();
+            store.create_run(new_run("r-new", "h2")).await.unwrap();
+            store
+                .set_status(&RunId("r-new".into()), RunStatus::Running, Timestamp::now())
+                .await
+                .unwrap();
+            store
+                .record_intent(&RunId("r-new".into()), "u", "s", Timestamp::now())
+                .await
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let runs = store.runs().await.unwrap();
+        let ids: Vec<_> = runs.iter().map(|r| r.id.0.as_str()).collect();
+        assert_eq!(ids, ["r-new", "r-old"]);
+        assert_eq!(runs[0].status, RunStatus::Running);
+        assert_eq!(
+            store.journal(&RunId("r-new".into())).await.unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_pipelines_are_group_committed_without_loss() {
+        let (_dir, store) = store();
+        let store = Arc::new(store);
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let mut tasks = Vec::new();
+        for user in 0..200 {
+            let store = Arc::clone(&store);
+            let run = run.clone();
+            tasks.push(tokio::spawn(async move {
+                for step in ["0:reset_password", "1:revoke_sessions"] {
+                    let user = format!("u{user}");
+                    let fresh = store
+                        .record_intent(&run, &user, step, Timestamp::now())
+                        .await
+                        .unwrap();
+                    assert_eq!(fresh, IntentRecorded::New);
+                    store
+                        .record_outcome(
+                            &run,
+                            &user,
+                            step,
+                            Outcome::Succeeded,
+                            None,
+                            Timestamp::now(),
+                        )
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let journal = store.journal(&run).await.unwrap();
+        assert_eq!(journal.len(), 400);
+        assert!(
+            journal
+                .iter()
+                .all(|e| e.outcome == Some(Outcome::Succeeded))
+        );
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = RunId::generate("2026-11-23T10:00:00Z".parse().unwrap());
+        let b = RunId::generate("2026-11-23T10:00:01Z".parse().unwrap());
+        assert!(a < b, "{a} < {b}");
+        assert!(a.0.starts_with("20261123T100000Z-"));
+    }
+}
