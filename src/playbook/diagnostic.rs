@@ -36,6 +36,17 @@ pub struct SourceFile {
     pub name: String,
     /// The full text of the file.
     pub text: String,
+    /// The same text named, for miette's snippet header.
+    named: miette::NamedSource<String>,
+}
+
+impl SourceFile {
+    /// A file's name and text.
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
+        let (name, text) = (name.into(), text.into());
+        let named = miette::NamedSource::new(name.clone(), text.clone());
+        SourceFile { name, text, named }
+    }
 }
 
 /// One problem found in a playbook, positioned at the offending node.
@@ -147,7 +158,7 @@ impl miette::Diagnostic for Diagnostic {
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         self.source
             .as_ref()
-            .map(|s| &s.text as &dyn miette::SourceCode)
+            .map(|s| &s.named as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
@@ -158,13 +169,6 @@ impl miette::Diagnostic for Diagnostic {
             self.span.start,
             len,
         ))))
-    }
-
-    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(format!(
-            "{}:{}:{}",
-            self.file, self.line, self.column
-        )))
     }
 }
 
@@ -235,10 +239,7 @@ mod tests {
     use super::*;
 
     fn src(text: &str) -> Arc<SourceFile> {
-        Arc::new(SourceFile {
-            name: "p.yaml".into(),
-            text: text.into(),
-        })
+        Arc::new(SourceFile::new("p.yaml", text))
     }
 
     #[test]
@@ -275,6 +276,7 @@ mod tests {
             .render_report(&mut out, &e)
             .unwrap();
         assert!(out.contains("steps: []"), "{out}");
+        assert!(out.contains("p.yaml:2:8"), "{out}");
         assert!(out.contains("no steps"), "{out}");
     }
 }

@@ -638,6 +638,7 @@ fn steps(ctx: &mut Ctx, list: &SpList<RawStep>) -> Vec<Checked> {
     rule_temporary_secret_delivery(ctx, &checked);
     rule_keep_with_reregistration(ctx, &checked);
     rule_notify_before_reset(ctx, &checked);
+    rule_scramble_keeps_a_way_back(ctx, &checked);
     checked
 }
 
@@ -1077,6 +1078,45 @@ fn rule_notify_before_reset(ctx: &mut Ctx, steps: &[Checked]) {
     }
 }
 
+/// The methods self-service password reset verifies users with.
+const SSPR_METHODS: [MethodType; 3] = [
+    MethodType::Phone,
+    MethodType::Email,
+    MethodType::MicrosoftAuthenticator,
+];
+
+/// Rule (warning): `scramble` relies on self-service password reset, which verifies users with
+/// their phone, email or Authenticator; removing those too, without issuing a
+/// `temporary_access_pass`, leaves users no self-service way back in (every one of them calls
+/// the helpdesk).
+fn rule_scramble_keeps_a_way_back(ctx: &mut Ctx, steps: &[Checked]) {
+    let scrambles = steps.iter().any(|s| {
+        matches!(
+            s.spec.step,
+            Step::ResetPassword {
+                mode: PasswordMode::Scramble,
+                ..
+            }
+        )
+    });
+    let tap = steps
+        .iter()
+        .any(|s| matches!(s.spec.step, Step::TemporaryAccessPass { .. }));
+    if !scrambles || tap {
+        return;
+    }
+    for s in steps {
+        if let Step::RequireMfaReregistration { remove } = &s.spec.step
+            && SSPR_METHODS.iter().all(|m| remove.contains(m))
+        {
+            ctx.warn(
+                s.key,
+                "require_mfa_reregistration removes phone, email and microsoftAuthenticator while reset_password scrambles: users recover a scrambled password through SSPR, which needs those methods; without a temporary_access_pass every user will need the helpdesk",
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Loaded, load_str};
@@ -1298,6 +1338,19 @@ mod tests {
             "{}",
             w.message
         );
+    }
+
+    #[test]
+    fn scramble_without_a_way_back_is_a_warning() {
+        let l =
+            ok("steps:\n  - reset_password: { mode: scramble }\n  - require_mfa_reregistration\n");
+        assert_eq!(l.warnings.len(), 1);
+        assert_eq!((l.warnings[0].line, l.warnings[0].column), (7, 5));
+        assert!(l.warnings[0].message.contains("SSPR"));
+        let l = ok(
+            "steps:\n  - reset_password: { mode: scramble }\n  - require_mfa_reregistration: { remove: [softwareOath] }\n",
+        );
+        assert!(l.warnings.is_empty());
     }
 
     #[test]

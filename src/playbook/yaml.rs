@@ -101,9 +101,7 @@ fn token_at(text: &str, offset: usize) -> &str {
     let rest = text.get(offset..).unwrap_or("");
     let end = match rest.chars().next() {
         Some(q @ ('"' | '\'')) => rest[1..].find(q).map_or(rest.len(), |i| i + 2),
-        _ => rest
-            .find(['\n', ',', '}', ']', '#'])
-            .unwrap_or(rest.len()),
+        _ => rest.find(['\n', ',', '}', ']', '#']).unwrap_or(rest.len()),
     };
     rest[..end].trim_end()
 }
@@ -170,10 +168,7 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> Diagnostic {
-        let src = Arc::new(SourceFile {
-            name: "p.yaml".into(),
-            text: text.into(),
-        });
+        let src = Arc::new(SourceFile::new("p.yaml", text));
         parse(&src).expect_err("invalid")
     }
 
