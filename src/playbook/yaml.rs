@@ -58,6 +58,22 @@ pub(super) fn parse(src: &Arc<SourceFile>) -> Result<RawPlaybook, Diagnostic> {
         .map_err(|e| diagnostic(src, &e))
 }
 
+/// The keys every playbook must have.
+const TOP_LEVEL_REQUIRED: [&str; 3] = ["name", "targets", "steps"];
+
+/// Byte offset of the first line that is not blank or a comment.
+fn first_content(text: &str) -> usize {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if !(t.is_empty() || t.starts_with('#') || t == "---") {
+            return offset + (line.len() - line.trim_start().len());
+        }
+        offset += line.len();
+    }
+    0
+}
+
 /// Whether the text holds no YAML content (only blank lines and comments).
 fn is_blank(text: &str) -> bool {
     text.lines()
@@ -76,8 +92,28 @@ fn diagnostic(src: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
     let offset = offset_of(text, line, column);
     let raw = err.without_snippet().to_string();
     let message = strip_location(&raw, line, column);
+    // A required top-level key is missing: point at the document, not at whichever key
+    // serde-saphyr read last.
+    if let Some(field) = TOP_LEVEL_REQUIRED
+        .iter()
+        .find(|f| message == format!("missing field `{f}`"))
+    {
+        let start = first_content(text);
+        return Diagnostic::at(
+            src,
+            Severity::Error,
+            start,
+            0,
+            format!("missing key `{field}`: a playbook needs name, targets and steps"),
+        );
+    }
     let token = token_at(text, offset);
-    let message = rewrite(&message, key_before(text, offset), token);
+    let key = if message.starts_with("missing field") {
+        parent_key(text, offset)
+    } else {
+        key_before(text, offset)
+    };
+    let message = rewrite(&message, key, token);
     // saphyr's own span when it knows the bytes (keys, scalars); else the scalar found here.
     let len = err
         .location()
@@ -106,11 +142,36 @@ fn token_at(text: &str, offset: usize) -> &str {
     rest[..end].trim_end()
 }
 
-/// The mapping key whose value starts at `offset`, when written on the same line (`key: value`
-/// or `{ a: 1, key: value }`).
+/// The mapping key whose value starts at `offset`, when written on the same line (`key: value`,
+/// `{ a: 1, key: value }`, or `key: { first: ...` for an error at a mapping's first key).
 fn key_before(text: &str, offset: usize) -> Option<&str> {
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let before = text[line_start..offset].trim_end();
+    key_ending(&text[line_start..offset])
+}
+
+/// The key of the mapping whose first entry is at `offset`: on the same line (`key: { a: ..`)
+/// or, for a block mapping, on the line above (`key:` then an indented entry).
+fn parent_key(text: &str, offset: usize) -> Option<&str> {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..offset];
+    if let Some(k) = key_ending(before) {
+        return Some(k);
+    }
+    if !before
+        .trim_matches(|c: char| c.is_whitespace() || c == '-')
+        .is_empty()
+        || line_start == 0
+    {
+        return None;
+    }
+    let prev_start = text[..line_start - 1].rfind('\n').map_or(0, |i| i + 1);
+    key_ending(&text[prev_start..line_start - 1])
+}
+
+/// The key in `before` when it ends with `key:` (optionally followed by `{`).
+fn key_ending(before: &str) -> Option<&str> {
+    let before = before.trim_end();
+    let before = before.strip_suffix('{').map_or(before, str::trim_end);
     let before = before.strip_suffix(':')?;
     let start = before
         .rfind(|c: char| c.is_whitespace() || matches!(c, '{' | ',' | '-'))
@@ -248,5 +309,25 @@ mod tests {
         assert_eq!(key_before(t, t.find(": x").unwrap() + 2), Some("max_users"));
         assert_eq!(key_before(t, t.find('y').unwrap()), Some("mode"));
         assert_eq!(key_before(t, 0), None);
+        let t = "a:\n  csv: { path: x }\n  notify:\n    template: y\n";
+        assert_eq!(parent_key(t, t.find("path").unwrap()), Some("csv"));
+        assert_eq!(parent_key(t, t.find("template").unwrap()), Some("notify"));
+    }
+
+    #[test]
+    fn missing_keys_name_their_mapping() {
+        let d = err("# c\nname: t\ntargets: [all_users: {}]\n");
+        assert_eq!(at(&d), (2, 1));
+        assert_eq!(
+            d.message,
+            "missing key `steps`: a playbook needs name, targets and steps"
+        );
+        let d = err("name: t\ntargets:\n  - csv: { column: upn }\nsteps: [revoke_sessions]\n");
+        assert_eq!(at(&d), (3, 12));
+        assert_eq!(d.message, "`csv`: missing field `path`");
+        let d =
+            err("name: t\ntargets: [all_users: {}]\nsteps:\n  - notify:\n      channels: [sms]\n");
+        assert_eq!(at(&d), (5, 7));
+        assert_eq!(d.message, "`notify`: missing field `template`");
     }
 }
