@@ -72,6 +72,13 @@ pub enum RiskLevel {
     High,
 }
 
+impl Step {
+    /// Whether the step writes to the directory (everything but `notify`).
+    pub fn writes(&self) -> bool {
+        !matches!(self, Step::Notify { .. })
+    }
+}
+
 impl RiskLevel {
     /// Parse a level name (`none`, `low`, `medium`, `high`).
     pub fn parse(s: &str) -> Option<RiskLevel> {
@@ -168,6 +175,19 @@ pub enum PrivilegedRoles {
     Critical,
     /// Explicit role template ids.
     TemplateIds(Vec<Uuid>),
+}
+
+impl PrivilegedRoles {
+    /// The role template ids this stands for (the built-in list for [`PrivilegedRoles::Critical`]).
+    pub fn template_ids(&self) -> Vec<Uuid> {
+        match self {
+            PrivilegedRoles::Critical => CRITICAL_ROLE_TEMPLATE_IDS
+                .iter()
+                .filter_map(|id| Uuid::try_parse(id).ok())
+                .collect(),
+            PrivilegedRoles::TemplateIds(ids) => ids.clone(),
+        }
+    }
 }
 
 /// Role template ids of the critical built-in roles (reference/graph-api.md §7, from Microsoft
@@ -427,4 +447,27 @@ pub struct Message {
     pub template: String,
     /// Channels to send over.
     pub channels: Vec<Channel>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn critical_roles_resolve_to_fourteen_valid_ids() {
+        let ids = PrivilegedRoles::Critical.template_ids();
+        assert_eq!(ids.len(), CRITICAL_ROLE_TEMPLATE_IDS.len());
+        assert_eq!(ids.len(), 14);
+    }
+
+    #[test]
+    fn method_and_risk_names_round_trip() {
+        for m in MethodType::ALL {
+            assert_eq!(MethodType::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(MethodType::parse("password"), None);
+        for l in ["none", "low", "medium", "high"] {
+            assert_eq!(RiskLevel::parse(l).map(RiskLevel::as_str), Some(l));
+        }
+    }
 }

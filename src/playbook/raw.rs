@@ -30,7 +30,7 @@ pub struct RawPlaybook {
     #[serde(default)]
     pub trigger: Option<RawTrigger>,
     /// `targets`
-    pub targets: SpList<RawTarget>,
+    pub targets: SpList<RawTargetItem>,
     /// `exclude`
     #[serde(default)]
     pub exclude: Option<RawExclude>,
@@ -78,7 +78,44 @@ pub enum RawSeverity {
     Critical,
 }
 
-/// One item of `targets`: a mapping with one key naming the source.
+/// One item of `targets`: `all_users` alone, or a mapping with one key naming the source.
+#[derive(Debug)]
+pub struct RawTargetItem(pub RawTarget);
+
+impl<'de> Deserialize<'de> for RawTargetItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTargetItem;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a target source: csv, group, filter, risky_users or all_users")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawTargetItem, E> {
+                match s {
+                    "all_users" => Ok(RawTargetItem(RawTarget::AllUsers(NoOptions))),
+                    "risky_users" => Ok(RawTargetItem(RawTarget::RiskyUsers(OrDefault::default()))),
+                    "csv" | "group" | "filter" => Err(de::Error::custom(format!(
+                        "target `{s}` needs a value, e.g. `{s}: {}`",
+                        match s {
+                            "csv" => "{ path: dump.csv, column: upn }",
+                            "group" => "{ id: <group GUID> }",
+                            _ => "\"department eq 'Finance'\"",
+                        }
+                    ))),
+                    other => Err(de::Error::custom(format!(
+                        "unknown target `{other}`: expected one of csv, group, filter, risky_users, all_users"
+                    ))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<RawTargetItem, A::Error> {
+                RawTarget::deserialize(de::value::MapAccessDeserializer::new(m)).map(RawTargetItem)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The mapping form of a target: one key naming the source.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawTarget {
@@ -89,7 +126,7 @@ pub enum RawTarget {
     /// `filter: "<OData $filter>"`
     Filter(SpStr),
     /// `risky_users: { levels }`
-    RiskyUsers(RawRiskyUsers),
+    RiskyUsers(OrDefault<RawRiskyUsers>),
     /// `all_users: {}`
     AllUsers(NoOptions),
 }
@@ -117,7 +154,7 @@ pub struct RawGroup {
 }
 
 /// `risky_users:`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRiskyUsers {
     /// `levels`
@@ -273,10 +310,10 @@ pub struct RawStepMap {
     pub reset_password: Option<Spanned<RawResetPassword>>,
     /// `require_mfa_reregistration:`
     #[serde(default, deserialize_with = "present")]
-    pub require_mfa_reregistration: Option<Spanned<RawReregistration>>,
+    pub require_mfa_reregistration: Option<Spanned<OrDefault<RawReregistration>>>,
     /// `temporary_access_pass:`
     #[serde(default, deserialize_with = "present")]
-    pub temporary_access_pass: Option<Spanned<RawTap>>,
+    pub temporary_access_pass: Option<Spanned<OrDefault<RawTap>>>,
     /// `add_to_group:`
     #[serde(default, deserialize_with = "present")]
     pub add_to_group: Option<Spanned<RawAddToGroup>>,
@@ -331,6 +368,32 @@ impl<'de> Deserialize<'de> for NoOptions {
     }
 }
 
+/// Options whose keys all have defaults: an empty value (`key:`) means all defaults.
+#[derive(Debug, Default)]
+pub struct OrDefault<T>(pub T);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for OrDefault<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for V<T> {
+            type Value = OrDefault<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("options as `key: value` pairs, or nothing for the defaults")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<OrDefault<T>, E> {
+                Ok(OrDefault(T::default()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<OrDefault<T>, E> {
+                Ok(OrDefault(T::default()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<OrDefault<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(m)).map(OrDefault)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
 /// `reset_password:`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -358,7 +421,7 @@ pub enum RawPasswordMode {
 }
 
 /// `require_mfa_reregistration:`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawReregistration {
     /// `remove`
@@ -367,7 +430,7 @@ pub struct RawReregistration {
 }
 
 /// `temporary_access_pass:`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTap {
     /// `lifetime_minutes`

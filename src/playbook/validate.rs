@@ -327,7 +327,7 @@ use super::model::Severity as Severity_;
 
 /// Rules: at least one target; each source well-formed; `all_users` makes the others redundant
 /// (warning).
-fn targets(ctx: &mut Ctx, list: &SpList<RawTarget>, base_dir: &Path) -> Vec<Target> {
+fn targets(ctx: &mut Ctx, list: &SpList<RawTargetItem>, base_dir: &Path) -> Vec<Target> {
     if list.value.is_empty() {
         ctx.error(
             ctx.at(list),
@@ -336,8 +336,7 @@ fn targets(ctx: &mut Ctx, list: &SpList<RawTarget>, base_dir: &Path) -> Vec<Targ
     }
     let mut out = Vec::new();
     for item in &list.value {
-        let pos = ctx.at(item);
-        let target = match &item.value {
+        let target = match &item.value.0 {
             RawTarget::Csv(csv) => {
                 if csv.path.value.trim().is_empty() {
                     ctx.error(ctx.at(&csv.path), "csv.path is empty");
@@ -366,18 +365,17 @@ fn targets(ctx: &mut Ctx, list: &SpList<RawTarget>, base_dir: &Path) -> Vec<Targ
                 Target::Filter(f.value.clone())
             }
             RawTarget::RiskyUsers(r) => Target::RiskyUsers {
-                levels: risky_levels(ctx, r.levels.as_ref()),
+                levels: risky_levels(ctx, r.0.levels.as_ref()),
             },
             RawTarget::AllUsers(_) => Target::AllUsers,
         };
-        let _ = pos;
         out.push(target);
     }
     if list.value.len() > 1
         && let Some(all) = list
             .value
             .iter()
-            .find(|t| matches!(t.value, RawTarget::AllUsers(_)))
+            .find(|t| matches!(t.value.0, RawTarget::AllUsers(_)))
     {
         let pos = ctx.key(ctx.at(all), "all_users");
         ctx.warn(
@@ -704,11 +702,11 @@ fn step_map(ctx: &mut Ctx, start: Pos, m: &RawStepMap) -> Option<Checked> {
     }
     if let Some(s) = &m.require_mfa_reregistration {
         found.push(("require_mfa_reregistration", ctx.at(s)));
-        step = Some(reregistration(ctx, &s.value));
+        step = Some(reregistration(ctx, &s.value.0));
     }
     if let Some(s) = &m.temporary_access_pass {
         found.push(("temporary_access_pass", ctx.at(s)));
-        step = Some(tap(ctx, &s.value));
+        step = Some(tap(ctx, &s.value.0));
     }
     if let Some(s) = &m.add_to_group {
         found.push(("add_to_group", ctx.at(s)));

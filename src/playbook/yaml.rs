@@ -107,7 +107,14 @@ fn diagnostic(src: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
             format!("missing key `{field}`: a playbook needs name, targets and steps"),
         );
     }
-    let token = token_at(text, offset);
+    // An empty value (`key:` then nothing) is reported by saphyr at the colon: point just
+    // after it and name the key.
+    let offset = if text[offset..].starts_with(':') {
+        offset + 1
+    } else {
+        offset
+    };
+    let token = token_at(text, offset).trim_start();
     let key = if message.starts_with("missing field") {
         parent_key(text, offset)
     } else {
@@ -197,6 +204,14 @@ fn rewrite(message: &str, key: Option<&str>, found: &str) -> String {
             .next()
             .unwrap_or(rest);
         return format!("duplicate key `{k}`: each key may appear once in a mapping");
+    }
+    if message.starts_with("multiple YAML documents") {
+        return "a playbook holds one YAML document; a second one starts here".to_owned();
+    }
+    if message == "expected mapping end"
+        || message == "expected end of mapping after enum variant value"
+    {
+        return "one entry per list item: start this one with its own `- `".to_owned();
     }
     if message.starts_with("tabs disallowed") {
         return "tab character in indentation: YAML indents with spaces only".to_owned();
@@ -294,6 +309,51 @@ mod tests {
         let d = err("name: 'open\n");
         assert_eq!(at(&d), (1, 7));
         assert!(d.message.contains("unclosed quote"), "{}", d.message);
+    }
+
+    #[test]
+    fn empty_values_name_their_key() {
+        let d = err("name: t\ntargets:\nsteps: [revoke_sessions]\n");
+        assert_eq!(at(&d), (2, 9));
+        assert_eq!(d.message, "`targets` expects a list, found nothing");
+    }
+
+    #[test]
+    fn a_second_document_is_an_error() {
+        let d = err("name: t\ntargets: [all_users]\nsteps: [revoke_sessions]\n---\nname: u\n");
+        assert_eq!(at(&d), (5, 1));
+        assert!(d.message.contains("one YAML document"), "{}", d.message);
+    }
+
+    #[test]
+    fn two_targets_in_one_item() {
+        let d = err(
+            "name: t\ntargets: [{csv: {path: a.csv}, group: {id: x}}]\nsteps: [revoke_sessions]\n",
+        );
+        assert_eq!(at(&d), (2, 32));
+        assert!(
+            d.message.contains("one entry per list item"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn bare_target_names() {
+        let d = err("name: t\ntargets: [csv]\nsteps: [revoke_sessions]\n");
+        assert_eq!(at(&d), (2, 11));
+        assert!(
+            d.message.contains("target `csv` needs a value"),
+            "{}",
+            d.message
+        );
+        let d = err("name: t\ntargets:\n  - everyone\nsteps: [revoke_sessions]\n");
+        assert_eq!(at(&d), (3, 5));
+        assert!(
+            d.message.contains("unknown target `everyone`"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
