@@ -193,6 +193,15 @@ impl Diagnostics {
     }
 }
 
+impl miette::Diagnostic for Diagnostics {
+    /// Every error and warning, so `miette::Report::new(diagnostics)` shows them all.
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        Some(Box::new(
+            self.all().into_iter().map(|d| d as &dyn miette::Diagnostic),
+        ))
+    }
+}
+
 /// Line and column (both 1-based; the column counts characters) of byte `offset` in `text`.
 pub fn line_col(text: &str, offset: usize) -> (u32, u32) {
     let offset = clamp_to_char_boundary(text, offset);
@@ -265,6 +274,28 @@ mod tests {
         assert_eq!(e.span, 15..17);
         let w = Diagnostic::at(&s, Severity::Warning, 0, 4, "hm");
         assert_eq!(w.plain_line(), "p.yaml:1:1: warning: hm");
+    }
+
+    #[test]
+    fn diagnostics_render_every_problem_in_order() {
+        let s = src("name: x\nsteps: []\n");
+        let d = Diagnostics {
+            file: "p.yaml".into(),
+            errors: vec![Diagnostic::at(&s, Severity::Error, 15, 2, "no steps")],
+            warnings: vec![Diagnostic::at(&s, Severity::Warning, 0, 4, "odd name")],
+        };
+        let all: Vec<_> = d.all().iter().map(|x| x.message.as_str()).collect();
+        assert_eq!(all, vec!["odd name", "no steps"]);
+        let mut out = String::new();
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .render_report(&mut out, &d)
+            .unwrap();
+        assert!(
+            out.contains("p.yaml has 1 error(s)")
+                && out.contains("no steps")
+                && out.contains("odd name"),
+            "{out}"
+        );
     }
 
     #[test]

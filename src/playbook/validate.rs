@@ -1487,6 +1487,126 @@ mod tests {
     }
 
     #[test]
+    fn trigger_incident_is_a_slug() {
+        let (l, c, m) = one_error(
+            "steps: [revoke_sessions]\ntrigger: { incident: 'credential dump', severity: high }\n",
+        );
+        assert_eq!((l, c), (6, 22));
+        assert!(
+            m.contains("trigger.incident `credential dump` is not a slug"),
+            "{m}"
+        );
+        let l = ok(
+            "steps: [revoke_sessions]\ntrigger: { incident: credential_dump, severity: high }\n",
+        );
+        assert_eq!(l.playbook.trigger.unwrap().severity, super::Severity_::High);
+    }
+
+    #[test]
+    fn expiry_bounds() {
+        let g = "0f7d3c52-9e4a-4c1b-a2f0-6d5e8b1c9a07";
+        let (_, _, m) = one_error(&format!(
+            "steps:\n  - add_to_group: {{ group_id: {g}, expiry: 5m }}\n"
+        ));
+        assert!(m.contains("must be between 10m and 90d"), "{m}");
+        let (_, _, m) = one_error(&format!(
+            "steps:\n  - add_to_group: {{ group_id: {g}, expiry: 91d }}\n"
+        ));
+        assert!(m.contains("must be between 10m and 90d"), "{m}");
+        ok(&format!(
+            "steps:\n  - add_to_group: {{ group_id: {g}, expiry: 90d }}\n"
+        ));
+    }
+
+    #[test]
+    fn empty_csv_path_and_role_list() {
+        let e = load_str(
+            "t.yaml",
+            "name: t\ntargets:\n  - csv: { path: '', column: ' ' }\nsteps: [revoke_sessions]\n",
+        )
+        .unwrap_err();
+        let got: Vec<_> = e
+            .errors
+            .iter()
+            .map(|d| (d.line, d.column, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(3, 18, "csv.path is empty"), (3, 30, "csv.column is empty")]
+        );
+        let (l, c, m) = one_error("steps: [revoke_sessions]\nprivileged: { roles: [] }\n");
+        assert_eq!((l, c), (6, 22));
+        assert!(m.contains("privileged.roles is an empty list"), "{m}");
+    }
+
+    #[test]
+    fn repeated_notify_and_group_steps() {
+        let g = "0f7d3c52-9e4a-4c1b-a2f0-6d5e8b1c9a07";
+        ok(
+            "steps:\n  - revoke_sessions\n  - notify: { template: a, channels: [email] }\n  - notify: { template: a, channels: [email], to: manager }\n  - notify: { template: b, channels: [sms] }\n",
+        );
+        let (l, c, m) = one_error(
+            "steps:\n  - revoke_sessions\n  - notify: { template: a, channels: [email] }\n  - notify: { template: a, channels: [sms] }\n",
+        );
+        assert_eq!((l, c), (8, 5));
+        assert!(
+            m.contains("duplicate step `notify` (first on line 7): the same action twice"),
+            "{m}"
+        );
+        let (l, _, m) = one_error(&format!(
+            "steps:\n  - add_to_group: {{ group_id: {g}, expiry: 1h }}\n  - add_to_group: {{ group_id: {g}, expiry: 2h }}\n"
+        ));
+        assert_eq!(l, 7);
+        assert!(m.contains("duplicate step `add_to_group`"), "{m}");
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let l = load_str("t.yaml", "name: t\ntargets: [risky_users]\nsteps:\n  - require_mfa_reregistration:\n  - reset_password: { mode: scramble }\n  - temporary_access_pass:\n  - notify: { template: t, channels: [teams] }\n").unwrap();
+        let p = &l.playbook;
+        assert_eq!(
+            p.targets,
+            vec![Target::RiskyUsers {
+                levels: vec![RiskLevel::High]
+            }]
+        );
+        assert_eq!(p.guards, Guards::default());
+        assert_eq!(p.privileged, Privileged::default());
+        assert_eq!(p.disabled_users, DisabledUsers::Skip);
+        assert_eq!(
+            p.steps[0].step,
+            Step::RequireMfaReregistration {
+                remove: MethodType::ALL.to_vec()
+            }
+        );
+        assert_eq!(
+            p.steps[1].step,
+            Step::ResetPassword {
+                mode: PasswordMode::Scramble,
+                force_change: true,
+                require_mfa: true
+            }
+        );
+        assert_eq!(
+            p.steps[2].step,
+            Step::TemporaryAccessPass {
+                lifetime_minutes: 60,
+                usable_once: true
+            }
+        );
+        assert_eq!(
+            p.steps[3].step,
+            Step::Notify {
+                template: "t".into(),
+                channels: vec![Channel::Teams],
+                to: Recipient::User
+            }
+        );
+        // TAP present: no SSPR warning even though every method is removed.
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
         assert_eq!(parse_duration("72h"), Some(Duration::from_secs(72 * 3600)));
