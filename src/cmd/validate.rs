@@ -56,8 +56,13 @@ fn report(d: &Diagnostic, snippet: bool) {
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "{}", d.plain_line());
     if snippet {
+        // Only called when stderr is a terminal; colour unless NO_COLOR is set (no-color.org).
+        let theme = match std::env::var_os("NO_COLOR") {
+            Some(v) if !v.is_empty() => miette::GraphicalTheme::unicode_nocolor(),
+            _ => miette::GraphicalTheme::unicode(),
+        };
         let mut out = String::new();
-        if miette::GraphicalReportHandler::new()
+        if miette::GraphicalReportHandler::new_themed(theme)
             .render_report(&mut out, d)
             .is_ok()
         {

@@ -37,6 +37,23 @@ pub struct Playbook {
     pub communications: Communications,
 }
 
+impl Playbook {
+    /// The steps that apply to `user`, in order: those whose `when:` holds. For a disabled
+    /// account, nothing with `disabled_users: skip`, and only `revoke_sessions` with
+    /// `revoke_only`.
+    pub fn steps_for<'a>(
+        &'a self,
+        user: &'a super::condition::UserFacts,
+    ) -> impl Iterator<Item = &'a StepSpec> + 'a {
+        self.steps.iter().filter(move |s| {
+            let allowed = user.account_enabled
+                || (self.disabled_users == DisabledUsers::RevokeOnly
+                    && s.step == Step::RevokeSessions);
+            allowed && s.when.as_ref().is_none_or(|c| c.eval(user))
+        })
+    }
+}
+
 /// The incident a playbook answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trigger {
@@ -452,6 +469,49 @@ pub struct Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::playbook::{UserFacts, load_str};
+
+    fn user(enabled: bool, mobile: bool) -> UserFacts {
+        UserFacts {
+            upn: "a@contoso.com".into(),
+            department: None,
+            job_title: None,
+            has_mobile: mobile,
+            synced: false,
+            account_enabled: enabled,
+            risk_level: RiskLevel::None,
+        }
+    }
+
+    #[test]
+    fn steps_for_applies_conditions_and_disabled_handling() {
+        let text = |disabled: &str| {
+            format!(
+                "name: t\ntargets: [all_users]\nguards: {{ max_fraction_of_tenant: 1 }}\ndisabled_users: {disabled}\nsteps:\n  - revoke_sessions\n  - reset_password: {{ mode: temporary }}\n    when: has_mobile\n  - reset_password: {{ mode: scramble }}\n    when: not has_mobile\n  - notify: {{ template: t, channels: [sms] }}\n    when: has_mobile\n"
+            )
+        };
+        let p = load_str("t.yaml", &text("skip")).unwrap().playbook;
+        let keys = |u: &UserFacts, p: &Playbook| -> Vec<String> {
+            p.steps_for(u)
+                .map(|s| match &s.step {
+                    Step::ResetPassword { mode, .. } => format!("reset:{mode:?}"),
+                    other => other.key().to_owned(),
+                })
+                .collect()
+        };
+        assert_eq!(
+            keys(&user(true, true), &p),
+            ["revoke_sessions", "reset:Temporary", "notify"]
+        );
+        assert_eq!(
+            keys(&user(true, false), &p),
+            ["revoke_sessions", "reset:Scramble"]
+        );
+        assert!(keys(&user(false, true), &p).is_empty());
+        let p = load_str("t.yaml", &text("revoke_only")).unwrap().playbook;
+        assert_eq!(keys(&user(false, true), &p), ["revoke_sessions"]);
+    }
 
     #[test]
     fn critical_roles_resolve_to_fourteen_valid_ids() {
