@@ -78,6 +78,7 @@ bad! {
     batch_size_out_of_range: "batch-size.yaml" at "8:15" says "batch_size must be between 1 and 20";
     temporary_password_without_notify: "temporary-without-notify.yaml" at "7:5" says "needs a later notify step over sms or teams, or to: manager";
     temporary_password_to_own_mailbox: "temporary-email-only.yaml" at "6:5" says "needs a later notify step over sms or teams, or to: manager";
+    temporary_password_not_delivered_to_everyone: "temporary-not-delivered-to-all.yaml" at "7:5" says "is not delivered to every user it applies to";
     temporary_password_without_force_change: "temporary-no-force-change.yaml" at "6:54" says "needs force_change: true";
     add_to_group_without_expiry: "add-to-group-no-expiry.yaml" at "7:5" says "add_to_group needs an expiry";
     add_to_group_bad_expiry: "add-to-group-bad-expiry.yaml" at "6:77" says "expiry `forever` is not a duration";

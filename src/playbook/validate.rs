@@ -1002,8 +1002,9 @@ fn delivers_secret(step: &Step) -> bool {
 }
 
 /// Rule: `reset_password` with mode `temporary` and `temporary_access_pass` need a LATER
-/// notify step that can carry a secret (see [`delivers_secret`]); otherwise nobody legitimate
-/// learns the secret, or it lands in a mailbox the attacker may read.
+/// notify step that can carry a secret (see [`delivers_secret`]) and reaches every user the
+/// step applies to (see [`covers`]); otherwise nobody legitimate learns the secret, or it lands
+/// in a mailbox the attacker may read.
 fn rule_temporary_secret_delivery(ctx: &mut Ctx, steps: &[Checked]) {
     for (i, s) in steps.iter().enumerate() {
         let what = match s.spec.step {
@@ -1014,13 +1015,53 @@ fn rule_temporary_secret_delivery(ctx: &mut Ctx, steps: &[Checked]) {
             Step::TemporaryAccessPass { .. } => "temporary_access_pass",
             _ => continue,
         };
-        if !steps[i + 1..].iter().any(|n| delivers_secret(&n.spec.step)) {
+        let carriers: Vec<Option<&Condition>> = steps[i + 1..]
+            .iter()
+            .filter(|n| delivers_secret(&n.spec.step))
+            .map(|n| n.spec.when.as_ref())
+            .collect();
+        if carriers.is_empty() {
             ctx.error(
                 s.key,
                 format!("{what} needs a later notify step over sms or teams, or to: manager: the secret must not go only to the mailbox of an account that may be compromised"),
             );
+        } else if !covers(s.spec.when.as_ref(), &carriers) {
+            ctx.error(
+                s.key,
+                format!("{what} is not delivered to every user it applies to: the notify steps that can carry it (sms, teams, or to: manager) have `when:` conditions that do not cover this step's; give one the same condition as this step, or none"),
+            );
         }
     }
+}
+
+/// Whether notify steps under `carriers` conditions reach every user for whom `step` holds.
+/// Conservative and syntactic: a carrier without condition, with the step's own condition or
+/// one of its `and`-ed parts, or two carriers whose conditions exclude each other (`X` / `not X`).
+fn covers(step: Option<&Condition>, carriers: &[Option<&Condition>]) -> bool {
+    let conjuncts = |c: &Condition| {
+        let mut parts = Vec::new();
+        let mut stack = vec![c.clone()];
+        while let Some(c) = stack.pop() {
+            match c {
+                Condition::And(a, b) => {
+                    stack.push(*a);
+                    stack.push(*b);
+                }
+                other => parts.push(other),
+            }
+        }
+        parts
+    };
+    let step_parts = step.map(conjuncts).unwrap_or_default();
+    carriers.iter().any(|c| match c {
+        None => true,
+        Some(c) => step == Some(*c) || step_parts.contains(c),
+    }) || carriers.iter().enumerate().any(|(i, a)| {
+        carriers[i + 1..].iter().any(|b| match (a, b) {
+            (Some(a), Some(b)) => a.excludes(b),
+            _ => false,
+        })
+    })
 }
 
 /// Rule: `require_mfa_reregistration` together with `reset_password` mode `keep` is a conflict:
@@ -1244,6 +1285,29 @@ mod tests {
         );
         ok(
             "steps:\n  - reset_password: { mode: temporary }\n  - notify: { template: t, channels: [email], to: manager }\n",
+        );
+    }
+
+    #[test]
+    fn temporary_password_must_reach_every_user_it_resets() {
+        // Reset for everyone, SMS only for users with a mobile: the others never get it.
+        let (l, c, m) = one_error(
+            "steps:\n  - reset_password: { mode: temporary }\n  - notify: { template: t, channels: [sms] }\n    when: has_mobile\n",
+        );
+        assert_eq!((l, c), (6, 5));
+        assert!(
+            m.contains("is not delivered to every user it applies to"),
+            "{m}"
+        );
+        // Same condition, a conjunct of it, or two complementary carriers: covered.
+        ok(
+            "steps:\n  - reset_password: { mode: temporary }\n    when: has_mobile and not synced\n  - notify: { template: t, channels: [sms] }\n    when: has_mobile\n",
+        );
+        ok(
+            "steps:\n  - temporary_access_pass\n  - notify: { template: t, channels: [sms] }\n    when: has_mobile\n  - notify: { template: m, channels: [teams], to: manager }\n    when: not has_mobile\n",
+        );
+        ok(
+            "steps:\n  - temporary_access_pass:\n    when: risk_level >= medium\n  - notify: { template: t, channels: [teams] }\n    when: risk_level >= medium\n",
         );
     }
 
