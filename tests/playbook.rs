@@ -161,6 +161,27 @@ fn multiple_errors_in_one_file_are_reported_in_one_run() {
 }
 
 #[test]
+fn structural_errors_in_different_sections_are_reported_in_one_run() {
+    let file = format!("{BAD}/multiple-parse-errors.yaml");
+    let out = resetctl(&["validate", &file]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        ("4:5", "unknown target `everyone`"),
+        ("7:3", "unknown field `max_user`"),
+        ("9:29", "unknown variant `random`"),
+        ("10:27", "`batch_size` expects a whole number"),
+        ("11:1", "duplicate key `name`"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (line, (pos, needle)) in lines.iter().zip(expected) {
+        assert!(line.starts_with(&format!("{file}:{pos}: ")), "{line}");
+        assert!(line.contains(needle), "{line}");
+    }
+}
+
+#[test]
 fn json_output_is_an_array_of_positions() {
     let file = format!("{BAD}/multiple-errors.yaml");
     let out = resetctl(&[

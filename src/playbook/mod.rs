@@ -73,7 +73,11 @@ pub fn load_str(name: &str, text: &str) -> Result<Loaded, Diagnostics> {
 
 fn check(name: String, text: String, base_dir: &Path) -> Result<Loaded, Diagnostics> {
     let src = Arc::new(SourceFile::new(name.clone(), text));
-    let raw = yaml::parse(&src).map_err(|d| single(&name, d))?;
+    let raw = yaml::parse(&src).map_err(|errors| Diagnostics {
+        file: name.clone(),
+        errors,
+        warnings: Vec::new(),
+    })?;
     let mut ctx = validate::Ctx::new(Arc::clone(&src));
     let playbook = validate::playbook(&mut ctx, raw, base_dir);
     let sort = |v: &mut Vec<Diagnostic>| v.sort_by_key(|d| (d.line, d.column));

@@ -21,16 +21,18 @@ pub type SpList<T> = Spanned<Vec<Spanned<T>>>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlaybook {
-    /// `name`
-    pub name: SpStr,
+    /// `name` (required; checked in validation so that all sections are still checked)
+    #[serde(default)]
+    pub name: Option<SpStr>,
     /// `description`
     #[serde(default)]
     pub description: Option<String>,
     /// `trigger`
     #[serde(default)]
     pub trigger: Option<RawTrigger>,
-    /// `targets`
-    pub targets: SpList<RawTargetItem>,
+    /// `targets` (required)
+    #[serde(default, deserialize_with = "present")]
+    pub targets: Option<SpList<RawTargetItem>>,
     /// `exclude`
     #[serde(default)]
     pub exclude: Option<RawExclude>,
@@ -46,8 +48,9 @@ pub struct RawPlaybook {
     /// `disabled_users`
     #[serde(default)]
     pub disabled_users: Option<RawDisabledUsers>,
-    /// `steps`
-    pub steps: SpList<RawStep>,
+    /// `steps` (required)
+    #[serde(default, deserialize_with = "present")]
+    pub steps: Option<SpList<RawStep>>,
     /// `communications`
     #[serde(default)]
     pub communications: Option<RawCommunications>,

@@ -30,11 +30,85 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// Parse the text of `src`; on failure, one diagnostic at the offending node.
-pub(super) fn parse(src: &Arc<SourceFile>) -> Result<RawPlaybook, Diagnostic> {
+/// Parse the text of `src`; on failure, the diagnostics at the offending nodes (one per
+/// top-level section that fails, see [`per_section`]).
+pub(super) fn parse(src: &Arc<SourceFile>) -> Result<RawPlaybook, Vec<Diagnostic>> {
+    let text = &src.text;
+    if let Some(d) = refuse(src) {
+        return Err(vec![d]);
+    }
+    let first = match serde_saphyr::from_str_with_options::<RawPlaybook>(text, options()) {
+        Ok(raw) => return Ok(raw),
+        Err(e) => diagnostic(src, &e),
+    };
+    let more = per_section(src);
+    let same = |d: &Diagnostic| {
+        (d.line, d.column, &d.message) == (first.line, first.column, &first.message)
+    };
+    if more.iter().any(same) {
+        Err(more)
+    } else {
+        Err(vec![first])
+    }
+}
+
+/// serde stops at the first error in a document. To report one error per top-level section in
+/// one run, each section (`name:`, `targets:`, `guards:`...) is parsed again on its own, padded
+/// with blank lines so positions stay those of the file. Only used when the document is a block
+/// mapping whose keys start at column 1, and only trusted when it reproduces the error of the
+/// whole-document parse (checked by the caller).
+fn per_section(src: &Arc<SourceFile>) -> Vec<Diagnostic> {
+    let text = &src.text;
+    let mut starts: Vec<usize> = Vec::new();
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut offset = 0usize;
+    for (i, line) in text.split('\n').enumerate() {
+        let line_offset = offset;
+        offset += line.len() + 1;
+        let Some(c) = line.chars().next() else {
+            continue;
+        };
+        if c.is_whitespace() || c == '#' || line.trim_end() == "---" {
+            continue;
+        }
+        let key = line
+            .split_once(':')
+            .map(|(k, _)| k)
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        let Some(key) = key else {
+            return Vec::new();
+        };
+        // Sections are parsed apart, so a repeated top-level key is caught here.
+        if seen.contains(&key) {
+            out.push(Diagnostic::at(
+                src,
+                Severity::Error,
+                line_offset,
+                key.len(),
+                format!("duplicate key `{key}`: each key may appear once in a mapping"),
+            ));
+        }
+        seen.push(key);
+        starts.push(i);
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    for (n, &start) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).copied().unwrap_or(lines.len());
+        let section = format!("{}{}", "\n".repeat(start), lines[start..end].join("\n"));
+        if let Err(e) = serde_saphyr::from_str_with_options::<RawPlaybook>(&section, options()) {
+            out.push(diagnostic(src, &e));
+        }
+    }
+    out.sort_by_key(|d| (d.line, d.column));
+    out
+}
+
+/// Refuse input that is too large or has no content, before parsing.
+fn refuse(src: &Arc<SourceFile>) -> Option<Diagnostic> {
     let text = &src.text;
     if text.len() > MAX_PLAYBOOK_BYTES {
-        return Err(Diagnostic::at(
+        return Some(Diagnostic::at(
             src,
             Severity::Error,
             0,
@@ -46,7 +120,7 @@ pub(super) fn parse(src: &Arc<SourceFile>) -> Result<RawPlaybook, Diagnostic> {
         ));
     }
     if is_blank(text) {
-        return Err(Diagnostic::at(
+        return Some(Diagnostic::at(
             src,
             Severity::Error,
             0,
@@ -54,15 +128,11 @@ pub(super) fn parse(src: &Arc<SourceFile>) -> Result<RawPlaybook, Diagnostic> {
             "playbook is empty: expected a mapping with name, targets and steps",
         ));
     }
-    serde_saphyr::from_str_with_options::<RawPlaybook>(text, options())
-        .map_err(|e| diagnostic(src, &e))
+    None
 }
 
-/// The keys every playbook must have.
-const TOP_LEVEL_REQUIRED: [&str; 3] = ["name", "targets", "steps"];
-
 /// Byte offset of the first line that is not blank or a comment.
-fn first_content(text: &str) -> usize {
+pub(super) fn first_content(text: &str) -> usize {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let t = line.trim();
@@ -92,21 +162,6 @@ fn diagnostic(src: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
     let offset = offset_of(text, line, column);
     let raw = err.without_snippet().to_string();
     let message = strip_location(&raw, line, column);
-    // A required top-level key is missing: point at the document, not at whichever key
-    // serde-saphyr read last.
-    if let Some(field) = TOP_LEVEL_REQUIRED
-        .iter()
-        .find(|f| message == format!("missing field `{f}`"))
-    {
-        let start = first_content(text);
-        return Diagnostic::at(
-            src,
-            Severity::Error,
-            start,
-            0,
-            format!("missing key `{field}`: a playbook needs name, targets and steps"),
-        );
-    }
     // An empty value (`key:` then nothing) is reported by saphyr at the colon: point just
     // after it and name the key.
     let offset = if text[offset..].starts_with(':') {
@@ -245,7 +300,39 @@ mod tests {
 
     fn err(text: &str) -> Diagnostic {
         let src = Arc::new(SourceFile::new("p.yaml", text));
-        parse(&src).expect_err("invalid")
+        let mut all = parse(&src).expect_err("invalid");
+        assert_eq!(all.len(), 1, "{all:#?}");
+        all.remove(0)
+    }
+
+    fn errs(text: &str) -> Vec<(u32, u32, String)> {
+        let src = Arc::new(SourceFile::new("p.yaml", text));
+        parse(&src)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|d| (d.line, d.column, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn one_error_per_top_level_section() {
+        let e = errs(
+            "name: t\ntargets:\n  - everyone\nguards:\n  max_user: 3\nsteps:\n  - reset_password: { mode: random }\nrate_limit: { batch_size: many }\n",
+        );
+        let pos: Vec<_> = e.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(pos, vec![(3, 5), (5, 3), (7, 29), (8, 27)], "{e:#?}");
+        assert!(e[3].2.contains("`batch_size` expects a whole number"));
+        let e = errs("name: t\nguards: {max_user: 3}\nname: u\n");
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert_eq!((e[1].0, e[1].1), (3, 1));
+        assert!(e[1].2.starts_with("duplicate key `name`"));
+    }
+
+    #[test]
+    fn sections_are_not_used_when_the_layout_is_unusual() {
+        // A flow mapping at the top: one error, from the whole-document parse.
+        let e = errs("{name: t, guards: {max_user: 3}, rate_limit: {batch_size: x}}\n");
+        assert_eq!(e.len(), 1, "{e:#?}");
     }
 
     fn at(d: &Diagnostic) -> (u32, u32) {
@@ -376,12 +463,6 @@ mod tests {
 
     #[test]
     fn missing_keys_name_their_mapping() {
-        let d = err("# c\nname: t\ntargets: [all_users: {}]\n");
-        assert_eq!(at(&d), (2, 1));
-        assert_eq!(
-            d.message,
-            "missing key `steps`: a playbook needs name, targets and steps"
-        );
         let d = err("name: t\ntargets:\n  - csv: { column: upn }\nsteps: [revoke_sessions]\n");
         assert_eq!(at(&d), (3, 12));
         assert_eq!(d.message, "`csv`: missing field `path`");

@@ -115,9 +115,18 @@ impl Ctx {
 /// Returns `None` when an error was recorded in `ctx`.
 pub(super) fn playbook(ctx: &mut Ctx, raw: RawPlaybook, base_dir: &Path) -> Option<Playbook> {
     let errors_before = ctx.errors.len();
-    let name = check_name(ctx, &raw.name);
+    rule_required_keys(ctx, &raw);
+    let name = raw
+        .name
+        .as_ref()
+        .map(|n| check_name(ctx, n))
+        .unwrap_or_default();
     let trigger = raw.trigger.as_ref().map(|t| trigger(ctx, t));
-    let targets = targets(ctx, &raw.targets, base_dir);
+    let targets = raw
+        .targets
+        .as_ref()
+        .map(|t| targets(ctx, t, base_dir))
+        .unwrap_or_default();
     let exclude = raw
         .exclude
         .as_ref()
@@ -142,7 +151,11 @@ pub(super) fn playbook(ctx: &mut Ctx, raw: RawPlaybook, base_dir: &Path) -> Opti
         None | Some(RawDisabledUsers::Skip) => DisabledUsers::Skip,
         Some(RawDisabledUsers::RevokeOnly) => DisabledUsers::RevokeOnly,
     };
-    let steps = steps(ctx, &raw.steps);
+    let steps = raw
+        .steps
+        .as_ref()
+        .map(|s| steps(ctx, s))
+        .unwrap_or_default();
     let communications = raw
         .communications
         .as_ref()
@@ -168,6 +181,27 @@ pub(super) fn playbook(ctx: &mut Ctx, raw: RawPlaybook, base_dir: &Path) -> Opti
 
 // ---------------------------------------------------------------------------------------------
 // Scalars shared by several sections.
+
+/// Rule: `name`, `targets` and `steps` are present. Reported at the start of the document,
+/// one error per missing key.
+fn rule_required_keys(ctx: &mut Ctx, raw: &RawPlaybook) {
+    let start = Pos {
+        offset: super::yaml::first_content(&ctx.src.text),
+        len: 0,
+    };
+    for (key, present) in [
+        ("name", raw.name.is_some()),
+        ("targets", raw.targets.is_some()),
+        ("steps", raw.steps.is_some()),
+    ] {
+        if !present {
+            ctx.error(
+                start,
+                format!("missing key `{key}`: a playbook needs name, targets and steps"),
+            );
+        }
+    }
+}
 
 /// Rule: `name` is a slug (letters, digits, `.`, `_`, `-`; starting with a letter or digit),
 /// because it names runs, report files and audit records.
