@@ -96,7 +96,7 @@ fn step_map(ctx: &mut Ctx, start: Pos, m: &RawStepMap) -> Option<Checked> {
     }
     if let Some(s) = &m.reset_password {
         found.push(("reset_password", ctx.at(s)));
-        step = Some(reset_password(ctx, start, s));
+        step = Some(reset_password(ctx, s));
     }
     if let Some(s) = &m.require_mfa_reregistration {
         found.push(("require_mfa_reregistration", ctx.at(s)));
@@ -119,6 +119,8 @@ fn step_map(ctx: &mut Ctx, start: Pos, m: &RawStepMap) -> Option<Checked> {
         step = Some(notify(ctx, &s.value));
     }
     let when = m.when.as_ref().and_then(|w| when(ctx, w));
+    // In file order, so that "the second" key is the one written second.
+    found.sort_by_key(|(_, pos)| pos.offset);
     match found.as_slice() {
         [] => {
             ctx.error(
@@ -150,7 +152,7 @@ fn step_map(ctx: &mut Ctx, start: Pos, m: &RawStepMap) -> Option<Checked> {
 /// Rules: `temporary` must force a change (otherwise someone else knows a lasting password);
 /// `keep` must force a change (otherwise the step does nothing) and gets a warning about Graph
 /// ignoring force-change flags sent without a password.
-fn reset_password(ctx: &mut Ctx, start: Pos, s: &Spanned<RawResetPassword>) -> Step {
+fn reset_password(ctx: &mut Ctx, s: &Spanned<RawResetPassword>) -> Step {
     let r = &s.value;
     let force_change = r.force_change.as_ref().is_none_or(|f| f.value);
     let require_mfa = r.require_mfa.as_ref().is_none_or(|f| f.value);
@@ -177,7 +179,6 @@ fn reset_password(ctx: &mut Ctx, start: Pos, s: &Spanned<RawResetPassword>) -> S
                 "reset_password mode `keep` with force_change: false changes nothing; use force_change: true or another mode",
             );
         }
-        let _ = start;
         ctx.warn(
             ctx.at(&r.mode),
             "reset_password mode `keep` sends no new password; Graph has been reported to accept a force-change flag without a password and ignore it (microsoft-graph-docs#4267): check the result on a test account, or prefer `scramble`",

@@ -328,6 +328,13 @@ fn step_item_needs_exactly_one_action() {
     let (l, c, m) = one_error("steps:\n  - revoke_sessions:\n    confirm_compromised:\n");
     assert_eq!((l, c), (7, 5));
     assert!(m.contains("one step per list item"), "{m}");
+    let (l, c, m) =
+        one_error("steps:\n  - notify: { template: t, channels: [sms] }\n    revoke_sessions:\n");
+    assert_eq!((l, c), (7, 5));
+    assert!(
+        m.contains("`revoke_sessions` is in the same item as `notify`"),
+        "{m}"
+    );
     let (l, c, m) = one_error("steps:\n  - when: has_mobile\n");
     assert_eq!((l, c), (6, 5));
     assert!(m.contains("a step needs one action"), "{m}");
