@@ -242,10 +242,17 @@ pub const ATTRIBUTES: &[&str] = &[
 /// Parse and type-check `expr`.
 pub fn parse(expr: &str) -> Result<Condition, ConditionError> {
     let tokens = lex(expr)?;
+    if let Some(tok) = tokens.get(MAX_TOKENS) {
+        // `and`/`or` chains build a tree as deep as they are long; keep it shallow.
+        return Err(tok.error(format!(
+            "condition too long: more than {MAX_TOKENS} words and symbols; split the step"
+        )));
+    }
     let mut parser = Parser {
         tokens,
         pos: 0,
         end: expr.len(),
+        depth: 0,
     };
     if parser.tokens.is_empty() {
         return Err(ConditionError {
@@ -431,7 +438,16 @@ struct Parser {
     pos: usize,
     /// Length of the expression, where "unexpected end" errors point.
     end: usize,
+    /// Current nesting of `not` and parentheses, bounded by [`MAX_DEPTH`] so that hostile
+    /// input cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Most tokens a condition may have.
+const MAX_TOKENS: usize = 256;
+
+/// Deepest nesting of `not` and parentheses a condition may have.
+const MAX_DEPTH: usize = 32;
 
 enum Attr {
     Flag(FlagAttr),
@@ -493,6 +509,18 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Condition, ConditionError> {
         let tok = self.expect_next("an attribute, `not` or `(`")?;
+        if self.depth >= MAX_DEPTH {
+            return Err(tok.error(format!(
+                "condition nested too deeply (more than {MAX_DEPTH} levels of `not` and parentheses)"
+            )));
+        }
+        self.depth += 1;
+        let result = self.unary_inner(tok);
+        self.depth -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self, tok: Token) -> Result<Condition, ConditionError> {
         match &tok.kind {
             Kind::Ident(w) if w == "not" => Ok(Condition::Not(Box::new(self.unary()?))),
             Kind::LParen => {
@@ -880,6 +908,20 @@ mod tests {
         assert_eq!(e.offset, 19);
         let e = err("has_mobile && synced");
         assert_eq!(e.offset, 11);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{}has_mobile{}", "(".repeat(100), ")".repeat(100));
+        let e = err(&deep);
+        assert_eq!(e.offset, MAX_DEPTH);
+        assert!(e.message.contains("nested too deeply"));
+        let nots = format!("{}synced", "not ".repeat(100));
+        assert!(err(&nots).message.contains("nested too deeply"));
+        let long = vec!["synced"; 100_000].join(" and ");
+        assert!(err(&long).message.contains("condition too long"));
+        let ok = format!("{}has_mobile{}", "(".repeat(20), ")".repeat(20));
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]
