@@ -25,6 +25,16 @@ pub(super) fn steps(ctx: &mut Ctx, list: &SpList<RawStep>) -> Vec<Checked> {
             "steps is empty: the playbook would do nothing; add at least one step",
         );
     }
+    if list.value.len() > MAX_STEPS {
+        ctx.error(
+            ctx.at(list),
+            format!(
+                "{} steps is more than the {MAX_STEPS} a playbook may have",
+                list.value.len()
+            ),
+        );
+        return Vec::new();
+    }
     let checked: Vec<Checked> = list
         .value
         .iter()
@@ -83,6 +93,9 @@ fn step(ctx: &mut Ctx, item: &Spanned<RawStep>) -> Option<Checked> {
         RawStep::Map(map) => step_map(ctx, start, map),
     }
 }
+
+/// Most steps a playbook may have (the rules across steps compare every pair).
+const MAX_STEPS: usize = 100;
 
 /// Default `temporary_access_pass.lifetime_minutes`: one hour.
 pub const DEFAULT_TAP_MINUTES: u32 = 60;

@@ -515,6 +515,14 @@ fn defaults_are_filled_in() {
 }
 
 #[test]
+fn step_count_is_bounded() {
+    let many = "  - revoke_sessions\n".repeat(101);
+    let (l, c, m) = one_error(&format!("steps:\n{many}"));
+    assert_eq!((l, c), (6, 3));
+    assert!(m.contains("101 steps is more than the 100"), "{m}");
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("30m"), Some(Duration::from_secs(1800)));
     assert_eq!(parse_duration("72h"), Some(Duration::from_secs(72 * 3600)));
