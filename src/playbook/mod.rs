@@ -101,3 +101,88 @@ fn single(name: &str, d: Diagnostic) -> Diagnostics {
         warnings: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READY: [(&str, &str); 5] = [
+        (
+            "credential-dump.yaml",
+            include_str!("../../playbooks/credential-dump.yaml"),
+        ),
+        (
+            "password-spray.yaml",
+            include_str!("../../playbooks/password-spray.yaml"),
+        ),
+        (
+            "ransomware.yaml",
+            include_str!("../../playbooks/ransomware.yaml"),
+        ),
+        (
+            "privileged-compromise.yaml",
+            include_str!("../../playbooks/privileged-compromise.yaml"),
+        ),
+        (
+            "mfa-reset.yaml",
+            include_str!("../../playbooks/mfa-reset.yaml"),
+        ),
+    ];
+
+    #[test]
+    fn ready_playbooks_load_into_the_expected_shape() {
+        for (name, text) in READY {
+            let loaded = load_str(&format!("playbooks/{name}"), text)
+                .unwrap_or_else(|d| panic!("{name}: {:#?}", d.errors));
+            assert!(loaded.warnings.is_empty(), "{name}: {:?}", loaded.warnings);
+        }
+        let spray = load_str("p.yaml", READY[1].1).unwrap().playbook;
+        assert_eq!(
+            spray.targets,
+            vec![Target::RiskyUsers {
+                levels: vec![RiskLevel::Medium, RiskLevel::High]
+            }]
+        );
+        let dump = load_str("playbooks/credential-dump.yaml", READY[0].1)
+            .unwrap()
+            .playbook;
+        assert_eq!(
+            dump.targets,
+            vec![Target::Csv {
+                path: "playbooks/credential-dump.csv".into(),
+                column: "upn".into()
+            }]
+        );
+    }
+
+    /// Every prefix and many one-byte corruptions of the ready playbooks load without a panic
+    /// and, when invalid, with every diagnostic inside the text.
+    #[test]
+    fn truncated_or_corrupted_playbooks_never_panic() {
+        for (name, text) in READY {
+            let mut cuts: Vec<usize> = (0..text.len()).step_by(5).collect();
+            cuts.push(text.len());
+            for cut in cuts.into_iter().filter(|&c| text.is_char_boundary(c)) {
+                check_no_panic(name, &text[..cut]);
+            }
+            for (i, _) in text.char_indices().step_by(17) {
+                for replacement in ["\t", ":", "{", "'", "é", "-", "\n"] {
+                    let mut corrupted = text.to_owned();
+                    let end = i + text[i..].chars().next().map_or(0, char::len_utf8);
+                    corrupted.replace_range(i..end, replacement);
+                    check_no_panic(name, &corrupted);
+                }
+            }
+        }
+    }
+
+    fn check_no_panic(name: &str, text: &str) {
+        if let Err(d) = load_str(name, text) {
+            assert!(!d.errors.is_empty());
+            for e in d.all() {
+                assert!(e.span.end <= text.len(), "{name}: {e:?}");
+                assert!(e.line >= 1 && e.column >= 1, "{name}: {e:?}");
+            }
+        }
+    }
+}

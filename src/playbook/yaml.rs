@@ -236,8 +236,10 @@ fn key_ending(before: &str) -> Option<&str> {
     let before = before.strip_suffix('{').map_or(before, str::trim_end);
     let before = before.strip_suffix(':')?;
     let start = before
-        .rfind(|c: char| c.is_whitespace() || matches!(c, '{' | ',' | '-'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || matches!(c, '{' | ',' | '-'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let key = &before[start..];
     (!key.is_empty()).then_some(key)
 }
@@ -456,6 +458,9 @@ mod tests {
         assert_eq!(key_before(t, t.find(": x").unwrap() + 2), Some("max_users"));
         assert_eq!(key_before(t, t.find('y').unwrap()), Some("mode"));
         assert_eq!(key_before(t, 0), None);
+        // Multi-byte whitespace before a key must not split a character.
+        let t = "a:\u{3000}max_users: x\n";
+        assert_eq!(key_before(t, t.find(": x").unwrap() + 2), Some("max_users"));
         let t = "a:\n  csv: { path: x }\n  notify:\n    template: y\n";
         assert_eq!(parent_key(t, t.find("path").unwrap()), Some("csv"));
         assert_eq!(parent_key(t, t.find("template").unwrap()), Some("notify"));
