@@ -1,9 +1,82 @@
 //! `resetctl validate`: check playbooks and print diagnostics.
+//!
+//! Text mode: every problem first as one plain line `FILE:LINE:COL: message` on stderr (the
+//! line editors and scripts parse), then — only when stderr is a terminal — a snippet with a
+//! caret; `FILE: ok` on stdout for each valid file. JSON mode (`--output json`): one array of
+//! `{file, line, column, message, severity}` on stdout, nothing else. Validation writes no file.
 
-use super::{CmdResult, not_yet};
-use crate::cli::{GlobalArgs, ValidateArgs};
+use std::io::{IsTerminal, Write};
 
-/// Validate every playbook named on the command line.
-pub fn run(_global: &GlobalArgs, _args: ValidateArgs) -> CmdResult {
-    not_yet("validate", "the playbook language")
+use super::{CmdResult, Exit};
+use crate::cli::{GlobalArgs, OutputFormat, ValidateArgs};
+use resetctl::playbook::{self, Diagnostic};
+
+/// Validate every playbook named on the command line; exit 0 when all are valid, 1 otherwise.
+pub fn run(global: &GlobalArgs, args: ValidateArgs) -> CmdResult {
+    let mut all_valid = true;
+    let mut json = Vec::new();
+    let snippets = global.output == OutputFormat::Text && std::io::stderr().is_terminal();
+    let mut stdout = std::io::stdout().lock();
+    for path in &args.playbooks {
+        let (valid, diagnostics) = match playbook::load(path) {
+            Ok(loaded) => (true, loaded.warnings),
+            Err(d) => {
+                let all = d.all().into_iter().cloned().collect();
+                (false, all)
+            }
+        };
+        all_valid &= valid;
+        match global.output {
+            OutputFormat::Json => json.extend(diagnostics.iter().map(to_json)),
+            OutputFormat::Text => {
+                for d in &diagnostics {
+                    report(d, snippets);
+                }
+                if valid {
+                    // A closed stdout (e.g. `| head`) is not a validation failure.
+                    let _ = writeln!(stdout, "{}: ok", path.display());
+                }
+            }
+        }
+    }
+    if global.output == OutputFormat::Json {
+        let text = serde_json::to_string_pretty(&serde_json::Value::Array(json))
+            .unwrap_or_else(|_| "[]".to_owned());
+        let _ = writeln!(stdout, "{text}");
+    }
+    Ok(if all_valid {
+        Exit::Success
+    } else {
+        Exit::Invalid
+    })
+}
+
+/// Print one diagnostic: the plain line, then the snippet when stderr is a terminal.
+fn report(d: &Diagnostic, snippet: bool) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", d.plain_line());
+    if snippet {
+        // Only called when stderr is a terminal; colour unless NO_COLOR is set (no-color.org).
+        let theme = match std::env::var_os("NO_COLOR") {
+            Some(v) if !v.is_empty() => miette::GraphicalTheme::unicode_nocolor(),
+            _ => miette::GraphicalTheme::unicode(),
+        };
+        let mut out = String::new();
+        if miette::GraphicalReportHandler::new_themed(theme)
+            .render_report(&mut out, d)
+            .is_ok()
+        {
+            let _ = writeln!(stderr, "{out}");
+        }
+    }
+}
+
+fn to_json(d: &Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "file": d.file,
+        "line": d.line,
+        "column": d.column,
+        "message": d.message,
+        "severity": d.severity.as_str(),
+    })
 }
