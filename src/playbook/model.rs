@@ -188,7 +188,7 @@ impl Default for Privileged {
 /// The roles that make an account privileged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrivilegedRoles {
-    /// The built-in list [`CRITICAL_ROLE_TEMPLATE_IDS`].
+    /// The built-in list [`crate::targeting::roles::CRITICAL_ROLES`].
     Critical,
     /// Explicit role template ids.
     TemplateIds(Vec<Uuid>),
@@ -198,35 +198,14 @@ impl PrivilegedRoles {
     /// The role template ids this stands for (the built-in list for [`PrivilegedRoles::Critical`]).
     pub fn template_ids(&self) -> Vec<Uuid> {
         match self {
-            PrivilegedRoles::Critical => CRITICAL_ROLE_TEMPLATE_IDS
+            PrivilegedRoles::Critical => crate::targeting::roles::CRITICAL_ROLES
                 .iter()
-                .filter_map(|id| Uuid::try_parse(id).ok())
+                .filter_map(|(id, _)| Uuid::try_parse(id).ok())
                 .collect(),
             PrivilegedRoles::TemplateIds(ids) => ids.clone(),
         }
     }
 }
-
-/// Role template ids of the critical built-in roles (reference/graph-api.md §7, from Microsoft
-/// Entra's permissions reference): Global, Privileged Role, Privileged Authentication, Security,
-/// Conditional Access, Hybrid Identity, Application, Cloud Application, User, Authentication,
-/// Helpdesk, Password, Exchange and Intune Administrator.
-pub const CRITICAL_ROLE_TEMPLATE_IDS: &[&str] = &[
-    "62e90394-69f5-4237-9190-012177145e10",
-    "e8611ab8-c189-46e8-94e1-60213ab1f814",
-    "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
-    "194ae4cb-b126-40b2-bd5b-6091b380977d",
-    "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9",
-    "8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2",
-    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
-    "158c047a-c907-4556-b7ef-446551a6b5f7",
-    "fe930be7-5e62-47db-91af-98c3a49a38b1",
-    "c4e39bd9-1100-46d3-8c65-fb160da0071f",
-    "729827e3-9c14-49f7-bb1b-9608f156bbb8",
-    "966707d0-3269-4727-9be2-8c3a10f19b9d",
-    "29232cdf-9323-42fd-ade2-1d097af3e4de",
-    "3a2c62db-5318-420d-8d74-23affee5d9d5",
-];
 
 /// Limits that refuse a run before it starts or stop it while it runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -516,7 +495,7 @@ mod tests {
     #[test]
     fn critical_roles_resolve_to_fourteen_valid_ids() {
         let ids = PrivilegedRoles::Critical.template_ids();
-        assert_eq!(ids.len(), CRITICAL_ROLE_TEMPLATE_IDS.len());
+        assert_eq!(ids.len(), crate::targeting::roles::CRITICAL_ROLES.len());
         assert_eq!(ids.len(), 14);
     }
 

@@ -9,6 +9,5 @@ pub use csv_source::{
     BadRow, CsvError, CsvTargets, TargetKey, TargetRef, read_csv_targets, read_targets,
 };
 pub use partition::{
-    Bucket, Candidate, Exclusions, Placement, Privilege, PrivilegeIndex, RoleGrant, UpnPattern,
-    place,
+    Bucket, Candidate, Exclusions, Placement, Privilege, PrivilegeIndex, RoleGrant, place,
 };
