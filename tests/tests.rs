@@ -8,3 +8,4 @@ mod cli;
 mod emulator;
 mod graph;
 mod playbook;
+mod runs;

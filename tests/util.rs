@@ -10,14 +10,23 @@ pub fn bin() -> &'static str {
 
 /// Run `resetctl` with `args` in `dir`, with no configuration and no colour.
 pub fn resetctl_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
+    resetctl_env(dir, args, &[])
+}
+
+/// Run `resetctl` with `args` in `dir` and extra environment variables.
+pub fn resetctl_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(bin());
+    command
         .args(args)
         .current_dir(dir)
         .env_remove("RESETCTL_CONFIG")
+        .env_remove("RESETCTL_DATA_DIR")
         .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the resetctl binary runs")
+        .env("NO_COLOR", "1");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("the resetctl binary runs")
 }
 
 /// Run `resetctl` with `args` in the crate root.

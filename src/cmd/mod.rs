@@ -4,6 +4,8 @@
 mod audit;
 mod completions;
 mod emulator;
+mod paths;
+mod runs;
 mod validate;
 
 use std::fmt;
@@ -61,7 +63,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Audit(args) => audit::run(global, args),
         Command::Plan(_) => not_yet("plan", "the mass-reset engine (issue 5)"),
         Command::Run(_) => not_yet("run", "the mass-reset engine (issue 5)"),
-        Command::Runs(_) => not_yet("runs", "the mass-reset engine (issue 5)"),
+        Command::Runs(args) => runs::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),

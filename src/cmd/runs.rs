@@ -1,0 +1,234 @@
+//! `resetctl runs`: list, show and approve stored runs.
+//!
+//! An approval is bound to the run's plan hash: `run --execute` counts only approvals of the
+//! exact plan it is about to carry out. Every approval is written to the audit trail.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{CmdResult, Exit, Failure, paths};
+use crate::cli::{GlobalArgs, OutputFormat, RunsAction, RunsArgs};
+use resetctl::audit::{self, AuditConfig, AuditHandle, Details, Event};
+use resetctl::engine::plan::Plan;
+use resetctl::store::{JournalEntry, RunId, RunRecord, RunStore, SqliteStore, StoreError};
+use resetctl::targeting::Bucket;
+
+/// Dispatch `runs list | show | approve | expire`.
+pub async fn run(global: &GlobalArgs, args: RunsArgs) -> CmdResult {
+    let action = args.action.unwrap_or(RunsAction::List);
+    if matches!(action, RunsAction::Expire) {
+        return super::not_yet("runs expire", "temporary group membership (issue 5)");
+    }
+    let path = paths::store_path(args.store)?;
+    if !path.exists() {
+        // Reading commands must not create a store as a side effect.
+        return match action {
+            RunsAction::List => {
+                print_list(global, &[]);
+                Ok(Exit::Success)
+            }
+            _ => Err(Failure::new(
+                Exit::Invalid,
+                format!(
+                    "no run store at {}: no run has been planned yet",
+                    path.display()
+                ),
+            )),
+        };
+    }
+    let store = SqliteStore::open(&path).map_err(store_failure)?;
+    match action {
+        RunsAction::List => {
+            let runs = store.runs().await.map_err(store_failure)?;
+            print_list(global, &runs);
+            Ok(Exit::Success)
+        }
+        RunsAction::Show { run_id } => show(global, &store, &RunId(run_id)).await,
+        RunsAction::Approve { run_id, operator } => {
+            approve(global, &store, &RunId(run_id), &operator).await
+        }
+        RunsAction::Expire => unreachable!("handled above"),
+    }
+}
+
+fn store_failure(err: StoreError) -> Failure {
+    let exit = match err {
+        StoreError::UnknownRun(_) | StoreError::DuplicateApproval { .. } => Exit::Invalid,
+        _ => Exit::Config,
+    };
+    Failure::new(exit, err)
+}
+
+fn print_list(global: &GlobalArgs, runs: &[RunRecord]) {
+    if global.output == OutputFormat::Json {
+        println!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
+        return;
+    }
+    if runs.is_empty() {
+        println!("no runs");
+        return;
+    }
+    println!(
+        "{:<26} {:<9} {:<20} {:<10} PLAYBOOK",
+        "RUN", "STATUS", "CREATED", "TENANT"
+    );
+    for run in runs {
+        println!(
+            "{:<26} {:<9} {:<20} {:<10} {}",
+            run.id,
+            run.status.as_str(),
+            run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            run.tenant,
+            run.playbook_name
+        );
+    }
+}
+
+/// What `runs show` reports about one run.
+#[derive(Serialize)]
+struct RunView<'a> {
+    run: &'a RunRecord,
+    buckets: BTreeMap<&'static str, usize>,
+    approvals: Vec<resetctl::store::Approval>,
+    approvals_of_this_plan: usize,
+    journal: BTreeMap<String, usize>,
+}
+
+async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult {
+    let run = store.run(id).await.map_err(store_failure)?;
+    let plan: Plan = serde_json::from_str(&run.plan_json).map_err(|err| {
+        Failure::new(
+            Exit::Invalid,
+            format!("run {id}: the stored plan cannot be read: {err}"),
+        )
+    })?;
+    let approvals = store.approvals(id).await.map_err(store_failure)?;
+    let journal = store.journal(id).await.map_err(store_failure)?;
+    let buckets = [
+        Bucket::Automated,
+        Bucket::Privileged,
+        Bucket::Hybrid,
+        Bucket::Disabled,
+        Bucket::Excluded,
+    ]
+    .into_iter()
+    .map(|b| (b.as_str(), plan.count(b)))
+    .collect();
+    let view = RunView {
+        approvals_of_this_plan: approvals
+            .iter()
+            .filter(|a| a.plan_hash == run.plan_hash)
+            .count(),
+        run: &run,
+        buckets,
+        approvals,
+        journal: journal_counts(&journal),
+    };
+    if global.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).unwrap_or_default()
+        );
+        return Ok(Exit::Success);
+    }
+    println!("run       {}", run.id);
+    println!("status    {}", run.status.as_str());
+    println!("playbook  {} ({})", run.playbook_name, run.playbook_path);
+    println!("tenant    {}", run.tenant);
+    println!("created   {}", run.created_at);
+    println!("plan      {}", run.plan_hash);
+    println!("users     {}", plan.users.len());
+    for (bucket, count) in &view.buckets {
+        println!("  {bucket:<11} {count}");
+    }
+    println!(
+        "estimate  {} directory writes, {:.0} s at {:.0} writes/s",
+        plan.estimate.directory_writes, plan.estimate.seconds, plan.estimate.writes_per_second
+    );
+    println!("approvals {} of this plan", view.approvals_of_this_plan);
+    for approval in &view.approvals {
+        let stale = if approval.plan_hash == run.plan_hash {
+            ""
+        } else {
+            " (another plan)"
+        };
+        println!("  {} at {}{stale}", approval.operator, approval.approved_at);
+    }
+    if !view.journal.is_empty() {
+        println!("journal");
+        for (outcome, count) in &view.journal {
+            println!("  {outcome:<13} {count}");
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn journal_counts(journal: &[JournalEntry]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for entry in journal {
+        let key = entry.outcome.map_or("in_flight", |o| o.as_str()).to_owned();
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+async fn approve(
+    global: &GlobalArgs,
+    store: &SqliteStore,
+    id: &RunId,
+    operator: &str,
+) -> CmdResult {
+    let operator = operator.trim();
+    if operator.is_empty() {
+        return Err(Failure::new(
+            Exit::Invalid,
+            "--as needs the approving operator's name",
+        ));
+    }
+    let run = store.run(id).await.map_err(store_failure)?;
+    let trail = AuditHandle::open(&AuditConfig::new(paths::audit_path()?))
+        .await
+        .map_err(|err| Failure::new(Exit::Config, err))?;
+    let result = store.approve(id, operator, Timestamp::now()).await;
+    let outcome = match &result {
+        Ok(_) => audit::Outcome::Success,
+        Err(_) => audit::Outcome::Refused,
+    };
+    let details = Details::new()
+        .with("plan_hash", run.plan_hash.as_str())
+        .and_then(|d| d.with("playbook", run.playbook_name.as_str()));
+    let event = Event::new(operator, "run.approve", id.0.as_str(), outcome)
+        .map(|e| e.with_details(details.unwrap_or_default()));
+    let recorded = match event {
+        Ok(event) => trail.record(event).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    trail
+        .close()
+        .await
+        .map_err(|err| Failure::new(Exit::Config, err))?;
+    recorded.map_err(|err| Failure::new(Exit::Config, err))?;
+    let approval = result.map_err(store_failure)?;
+    let count = store
+        .approvals(id)
+        .await
+        .map_err(store_failure)?
+        .iter()
+        .filter(|a| a.plan_hash == run.plan_hash)
+        .count();
+    if global.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({"run": id, "operator": approval.operator, "plan_hash": approval.plan_hash, "approvals": count})
+        );
+    } else {
+        println!(
+            "approved run {id} (plan {}) as {}; {count} approval(s) of this plan",
+            &approval.plan_hash[..approval.plan_hash.len().min(12)],
+            approval.operator
+        );
+    }
+    Ok(Exit::Success)
+}
