@@ -11,10 +11,17 @@
 //!   diagnostics, semantic validation.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verifier.
 //! - [`emulator`]: a Graph-compatible tenant for demos, tabletops and tests.
+//! - [`config`]: `resetctl.yaml`: tenants, credential pools, endpoints, quota overrides.
+//! - [`graph`]: the Graph HTTP client: tokens, one `send()` choke point, paging, `$batch`.
+//! - [`throttle`]: per-tenant budgets and adaptive back-off on 429 / Retry-After.
+//! - [`directory`]: the `Directory` trait the engine uses, and its Graph implementation.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod config;
+pub mod directory;
 pub mod emulator;
 pub mod graph;
 pub mod playbook;
+pub mod throttle;
