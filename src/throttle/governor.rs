@@ -221,6 +221,12 @@ impl TenantGovernor {
         }
     }
 
+    /// Reports a 429 that did not come through a [`Permit`] (a throttled item inside a
+    /// `$batch` whose envelope succeeded): same effect as [`Permit::throttled`].
+    pub fn throttled(&self, bucket: Bucket, retry_after: Option<Duration>) -> Duration {
+        throttle_bucket(&self.inner, bucket, retry_after)
+    }
+
     /// The quotas in force.
     pub fn quotas(&self) -> &Quotas {
         &self.inner.quotas
@@ -301,6 +307,25 @@ impl TenantGovernor {
     }
 }
 
+/// Closes `bucket`'s gate after a 429 and halves its in-flight limit; returns the wait.
+fn throttle_bucket(inner: &Inner, bucket: Bucket, retry_after: Option<Duration>) -> Duration {
+    let b = &inner.buckets[bucket.index()];
+    let wait = match retry_after {
+        Some(d) => d,
+        None => {
+            let streak = b.no_retry_after_streak.fetch_add(1, Ordering::Relaxed);
+            equal_jitter(
+                streak,
+                inner.quotas.no_retry_after_base,
+                inner.quotas.no_retry_after_cap,
+            )
+        }
+    };
+    b.gate.close_until(Instant::now() + wait);
+    b.aimd.decrease(0.5);
+    wait
+}
+
 /// The right to send one request: an in-flight slot and the cells it consumed. Report the
 /// outcome with [`Permit::throttled`] or [`Permit::succeeded`]; dropping it just frees the slot.
 pub struct Permit {
@@ -334,17 +359,7 @@ impl Permit {
     /// exponential back-off when Graph sent none, as Identity Protection does) and halve the
     /// in-flight limit. Returns how long the gate is closed from now.
     pub fn throttled(mut self, retry_after: Option<Duration>) -> Duration {
-        let b = &self.inner.buckets[self.bucket.index()];
-        let wait = match retry_after {
-            Some(d) => d,
-            None => {
-                let streak = b.no_retry_after_streak.fetch_add(1, Ordering::Relaxed);
-                let q = &self.inner.quotas;
-                equal_jitter(streak, q.no_retry_after_base, q.no_retry_after_cap)
-            }
-        };
-        b.gate.close_until(Instant::now() + wait);
-        b.aimd.decrease(0.5);
+        let wait = throttle_bucket(&self.inner, self.bucket, retry_after);
         self.release();
         wait
     }
