@@ -494,6 +494,135 @@ mod tests {
         );
     }
 
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    /// base64url SHA-256 of the fixture certificate's DER, computed independently with
+    /// `openssl x509 -outform DER | openssl dgst -sha256` (see tests/fixtures/README.md).
+    const EXPECTED_X5T_S256: &str = "r5wto-Invxe_2dr_wO-XPRh8AVmEwtttcQXKQwz7nYc";
+
+    fn decode_part(part: &str) -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    fn check_assertion(cred: &CertificateCredential, alg: &str) {
+        use rsa::signature::Verifier;
+        let now: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+        let aud = "https://login.microsoftonline.com/t1/oauth2/v2.0/token";
+        let jwt = cred.assertion("client-1", aud, now).unwrap();
+        let parts: Vec<&str> = jwt.expose_secret().split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let header = decode_part(parts[0]);
+        assert_eq!(header["alg"], alg);
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(header["x5t#S256"], EXPECTED_X5T_S256);
+        let claims = decode_part(parts[1]);
+        assert_eq!(claims["aud"], aud);
+        assert_eq!(claims["iss"], "client-1");
+        assert_eq!(claims["sub"], "client-1");
+        assert!(uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
+        assert_eq!(claims["nbf"], now.as_second());
+        assert_eq!(claims["iat"], now.as_second());
+        assert_eq!(claims["exp"], now.as_second() + 600);
+        // Verify with the public key taken independently from the PKCS#1 fixture.
+        let pem = std::fs::read_to_string(format!("{FIXTURES}/test-app.rsa-key.pem")).unwrap();
+        let public = RsaPrivateKey::from_pkcs1_pem(&pem).unwrap().to_public_key();
+        let message = format!("{}.{}", parts[0], parts[1]);
+        let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+        match alg {
+            "PS256" => {
+                let key = rsa::pss::VerifyingKey::<Sha256>::new(public.clone());
+                key.verify(
+                    message.as_bytes(),
+                    &rsa::pss::Signature::try_from(sig.as_slice()).unwrap(),
+                )
+                .unwrap();
+                // And not as PKCS#1 v1.5.
+                let other = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public);
+                let bad = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
+                assert!(other.verify(message.as_bytes(), &bad).is_err());
+            }
+            _ => {
+                let key = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public);
+                key.verify(
+                    message.as_bytes(),
+                    &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        // A tampered payload fails verification.
+        let tampered = format!("{}.{}x", parts[0], parts[1]);
+        let key = rsa::pss::VerifyingKey::<Sha256>::new(
+            RsaPrivateKey::from_pkcs1_pem(&pem).unwrap().to_public_key(),
+        );
+        if let Ok(sig) = rsa::pss::Signature::try_from(sig.as_slice()) {
+            assert!(key.verify(tampered.as_bytes(), &sig).is_err());
+        }
+    }
+
+    #[test]
+    fn certificate_assertion_ps256_and_rs256_verify() {
+        let cert = std::path::PathBuf::from(format!("{FIXTURES}/test-app.cert.pem"));
+        let key = std::path::PathBuf::from(format!("{FIXTURES}/test-app.key.pem"));
+        let ps = CertificateCredential::from_files(&cert, Some(&key), SigningAlg::Ps256).unwrap();
+        assert_eq!(ps.thumbprint_s256(), EXPECTED_X5T_S256);
+        check_assertion(&ps, "PS256");
+        let rs = CertificateCredential::from_files(&cert, Some(&key), SigningAlg::Rs256).unwrap();
+        check_assertion(&rs, "RS256");
+        // Combined PEM (the Azure SDK layout) and a PKCS#1 key both load.
+        let combined = std::path::PathBuf::from(format!("{FIXTURES}/test-app.combined.pem"));
+        check_assertion(
+            &CertificateCredential::from_files(&combined, None, SigningAlg::Ps256).unwrap(),
+            "PS256",
+        );
+        let pkcs1 = std::path::PathBuf::from(format!("{FIXTURES}/test-app.rsa-key.pem"));
+        check_assertion(
+            &CertificateCredential::from_files(&cert, Some(&pkcs1), SigningAlg::Rs256).unwrap(),
+            "RS256",
+        );
+        assert!(!format!("{ps:?}").contains("BEGIN"));
+    }
+
+    #[test]
+    fn app_credential_loads_from_env_and_file() {
+        let env = Env::from_pairs([("S", "value-1")]);
+        let spec = AppSpec {
+            client_id: "c".into(),
+            credential: CredentialSource::SecretEnv("S".into()),
+        };
+        let cred = AppCredential::load(&spec, &env).unwrap();
+        assert!(matches!(&cred.auth, ClientAuth::Secret(s) if s.expose_secret() == "value-1"));
+        assert!(!format!("{cred:?}").contains("value-1"));
+        let spec = AppSpec {
+            client_id: "c".into(),
+            credential: CredentialSource::SecretEnv("MISSING".into()),
+        };
+        assert_eq!(
+            AppCredential::load(&spec, &env).unwrap_err().kind,
+            ConfigErrorKind::Credential
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "file-secret\n").unwrap();
+        let spec = AppSpec {
+            client_id: "c".into(),
+            credential: CredentialSource::SecretFile(file),
+        };
+        let cred = AppCredential::load(&spec, &env).unwrap();
+        assert!(matches!(&cred.auth, ClientAuth::Secret(s) if s.expose_secret() == "file-secret"));
+        let spec = AppSpec {
+            client_id: "c".into(),
+            credential: CredentialSource::Certificate {
+                certificate_file: format!("{FIXTURES}/test-app.combined.pem").into(),
+                private_key_file: None,
+                alg: SigningAlg::Ps256,
+            },
+        };
+        assert!(matches!(
+            AppCredential::load(&spec, &env).unwrap().auth,
+            ClientAuth::Certificate(_)
+        ));
+    }
+
     #[test]
     fn pem_errors_do_not_leak() {
         let e = CertificateCredential::from_pem(
