@@ -165,6 +165,23 @@ async fn stub(handler: impl Fn(&Seen, &[Seen]) -> Reply + Send + Sync + 'static)
 
 /// A client for the stub with `apps` apps, quotas at `scale`, and a request timeout.
 fn client(stub: &Stub, apps: usize, scale: f64, timeout: Duration) -> GraphClient {
+    client_with_quotas(
+        stub,
+        apps,
+        Quotas::graph_defaults(TenantSize::Small, scale),
+        scale,
+        timeout,
+    )
+}
+
+/// Same with explicit quotas.
+fn client_with_quotas(
+    stub: &Stub,
+    apps: usize,
+    quotas: Quotas,
+    scale: f64,
+    timeout: Duration,
+) -> GraphClient {
     let http = http_client(timeout).unwrap();
     let sources = (0..apps)
         .map(|i| {
@@ -179,7 +196,7 @@ fn client(stub: &Stub, apps: usize, scale: f64, timeout: Duration) -> GraphClien
             )
         })
         .collect();
-    let governor = TenantGovernor::new(Quotas::graph_defaults(TenantSize::Small, scale), apps);
+    let governor = TenantGovernor::new(quotas, apps);
     let options = ClientOptions::scaled(scale, timeout);
     GraphClient::new(
         &format!("{}/v1.0", stub.base),
@@ -991,4 +1008,97 @@ async fn secrets_never_reach_a_log_line() {
         assert!(!e.to_string().contains(secret) && !format!("{e:?}").contains(secret));
     }
     assert!(!format!("{dir:?}").contains(CLIENT_SECRET));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_writes_run_at_the_quota_and_not_into_it() {
+    // The stub enforces "1,000 writes per 1 s sliding window" (Graph's 3,000 / 150 s shape,
+    // scaled) per item, answering 429 with Retry-After when an item would exceed it. The
+    // client, configured with that quota, must reach >= 90 % of it with <= 1 % 429s.
+    const QUOTA: usize = 1_000;
+    let window = Duration::from_secs(1);
+    let accepted: Arc<Mutex<std::collections::VecDeque<Instant>>> = Arc::default();
+    let throttled = Arc::new(Mutex::new(0usize));
+    let (acc, thr) = (accepted.clone(), throttled.clone());
+    let stub = stub(move |req, _| {
+        let body = req.json();
+        let mut responses = Vec::new();
+        let mut acc = acc.lock().unwrap();
+        for item in body["requests"].as_array().unwrap() {
+            let now = Instant::now();
+            while acc.front().is_some_and(|t| now.duration_since(*t) > window) {
+                acc.pop_front();
+            }
+            if acc.len() >= QUOTA {
+                *thr.lock().unwrap() += 1;
+                let wait = window.saturating_sub(now.duration_since(*acc.front().unwrap())).as_secs_f64();
+                responses.push(json!({"id": item["id"], "status": 429, "headers": {"Retry-After": format!("{wait:.3}")}}));
+            } else {
+                acc.push_back(now);
+                responses.push(json!({"id": item["id"], "status": 204}));
+            }
+        }
+        Reply::json(200, json!({ "responses": responses }))
+    })
+    .await;
+    let overrides = resetctl::config::QuotaOverrides {
+        writes_per_window: Some(QUOTA as u32),
+        write_window_secs: Some(10.0),
+        tenant_writes_per_window: Some(100_000),
+        ..Default::default()
+    };
+    let quotas = Quotas::with_overrides(&overrides, TenantSize::Small, 10.0);
+    let dir = GraphDirectory::new(client_with_quotas(
+        &stub,
+        1,
+        quotas,
+        10.0,
+        Duration::from_secs(5),
+    ));
+    const USERS: usize = 1_250;
+    let mut writes = Vec::with_capacity(USERS * 2);
+    for u in 0..USERS {
+        let change = PasswordChange {
+            force_change_next_sign_in: true,
+            force_change_with_mfa: true,
+            password: Some(SecretString::from(format!("Pw-{u}!aA1"))),
+        };
+        writes.push(UserWrite {
+            user_id: format!("user-{u}"),
+            op: WriteOp::ForcePasswordChange(change),
+            after: None,
+        });
+        writes.push(UserWrite {
+            user_id: format!("user-{u}"),
+            op: WriteOp::RevokeSessions,
+            after: Some(writes.len() - 1),
+        });
+    }
+    // Warm the token so the measurement covers the writes only.
+    dir.client().token_sources()[0].token().await.unwrap();
+    let started = Instant::now();
+    let results = dir.batch_writes(writes).await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let seen = stub.graph_requests();
+    let server_span = seen
+        .last()
+        .unwrap()
+        .at
+        .duration_since(seen[0].at)
+        .as_secs_f64();
+    eprintln!(
+        "{} envelopes over {server_span:.2} s at the server, {elapsed:.2} s at the client",
+        seen.len()
+    );
+    assert!(results.iter().all(Result::is_ok));
+    let total = (USERS * 2) as f64;
+    let rate = total / elapsed;
+    let share_429 = *throttled.lock().unwrap() as f64 / total;
+    eprintln!(
+        "batched writes: {rate:.0}/s against a quota of {QUOTA}/s ({:.1} %), 429 share {:.2} %",
+        100.0 * rate / QUOTA as f64,
+        100.0 * share_429
+    );
+    assert!(rate >= 0.9 * QUOTA as f64, "rate {rate:.0}/s");
+    assert!(share_429 <= 0.01, "429 share {share_429}");
 }

@@ -120,4 +120,8 @@ pub struct QuotaOverrides {
     /// Fraction of each quota the client aims at (default 0.98): the slack absorbs clock
     /// skew and scheduling jitter so a window is never exceeded.
     pub headroom: Option<f64>,
+    /// `x-ms-throttle-limit-percentage` above which the client eases off (default 0.8, the
+    /// value from which Graph sends the header; raise it for a server whose percentage is
+    /// a sliding-window count that sits near 1.0 whenever a client runs at quota).
+    pub early_slowdown_at: Option<f64>,
 }

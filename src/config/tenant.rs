@@ -412,6 +412,13 @@ fn validate_quotas(name: &str, q: &QuotaOverrides) -> Result<(), ConfigError> {
             )));
         }
     }
+    if let Some(e) = q.early_slowdown_at
+        && !(e.is_finite() && e > 0.0)
+    {
+        return Err(invalid(format!(
+            "tenants.{name}.quotas.early_slowdown_at must be a positive number"
+        )));
+    }
     if let Some(h) = q.headroom
         && !(h.is_finite() && h > 0.0 && h <= 1.0)
     {
