@@ -1102,3 +1102,71 @@ async fn batched_writes_run_at_the_quota_and_not_into_it() {
     assert!(rate >= 0.9 * QUOTA as f64, "rate {rate:.0}/s");
     assert!(share_429 <= 0.01, "429 share {share_429}");
 }
+
+/// A client whose token endpoint is a path of the scripted Graph stub.
+fn client_with_token_path(stub: &Stub, path: &str) -> GraphClient {
+    let http = http_client(Duration::from_secs(5)).unwrap();
+    let source = TokenSource::new(
+        http.clone(),
+        format!("{}{path}", stub.base),
+        "https://graph.microsoft.com/.default".into(),
+        AppCredential {
+            client_id: "app-0".into(),
+            auth: ClientAuth::Secret(SecretString::from(CLIENT_SECRET)),
+        },
+    );
+    let gov = TenantGovernor::new(Quotas::graph_defaults(TenantSize::Small, 10.0), 1);
+    GraphClient::new(
+        &format!("{}/v1.0", stub.base),
+        http,
+        vec![source],
+        gov,
+        ClientOptions::scaled(10.0, Duration::from_secs(5)),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn token_endpoint_failures_retry_when_transient_and_report_refusals() {
+    let stub = stub(|req, all| {
+        let token_calls = all.iter().filter(|s| s.path.ends_with("token")).count();
+        match req.path.as_str() {
+            "/flaky/token" if token_calls == 0 => Reply::empty(503),
+            "/flaky/token" => Reply::json(200, json!({"token_type": "Bearer", "expires_in": "3599", "access_token": ACCESS_TOKEN})),
+            "/refuse/token" => Reply::json(
+                400,
+                json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided.", "error_codes": [7000215]}),
+            ),
+            _ => Reply::json(200, user_json(1)),
+        }
+    })
+    .await;
+    let c = client_with_token_path(&stub, "/flaky/token");
+    c.send(Request::get("/users/{}", &["a"])).await.unwrap();
+    assert_eq!(c.token_sources()[0].token_requests(), 2);
+    let c = client_with_token_path(&stub, "/refuse/token");
+    let e = c.send(Request::get("/users/{}", &["a"])).await.unwrap_err();
+    assert_eq!(e.kind, GraphErrorKind::Auth);
+    assert!(e.message.contains("AADSTS7000215"), "{e}");
+    assert!(!e.to_string().contains(CLIENT_SECRET));
+    assert_eq!(
+        c.token_sources()[0].token_requests(),
+        1,
+        "a refusal is not retried"
+    );
+}
+
+#[tokio::test]
+async fn unauthorized_drops_the_token_and_retries_once() {
+    let stub = stub(|req, _| {
+        if req.headers["authorization"] == format!("Bearer {ACCESS_TOKEN}") {
+            Reply::json(401, json!({"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}))
+        } else {
+            Reply::json(200, user_json(1))
+        }
+    })
+    .await;
+    let c = default_client(&stub);
+    c.send(Request::get("/users/{}", &["a"])).await.unwrap();
+    assert_eq!(stub.token_requests.lock().unwrap().len(), 2);
+}

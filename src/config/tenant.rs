@@ -175,6 +175,16 @@ impl Config {
         Self::parse(&text, Some(path), env)
     }
 
+    /// The configuration named by `--config` / `RESETCTL_CONFIG` (the CLI passes its
+    /// `Option<PathBuf>`), or an empty one when none is named: tenants then come from the
+    /// Azure SDK environment variables, or the built-in `demo` tenant.
+    pub fn load_or_default(path: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
+        match path {
+            Some(p) => Self::load(p, env),
+            None => Ok(Config::default()),
+        }
+    }
+
     /// Parses and validates YAML text; `path` is used for diagnostics and to resolve relative
     /// credential file paths (relative to the file's directory).
     pub fn parse(text: &str, path: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {

@@ -385,7 +385,7 @@ impl TokenSource {
         if let Some(t) = self.cached() {
             return Ok(t);
         }
-        let (token, lifetime) = self.fetch().await?;
+        let (token, lifetime) = self.fetch_with_retries().await?;
         let token = Arc::new(token);
         let refresh_at = Instant::now() + lifetime.saturating_sub(refresh_margin(lifetime));
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
@@ -393,6 +393,27 @@ impl TokenSource {
             refresh_at,
         });
         Ok(token)
+    }
+
+    /// `fetch`, retried (3 attempts, jittered back-off) when the token endpoint is
+    /// unreachable, throttles (429) or fails (5xx); a refusal (4xx) is returned at once.
+    async fn fetch_with_retries(&self) -> Result<(SecretString, Duration), GraphError> {
+        let mut attempt = 0;
+        loop {
+            match self.fetch().await {
+                Err(e) if attempt < 2 && e.status.is_none_or(|s| s == 429 || s >= 500) => {
+                    attempt += 1;
+                    let delay = crate::throttle::equal_jitter(
+                        attempt,
+                        Duration::from_millis(200),
+                        Duration::from_secs(5),
+                    );
+                    tracing::warn!(message = "Retrying the token request.", error = %e, delay_ms = delay.as_millis() as u64);
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn fetch(&self) -> Result<(SecretString, Duration), GraphError> {
