@@ -1170,3 +1170,60 @@ async fn unauthorized_drops_the_token_and_retries_once() {
     c.send(Request::get("/users/{}", &["a"])).await.unwrap();
     assert_eq!(stub.token_requests.lock().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn configured_tenant_with_secret_and_certificate_apps() {
+    let stub = stub(|_, _| Reply::empty(204)).await;
+    let yaml = format!(
+        "tenants:\n  lab:\n    tenant_id: t1\n    graph_url: {base}/v1.0\n    token_url: {token}\n    time_scale: 10\n    apps:\n      - client_id: secret-app\n        client_secret_env: LAB_SECRET\n      - client_id: cert-app\n        certificate_file: {fixtures}/test-app.combined.pem\n",
+        base = stub.base,
+        token = stub.token_url(),
+        fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+    );
+    let env = resetctl::config::Env::from_pairs([("LAB_SECRET", CLIENT_SECRET)]);
+    let cfg = resetctl::config::Config::parse(&yaml, None, &env).unwrap();
+    let tenant = cfg.tenant("lab", &env).unwrap();
+    let c = GraphClient::from_settings(&tenant, &env).unwrap();
+    assert_eq!(c.governor().app_count(), 2);
+    for i in 0..4 {
+        c.send(Request::post(
+            "/users/{}/revokeSignInSessions",
+            &[&format!("u{i}")],
+        ))
+        .await
+        .unwrap();
+    }
+    let tokens = stub.token_requests.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    let forms: Vec<String> = tokens
+        .iter()
+        .map(|t| String::from_utf8(t.body.to_vec()).unwrap())
+        .collect();
+    let secret_form = forms
+        .iter()
+        .find(|f| f.contains("client_id=secret-app"))
+        .unwrap();
+    assert!(secret_form.contains(&format!("client_secret={CLIENT_SECRET}")));
+    let cert_form = forms
+        .iter()
+        .find(|f| f.contains("client_id=cert-app"))
+        .unwrap();
+    assert!(cert_form.contains(
+        "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+    ));
+    assert!(!cert_form.contains("client_secret"));
+    let jwt = cert_form
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("client_assertion="))
+        .unwrap();
+    use base64::Engine as _;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwt.split('.').next().unwrap())
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    assert_eq!(header["alg"], "PS256");
+    assert_eq!(
+        header["x5t#S256"],
+        "r5wto-Invxe_2dr_wO-XPRh8AVmEwtttcQXKQwz7nYc"
+    );
+}

@@ -438,6 +438,10 @@ mod tests {
         assert!(max_in_window(&times, q.app_write.window) <= 3_000);
         // Achieved rate over the run vs the quota's 200 writes/s (scaled).
         let rate = 7_500.0 / elapsed.as_secs_f64();
+        eprintln!(
+            "one app: {rate:.1} writes/s against 200/s ({:.1} %)",
+            rate / 2.0
+        );
         assert!(rate >= 0.95 * 200.0, "rate {rate}");
         assert!(rate <= 200.0 * 1.01, "rate {rate}");
     }
@@ -475,6 +479,10 @@ mod tests {
         let start = Instant::now();
         let times = run(&gov, 12_000, Bucket::DirectoryWrite).await;
         let rate = 12_000.0 / Instant::now().duration_since(start).as_secs_f64();
+        eprintln!(
+            "pool of 3: {rate:.1} writes/s against 600/s ({:.1} %)",
+            rate / 6.0
+        );
         assert!(max_in_window(&times, q.tenant_write.window) <= 18_000);
         // Tenant ceiling 600/s at scale 10; at least 90 %.
         assert!(rate >= 0.9 * 600.0, "rate {rate}");
