@@ -33,6 +33,14 @@ impl GraphDirectory {
         GraphDirectory { client }
     }
 
+    /// A directory for a configured tenant (credentials loaded from env or files).
+    pub fn from_settings(
+        settings: &crate::config::TenantSettings,
+        env: &crate::config::Env,
+    ) -> Result<Self, crate::config::ConfigError> {
+        GraphClient::from_settings(settings, env).map(Self::new)
+    }
+
     /// The underlying client.
     pub fn client(&self) -> &GraphClient {
         &self.client
