@@ -16,10 +16,16 @@
 //!   journal of every (run, user, step).
 //! - [`targeting`]: target sources (breach CSVs, groups, filters, risky users) to users.
 //! - [`emulator`]: a Graph-compatible tenant for demos, tabletops and tests.
+//! - [`config`]: `resetctl.yaml`: tenants, credential pools, endpoints, quota overrides.
+//! - [`graph`]: the Graph HTTP client: tokens, one `send()` choke point, paging, `$batch`.
+//! - [`throttle`]: per-tenant budgets and adaptive back-off on 429 / Retry-After.
+//! - [`directory`]: the `Directory` trait the engine uses, and its Graph implementation.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod config;
+pub mod directory;
 pub mod emulator;
 pub mod engine;
 pub mod graph;
@@ -27,3 +33,4 @@ pub mod playbook;
 pub mod report;
 pub mod store;
 pub mod targeting;
+pub mod throttle;

@@ -1,1 +1,30 @@
-//! (placeholder, filled by its issue)
+//! Microsoft Graph HTTP client (design §2, reference §1-§3, §5-§12, §14).
+//!
+//! - [`auth`]: client-credentials tokens (secret or certificate assertion), cached and
+//!   refreshed early, one refresh at a time.
+//! - [`client`]: [`GraphClient`] and its single `send()` choke point (auth, throttle permit,
+//!   retries, typed errors, a tracing span per request).
+//! - [`request`]: [`Request`] built from path templates, [`Response`].
+//! - [`paging`]: collections as a `Stream` following `@odata.nextLink`.
+//! - [`batch`]: `$batch` with per-item retries of throttled items only.
+//! - [`error`]: [`GraphError`] with a `#[non_exhaustive]` [`GraphErrorKind`].
+//!
+//! This module shares no wire types with the emulator (design §2): the JSON shapes here are
+//! written from the reference alone.
+//!
+//! Invariant: tokens, client secrets, assertions and request bodies never reach a log line,
+//! an error or `Debug` output (`secrecy` types and hand-written `Debug`).
+
+pub mod auth;
+pub mod batch;
+pub mod client;
+pub mod error;
+pub mod paging;
+pub mod request;
+
+pub use auth::{AppCredential, CertificateCredential, ClientAuth, TokenSource};
+pub use batch::{BatchItem, BatchOutcome};
+pub use client::{ClientOptions, GraphClient, http_client};
+pub use error::{GraphError, GraphErrorKind};
+pub use paging::MAX_PAGE_SIZE;
+pub use request::{Request, Response};

@@ -1,0 +1,78 @@
+//! Configuration errors: a kind, a message and, when the problem sits in the file, its
+//! `file:line:col`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// What went wrong while loading configuration or credentials. Callers map all of these to
+/// exit code 4 (configuration/authentication error); the kind lets tests and callers tell
+/// them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The file could not be read.
+    Io,
+    /// The YAML is malformed or has an unknown or mistyped key.
+    Syntax,
+    /// The YAML parsed but a value is not acceptable (e.g. an app with two credential sources).
+    Invalid,
+    /// A secret was written inline in the file; only `*_env` and `*_file` keys are accepted.
+    InlineSecret,
+    /// A named tenant is neither in the file nor in the Azure SDK environment variables.
+    UnknownTenant,
+    /// A credential named by the configuration is missing or unusable (env var unset, file
+    /// unreadable, PEM without a key, ...).
+    Credential,
+}
+
+/// A configuration error. `Display` renders `file:line:col: message` when the location is
+/// known. Messages never contain a secret value (only names of variables and files).
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    /// The category, for callers that branch on it.
+    pub kind: ConfigErrorKind,
+    /// Human-readable explanation (names keys, variables or files, never secret values).
+    pub message: String,
+    /// The configuration file concerned, when there is one.
+    pub file: Option<PathBuf>,
+    /// 1-based line and column within `file`, when known.
+    pub position: Option<(u32, u32)>,
+}
+
+impl ConfigError {
+    /// Builds an error without a file position.
+    pub fn new(kind: ConfigErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            file: None,
+            position: None,
+        }
+    }
+
+    /// Attaches a position in a file.
+    pub fn at(mut self, file: Option<PathBuf>, position: Option<(u32, u32)>) -> Self {
+        if self.file.is_none() {
+            self.file = file;
+        }
+        if self.position.is_none() {
+            self.position = position;
+        }
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.position) {
+            (Some(file), Some((line, col))) => {
+                write!(f, "{}:{line}:{col}: {}", file.display(), self.message)
+            }
+            (Some(file), None) => write!(f, "{}: {}", file.display(), self.message),
+            (None, Some((line, col))) => write!(f, "{line}:{col}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

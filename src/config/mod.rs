@@ -1,0 +1,22 @@
+//! `resetctl.yaml`: tenants, their app registrations (a credential pool), Graph and token
+//! endpoints, runner accounts and throttle quotas (design §4).
+//!
+//! The file is parsed into raw serde types ([`raw`]) with unknown keys rejected, then turned
+//! into validated [`TenantSettings`] ([`tenant`]). Secrets are never read from the file itself:
+//! a key names an environment variable or a file, and the secret is loaded only when a
+//! credential is built ([`AppSpec::load`]). A tenant no file names can come from the Azure SDK
+//! environment variables ([`TenantSettings::from_azure_env`]).
+//!
+//! Invariant: a secret never appears inline in the YAML (such a file is rejected) nor in any
+//! `Debug` output, log line or error of this module.
+
+mod error;
+mod raw;
+mod tenant;
+
+pub use error::{ConfigError, ConfigErrorKind};
+pub use raw::QuotaOverrides;
+pub use tenant::{
+    AppSpec, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL, Env, SigningAlg,
+    TenantSettings, TenantSize,
+};

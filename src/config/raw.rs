@@ -1,0 +1,127 @@
+//! Raw serde shapes of `resetctl.yaml`. Key names are a contract (design §4): add keys, never
+//! rename one. Unknown keys are rejected so a typo cannot silently drop a setting.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_saphyr::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// One entry per tenant, by the name used with `--tenant`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, RawTenant>,
+    /// Communication channels (email, SMS, Teams, webhooks); owned by the `comms` issue, kept
+    /// opaque here so the file can carry it already.
+    #[serde(default)]
+    pub channels: Option<serde_json::Value>,
+    /// Push-verification providers (Duo, Okta); owned by a later issue, opaque here.
+    #[serde(default)]
+    pub push: Option<serde_json::Value>,
+    /// Ticket systems; owned by a later issue, opaque here.
+    #[serde(default)]
+    pub tickets: Option<serde_json::Value>,
+    /// Audit trail settings; owned by the audit issue, opaque here.
+    #[serde(default)]
+    pub audit: Option<serde_json::Value>,
+}
+
+/// One tenant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    /// Directory (tenant) id; falls back to `AZURE_TENANT_ID`.
+    pub tenant_id: Option<String>,
+    /// Graph base URL including the version, e.g. `https://graph.microsoft.com/v1.0`.
+    pub graph_url: Option<String>,
+    /// Token endpoint; defaults to `{authority}/{tenant_id}/oauth2/v2.0/token`.
+    pub token_url: Option<String>,
+    /// Authority host for sovereign clouds, used only when `token_url` is absent.
+    pub authority: Option<String>,
+    /// OAuth scope; defaults to `{graph origin}/.default`.
+    pub scope: Option<String>,
+    /// App registrations of the credential pool.
+    #[serde(default)]
+    pub apps: Vec<Spanned<RawApp>>,
+    /// Accounts the runner itself signs in with; never written to.
+    #[serde(default)]
+    pub runner_accounts: Vec<String>,
+    /// Emulated tenants only: quota windows are divided by this factor.
+    pub time_scale: Option<f64>,
+    /// Tenant size class for the read (resource unit) budget: small, medium or large.
+    pub tenant_size: Option<super::TenantSize>,
+    /// Throttle overrides; every absent key keeps Graph's documented number.
+    #[serde(default)]
+    pub quotas: QuotaOverrides,
+    /// Per-request timeout in seconds (default 60, Graph's own limit for several APIs).
+    pub request_timeout_secs: Option<f64>,
+}
+
+/// One app registration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApp {
+    /// Application (client) id.
+    pub client_id: String,
+    /// Name of an environment variable holding the client secret.
+    pub client_secret_env: Option<String>,
+    /// File holding the client secret (trailing newline ignored).
+    pub client_secret_file: Option<PathBuf>,
+    /// PEM file with the certificate, and the private key too unless `private_key_file` is set.
+    pub certificate_file: Option<PathBuf>,
+    /// PEM file with the certificate's private key (PKCS#8 or PKCS#1).
+    pub private_key_file: Option<PathBuf>,
+    /// Assertion signing algorithm: `PS256` (default) or `RS256`.
+    pub signing_alg: Option<super::SigningAlg>,
+    /// Rejected: an inline secret. Present only to give a precise error; its value is never
+    /// stored (`IgnoredAny`).
+    pub client_secret: Option<Spanned<IgnoredAny>>,
+    /// Rejected: an inline private key. Same treatment as `client_secret`.
+    pub private_key: Option<Spanned<IgnoredAny>>,
+}
+
+/// Per-tenant throttle overrides (`tenants.<name>.quotas`). Every field is optional; absent
+/// ones keep the defaults of `throttle::Quotas` (Graph's documented limits).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaOverrides {
+    /// Directory writes per window per app and tenant (Graph: 3,000).
+    pub writes_per_window: Option<u32>,
+    /// That window in seconds (Graph: 150).
+    pub write_window_secs: Option<f64>,
+    /// Directory writes per window per tenant across all apps (Graph: 18,000).
+    pub tenant_writes_per_window: Option<u32>,
+    /// That window in seconds (Graph: 300).
+    pub tenant_write_window_secs: Option<f64>,
+    /// Resource units per window per app and tenant; default by tenant size (3,500/5,000/8,000).
+    pub read_units_per_window: Option<u32>,
+    /// That window in seconds (Graph: 10).
+    pub read_window_secs: Option<f64>,
+    /// Identity Protection requests per window per tenant (Graph: 1).
+    pub identity_protection_per_window: Option<u32>,
+    /// That window in seconds (Graph: 1).
+    pub identity_protection_window_secs: Option<f64>,
+    /// Mail requests per window per app (Graph: 10,000).
+    pub mail_per_window: Option<u32>,
+    /// That window in seconds (Graph: 600).
+    pub mail_window_secs: Option<f64>,
+    /// Requests per window per app for `/users/{id}/authentication/...` (Graph's reports
+    /// limit lists authenticationMethod at 5 / 10 s; whether method CRUD is metered that way
+    /// is unconfirmed, so unset means "counted as ordinary directory reads/writes only").
+    pub auth_methods_per_window: Option<u32>,
+    /// That window in seconds (10 when only the count is set).
+    pub auth_methods_window_secs: Option<f64>,
+    /// Upper bound of concurrent requests per bucket (AIMD grows up to this).
+    pub max_in_flight: Option<u32>,
+    /// Fraction of each quota the client aims at (default 0.98): the slack absorbs clock
+    /// skew and scheduling jitter so a window is never exceeded.
+    pub headroom: Option<f64>,
+    /// `x-ms-throttle-limit-percentage` above which the client eases off (default 0.8, the
+    /// value from which Graph sends the header; raise it for a server whose percentage is
+    /// a sliding-window count that sits near 1.0 whenever a client runs at quota).
+    pub early_slowdown_at: Option<f64>,
+}

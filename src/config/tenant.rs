@@ -1,0 +1,665 @@
+//! Validated configuration: [`Config`] (the file) and [`TenantSettings`] (one tenant, from the
+//! file or from the Azure SDK environment variables).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::raw::{RawApp, RawConfig, RawTenant};
+use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
+
+/// Graph's public-cloud base URL (with version), the default `graph_url`.
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+/// The public-cloud authority host, the default for building `token_url`.
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// Where environment variables come from: the process, or a fixed map (tests, and callers
+/// that must not read the process environment).
+#[derive(Clone, Default)]
+pub enum Env {
+    /// `std::env::var`.
+    #[default]
+    Process,
+    /// A fixed set of variables.
+    Map(BTreeMap<String, String>),
+}
+
+impl Env {
+    /// The value of `name`, if set and valid UTF-8.
+    pub fn var(&self, name: &str) -> Option<String> {
+        match self {
+            Env::Process => std::env::var(name).ok(),
+            Env::Map(map) => map.get(name).cloned(),
+        }
+    }
+
+    /// A map-backed environment from pairs.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Env::Map(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Env {
+    // Values may be secrets: show only which variables exist.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Env::Process => f.write_str("Env::Process"),
+            Env::Map(map) => f
+                .debug_tuple("Env::Map")
+                .field(&map.keys().collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+/// Certificate-assertion signing algorithm. Entra's current documentation uses PS256; RS256
+/// is kept selectable for older registrations and emulators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum SigningAlg {
+    /// RSASSA-PSS with SHA-256 (default).
+    #[default]
+    #[serde(rename = "PS256")]
+    Ps256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+/// Tenant size class, which sets the read (resource unit) quota: Graph's S < 50 users,
+/// M 50-500, L > 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantSize {
+    /// 3,500 RU / 10 s (the conservative default).
+    #[default]
+    Small,
+    /// 5,000 RU / 10 s.
+    Medium,
+    /// 8,000 RU / 10 s.
+    Large,
+}
+
+/// Where one app's secret comes from. Holds names and paths only, never secret values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// Client secret in this environment variable.
+    SecretEnv(String),
+    /// Client secret in this file.
+    SecretFile(PathBuf),
+    /// Certificate assertion: certificate PEM, key PEM (same file when `None`), algorithm.
+    Certificate {
+        /// PEM with the certificate (and the key when `private_key_file` is `None`).
+        certificate_file: PathBuf,
+        /// PEM with the private key, when separate.
+        private_key_file: Option<PathBuf>,
+        /// Signing algorithm of the assertion.
+        alg: SigningAlg,
+    },
+}
+
+/// One app registration of a tenant's credential pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    /// Application (client) id.
+    pub client_id: String,
+    /// Where its secret comes from.
+    pub credential: CredentialSource,
+}
+
+/// Everything needed to talk to one tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSettings {
+    /// The name used with `--tenant`.
+    pub name: String,
+    /// Directory (tenant) id.
+    pub tenant_id: String,
+    /// Graph base URL including version, without trailing slash.
+    pub graph_url: String,
+    /// OAuth2 v2.0 token endpoint.
+    pub token_url: String,
+    /// OAuth scope requested (`{graph origin}/.default` unless configured).
+    pub scope: String,
+    /// The credential pool (at least one app).
+    pub apps: Vec<AppSpec>,
+    /// Accounts resetctl itself runs as; the engine never writes to them.
+    pub runner_accounts: Vec<String>,
+    /// Quota windows are divided by this (emulated tenants run faster than real time).
+    pub time_scale: f64,
+    /// Read budget class.
+    pub tenant_size: TenantSize,
+    /// Throttle overrides.
+    pub quotas: QuotaOverrides,
+    /// Per-request timeout in seconds.
+    pub request_timeout_secs: f64,
+}
+
+/// The parsed and validated `resetctl.yaml`.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Tenants by name.
+    pub tenants: BTreeMap<String, TenantSettings>,
+    /// Opaque `channels` section for the comms module.
+    pub channels: Option<serde_json::Value>,
+    /// Opaque `push` section for the providers module.
+    pub push: Option<serde_json::Value>,
+    /// Opaque `tickets` section for the providers module.
+    pub tickets: Option<serde_json::Value>,
+    /// Opaque `audit` section for the audit module.
+    pub audit: Option<serde_json::Value>,
+    /// The file it came from, for diagnostics.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and validates a file. Errors carry `file:line:col`.
+    /// `env` supplies `AZURE_TENANT_ID` for a tenant that omits `tenant_id`.
+    pub fn load(path: &Path, env: &Env) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::Io,
+                format!("cannot read configuration: {e}"),
+            )
+            .at(Some(path.to_path_buf()), None)
+        })?;
+        Self::parse(&text, Some(path), env)
+    }
+
+    /// The configuration named by `--config` / `RESETCTL_CONFIG` (the CLI passes its
+    /// `Option<PathBuf>`), or an empty one when none is named: tenants then come from the
+    /// Azure SDK environment variables, or the built-in `demo` tenant.
+    pub fn load_or_default(path: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
+        match path {
+            Some(p) => Self::load(p, env),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Parses and validates YAML text; `path` is used for diagnostics and to resolve relative
+    /// credential file paths (relative to the file's directory).
+    pub fn parse(text: &str, path: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
+        let file = path.map(Path::to_path_buf);
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+            let position = e.location().map(|l| (l.line() as u32, l.column() as u32));
+            ConfigError::new(ConfigErrorKind::Syntax, e.without_snippet().to_string())
+                .at(file.clone(), position)
+        })?;
+        let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
+        let mut tenants = BTreeMap::new();
+        for (name, tenant) in raw.tenants {
+            let settings = tenant_from_raw(&name, tenant, base_dir.as_deref(), env)
+                .map_err(|e| e.at(file.clone(), None))?;
+            tenants.insert(name, settings);
+        }
+        Ok(Config {
+            tenants,
+            channels: raw.channels,
+            push: raw.push,
+            tickets: raw.tickets,
+            audit: raw.audit,
+            source: file,
+        })
+    }
+
+    /// The settings of tenant `name`: from the file when it names it, otherwise from the
+    /// Azure SDK environment variables.
+    pub fn tenant(&self, name: &str, env: &Env) -> Result<TenantSettings, ConfigError> {
+        if let Some(t) = self.tenants.get(name) {
+            return Ok(t.clone());
+        }
+        TenantSettings::from_azure_env(name, env)?.ok_or_else(|| {
+            ConfigError::new(
+                ConfigErrorKind::UnknownTenant,
+                format!(
+                    "tenant '{name}' is not configured and AZURE_TENANT_ID / AZURE_CLIENT_ID with \
+                     AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH are not all set"
+                ),
+            )
+        })
+    }
+}
+
+impl TenantSettings {
+    /// A tenant from the Azure SDK environment convention: `AZURE_TENANT_ID`,
+    /// `AZURE_CLIENT_ID`, and `AZURE_CLIENT_SECRET` or `AZURE_CLIENT_CERTIFICATE_PATH`
+    /// (a PEM holding certificate and key); `AZURE_AUTHORITY_HOST` selects a sovereign
+    /// cloud's authority and `RESETCTL_GRAPH_URL` the Graph base URL. `Ok(None)` when the
+    /// variables are not set.
+    pub fn from_azure_env(name: &str, env: &Env) -> Result<Option<Self>, ConfigError> {
+        let (Some(tenant_id), Some(client_id)) =
+            (env.var("AZURE_TENANT_ID"), env.var("AZURE_CLIENT_ID"))
+        else {
+            return Ok(None);
+        };
+        let credential = if env.var("AZURE_CLIENT_SECRET").is_some() {
+            CredentialSource::SecretEnv("AZURE_CLIENT_SECRET".into())
+        } else if let Some(path) = env.var("AZURE_CLIENT_CERTIFICATE_PATH") {
+            CredentialSource::Certificate {
+                certificate_file: PathBuf::from(path),
+                private_key_file: None,
+                alg: SigningAlg::Ps256,
+            }
+        } else {
+            return Ok(None);
+        };
+        let graph_url = env
+            .var("RESETCTL_GRAPH_URL")
+            .unwrap_or_else(|| DEFAULT_GRAPH_URL.into());
+        let authority = env
+            .var("AZURE_AUTHORITY_HOST")
+            .unwrap_or_else(|| DEFAULT_AUTHORITY.into());
+        let raw = RawTenant {
+            tenant_id: Some(tenant_id),
+            graph_url: Some(graph_url),
+            token_url: None,
+            authority: Some(authority),
+            scope: None,
+            apps: Vec::new(),
+            runner_accounts: Vec::new(),
+            time_scale: None,
+            tenant_size: None,
+            quotas: QuotaOverrides::default(),
+            request_timeout_secs: None,
+        };
+        let mut settings = tenant_from_raw(name, raw, None, env)?;
+        settings.apps = vec![AppSpec {
+            client_id,
+            credential,
+        }];
+        Ok(Some(settings))
+    }
+}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError::new(ConfigErrorKind::Invalid, message)
+}
+
+fn check_url(tenant: &str, key: &str, value: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(value)
+        .map_err(|e| invalid(format!("tenants.{tenant}.{key}: not a URL ({e})")))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid(format!(
+            "tenants.{tenant}.{key}: scheme must be https (or http for a local emulator)"
+        )));
+    }
+    if url.scheme() == "http"
+        && !matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+    {
+        return Err(invalid(format!(
+            "tenants.{tenant}.{key}: plain http is accepted only for a loopback emulator"
+        )));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+fn tenant_from_raw(
+    name: &str,
+    raw: RawTenant,
+    base_dir: Option<&Path>,
+    env: &Env,
+) -> Result<TenantSettings, ConfigError> {
+    let tenant_id = match raw.tenant_id {
+        Some(id) => id,
+        None => env.var("AZURE_TENANT_ID").ok_or_else(|| {
+            invalid(format!(
+                "tenants.{name}.tenant_id is missing and AZURE_TENANT_ID is not set"
+            ))
+        })?,
+    };
+    if tenant_id.is_empty() || tenant_id.contains(['/', '?', '#']) {
+        return Err(invalid(format!(
+            "tenants.{name}.tenant_id is not a tenant id or domain"
+        )));
+    }
+    let graph_url = check_url(
+        name,
+        "graph_url",
+        raw.graph_url.as_deref().unwrap_or(DEFAULT_GRAPH_URL),
+    )?;
+    let token_url = match raw.token_url {
+        Some(u) => check_url(name, "token_url", &u)?,
+        None => {
+            let authority = check_url(
+                name,
+                "authority",
+                raw.authority.as_deref().unwrap_or(DEFAULT_AUTHORITY),
+            )?;
+            format!("{authority}/{tenant_id}/oauth2/v2.0/token")
+        }
+    };
+    let scope = match raw.scope {
+        Some(s) => s,
+        None => {
+            let url =
+                reqwest::Url::parse(&graph_url).map_err(|e| invalid(format!("graph_url: {e}")))?;
+            format!("{}/.default", url.origin().ascii_serialization())
+        }
+    };
+    let time_scale = raw.time_scale.unwrap_or(1.0);
+    if !(time_scale.is_finite() && time_scale >= 1.0) {
+        return Err(invalid(format!(
+            "tenants.{name}.time_scale must be a number >= 1"
+        )));
+    }
+    let request_timeout_secs = raw.request_timeout_secs.unwrap_or(60.0);
+    if !(request_timeout_secs.is_finite() && request_timeout_secs > 0.0) {
+        return Err(invalid(format!(
+            "tenants.{name}.request_timeout_secs must be > 0"
+        )));
+    }
+    validate_quotas(name, &raw.quotas)?;
+    let mut apps = Vec::with_capacity(raw.apps.len());
+    for spanned in raw.apps {
+        let position = Some((
+            spanned.referenced.line() as u32,
+            spanned.referenced.column() as u32,
+        ));
+        let app = app_from_raw(name, spanned.value, base_dir).map_err(|e| e.at(None, position))?;
+        apps.push(app);
+    }
+    Ok(TenantSettings {
+        name: name.to_string(),
+        tenant_id,
+        graph_url,
+        token_url,
+        scope,
+        apps,
+        runner_accounts: raw.runner_accounts,
+        time_scale,
+        tenant_size: raw.tenant_size.unwrap_or_default(),
+        quotas: raw.quotas,
+        request_timeout_secs,
+    })
+}
+
+fn validate_quotas(name: &str, q: &QuotaOverrides) -> Result<(), ConfigError> {
+    let counts = [
+        ("writes_per_window", q.writes_per_window),
+        ("tenant_writes_per_window", q.tenant_writes_per_window),
+        ("read_units_per_window", q.read_units_per_window),
+        (
+            "identity_protection_per_window",
+            q.identity_protection_per_window,
+        ),
+        ("mail_per_window", q.mail_per_window),
+        ("auth_methods_per_window", q.auth_methods_per_window),
+        ("max_in_flight", q.max_in_flight),
+    ];
+    for (key, value) in counts {
+        if value == Some(0) {
+            return Err(invalid(format!(
+                "tenants.{name}.quotas.{key} must be at least 1"
+            )));
+        }
+    }
+    let windows = [
+        ("write_window_secs", q.write_window_secs),
+        ("tenant_write_window_secs", q.tenant_write_window_secs),
+        ("read_window_secs", q.read_window_secs),
+        (
+            "identity_protection_window_secs",
+            q.identity_protection_window_secs,
+        ),
+        ("mail_window_secs", q.mail_window_secs),
+        ("auth_methods_window_secs", q.auth_methods_window_secs),
+    ];
+    for (key, value) in windows {
+        if let Some(v) = value
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(invalid(format!(
+                "tenants.{name}.quotas.{key} must be a positive number"
+            )));
+        }
+    }
+    if let Some(e) = q.early_slowdown_at
+        && !(e.is_finite() && e > 0.0)
+    {
+        return Err(invalid(format!(
+            "tenants.{name}.quotas.early_slowdown_at must be a positive number"
+        )));
+    }
+    if let Some(h) = q.headroom
+        && !(h.is_finite() && h > 0.0 && h <= 1.0)
+    {
+        return Err(invalid(format!(
+            "tenants.{name}.quotas.headroom must be in (0, 1]"
+        )));
+    }
+    Ok(())
+}
+
+fn app_from_raw(
+    tenant: &str,
+    raw: RawApp,
+    base_dir: Option<&Path>,
+) -> Result<AppSpec, ConfigError> {
+    for (key, value) in [
+        ("client_secret", &raw.client_secret),
+        ("private_key", &raw.private_key),
+    ] {
+        if let Some(spanned) = value {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InlineSecret,
+                format!(
+                    "tenants.{tenant}.apps: an inline `{key}` is not accepted; name an environment \
+                     variable (`{key}_env`) or a file (`{key}_file`) instead"
+                ),
+            )
+            .at(
+                None,
+                Some((
+                    spanned.referenced.line() as u32,
+                    spanned.referenced.column() as u32,
+                )),
+            ));
+        }
+    }
+    if raw.client_id.trim().is_empty() {
+        return Err(invalid(format!(
+            "tenants.{tenant}.apps: client_id is empty"
+        )));
+    }
+    let resolve = |p: PathBuf| match base_dir {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
+    };
+    let sources = usize::from(raw.client_secret_env.is_some())
+        + usize::from(raw.client_secret_file.is_some())
+        + usize::from(raw.certificate_file.is_some());
+    if sources != 1 {
+        return Err(invalid(format!(
+            "tenants.{tenant}.apps[{}]: exactly one of client_secret_env, client_secret_file, \
+             certificate_file is required",
+            raw.client_id
+        )));
+    }
+    if raw.private_key_file.is_some() && raw.certificate_file.is_none() {
+        return Err(invalid(format!(
+            "tenants.{tenant}.apps[{}]: private_key_file needs certificate_file",
+            raw.client_id
+        )));
+    }
+    let credential = if let Some(var) = raw.client_secret_env {
+        CredentialSource::SecretEnv(var)
+    } else if let Some(file) = raw.client_secret_file {
+        CredentialSource::SecretFile(resolve(file))
+    } else if let Some(cert) = raw.certificate_file {
+        CredentialSource::Certificate {
+            certificate_file: resolve(cert),
+            private_key_file: raw.private_key_file.map(resolve),
+            alg: raw.signing_alg.unwrap_or_default(),
+        }
+    } else {
+        return Err(invalid(format!(
+            "tenants.{tenant}.apps[{}]: no credential",
+            raw.client_id
+        )));
+    };
+    Ok(AppSpec {
+        client_id: raw.client_id,
+        credential,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+tenants:
+  contoso:
+    tenant_id: 0f1e0000-0000-0000-0000-000000000001
+    graph_url: https://graph.microsoft.com/v1.0
+    token_url: https://login.microsoftonline.com/0f1e0000-0000-0000-0000-000000000001/oauth2/v2.0/token
+    apps:
+      - client_id: 6a1b0000-0000-0000-0000-000000000001
+        client_secret_env: CONTOSO_SECRET
+      - client_id: 6a1b0000-0000-0000-0000-000000000002
+        certificate_file: certs/app2.pem
+        signing_alg: RS256
+    runner_accounts: [svc-resetctl@contoso.com]
+    time_scale: 1
+    quotas: { writes_per_window: 2000, write_window_secs: 150 }
+  demo:
+    tenant_id: demo
+    graph_url: http://127.0.0.1:8080/v1.0
+    apps: [{ client_id: app, client_secret_file: secret.txt }]
+    time_scale: 10
+    tenant_size: large
+channels: { email: { provider: graph } }
+push: {}
+"#;
+
+    #[test]
+    fn parses_design_sample() {
+        let cfg = Config::parse(
+            SAMPLE,
+            Some(Path::new("/etc/resetctl/resetctl.yaml")),
+            &Env::default(),
+        )
+        .unwrap();
+        let c = &cfg.tenants["contoso"];
+        assert_eq!(c.scope, "https://graph.microsoft.com/.default");
+        assert_eq!(c.apps.len(), 2);
+        assert_eq!(
+            c.apps[0].credential,
+            CredentialSource::SecretEnv("CONTOSO_SECRET".into())
+        );
+        assert_eq!(
+            c.apps[1].credential,
+            CredentialSource::Certificate {
+                certificate_file: PathBuf::from("/etc/resetctl/certs/app2.pem"),
+                private_key_file: None,
+                alg: SigningAlg::Rs256
+            }
+        );
+        assert_eq!(c.quotas.writes_per_window, Some(2000));
+        assert_eq!(
+            c.runner_accounts,
+            vec!["svc-resetctl@contoso.com".to_string()]
+        );
+        let d = &cfg.tenants["demo"];
+        assert_eq!(
+            d.token_url,
+            "https://login.microsoftonline.com/demo/oauth2/v2.0/token"
+        );
+        assert_eq!(d.scope, "http://127.0.0.1:8080/.default");
+        assert_eq!(d.time_scale, 10.0);
+        assert_eq!(d.tenant_size, TenantSize::Large);
+        assert!(cfg.channels.is_some());
+    }
+
+    #[test]
+    fn inline_secret_rejected_with_position_and_without_value() {
+        let text = "tenants:\n  t:\n    tenant_id: x\n    apps:\n      - client_id: a\n        client_secret: hunter2-super-secret\n";
+        let err = Config::parse(text, Some(Path::new("r.yaml")), &Env::default()).unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::InlineSecret);
+        let shown = err.to_string();
+        assert!(shown.starts_with("r.yaml:6:"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{err:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_key_has_location() {
+        let text = "tenants:\n  t:\n    tenant_id: x\n    graph_ulr: https://x\n";
+        let err = Config::parse(text, Some(Path::new("r.yaml")), &Env::default()).unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Syntax);
+        assert!(err.to_string().starts_with("r.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn app_needs_exactly_one_credential() {
+        let text = "tenants:\n  t:\n    tenant_id: x\n    apps:\n      - client_id: a\n        client_secret_env: A\n        client_secret_file: f\n";
+        let err = Config::parse(text, None, &Env::default()).unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Invalid);
+        assert!(err.to_string().starts_with("5:"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_and_bad_values_rejected() {
+        let text =
+            "tenants:\n  t:\n    tenant_id: x\n    graph_url: http://graph.example.com/v1.0\n";
+        assert_eq!(
+            Config::parse(text, None, &Env::default()).unwrap_err().kind,
+            ConfigErrorKind::Invalid
+        );
+        let text = "tenants:\n  t:\n    tenant_id: x\n    time_scale: 0\n";
+        assert_eq!(
+            Config::parse(text, None, &Env::default()).unwrap_err().kind,
+            ConfigErrorKind::Invalid
+        );
+        let text = "tenants:\n  t:\n    tenant_id: x\n    quotas: { writes_per_window: 0 }\n";
+        assert_eq!(
+            Config::parse(text, None, &Env::default()).unwrap_err().kind,
+            ConfigErrorKind::Invalid
+        );
+    }
+
+    #[test]
+    fn azure_env_fallback() {
+        let cfg = Config::default();
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", "t1"),
+            ("AZURE_CLIENT_ID", "c1"),
+            ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
+        ]);
+        let t = cfg.tenant("prod", &env).unwrap();
+        assert_eq!(t.tenant_id, "t1");
+        assert_eq!(
+            t.apps[0].credential,
+            CredentialSource::SecretEnv("AZURE_CLIENT_SECRET".into())
+        );
+        assert!(!format!("{t:?}{env:?}").contains("s3cr3t-value"));
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", "t1"),
+            ("AZURE_CLIENT_ID", "c1"),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "/k.pem"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
+        ]);
+        let t = cfg.tenant("gov", &env).unwrap();
+        assert_eq!(
+            t.token_url,
+            "https://login.microsoftonline.us/t1/oauth2/v2.0/token"
+        );
+        assert!(matches!(
+            t.apps[0].credential,
+            CredentialSource::Certificate { .. }
+        ));
+        let err = cfg
+            .tenant("none", &Env::from_pairs::<[(&str, &str); 0], _, _>([]))
+            .unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::UnknownTenant);
+    }
+}

@@ -1,0 +1,99 @@
+//! The `Directory` trait (design §2): every directory read and write the engine, targeting,
+//! verification and comms need, as typed operations. The engine talks to Graph only through
+//! it, so tests and the emulator can plug in behind the same trait.
+//!
+//! - [`types`]: plain domain types ([`User`], [`Manager`], [`RoleAssignment`], ...).
+//! - [`graph_directory`]: [`GraphDirectory`], the implementation on the Graph client.
+//!
+//! The trait is object-safe: methods return boxed futures and streams, so callers can hold an
+//! `Arc<dyn Directory>` (or be generic over `D: Directory`). Errors are
+//! [`GraphError`](crate::graph::GraphError) (construct one with `GraphError::new(kind, msg)`
+//! in a fake); `OutcomeUnknown` on a write means "read the state back before retrying".
+
+mod graph_directory;
+pub mod types;
+mod wire;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+use crate::graph::GraphError;
+
+pub use graph_directory::{GraphDirectory, USER_SELECT};
+pub use types::*;
+
+/// A boxed stream of directory items.
+pub type ItemStream<'a, T> = BoxStream<'a, Result<T, GraphError>>;
+/// A boxed future of a directory result.
+pub type DirFuture<'a, T> = BoxFuture<'a, Result<T, GraphError>>;
+
+/// Directory operations of resetctl. Reads stream their results; writes return `()` or
+/// the created object. Every implementation must keep secrets (passwords, TAPs) out of
+/// logs and errors.
+pub trait Directory: Send + Sync {
+    /// Users matching `query` (all users when it has no filter).
+    fn list_users(&self, query: UserQuery) -> ItemStream<'_, User>;
+
+    /// User members of a group; `transitive` includes members of nested groups. Non-user
+    /// members (devices, service principals, groups) are skipped.
+    fn list_group_members(&self, group_id: &str, transitive: bool) -> ItemStream<'_, User>;
+
+    /// One user by object id or UPN; `None` when it does not exist.
+    fn get_user<'a>(&'a self, id_or_upn: &'a str) -> DirFuture<'a, Option<User>>;
+
+    /// A user's manager; `None` when the user has none (Graph answers 404).
+    fn get_manager<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, Option<Manager>>;
+
+    /// Active role assignments with the principal expanded; `filter` is an OData filter such
+    /// as `principalId eq '{id}'` or `roleDefinitionId eq '{templateId}'`.
+    fn list_role_assignments(&self, filter: Option<String>) -> ItemStream<'_, RoleAssignment>;
+
+    /// PIM eligibility schedule instances, optionally filtered.
+    fn list_role_eligibilities(&self, filter: Option<String>) -> ItemStream<'_, RoleEligibility>;
+
+    /// Risky users at any of `levels` (Identity Protection: paced at 1 request/s).
+    fn list_risky_users(&self, levels: Vec<RiskLevel>) -> ItemStream<'_, RiskyUser>;
+
+    /// Forces a password change (`passwordProfile`, both flags explicit).
+    fn force_password_change<'a>(
+        &'a self,
+        user_id: &'a str,
+        change: &'a PasswordChange,
+    ) -> DirFuture<'a, ()>;
+
+    /// Revokes every refresh token and session cookie of the user.
+    fn revoke_sessions<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, ()>;
+
+    /// The user's registered authentication methods.
+    fn list_auth_methods<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, Vec<AuthMethod>>;
+
+    /// Deletes one method (refused locally for the password method and unknown types).
+    fn delete_auth_method<'a>(
+        &'a self,
+        user_id: &'a str,
+        method: &'a AuthMethod,
+    ) -> DirFuture<'a, ()>;
+
+    /// Creates a Temporary Access Pass and returns it (a secret).
+    fn create_tap<'a>(
+        &'a self,
+        user_id: &'a str,
+        request: &'a TapRequest,
+    ) -> DirFuture<'a, TemporaryAccessPass>;
+
+    /// Adds a user to a group (e.g. a temporary Conditional Access exclusion group).
+    fn add_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, ()>;
+
+    /// Removes a user from a group.
+    fn remove_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, ()>;
+
+    /// Marks users as confirmed compromised (risk set to high).
+    fn confirm_compromised<'a>(&'a self, user_ids: &'a [String]) -> DirFuture<'a, ()>;
+
+    /// Sends an email as `sender` (a mailbox UPN or id).
+    fn send_mail<'a>(&'a self, sender: &'a str, mail: &'a Mail) -> DirFuture<'a, ()>;
+
+    /// Runs many writes efficiently (`$batch`, `dependsOn` for `after`), one result per write
+    /// in order. A write depending on a failed one fails with `DependencyFailed`.
+    fn batch_writes(&self, writes: Vec<UserWrite>) -> DirFuture<'_, Vec<Result<(), GraphError>>>;
+}
