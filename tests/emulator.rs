@@ -1589,3 +1589,434 @@ fn resetctl_emulator_prints_connection_info_and_stops_on_sigterm() {
     };
     assert_eq!(exit.code(), Some(0));
 }
+
+/// The CSDL contract: every property the emulator returns exists on its entity type in the
+/// Graph v1.0 metadata (walking BaseType), with a compatible JSON type.
+mod contract {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A property or navigation property of a type.
+    struct Prop {
+        ty: String,
+        nullable: bool,
+        navigation: bool,
+    }
+
+    #[derive(Default)]
+    struct Csdl {
+        /// Entity and complex types of namespace microsoft.graph: name → (base, properties).
+        types: HashMap<String, (Option<String>, HashMap<String, Prop>)>,
+        /// Enum types: name → members.
+        enums: HashMap<String, Vec<String>>,
+    }
+
+    fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+        let key = format!(" {name}=\"");
+        let start = line.find(&key)? + key.len();
+        let len = line[start..].find('"')?;
+        Some(&line[start..start + len])
+    }
+
+    /// Find the CSDL: `$RESETCTL_CSDL`, else `shared/reference/` beside the repository or
+    /// one of its ancestors (CI clones `shared/` beside the repository).
+    fn csdl_path() -> PathBuf {
+        if let Ok(p) = std::env::var("RESETCTL_CSDL") {
+            return PathBuf::from(p);
+        }
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        for dir in manifest.ancestors().skip(1) {
+            let candidate = dir.join("shared/reference/graph-v1.0.csdl.xml");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        panic!(
+            "the Graph v1.0 CSDL was not found: expected ../shared/reference/graph-v1.0.csdl.xml beside the repository ({}) or RESETCTL_CSDL",
+            manifest.display()
+        );
+    }
+
+    fn load() -> Csdl {
+        let path = csdl_path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let mut csdl = Csdl::default();
+        let mut in_graph = false;
+        let mut current: Option<String> = None;
+        let mut current_enum: Option<String> = None;
+        for line in text.lines() {
+            let l = line.trim();
+            if l.starts_with("<Schema ") {
+                in_graph = attr(l, "Namespace") == Some("microsoft.graph");
+                continue;
+            }
+            if !in_graph {
+                continue;
+            }
+            if l.starts_with("<EntityType ") || l.starts_with("<ComplexType ") {
+                let name = attr(l, "Name").unwrap().to_string();
+                let base = attr(l, "BaseType").map(|b| b.trim_start_matches("graph.").to_string());
+                csdl.types.insert(name.clone(), (base, HashMap::new()));
+                current = if l.ends_with("/>") { None } else { Some(name) };
+            } else if l.starts_with("</EntityType>") || l.starts_with("</ComplexType>") {
+                current = None;
+            } else if l.starts_with("<EnumType ") {
+                let name = attr(l, "Name").unwrap().to_string();
+                csdl.enums.insert(name.clone(), Vec::new());
+                current_enum = Some(name);
+            } else if l.starts_with("</EnumType>") {
+                current_enum = None;
+            } else if l.starts_with("<Member ") {
+                if let Some(e) = &current_enum {
+                    csdl.enums
+                        .get_mut(e)
+                        .unwrap()
+                        .push(attr(l, "Name").unwrap().to_string());
+                }
+            } else if l.starts_with("<Property ") || l.starts_with("<NavigationProperty ") {
+                if let Some(t) = &current {
+                    let prop = Prop {
+                        ty: attr(l, "Type").unwrap().to_string(),
+                        nullable: attr(l, "Nullable") != Some("false"),
+                        navigation: l.starts_with("<NavigationProperty "),
+                    };
+                    csdl.types
+                        .get_mut(t)
+                        .unwrap()
+                        .1
+                        .insert(attr(l, "Name").unwrap().to_string(), prop);
+                }
+            }
+        }
+        assert!(
+            csdl.types.contains_key("user"),
+            "no microsoft.graph.user in {}",
+            path.display()
+        );
+        csdl
+    }
+
+    impl Csdl {
+        fn find(&self, ty: &str, prop: &str) -> Option<&Prop> {
+            let mut t = Some(ty.to_string());
+            while let Some(name) = t {
+                let (base, props) = self.types.get(&name)?;
+                if let Some(p) = props.get(prop) {
+                    return Some(p);
+                }
+                t = base.clone();
+            }
+            None
+        }
+
+        fn derives_from(&self, ty: &str, ancestor: &str) -> bool {
+            let mut t = Some(ty.to_string());
+            while let Some(name) = t {
+                if name == ancestor {
+                    return true;
+                }
+                t = self.types.get(&name).and_then(|(b, _)| b.clone());
+            }
+            false
+        }
+
+        /// Check one JSON object against entity type `ty`; returns the problems.
+        fn check(&self, ty: &str, obj: &Value, at: &str, problems: &mut Vec<String>) -> usize {
+            let mut checked = 0;
+            let Some(map) = obj.as_object() else {
+                problems.push(format!("{at}: not an object"));
+                return 0;
+            };
+            let ty = match map.get("@odata.type").and_then(Value::as_str) {
+                Some(t) => {
+                    let actual = t.trim_start_matches("#microsoft.graph.");
+                    if !self.derives_from(actual, ty) {
+                        problems.push(format!("{at}: @odata.type {t} does not derive from {ty}"));
+                    }
+                    actual.to_string()
+                }
+                None => ty.to_string(),
+            };
+            for (key, value) in map {
+                if key.starts_with("@odata.") {
+                    continue;
+                }
+                let Some(prop) = self.find(&ty, key) else {
+                    problems.push(format!(
+                        "{at}: property '{key}' does not exist on microsoft.graph.{ty}"
+                    ));
+                    continue;
+                };
+                checked += 1;
+                let where_ = format!("{at}.{key}");
+                if prop.navigation {
+                    let target = prop.ty.trim_start_matches("graph.");
+                    checked += self.check(target, value, &where_, problems);
+                } else {
+                    self.check_value(&prop.ty, prop.nullable, value, &where_, problems);
+                }
+            }
+            checked
+        }
+
+        fn check_value(
+            &self,
+            ty: &str,
+            nullable: bool,
+            v: &Value,
+            at: &str,
+            problems: &mut Vec<String>,
+        ) {
+            if v.is_null() {
+                if !nullable {
+                    problems.push(format!("{at}: null for a non-nullable {ty}"));
+                }
+                return;
+            }
+            if let Some(inner) = ty
+                .strip_prefix("Collection(")
+                .and_then(|t| t.strip_suffix(')'))
+            {
+                match v.as_array() {
+                    Some(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            self.check_value(inner, false, item, &format!("{at}[{i}]"), problems);
+                        }
+                    }
+                    None => problems.push(format!("{at}: {ty} expects an array, got {v}")),
+                }
+                return;
+            }
+            let ok = match ty {
+                "Edm.String" => v.is_string(),
+                "Edm.Guid" => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
+                "Edm.Boolean" => v.is_boolean(),
+                "Edm.Int32" | "Edm.Int64" | "Edm.Int16" | "Edm.Byte" => v.is_i64() || v.is_u64(),
+                "Edm.Double" | "Edm.Single" | "Edm.Decimal" => v.is_number(),
+                "Edm.DateTimeOffset" => v
+                    .as_str()
+                    .is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
+                "Edm.Binary" => v.is_string(),
+                other => {
+                    let name = other.trim_start_matches("graph.");
+                    if let Some(members) = self.enums.get(name) {
+                        let ok = v.as_str().is_some_and(|s| members.iter().any(|m| m == s));
+                        if !ok {
+                            problems.push(format!("{at}: {v} is not a member of enum {name}"));
+                        }
+                        true
+                    } else if self.types.contains_key(name) {
+                        if v.is_object() {
+                            self.check(name, v, at, problems);
+                            true
+                        } else {
+                            false
+                        }
+                    } else {
+                        problems.push(format!("{at}: unknown CSDL type {other}"));
+                        true
+                    }
+                }
+            };
+            if !ok {
+                problems.push(format!("{at}: {v} is not a {ty}"));
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_returned_property_exists_in_the_v1_csdl() {
+        let csdl = load();
+        let (_dir, emu) = small_tenant().await;
+        let info = emu.info().clone();
+        let api = Api::new(&info, 0).await;
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        let all = resetctl::emulator::USER_PROPERTIES.join(",");
+        // Users: every selectable property, for a cloud user and a synced one; the default set.
+        for upn in [
+            "alice@contoso.example",
+            "bob@contoso.example",
+            "ceo@contoso.example",
+        ] {
+            let (s, u) = api.get_json(&format!("/users/{upn}?$select={all}")).await;
+            assert_eq!(s, 200);
+            assert_eq!(
+                u.as_object().unwrap().len(),
+                resetctl::emulator::USER_PROPERTIES.len() + 1
+            );
+            checked += csdl.check("user", &u, upn, &mut problems);
+        }
+        let (_, list) = api.get_json("/users").await;
+        for (i, u) in list["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check("user", u, &format!("users[{i}]"), &mut problems);
+        }
+        let (_, m) = api.get_json("/users/alice@contoso.example/manager").await;
+        checked += csdl.check("directoryObject", &m, "manager", &mut problems);
+        // Authentication methods, including a TAP (201 body and listed).
+        let (s, tap) = api
+            .send(
+                reqwest::Method::POST,
+                "/users/alice@contoso.example/authentication/temporaryAccessPassMethods",
+                Some(json!({"lifetimeInMinutes": 60})),
+            )
+            .await
+            .json::<Value>()
+            .await
+            .map(|v| (201, v))
+            .unwrap();
+        assert_eq!(s, 201);
+        checked += csdl.check(
+            "temporaryAccessPassAuthenticationMethod",
+            &tap,
+            "tap",
+            &mut problems,
+        );
+        let (_, methods) = api
+            .get_json("/users/alice@contoso.example/authentication/methods")
+            .await;
+        let methods = methods["value"].as_array().unwrap();
+        assert_eq!(methods.len(), 8, "password, six seeded kinds and the TAP");
+        for (i, m) in methods.iter().enumerate() {
+            checked += csdl.check(
+                "authenticationMethod",
+                m,
+                &format!("methods[{i}]"),
+                &mut problems,
+            );
+        }
+        // Role assignments (principal expanded), eligibility instances.
+        let (_, ra) = api
+            .get_json("/roleManagement/directory/roleAssignments?$expand=principal")
+            .await;
+        for (i, a) in ra["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check(
+                "unifiedRoleAssignment",
+                a,
+                &format!("roleAssignments[{i}]"),
+                &mut problems,
+            );
+        }
+        let (_, el) = api
+            .get_json("/roleManagement/directory/roleEligibilityScheduleInstances")
+            .await;
+        for (i, e) in el["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check(
+                "unifiedRoleEligibilityScheduleInstance",
+                e,
+                &format!("eligibility[{i}]"),
+                &mut problems,
+            );
+        }
+        // Risky users, before and after the actions.
+        let (_, ru) = api.get_json("/identityProtection/riskyUsers").await;
+        for (i, r) in ru["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check("riskyUser", r, &format!("riskyUsers[{i}]"), &mut problems);
+        }
+        // Groups and members.
+        let (_, groups) = api.get_json("/groups").await;
+        for (i, g) in groups["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check("group", g, &format!("groups[{i}]"), &mut problems);
+            let (_, members) = api
+                .get_json(&format!(
+                    "/groups/{}/transitiveMembers",
+                    g["id"].as_str().unwrap()
+                ))
+                .await;
+            for (j, m) in members["value"].as_array().unwrap().iter().enumerate() {
+                checked += csdl.check(
+                    "directoryObject",
+                    m,
+                    &format!("groups[{i}].members[{j}]"),
+                    &mut problems,
+                );
+            }
+        }
+        // After a reset and a dismiss, the new enum values are members too.
+        let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
+        assert_eq!(
+            api.send(
+                reqwest::Method::PATCH,
+                "/users/alice@contoso.example",
+                Some(pw)
+            )
+            .await
+            .status(),
+            204
+        );
+        let (_, helpdesk) = api
+            .get_json("/users/helpdesk@contoso.example?$select=id")
+            .await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = api
+            .send(
+                reqwest::Method::POST,
+                "/identityProtection/riskyUsers/dismiss",
+                Some(json!({"userIds": [helpdesk["id"]]})),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (_, ru) = api.get_json("/identityProtection/riskyUsers").await;
+        let details: Vec<&str> = ru["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["riskDetail"].as_str().unwrap())
+            .collect();
+        assert!(
+            details.contains(&"adminGeneratedTemporaryPassword")
+                && details.contains(&"adminDismissedAllRiskForUser"),
+            "{details:?}"
+        );
+        for (i, r) in ru["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check(
+                "riskyUser",
+                r,
+                &format!("riskyUsers-after[{i}]"),
+                &mut problems,
+            );
+        }
+        assert!(
+            problems.is_empty(),
+            "CSDL contract violations:\n{}",
+            problems.join("\n")
+        );
+        assert!(checked > 150, "only {checked} properties checked");
+        emu.shutdown().await;
+    }
+
+    #[test]
+    fn the_checker_catches_wrong_names_and_types() {
+        let csdl = load();
+        let mut problems = Vec::new();
+        csdl.check(
+            "user",
+            &json!({"id": "x", "accountEnabled": "yes", "shoeSize": 42, "businessPhones": null}),
+            "u",
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        problems.clear();
+        csdl.check(
+            "riskyUser",
+            &json!({"riskLevel": "extreme"}),
+            "r",
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems.clear();
+        csdl.check(
+            "authenticationMethod",
+            &json!({"@odata.type": "#microsoft.graph.user", "id": "x"}),
+            "m",
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+}

@@ -46,6 +46,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use self::render::USER_PROPERTIES;
+
 use self::faults::FaultSpec;
 use self::state::Emu;
 use self::tenant_file::TenantFile;
