@@ -1671,26 +1671,26 @@ mod contract {
                 current_enum = Some(name);
             } else if l.starts_with("</EnumType>") {
                 current_enum = None;
-            } else if l.starts_with("<Member ") {
-                if let Some(e) = &current_enum {
-                    csdl.enums
-                        .get_mut(e)
-                        .unwrap()
-                        .push(attr(l, "Name").unwrap().to_string());
-                }
-            } else if l.starts_with("<Property ") || l.starts_with("<NavigationProperty ") {
-                if let Some(t) = &current {
-                    let prop = Prop {
-                        ty: attr(l, "Type").unwrap().to_string(),
-                        nullable: attr(l, "Nullable") != Some("false"),
-                        navigation: l.starts_with("<NavigationProperty "),
-                    };
-                    csdl.types
-                        .get_mut(t)
-                        .unwrap()
-                        .1
-                        .insert(attr(l, "Name").unwrap().to_string(), prop);
-                }
+            } else if l.starts_with("<Member ")
+                && let Some(e) = &current_enum
+            {
+                csdl.enums
+                    .get_mut(e)
+                    .unwrap()
+                    .push(attr(l, "Name").unwrap().to_string());
+            } else if (l.starts_with("<Property ") || l.starts_with("<NavigationProperty "))
+                && let Some(t) = &current
+            {
+                let prop = Prop {
+                    ty: attr(l, "Type").unwrap().to_string(),
+                    nullable: attr(l, "Nullable") != Some("false"),
+                    navigation: l.starts_with("<NavigationProperty "),
+                };
+                csdl.types
+                    .get_mut(t)
+                    .unwrap()
+                    .1
+                    .insert(attr(l, "Name").unwrap().to_string(), prop);
             }
         }
         assert!(
