@@ -377,11 +377,13 @@ pub enum TokenProblem {
 }
 
 impl TokenProblem {
-    /// Graph's 401 message.
+    /// Graph's 401 message (code `InvalidAuthenticationToken`; messages as reported in
+    /// github.com/microsoftgraph/msgraph-sample-reactspa/issues/54 and
+    /// github.com/microsoftgraph/console-java-connect-sample/issues/1).
     pub fn message(&self) -> &'static str {
         match self {
             TokenProblem::Missing => "Access token is empty.",
-            TokenProblem::Invalid => "Access token validation failure. Invalid audience.",
+            TokenProblem::Invalid => "Access token validation failure.",
             TokenProblem::Expired => "Lifetime validation failed, the token is expired.",
         }
     }

@@ -193,7 +193,7 @@ impl MethodKind {
 }
 
 /// A temporary access pass issued through the API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tap {
     /// Method id.
     pub id: Uuid,
@@ -207,6 +207,17 @@ pub struct Tap {
     pub lifetime_minutes: u32,
     /// Single use.
     pub usable_once: bool,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("id", &self.id)
+            .field("pass", &"<redacted>")
+            .field("start_ms", &self.start_ms)
+            .field("lifetime_minutes", &self.lifetime_minutes)
+            .finish()
+    }
 }
 
 /// One directory user. Field order keeps the struct small.

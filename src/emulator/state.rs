@@ -74,8 +74,8 @@ pub struct OutboxMessage {
     pub message: Value,
 }
 
-/// Request counters.
-#[derive(Debug, Default)]
+/// Request counters (atomics: no lock on the request path).
+#[derive(Debug)]
 pub struct Counters {
     /// Graph requests (batch items count one each; the envelope too).
     pub requests: AtomicU64,
@@ -85,12 +85,23 @@ pub struct Counters {
     pub token_requests: AtomicU64,
     /// Faults injected.
     pub faults: AtomicU64,
-    /// Answers by status.
-    pub by_status: Mutex<HashMap<u16, u64>>,
+    /// Answers by status code (index = status, 0 = connection reset).
+    pub by_status: Vec<AtomicU64>,
 }
 
-/// Everything a handler needs.
-#[derive(Debug)]
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            requests: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            token_requests: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// Everything a handler needs. Its `Debug` shows no tokens, secrets or passes.
 pub struct Emu {
     /// The directory.
     pub tenant: RwLock<Tenant>,
@@ -114,6 +125,15 @@ pub struct Emu {
     pub scale: f64,
     /// Token lifetime in real time.
     pub token_lifetime: Duration,
+}
+
+impl std::fmt::Debug for Emu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emu")
+            .field("graph_url", &self.graph_url)
+            .field("scale", &self.scale)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Emu {
@@ -169,8 +189,8 @@ impl Emu {
         if status == 429 {
             self.counters.throttled.fetch_add(1, Ordering::Relaxed);
         }
-        if let Ok(mut m) = self.counters.by_status.lock() {
-            *m.entry(status).or_insert(0) += 1;
+        if let Some(c) = self.counters.by_status.get(status as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -43,9 +43,13 @@ pub async fn stats(State(emu): State<Arc<Emu>>) -> Response {
     let by_status: serde_json::Map<String, Value> = emu
         .counters
         .by_status
-        .lock()
-        .map(|m| m.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
-        .unwrap_or_default();
+        .iter()
+        .enumerate()
+        .filter_map(|(status, c)| {
+            let n = c.load(Ordering::Relaxed);
+            (n > 0).then(|| (status.to_string(), json!(n)))
+        })
+        .collect();
     let users = emu.read().users.len();
     Json(json!({
         "requests": emu.counters.requests.load(Ordering::Relaxed),
