@@ -25,6 +25,7 @@ pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
     config.latency_ms = args.latency_ms;
     config.time_scale = args.time_scale;
     config.throttle = !args.no_throttle;
+    config.auth_methods_per_10s = args.auth_methods_limit;
     if let Some(spec) = &args.faults {
         config = config
             .with_faults(spec)

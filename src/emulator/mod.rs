@@ -105,6 +105,9 @@ pub struct EmulatorConfig {
     pub time_scale: f64,
     /// Enforce Graph's throttling limits.
     pub throttle: bool,
+    /// Meter `/users/{id}/authentication/*` at this many requests per 10 s per app+tenant
+    /// (the reports limit is 5; whether it applies to method CRUD is unconfirmed: off by default).
+    pub auth_methods_per_10s: Option<u32>,
 }
 
 impl Default for EmulatorConfig {
@@ -127,6 +130,7 @@ impl EmulatorConfig {
             faults: FaultSpec::default(),
             time_scale: 1.0,
             throttle: true,
+            auth_methods_per_10s: None,
         }
     }
 

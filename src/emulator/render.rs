@@ -220,7 +220,9 @@ impl Filterable for UserView<'_> {
         };
         Some(match name {
             "id" => FValue::Str(u.id.to_string().into()),
-            "userPrincipalName" | "mail" => FValue::Str(self.t.upn(self.idx).into()),
+            "userPrincipalName" => FValue::Str(self.t.upn(self.idx).into()),
+            "mail" if u.service => FValue::Null,
+            "mail" => FValue::Str(self.t.upn(self.idx).into()),
             "displayName" => FValue::Str(self.t.display_name(self.idx).into()),
             "givenName" => s(self.t.opt(u.given)),
             "surname" => s(self.t.opt(u.surname)),

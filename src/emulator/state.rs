@@ -145,7 +145,12 @@ impl Emu {
             base: base.to_string(),
             graph_url: format!("{base}/v1.0"),
             tokens: RwLock::new(HashMap::new()),
-            throttle: Throttle::new(config.throttle, config.time_scale, size),
+            throttle: Throttle::new(
+                config.throttle,
+                config.time_scale,
+                size,
+                config.auth_methods_per_10s,
+            ),
             faults: Faults::new(
                 config.faults,
                 config.latency_ms,

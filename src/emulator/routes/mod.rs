@@ -185,10 +185,12 @@ fn charge_for(req: &Req<'_>) -> Charge {
     ) {
         return Charge::Free;
     }
+    let auth_methods = segs.first() == Some(&"users") && segs.get(2) == Some(&"authentication");
     if *req.method != Method::GET {
         return Charge::Directory {
             ru: directory_cost(1, false, false, None),
             write: true,
+            auth_methods,
         };
     }
     let base = match segs.as_slice() {
@@ -200,6 +202,7 @@ fn charge_for(req: &Req<'_>) -> Charge {
     Charge::Directory {
         ru: directory_cost(base, select, expand, top),
         write: false,
+        auth_methods,
     }
 }
 
