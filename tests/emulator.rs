@@ -1168,7 +1168,7 @@ async fn write_quota_throttles_a_client_that_ignores_retry_after() {
     let ok_before_first_429 = Arc::new(AtomicU64::new(0));
     let throttled = Arc::new(AtomicU64::new(0));
     let seen_429 = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let first_retry_after = Arc::new(std::sync::Mutex::new(None::<f64>));
+    let first_retry_after = Arc::new(std::sync::Mutex::new(None::<(f64, String, String)>));
     let max_retry_after = Arc::new(std::sync::Mutex::new(0f64));
     let sent = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -1199,17 +1199,19 @@ async fn write_quota_throttles_a_client_that_ignores_retry_after() {
                         thr.fetch_add(1, Ordering::Relaxed);
                         let h = r.headers();
                         let ra: f64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+                        // The write quota trips first; a client this fast may later also
+                        // exhaust its resource units (throttled calls still cost them).
+                        let scope = h["x-ms-throttle-scope"].to_str().unwrap().to_string();
+                        assert!(scope.starts_with("Tenant_Application/"), "{scope}");
+                        let info = h["x-ms-throttle-information"].to_str().unwrap().to_string();
                         assert!(
-                            h["x-ms-throttle-scope"]
-                                .to_str()
-                                .unwrap()
-                                .starts_with("Tenant_Application/Write/")
+                            info == "WriteLimitExceeded" || info == "ResourceUnitLimitExceeded",
+                            "{info}"
                         );
-                        assert_eq!(h["x-ms-throttle-information"], "WriteLimitExceeded");
                         assert!(h.contains_key("x-ms-throttle-limit-percentage"));
                         let body: Value = r.json().await.unwrap();
                         assert_eq!(body["error"]["code"], "TooManyRequests");
-                        first.lock().unwrap().get_or_insert(ra);
+                        first.lock().unwrap().get_or_insert((ra, scope, info));
                         let mut m = max.lock().unwrap();
                         *m = m.max(ra);
                     }
@@ -1227,7 +1229,13 @@ async fn write_quota_throttles_a_client_that_ignores_retry_after() {
         "the first 3,000 writes of the window pass: {ok}"
     );
     assert!(throttled.load(Ordering::Relaxed) >= 300);
-    let first = first_retry_after.lock().unwrap().unwrap();
+    let (first, first_scope, first_info) = first_retry_after.lock().unwrap().clone().unwrap();
+    assert!(
+        first_scope.starts_with("Tenant_Application/Write/"),
+        "{first_scope}"
+    );
+    assert!(first_scope.ends_with(&format!("/{}/{}", info.client_id, info.tenant_id)));
+    assert_eq!(first_info, "WriteLimitExceeded");
     let max = *max_retry_after.lock().unwrap();
     assert!(
         max > first * 5.0,

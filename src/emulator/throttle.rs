@@ -287,7 +287,17 @@ impl Throttle {
             } else {
                 b.throttled += 1;
             }
-            used_fraction = used_fraction.max((b.capacity - b.level) / b.capacity);
+            // `x-ms-throttle-limit-percentage` belongs to the identity (directory) service.
+            if matches!(
+                scope,
+                Scope::AppTenantRu(_)
+                    | Scope::AppRu(_)
+                    | Scope::AppTenantWrite(_)
+                    | Scope::AppWrite(_)
+                    | Scope::TenantWrite
+            ) {
+                used_fraction = used_fraction.max((b.capacity - b.level) / b.capacity);
+            }
             if violated.contains(&scope) {
                 let wait = (cost - b.level) / b.rate;
                 if worst_wait.is_none_or(|(w, _)| wait > w) {
