@@ -327,6 +327,38 @@ async fn select_returns_only_the_selected_properties() {
         keys,
         HashSet::from(["@odata.context", "accountEnabled", "onPremisesSyncEnabled"])
     );
+    // $expand=manager with its own $select, on a page and on a single user.
+    let (_, page) = api
+        .get_json("/users?$select=id&$expand=manager&$top=5")
+        .await;
+    let with_manager = page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["manager"].is_object())
+        .count();
+    assert_eq!(
+        with_manager, 4,
+        "every user but the first (the CEO) has a manager"
+    );
+    let second = page["value"][1]["id"].as_str().unwrap();
+    let (status, one) = api
+        .get_json(&format!(
+            "/users/{second}?$select=id&$expand=manager($select=id,mobilePhone)"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let keys: HashSet<&str> = one["manager"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, HashSet::from(["@odata.type", "id", "mobilePhone"]));
+    let (status, _) = api.get_json("/users?$expand=memberOf").await;
+    assert_eq!(status, 400);
+    let (status, _) = api.get_json("/users?$orderby=displayName").await;
+    assert_eq!(status, 400, "not silently ignored");
     let (status, err) = api.get_json("/users?$select=id,shoeSize").await;
     assert_eq!(status, 400);
     assert!(
@@ -1860,7 +1892,7 @@ mod contract {
             );
             checked += csdl.check("user", &u, upn, &mut problems);
         }
-        let (_, list) = api.get_json("/users").await;
+        let (_, list) = api.get_json("/users?$expand=manager").await;
         for (i, u) in list["value"].as_array().unwrap().iter().enumerate() {
             checked += csdl.check("user", u, &format!("users[{i}]"), &mut problems);
         }

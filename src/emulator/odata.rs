@@ -1,5 +1,6 @@
 //! The OData query subset the emulator understands: `$filter` (eq, ne, in, startswith,
-//! endswith, not, and, or, parentheses), `$select`, `$top`, `$count`, `$expand` (names only)
+//! endswith, not, and, or, parentheses), `$select`, `$top`, `$count`, `$expand` (names and
+//! their `$select`)
 //! and the opaque `$skiptoken` of `@odata.nextLink`.
 //!
 //! Advanced queries (reference §2): `ne`, `not`, `endswith` and `$count` need the header
@@ -431,6 +432,49 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Split `a,b(c,d),e` at the commas outside parentheses (for `$expand` and `$select`).
+pub fn split_top_level(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_string());
+    out.retain(|x| !x.is_empty());
+    out
+}
+
+/// An `$expand` item `name(options)` split into the name and its `$select` list, if any.
+pub fn expand_item(item: &str) -> (String, Option<Vec<String>>) {
+    let Some((name, rest)) = item.split_once('(') else {
+        return (item.trim().to_string(), None);
+    };
+    let inner = rest.strip_suffix(')').unwrap_or(rest);
+    let select = inner.split(';').find_map(|opt| {
+        let (k, v) = opt.split_once('=')?;
+        k.trim()
+            .trim_start_matches('$')
+            .eq_ignore_ascii_case("select")
+            .then(|| {
+                v.split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
+    });
+    (name.trim().to_string(), select)
+}
+
 /// Split a raw query string into decoded (name, value) pairs.
 pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
     raw.split('&')
@@ -490,11 +534,13 @@ pub fn parse_query(
         );
     }
     if let Some(exp) = get("$expand") {
-        q.expand = exp
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        q.expand = split_top_level(exp);
+    }
+    if get("$orderby").is_some() {
+        return Err(QueryError {
+            code: "Request_UnsupportedQuery",
+            message: "$orderby is not supported by the emulated tenant.".to_string(),
+        });
     }
     if let Some(f) = get("$filter") {
         let tree = parse_filter(f)?;
@@ -505,6 +551,12 @@ pub fn parse_query(
             });
         }
         q.filter = Some((f.to_string(), tree));
+    }
+    if get("$search").is_some() && eventual {
+        return Err(QueryError {
+            code: "Request_UnsupportedQuery",
+            message: "$search is not supported by the emulated tenant.".to_string(),
+        });
     }
     if get("$search").is_some() && !eventual {
         return Err(QueryError {
@@ -583,5 +635,18 @@ mod tests {
             "Request_UnsupportedQuery"
         );
         assert_eq!(percent_decode("a%20b+c%27"), "a b c'");
+        assert_eq!(
+            split_top_level("manager($select=id,displayName),x"),
+            ["manager($select=id,displayName)", "x"]
+        );
+        assert_eq!(
+            expand_item("manager($levels=max;$select=id,displayName)"),
+            (
+                "manager".to_string(),
+                Some(vec!["id".to_string(), "displayName".to_string()])
+            )
+        );
+        assert_eq!(expand_item("principal"), ("principal".to_string(), None));
+        assert!(parse_query("users", &pairs("$orderby=displayName"), false).is_err());
     }
 }

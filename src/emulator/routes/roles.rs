@@ -40,6 +40,7 @@ fn list(ctx: &Ctx<'_>, req: &Req<'_>, which: &str) -> Result<GraphResponse, Fail
     }
     let mut expand = false;
     for e in &q.expand {
+        let (e, _) = crate::emulator::odata::expand_item(e);
         if e == "principal" {
             expand = true;
         } else {

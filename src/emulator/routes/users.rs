@@ -27,9 +27,50 @@ pub fn handle(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
     }
 }
 
+/// `$expand=manager` (optionally `manager($select=...)`): the only user expansion served.
+fn manager_expand(expand: &[String]) -> Result<Option<Option<Vec<String>>>, Fail> {
+    let mut out = None;
+    for item in expand {
+        let (name, select) = crate::emulator::odata::expand_item(item);
+        if name != "manager" {
+            return Err(Fail::new(
+                400,
+                "BadRequest",
+                format!(
+                    "Parsing OData Select and Expand failed: Could not find a property named '{name}' on type 'microsoft.graph.user'."
+                ),
+            ));
+        }
+        render::check_select(&select, USER_PROPERTIES, "user")?;
+        out = Some(select);
+    }
+    Ok(out)
+}
+
+/// A user with its manager expanded when asked (absent when the user has none).
+fn user_with_manager(
+    t: &crate::emulator::model::Tenant,
+    idx: u32,
+    select: &Option<Vec<String>>,
+    manager: &Option<Option<Vec<String>>>,
+) -> serde_json::Map<String, Value> {
+    let mut m = render::user(t, idx, select);
+    if let Some(mgr_select) = manager {
+        let mgr = t.users[idx as usize].manager;
+        if mgr != crate::emulator::model::NONE {
+            m.insert(
+                "manager".into(),
+                render::principal(t, crate::emulator::model::Principal::User(mgr), mgr_select),
+            );
+        }
+    }
+    m
+}
+
 fn list(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
     let q = req.query(ctx, "users")?;
     render::check_select(&q.select, USER_PROPERTIES, "user")?;
+    let manager = manager_expand(&q.expand)?;
     if let Some((_, f)) = &q.filter {
         render::check_filter_props(&f.properties(), USER_FILTERABLE, "user")?;
     }
@@ -43,7 +84,7 @@ fn list(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
             })
         })
     };
-    let render_one = |i: usize| Value::Object(render::user(&t, i as u32, &q.select));
+    let render_one = |i: usize| Value::Object(user_with_manager(&t, i as u32, &q.select, &manager));
     let context = context_with_select("users", &q);
     Ok(page(
         ctx,
@@ -100,6 +141,13 @@ fn single_select(req: &Req<'_>) -> Result<Option<Vec<String>>, Fail> {
 
 fn get_one(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail> {
     let select = single_select(req)?;
+    let expand: Vec<String> = req
+        .pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("$expand") || k.eq_ignore_ascii_case("expand"))
+        .map(|(_, v)| crate::emulator::odata::split_top_level(v))
+        .unwrap_or_default();
+    let manager = manager_expand(&expand)?;
     let t = ctx.emu.read();
     let idx = t.find_user(key).ok_or_else(|| Fail::not_found(key))?;
     let mut body = serde_json::Map::new();
@@ -111,7 +159,7 @@ fn get_one(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fai
         "@odata.context".into(),
         json!(format!("{}/$metadata#{context}", ctx.emu.graph_url)),
     );
-    body.extend(render::user(&t, idx, &select));
+    body.extend(user_with_manager(&t, idx, &select, &manager));
     Ok(GraphResponse::json(200, Value::Object(body)))
 }
 
