@@ -940,6 +940,26 @@ async fn groups_roles_risk_methods_tap_and_mail() {
         404
     );
 
+    let log: Value = c
+        .get(format!("{}/writes", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let targets: Vec<&Value> = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["target"])
+        .collect();
+    assert_eq!(targets.len(), 4);
+    assert!(
+        targets.iter().all(|t| **t == json!(alice_id)),
+        "{targets:?}"
+    );
+
     // Roles: filter by role, expand principal; eligibilities.
     let (status, body) = api.get_json("/roleManagement/directory/roleAssignments?$filter=roleDefinitionId%20eq%20'62e90394-69f5-4237-9190-012177145e10'&$expand=principal").await;
     assert_eq!(status, 200);

@@ -23,6 +23,15 @@
 //! - `--time-scale K` divides every throttling window, every `Retry-After`, the token
 //!   lifetime and the added latency by K.
 //! - Writes hit by an injected `504` or `reset` fault are applied first (see [`faults`]).
+//! - Throttling is a set of token buckets; throttled calls are charged too (see [`throttle`]).
+//! - Where the reference marks a detail unconfirmed, the emulator picks the strict reading:
+//!   role gating also applies to `revokeSignInSessions` and to authentication-method writes;
+//!   a password complexity failure is `400 Request_BadRequest`; a `PATCH` with a
+//!   `passwordProfile` but no password answers 204 and changes nothing.
+//! - `$orderby` and `$search` are refused (400 `Request_UnsupportedQuery`) rather than
+//!   silently ignored; `$expand` is served for `manager` (users) and `principal` (roles).
+//! - Timestamps are whole seconds (`2024-05-01T10:00:00Z`), as Graph returns them: a client
+//!   reading its own write back compares at second precision.
 
 pub mod errors;
 pub mod faults;
@@ -259,7 +268,8 @@ impl std::fmt::Debug for ConnectionInfo {
     }
 }
 
-/// A started emulator: serving until [`RunningEmulator::shutdown`].
+/// A started emulator: serving until [`RunningEmulator::shutdown`] (or until dropped, which
+/// also stops the accept loop).
 pub struct RunningEmulator {
     info: ConnectionInfo,
     stop: Option<oneshot::Sender<()>>,

@@ -218,14 +218,7 @@ pub fn dispatch(ctx: &Ctx<'_>, req: &Req<'_>, allow_reset: bool) -> Outcome {
     {
         charge = Charge::Mail { mailbox };
     }
-    let target = if req.segs.first().map(String::as_str) == Some("users") {
-        req.segs.get(1).and_then(|k| {
-            let t = ctx.emu.read();
-            t.find_user(k).map(|i| t.users[i as usize].id.to_string())
-        })
-    } else {
-        None
-    };
+    let target = write_target(ctx, req);
     let decision = ctx.emu.throttle.charge(ctx.app, charge);
     let mut fault_name = None;
     let mut reset = false;
@@ -291,6 +284,25 @@ pub fn dispatch(ctx: &Ctx<'_>, req: &Req<'_>, allow_reset: bool) -> Outcome {
         record(ctx, req, target, response.status, applied, fault_name);
     }
     Outcome::Respond(with_charge_headers(response, &decision))
+}
+
+/// The user a request is about, for the write log: `/users/{key}/...`, or the member of a
+/// group-membership write.
+fn write_target(ctx: &Ctx<'_>, req: &Req<'_>) -> Option<String> {
+    let key = match (req.seg(0), req.seg(2), req.seg(3)) {
+        (Some("users"), ..) => req.seg(1).map(str::to_string),
+        (Some("groups"), Some("members"), Some("$ref")) => req.json().ok().and_then(|b| {
+            b.get("@odata.id")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|r| r.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_string)
+        }),
+        (Some("groups"), Some("members"), Some(member)) => Some(member.to_string()),
+        _ => None,
+    }?;
+    let t = ctx.emu.read();
+    t.find_user(&key)
+        .map(|i| t.users[i as usize].id.to_string())
 }
 
 fn with_charge_headers(
