@@ -123,7 +123,7 @@ pub struct UserSpec {
     /// mobilePhone.
     #[serde(default)]
     pub mobile_phone: Option<String>,
-    /// businessPhones[0].
+    /// The first (and only settable) entry of `businessPhones`.
     #[serde(default)]
     pub business_phone: Option<String>,
     /// Manager's UPN or id.
