@@ -534,6 +534,22 @@ mod tests {
     }
 
     #[test]
+    fn json_tenant_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.json");
+        std::fs::write(
+            &path,
+            r#"{"verified_domain": "fabrikam.example", "users": [{"upn": "x@fabrikam.example", "synced": true, "eligible_roles": ["Global Administrator"]}]}"#,
+        )
+        .unwrap();
+        let t = TenantFile::load(&path).unwrap().build(3, &path).unwrap();
+        assert!(t.users[0].synced);
+        assert_eq!(t.eligibilities.len(), 1);
+        assert_eq!(t.verified_domain, "fabrikam.example");
+        assert!(t.apps.is_empty(), "the caller adds default apps");
+    }
+
+    #[test]
     fn mistakes_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.yaml");
