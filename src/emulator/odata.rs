@@ -228,6 +228,10 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, QueryError> {
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
+    /// Nesting of `not` and parentheses, bounded so a hostile filter cannot exhaust the stack.
+    depth: u32,
+    /// Number of `and`/`or` joins, bounded for the same reason.
+    clauses: u32,
 }
 
 impl Parser {
@@ -248,9 +252,17 @@ impl Parser {
             _ => Err(bad("Invalid filter clause: syntax error.")),
         }
     }
+    fn clause(&mut self) -> Result<(), QueryError> {
+        self.clauses += 1;
+        if self.clauses > 100 {
+            return Err(bad("Invalid filter clause: too many clauses."));
+        }
+        Ok(())
+    }
     fn or(&mut self) -> Result<Filter, QueryError> {
         let mut left = self.and()?;
         while self.keyword("or") {
+            self.clause()?;
             self.pos += 1;
             left = Filter::Or(Box::new(left), Box::new(self.and()?));
         }
@@ -259,19 +271,30 @@ impl Parser {
     fn and(&mut self) -> Result<Filter, QueryError> {
         let mut left = self.unary()?;
         while self.keyword("and") {
+            self.clause()?;
             self.pos += 1;
             left = Filter::And(Box::new(left), Box::new(self.unary()?));
         }
         Ok(left)
     }
     fn unary(&mut self) -> Result<Filter, QueryError> {
+        if self.depth > 32 {
+            return Err(bad(
+                "Invalid filter clause: the expression is nested too deeply.",
+            ));
+        }
         if self.keyword("not") {
             self.pos += 1;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
+            self.depth += 1;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Filter::Not(Box::new(inner)));
         }
         if self.peek() == Some(&Tok::LParen) {
             self.pos += 1;
+            self.depth += 1;
             let inner = self.or()?;
+            self.depth -= 1;
             self.expect(Tok::RParen)?;
             return Ok(inner);
         }
@@ -336,6 +359,8 @@ pub fn parse_filter(s: &str) -> Result<Filter, QueryError> {
     let mut p = Parser {
         toks: tokenize(s)?,
         pos: 0,
+        depth: 0,
+        clauses: 0,
     };
     let f = p.or()?;
     if p.pos != p.toks.len() {
@@ -601,6 +626,15 @@ mod tests {
         );
         assert!(parse_filter("department eq").is_err());
         assert!(parse_filter("department gt 'a'").is_err());
+        let deep = format!(
+            "{}department eq 'x'{}",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        assert!(
+            parse_filter(&deep).is_err(),
+            "deep nesting is refused, not a stack overflow"
+        );
     }
 
     #[test]
