@@ -421,6 +421,14 @@ fn decode_skiptoken(collection: &str, token: &str) -> Result<Query, QueryError> 
     }
     let mut q = t.q;
     q.skip = t.p;
+    // The token came from the client: re-derive what the parser would have checked.
+    if q.top.is_some_and(|top| !(1..=999).contains(&top)) {
+        return Err(invalid());
+    }
+    if let Some((text, _)) = q.filter.take() {
+        let tree = parse_filter(&text)?;
+        q.filter = Some((text, tree));
+    }
     Ok(q)
 }
 
