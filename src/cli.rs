@@ -273,6 +273,10 @@ pub struct EmulatorArgs {
     /// Turn throttling off (benchmarks of the emulator itself).
     #[arg(long)]
     pub no_throttle: bool,
+    /// Meter /users/{id}/authentication/* at N requests per 10 s per app (Graph's reports
+    /// limit is 5; whether it applies to method CRUD is unconfirmed, so off by default).
+    #[arg(long, value_name = "N")]
+    pub auth_methods_limit: Option<u32>,
 }
 
 /// Arguments of `resetctl audit`.

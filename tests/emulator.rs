@@ -1,1 +1,2082 @@
-//! Integration tests of the emulator module (filled by its issue).
+//! Integration tests of the emulated tenant over real HTTP on 127.0.0.1 (issue 3).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
+use serde_json::{Value, json};
+
+fn loopback() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn start(config: EmulatorConfig) -> RunningEmulator {
+    RunningEmulator::start(config, loopback())
+        .await
+        .expect("emulator starts")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+/// A token for app `n` of the emulator, with the client-secret flow.
+async fn token_for(client: &reqwest::Client, info: &ConnectionInfo, n: usize) -> String {
+    let app = &info.apps[n];
+    let resp = client
+        .post(&info.token_url)
+        .form(&[
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+struct Api {
+    client: reqwest::Client,
+    graph: String,
+    token: String,
+}
+
+impl Api {
+    async fn new(info: &ConnectionInfo, app: usize) -> Api {
+        let client = http();
+        let token = token_for(&client, info, app).await;
+        Api {
+            client,
+            graph: info.graph_url.clone(),
+            token,
+        }
+    }
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{}", self.graph, path)
+        }
+    }
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+    async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.get(path).await;
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut b = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            b = b.json(&body);
+        }
+        b.send().await.unwrap()
+    }
+}
+
+fn tenant_file(dir: &tempfile::TempDir, yaml: &str) -> PathBuf {
+    let path = dir.path().join("tenant.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/emulator")
+        .join(name)
+}
+
+const SMALL_TENANT: &str = r#"
+verified_domain: contoso.example
+apps:
+  - display_name: runner
+    client_secret: "runner-secret-1"
+  - display_name: second-runner
+    client_secret: "runner-secret-2"
+  - display_name: privileged-runner
+    client_secret: "runner-secret-3"
+    role: Privileged Authentication Administrator
+users:
+  - upn: ceo@contoso.example
+    display_name: Dana Chief
+    department: Executive
+  - upn: alice@contoso.example
+    display_name: Alice Jones
+    given_name: Alice
+    surname: Jones
+    department: Finance
+    mobile_phone: "+1 425 555 0101"
+    manager: ceo@contoso.example
+    methods: [authenticator, phone, fido2, softwareOath, email, windowsHello]
+    risk: { level: high }
+  - upn: bob@contoso.example
+    display_name: Bob Synced
+    department: Finance
+    manager: ceo@contoso.example
+    synced: true
+    risk: { level: medium }
+  - upn: ga@contoso.example
+    display_name: Gail Admin
+    manager: ceo@contoso.example
+    roles: [Global Administrator]
+    eligible_roles: [Privileged Role Administrator]
+    methods: [fido2]
+  - upn: tier0@contoso.example
+    display_name: Tim Tier0
+    manager: ceo@contoso.example
+  - upn: helpdesk@contoso.example
+    display_name: Hal Helpdesk
+    manager: ceo@contoso.example
+    roles: [Helpdesk Administrator]
+    risk: { level: low }
+groups:
+  - display_name: Tier0 Admins
+    role_assignable: true
+    members: [tier0@contoso.example]
+    roles: [Privileged Role Administrator]
+  - display_name: Finance
+    members: [alice@contoso.example, bob@contoso.example]
+  - display_name: Everyone
+    members: [ceo@contoso.example]
+    member_groups: [Finance]
+  - display_name: CA Exclusion
+"#;
+
+async fn small_tenant() -> (tempfile::TempDir, RunningEmulator) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenant_file(&dir, SMALL_TENANT);
+    let emu = start(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
+    (dir, emu)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_through_10000_users_returns_each_exactly_once() {
+    let emu = start(EmulatorConfig::seeded(10_000, 42)).await;
+    let api = Api::new(emu.info(), 0).await;
+    let mut seen = HashSet::new();
+    let mut pages = 0;
+    let mut next = Some("/users?$select=id,userPrincipalName&$top=999".to_string());
+    while let Some(url) = next {
+        let r = api.get(&url).await;
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("request-id"));
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["@odata.context"]
+                .as_str()
+                .unwrap()
+                .ends_with("$metadata#users(id,userPrincipalName)")
+        );
+        for u in body["value"].as_array().unwrap() {
+            assert!(
+                seen.insert(u["id"].as_str().unwrap().to_string()),
+                "duplicate {u}"
+            );
+        }
+        pages += 1;
+        next = body["@odata.nextLink"].as_str().map(|s| {
+            assert!(s.starts_with(&emu.info().graph_url), "{s}");
+            assert!(s.contains("$skiptoken="), "{s}");
+            s.to_string()
+        });
+    }
+    assert_eq!(seen.len(), 10_000);
+    assert_eq!(pages, 11);
+
+    // Default page size is 100; $count needs ConsistencyLevel: eventual, else it is ignored.
+    let (_, body) = api.get_json("/users?$count=true").await;
+    assert_eq!(body["value"].as_array().unwrap().len(), 100);
+    assert!(body.get("@odata.count").is_none());
+    let r = api
+        .client
+        .get(api.url("/users?$count=true&$top=5"))
+        .bearer_auth(&api.token)
+        .header("ConsistencyLevel", "eventual")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["@odata.count"], 10_000);
+    let r = api
+        .client
+        .get(api.url("/users/$count"))
+        .bearer_auth(&api.token)
+        .header("ConsistencyLevel", "eventual")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(r.text().await.unwrap(), "10000");
+    let (status, body) = api.get_json("/users/$count").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "$count is not currently supported."
+    );
+
+    // A filter pages too, and every result matches.
+    let mut next = Some("/users?$filter=department%20eq%20'Finance'%20and%20accountEnabled%20eq%20true&$select=department,accountEnabled&$top=50".to_string());
+    let mut finance = 0;
+    while let Some(url) = next {
+        let (_, body) = api.get_json(&url).await;
+        for u in body["value"].as_array().unwrap() {
+            assert_eq!(u["department"], "Finance");
+            assert_eq!(u["accountEnabled"], true);
+            finance += 1;
+        }
+        next = body["@odata.nextLink"].as_str().map(str::to_string);
+    }
+    assert!(finance > 300, "{finance}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_returns_only_the_selected_properties() {
+    let emu = start(EmulatorConfig::seeded(100, 3)).await;
+    let api = Api::new(emu.info(), 0).await;
+    let (_, body) = api.get_json("/users?$select=id,displayName,lastPasswordChangeDateTime,signInSessionsValidFromDateTime&$top=10").await;
+    for u in body["value"].as_array().unwrap() {
+        let mut keys: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "displayName",
+                "id",
+                "lastPasswordChangeDateTime",
+                "signInSessionsValidFromDateTime"
+            ]
+        );
+    }
+    // The default set when nothing is selected.
+    let (_, body) = api.get_json("/users?$top=1").await;
+    let mut keys: Vec<String> = body["value"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "businessPhones",
+            "displayName",
+            "givenName",
+            "id",
+            "jobTitle",
+            "mail",
+            "mobilePhone",
+            "officeLocation",
+            "preferredLanguage",
+            "surname",
+            "userPrincipalName"
+        ]
+    );
+    // Single user by UPN with $select.
+    let upn = body["value"][0]["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_uppercase();
+    let (status, one) = api
+        .get_json(&format!(
+            "/users/{upn}?$select=accountEnabled,onPremisesSyncEnabled"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let keys: HashSet<&str> = one
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        HashSet::from(["@odata.context", "accountEnabled", "onPremisesSyncEnabled"])
+    );
+    // $expand=manager with its own $select, on a page and on a single user.
+    let (_, page) = api
+        .get_json("/users?$select=id&$expand=manager&$top=5")
+        .await;
+    let with_manager = page["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["manager"].is_object())
+        .count();
+    assert_eq!(
+        with_manager, 4,
+        "every user but the first (the CEO) has a manager"
+    );
+    let second = page["value"][1]["id"].as_str().unwrap();
+    let (status, one) = api
+        .get_json(&format!(
+            "/users/{second}?$select=id&$expand=manager($select=id,mobilePhone)"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let keys: HashSet<&str> = one["manager"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, HashSet::from(["@odata.type", "id", "mobilePhone"]));
+    let (status, _) = api.get_json("/users?$expand=memberOf").await;
+    assert_eq!(status, 400);
+    let (status, _) = api.get_json("/users?$orderby=displayName").await;
+    assert_eq!(status, 400, "not silently ignored");
+    let (status, err) = api.get_json("/users?$select=id,shoeSize").await;
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shoeSize")
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_cases_answer_like_graph() {
+    let (_dir, emu) = small_tenant().await;
+    let info = emu.info().clone();
+    let api = Api::new(&info, 0).await;
+    let c = &api.client;
+
+    // 401 without / with a bad token, Graph error body and request-id.
+    let r = c.get(api.url("/users")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let rid = r.headers()["request-id"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(body["error"]["innerError"]["request-id"], rid);
+    assert!(body["error"]["innerError"]["date"].is_string());
+    let r = c
+        .get(api.url("/users"))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // $top out of range: Graph's exact message.
+    let (status, body) = api.get_json("/users?$top=1000").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive."
+    );
+    // Unknown user, unknown segment, no manager.
+    let (status, body) = api.get_json("/users/nobody@contoso.example").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "Request_ResourceNotFound");
+    let (status, body) = api.get_json("/frobnicators").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "BadRequest");
+    let (status, body) = api.get_json("/users/ceo@contoso.example/manager").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "Request_ResourceNotFound");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Resource 'manager' does not exist")
+    );
+    let (status, body) = api
+        .get_json("/users/alice@contoso.example/manager?$select=id,userPrincipalName")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["userPrincipalName"], "ceo@contoso.example");
+    assert_eq!(body["@odata.type"], "#microsoft.graph.user");
+    // ne without the advanced-query header.
+    let (status, body) = api
+        .get_json("/users?$filter=accountEnabled%20ne%20true")
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "Request_UnsupportedQuery");
+
+    let patch = |pw: &str| json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": pw}});
+    let good = "Xy7#kLm2pQ9!";
+    // Bad JSON.
+    let r = c
+        .patch(api.url("/users/alice@contoso.example"))
+        .bearer_auth(&api.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Synced user.
+    let r = api
+        .send(
+            reqwest::Method::PATCH,
+            "/users/bob@contoso.example",
+            Some(patch(good)),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration."
+    );
+    // Complexity.
+    let r = api
+        .send(
+            reqwest::Method::PATCH,
+            "/users/alice@contoso.example",
+            Some(patch("password")),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complexity")
+    );
+    // User Administrator may not reset a Global Admin, a role-assignable group member, or revoke them.
+    for target in ["ga@contoso.example", "tier0@contoso.example"] {
+        let r = api
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/users/{target}"),
+                Some(patch(good)),
+            )
+            .await;
+        assert_eq!(r.status(), 403, "{target}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+        assert_eq!(
+            body["error"]["message"],
+            "Insufficient privileges to complete the operation."
+        );
+        let r = api
+            .send(
+                reqwest::Method::POST,
+                &format!("/users/{target}/revokeSignInSessions"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+    }
+    // ... but a Helpdesk Administrator, yes; and the Privileged Authentication Administrator app reaches the GA.
+    let r = api
+        .send(
+            reqwest::Method::PATCH,
+            "/users/helpdesk@contoso.example",
+            Some(patch(good)),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let pa = Api::new(&info, 2).await;
+    let r = pa
+        .send(
+            reqwest::Method::PATCH,
+            "/users/ga@contoso.example",
+            Some(patch(good)),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+
+    // A successful reset is readable back.
+    let before = chrono_like_now();
+    let r = api.send(reqwest::Method::PATCH, "/users/alice@contoso.example", Some(json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "forceChangePasswordNextSignInWithMfa": true, "password": good}}))).await;
+    assert_eq!(r.status(), 204);
+    assert!(r.headers().contains_key("request-id"));
+    assert_eq!(r.headers()["x-ms-resource-unit"], "1");
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/users/alice@contoso.example/revokeSignInSessions",
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["value"], true);
+    assert!(
+        body["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("$metadata#Edm.Boolean")
+    );
+    let (_, alice) = api.get_json("/users/alice@contoso.example?$select=id,lastPasswordChangeDateTime,signInSessionsValidFromDateTime").await;
+    assert!(
+        alice["lastPasswordChangeDateTime"].as_str().unwrap() >= before.as_str(),
+        "{alice}"
+    );
+    assert!(alice["signInSessionsValidFromDateTime"].as_str().unwrap() >= before.as_str());
+    let inspect: Value = c
+        .get(format!("{}/users/alice@contoso.example", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inspect["forceChangePasswordNextSignIn"], true);
+    assert_eq!(inspect["forceChangePasswordNextSignInWithMfa"], true);
+    assert_eq!(inspect["passwordSetCount"], 1);
+    // The admin reset remediated Alice's risk.
+    assert_eq!(inspect["risk"]["state"], "remediated");
+
+    // The write log lists every write attempt in order with outcome.
+    let log: Value = c
+        .get(format!("{}/writes", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let writes = log["writes"].as_array().unwrap();
+    let statuses: Vec<u64> = writes
+        .iter()
+        .map(|w| w["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [400, 400, 400, 403, 403, 403, 403, 204, 204, 204, 200]
+    );
+    assert_eq!(writes[7]["client_id"], info.apps[0].client_id);
+    assert_eq!(writes[8]["client_id"], info.apps[2].client_id);
+    assert_eq!(writes[10]["applied"], true);
+    assert_eq!(writes[3]["applied"], false);
+    emu.shutdown().await;
+}
+
+fn chrono_like_now() -> String {
+    // Graph's DateTimeOffset has whole seconds; compare against the current second.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jiff::Timestamp::from_second(now)
+        .unwrap()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_endpoint_secret_basic_and_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = fixture("app-cert.pem");
+    let yaml = format!(
+        "users:\n  - upn: a@contoso.example\napps:\n  - client_secret: s3cret-value\n    certificate_file: {}\n",
+        cert.display()
+    );
+    let path = tenant_file(&dir, &yaml);
+    let emu = start(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
+    let info = emu.info().clone();
+    let c = http();
+    let app = &info.apps[0];
+    let form = |extra: &[(&str, &str)]| {
+        let mut v = vec![
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
+    // Wrong secret: Entra's body.
+    let r = c
+        .post(&info.token_url)
+        .form(&form(&[
+            ("client_id", &app.client_id),
+            ("client_secret", "wrong"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert_eq!(body["error_codes"][0], 7000215);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS7000215:")
+    );
+    assert!(
+        body["trace_id"].is_string()
+            && body["correlation_id"].is_string()
+            && body["timestamp"].is_string()
+    );
+    assert!(!body.to_string().contains("s3cret-value"));
+    // Unknown client, bad scope, wrong tenant.
+    let r = c
+        .post(&info.token_url)
+        .form(&form(&[
+            ("client_id", "00000000-0000-0000-0000-000000000001"),
+            ("client_secret", "x"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error_codes"][0], 700016);
+    let r = c
+        .post(&info.token_url)
+        .form(&[
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", "s3cret-value"),
+            ("scope", "User.Read"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_scope");
+    let wrong_tenant = info
+        .token_url
+        .replace(&info.tenant_id, "11111111-2222-3333-4444-555555555555");
+    let r = c
+        .post(&wrong_tenant)
+        .form(&form(&[
+            ("client_id", &app.client_id),
+            ("client_secret", "s3cret-value"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error_codes"][0], 90002);
+    // HTTP Basic.
+    let r = c
+        .post(&info.token_url)
+        .basic_auth(&app.client_id, Some("s3cret-value"))
+        .form(&form(&[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["expires_in"], 3599);
+
+    // Certificate assertion, PS256 with x5t#S256 and RS256 with x5t; the token works on Graph.
+    let der = cert_der(&cert);
+    for (alg, thumb_header) in [("PS256", "x5t#S256"), ("RS256", "x5t")] {
+        let jwt = assertion(alg, thumb_header, &der, &app.client_id, &info.token_url, 0);
+        let r = c
+            .post(&info.token_url)
+            .form(&form(&[
+                ("client_id", &app.client_id),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &jwt),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{alg}");
+        let token = r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let g = c
+            .get(format!("{}/users", info.graph_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(g.status(), 200);
+    }
+    // A tampered signature, an expired assertion, a wrong audience.
+    let mut jwt = assertion(
+        "PS256",
+        "x5t#S256",
+        &der,
+        &app.client_id,
+        &info.token_url,
+        0,
+    );
+    jwt.replace_range(jwt.len() - 6.., "AAAAAA");
+    let r = c
+        .post(&info.token_url)
+        .form(&form(&[
+            ("client_id", &app.client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &jwt),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error_codes"][0], 700027);
+    let jwt = assertion(
+        "PS256",
+        "x5t#S256",
+        &der,
+        &app.client_id,
+        &info.token_url,
+        -3600,
+    );
+    let r = c
+        .post(&info.token_url)
+        .form(&form(&[
+            ("client_id", &app.client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &jwt),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error_codes"][0], 700024);
+    let jwt = assertion(
+        "PS256",
+        "x5t#S256",
+        &der,
+        &app.client_id,
+        "https://elsewhere.example/token",
+        0,
+    );
+    let r = c
+        .post(&info.token_url)
+        .form(&form(&[
+            ("client_id", &app.client_id),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", &jwt),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    emu.shutdown().await;
+}
+
+fn cert_der(path: &PathBuf) -> Vec<u8> {
+    let pem = std::fs::read_to_string(path).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// A client assertion signed with the fixture key (test-only key, never used elsewhere).
+fn assertion(
+    alg: &str,
+    thumb_header: &str,
+    der: &[u8],
+    client_id: &str,
+    aud: &str,
+    shift: i64,
+) -> String {
+    use sha2::Digest;
+    let thumb = if thumb_header == "x5t#S256" {
+        URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(der))
+    } else {
+        URL_SAFE_NO_PAD
+            .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der).as_ref())
+    };
+    let header = json!({"alg": alg, "typ": "JWT", thumb_header: thumb});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + shift;
+    let claims = json!({"aud": aud, "iss": client_id, "sub": client_id, "jti": uuid::Uuid::new_v4().to_string(), "nbf": now, "iat": now, "exp": now + 600});
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key =
+        ring::signature::RsaKeyPair::from_pkcs8(&std::fs::read(fixture("app-key.pk8")).unwrap())
+            .unwrap();
+    let mut sig = vec![0u8; key.public().modulus_len()];
+    let padding: &'static dyn ring::signature::RsaEncoding = if alg == "PS256" {
+        &ring::signature::RSA_PSS_SHA256
+    } else {
+        &ring::signature::RSA_PKCS1_SHA256
+    };
+    key.sign(
+        padding,
+        &ring::rand::SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_roles_risk_methods_tap_and_mail() {
+    let (_dir, emu) = small_tenant().await;
+    let info = emu.info().clone();
+    let api = Api::new(&info, 0).await;
+    let c = &api.client;
+    let (_, groups) = api
+        .get_json("/groups?$filter=displayName%20eq%20'Everyone'")
+        .await;
+    let everyone = groups["value"][0]["id"].as_str().unwrap().to_string();
+    let (_, groups) = api
+        .get_json("/groups?$filter=displayName%20eq%20'CA%20Exclusion'")
+        .await;
+    let ca = groups["value"][0]["id"].as_str().unwrap().to_string();
+    // members: direct user + nested group; transitiveMembers: users through the nesting.
+    let r = api.get(&format!("/groups/{everyone}/members")).await;
+    assert_eq!(r.headers()["x-ms-resource-unit"], "3");
+    let body: Value = r.json().await.unwrap();
+    let types: Vec<&str> = body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["@odata.type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["#microsoft.graph.user", "#microsoft.graph.group"]);
+    let r = api
+        .get(&format!(
+            "/groups/{everyone}/transitiveMembers?$select=userPrincipalName"
+        ))
+        .await;
+    assert_eq!(r.headers()["x-ms-resource-unit"], "4", "5 - 1 for $select");
+    let body: Value = r.json().await.unwrap();
+    let upns: HashSet<&str> = body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["userPrincipalName"].as_str())
+        .collect();
+    assert_eq!(
+        upns,
+        HashSet::from([
+            "ceo@contoso.example",
+            "alice@contoso.example",
+            "bob@contoso.example"
+        ])
+    );
+    // Membership writes.
+    let (_, alice) = api.get_json("/users/alice@contoso.example").await;
+    let alice_id = alice["id"].as_str().unwrap().to_string();
+    let add = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{alice_id}")});
+    assert_eq!(
+        api.send(
+            reqwest::Method::POST,
+            &format!("/groups/{ca}/members/$ref"),
+            Some(add.clone())
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        api.send(
+            reqwest::Method::POST,
+            &format!("/groups/{ca}/members/$ref"),
+            Some(add)
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        api.send(
+            reqwest::Method::DELETE,
+            &format!("/groups/{ca}/members/{alice_id}/$ref"),
+            None
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        api.send(
+            reqwest::Method::DELETE,
+            &format!("/groups/{ca}/members/{alice_id}/$ref"),
+            None
+        )
+        .await
+        .status(),
+        404
+    );
+
+    let log: Value = c
+        .get(format!("{}/writes", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let targets: Vec<&Value> = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["target"])
+        .collect();
+    assert_eq!(targets.len(), 4);
+    assert!(
+        targets.iter().all(|t| **t == json!(alice_id)),
+        "{targets:?}"
+    );
+
+    // Roles: filter by role, expand principal; eligibilities.
+    let (status, body) = api.get_json("/roleManagement/directory/roleAssignments?$filter=roleDefinitionId%20eq%20'62e90394-69f5-4237-9190-012177145e10'&$expand=principal").await;
+    assert_eq!(status, 200);
+    let v = body["value"].as_array().unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["principal"]["userPrincipalName"], "ga@contoso.example");
+    assert_eq!(v[0]["directoryScopeId"], "/");
+    let (_, body) = api
+        .get_json("/roleManagement/directory/roleAssignments")
+        .await;
+    assert!(
+        body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["principal"].is_null()
+                && a["roleDefinitionId"] == "e8611ab8-c189-46e8-94e1-60213ab1f814")
+    );
+    let (_, body) = api
+        .get_json("/roleManagement/directory/roleEligibilityScheduleInstances")
+        .await;
+    assert_eq!(
+        body["value"][0]["roleDefinitionId"],
+        "e8611ab8-c189-46e8-94e1-60213ab1f814"
+    );
+
+    // Risky users, 1 request/s per tenant: space the calls.
+    let (status, body) = api
+        .get_json("/identityProtection/riskyUsers?$filter=riskLevel%20eq%20'high'")
+        .await;
+    assert_eq!(status, 200);
+    let v = body["value"].as_array().unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["userPrincipalName"], "alice@contoso.example");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/identityProtection/riskyUsers/confirmCompromised",
+            Some(json!({"userIds": [alice_id]})),
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let inspect: Value = c
+        .get(format!("{}/users/{alice_id}", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(inspect["risk"]["state"], "confirmedCompromised");
+
+    // Methods: list, delete one, TAP (201, one usable per user).
+    let (status, body) = api
+        .get_json(&format!("/users/{alice_id}/authentication/methods"))
+        .await;
+    assert_eq!(status, 200);
+    let methods = body["value"].as_array().unwrap();
+    assert_eq!(methods.len(), 7, "password + six");
+    let phone = methods
+        .iter()
+        .find(|m| m["@odata.type"] == "#microsoft.graph.phoneAuthenticationMethod")
+        .unwrap();
+    assert_eq!(phone["id"], "3179e48a-750b-4051-897c-87b9720928f7");
+    assert_eq!(phone["phoneNumber"], "+1 425 555 0101");
+    let oath = methods
+        .iter()
+        .find(|m| m["@odata.type"] == "#microsoft.graph.softwareOathAuthenticationMethod")
+        .unwrap();
+    let r = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!(
+                "/users/{alice_id}/authentication/softwareOathMethods/{}",
+                oath["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!(
+                "/users/{alice_id}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    let r = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!(
+                "/users/{alice_id}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/users/{alice_id}/authentication/temporaryAccessPassMethods"),
+            Some(json!({"lifetimeInMinutes": 5})),
+        )
+        .await;
+    assert_eq!(r.status(), 400, "lifetime below 10 minutes");
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/users/{alice_id}/authentication/temporaryAccessPassMethods"),
+            Some(json!({"lifetimeInMinutes": 60, "isUsableOnce": true})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let tap1: Value = r.json().await.unwrap();
+    assert_eq!(
+        tap1["@odata.type"],
+        "#microsoft.graph.temporaryAccessPassAuthenticationMethod"
+    );
+    assert_eq!(tap1["isUsable"], true);
+    assert_eq!(tap1["temporaryAccessPass"].as_str().unwrap().len(), 8);
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            &format!("/users/{alice_id}/authentication/temporaryAccessPassMethods"),
+            Some(json!({})),
+        )
+        .await;
+    let tap2: Value = r.json().await.unwrap();
+    let (_, body) = api
+        .get_json(&format!("/users/{alice_id}/authentication/methods"))
+        .await;
+    let taps: Vec<&Value> = body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["@odata.type"] == "#microsoft.graph.temporaryAccessPassAuthenticationMethod")
+        .collect();
+    assert_eq!(taps.len(), 1);
+    assert_eq!(taps[0]["id"], tap2["id"]);
+    assert!(
+        taps[0]["temporaryAccessPass"].is_null(),
+        "the pass is shown only once"
+    );
+    let inspect: Value = c
+        .get(format!("{}/users/{alice_id}", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        inspect["temporaryAccessPass"]["temporaryAccessPass"],
+        tap2["temporaryAccessPass"]
+    );
+    assert!(
+        !inspect["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "phone" || m == "softwareOath")
+    );
+    // TAP for a Global Admin with the User Administrator app: refused.
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/users/ga@contoso.example/authentication/temporaryAccessPassMethods",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+
+    // sendMail: 202 and the outbox.
+    let mail = json!({"message": {"subject": "Action required", "body": {"contentType": "Text", "content": "Your password was reset."}, "toRecipients": [{"emailAddress": {"address": "alice@contoso.example"}}]}, "saveToSentItems": false});
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/users/ceo@contoso.example/sendMail",
+            Some(mail),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert!(
+        !r.headers().contains_key("x-ms-resource-unit"),
+        "Outlook, not the directory"
+    );
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/users/ceo@contoso.example/sendMail",
+            Some(json!({"message": {"subject": "x"}})),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let outbox: Value = c
+        .get(format!("{}/outbox", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let msgs = outbox["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0]["from"], "ceo@contoso.example");
+    assert_eq!(msgs[0]["to"][0], "alice@contoso.example");
+    assert_eq!(msgs[0]["subject"], "Action required");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_protection_throttles_without_retry_after() {
+    let (_dir, emu) = small_tenant().await;
+    let info = emu.info().clone();
+    let a = Api::new(&info, 0).await;
+    let b = Api::new(&info, 1).await;
+    let r = a.get("/identityProtection/riskyUsers").await;
+    assert_eq!(r.status(), 200);
+    // A second request within the second, from another app: the tenant-wide limit.
+    let r = b.get("/identityProtection/riskyUsers").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_none());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TooManyRequests");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(b.get("/identityProtection/riskyUsers").await.status(), 200);
+    emu.shutdown().await;
+}
+
+/// A large seeded tenant (so the resource-unit bucket, 8,000 per 10 s, stays out of the way)
+/// at time scale 5: 3,000 writes per 30 s, refilled at 100 writes/s. Returns the emulator
+/// and a write that app 0 and 1 may make: revoking the CEO's sessions (the CEO, user 0,
+/// never holds a seeded role).
+async fn scaled_tenant() -> (RunningEmulator, String) {
+    let mut config = EmulatorConfig::seeded(600, 11);
+    config.apps = 2;
+    config.time_scale = 5.0;
+    let emu = start(config).await;
+    let api = Api::new(emu.info(), 0).await;
+    let (_, body) = api.get_json("/users?$top=1&$select=id").await;
+    let target = format!(
+        "/users/{}/revokeSignInSessions",
+        body["value"][0]["id"].as_str().unwrap()
+    );
+    (emu, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_quota_throttles_a_client_that_ignores_retry_after() {
+    let (emu, target) = scaled_tenant().await;
+    let target = Arc::new(target);
+    let info = emu.info().clone();
+    let api = Arc::new(Api::new(&info, 0).await);
+    let ok_before_first_429 = Arc::new(AtomicU64::new(0));
+    let throttled = Arc::new(AtomicU64::new(0));
+    let seen_429 = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let first_retry_after = Arc::new(std::sync::Mutex::new(None::<(f64, String, String)>));
+    let max_retry_after = Arc::new(std::sync::Mutex::new(0f64));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (api, okb, thr, seen, first, max, sent, target) = (
+            api.clone(),
+            ok_before_first_429.clone(),
+            throttled.clone(),
+            seen_429.clone(),
+            first_retry_after.clone(),
+            max_retry_after.clone(),
+            sent.clone(),
+            target.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            // Send until 300 throttled answers were seen (or a hard cap), never waiting.
+            while thr.load(Ordering::Relaxed) < 300 && sent.fetch_add(1, Ordering::Relaxed) < 12_000
+            {
+                let r = api.send(reqwest::Method::POST, &target, None).await;
+                match r.status().as_u16() {
+                    200 => {
+                        if !seen.load(Ordering::Relaxed) {
+                            okb.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    429 => {
+                        seen.store(true, Ordering::Relaxed);
+                        thr.fetch_add(1, Ordering::Relaxed);
+                        let h = r.headers();
+                        let ra: f64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+                        // The write quota trips first; a client this fast may later also
+                        // exhaust its resource units (throttled calls still cost them).
+                        let scope = h["x-ms-throttle-scope"].to_str().unwrap().to_string();
+                        assert!(scope.starts_with("Tenant_Application/"), "{scope}");
+                        let info = h["x-ms-throttle-information"].to_str().unwrap().to_string();
+                        assert!(
+                            info == "WriteLimitExceeded" || info == "ResourceUnitLimitExceeded",
+                            "{info}"
+                        );
+                        assert!(h.contains_key("x-ms-throttle-limit-percentage"));
+                        let body: Value = r.json().await.unwrap();
+                        assert_eq!(body["error"]["code"], "TooManyRequests");
+                        first.lock().unwrap().get_or_insert((ra, scope, info));
+                        let mut m = max.lock().unwrap();
+                        *m = m.max(ra);
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ok = ok_before_first_429.load(Ordering::Relaxed);
+    assert!(
+        ok >= 3000,
+        "the first 3,000 writes of the window pass: {ok}"
+    );
+    assert!(throttled.load(Ordering::Relaxed) >= 300);
+    let (first, first_scope, first_info) = first_retry_after.lock().unwrap().clone().unwrap();
+    assert!(
+        first_scope.starts_with("Tenant_Application/Write/"),
+        "{first_scope}"
+    );
+    assert!(first_scope.ends_with(&format!("/{}/{}", info.client_id, info.tenant_id)));
+    assert_eq!(first_info, "WriteLimitExceeded");
+    let max = *max_retry_after.lock().unwrap();
+    assert!(
+        max > first * 5.0,
+        "retrying early digs the hole deeper: first {first}, max {max}"
+    );
+
+    // Items of a $batch are throttled one by one: 429 per item with Retry-After in its headers.
+    let batch = json!({"requests": [
+        {"id": "1", "method": "POST", "url": *target},
+        {"id": "2", "method": "GET", "url": "/users?$top=1&$select=id"},
+    ]});
+    let r = api
+        .send(reqwest::Method::POST, "/$batch", Some(batch))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let items = body["responses"].as_array().unwrap();
+    assert_eq!(items[0]["status"], 429);
+    assert!(
+        items[0]["headers"]["Retry-After"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(items[0]["body"]["error"]["code"], "TooManyRequests");
+    assert_eq!(
+        items[1]["status"], 200,
+        "reads pass while writes are throttled"
+    );
+
+    let stats: Value = api
+        .client
+        .get(format!("{}/stats", info.inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(stats["throttled"].as_u64().unwrap() >= 301);
+    assert_eq!(stats["time_scale"], 5.0);
+    let bucket = stats["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["bucket"] == "app0+tenant/writes")
+        .unwrap()
+        .clone();
+    assert_eq!(bucket["window_seconds"], 30.0);
+    assert!(bucket["throttled"].as_u64().unwrap() >= 301);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_honours_retry_after_is_never_throttled_on_retry() {
+    let (emu, target) = scaled_tenant().await;
+    let api = Api::new(emu.info(), 1).await;
+    let mut throttled_first_tries = 0;
+    let mut done = 0;
+    let start = Instant::now();
+    // Sequential writes until the quota has pushed back 15 times (it must: one request at a
+    // time is far faster than 100 writes/s on loopback).
+    while throttled_first_tries < 15 {
+        assert!(
+            done < 20_000 && start.elapsed() < Duration::from_secs(60),
+            "never throttled"
+        );
+        let r = api.send(reqwest::Method::POST, &target, None).await;
+        if r.status() == 429 {
+            throttled_first_tries += 1;
+            let ra: f64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(ra < 1.0, "scaled Retry-After: {ra}");
+            tokio::time::sleep(Duration::from_secs_f64(ra)).await;
+            let retry = api.send(reqwest::Method::POST, &target, None).await;
+            assert_eq!(retry.status(), 200, "a retry after Retry-After is admitted");
+        } else {
+            assert_eq!(r.status(), 200);
+        }
+        done += 1;
+    }
+    assert!(done >= 3000, "{done}");
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_limits_dependencies_and_per_item_status() {
+    let (_dir, emu) = small_tenant().await;
+    let api = Api::new(emu.info(), 0).await;
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users?$top=1"}))
+        .collect();
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/$batch",
+            Some(json!({"requests": many})),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = api.send(reqwest::Method::POST, "/$batch", Some(json!({"requests": [
+        {"id": "a", "method": "GET", "url": "/users"}, {"id": "A", "method": "GET", "url": "/users"}]}))).await;
+    assert_eq!(r.status(), 400, "ids are compared case-insensitively");
+    let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
+    let r = api.send(reqwest::Method::POST, "/$batch", Some(json!({"requests": [
+        {"id": "1", "method": "PATCH", "url": "/users/nobody@contoso.example", "headers": {"Content-Type": "application/json"}, "body": pw},
+        {"id": "2", "dependsOn": ["1"], "method": "POST", "url": "/users/nobody@contoso.example/revokeSignInSessions"},
+        {"id": "3", "method": "PATCH", "url": "/users/alice@contoso.example", "headers": {"Content-Type": "application/json"}, "body": pw},
+        {"id": "4", "dependsOn": ["3"], "method": "POST", "url": "/users/alice@contoso.example/revokeSignInSessions"},
+        {"id": "5", "method": "GET", "url": "/identityProtection/riskyUsers"},
+        {"id": "6", "method": "GET", "url": "/identityProtection/riskyUsers"},
+        {"id": "7", "method": "GET", "url": "/users/$count", "headers": {"ConsistencyLevel": "eventual"}},
+    ]}))).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let status: Vec<u64> = body["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(status, [404, 424, 204, 200, 200, 429, 200]);
+    let items = body["responses"].as_array().unwrap();
+    assert!(
+        items[5]["headers"].get("Retry-After").is_none(),
+        "Identity Protection sends none"
+    );
+    assert_eq!(items[6]["body"], "6");
+    assert_eq!(items[0]["headers"]["x-ms-resource-unit"], "1");
+    // The dependent write was never attempted; the others are logged as batch items.
+    let log: Value = api
+        .client
+        .get(format!("{}/writes", emu.info().inspect_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let writes = log["writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 3);
+    assert!(writes.iter().all(|w| w["batch"] == true));
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_apply_writes_before_504_and_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenant_file(&dir, SMALL_TENANT);
+    let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
+    for (spec, expect) in [
+        ("504=1.0", Some(504u16)),
+        ("reset=1.0", None),
+        ("503=1.0", Some(503)),
+    ] {
+        let config = EmulatorConfig::from_tenant_file(&path)
+            .unwrap()
+            .with_faults(spec)
+            .unwrap();
+        let emu = start(config).await;
+        let api = Api::new(emu.info(), 0).await;
+        let result = api
+            .client
+            .patch(api.url("/users/alice@contoso.example"))
+            .bearer_auth(&api.token)
+            .json(&pw)
+            .send()
+            .await;
+        match expect {
+            Some(code) => assert_eq!(result.unwrap().status(), code, "{spec}"),
+            None => assert!(
+                result.is_err(),
+                "the connection is dropped without a response"
+            ),
+        }
+        let inspect: Value = api
+            .client
+            .get(format!(
+                "{}/users/alice@contoso.example",
+                emu.info().inspect_url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let log: Value = api
+            .client
+            .get(format!("{}/writes", emu.info().inspect_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let w = &log["writes"][0];
+        if spec.starts_with("503") {
+            assert_eq!(
+                inspect["passwordSetCount"], 0,
+                "503 refuses before applying"
+            );
+            assert_eq!(w["applied"], false);
+        } else {
+            assert_eq!(
+                inspect["passwordSetCount"], 1,
+                "{spec}: applied before the fault"
+            );
+            assert_eq!(w["applied"], true);
+        }
+        emu.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_scale_shortens_token_lifetime_and_latency_applies() {
+    let mut config = EmulatorConfig::seeded(20, 9);
+    config.time_scale = 3599.0;
+    config.latency_ms = 100;
+    let emu = start(config).await;
+    let info = emu.info().clone();
+    let c = http();
+    let app = &info.apps[0];
+    let r: Value = c
+        .post(&info.token_url)
+        .form(&[
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["expires_in"], 1);
+    let token = r["access_token"].as_str().unwrap();
+    assert_eq!(
+        c.get(format!("{}/users", info.graph_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = c
+        .get(format!("{}/users", info.graph_url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "Lifetime validation failed, the token is expired."
+    );
+    emu.shutdown().await;
+
+    // Latency: mean 300 ms with ±50 % jitter, divided by the scale 2: 75 to 225 ms.
+    let mut config = EmulatorConfig::seeded(20, 9);
+    config.time_scale = 2.0;
+    config.latency_ms = 300;
+    let emu = start(config).await;
+    let api = Api::new(emu.info(), 0).await;
+    let t0 = Instant::now();
+    assert_eq!(api.get("/users?$top=1").await.status(), 200);
+    let elapsed = t0.elapsed();
+    assert!(elapsed >= Duration::from_millis(75), "{elapsed:?}");
+    emu.shutdown().await;
+}
+
+#[test]
+fn resetctl_emulator_prints_connection_info_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::util::bin())
+        .args(["emulator", "--users", "50", "--seed", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    for key in [
+        "graph_url",
+        "token_url",
+        "tenant_id",
+        "client_id",
+        "client_secret",
+        "apps",
+        "users",
+    ] {
+        assert!(info.get(key).is_some(), "{key} in {line}");
+    }
+    assert_eq!(info["users"], 50);
+    assert!(info["graph_url"].as_str().unwrap().ends_with("/v1.0"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = http();
+        let t: Value = c
+            .post(info["token_url"].as_str().unwrap())
+            .form(&[
+                ("client_id", info["client_id"].as_str().unwrap()),
+                ("client_secret", info["client_secret"].as_str().unwrap()),
+                ("scope", "https://graph.microsoft.com/.default"),
+                ("grant_type", "client_credentials"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let r = c
+            .get(format!(
+                "{}/users?$top=3",
+                info["graph_url"].as_str().unwrap()
+            ))
+            .bearer_auth(t["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["value"].as_array().unwrap().len(), 3);
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no clean exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0));
+}
+
+/// The CSDL contract: every property the emulator returns exists on its entity type in the
+/// Graph v1.0 metadata (walking BaseType), with a compatible JSON type.
+mod contract {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A property or navigation property of a type.
+    struct Prop {
+        ty: String,
+        nullable: bool,
+        navigation: bool,
+    }
+
+    #[derive(Default)]
+    struct Csdl {
+        /// Entity and complex types of namespace microsoft.graph: name → (base, properties).
+        types: HashMap<String, (Option<String>, HashMap<String, Prop>)>,
+        /// Enum types: name → members.
+        enums: HashMap<String, Vec<String>>,
+    }
+
+    fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+        let key = format!(" {name}=\"");
+        let start = line.find(&key)? + key.len();
+        let len = line[start..].find('"')?;
+        Some(&line[start..start + len])
+    }
+
+    /// Find the CSDL: `$RESETCTL_CSDL`, else `shared/reference/` beside the repository or
+    /// one of its ancestors (CI clones `shared/` beside the repository).
+    fn csdl_path() -> PathBuf {
+        if let Ok(p) = std::env::var("RESETCTL_CSDL") {
+            return PathBuf::from(p);
+        }
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        for dir in manifest.ancestors().skip(1) {
+            let candidate = dir.join("shared/reference/graph-v1.0.csdl.xml");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+        panic!(
+            "the Graph v1.0 CSDL was not found: expected ../shared/reference/graph-v1.0.csdl.xml beside the repository ({}) or RESETCTL_CSDL",
+            manifest.display()
+        );
+    }
+
+    fn load() -> Csdl {
+        let path = csdl_path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let mut csdl = Csdl::default();
+        let mut in_graph = false;
+        let mut current: Option<String> = None;
+        let mut current_enum: Option<String> = None;
+        for line in text.lines() {
+            let l = line.trim();
+            if l.starts_with("<Schema ") {
+                in_graph = attr(l, "Namespace") == Some("microsoft.graph");
+                continue;
+            }
+            if !in_graph {
+                continue;
+            }
+            if l.starts_with("<EntityType ") || l.starts_with("<ComplexType ") {
+                let name = attr(l, "Name").unwrap().to_string();
+                let base = attr(l, "BaseType").map(|b| b.trim_start_matches("graph.").to_string());
+                csdl.types.insert(name.clone(), (base, HashMap::new()));
+                current = if l.ends_with("/>") { None } else { Some(name) };
+            } else if l.starts_with("</EntityType>") || l.starts_with("</ComplexType>") {
+                current = None;
+            } else if l.starts_with("<EnumType ") {
+                let name = attr(l, "Name").unwrap().to_string();
+                csdl.enums.insert(name.clone(), Vec::new());
+                current_enum = Some(name);
+            } else if l.starts_with("</EnumType>") {
+                current_enum = None;
+            } else if l.starts_with("<Member ")
+                && let Some(e) = &current_enum
+            {
+                csdl.enums
+                    .get_mut(e)
+                    .unwrap()
+                    .push(attr(l, "Name").unwrap().to_string());
+            } else if (l.starts_with("<Property ") || l.starts_with("<NavigationProperty "))
+                && let Some(t) = &current
+            {
+                let prop = Prop {
+                    ty: attr(l, "Type").unwrap().to_string(),
+                    nullable: attr(l, "Nullable") != Some("false"),
+                    navigation: l.starts_with("<NavigationProperty "),
+                };
+                csdl.types
+                    .get_mut(t)
+                    .unwrap()
+                    .1
+                    .insert(attr(l, "Name").unwrap().to_string(), prop);
+            }
+        }
+        assert!(
+            csdl.types.contains_key("user"),
+            "no microsoft.graph.user in {}",
+            path.display()
+        );
+        csdl
+    }
+
+    impl Csdl {
+        fn find(&self, ty: &str, prop: &str) -> Option<&Prop> {
+            let mut t = Some(ty.to_string());
+            while let Some(name) = t {
+                let (base, props) = self.types.get(&name)?;
+                if let Some(p) = props.get(prop) {
+                    return Some(p);
+                }
+                t = base.clone();
+            }
+            None
+        }
+
+        fn derives_from(&self, ty: &str, ancestor: &str) -> bool {
+            let mut t = Some(ty.to_string());
+            while let Some(name) = t {
+                if name == ancestor {
+                    return true;
+                }
+                t = self.types.get(&name).and_then(|(b, _)| b.clone());
+            }
+            false
+        }
+
+        /// Check one JSON object against entity type `ty`; returns the problems.
+        fn check(&self, ty: &str, obj: &Value, at: &str, problems: &mut Vec<String>) -> usize {
+            let mut checked = 0;
+            let Some(map) = obj.as_object() else {
+                problems.push(format!("{at}: not an object"));
+                return 0;
+            };
+            let ty = match map.get("@odata.type").and_then(Value::as_str) {
+                Some(t) => {
+                    let actual = t.trim_start_matches("#microsoft.graph.");
+                    if !self.derives_from(actual, ty) {
+                        problems.push(format!("{at}: @odata.type {t} does not derive from {ty}"));
+                    }
+                    actual.to_string()
+                }
+                None => ty.to_string(),
+            };
+            for (key, value) in map {
+                if key.starts_with("@odata.") {
+                    continue;
+                }
+                let Some(prop) = self.find(&ty, key) else {
+                    problems.push(format!(
+                        "{at}: property '{key}' does not exist on microsoft.graph.{ty}"
+                    ));
+                    continue;
+                };
+                checked += 1;
+                let where_ = format!("{at}.{key}");
+                if prop.navigation {
+                    let target = prop.ty.trim_start_matches("graph.");
+                    checked += self.check(target, value, &where_, problems);
+                } else {
+                    self.check_value(&prop.ty, prop.nullable, value, &where_, problems);
+                }
+            }
+            checked
+        }
+
+        fn check_value(
+            &self,
+            ty: &str,
+            nullable: bool,
+            v: &Value,
+            at: &str,
+            problems: &mut Vec<String>,
+        ) {
+            if v.is_null() {
+                if !nullable {
+                    problems.push(format!("{at}: null for a non-nullable {ty}"));
+                }
+                return;
+            }
+            if let Some(inner) = ty
+                .strip_prefix("Collection(")
+                .and_then(|t| t.strip_suffix(')'))
+            {
+                match v.as_array() {
+                    Some(items) => {
+                        for (i, item) in items.iter().enumerate() {
+                            self.check_value(inner, false, item, &format!("{at}[{i}]"), problems);
+                        }
+                    }
+                    None => problems.push(format!("{at}: {ty} expects an array, got {v}")),
+                }
+                return;
+            }
+            let ok = match ty {
+                "Edm.String" => v.is_string(),
+                "Edm.Guid" => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
+                "Edm.Boolean" => v.is_boolean(),
+                "Edm.Int32" | "Edm.Int64" | "Edm.Int16" | "Edm.Byte" => v.is_i64() || v.is_u64(),
+                "Edm.Double" | "Edm.Single" | "Edm.Decimal" => v.is_number(),
+                "Edm.DateTimeOffset" => v
+                    .as_str()
+                    .is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
+                "Edm.Binary" => v.is_string(),
+                other => {
+                    let name = other.trim_start_matches("graph.");
+                    if let Some(members) = self.enums.get(name) {
+                        let ok = v.as_str().is_some_and(|s| members.iter().any(|m| m == s));
+                        if !ok {
+                            problems.push(format!("{at}: {v} is not a member of enum {name}"));
+                        }
+                        true
+                    } else if self.types.contains_key(name) {
+                        if v.is_object() {
+                            self.check(name, v, at, problems);
+                            true
+                        } else {
+                            false
+                        }
+                    } else {
+                        problems.push(format!("{at}: unknown CSDL type {other}"));
+                        true
+                    }
+                }
+            };
+            if !ok {
+                problems.push(format!("{at}: {v} is not a {ty}"));
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_returned_property_exists_in_the_v1_csdl() {
+        let csdl = load();
+        let (_dir, emu) = small_tenant().await;
+        let info = emu.info().clone();
+        let api = Api::new(&info, 0).await;
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        let all = resetctl::emulator::USER_PROPERTIES.join(",");
+        // Users: every selectable property, for a cloud user and a synced one; the default set.
+        for upn in [
+            "alice@contoso.example",
+            "bob@contoso.example",
+            "ceo@contoso.example",
+        ] {
+            let (s, u) = api.get_json(&format!("/users/{upn}?$select={all}")).await;
+            assert_eq!(s, 200);
+            assert_eq!(
+                u.as_object().unwrap().len(),
+                resetctl::emulator::USER_PROPERTIES.len() + 1
+            );
+            checked += csdl.check("user", &u, upn, &mut problems);
+        }
+        let (_, list) = api.get_json("/users?$expand=manager").await;
+        for (i, u) in list["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check("user", u, &format!("users[{i}]"), &mut problems);
+        }
+        let (_, m) = api.get_json("/users/alice@contoso.example/manager").await;
+        checked += csdl.check("directoryObject", &m, "manager", &mut problems);
+        // Authentication methods, including a TAP (201 body and listed).
+        let (s, tap) = api
+            .send(
+                reqwest::Method::POST,
+                "/users/alice@contoso.example/authentication/temporaryAccessPassMethods",
+                Some(json!({"lifetimeInMinutes": 60})),
+            )
+            .await
+            .json::<Value>()
+            .await
+            .map(|v| (201, v))
+            .unwrap();
+        assert_eq!(s, 201);
+        checked += csdl.check(
+            "temporaryAccessPassAuthenticationMethod",
+            &tap,
+            "tap",
+            &mut problems,
+        );
+        let (_, methods) = api
+            .get_json("/users/alice@contoso.example/authentication/methods")
+            .await;
+        let methods = methods["value"].as_array().unwrap();
+        assert_eq!(methods.len(), 8, "password, six seeded kinds and the TAP");
+        for (i, m) in methods.iter().enumerate() {
+            checked += csdl.check(
+                "authenticationMethod",
+                m,
+                &format!("methods[{i}]"),
+                &mut problems,
+            );
+        }
+        // Role assignments (principal expanded), eligibility instances.
+        let (_, ra) = api
+            .get_json("/roleManagement/directory/roleAssignments?$expand=principal")
+            .await;
+        for (i, a) in ra["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check(
+                "unifiedRoleAssignment",
+                a,
+                &format!("roleAssignments[{i}]"),
+                &mut problems,
+            );
+        }
+        let (_, el) = api
+            .get_json("/roleManagement/directory/roleEligibilityScheduleInstances")
+            .await;
+        for (i, e) in el["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check(
+                "unifiedRoleEligibilityScheduleInstance",
+                e,
+                &format!("eligibility[{i}]"),
+                &mut problems,
+            );
+        }
+        // Risky users, before and after the actions.
+        let (_, ru) = api.get_json("/identityProtection/riskyUsers").await;
+        for (i, r) in ru["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check("riskyUser", r, &format!("riskyUsers[{i}]"), &mut problems);
+        }
+        // Groups and members.
+        let (_, groups) = api.get_json("/groups").await;
+        for (i, g) in groups["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check("group", g, &format!("groups[{i}]"), &mut problems);
+            let (_, members) = api
+                .get_json(&format!(
+                    "/groups/{}/transitiveMembers",
+                    g["id"].as_str().unwrap()
+                ))
+                .await;
+            for (j, m) in members["value"].as_array().unwrap().iter().enumerate() {
+                checked += csdl.check(
+                    "directoryObject",
+                    m,
+                    &format!("groups[{i}].members[{j}]"),
+                    &mut problems,
+                );
+            }
+        }
+        // After a reset and a dismiss, the new enum values are members too.
+        let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
+        assert_eq!(
+            api.send(
+                reqwest::Method::PATCH,
+                "/users/alice@contoso.example",
+                Some(pw)
+            )
+            .await
+            .status(),
+            204
+        );
+        let (_, helpdesk) = api
+            .get_json("/users/helpdesk@contoso.example?$select=id")
+            .await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = api
+            .send(
+                reqwest::Method::POST,
+                "/identityProtection/riskyUsers/dismiss",
+                Some(json!({"userIds": [helpdesk["id"]]})),
+            )
+            .await;
+        assert_eq!(r.status(), 204);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (_, ru) = api.get_json("/identityProtection/riskyUsers").await;
+        let details: Vec<&str> = ru["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["riskDetail"].as_str().unwrap())
+            .collect();
+        assert!(
+            details.contains(&"adminGeneratedTemporaryPassword")
+                && details.contains(&"adminDismissedAllRiskForUser"),
+            "{details:?}"
+        );
+        for (i, r) in ru["value"].as_array().unwrap().iter().enumerate() {
+            checked += csdl.check(
+                "riskyUser",
+                r,
+                &format!("riskyUsers-after[{i}]"),
+                &mut problems,
+            );
+        }
+        assert!(
+            problems.is_empty(),
+            "CSDL contract violations:\n{}",
+            problems.join("\n")
+        );
+        assert!(checked > 150, "only {checked} properties checked");
+        emu.shutdown().await;
+    }
+
+    #[test]
+    fn the_checker_catches_wrong_names_and_types() {
+        let csdl = load();
+        let mut problems = Vec::new();
+        csdl.check(
+            "user",
+            &json!({"id": "x", "accountEnabled": "yes", "shoeSize": 42, "businessPhones": null}),
+            "u",
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        problems.clear();
+        csdl.check(
+            "riskyUser",
+            &json!({"riskLevel": "extreme"}),
+            "r",
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems.clear();
+        csdl.check(
+            "authenticationMethod",
+            &json!({"@odata.type": "#microsoft.graph.user", "id": "x"}),
+            "m",
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+}

@@ -1,9 +1,77 @@
 //! `resetctl emulator`: run the emulated tenant on loopback until SIGINT/SIGTERM.
+//!
+//! The first stdout line is the JSON [`ConnectionInfo`](resetctl::emulator::ConnectionInfo)
+//! (graph_url, token_url, tenant_id, client_id, client_secret, apps, users, time_scale) so
+//! scripts and tests can connect; the secret is an emulator-only test credential and is
+//! printed nowhere else.
 
-use super::{CmdResult, not_yet};
+use std::io::Write;
+
+use resetctl::emulator::{EmulatorConfig, RunningEmulator};
+
+use super::{CmdResult, Exit, Failure};
 use crate::cli::{EmulatorArgs, GlobalArgs};
 
 /// Start the emulator and serve until told to stop.
-pub async fn run(_global: &GlobalArgs, _args: EmulatorArgs) -> CmdResult {
-    not_yet("emulator", "the emulated tenant (issue 3)")
+pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
+    let mut config = match &args.tenant_file {
+        Some(path) => {
+            EmulatorConfig::from_tenant_file(path).map_err(|e| Failure::new(Exit::Invalid, e))?
+        }
+        None => EmulatorConfig::seeded(args.users, args.seed),
+    };
+    config.apps = args.apps;
+    config.missing_mobile = args.missing_mobile;
+    config.latency_ms = args.latency_ms;
+    config.time_scale = args.time_scale;
+    config.throttle = !args.no_throttle;
+    config.auth_methods_per_10s = args.auth_methods_limit;
+    if let Some(spec) = &args.faults {
+        config = config
+            .with_faults(spec)
+            .map_err(|e| Failure::new(Exit::Invalid, e))?;
+    }
+    let emulator = RunningEmulator::start(config, args.bind)
+        .await
+        .map_err(|e| match e {
+            resetctl::emulator::EmulatorError::Bind { .. } => Failure::new(Exit::Config, e),
+            other => Failure::new(Exit::Invalid, other),
+        })?;
+    let line = serde_json::to_string(emulator.info()).map_err(|e| {
+        Failure::new(
+            Exit::Config,
+            format!("cannot encode the connection info: {e}"),
+        )
+    })?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    wait_for_signal().await;
+    emulator.shutdown().await;
+    Ok(Exit::Success)
+}
+
+/// SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

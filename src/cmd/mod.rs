@@ -2,6 +2,7 @@
 //! the result. Library errors become a [`Failure`] carrying the exit code of design §3.
 
 mod audit;
+mod bench;
 mod completions;
 mod emulator;
 mod paths;
@@ -68,7 +69,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
         Command::Render(_) => not_yet("render", "communications"),
-        Command::Bench(_) => not_yet("bench", "benchmarks"),
+        Command::Bench(args) => bench::run(global, args).await,
     };
     match result {
         Ok(exit) => exit,

@@ -1,0 +1,230 @@
+//! `resetctl bench emulator`: requests per second the emulated tenant sustains for
+//! `GET /users/{id}` and `PATCH /users/{id}` (passwordProfile) with throttling off, driven by
+//! concurrent HTTP clients over loopback. The emulator must never be the bottleneck of a
+//! run (issue 3 target: at least 5,000 requests/s on 2 cores, release build).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use resetctl::emulator::{EmulatorConfig, RunningEmulator};
+use serde_json::{Value, json};
+
+use super::{CmdResult, Exit, Failure, not_yet};
+use crate::cli::{BenchArgs, BenchTarget, GlobalArgs};
+
+/// Concurrent client tasks.
+const CONCURRENCY: usize = 64;
+/// Users in the benchmark tenant.
+const USERS: u32 = 10_000;
+
+/// Run the chosen benchmark.
+pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> CmdResult {
+    match args.target {
+        BenchTarget::Emulator => emulator(args.n.unwrap_or(50_000) as usize).await,
+        BenchTarget::Graph => not_yet("bench graph", "the Graph client benchmark"),
+        BenchTarget::Run => not_yet("bench run", "the mass-reset engine (issue 5)"),
+    }
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(Exit::Config, format!("{what}: {e}"))
+}
+
+async fn emulator(n: usize) -> CmdResult {
+    let mut config = EmulatorConfig::seeded(USERS, 1);
+    config.throttle = false;
+    let bind = "127.0.0.1:0".parse().map_err(|e| fail("bind address", e))?;
+    let emu = RunningEmulator::start(config, bind)
+        .await
+        .map_err(|e| fail("emulator", e))?;
+    let info = emu.info().clone();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .map_err(|e| fail("http client", e))?;
+    let token: Value = client
+        .post(&info.token_url)
+        .form(&[
+            ("client_id", info.client_id.as_str()),
+            ("client_secret", info.client_secret.as_str()),
+            ("scope", "https://graph.microsoft.com/.default"),
+            ("grant_type", "client_credentials"),
+        ])
+        .send()
+        .await
+        .map_err(|e| fail("token", e))?
+        .json()
+        .await
+        .map_err(|e| fail("token", e))?;
+    let token = token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // Targets a User Administrator may reset: cloud-only users without a role.
+    let get = |url: String| {
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await?
+                .json::<Value>()
+                .await
+        }
+    };
+    let mut privileged = HashSet::new();
+    let roles = get(format!(
+        "{}/roleManagement/directory/roleAssignments?$top=999",
+        info.graph_url
+    ))
+    .await
+    .map_err(|e| fail("role assignments", e))?;
+    for a in roles["value"].as_array().into_iter().flatten() {
+        privileged.insert(a["principalId"].as_str().unwrap_or_default().to_string());
+    }
+    let groups = get(format!(
+        "{}/groups?$filter=isAssignableToRole%20eq%20true",
+        info.graph_url
+    ))
+    .await
+    .map_err(|e| fail("groups", e))?;
+    for g in groups["value"].as_array().into_iter().flatten() {
+        let members = get(format!(
+            "{}/groups/{}/members?$select=id",
+            info.graph_url,
+            g["id"].as_str().unwrap_or_default()
+        ))
+        .await
+        .map_err(|e| fail("group members", e))?;
+        for m in members["value"].as_array().into_iter().flatten() {
+            privileged.insert(m["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let mut all_ids = Vec::new();
+    let mut resettable = Vec::new();
+    let mut next = Some(format!(
+        "{}/users?$select=id,onPremisesSyncEnabled&$top=999",
+        info.graph_url
+    ));
+    while let Some(url) = next {
+        let page = get(url).await.map_err(|e| fail("users", e))?;
+        for u in page["value"].as_array().into_iter().flatten() {
+            let id = u["id"].as_str().unwrap_or_default().to_string();
+            if u["onPremisesSyncEnabled"] != json!(true) && !privileged.contains(&id) {
+                resettable.push(id.clone());
+            }
+            all_ids.push(id);
+        }
+        next = page["@odata.nextLink"].as_str().map(str::to_string);
+    }
+    println!(
+        "emulator: {} users ({} resettable), {CONCURRENCY} concurrent clients, {n} requests per phase, throttling off",
+        all_ids.len(),
+        resettable.len()
+    );
+    let body = Arc::new(
+        json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Bench-Pass-2024!"}}).to_string(),
+    );
+    let get_rate = phase(&client, &info.graph_url, &token, Arc::new(all_ids), n, None).await;
+    println!("GET   /users/{{id}}: {}", get_rate.describe());
+    let patch_rate = phase(
+        &client,
+        &info.graph_url,
+        &token,
+        Arc::new(resettable),
+        n,
+        Some(body),
+    )
+    .await;
+    println!("PATCH /users/{{id}}: {}", patch_rate.describe());
+    emu.shutdown().await;
+    Ok(Exit::Success)
+}
+
+struct Rate {
+    requests: usize,
+    seconds: f64,
+    statuses: BTreeMap<u16, usize>,
+    errors: usize,
+}
+
+impl Rate {
+    fn describe(&self) -> String {
+        format!(
+            "{:.0} requests/s ({} requests in {:.2} s; statuses {:?}; transport errors {})",
+            self.requests as f64 / self.seconds,
+            self.requests,
+            self.seconds,
+            self.statuses,
+            self.errors
+        )
+    }
+}
+
+async fn phase(
+    client: &reqwest::Client,
+    graph: &str,
+    token: &str,
+    ids: Arc<Vec<String>>,
+    n: usize,
+    patch_body: Option<Arc<String>>,
+) -> Rate {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(CONCURRENCY);
+    for _ in 0..CONCURRENCY {
+        let (client, ids, counter, body) = (
+            client.clone(),
+            ids.clone(),
+            counter.clone(),
+            patch_body.clone(),
+        );
+        let (graph, token) = (graph.to_string(), token.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+            let mut errors = 0;
+            loop {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if i >= n || ids.is_empty() {
+                    break;
+                }
+                let url = format!("{graph}/users/{}", ids[i % ids.len()]);
+                let request = match &body {
+                    Some(b) => client
+                        .patch(url)
+                        .header("content-type", "application/json")
+                        .body(b.as_str().to_string()),
+                    None => client.get(url),
+                };
+                match request.bearer_auth(&token).send().await {
+                    Ok(r) => {
+                        *statuses.entry(r.status().as_u16()).or_default() += 1;
+                        let _ = r.bytes().await;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (statuses, errors)
+        }));
+    }
+    let mut statuses = BTreeMap::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((s, e)) = t.await {
+            for (k, v) in s {
+                *statuses.entry(k).or_default() += v;
+            }
+            errors += e;
+        }
+    }
+    Rate {
+        requests: n,
+        seconds: start.elapsed().as_secs_f64(),
+        statuses,
+        errors,
+    }
+}

@@ -1,0 +1,183 @@
+//! `/groups`: list, get, `members` and `transitiveMembers` (paged, `$select`, `$count`), and
+//! membership writes `POST members/$ref` / `DELETE members/{id}/$ref` (reference §14).
+
+use axum::http::Method;
+use serde_json::{Value, json};
+
+use super::{Ctx, Req, context_with_select, page};
+use crate::emulator::errors::{Fail, GraphResponse};
+use crate::emulator::model::Principal;
+use crate::emulator::render::{self, USER_PROPERTIES};
+
+/// Dispatch within `/groups`.
+pub fn handle(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
+    let m = req.method;
+    match (req.segs.len(), req.seg(2), req.seg(3), req.seg(4)) {
+        (1, ..) if *m == Method::GET => list(ctx, req),
+        (2, ..) if *m == Method::GET => get_one(ctx, req.seg(1).unwrap_or("")),
+        (3, Some(which @ ("members" | "transitiveMembers")), ..) if *m == Method::GET => {
+            members(ctx, req, which == "transitiveMembers")
+        }
+        (4, Some("members"), Some("$ref"), _) if *m == Method::POST => add_member(ctx, req),
+        (5, Some("members"), Some(user), Some("$ref")) if *m == Method::DELETE => {
+            remove_member(ctx, req.seg(1).unwrap_or(""), user)
+        }
+        (1..=5, ..) if matches!(req.seg(2), None | Some("members" | "transitiveMembers")) => {
+            Err(Fail::method())
+        }
+        (_, Some(other), ..) => Err(Fail::no_segment(other)),
+        _ => Err(Fail::no_segment("groups")),
+    }
+}
+
+fn list(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
+    let q = req.query(ctx, "groups")?;
+    let t = ctx.emu.read();
+    let views: Vec<Value> = (0..t.groups.len() as u32)
+        .map(|g| Value::Object(render::group(&t, g)))
+        .collect();
+    if let Some((_, f)) = &q.filter {
+        render::check_filter_props(
+            &f.properties(),
+            &[
+                "id",
+                "displayName",
+                "mailNickname",
+                "isAssignableToRole",
+                "securityEnabled",
+                "mailEnabled",
+            ],
+            "group",
+        )?;
+    }
+    let filter = q.filter.as_ref().map(|(_, f)| f);
+    let matches = |i: usize| filter.is_none_or(|f| f.matches(&render::JsonView(&views[i])));
+    let render_one = |i: usize| views[i].clone();
+    Ok(page(
+        ctx,
+        "groups",
+        "groups",
+        &q,
+        views.len(),
+        &matches,
+        &render_one,
+    ))
+}
+
+fn get_one(ctx: &Ctx<'_>, key: &str) -> Result<GraphResponse, Fail> {
+    let t = ctx.emu.read();
+    let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!("{}/$metadata#groups/$entity", ctx.emu.graph_url)),
+    );
+    body.extend(render::group(&t, g));
+    Ok(GraphResponse::json(200, Value::Object(body)))
+}
+
+fn members(ctx: &Ctx<'_>, req: &Req<'_>, transitive: bool) -> Result<GraphResponse, Fail> {
+    let key = req.seg(1).unwrap_or("");
+    let which = if transitive {
+        "transitiveMembers"
+    } else {
+        "members"
+    };
+    let collection = format!("groups/{key}/{which}");
+    let q = req.query(ctx, &collection)?;
+    render::check_select(&q.select, USER_PROPERTIES, "user")?;
+    let t = ctx.emu.read();
+    let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+    let mut list: Vec<Principal> = if transitive {
+        t.transitive_members(g)
+            .into_iter()
+            .map(Principal::User)
+            .collect()
+    } else {
+        t.groups[g as usize]
+            .members
+            .iter()
+            .map(|&u| Principal::User(u))
+            .collect()
+    };
+    // Nested groups are members too (transitively: every nested group once).
+    let mut stack = t.groups[g as usize].member_groups.clone();
+    let mut seen = Vec::new();
+    while let Some(sub) = stack.pop() {
+        if seen.contains(&sub) || sub == g {
+            continue;
+        }
+        seen.push(sub);
+        list.push(Principal::Group(sub));
+        if transitive {
+            stack.extend(t.groups[sub as usize].member_groups.iter().copied());
+        }
+    }
+    if let Some((_, f)) = &q.filter {
+        render::check_filter_props(&f.properties(), render::USER_FILTERABLE, "directoryObject")?;
+    }
+    let filter = q.filter.as_ref().map(|(_, f)| f);
+    let matches = |i: usize| match (filter, list[i]) {
+        (None, _) => true,
+        (Some(f), Principal::User(u)) => f.matches(&render::UserView { t: &t, idx: u }),
+        (Some(_), Principal::Group(_)) => false,
+    };
+    let render_one = |i: usize| render::principal(&t, list[i], &q.select);
+    let context = context_with_select("directoryObjects", &q);
+    Ok(page(
+        ctx,
+        &collection,
+        &context,
+        &q,
+        list.len(),
+        &matches,
+        &render_one,
+    ))
+}
+
+fn add_member(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
+    let key = req.seg(1).unwrap_or("");
+    let body = req.json()?;
+    let Some(reference) = body.get("@odata.id").and_then(Value::as_str) else {
+        return Err(Fail::new(
+            400,
+            "Request_BadRequest",
+            "The request body must contain '@odata.id'.",
+        ));
+    };
+    let member_id = reference
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("");
+    let mut t = ctx.emu.write();
+    let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+    let Some(u) = uuid::Uuid::parse_str(member_id)
+        .ok()
+        .and_then(|_| t.find_user(member_id))
+    else {
+        return Err(Fail::not_found(member_id));
+    };
+    let group = &mut t.groups[g as usize];
+    if group.members.contains(&u) {
+        return Err(Fail::new(
+            400,
+            "Request_BadRequest",
+            "One or more added object references already exist for the following modified properties: 'members'.",
+        ));
+    }
+    group.members.push(u);
+    Ok(GraphResponse::empty(204))
+}
+
+fn remove_member(ctx: &Ctx<'_>, key: &str, member: &str) -> Result<GraphResponse, Fail> {
+    let mut t = ctx.emu.write();
+    let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+    let u = t.find_user(member).ok_or_else(|| Fail::not_found(member))?;
+    let group = &mut t.groups[g as usize];
+    let Some(pos) = group.members.iter().position(|&m| m == u) else {
+        return Err(Fail::not_found(member));
+    };
+    group.members.remove(pos);
+    Ok(GraphResponse::empty(204))
+}
