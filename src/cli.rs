@@ -125,9 +125,13 @@ pub struct PlanArgs {
     /// Continue when some CSV rows cannot be read (they are listed in the plan).
     #[arg(long)]
     pub skip_bad_rows: bool,
-    /// Directory for plan.json, targets.csv and manual-queue.csv.
+    /// Directory for plan.json, targets.csv and manual-queue.csv
+    /// (default: the run's folder under the data directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Run store (SQLite). Default: under the user's data directory.
+    #[arg(long, value_name = "FILE")]
+    pub store: Option<PathBuf>,
 }
 
 /// Arguments of `resetctl run`.
@@ -160,6 +164,13 @@ pub struct RunArgs {
     /// Run store (SQLite). Default: under the user's data directory.
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
+    /// Directory for plan.json, targets.csv, manual-queue.csv and results.csv
+    /// (default: the run's folder under the data directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Users whose steps run at once (the throttle paces the writes whatever this is).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub concurrency: usize,
 }
 
 /// Arguments of `resetctl runs`.

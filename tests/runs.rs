@@ -25,6 +25,7 @@ fn plan() -> Plan {
         reason: String::new(),
         risk_level: None,
         roles: vec![],
+        steps: vec!["0:revoke_sessions".into()],
     };
     Plan {
         playbook_name: "password-spray".into(),

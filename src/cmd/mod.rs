@@ -6,7 +6,10 @@ mod bench;
 mod completions;
 mod emulator;
 mod paths;
+mod plan;
+mod run;
 mod runs;
+mod tenant;
 mod validate;
 
 use std::fmt;
@@ -62,8 +65,8 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Completions(args) => completions::run(args),
         Command::Emulator(args) => emulator::run(global, args).await,
         Command::Audit(args) => audit::run(global, args),
-        Command::Plan(_) => not_yet("plan", "the mass-reset engine (issue 5)"),
-        Command::Run(_) => not_yet("run", "the mass-reset engine (issue 5)"),
+        Command::Plan(args) => plan::run(global, args).await,
+        Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(_) => not_yet("reset", "the single-user verification flow"),

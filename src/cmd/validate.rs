@@ -51,6 +51,37 @@ pub fn run(global: &GlobalArgs, args: ValidateArgs) -> CmdResult {
     })
 }
 
+/// Load one playbook for a command that acts on it: diagnostics are printed as `validate`
+/// prints them, and an invalid playbook is a failure with exit 1 (nothing has started).
+pub fn load_playbook(
+    path: &std::path::Path,
+) -> Result<(playbook::Loaded, Vec<u8>), super::Failure> {
+    let snippets = std::io::stderr().is_terminal();
+    match playbook::load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                report(warning, snippets);
+            }
+            let bytes = std::fs::read(path).map_err(|err| {
+                super::Failure::new(Exit::Invalid, format!("{}: {err}", path.display()))
+            })?;
+            Ok((loaded, bytes))
+        }
+        Err(diagnostics) => {
+            for d in diagnostics.all() {
+                report(d, snippets);
+            }
+            Err(super::Failure::new(
+                Exit::Invalid,
+                format!(
+                    "{} is not a valid playbook; nothing was done",
+                    path.display()
+                ),
+            ))
+        }
+    }
+}
+
 /// Print one diagnostic: the plain line, then the snippet when stderr is a terminal.
 fn report(d: &Diagnostic, snippet: bool) {
     let mut stderr = std::io::stderr().lock();

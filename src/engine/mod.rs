@@ -1,7 +1,46 @@
 //! The mass-reset engine: plan, gate, execute per-user pipelines, resume.
 //!
-//! This file grows with issue 5; today it holds the plan model and the password
-//! generators.
+//! - [`plan`]: the plan model operators approve, and its hash.
+//! - [`planner`]: resolve, partition and decide each user's steps (read-only).
+//! - [`gate`]: guards and approvals that stand between a plan and `--execute`.
+//! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
+//!   the same code resumes a dead run.
+//! - [`password`]: the generated passwords.
+//!
+//! Invariant (design §6, 4): nothing is written unless `--execute` was given and the gate
+//! passed. Invariant 5: each (run, user, step) is journaled before its call and its outcome
+//! after; a journaled step whose outcome is unknown is resolved by reading the tenant back,
+//! never by repeating the call blindly.
 
+pub mod execute;
+pub mod gate;
 pub mod password;
 pub mod plan;
+pub mod planner;
+
+use crate::audit::AuditError;
+use crate::store::StoreError;
+use crate::targeting::ResolveError;
+
+/// Why the engine could not do its job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Targets could not be resolved (bad CSV, Graph read failed).
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The run store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The audit trail failed; the engine stops rather than act unrecorded.
+    #[error("audit trail: {0}")]
+    Audit(#[from] AuditError),
+    /// The stored plan cannot be read back.
+    #[error("run {run}: stored plan is unreadable: {message}")]
+    CorruptPlan {
+        /// The run.
+        run: String,
+        /// What failed.
+        message: String,
+    },
+}

@@ -29,6 +29,9 @@ pub struct PlannedUser {
     pub risk_level: Option<String>,
     /// Critical roles held, for the manual queue.
     pub roles: Vec<String>,
+    /// Journal keys of the steps this user gets, in execution order (empty for every
+    /// bucket but automated and, per playbook, disabled).
+    pub steps: Vec<String>,
 }
 
 /// A target that did not resolve to a user.
@@ -82,15 +85,35 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    /// Estimate for `users` automated users running `steps`, with `apps` app registrations
-    /// at Graph's documented quotas (20 writes/s per app and tenant, 60 per tenant).
+    /// Estimate for `users` automated users running all of `steps`, with `apps` app
+    /// registrations at Graph's documented quotas (20 writes/s per app and tenant, 60 per
+    /// tenant).
     pub fn from_quota(steps: &[PlannedStep], users: u64, apps: u32) -> Estimate {
         let per_user: u64 = steps
             .iter()
             .filter(|s| s.budget == Budget::DirectoryWrite)
             .map(|s| u64::from(s.requests_per_user))
             .sum();
-        let directory_writes = per_user * users;
+        Self::from_writes(per_user * users, apps)
+    }
+
+    /// Estimate from each planned user's own steps (`when:` and disabled handling included).
+    pub fn from_users(steps: &[PlannedStep], users: &[PlannedUser], apps: u32) -> Estimate {
+        let writes_of = |key: &str| {
+            steps
+                .iter()
+                .find(|s| s.key == key && s.budget == Budget::DirectoryWrite)
+                .map_or(0, |s| u64::from(s.requests_per_user))
+        };
+        let directory_writes = users
+            .iter()
+            .flat_map(|u| u.steps.iter())
+            .map(|key| writes_of(key))
+            .sum();
+        Self::from_writes(directory_writes, apps)
+    }
+
+    fn from_writes(directory_writes: u64, apps: u32) -> Estimate {
         let writes_per_second = (20.0 * f64::from(apps.max(1))).min(60.0);
         Estimate {
             directory_writes,
@@ -157,6 +180,9 @@ impl Plan {
         for user in &self.users {
             field("user", &user.id);
             field("bucket", user.bucket.as_str());
+            for step in &user.steps {
+                field("user_step", step);
+            }
         }
         hex::encode(hasher.finalize())
     }
@@ -184,6 +210,7 @@ mod tests {
             reason: String::new(),
             risk_level: None,
             roles: vec![],
+            steps: vec!["0:reset_password".into()],
         }
     }
 
@@ -241,6 +268,10 @@ mod tests {
         let mut edited = plan();
         edited.playbook_sha256 = "abd".into();
         assert_ne!(base.hash(), edited.hash());
+
+        let mut fewer_user_steps = plan();
+        fewer_user_steps.users[0].steps.clear();
+        assert_ne!(base.hash(), fewer_user_steps.hash());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::engine::execute::StepResult;
 use crate::engine::plan::{Plan, PlannedUser};
 use crate::targeting::Bucket;
 
@@ -55,6 +56,24 @@ pub fn write_targets(plan: &Plan, path: &Path) -> Result<(), ReportError> {
                 "",
                 "unresolved",
                 &format!("{} ({})", target.reason, target.source),
+            ]))?;
+        }
+        Ok(())
+    })
+}
+
+/// Write one row per (user, step) with its outcome: `results.csv` of a run.
+pub fn write_results(results: &[StepResult], path: &Path) -> Result<(), ReportError> {
+    write_csv(path, |w| {
+        w.write_record(["user_id", "upn", "step", "outcome", "detail", "time"])?;
+        for r in results {
+            w.write_record(row(&[
+                &r.user_id,
+                &r.upn,
+                &r.step,
+                r.outcome.as_str(),
+                r.detail.as_deref().unwrap_or(""),
+                &r.at.to_string(),
             ]))?;
         }
         Ok(())
@@ -135,6 +154,7 @@ mod tests {
             reason: format!("reason of {id}"),
             risk_level: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            steps: vec![],
         }
     }
 

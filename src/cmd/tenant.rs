@@ -1,0 +1,105 @@
+//! Connecting to the tenant a command names: a configured one, one from the Azure SDK
+//! environment variables, or the built-in `demo` tenant (the emulator, started in-process).
+
+use std::sync::Arc;
+
+use resetctl::config::{Config, Env, TenantSettings};
+use resetctl::directory::{Directory, GraphDirectory};
+use resetctl::emulator::{EmulatorConfig, RunningEmulator};
+
+use super::{Exit, Failure};
+use crate::cli::GlobalArgs;
+
+/// Users of the demo tenant (the shipped demo CSVs name users of this exact tenant).
+pub const DEMO_USERS: u32 = 2_000;
+/// Seed of the demo tenant.
+pub const DEMO_SEED: u64 = 1;
+/// The demo runs Graph's real quotas ten times faster than real time.
+pub const DEMO_TIME_SCALE: f64 = 10.0;
+
+/// A connected tenant. Keeps the in-process emulator alive for the demo.
+pub struct Tenant {
+    /// The tenant's name (`demo` for the built-in one).
+    pub name: String,
+    /// Directory operations on it.
+    pub directory: Arc<dyn Directory>,
+    /// App registrations in the credential pool.
+    pub apps: u32,
+    /// Accounts resetctl itself runs as: never written to.
+    pub runner_accounts: Vec<String>,
+    /// The built-in emulator, when the tenant is `demo`.
+    pub emulator: Option<RunningEmulator>,
+}
+
+impl Tenant {
+    /// Stop the in-process emulator, if any.
+    pub async fn close(self) {
+        if let Some(emulator) = self.emulator {
+            emulator.shutdown().await;
+        }
+    }
+}
+
+/// Connect to `--tenant` (default: the only configured tenant, else `demo`).
+pub async fn connect(global: &GlobalArgs, requested: Option<&str>) -> Result<Tenant, Failure> {
+    let env = Env::Process;
+    let config = Config::load_or_default(global.config.as_deref(), &env)
+        .map_err(|err| Failure::new(Exit::Config, err))?;
+    let name = match requested {
+        Some(name) => name.to_owned(),
+        None if config.tenants.len() == 1 => {
+            config.tenants.keys().next().cloned().unwrap_or_default()
+        }
+        None => "demo".to_owned(),
+    };
+    if name == "demo" && !config.tenants.contains_key("demo") {
+        return demo().await;
+    }
+    let settings = config
+        .tenant(&name, &env)
+        .map_err(|err| Failure::new(Exit::Config, err))?;
+    let directory = GraphDirectory::from_settings(&settings, &env)
+        .map_err(|err| Failure::new(Exit::Config, err))?;
+    Ok(Tenant {
+        name,
+        apps: settings.apps.len() as u32,
+        runner_accounts: settings.runner_accounts.clone(),
+        directory: Arc::new(directory),
+        emulator: None,
+    })
+}
+
+/// Start the demo tenant in-process and connect to it like any other tenant.
+async fn demo() -> Result<Tenant, Failure> {
+    let mut config = EmulatorConfig::seeded(DEMO_USERS, DEMO_SEED);
+    config.time_scale = DEMO_TIME_SCALE;
+    let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let emulator = RunningEmulator::start(config, bind).await.map_err(|err| {
+        Failure::new(Exit::Config, format!("cannot start the demo tenant: {err}"))
+    })?;
+    let info = emulator.info();
+    // The emulator's secret reaches the client through a private environment map, the
+    // same path a configured secret takes; it is never put on a command line or in a log.
+    let yaml = format!(
+        "tenants:\n  demo:\n    tenant_id: {tenant}\n    graph_url: {graph}\n    token_url: {token}\n    \
+         scope: https://graph.microsoft.com/.default\n    time_scale: {scale}\n    apps:\n      - client_id: {client}\n        client_secret_env: RESETCTL_DEMO_SECRET\n",
+        tenant = info.tenant_id,
+        graph = info.graph_url,
+        token = info.token_url,
+        scale = DEMO_TIME_SCALE,
+        client = info.client_id,
+    );
+    let env = Env::from_pairs([("RESETCTL_DEMO_SECRET", info.client_secret.clone())]);
+    let settings: TenantSettings = Config::parse(&yaml, None, &env)
+        .and_then(|c| c.tenant("demo", &env))
+        .map_err(|err| Failure::new(Exit::Config, format!("demo tenant: {err}")))?;
+    let directory = GraphDirectory::from_settings(&settings, &env)
+        .map_err(|err| Failure::new(Exit::Config, err))?;
+    Ok(Tenant {
+        name: "demo".into(),
+        directory: Arc::new(directory),
+        apps: 1,
+        runner_accounts: Vec::new(),
+        emulator: Some(emulator),
+    })
+}

@@ -1,0 +1,221 @@
+//! The gate between a plan and `--execute`: guards and approvals.
+//!
+//! Invariant (design §6, 4): a refusal here means nothing is written. The checks read only
+//! the plan, the playbook and the approvals, so a dry run shows exactly what `--execute`
+//! would decide.
+
+use std::collections::BTreeSet;
+
+use super::plan::Plan;
+use crate::playbook::{PasswordMode, Playbook, Step};
+use crate::store::Approval;
+
+/// Why the gate refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// More users would be automated than `guards.max_users`.
+    TooManyUsers {
+        /// Users the run would write to.
+        automated: usize,
+        /// The guard.
+        max: u32,
+    },
+    /// The run would cover more of the tenant than `guards.max_fraction_of_tenant`.
+    TooLargeFraction {
+        /// Users the run would write to.
+        automated: usize,
+        /// Users in the tenant.
+        tenant: u64,
+        /// The guard.
+        max: f64,
+    },
+    /// Fewer distinct operators approved this exact plan than required.
+    NeedsApprovals {
+        /// Distinct approvers of this plan hash.
+        have: usize,
+        /// Required by the playbook.
+        need: u32,
+    },
+    /// A step needs a capability this build does not have (a secret it could not deliver).
+    Unsupported(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::TooManyUsers { automated, max } => write!(
+                f,
+                "guard max_users: the run would write to {automated} users, the playbook allows {max}"
+            ),
+            Refusal::TooLargeFraction {
+                automated,
+                tenant,
+                max,
+            } => write!(
+                f,
+                "guard max_fraction_of_tenant: {automated} of {tenant} users is {:.1} %, the playbook allows {:.1} %",
+                100.0 * *automated as f64 / (*tenant).max(1) as f64,
+                100.0 * max
+            ),
+            Refusal::NeedsApprovals { have, need } => write!(
+                f,
+                "approvals: {have} of {need} required operators approved this plan \
+                 (resetctl runs approve RUN --as NAME)"
+            ),
+            Refusal::Unsupported(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Users the plan writes to.
+pub fn automated(plan: &Plan) -> usize {
+    plan.users.iter().filter(|u| !u.steps.is_empty()).count()
+}
+
+/// The guards of the playbook against the plan.
+pub fn check_guards(playbook: &Playbook, plan: &Plan) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    let count = automated(plan);
+    if let Some(max) = playbook.guards.max_users
+        && count > max as usize
+    {
+        refusals.push(Refusal::TooManyUsers {
+            automated: count,
+            max,
+        });
+    }
+    let fraction = count as f64 / plan.tenant_users.max(1) as f64;
+    if count > 0 && fraction > playbook.guards.max_fraction_of_tenant {
+        refusals.push(Refusal::TooLargeFraction {
+            automated: count,
+            tenant: plan.tenant_users,
+            max: playbook.guards.max_fraction_of_tenant,
+        });
+    }
+    refusals.extend(unsupported(playbook));
+    refusals
+}
+
+/// Steps whose secret this build cannot deliver: a temporary password or a Temporary Access
+/// Pass would be created and then lost, leaving the user locked out. They wait for the
+/// communications module.
+fn unsupported(playbook: &Playbook) -> Option<Refusal> {
+    let needs_delivery = playbook.steps.iter().any(|s| {
+        matches!(
+            s.step,
+            Step::ResetPassword {
+                mode: PasswordMode::Temporary,
+                ..
+            } | Step::TemporaryAccessPass { .. }
+        )
+    });
+    needs_delivery.then(|| {
+        Refusal::Unsupported(
+            "this playbook creates temporary passwords or Temporary Access Passes, which must be \
+             delivered by the communications module; that is not yet available in this build, \
+             so --execute is refused (a dry run shows the plan)"
+                .into(),
+        )
+    })
+}
+
+/// The approvals requirement: distinct operators who approved `plan_hash`.
+pub fn check_approvals(
+    playbook: &Playbook,
+    plan_hash: &str,
+    approvals: &[Approval],
+) -> Option<Refusal> {
+    let have: BTreeSet<&str> = approvals
+        .iter()
+        .filter(|a| a.plan_hash == plan_hash)
+        .map(|a| a.operator.as_str())
+        .collect();
+    let need = playbook.guards.approvals_required;
+    (have.len() < need as usize).then_some(Refusal::NeedsApprovals {
+        have: have.len(),
+        need,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::{Estimate, PlannedUser};
+    use crate::playbook::load_str;
+    use crate::targeting::Bucket;
+
+    fn playbook(extra: &str) -> Playbook {
+        let text = format!(
+            "name: g\ntargets: [all_users: {{}}]\nguards: {{ max_users: 2, max_fraction_of_tenant: 0.5, approvals_required: 2 }}\nsteps: [revoke_sessions]\n{extra}"
+        );
+        load_str("g.yaml", &text).unwrap().playbook
+    }
+
+    fn plan(automated: usize, tenant: u64) -> Plan {
+        let user = |i: usize| PlannedUser {
+            id: format!("u{i}"),
+            upn: format!("u{i}@c.com"),
+            display_name: String::new(),
+            bucket: Bucket::Automated,
+            reason: String::new(),
+            risk_level: None,
+            roles: vec![],
+            steps: vec!["0:revoke_sessions".into()],
+        };
+        Plan {
+            playbook_name: "g".into(),
+            playbook_sha256: String::new(),
+            tenant: "demo".into(),
+            tenant_users: tenant,
+            steps: vec![],
+            users: (0..automated).map(user).collect(),
+            unresolved: vec![],
+            bad_rows: vec![],
+            estimate: Estimate::from_quota(&[], 0, 1),
+        }
+    }
+
+    fn approval(operator: &str, hash: &str) -> Approval {
+        Approval {
+            operator: operator.into(),
+            plan_hash: hash.into(),
+            approved_at: jiff::Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn guards_refuse_too_many_users_and_too_much_of_the_tenant() {
+        let pb = playbook("");
+        assert!(check_guards(&pb, &plan(2, 10)).is_empty());
+        let refusals = check_guards(&pb, &plan(3, 4));
+        assert!(matches!(
+            refusals[0],
+            Refusal::TooManyUsers {
+                automated: 3,
+                max: 2
+            }
+        ));
+        assert!(matches!(refusals[1], Refusal::TooLargeFraction { .. }));
+        assert!(
+            refusals[1].to_string().contains("75.0 %"),
+            "{}",
+            refusals[1]
+        );
+    }
+
+    #[test]
+    fn approvals_count_distinct_operators_of_this_plan_only() {
+        let pb = playbook("");
+        let approvals = [
+            approval("alice", "h1"),
+            approval("alice", "h1"),
+            approval("bob", "old"),
+        ];
+        assert_eq!(
+            check_approvals(&pb, "h1", &approvals),
+            Some(Refusal::NeedsApprovals { have: 1, need: 2 })
+        );
+        let approvals = [approval("alice", "h1"), approval("bob", "h1")];
+        assert_eq!(check_approvals(&pb, "h1", &approvals), None);
+    }
+}

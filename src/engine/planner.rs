@@ -1,0 +1,346 @@
+//! Planning: resolve a playbook's targets, partition them, and decide each automated user's
+//! steps. Read-only: nothing here writes to the tenant.
+
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
+
+use super::EngineError;
+use super::plan::{Budget, Estimate, Plan, PlannedStep, PlannedUser, Unresolved};
+use crate::directory::{Directory, User};
+use crate::playbook::{Playbook, RiskLevel, Step, StepSpec, UserFacts};
+use crate::targeting::{
+    self, Bucket, Candidate, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
+};
+
+/// What planning needs besides the directory.
+#[derive(Debug, Clone)]
+pub struct PlanRequest<'a> {
+    /// The validated playbook.
+    pub playbook: &'a Playbook,
+    /// The playbook file's bytes (hashed into the plan).
+    pub playbook_bytes: &'a [u8],
+    /// Tenant name.
+    pub tenant: &'a str,
+    /// App registrations in the credential pool (for the estimate).
+    pub apps: u32,
+    /// The configuration's `runner_accounts`: never written to.
+    pub runner_accounts: &'a [String],
+    /// CSV override and bad-row policy.
+    pub resolve: ResolveOptions,
+}
+
+/// Resolve, partition and plan.
+pub async fn build_plan(
+    directory: &dyn Directory,
+    request: PlanRequest<'_>,
+) -> Result<Plan, EngineError> {
+    let playbook = request.playbook;
+    let resolution = targeting::resolve(directory, playbook, &request.resolve).await?;
+    let known: HashSet<String> = resolution
+        .users
+        .iter()
+        .map(|u| u.user.id.to_ascii_lowercase())
+        .collect();
+    // A principal that is not among the resolved users may still be a user of the tenant;
+    // only the group check needs this, and group ids never collide with user ids.
+    let privileges = targeting::privileges(directory, playbook, &|id| known.contains(id)).await?;
+    let exclusions = targeting::exclusions(directory, playbook, request.runner_accounts).await?;
+
+    let steps = planned_steps(playbook);
+    let users: Vec<PlannedUser> = resolution
+        .users
+        .iter()
+        .map(|resolved| plan_user(playbook, resolved, &exclusions, &privileges))
+        .collect();
+    let automated = users.iter().filter(|u| !u.steps.is_empty()).count() as u64;
+    let mut unresolved: Vec<Unresolved> = resolution
+        .missing
+        .into_iter()
+        .map(|m| Unresolved {
+            target: m.target,
+            source: m.source,
+            reason: m.reason,
+        })
+        .collect();
+    unresolved.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(Plan {
+        playbook_name: playbook.name.clone(),
+        playbook_sha256: hex::encode(Sha256::digest(request.playbook_bytes)),
+        tenant: request.tenant.to_owned(),
+        tenant_users: resolution.tenant_users,
+        estimate: Estimate::from_users(&steps, &users, request.apps),
+        steps,
+        users,
+        unresolved,
+        bad_rows: resolution
+            .bad_rows
+            .into_iter()
+            .map(|(_, row)| row)
+            .collect(),
+    })
+    .inspect(|plan| {
+        tracing::info!(
+            message = "Planned.",
+            users = plan.users.len(),
+            automated,
+            unresolved = plan.unresolved.len()
+        );
+    })
+}
+
+/// The facts `when:` conditions read, from a directory user.
+pub fn facts(user: &User, risk: RiskLevel) -> UserFacts {
+    UserFacts {
+        upn: user.upn.clone(),
+        department: user.department.clone(),
+        job_title: user.job_title.clone(),
+        has_mobile: user
+            .mobile_phone
+            .as_deref()
+            .is_some_and(|m| !m.trim().is_empty()),
+        synced: user.on_premises_sync_enabled == Some(true),
+        account_enabled: user.account_enabled != Some(false),
+        risk_level: risk,
+    }
+}
+
+fn plan_user(
+    playbook: &Playbook,
+    resolved: &ResolvedUser,
+    exclusions: &targeting::Exclusions,
+    privileges: &PrivilegeIndex,
+) -> PlannedUser {
+    let user = &resolved.user;
+    let facts = facts(user, resolved.risk);
+    let placement = place(
+        &Candidate {
+            id: &user.id,
+            upn: &user.upn,
+            account_enabled: facts.account_enabled,
+            synced: facts.synced,
+        },
+        exclusions,
+        privileges,
+    );
+    let steps = match placement.bucket {
+        Bucket::Automated | Bucket::Disabled => user_steps(playbook, &facts),
+        _ => Vec::new(),
+    };
+    PlannedUser {
+        id: user.id.clone(),
+        upn: user.upn.clone(),
+        display_name: user.display_name.clone().unwrap_or_default(),
+        bucket: placement.bucket,
+        reason: placement.reason,
+        risk_level: (resolved.risk != RiskLevel::None).then(|| resolved.risk.as_str().to_owned()),
+        roles: privileges
+            .privileges(&user.id)
+            .iter()
+            .map(|p| p.role_name.clone())
+            .collect(),
+        steps,
+    }
+}
+
+/// The journal keys of the steps `user` gets, in execution order. When the playbook both
+/// resets the password and revokes sessions, the revocation runs right after the reset,
+/// wherever it was written: a session opened between the two with the old password would
+/// otherwise survive.
+pub fn user_steps(playbook: &Playbook, facts: &UserFacts) -> Vec<String> {
+    let applicable: Vec<(usize, &StepSpec)> = playbook
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, spec)| playbook.steps_for(facts).any(|s| std::ptr::eq(s, *spec)))
+        .collect();
+    let reset = applicable
+        .iter()
+        .position(|(_, s)| matches!(s.step, Step::ResetPassword { .. }));
+    let revoke = applicable
+        .iter()
+        .position(|(_, s)| s.step == Step::RevokeSessions);
+    let mut order: Vec<usize> = (0..applicable.len()).collect();
+    if let (Some(reset), Some(revoke)) = (reset, revoke) {
+        order.retain(|&i| i != revoke);
+        let at = order
+            .iter()
+            .position(|&i| i == reset)
+            .map_or(order.len(), |p| p + 1);
+        order.insert(at, revoke);
+    }
+    order
+        .into_iter()
+        .map(|i| step_key(applicable[i].0, &applicable[i].1.step))
+        .collect()
+}
+
+/// The journal key of the playbook's `index`-th step.
+pub fn step_key(index: usize, step: &Step) -> String {
+    format!("{index}:{}", step.key())
+}
+
+/// Every step of the playbook with its cost.
+fn planned_steps(playbook: &Playbook) -> Vec<PlannedStep> {
+    playbook
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| {
+            let (requests_per_user, budget) = cost(&spec.step);
+            PlannedStep {
+                key: step_key(index, &spec.step),
+                description: describe(&spec.step),
+                requests_per_user,
+                budget,
+            }
+        })
+        .collect()
+}
+
+/// Graph requests per user and the budget they spend (writes only; reads are cheap).
+fn cost(step: &Step) -> (u32, Budget) {
+    match step {
+        Step::RevokeSessions
+        | Step::ResetPassword { .. }
+        | Step::TemporaryAccessPass { .. }
+        | Step::AddToGroup { .. } => (1, Budget::DirectoryWrite),
+        Step::RequireMfaReregistration { remove } => (remove.len() as u32, Budget::DirectoryWrite),
+        Step::ConfirmCompromised => (1, Budget::IdentityProtection),
+        Step::Notify { .. } => (1, Budget::Mail),
+    }
+}
+
+/// A one-line description for plans and dry runs (never a secret: none exists yet).
+pub fn describe(step: &Step) -> String {
+    match step {
+        Step::RevokeSessions => "revoke all sessions (revokeSignInSessions)".into(),
+        Step::ResetPassword {
+            mode,
+            force_change,
+            require_mfa,
+        } => format!(
+            "reset password ({}; force change: {force_change}; MFA before change: {require_mfa})",
+            format!("{mode:?}").to_lowercase()
+        ),
+        Step::RequireMfaReregistration { remove } => format!(
+            "remove authentication methods: {}",
+            remove
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Step::TemporaryAccessPass {
+            lifetime_minutes,
+            usable_once,
+        } => format!("temporary access pass ({lifetime_minutes} min, usable once: {usable_once})"),
+        Step::AddToGroup { group_id, expiry } => {
+            format!("add to group {group_id} for {}", humanize(*expiry))
+        }
+        Step::ConfirmCompromised => "confirm compromised in Identity Protection".into(),
+        Step::Notify {
+            template,
+            channels,
+            to,
+        } => format!(
+            "notify {} with `{template}` over {}",
+            format!("{to:?}").to_lowercase(),
+            channels
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn humanize(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::load_str;
+
+    fn facts_with(has_mobile: bool, enabled: bool) -> UserFacts {
+        UserFacts {
+            upn: "u@contoso.com".into(),
+            department: Some("Finance".into()),
+            job_title: None,
+            has_mobile,
+            synced: false,
+            account_enabled: enabled,
+            risk_level: RiskLevel::High,
+        }
+    }
+
+    const PLAYBOOK: &str = "name: t
+targets: [all_users: {}]
+disabled_users: revoke_only
+steps:
+  - revoke_sessions
+  - reset_password: { mode: scramble, force_change: true, require_mfa: true }
+  - confirm_compromised
+  - notify: { template: sms-notice, channels: [sms] }
+    when: has_mobile
+";
+
+    #[test]
+    fn revoke_runs_right_after_the_reset_and_when_filters_steps() {
+        let loaded = load_str("t.yaml", PLAYBOOK).unwrap();
+        let steps = user_steps(&loaded.playbook, &facts_with(true, true));
+        assert_eq!(
+            steps,
+            [
+                "1:reset_password",
+                "0:revoke_sessions",
+                "2:confirm_compromised",
+                "3:notify"
+            ]
+        );
+        let steps = user_steps(&loaded.playbook, &facts_with(false, true));
+        assert_eq!(
+            steps,
+            [
+                "1:reset_password",
+                "0:revoke_sessions",
+                "2:confirm_compromised"
+            ]
+        );
+    }
+
+    #[test]
+    fn disabled_users_get_only_the_revocation_with_revoke_only() {
+        let loaded = load_str("t.yaml", PLAYBOOK).unwrap();
+        assert_eq!(
+            user_steps(&loaded.playbook, &facts_with(true, false)),
+            ["0:revoke_sessions"]
+        );
+    }
+
+    #[test]
+    fn descriptions_name_the_mode_and_channels() {
+        let loaded = load_str("t.yaml", PLAYBOOK).unwrap();
+        let steps = planned_steps(&loaded.playbook);
+        assert!(
+            steps[1].description.contains("scramble"),
+            "{}",
+            steps[1].description
+        );
+        assert!(
+            steps[3].description.contains("sms"),
+            "{}",
+            steps[3].description
+        );
+        assert_eq!(steps[2].budget, Budget::IdentityProtection);
+        assert_eq!(humanize(std::time::Duration::from_secs(72 * 3600)), "3d");
+    }
+}

@@ -1,0 +1,141 @@
+//! Read from the directory what the partition needs: who holds which role (active and
+//! PIM-eligible, directly and through groups) and who is in an excluded group.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::TryStreamExt;
+
+use super::partition::{Exclusions, PrivilegeIndex, RoleGrant};
+use super::resolve::ResolveError;
+use crate::directory::{Directory, ObjectKind};
+use crate::graph::{GraphError, GraphErrorKind};
+use crate::playbook::{AccountRef, Playbook};
+
+fn graph(what: impl Into<String>) -> impl FnOnce(GraphError) -> ResolveError {
+    let what = what.into();
+    move |source| ResolveError::Graph { what, source }
+}
+
+/// Transitive user members of a group, lower-case ids; a group that no longer exists has none.
+async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, ResolveError> {
+    let listed: Result<Vec<String>, GraphError> = directory
+        .list_group_members(group, true)
+        .map_ok(|u| u.id.to_ascii_lowercase())
+        .try_collect()
+        .await;
+    match listed {
+        Ok(ids) => Ok(ids),
+        Err(err) if err.kind == GraphErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(graph(format!("members of group {group}"))(err)),
+    }
+}
+
+/// Build the privilege index for `playbook` from the tenant's role assignments and, with
+/// `include_eligible`, its PIM eligibilities. `is_user` tells a user principal from a group
+/// (eligibility instances do not say which they are).
+///
+/// Invariant 2: every group that holds any directory role is role-assignable (only those can
+/// be assigned roles), so its members are privileged whatever the role; members of a group
+/// holding a critical role get that role's name in their reason.
+pub async fn privileges(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    is_user: &dyn Fn(&str) -> bool,
+) -> Result<PrivilegeIndex, ResolveError> {
+    let critical: HashSet<String> = playbook
+        .privileged
+        .roles
+        .template_ids()
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    let mut grants: Vec<RoleGrant> = Vec::new();
+    let mut group_principals: HashSet<String> = HashSet::new();
+
+    let assignments: Vec<_> = directory
+        .list_role_assignments(None)
+        .try_collect()
+        .await
+        .map_err(graph("directory role assignments"))?;
+    for assignment in assignments {
+        let principal = assignment.principal_id.to_ascii_lowercase();
+        let is_group = match assignment.principal.as_ref().map(|p| &p.kind) {
+            Some(ObjectKind::Group) => true,
+            Some(_) => false,
+            None => !is_user(&principal),
+        };
+        if is_group {
+            group_principals.insert(principal.clone());
+        }
+        grants.push(RoleGrant {
+            principal_id: principal,
+            role_id: assignment.role_definition_id,
+            eligible: false,
+        });
+    }
+    if playbook.privileged.include_eligible {
+        let eligibilities: Vec<_> = directory
+            .list_role_eligibilities(None)
+            .try_collect()
+            .await
+            .map_err(graph("PIM role eligibilities"))?;
+        for eligibility in eligibilities {
+            let principal = eligibility.principal_id.to_ascii_lowercase();
+            if !is_user(&principal) {
+                group_principals.insert(principal.clone());
+            }
+            grants.push(RoleGrant {
+                principal_id: principal,
+                role_id: eligibility.role_definition_id,
+                eligible: true,
+            });
+        }
+    }
+
+    let mut group_members: HashMap<String, Vec<String>> = HashMap::new();
+    for group in &group_principals {
+        group_members.insert(group.clone(), members(directory, group).await?);
+    }
+    let mut index = PrivilegeIndex::build(
+        &grants,
+        &critical,
+        playbook.privileged.include_eligible,
+        &group_members,
+    );
+    for (group, members) in &group_members {
+        index.add_role_assignable_group(group, members);
+    }
+    Ok(index)
+}
+
+/// The exclusions of `playbook` plus the configuration's runner accounts, with excluded
+/// groups expanded to their (transitive) members.
+pub async fn exclusions(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    runner_accounts: &[String],
+) -> Result<Exclusions, ResolveError> {
+    let mut out = Exclusions {
+        break_glass: playbook
+            .exclude
+            .break_glass
+            .iter()
+            .map(|account| match account {
+                AccountRef::Upn(upn) => upn.to_lowercase(),
+                AccountRef::Id(id) => id.to_string(),
+            })
+            .collect(),
+        runner_accounts: runner_accounts.iter().map(|a| a.to_lowercase()).collect(),
+        upn_patterns: playbook.exclude.upn_patterns.clone(),
+        ..Exclusions::default()
+    };
+    for group in &playbook.exclude.groups {
+        let group = group.to_string();
+        for member in members(directory, &group).await? {
+            out.excluded_group_members
+                .entry(member)
+                .or_insert_with(|| group.clone());
+        }
+    }
+    Ok(out)
+}
