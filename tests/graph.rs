@@ -971,6 +971,9 @@ async fn secrets_never_reach_a_log_line() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests in this binary run without a subscriber; callsites they registered first
+    // cached "never interested". Recompute so this thread's subscriber sees every event.
+    tracing::callsite::rebuild_interest_cache();
     const PASSWORD: &str = "Pw-SECRET-8d1f!";
     const TAP: &str = "TAP-SECRET-3c9e";
     let stub = stub(|req, all| {
