@@ -165,6 +165,24 @@ async fn gate_and_execute(
     tenant: &Tenant,
     planned: Planned,
 ) -> CmdResult {
+    // A plan whose earlier execution died must be resumed, not started again: a second run
+    // of the same plan would write to every user its predecessor already did.
+    let runs = store
+        .runs()
+        .await
+        .map_err(|e| Failure::new(Exit::Config, e))?;
+    if let Some(unfinished) = runs.iter().find(|r| {
+        r.plan_hash == planned.run.plan_hash
+            && matches!(r.status, RunStatus::Running | RunStatus::Stopped)
+    }) {
+        return Err(Failure::new(
+            Exit::Refused,
+            format!(
+                "run {} of this exact plan did not finish; continue it with `resetctl run --resume {}`",
+                unfinished.id, unfinished.id
+            ),
+        ));
+    }
     let mut refusals = gate::check_guards(&planned.playbook, &planned.plan);
     let approvals = approvals_of(store, &planned.run.plan_hash).await?;
     refusals.extend(gate::check_approvals(

@@ -1,8 +1,6 @@
 //! Planning: resolve a playbook's targets, partition them, and decide each automated user's
 //! steps. Read-only: nothing here writes to the tenant.
 
-use std::collections::HashSet;
-
 use sha2::{Digest, Sha256};
 
 use super::EngineError;
@@ -37,14 +35,9 @@ pub async fn build_plan(
 ) -> Result<Plan, EngineError> {
     let playbook = request.playbook;
     let resolution = targeting::resolve(directory, playbook, &request.resolve).await?;
-    let known: HashSet<String> = resolution
-        .users
-        .iter()
-        .map(|u| u.user.id.to_ascii_lowercase())
-        .collect();
-    // A principal that is not among the resolved users may still be a user of the tenant;
-    // only the group check needs this, and group ids never collide with user ids.
-    let privileges = targeting::privileges(directory, playbook, &|id| known.contains(id)).await?;
+    let tenant_ids = &resolution.tenant_ids;
+    let privileges =
+        targeting::privileges(directory, playbook, &|id| tenant_ids.contains(id)).await?;
     let exclusions = targeting::exclusions(directory, playbook, request.runner_accounts).await?;
 
     let steps = planned_steps(playbook);

@@ -7,7 +7,7 @@
 //! filter and risky-user sources are asked of Graph and joined by object id, so every
 //! resolved user carries the same, complete set of properties.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use futures::TryStreamExt;
@@ -52,6 +52,8 @@ pub struct Resolution {
     pub tenant_users: u64,
     /// Whether risk levels could be read (Identity Protection needs a P2 licence).
     pub risk_known: bool,
+    /// Every user id of the tenant (lower case): tells user principals from group ones.
+    pub tenant_ids: HashSet<String>,
 }
 
 /// Why targets could not be resolved.
@@ -232,6 +234,7 @@ pub async fn resolve(
         .collect();
     users.sort_by_key(|u| (std::cmp::Reverse(u.risk), u.first_seen));
     out.users = users;
+    out.tenant_ids = by_id.into_keys().collect();
     Ok(out)
 }
 
