@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::EngineError;
+use super::confirm::Confirmer;
 use super::password;
 use super::plan::{Plan, PlannedUser};
 use crate::audit::{self, AuditHandle, Details, Event};
@@ -123,6 +124,20 @@ impl Summary {
     }
 }
 
+/// An execution with the helpers it spawns for itself.
+struct Runner<S> {
+    ex: Execution<S>,
+    /// Batches `confirm_compromised` across users (Identity Protection: 1 request/s).
+    confirmer: Confirmer,
+}
+
+impl<S> std::ops::Deref for Runner<S> {
+    type Target = Execution<S>;
+    fn deref(&self) -> &Execution<S> {
+        &self.ex
+    }
+}
+
 /// Rolling failure rate over the last outcomes.
 struct Breaker {
     threshold: f64,
@@ -161,7 +176,10 @@ impl Breaker {
 pub async fn execute<S: RunStore + 'static>(
     execution: Execution<S>,
 ) -> Result<Summary, EngineError> {
-    let execution = Arc::new(execution);
+    let execution = Arc::new(Runner {
+        confirmer: Confirmer::spawn(Arc::clone(&execution.directory)),
+        ex: execution,
+    });
     let breaker = Arc::new(Breaker {
         threshold: execution.playbook.guards.stop_when_error_rate_above,
         window: Mutex::new(VecDeque::new()),
@@ -210,7 +228,7 @@ pub async fn execute<S: RunStore + 'static>(
 
 /// One user's steps, in the plan's order.
 async fn pipeline<S: RunStore>(
-    execution: &Execution<S>,
+    execution: &Runner<S>,
     breaker: &Breaker,
     user: &PlannedUser,
 ) -> Result<Vec<StepResult>, EngineError> {
@@ -260,7 +278,7 @@ fn step_of<'a>(playbook: &'a Playbook, key: &str) -> Option<&'a Step> {
 
 /// Journal, perform (or resolve) and record one step.
 async fn run_step<S: RunStore>(
-    execution: &Execution<S>,
+    execution: &Runner<S>,
     user: &PlannedUser,
     key: &str,
     step: &Step,
@@ -309,7 +327,7 @@ async fn run_step<S: RunStore>(
 }
 
 async fn audit_step<S>(
-    execution: &Execution<S>,
+    execution: &Runner<S>,
     user: &PlannedUser,
     key: &str,
     outcome: Outcome,
@@ -346,7 +364,7 @@ async fn audit_step<S>(
 
 /// Make the call a step stands for.
 async fn perform<S>(
-    execution: &Execution<S>,
+    execution: &Runner<S>,
     user: &PlannedUser,
     step: &Step,
     intent_at: Timestamp,
@@ -395,10 +413,7 @@ async fn perform<S>(
                 .await
                 .map(|()| Some(format!("member until {expires}")))
         }
-        Step::ConfirmCompromised => directory
-            .confirm_compromised(std::slice::from_ref(&user.id))
-            .await
-            .map(|()| None),
+        Step::ConfirmCompromised => execution.confirmer.confirm(&user.id).await.map(|()| None),
         Step::Notify {
             template,
             channels,
@@ -500,7 +515,7 @@ enum ReadBack {
 /// the write did not land lets the step run now — its first application. During the run, it
 /// goes to manual check instead, since the original request may still be in flight.
 async fn resolve_unknown<S>(
-    execution: &Execution<S>,
+    execution: &Runner<S>,
     user: &PlannedUser,
     step: &Step,
     intent_at: Timestamp,

@@ -5,6 +5,7 @@
 //! - [`gate`]: guards and approvals that stand between a plan and `--execute`.
 //! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
 //!   the same code resumes a dead run.
+//! - [`confirm`]: `confirm_compromised` batched across users (1 request/s per tenant).
 //! - [`password`]: the generated passwords.
 //!
 //! Invariant (design §6, 4): nothing is written unless `--execute` was given and the gate
@@ -12,6 +13,7 @@
 //! after; a journaled step whose outcome is unknown is resolved by reading the tenant back,
 //! never by repeating the call blindly.
 
+pub mod confirm;
 pub mod execute;
 pub mod gate;
 pub mod password;
