@@ -469,7 +469,9 @@ async fn bad_csv_rows_stop_the_plan_unless_skipped() {
 /// emulator's log that every planned (user, step) was written exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
-    let bench = Bench::seeded(2_000, 11, 50.0).await;
+    // At a time scale of 15 the client paces 300 writes/s: the ~3,400 planned writes need
+    // over 11 s of quota, while the five kills below land within 6.5 s of run time.
+    let bench = Bench::seeded(2_000, 11, 15.0).await;
     let playbook = bench.write(
         "crash.yaml",
         "name: crash\ntargets: [all_users: {}]\nexclude: { upn_patterns: ['svc-*@*'] }\nguards: { max_users: 5000, max_fraction_of_tenant: 1.0, stop_when_error_rate_above: 0.5, approvals_required: 0 }\ndisabled_users: skip\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n  - revoke_sessions\n",
@@ -486,7 +488,7 @@ async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        Duration::from_millis(300 + rng % 1_500)
+        Duration::from_millis(300 + rng % 1_000)
     };
 
     let run_id = |bench: &Bench| {
