@@ -24,7 +24,7 @@ pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> CmdResult {
     match args.target {
         BenchTarget::Emulator => emulator(args.n.unwrap_or(50_000) as usize).await,
         BenchTarget::Graph => not_yet("bench graph", "the Graph client benchmark"),
-        BenchTarget::Run => not_yet("bench run", "the mass-reset engine (issue 5)"),
+        BenchTarget::Run => super::bench_run::run(args.n).await,
     }
 }
 

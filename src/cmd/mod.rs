@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod bench_run;
 mod completions;
 mod emulator;
 mod paths;

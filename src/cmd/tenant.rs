@@ -73,6 +73,12 @@ pub async fn connect(global: &GlobalArgs, requested: Option<&str>) -> Result<Ten
 async fn demo() -> Result<Tenant, Failure> {
     let mut config = EmulatorConfig::seeded(DEMO_USERS, DEMO_SEED);
     config.time_scale = DEMO_TIME_SCALE;
+    emulated("demo", config).await
+}
+
+/// Start an emulated tenant in-process (quotas at its time scale) and connect to it.
+pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Failure> {
+    let time_scale = config.time_scale;
     let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let emulator = RunningEmulator::start(config, bind).await.map_err(|err| {
         Failure::new(Exit::Config, format!("cannot start the demo tenant: {err}"))
@@ -81,22 +87,22 @@ async fn demo() -> Result<Tenant, Failure> {
     // The emulator's secret reaches the client through a private environment map, the
     // same path a configured secret takes; it is never put on a command line or in a log.
     let yaml = format!(
-        "tenants:\n  demo:\n    tenant_id: {tenant}\n    graph_url: {graph}\n    token_url: {token}\n    \
+        "tenants:\n  {name}:\n    tenant_id: {tenant}\n    graph_url: {graph}\n    token_url: {token}\n    \
          scope: https://graph.microsoft.com/.default\n    time_scale: {scale}\n    apps:\n      - client_id: {client}\n        client_secret_env: RESETCTL_DEMO_SECRET\n",
         tenant = info.tenant_id,
         graph = info.graph_url,
         token = info.token_url,
-        scale = DEMO_TIME_SCALE,
+        scale = time_scale,
         client = info.client_id,
     );
     let env = Env::from_pairs([("RESETCTL_DEMO_SECRET", info.client_secret.clone())]);
     let settings: TenantSettings = Config::parse(&yaml, None, &env)
-        .and_then(|c| c.tenant("demo", &env))
-        .map_err(|err| Failure::new(Exit::Config, format!("demo tenant: {err}")))?;
+        .and_then(|c| c.tenant(name, &env))
+        .map_err(|err| Failure::new(Exit::Config, format!("{name} tenant: {err}")))?;
     let directory = GraphDirectory::from_settings(&settings, &env)
         .map_err(|err| Failure::new(Exit::Config, err))?;
     Ok(Tenant {
-        name: "demo".into(),
+        name: name.into(),
         directory: Arc::new(directory),
         apps: 1,
         runner_accounts: Vec::new(),

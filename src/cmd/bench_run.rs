@@ -1,0 +1,391 @@
+//! `resetctl bench run`: a whole mass reset against the emulated tenant, and planning at
+//! a million users.
+//!
+//! 1. Execution: N users (default 10,000), scramble + revoke, the emulator at 100 ms mean
+//!    latency with Graph's real quotas, both divided by a time scale so the benchmark takes
+//!    seconds; prints wall time against the quota bound (2 writes × users / 20 per s, scaled),
+//!    the share of requests answered 429, peak RSS, and the journal's share of pipeline time.
+//! 2. Planning: a CSV naming every user of a 1,000,000-user tenant, planned against it;
+//!    prints time and memory (goal: under 10 s and 500 MB).
+//!
+//! Everything runs in this process (emulator included), so RSS figures include the emulator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use jiff::Timestamp;
+use resetctl::audit::{AuditConfig, AuditHandle};
+use resetctl::directory::UserQuery;
+use resetctl::emulator::EmulatorConfig;
+use resetctl::engine::execute::{self, Execution, Progress};
+use resetctl::engine::gate;
+use resetctl::engine::planner::{self, PlanRequest};
+use resetctl::playbook;
+use resetctl::store::{
+    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, RunId, RunRecord, RunStatus, RunStore,
+    SqliteStore, StoreError,
+};
+use resetctl::targeting::ResolveOptions;
+use tokio::sync::watch;
+
+use super::tenant;
+use super::{CmdResult, Exit, Failure};
+
+/// Time scale of the execution benchmark: quotas and latency run this much faster.
+const TIME_SCALE: f64 = 50.0;
+/// Mean latency before scaling (issue 5: 100 ms).
+const LATENCY_MS: u64 = 100;
+/// Users of the planning benchmark.
+const PLAN_USERS: u32 = 1_000_000;
+
+fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
+}
+
+/// Run both benchmarks; `users` sizes the execution one.
+pub async fn run(users: Option<u64>) -> CmdResult {
+    execution(users.unwrap_or(10_000) as u32).await?;
+    planning().await?;
+    Ok(Exit::Success)
+}
+
+const PLAYBOOK: &str = "name: bench
+targets: [all_users: {}]
+exclude: { upn_patterns: ['svc-*@*', 'bg-*@*'] }
+guards: { max_users: 2000000, max_fraction_of_tenant: 1.0, stop_when_error_rate_above: 0.5, approvals_required: 0 }
+disabled_users: skip
+steps:
+  - reset_password: { mode: scramble, force_change: true, require_mfa: true }
+  - revoke_sessions
+";
+
+async fn execution(users: u32) -> Result<(), Failure> {
+    let dir = ScratchDir::new("run")?;
+    let mut config = EmulatorConfig::seeded(users, 42);
+    config.time_scale = TIME_SCALE;
+    config.latency_ms = LATENCY_MS;
+    let tenant = tenant::emulated("bench", config).await?;
+    let inspect = tenant
+        .emulator
+        .as_ref()
+        .map(|e| e.info().inspect_url.clone())
+        .unwrap_or_default();
+    let loaded = playbook::load_str("bench.yaml", PLAYBOOK).map_err(|e| fail("playbook", e))?;
+    let playbook = Arc::new(loaded.playbook);
+    let plan = planner::build_plan(
+        tenant.directory.as_ref(),
+        PlanRequest {
+            playbook: &playbook,
+            playbook_bytes: PLAYBOOK.as_bytes(),
+            tenant: &tenant.name,
+            apps: 1,
+            runner_accounts: &[],
+            resolve: ResolveOptions::default(),
+        },
+    )
+    .await
+    .map_err(|e| fail("plan", e))?;
+    let automated = gate::automated(&plan);
+    let writes = plan.estimate.directory_writes;
+
+    let store = Arc::new(TimedStore::new(
+        SqliteStore::open(&dir.path().join("runs.sqlite")).map_err(|e| fail("store", e))?,
+    ));
+    let run = RunId::generate(Timestamp::now());
+    store
+        .create_run(NewRun {
+            id: run.clone(),
+            created_at: Timestamp::now(),
+            playbook_name: "bench".into(),
+            playbook_path: "bench.yaml".into(),
+            tenant: "bench".into(),
+            plan_hash: plan.hash(),
+            plan_json: serde_json::to_string(&plan).map_err(|e| fail("plan", e))?,
+        })
+        .await
+        .map_err(|e| fail("store", e))?;
+    let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")))
+        .await
+        .map_err(|e| fail("audit", e))?;
+    let (_stop, stop) = watch::channel(false);
+    let concurrency = 64;
+    let started = Instant::now();
+    let summary = execute::execute(Execution {
+        directory: Arc::clone(&tenant.directory),
+        store: Arc::clone(&store),
+        audit: audit.clone(),
+        playbook,
+        plan: Arc::new(plan),
+        run,
+        actor: "bench".into(),
+        concurrency,
+        stop,
+        progress: Arc::new(Progress::default()),
+    })
+    .await
+    .map_err(|e| fail("execute", e))?;
+    let wall = started.elapsed();
+    let _ = audit.close().await;
+
+    let stats: serde_json::Value = reqwest::get(format!("{inspect}/stats"))
+        .await
+        .map_err(|e| fail("stats", e))?
+        .json()
+        .await
+        .map_err(|e| fail("stats", e))?;
+    tenant.close().await;
+    let requests = stats["requests"].as_u64().unwrap_or(0);
+    let throttled = stats["throttled"].as_u64().unwrap_or(0);
+    let quota_per_s = 20.0 * TIME_SCALE;
+    let bound = writes as f64 / quota_per_s;
+    let journal = store.busy();
+    println!(
+        "bench run: {users} users, scramble + revoke, emulator latency {LATENCY_MS} ms, Graph quotas, time scale {TIME_SCALE}"
+    );
+    println!("  automated users       {automated} ({writes} directory writes)");
+    println!(
+        "  succeeded / failed    {} / {}",
+        summary.count(Outcome::Succeeded),
+        summary.count(Outcome::Failed) + summary.count(Outcome::ManualCheck)
+    );
+    println!(
+        "  wall time             {:.2} s  (quota bound {:.2} s: {:.1} % of the quota's pace)",
+        wall.as_secs_f64(),
+        bound,
+        100.0 * bound / wall.as_secs_f64()
+    );
+    println!(
+        "  in real time          {:.0} s for {writes} writes = {:.2} writes/s against Graph's 20/s",
+        wall.as_secs_f64() * TIME_SCALE,
+        writes as f64 / (wall.as_secs_f64() * TIME_SCALE)
+    );
+    println!(
+        "  429 share             {throttled} of {requests} requests = {:.2} %",
+        100.0 * throttled as f64 / requests.max(1) as f64
+    );
+    println!(
+        "  journal               {} calls, {:.2} ms mean, {:.1} % of pipeline time ({concurrency} pipelines)",
+        journal.calls,
+        1e3 * journal.total.as_secs_f64() / journal.calls.max(1) as f64,
+        100.0 * journal.total.as_secs_f64() / (wall.as_secs_f64() * concurrency as f64)
+    );
+    println!(
+        "  peak RSS              {} MB (process, emulator included)",
+        peak_rss_mb()
+    );
+    Ok(())
+}
+
+async fn planning() -> Result<(), Failure> {
+    let dir = ScratchDir::new("plan")?;
+    let seeded = Instant::now();
+    let mut config = EmulatorConfig::seeded(PLAN_USERS, 7);
+    config.throttle = false;
+    let tenant = tenant::emulated("plan-bench", config).await?;
+    let seeded = seeded.elapsed();
+    // The breach CSV: every user of the tenant (listing it is setup, not measured).
+    let upns: Vec<String> = tenant
+        .directory
+        .list_users(UserQuery {
+            select: Some(vec!["id".into(), "userPrincipalName".into()]),
+            ..UserQuery::default()
+        })
+        .map_ok(|u| u.upn)
+        .try_collect()
+        .await
+        .map_err(|e| fail("listing", e))?;
+    let csv_path = dir.path().join("targets.csv");
+    let mut csv = String::with_capacity(upns.len() * 40);
+    csv.push_str("upn\n");
+    for upn in &upns {
+        csv.push_str(upn);
+        csv.push('\n');
+    }
+    drop(upns);
+    std::fs::write(&csv_path, csv).map_err(|e| fail("csv", e))?;
+    let text = "name: plan-bench\ntargets: [csv: { path: targets.csv, column: upn }]\nguards: { max_fraction_of_tenant: 1.0 }\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n  - revoke_sessions\n";
+    let loaded = playbook::load_str("plan-bench.yaml", text).map_err(|e| fail("playbook", e))?;
+    let rss_before = rss_mb();
+    let started = Instant::now();
+    let plan = planner::build_plan(
+        tenant.directory.as_ref(),
+        PlanRequest {
+            playbook: &loaded.playbook,
+            playbook_bytes: text.as_bytes(),
+            tenant: &tenant.name,
+            apps: 1,
+            runner_accounts: &[],
+            resolve: ResolveOptions {
+                csv_override: Some(csv_path),
+                skip_bad_rows: false,
+            },
+        },
+    )
+    .await
+    .map_err(|e| fail("plan", e))?;
+    let took = started.elapsed();
+    let rss_after = rss_mb();
+    println!(
+        "bench plan: {PLAN_USERS} CSV targets against a {PLAN_USERS}-user emulated tenant (seeded in {:.1} s)",
+        seeded.as_secs_f64()
+    );
+    println!(
+        "  users planned         {} ({} unresolved)",
+        plan.users.len(),
+        plan.unresolved.len()
+    );
+    println!(
+        "  time                  {:.2} s (goal under 10 s)",
+        took.as_secs_f64()
+    );
+    println!(
+        "  memory                RSS {rss_before} MB before, {rss_after} MB after planning; peak {} MB \
+         (process, emulator's tenant included)",
+        peak_rss_mb()
+    );
+    tenant.close().await;
+    Ok(())
+}
+
+/// A scratch directory for one benchmark, removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> Result<ScratchDir, Failure> {
+        let path =
+            std::env::temp_dir().join(format!("resetctl-bench-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| fail("scratch directory", e))?;
+        Ok(ScratchDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A field of `/proc/self/status` in MB (Linux; 0 elsewhere).
+fn status_mb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+fn peak_rss_mb() -> u64 {
+    status_mb("VmHWM:")
+}
+
+fn rss_mb() -> u64 {
+    status_mb("VmRSS:")
+}
+
+/// Time spent in journal calls.
+struct Busy {
+    calls: u64,
+    total: Duration,
+}
+
+/// A `RunStore` that measures how long the engine waits on the journal.
+struct TimedStore<S> {
+    inner: S,
+    calls: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl<S> TimedStore<S> {
+    fn new(inner: S) -> Self {
+        TimedStore {
+            inner,
+            calls: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn busy(&self) -> Busy {
+        Busy {
+            calls: self.calls.load(Ordering::Relaxed),
+            total: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result
+    }
+}
+
+impl<S: RunStore> RunStore for TimedStore<S> {
+    async fn create_run(&self, run: NewRun) -> Result<(), StoreError> {
+        self.inner.create_run(run).await
+    }
+    async fn run(&self, id: &RunId) -> Result<RunRecord, StoreError> {
+        self.inner.run(id).await
+    }
+    async fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.inner.runs().await
+    }
+    async fn set_status(
+        &self,
+        id: &RunId,
+        status: RunStatus,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.set_status(id, status, at).await
+    }
+    async fn approve(
+        &self,
+        id: &RunId,
+        operator: &str,
+        at: Timestamp,
+    ) -> Result<Approval, StoreError> {
+        self.inner.approve(id, operator, at).await
+    }
+    async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
+        self.inner.approvals(id).await
+    }
+    async fn record_intent(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        at: Timestamp,
+    ) -> Result<IntentRecorded, StoreError> {
+        self.timed(self.inner.record_intent(run, user_id, step, at))
+            .await
+    }
+    async fn record_outcome(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        outcome: Outcome,
+        detail: Option<String>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.timed(
+            self.inner
+                .record_outcome(run, user_id, step, outcome, detail, at),
+        )
+        .await
+    }
+    async fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal(run).await
+    }
+}
