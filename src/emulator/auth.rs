@@ -48,12 +48,18 @@ fn entra_error(status: u16, error: &str, code: u32, message: &str) -> TokenAnswe
     }
 }
 
-/// The Graph resource's `.default` scopes accepted for client credentials.
-fn graph_scope_ok(scope: &str) -> bool {
+/// The Graph resource's `.default` scopes accepted for client credentials: the public
+/// cloud's identifier URI, Graph's well-known app id, and the emulator's own origin
+/// (`base`). A national cloud's Graph is its own resource (`https://graph.microsoft.us/.default`
+/// for `graph.microsoft.us`), so a client derives the scope from its Graph URL; the emulator
+/// is the Graph resource served at `base` and must accept the scope derived from it.
+fn graph_scope_ok(scope: &str, base: &str) -> bool {
+    let own = format!("{}/.default", base.trim_end_matches('/'));
     scope.split(' ').filter(|s| !s.is_empty()).all(|s| {
         let s = s.trim_end_matches('/');
         s.eq_ignore_ascii_case("https://graph.microsoft.com/.default")
             || s.eq_ignore_ascii_case("00000003-0000-0000-c000-000000000000/.default")
+            || s.eq_ignore_ascii_case(&own)
     })
 }
 
@@ -144,7 +150,7 @@ pub fn token(emu: &Emu, tenant: &str, authorization: Option<&str>, form: &str) -
             ),
         );
     }
-    if !graph_scope_ok(scope) {
+    if !graph_scope_ok(scope, &emu.base) {
         return entra_error(
             400,
             "invalid_resource",
