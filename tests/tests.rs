@@ -7,5 +7,6 @@ mod audit;
 mod cli;
 mod emulator;
 mod graph;
+mod graph_emulator;
 mod playbook;
 mod runs;
