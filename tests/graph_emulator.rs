@@ -677,6 +677,25 @@ async fn certificate_app_and_typed_errors() {
         let state = inspect(&info, &format!("/users/{id}")).await;
         assert_eq!(state["passwordSetCount"], 0, "{state}");
     }
+
+    // A pool of the secret app and the certificate app: writes spread over both, each
+    // with its own token.
+    let pool = directory(&info, &[App::Secret(0), App::Certificate(1)], 1.0);
+    let seen = emu.write_count() as u64;
+    for _ in 0..10 {
+        pool.revoke_sessions(&user).await.unwrap();
+    }
+    let log = inspect(&info, &format!("/writes?since={seen}")).await;
+    let mut per_app: HashMap<String, usize> = HashMap::new();
+    for w in log["writes"].as_array().unwrap() {
+        *per_app
+            .entry(w["client_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_app.len(), 2, "{per_app:?}");
+    assert!(per_app.values().all(|&n| n >= 3), "{per_app:?}");
+    let stats = inspect(&info, "/stats").await;
+    assert_eq!(stats["token_requests"], 3, "{stats}");
     emu.shutdown().await;
 }
 
