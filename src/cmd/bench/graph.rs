@@ -70,6 +70,9 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
         let quota = (APP_WRITES_PER_SEC * apps as f64).min(TENANT_WRITES_PER_SEC);
         let real_rate = r.writes as f64 / r.seconds / scale;
         let share = real_rate / quota;
+        // The governor's write budgets start with a burst of 40 cells (quota.rs): in a short
+        // run that inflates the average, so show the sustained rate without it as well.
+        let sustained = r.writes.saturating_sub(40) as f64 / r.seconds / scale / quota;
         let throttled = if r.requests > 0 {
             r.throttled as f64 / r.requests as f64
         } else {
@@ -78,12 +81,13 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
         let ok = share >= target && throttled <= 0.01 && r.failed == 0;
         missed |= !ok;
         println!(
-            "{apps} app{}: {:.2} writes/s real time against a quota of {quota:.0}/s = {:.1} % (target {:.0} %); \
-             429s {} of {} requests = {:.2} % (target ≤ 1 %); {} writes in {:.2} s emulated; failed writes {}; {}",
+            "{apps} app{}: {:.2} writes/s real time against a quota of {quota:.0}/s = {:.1} % (target {:.0} %; \
+             {:.1} % without the initial burst); 429s {} of {} requests = {:.2} % (target ≤ 1 %); {} writes in {:.2} s emulated; failed writes {}; {}",
             if apps == 1 { "" } else { "s" },
             real_rate,
             share * 100.0,
             target * 100.0,
+            sustained * 100.0,
             r.throttled,
             r.requests,
             throttled * 100.0,
