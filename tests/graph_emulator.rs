@@ -937,3 +937,29 @@ async fn a_high_but_recovering_limit_percentage_does_not_slow_the_client() {
     assert!(share >= 0.9, "{:.1} % of the quota", share * 100.0);
     emu.shutdown().await;
 }
+
+/// `resetctl bench graph` end to end, small: both phases run, report against the quota
+/// and count the emulator's 429s. Whether the targets are met is for the release build
+/// (`cargo run --release -- bench graph`): a debug build on a loaded machine may not keep
+/// up with a pool at a high time scale, so exit 2 (targets missed) is accepted here.
+#[test]
+fn bench_graph_reports_both_phases() {
+    let out = crate::util::resetctl(&["bench", "graph", "--n", "300", "--time-scale", "20"]);
+    let text = crate::util::stdout(&out);
+    let code = crate::util::code(&out);
+    assert!(
+        code == 0 || code == 2,
+        "{text}{}",
+        crate::util::stderr(&out)
+    );
+    assert!(text.contains("time scale 20"), "{text}");
+    let one = text.lines().find(|l| l.starts_with("1 app:")).unwrap();
+    let pool = text.lines().find(|l| l.starts_with("3 apps:")).unwrap();
+    for line in [one, pool] {
+        assert!(line.contains("429s 0 of"), "{line}");
+        assert!(line.contains("600 writes"), "{line}");
+        assert!(line.ends_with("OK") || line.ends_with("MISSED"), "{line}");
+    }
+    assert_eq!(code == 0, text.lines().all(|l| !l.ends_with("MISSED")));
+    assert!(one.contains("quota of 20/s") && pool.contains("quota of 60/s"));
+}
