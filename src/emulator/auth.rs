@@ -415,3 +415,22 @@ pub fn check_bearer(emu: &Emu, authorization: Option<&str>) -> Result<u32, Token
     }
     Ok(grant.app)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::graph_scope_ok;
+
+    #[test]
+    fn graph_scopes_include_the_emulators_own_origin() {
+        let base = "http://127.0.0.1:8080";
+        assert!(graph_scope_ok("https://graph.microsoft.com/.default", base));
+        assert!(graph_scope_ok(
+            "00000003-0000-0000-c000-000000000000/.default",
+            base
+        ));
+        assert!(graph_scope_ok("http://127.0.0.1:8080/.default", base));
+        assert!(!graph_scope_ok("http://127.0.0.1:9999/.default", base));
+        assert!(!graph_scope_ok("https://graph.microsoft.us/.default", base));
+        assert!(!graph_scope_ok("https://vault.azure.net/.default", base));
+    }
+}
