@@ -392,6 +392,17 @@ pub struct BenchArgs {
     /// Size of the workload (users or requests, per benchmark).
     #[arg(long, value_name = "N")]
     pub n: Option<u64>,
+    /// `bench graph`: emulated time runs this many times faster than real time (quotas,
+    /// Retry-After, latency); figures are reported in real-time terms.
+    #[arg(long, value_name = "K", default_value_t = 20.0)]
+    pub time_scale: f64,
+    /// `bench graph`: mean latency Graph adds per request, in real-time milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    pub latency_ms: u64,
+    /// `bench graph`: send the writes as `$batch` requests (dependsOn) instead of concurrent
+    /// per-user pipelines.
+    #[arg(long)]
+    pub batch: bool,
 }
 
 #[cfg(test)]

@@ -8,5 +8,6 @@ mod cli;
 mod emulator;
 mod engine;
 mod graph;
+mod graph_emulator;
 mod playbook;
 mod runs;

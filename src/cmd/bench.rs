@@ -1,7 +1,12 @@
+//! `resetctl bench`: `emulator` here; `graph` and `run` in `bench/`.
+//!
 //! `resetctl bench emulator`: requests per second the emulated tenant sustains for
 //! `GET /users/{id}` and `PATCH /users/{id}` (passwordProfile) with throttling off, driven by
 //! concurrent HTTP clients over loopback. The emulator must never be the bottleneck of a
 //! run (issue 3 target: at least 5,000 requests/s on 2 cores, release build).
+//!
+//! `resetctl bench graph`: the Graph client's write rate against Graph's quotas (issue 4),
+//! see `bench/graph.rs`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +16,10 @@ use std::time::Instant;
 use resetctl::emulator::{EmulatorConfig, RunningEmulator};
 use serde_json::{Value, json};
 
-use super::{CmdResult, Exit, Failure, not_yet};
+use super::{CmdResult, Exit, Failure};
+
+mod graph;
+mod run;
 use crate::cli::{BenchArgs, BenchTarget, GlobalArgs};
 
 /// Concurrent client tasks.
@@ -23,8 +31,8 @@ const USERS: u32 = 10_000;
 pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> CmdResult {
     match args.target {
         BenchTarget::Emulator => emulator(args.n.unwrap_or(50_000) as usize).await,
-        BenchTarget::Graph => not_yet("bench graph", "the Graph client benchmark"),
-        BenchTarget::Run => super::bench_run::run(args.n).await,
+        BenchTarget::Graph => graph::run(&args).await,
+        BenchTarget::Run => run::run(args.n).await,
     }
 }
 

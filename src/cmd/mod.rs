@@ -3,7 +3,6 @@
 
 mod audit;
 mod bench;
-mod bench_run;
 mod completions;
 mod emulator;
 mod paths;

@@ -48,12 +48,18 @@ fn entra_error(status: u16, error: &str, code: u32, message: &str) -> TokenAnswe
     }
 }
 
-/// The Graph resource's `.default` scopes accepted for client credentials.
-fn graph_scope_ok(scope: &str) -> bool {
+/// The Graph resource's `.default` scopes accepted for client credentials: the public
+/// cloud's identifier URI, Graph's well-known app id, and the emulator's own origin
+/// (`base`). A national cloud's Graph is its own resource (`https://graph.microsoft.us/.default`
+/// for `graph.microsoft.us`), so a client derives the scope from its Graph URL; the emulator
+/// is the Graph resource served at `base` and must accept the scope derived from it.
+fn graph_scope_ok(scope: &str, base: &str) -> bool {
+    let own = format!("{}/.default", base.trim_end_matches('/'));
     scope.split(' ').filter(|s| !s.is_empty()).all(|s| {
         let s = s.trim_end_matches('/');
         s.eq_ignore_ascii_case("https://graph.microsoft.com/.default")
             || s.eq_ignore_ascii_case("00000003-0000-0000-c000-000000000000/.default")
+            || s.eq_ignore_ascii_case(&own)
     })
 }
 
@@ -144,7 +150,7 @@ pub fn token(emu: &Emu, tenant: &str, authorization: Option<&str>, form: &str) -
             ),
         );
     }
-    if !graph_scope_ok(scope) {
+    if !graph_scope_ok(scope, &emu.base) {
         return entra_error(
             400,
             "invalid_resource",
@@ -408,4 +414,23 @@ pub fn check_bearer(emu: &Emu, authorization: Option<&str>) -> Result<u32, Token
         return Err(TokenProblem::Expired);
     }
     Ok(grant.app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::graph_scope_ok;
+
+    #[test]
+    fn graph_scopes_include_the_emulators_own_origin() {
+        let base = "http://127.0.0.1:8080";
+        assert!(graph_scope_ok("https://graph.microsoft.com/.default", base));
+        assert!(graph_scope_ok(
+            "00000003-0000-0000-c000-000000000000/.default",
+            base
+        ));
+        assert!(graph_scope_ok("http://127.0.0.1:8080/.default", base));
+        assert!(!graph_scope_ok("http://127.0.0.1:9999/.default", base));
+        assert!(!graph_scope_ok("https://graph.microsoft.us/.default", base));
+        assert!(!graph_scope_ok("https://vault.azure.net/.default", base));
+    }
 }

@@ -1,5 +1,9 @@
 //! Adaptive in-flight limit (AIMD): halve on 429, grow back by about one slot per limit's
-//! worth of successes.
+//! worth of successes. Until the first decrease the limit grows by one slot per success
+//! (TCP's slow start): the in-flight count a bucket needs is its paced rate times Graph's
+//! latency (60 writes/s at 1 s is 60 requests in flight), and the additive climb from the
+//! initial 8 took thousands of requests, so a run against a slow tenant spent its first
+//! minutes far below the quota.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,6 +21,8 @@ struct State {
     /// When the limit was last decreased; decreases within `coalesce` of it are one event
     /// (a burst of 429s from the same moment halves once).
     last_decrease: Option<Instant>,
+    /// No decrease yet: grow by one slot per success.
+    slow_start: bool,
 }
 
 /// A concurrency limiter whose limit adapts to throttling.
@@ -41,6 +47,7 @@ impl Aimd {
                 limit: f64::from(initial.max(1)).min(max),
                 in_flight: 0,
                 last_decrease: None,
+                slow_start: true,
             }),
             notify: Notify::new(),
             max,
@@ -77,11 +84,13 @@ impl Aimd {
         self.notify.notify_waiters();
     }
 
-    /// Additive increase: +1/limit per success (about +1 per limit's worth of requests).
+    /// Increase: +1 per success in slow start, then +1/limit per success (about +1 per
+    /// limit's worth of requests).
     pub(crate) fn on_success(&self) {
         let mut st = self.lock();
         let before = st.limit.floor();
-        st.limit = (st.limit + 1.0 / st.limit).min(self.max);
+        let step = if st.slow_start { 1.0 } else { 1.0 / st.limit };
+        st.limit = (st.limit + step).min(self.max);
         let grew = st.limit.floor() > before;
         drop(st);
         if grew {
@@ -101,6 +110,7 @@ impl Aimd {
         }
         st.limit = (st.limit * factor).max(1.0);
         st.last_decrease = Some(now);
+        st.slow_start = false;
     }
 
     /// The current limit (for tests and metrics).
@@ -126,6 +136,25 @@ mod tests {
             a.on_success();
         }
         assert!(a.limit() >= 4.9 && a.limit() < 5.1, "{}", a.limit());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_until_the_first_decrease() {
+        let a = Aimd::new(8, 128, Duration::from_millis(100));
+        for _ in 0..40 {
+            a.on_success();
+        }
+        assert_eq!(a.limit(), 48.0);
+        for _ in 0..200 {
+            a.on_success();
+        }
+        assert_eq!(a.limit(), 128.0, "capped at max");
+        a.decrease(0.5);
+        assert_eq!(a.limit(), 64.0);
+        for _ in 0..64 {
+            a.on_success();
+        }
+        assert!(a.limit() < 65.1, "additive after a decrease: {}", a.limit());
     }
 
     #[tokio::test(start_paused = true)]

@@ -149,6 +149,9 @@ struct BucketState {
     no_retry_after_streak: AtomicU32,
     /// Unit of the early slow-down delay (the bucket's per-app pacing period).
     slowdown_unit: Duration,
+    /// Per app: the last `x-ms-throttle-limit-percentage` seen, in thousandths (0 when the
+    /// last answer had none), to tell a rising limit from a steady or recovering one.
+    last_pct: Vec<AtomicU32>,
 }
 
 struct Inner {
@@ -194,12 +197,14 @@ impl TenantGovernor {
         let tenant_write = Budget::new(quotas.tenant_write, h, quotas.write_burst);
         let identity_protection = Budget::new(quotas.identity_protection, h, 1);
         let coalesce = quotas.no_retry_after_base;
+        let app_count = apps.len();
         let state = |max: u32, unit: Duration| BucketState {
             gate: Gate::default(),
             aimd: Aimd::new(max.min(8), max, coalesce),
             pick: tokio::sync::Mutex::new(0),
             no_retry_after_streak: AtomicU32::new(0),
             slowdown_unit: unit,
+            last_pct: (0..app_count).map(|_| AtomicU32::new(0)).collect(),
         };
         let buckets = [
             state(quotas.max_in_flight, apps[0].read.pacing.period),
@@ -365,21 +370,42 @@ impl Permit {
     }
 
     /// Graph answered without throttling. `limit_percentage` is
-    /// `x-ms-throttle-limit-percentage` when present: above the early slow-down threshold
-    /// (0.8) the bucket pauses in proportion (up to 5 pacing periods at 1.0) and the
-    /// in-flight limit shrinks a little, so the client eases off before Graph throttles.
+    /// `x-ms-throttle-limit-percentage` when present. Above the early slow-down threshold
+    /// (0.8) the in-flight limit stops growing, and while the percentage is **rising** (above
+    /// the last value this app saw) the bucket also pauses in proportion (up to 5 pacing
+    /// periods at 1.0) and the in-flight limit shrinks a little, so the client eases off
+    /// before Graph throttles.
+    ///
+    /// Why only while rising: the pacing already keeps this client's own traffic under every
+    /// window, and running at the quota is the goal, so a limit that is high but steady or
+    /// falling (our own paced traffic, or a window another tool used that is now
+    /// recovering) is no reason to slow down; pausing on every such answer cost ~20 % of the
+    /// quota against a tenant whose write bucket stood at 92 % used and was recovering.
+    /// A limit that keeps climbing means someone else is consuming it too: that is when
+    /// easing off avoids the 429.
     pub fn succeeded(mut self, limit_percentage: Option<f64>) {
         let b = &self.inner.buckets[self.bucket.index()];
         b.no_retry_after_streak.store(0, Ordering::Relaxed);
         let threshold = self.inner.quotas.early_slowdown_at;
+        let last = b.last_pct.get(self.app);
         match limit_percentage {
             Some(p) if p.is_finite() && p > threshold => {
-                let pressure = ((p - threshold) / (1.0 - threshold).max(0.01)).min(2.0);
-                b.gate
-                    .close_until(Instant::now() + b.slowdown_unit.mul_f64(1.0 + 4.0 * pressure));
-                b.aimd.decrease(0.9);
+                let milli = (p.clamp(0.0, 4.0) * 1000.0).round() as u32;
+                let previous = last.map_or(0, |l| l.swap(milli, Ordering::Relaxed));
+                if milli > previous {
+                    let pressure = ((p - threshold) / (1.0 - threshold).max(0.01)).min(2.0);
+                    b.gate.close_until(
+                        Instant::now() + b.slowdown_unit.mul_f64(1.0 + 4.0 * pressure),
+                    );
+                    b.aimd.decrease(0.9);
+                }
             }
-            _ => b.aimd.on_success(),
+            _ => {
+                if let Some(l) = last {
+                    l.store(0, Ordering::Relaxed);
+                }
+                b.aimd.on_success();
+            }
         }
         self.release();
     }
@@ -557,5 +583,36 @@ mod tests {
         let p = gov.acquire(Charge::new(Bucket::DirectoryRead, 1)).await;
         p.succeeded(Some(0.5));
         assert!(gov.not_before(Bucket::DirectoryRead).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn steady_or_falling_limit_percentage_does_not_pause() {
+        let gov = TenantGovernor::new(Quotas::graph_defaults(TenantSize::Small, 1.0), 2);
+        let answer = |pct: Option<f64>| {
+            let gov = gov.clone();
+            async move {
+                let p = gov.acquire(Charge::new(Bucket::DirectoryWrite, 1)).await;
+                let app = p.app();
+                p.succeeded(pct);
+                app
+            }
+        };
+        // App 0 sees 0.92 (rising from nothing): pause.
+        assert_eq!(answer(Some(0.92)).await, 0);
+        let first = gov.not_before(Bucket::DirectoryWrite).expect("paused");
+        tokio::time::sleep_until(first).await;
+        // App 1 sees 0.85 for the first time: rising for app 1, pause.
+        assert_eq!(answer(Some(0.85)).await, 1);
+        let second = gov.not_before(Bucket::DirectoryWrite).expect("paused");
+        tokio::time::sleep_until(second).await;
+        // Steady or recovering values, per app: no pause, however high.
+        assert_eq!(answer(Some(0.92)).await, 0);
+        assert_eq!(answer(Some(0.85)).await, 1);
+        assert_eq!(answer(Some(0.91)).await, 0);
+        assert_eq!(answer(Some(0.84)).await, 1);
+        assert!(gov.not_before(Bucket::DirectoryWrite).is_none());
+        // Climbing again: pause.
+        assert_eq!(answer(Some(0.95)).await, 0);
+        assert!(gov.not_before(Bucket::DirectoryWrite).is_some());
     }
 }

@@ -114,7 +114,10 @@ pub struct Quotas {
     pub mail: Rate,
     /// Optional extra budget per app for `/users/{id}/authentication/...`.
     pub auth_methods: Option<Rate>,
-    /// Upper bound of the adaptive in-flight limit per bucket.
+    /// Upper bound of the adaptive in-flight limit per bucket. It must not be what limits a
+    /// run: the pacing is. A bucket needs its paced rate times Graph's latency in flight (a
+    /// pool at 60 writes/s with 1-2 s PATCH latency: 60-120), so the default is 128; with the
+    /// former 32 a pool reached 47 % of the tenant ceiling at 1 s latency.
     pub max_in_flight: u32,
     /// Concurrency cap for mail (Graph: 4 concurrent per mailbox).
     pub mail_concurrency: u32,
@@ -179,7 +182,7 @@ impl Quotas {
             auth_methods: o
                 .auth_methods_per_window
                 .map(|n| Rate::new(n, o.auth_methods_window_secs.unwrap_or(10.0), scale)),
-            max_in_flight: o.max_in_flight.unwrap_or(32).max(1),
+            max_in_flight: o.max_in_flight.unwrap_or(128).max(1),
             mail_concurrency: 4,
             headroom: o.headroom.unwrap_or(0.98),
             write_burst: 40,

@@ -30,8 +30,8 @@ use resetctl::store::{
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
 
-use super::tenant;
-use super::{CmdResult, Exit, Failure};
+use crate::cmd::tenant;
+use crate::cmd::{CmdResult, Exit, Failure};
 
 /// Time scale of the execution benchmark: quotas and latency run this much faster.
 const TIME_SCALE: f64 = 50.0;
