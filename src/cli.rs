@@ -203,7 +203,12 @@ pub enum RunsAction {
         operator: String,
     },
     /// Remove temporary group memberships whose expiry has passed.
-    Expire,
+    Expire {
+        /// Remove memberships due by this RFC 3339 time instead of now (a later time ends
+        /// them early; tabletop exercises fast-forward with it).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
 }
 
 /// Arguments of `resetctl tabletop`.

@@ -582,3 +582,62 @@ async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
         expected.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_group_memberships_are_removed_once_when_due() {
+    const GROUP: &str = "7d0c3f5e-1b2a-4c6d-8e9f-0a1b2c3d4e5f";
+    let tenant = format!(
+        "verified_domain: contoso.example\nusers:\n  - {{ upn: alice@contoso.example }}\n  - {{ upn: bob@contoso.example }}\ngroups:\n  - {{ id: {GROUP}, display_name: CA-Exclusion-Incident, members: [] }}\n"
+    );
+    let bench = Bench::from_tenant_file(&tenant).await;
+    let playbook = bench.write(
+        "group.yaml",
+        &format!(
+            "name: group\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, approvals_required: 0 }}\nsteps:\n  - reset_password: {{ mode: scramble, force_change: true, require_mfa: true }}\n  - add_to_group: {{ group_id: {GROUP}, expiry: 72h }}\n"
+        ),
+    );
+    let out = bench
+        .resetctl(&[
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let adds = |w: &BTreeMap<(String, String), usize>, method: &str| {
+        w.iter()
+            .filter(|((_, kind), _)| kind.starts_with(method) && kind.contains(GROUP))
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+    };
+    assert_eq!(adds(&bench.writes().await, "POST"), 2);
+
+    // Not due yet: nothing happens.
+    let out = bench.resetctl(&["runs", "expire"]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing due"), "{}", stdout(&out));
+    assert_eq!(adds(&bench.writes().await, "DELETE"), 0);
+
+    // Four days later both memberships end, once.
+    let later = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(96))
+        .unwrap()
+        .to_string();
+    for _ in 0..2 {
+        let out = bench.resetctl(&["runs", "expire", "--at", &later]).await;
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    assert_eq!(
+        adds(&bench.writes().await, "DELETE"),
+        2,
+        "each membership removed exactly once"
+    );
+    let group = bench.inspect("users/alice@contoso.example").await;
+    assert!(
+        !group.to_string().contains(GROUP),
+        "alice is still a member: {group}"
+    );
+}

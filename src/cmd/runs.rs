@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::{CmdResult, Exit, Failure, paths};
 use crate::cli::{GlobalArgs, OutputFormat, RunsAction, RunsArgs};
 use resetctl::audit::{self, AuditConfig, AuditHandle, Details, Event};
+use resetctl::engine::expire;
 use resetctl::engine::plan::Plan;
 use resetctl::store::{JournalEntry, RunId, RunRecord, RunStore, SqliteStore, StoreError};
 use resetctl::targeting::Bucket;
@@ -18,15 +19,16 @@ use resetctl::targeting::Bucket;
 /// Dispatch `runs list | show | approve | expire`.
 pub async fn run(global: &GlobalArgs, args: RunsArgs) -> CmdResult {
     let action = args.action.unwrap_or(RunsAction::List);
-    if matches!(action, RunsAction::Expire) {
-        return super::not_yet("runs expire", "temporary group membership (issue 5)");
-    }
     let path = paths::store_path(args.store)?;
     if !path.exists() {
         // Reading commands must not create a store as a side effect.
         return match action {
             RunsAction::List => {
                 print_list(global, &[]);
+                Ok(Exit::Success)
+            }
+            RunsAction::Expire { .. } => {
+                println!("no runs, nothing to expire");
                 Ok(Exit::Success)
             }
             _ => Err(Failure::new(
@@ -49,8 +51,80 @@ pub async fn run(global: &GlobalArgs, args: RunsArgs) -> CmdResult {
         RunsAction::Approve { run_id, operator } => {
             approve(global, &store, &RunId(run_id), &operator).await
         }
-        RunsAction::Expire => unreachable!("handled above"),
+        RunsAction::Expire { at } => expire(global, &store, at.as_deref()).await,
     }
+}
+
+/// Remove every temporary group membership that is due, run by run.
+async fn expire(global: &GlobalArgs, store: &SqliteStore, at: Option<&str>) -> CmdResult {
+    let at: Timestamp = match at {
+        Some(text) => text.parse().map_err(|e| {
+            Failure::new(
+                Exit::Invalid,
+                format!("--at `{text}` is not an RFC 3339 time: {e}"),
+            )
+        })?,
+        None => Timestamp::now(),
+    };
+    let audit = super::plan::open_audit().await?;
+    let result = expire_runs(global, store, &audit, at).await;
+    if let Err(err) = audit.close().await {
+        eprintln!("warning: audit trail: {err}");
+    }
+    result
+}
+
+async fn expire_runs(
+    global: &GlobalArgs,
+    store: &SqliteStore,
+    audit: &AuditHandle,
+    at: Timestamp,
+) -> CmdResult {
+    let mut tenants: BTreeMap<String, super::tenant::Tenant> = BTreeMap::new();
+    let mut failed = 0;
+    let mut removed = 0;
+    let runs = store.runs().await.map_err(store_failure)?;
+    for run in runs
+        .iter()
+        .filter(|r| r.status != resetctl::store::RunStatus::Planned)
+    {
+        let journal = store.journal(&run.id).await.map_err(store_failure)?;
+        if expire::due(&journal, at).is_empty() {
+            continue;
+        }
+        if !tenants.contains_key(&run.tenant) {
+            let tenant = super::tenant::connect(global, Some(&run.tenant)).await?;
+            tenants.insert(run.tenant.clone(), tenant);
+        }
+        let tenant = &tenants[&run.tenant];
+        if tenant.emulator.is_some() {
+            println!(
+                "run {}: on the built-in demo tenant, which starts afresh each time; skipped",
+                run.id
+            );
+            continue;
+        }
+        let summary = expire::expire(store, tenant.directory.as_ref(), audit, &run.id, at)
+            .await
+            .map_err(super::plan::engine_failure)?;
+        println!(
+            "run {}: {} membership(s) removed, {} failed",
+            run.id, summary.removed, summary.failed
+        );
+        removed += summary.removed;
+        failed += summary.failed;
+    }
+    for (_, tenant) in tenants {
+        tenant.close().await;
+    }
+    if removed == 0 && failed == 0 {
+        println!("nothing due");
+    }
+    Ok(if failed == 0 {
+        Exit::Success
+    } else {
+        Exit::Partial
+    })
 }
 
 fn store_failure(err: StoreError) -> Failure {

@@ -411,7 +411,12 @@ async fn perform<S>(
             directory
                 .add_group_member(&group_id.to_string(), &user.id)
                 .await
-                .map(|()| Some(format!("member until {expires}")))
+                .map(|()| {
+                    Some(super::expire::membership_detail(
+                        &group_id.to_string(),
+                        expires,
+                    ))
+                })
         }
         Step::ConfirmCompromised => execution.confirmer.confirm(&user.id).await.map(|()| None),
         Step::Notify {
@@ -581,7 +586,7 @@ async fn read_back(
                 ReadBack::Applied("no listed method remains".into())
             }
         }
-        Step::AddToGroup { group_id, .. } => {
+        Step::AddToGroup { group_id, expiry } => {
             use futures::TryStreamExt;
             let members: Vec<String> = directory
                 .list_group_members(&group_id.to_string(), false)
@@ -589,7 +594,11 @@ async fn read_back(
                 .try_collect()
                 .await?;
             if members.contains(&user_id.to_ascii_lowercase()) {
-                ReadBack::Applied(format!("member of {group_id}"))
+                // The membership ends `expiry` after the intent, as if the call had answered.
+                let until = intent_at
+                    .checked_add(jiff::SignedDuration::try_from(*expiry).unwrap_or_default())
+                    .unwrap_or(intent_at);
+                ReadBack::Applied(super::expire::membership_detail(&group_id.to_string(), until))
             } else {
                 ReadBack::NotApplied
             }

@@ -6,6 +6,7 @@
 //! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
 //!   the same code resumes a dead run.
 //! - [`confirm`]: `confirm_compromised` batched across users (1 request/s per tenant).
+//! - [`expire`]: ending temporary group memberships (`resetctl runs expire`).
 //! - [`password`]: the generated passwords.
 //!
 //! Invariant (design §6, 4): nothing is written unless `--execute` was given and the gate
@@ -15,6 +16,7 @@
 
 pub mod confirm;
 pub mod execute;
+pub mod expire;
 pub mod gate;
 pub mod password;
 pub mod plan;
