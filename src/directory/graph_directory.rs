@@ -211,8 +211,11 @@ impl Directory for GraphDirectory {
         let client = self.client.clone();
         stream::iter(levels)
             .map(move |level| {
+                // Identity Protection answers 1 request/s per tenant: ask for the largest page
+                // it serves ("The maximum page size with $top is 500 objects", riskyuser-list).
                 let req = Request::get("/identityProtection/riskyUsers", &[])
-                    .query("$filter", format!("riskLevel eq '{}'", level.as_str()));
+                    .query("$filter", format!("riskLevel eq '{}'", level.as_str()))
+                    .query("$top", "500");
                 client.paged::<WireRiskyUser>(req)
             })
             .flatten()

@@ -146,6 +146,16 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// Whether the condition reads `risk_level` (targeting then needs every risk level).
+    pub fn reads_risk(&self) -> bool {
+        match self {
+            Condition::Risk { .. } => true,
+            Condition::Flag { .. } | Condition::Text { .. } => false,
+            Condition::Not(c) => c.reads_risk(),
+            Condition::And(a, b) | Condition::Or(a, b) => a.reads_risk() || b.reads_risk(),
+        }
+    }
+
     /// Whether the condition holds for `user`.
     pub fn eval(&self, user: &UserFacts) -> bool {
         match self {

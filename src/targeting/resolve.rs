@@ -142,11 +142,22 @@ pub async fn resolve(
         .map(|(i, u)| (u.upn.to_lowercase(), i))
         .collect();
 
-    let wants_risk = playbook
+    // Identity Protection serves one request a second: read every level only when a source
+    // or a `when:` needs it; otherwise the high-risk users alone, who run first.
+    let targets_risk = playbook
         .targets
         .iter()
         .any(|t| matches!(t, Target::RiskyUsers { .. }));
-    let (risk, risk_known) = risk_levels(directory, wants_risk).await?;
+    let conditions_read_risk = playbook
+        .steps
+        .iter()
+        .any(|s| s.when.as_ref().is_some_and(|c| c.reads_risk()));
+    let levels = if targets_risk || conditions_read_risk {
+        vec![GraphRisk::Low, GraphRisk::Medium, GraphRisk::High]
+    } else {
+        vec![GraphRisk::High]
+    };
+    let (risk, risk_known) = risk_levels(directory, levels, targets_risk).await?;
 
     let mut chosen: HashMap<usize, usize> = HashMap::new(); // tenant index -> first_seen
     let mut seen = 0usize;
@@ -243,12 +254,10 @@ pub async fn resolve(
 /// without Identity Protection (403) simply has none.
 async fn risk_levels(
     directory: &dyn Directory,
+    levels: Vec<GraphRisk>,
     required: bool,
 ) -> Result<(HashMap<String, RiskLevel>, bool), ResolveError> {
-    let listed: Result<Vec<_>, GraphError> = directory
-        .list_risky_users(vec![GraphRisk::Low, GraphRisk::Medium, GraphRisk::High])
-        .try_collect()
-        .await;
+    let listed: Result<Vec<_>, GraphError> = directory.list_risky_users(levels).try_collect().await;
     match listed {
         Ok(risky) => Ok((
             risky
