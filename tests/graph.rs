@@ -941,39 +941,9 @@ async fn credential_pool_spreads_writes_over_apps_with_their_own_tokens() {
     assert!(per_token.values().all(|&n| n >= 15), "{per_token:?}");
 }
 
-/// A tracing writer appending to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn secrets_never_reach_a_log_line() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    // Other tests in this binary run without a subscriber; callsites they registered first
-    // cached "never interested". Recompute so this thread's subscriber sees every event.
-    tracing::callsite::rebuild_interest_cache();
+    let (capture, _guard) = crate::util::capture_logs();
     const PASSWORD: &str = "Pw-SECRET-8d1f!";
     const TAP: &str = "TAP-SECRET-3c9e";
     let stub = stub(|req, all| {
@@ -1003,7 +973,7 @@ async fn secrets_never_reach_a_log_line() {
     assert!(String::from_utf8_lossy(&seen[0].body).contains(PASSWORD));
     assert_eq!(tap.pass.expose_secret(), TAP);
     // ...but never into a log line, an error or Debug output.
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = String::from_utf8(capture.bytes()).unwrap();
     assert!(logs.contains("graph.request"), "the capture works: {logs}");
     assert!(logs.contains("Throttled"), "{logs}");
     for secret in [CLIENT_SECRET, ACCESS_TOKEN, PASSWORD, TAP] {

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
@@ -380,37 +379,10 @@ async fn reads_of_a_stated_tenant() {
     emu.shutdown().await;
 }
 
-/// A tracing writer appending to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn writes_are_applied_and_read_back() {
     // Current-thread runtime: the capture sees the client's and the emulator's logs.
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = crate::util::capture_logs();
 
     let tmp = tempfile::tempdir().unwrap();
     let emu = start_file(tmp.path(), 0, 1.0).await;
@@ -571,7 +543,7 @@ async fn writes_are_applied_and_read_back() {
     assert_eq!(m["save_to_sent_items"], false);
 
     // Secrets never reach a log line (client or emulator side).
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = String::from_utf8(capture.bytes()).unwrap();
     assert!(logs.contains("graph.request"), "the capture works");
     for secret in [PASSWORD, pass.as_str(), info.client_secret.as_str()] {
         assert!(!logs.contains(secret), "a secret leaked into the logs");
