@@ -6,15 +6,10 @@ use std::collections::{HashMap, HashSet};
 use futures::TryStreamExt;
 
 use super::partition::{Exclusions, PrivilegeIndex, RoleGrant};
-use super::resolve::ResolveError;
+use super::resolve::{ResolveError, graph};
 use crate::directory::{Directory, ObjectKind};
 use crate::graph::{GraphError, GraphErrorKind};
 use crate::playbook::{AccountRef, Playbook};
-
-fn graph(what: impl Into<String>) -> impl FnOnce(GraphError) -> ResolveError {
-    let what = what.into();
-    move |source| ResolveError::Graph { what, source }
-}
 
 /// Transitive user members of a group, lower-case ids; a group that no longer exists has none.
 async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, ResolveError> {

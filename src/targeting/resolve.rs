@@ -88,7 +88,8 @@ pub enum ResolveError {
     },
 }
 
-fn graph(what: impl Into<String>) -> impl FnOnce(GraphError) -> ResolveError {
+/// Wrap a failed Graph read with what was being read.
+pub(super) fn graph(what: impl Into<String>) -> impl FnOnce(GraphError) -> ResolveError {
     let what = what.into();
     move |source| ResolveError::Graph { what, source }
 }
