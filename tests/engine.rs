@@ -84,6 +84,19 @@ impl Bench {
             .unwrap()
     }
 
+    /// `resetctl run PLAYBOOK --tenant t --execute --yes`.
+    async fn execute(&self, playbook: &std::path::Path) -> Output {
+        self.resetctl(&[
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+        ])
+        .await
+    }
+
     async fn inspect(&self, what: &str) -> Value {
         let url = format!("{}/{what}", self.emulator.info().inspect_url);
         reqwest::get(&url).await.unwrap().json().await.unwrap()
@@ -189,16 +202,7 @@ async fn user_ids(bench: &Bench) -> BTreeMap<String, String> {
 async fn only_automated_users_are_written_and_exactly_as_the_steps_say() {
     let bench = Bench::from_tenant_file(TENANT).await;
     let playbook = bench.write("e2e.yaml", PLAYBOOK);
-    let out = bench
-        .resetctl(&[
-            "run",
-            playbook.to_str().unwrap(),
-            "--tenant",
-            "t",
-            "--execute",
-            "--yes",
-        ])
-        .await;
+    let out = bench.execute(&playbook).await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
 
     let names = user_ids(&bench).await;
@@ -311,16 +315,7 @@ async fn guards_refuse_with_exit_3_and_write_nothing() {
         "e2e.yaml",
         &PLAYBOOK.replace("max_users: 100", "max_users: 2"),
     );
-    let out = bench
-        .resetctl(&[
-            "run",
-            playbook.to_str().unwrap(),
-            "--tenant",
-            "t",
-            "--execute",
-            "--yes",
-        ])
-        .await;
+    let out = bench.execute(&playbook).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("max_users"), "{}", stderr(&out));
     assert!(bench.writes().await.is_empty());
@@ -352,16 +347,7 @@ async fn approvals_are_bound_to_the_exact_plan() {
 
     // A changed plan (here: the playbook's bytes) needs new approvals.
     let changed = bench.write("e2e.yaml", &format!("{text}# edited\n"));
-    let out = bench
-        .resetctl(&[
-            "run",
-            changed.to_str().unwrap(),
-            "--tenant",
-            "t",
-            "--execute",
-            "--yes",
-        ])
-        .await;
+    let out = bench.execute(&changed).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(bench.writes().await.is_empty());
 
@@ -596,16 +582,7 @@ async fn temporary_group_memberships_are_removed_once_when_due() {
             "name: group\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, approvals_required: 0 }}\nsteps:\n  - reset_password: {{ mode: scramble, force_change: true, require_mfa: true }}\n  - add_to_group: {{ group_id: {GROUP}, expiry: 72h }}\n"
         ),
     );
-    let out = bench
-        .resetctl(&[
-            "run",
-            playbook.to_str().unwrap(),
-            "--tenant",
-            "t",
-            "--execute",
-            "--yes",
-        ])
-        .await;
+    let out = bench.execute(&playbook).await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     let adds = |w: &BTreeMap<(String, String), usize>, method: &str| {
         w.iter()
