@@ -451,6 +451,78 @@ async fn bad_csv_rows_stop_the_plan_unless_skipped() {
     assert!(bench.writes().await.is_empty(), "plan is read-only");
 }
 
+/// Every source is joined against one streamed listing: a user named twice (by UPN in one
+/// CSV, by object id in another) is planned once, in the order first named, and unknown
+/// targets are listed by file, then line number (line 10 after line 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_named_twice_plan_once_in_first_named_order() {
+    let bench = Bench::from_tenant_file(TENANT).await;
+    let ids = user_ids(&bench).await;
+    let id_of = |upn: &str| ids.iter().find(|(_, u)| *u == upn).unwrap().0.clone();
+    let mut by_upn = String::from("upn\nbob@contoso.example\nAlice@Contoso.example\n");
+    for n in 4..=10 {
+        by_upn.push_str(&format!("ghost{n}@contoso.example\n"));
+    }
+    bench.write("a.csv", &by_upn);
+    bench.write(
+        "b.csv",
+        &format!(
+            "id\n{}\n{}\n00000000-0000-0000-0000-00000000dead\n",
+            id_of("carol"),
+            id_of("alice").to_uppercase()
+        ),
+    );
+    let playbook = bench.write(
+        "two.yaml",
+        "name: two\ntargets:\n  - csv: { path: a.csv, column: upn }\n  - csv: { path: b.csv, column: id }\nsteps: [revoke_sessions]\n",
+    );
+    let out = bench
+        .resetctl(&[
+            "plan",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--out",
+            "planned",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(bench.path("planned/plan.json")).unwrap())
+            .unwrap();
+    let users: Vec<&str> = plan["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["upn"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        users,
+        [
+            "bob@contoso.example",
+            "alice@contoso.example",
+            "carol@contoso.example"
+        ]
+    );
+    let unresolved: Vec<String> = plan["unresolved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let source = u["source"].as_str().unwrap();
+            let file = std::path::Path::new(source.split(':').next().unwrap());
+            format!(
+                "{}:{}",
+                file.file_name().unwrap().to_str().unwrap(),
+                source.rsplit(':').next().unwrap()
+            )
+        })
+        .collect();
+    let mut expected: Vec<String> = (4..=10).map(|n| format!("a.csv:{n}")).collect();
+    expected.push("b.csv:4".into());
+    assert_eq!(unresolved, expected);
+}
+
 /// Kill a 2,000-user run at random points, resume it each time, and check from the
 /// emulator's log that every planned (user, step) was written exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use resetctl::engine::plan::{Budget, Estimate, Plan, PlannedStep, PlannedUser};
-use resetctl::store::{NewRun, RunId, RunStore, SqliteStore};
+use resetctl::store::{NewRun, PlanDocument, RunId, RunStore, SqliteStore};
 use resetctl::targeting::Bucket;
 
 use crate::util::{code, resetctl_env, stderr, stdout};
@@ -22,10 +22,10 @@ fn plan() -> Plan {
         upn: format!("{id}@contoso.com"),
         display_name: id.into(),
         bucket,
-        reason: String::new(),
+        reason: "".into(),
         risk_level: None,
         roles: vec![],
-        steps: vec!["0:revoke_sessions".into()],
+        steps: vec!["0:revoke_sessions".to_owned()].into(),
     };
     Plan {
         playbook_name: "password-spray".into(),
@@ -56,7 +56,7 @@ async fn stored_run(data: &Path) -> (RunId, String) {
             playbook_path: "playbooks/password-spray.yaml".into(),
             tenant: "demo".into(),
             plan_hash: plan.hash(),
-            plan_json: serde_json::to_string(&plan).unwrap(),
+            plan: PlanDocument::text(serde_json::to_string(&plan).unwrap()),
         })
         .await
         .unwrap();

@@ -6,7 +6,8 @@
 //! run (issue 3 target: at least 5,000 requests/s on 2 cores, release build).
 //!
 //! `resetctl bench graph`: the Graph client's write rate against Graph's quotas (issue 4),
-//! see `bench/graph.rs`.
+//! see `bench/graph.rs`. `resetctl bench run` and `bench plan`: a whole run and planning at
+//! a million users (issue 5), see `bench/run.rs` and `bench/plan.rs`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 use super::{CmdResult, Exit, Failure};
 
 mod graph;
+mod plan;
 mod run;
 use crate::cli::{BenchArgs, BenchTarget, GlobalArgs};
 
@@ -33,6 +35,7 @@ pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> CmdResult {
         BenchTarget::Emulator => emulator(args.n.unwrap_or(50_000) as usize).await,
         BenchTarget::Graph => graph::run(&args).await,
         BenchTarget::Run => run::run(args.n).await,
+        BenchTarget::Plan => plan::run(args.n).await,
     }
 }
 

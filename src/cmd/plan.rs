@@ -3,6 +3,7 @@
 //! Read-only towards the tenant.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use resetctl::audit::{self, AuditConfig, AuditHandle, Details, Event};
@@ -12,7 +13,9 @@ use resetctl::engine::plan::Plan;
 use resetctl::engine::planner::{self, PlanRequest};
 use resetctl::playbook::Playbook;
 use resetctl::report;
-use resetctl::store::{NewRun, RunId, RunRecord, RunStatus, RunStore, SqliteStore, StoreError};
+use resetctl::store::{
+    NewRun, PlanDocument, RunId, RunRecord, RunStatus, RunStore, SqliteStore, StoreError,
+};
 use resetctl::targeting::{Bucket, ResolveError, ResolveOptions};
 
 use super::tenant::Tenant;
@@ -25,8 +28,8 @@ pub struct Planned {
     pub playbook: Playbook,
     /// The playbook file as given.
     pub playbook_path: PathBuf,
-    /// The plan.
-    pub plan: Plan,
+    /// The plan (shared: the store streams it, the run executes it).
+    pub plan: Arc<Plan>,
     /// The stored run.
     pub run: RunRecord,
     /// Where the plan's files were written.
@@ -53,6 +56,9 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
     close(tenant, &audit).await;
     let planned = result?;
     print_plan(global, &planned);
+    // The process exits next; freeing a million planned users one by one would only add
+    // half a second before the prompt returns.
+    std::mem::forget(planned);
     Ok(Exit::Success)
 }
 
@@ -128,6 +134,7 @@ pub async fn plan_and_store(
     )
     .await
     .map_err(engine_failure)?;
+    let plan = Arc::new(plan);
     let hash = plan.hash();
     let existing = store
         .runs()
@@ -135,12 +142,21 @@ pub async fn plan_and_store(
         .map_err(store_failure)?
         .into_iter()
         .find(|r| r.plan_hash == hash && r.status == RunStatus::Planned);
+    let id = existing
+        .as_ref()
+        .map_or_else(|| RunId::generate(Timestamp::now()), |run| run.id.clone());
+    let out = match out {
+        Some(dir) => dir,
+        None => paths::data_dir()?.join("runs").join(&id.0),
+    };
+    // The plan's files and its stored copy are independent: write both at once.
+    let files = tokio::task::spawn_blocking({
+        let (plan, out) = (Arc::clone(&plan), out.clone());
+        move || write_plan_files(&plan, &out)
+    });
     let run = match existing {
         Some(run) => run,
         None => {
-            let id = RunId::generate(Timestamp::now());
-            let plan_json =
-                serde_json::to_string(&plan).map_err(|err| Failure::new(Exit::Config, err))?;
             store
                 .create_run(NewRun {
                     id: id.clone(),
@@ -149,7 +165,7 @@ pub async fn plan_and_store(
                     playbook_path: playbook_path.display().to_string(),
                     tenant: tenant.name.clone(),
                     plan_hash: hash.clone(),
-                    plan_json,
+                    plan: PlanDocument::of(Arc::clone(&plan)),
                 })
                 .await
                 .map_err(store_failure)?;
@@ -172,11 +188,9 @@ pub async fn plan_and_store(
             store.run(&id).await.map_err(store_failure)?
         }
     };
-    let out = match out {
-        Some(dir) => dir,
-        None => paths::data_dir()?.join("runs").join(&run.id.0),
-    };
-    write_plan_files(&plan, &out)?;
+    files
+        .await
+        .map_err(|e| Failure::new(Exit::Config, format!("writing the plan's files: {e}")))??;
     Ok(Planned {
         playbook,
         playbook_path: playbook_path.to_path_buf(),
@@ -191,8 +205,11 @@ fn write_plan_files(plan: &Plan, out: &Path) -> Result<(), Failure> {
         Failure::new(Exit::Config, format!("{}: {err}", out.display()))
     };
     std::fs::create_dir_all(out).map_err(|e| fail(&e))?;
-    let json = serde_json::to_string_pretty(plan).map_err(|e| fail(&e))?;
-    std::fs::write(out.join("plan.json"), json).map_err(|e| fail(&e))?;
+    // Streamed: a million-user plan is hundreds of megabytes of JSON.
+    let file = std::fs::File::create(out.join("plan.json")).map_err(|e| fail(&e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    serde_json::to_writer_pretty(&mut writer, plan).map_err(|e| fail(&e))?;
+    std::io::Write::flush(&mut writer).map_err(|e| fail(&e))?;
     report::write_targets(plan, &out.join("targets.csv")).map_err(|e| fail(&e))?;
     report::write_manual_queue(plan, &out.join("manual-queue.csv")).map_err(|e| fail(&e))?;
     Ok(())

@@ -210,7 +210,7 @@ async fn gate_and_execute(
         audit,
         tenant,
         Arc::new(playbook),
-        Arc::new(plan),
+        plan,
         run,
         out,
     )
@@ -300,7 +300,11 @@ async fn resume(
             format!("run {id} was never executed; start it with `resetctl run PLAYBOOK --execute`"),
         ));
     }
-    let plan: Plan = serde_json::from_str(&run.plan_json).map_err(|e| {
+    let plan_json = store
+        .plan_json(&id)
+        .await
+        .map_err(|e| Failure::new(Exit::Invalid, e))?;
+    let plan: Plan = serde_json::from_str(&plan_json).map_err(|e| {
         Failure::new(
             Exit::Invalid,
             format!("run {id}: stored plan unreadable: {e}"),

@@ -172,7 +172,8 @@ struct RunView<'a> {
 
 async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult {
     let run = store.run(id).await.map_err(store_failure)?;
-    let plan: Plan = serde_json::from_str(&run.plan_json).map_err(|err| {
+    let plan_json = store.plan_json(id).await.map_err(store_failure)?;
+    let plan: Plan = serde_json::from_str(&plan_json).map_err(|err| {
         Failure::new(
             Exit::Invalid,
             format!("run {id}: the stored plan cannot be read: {err}"),

@@ -234,7 +234,7 @@ async fn pipeline<S: RunStore>(
 ) -> Result<Vec<StepResult>, EngineError> {
     let mut results = Vec::with_capacity(user.steps.len());
     let mut earlier_failed = false;
-    for key in &user.steps {
+    for key in user.steps.iter() {
         let Some(step) = step_of(&execution.playbook, key) else {
             return Err(EngineError::CorruptPlan {
                 run: execution.run.0.clone(),

@@ -157,10 +157,10 @@ mod tests {
             upn: format!("u{i}@c.com"),
             display_name: String::new(),
             bucket: Bucket::Automated,
-            reason: String::new(),
+            reason: "".into(),
             risk_level: None,
             roles: vec![],
-            steps: vec!["0:revoke_sessions".into()],
+            steps: vec!["0:revoke_sessions".to_owned()].into(),
         };
         Plan {
             playbook_name: "g".into(),

@@ -5,6 +5,8 @@
 //! when it was computed, so planning the same incident twice gives the same hash, and any
 //! change in who is touched or how gives a different one (and needs new approvals).
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -23,15 +25,18 @@ pub struct PlannedUser {
     pub display_name: String,
     /// The bucket the partition chose.
     pub bucket: Bucket,
-    /// Why.
-    pub reason: String,
+    /// Why (the common reasons are static text, shared by every user who has them).
+    pub reason: Cow<'static, str>,
     /// Identity Protection risk level, when known (`high` users run first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk_level: Option<String>,
     /// Critical roles held, for the manual queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// Journal keys of the steps this user gets, in execution order (empty for every
-    /// bucket but automated and, per playbook, disabled).
-    pub steps: Vec<String>,
+    /// bucket but automated and, per playbook, disabled). Shared between users with the
+    /// same steps: a plan of a million users holds a handful of lists.
+    pub steps: Arc<[String]>,
 }
 
 /// A target that did not resolve to a user.
@@ -180,7 +185,7 @@ impl Plan {
         for user in &self.users {
             field("user", &user.id);
             field("bucket", user.bucket.as_str());
-            for step in &user.steps {
+            for step in user.steps.iter() {
                 field("user_step", step);
             }
         }
@@ -207,10 +212,10 @@ mod tests {
             upn: format!("{id}@contoso.com"),
             display_name: id.into(),
             bucket,
-            reason: String::new(),
+            reason: Cow::Borrowed(""),
             risk_level: None,
             roles: vec![],
-            steps: vec!["0:reset_password".into()],
+            steps: vec!["0:reset_password".to_owned()].into(),
         }
     }
 
@@ -270,7 +275,7 @@ mod tests {
         assert_ne!(base.hash(), edited.hash());
 
         let mut fewer_user_steps = plan();
-        fewer_user_steps.users[0].steps.clear();
+        fewer_user_steps.users[0].steps = Arc::from(Vec::new());
         assert_ne!(base.hash(), fewer_user_steps.hash());
     }
 

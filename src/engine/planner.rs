@@ -1,11 +1,15 @@
 //! Planning: resolve a playbook's targets, partition them, and decide each automated user's
 //! steps. Read-only: nothing here writes to the tenant.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
 use sha2::{Digest, Sha256};
 
 use super::EngineError;
 use super::plan::{Budget, Estimate, Plan, PlannedStep, PlannedUser, Unresolved};
-use crate::directory::{Directory, User};
+use crate::directory::Directory;
 use crate::playbook::{Playbook, RiskLevel, Step, StepSpec, UserFacts};
 use crate::targeting::{
     self, Bucket, Candidate, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
@@ -34,20 +38,37 @@ pub async fn build_plan(
     request: PlanRequest<'_>,
 ) -> Result<Plan, EngineError> {
     let playbook = request.playbook;
-    let resolution = targeting::resolve(directory, playbook, &request.resolve).await?;
-    let tenant_ids = &resolution.tenant_ids;
-    let privileges =
-        targeting::privileges(directory, playbook, &|id| tenant_ids.contains(id)).await?;
+    let started = Instant::now();
+    let grants = targeting::role_grants(directory, playbook).await?;
+    let resolution = targeting::resolve(
+        directory,
+        playbook,
+        &request.resolve,
+        &grants.principals_of_unknown_kind(),
+    )
+    .await?;
+    tracing::debug!(
+        message = "Resolved targets.",
+        users = resolution.users.len(),
+        tenant_users = resolution.tenant_users,
+        elapsed_ms = started.elapsed().as_millis() as u64
+    );
+    let user_principals = &resolution.user_principals;
+    let privileges = targeting::privileges(directory, playbook, grants, &|id| {
+        user_principals.contains(id)
+    })
+    .await?;
     let exclusions = targeting::exclusions(directory, playbook, request.runner_accounts).await?;
 
     let steps = planned_steps(playbook);
+    let mut interner = StepLists::default();
     let users: Vec<PlannedUser> = resolution
         .users
-        .iter()
-        .map(|resolved| plan_user(playbook, resolved, &exclusions, &privileges))
+        .into_iter()
+        .map(|resolved| plan_user(playbook, resolved, &exclusions, &privileges, &mut interner))
         .collect();
     let automated = users.iter().filter(|u| !u.steps.is_empty()).count() as u64;
-    let mut unresolved: Vec<Unresolved> = resolution
+    let unresolved: Vec<Unresolved> = resolution
         .missing
         .into_iter()
         .map(|m| Unresolved {
@@ -56,7 +77,6 @@ pub async fn build_plan(
             reason: m.reason,
         })
         .collect();
-    unresolved.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(Plan {
         playbook_name: playbook.name.clone(),
         playbook_sha256: hex::encode(Sha256::digest(request.playbook_bytes)),
@@ -77,61 +97,77 @@ pub async fn build_plan(
             message = "Planned.",
             users = plan.users.len(),
             automated,
-            unresolved = plan.unresolved.len()
+            unresolved = plan.unresolved.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64
         );
     })
 }
 
-/// The facts `when:` conditions read, from a directory user.
-pub fn facts(user: &User, risk: RiskLevel) -> UserFacts {
+/// The facts `when:` conditions read about a resolved user.
+pub fn facts(user: &ResolvedUser) -> UserFacts<'_> {
     UserFacts {
-        upn: user.upn.clone(),
-        department: user.department.clone(),
-        job_title: user.job_title.clone(),
-        has_mobile: user
-            .mobile_phone
-            .as_deref()
-            .is_some_and(|m| !m.trim().is_empty()),
-        synced: user.on_premises_sync_enabled == Some(true),
-        account_enabled: user.account_enabled != Some(false),
-        risk_level: risk,
+        upn: &user.upn,
+        department: user.department.as_deref(),
+        job_title: user.job_title.as_deref(),
+        has_mobile: user.has_mobile,
+        synced: user.synced,
+        account_enabled: user.account_enabled,
+        risk_level: user.risk,
+    }
+}
+
+/// One shared copy of each distinct list of step keys: most users of a run get the same
+/// steps, and a million copies of the same list would be most of a large plan's memory.
+#[derive(Debug, Default)]
+struct StepLists(HashSet<Arc<[String]>>);
+
+impl StepLists {
+    fn intern(&mut self, keys: Vec<String>) -> Arc<[String]> {
+        if let Some(shared) = self.0.get(keys.as_slice()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<[String]> = keys.into();
+        self.0.insert(Arc::clone(&shared));
+        shared
     }
 }
 
 fn plan_user(
     playbook: &Playbook,
-    resolved: &ResolvedUser,
+    user: ResolvedUser,
     exclusions: &targeting::Exclusions,
     privileges: &PrivilegeIndex,
+    interner: &mut StepLists,
 ) -> PlannedUser {
-    let user = &resolved.user;
-    let facts = facts(user, resolved.risk);
     let placement = place(
         &Candidate {
             id: &user.id,
             upn: &user.upn,
-            account_enabled: facts.account_enabled,
-            synced: facts.synced,
+            account_enabled: user.account_enabled,
+            synced: user.synced,
         },
         exclusions,
         privileges,
     );
     let steps = match placement.bucket {
-        Bucket::Automated | Bucket::Disabled => user_steps(playbook, &facts),
-        _ => Vec::new(),
+        Bucket::Automated | Bucket::Disabled => {
+            interner.intern(user_steps(playbook, &facts(&user)))
+        }
+        _ => interner.intern(Vec::new()),
     };
+    let roles = privileges
+        .privileges(&user.id)
+        .iter()
+        .map(|p| p.role_name.clone())
+        .collect();
     PlannedUser {
-        id: user.id.clone(),
-        upn: user.upn.clone(),
-        display_name: user.display_name.clone().unwrap_or_default(),
+        risk_level: (user.risk != RiskLevel::None).then(|| user.risk.as_str().to_owned()),
+        id: user.id,
+        upn: user.upn,
+        display_name: user.display_name,
         bucket: placement.bucket,
         reason: placement.reason,
-        risk_level: (resolved.risk != RiskLevel::None).then(|| resolved.risk.as_str().to_owned()),
-        roles: privileges
-            .privileges(&user.id)
-            .iter()
-            .map(|p| p.role_name.clone())
-            .collect(),
+        roles,
         steps,
     }
 }
@@ -140,7 +176,7 @@ fn plan_user(
 /// resets the password and revokes sessions, the revocation runs right after the reset,
 /// wherever it was written: a session opened between the two with the old password would
 /// otherwise survive.
-pub fn user_steps(playbook: &Playbook, facts: &UserFacts) -> Vec<String> {
+pub fn user_steps(playbook: &Playbook, facts: &UserFacts<'_>) -> Vec<String> {
     let applicable: Vec<(usize, &StepSpec)> = playbook
         .steps
         .iter()
@@ -263,10 +299,10 @@ mod tests {
     use super::*;
     use crate::playbook::load_str;
 
-    fn facts_with(has_mobile: bool, enabled: bool) -> UserFacts {
+    fn facts_with(has_mobile: bool, enabled: bool) -> UserFacts<'static> {
         UserFacts {
-            upn: "u@contoso.com".into(),
-            department: Some("Finance".into()),
+            upn: "u@contoso.com",
+            department: Some("Finance"),
             job_title: None,
             has_mobile,
             synced: false,

@@ -32,13 +32,13 @@ use super::model::RiskLevel;
 
 /// What the engine knows about one user when it decides whether a step applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserFacts {
+pub struct UserFacts<'a> {
     /// The user principal name.
-    pub upn: String,
+    pub upn: &'a str,
     /// The directory department, if set.
-    pub department: Option<String>,
+    pub department: Option<&'a str>,
     /// The directory job title, if set.
-    pub job_title: Option<String>,
+    pub job_title: Option<&'a str>,
     /// Whether a mobile phone is on record (an SMS channel exists).
     pub has_mobile: bool,
     /// Whether the account is synced from on-premises AD (`onPremisesSyncEnabled`).
@@ -156,8 +156,18 @@ impl Condition {
         }
     }
 
+    /// Whether the condition compares `attr` (targeting then reads it from the directory).
+    pub fn reads_text(&self, attr: TextAttr) -> bool {
+        match self {
+            Condition::Text { attr: a, .. } => *a == attr,
+            Condition::Flag { .. } | Condition::Risk { .. } => false,
+            Condition::Not(c) => c.reads_text(attr),
+            Condition::And(a, b) | Condition::Or(a, b) => a.reads_text(attr) || b.reads_text(attr),
+        }
+    }
+
     /// Whether the condition holds for `user`.
-    pub fn eval(&self, user: &UserFacts) -> bool {
+    pub fn eval(&self, user: &UserFacts<'_>) -> bool {
         match self {
             Condition::Flag { attr, value } => {
                 let actual = match attr {
@@ -169,9 +179,9 @@ impl Condition {
             }
             Condition::Text { attr, op, values } => {
                 let actual = match attr {
-                    TextAttr::Upn => Some(user.upn.as_str()),
-                    TextAttr::Department => user.department.as_deref(),
-                    TextAttr::JobTitle => user.job_title.as_deref(),
+                    TextAttr::Upn => Some(user.upn),
+                    TextAttr::Department => user.department,
+                    TextAttr::JobTitle => user.job_title,
                 };
                 eval_text(actual, *op, values)
             }
@@ -769,11 +779,11 @@ impl Parser {
 mod tests {
     use super::*;
 
-    fn user() -> UserFacts {
+    fn user() -> UserFacts<'static> {
         UserFacts {
-            upn: "Ann.Lee@contoso.com".into(),
-            department: Some("Finance".into()),
-            job_title: Some("Executive Assistant".into()),
+            upn: "Ann.Lee@contoso.com",
+            department: Some("Finance"),
+            job_title: Some("Executive Assistant"),
             has_mobile: true,
             synced: false,
             account_enabled: true,
@@ -781,7 +791,7 @@ mod tests {
         }
     }
 
-    fn holds(expr: &str, u: &UserFacts) -> bool {
+    fn holds(expr: &str, u: &UserFacts<'_>) -> bool {
         parse(expr)
             .unwrap_or_else(|e| panic!("{expr}: {e}"))
             .eval(u)

@@ -24,7 +24,7 @@ mod yaml;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use condition::{Condition, UserFacts};
+pub use condition::{Condition, TextAttr, UserFacts};
 pub use diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 pub use model::*;
 pub use validate::DEFAULT_TAP_MINUTES;

@@ -43,7 +43,7 @@ impl Playbook {
     /// `revoke_only`.
     pub fn steps_for<'a>(
         &'a self,
-        user: &'a super::condition::UserFacts,
+        user: &'a super::condition::UserFacts<'a>,
     ) -> impl Iterator<Item = &'a StepSpec> + 'a {
         self.steps.iter().filter(move |s| {
             let allowed = user.account_enabled
@@ -451,9 +451,9 @@ mod tests {
 
     use crate::playbook::{UserFacts, load_str};
 
-    fn user(enabled: bool, mobile: bool) -> UserFacts {
+    fn user(enabled: bool, mobile: bool) -> UserFacts<'static> {
         UserFacts {
-            upn: "a@contoso.com".into(),
+            upn: "a@contoso.com",
             department: None,
             job_title: None,
             has_mobile: mobile,
@@ -471,7 +471,7 @@ mod tests {
             )
         };
         let p = load_str("t.yaml", &text("skip")).unwrap().playbook;
-        let keys = |u: &UserFacts, p: &Playbook| -> Vec<String> {
+        let keys = |u: &UserFacts<'_>, p: &Playbook| -> Vec<String> {
             p.steps_for(u)
                 .map(|s| match &s.step {
                     Step::ResetPassword { mode, .. } => format!("reset:{mode:?}"),

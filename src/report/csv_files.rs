@@ -151,10 +151,10 @@ mod tests {
             upn: format!("{id}@contoso.com"),
             display_name: name.into(),
             bucket,
-            reason: format!("reason of {id}"),
+            reason: format!("reason of {id}").into(),
             risk_level: None,
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            steps: vec![],
+            steps: Vec::new().into(),
         }
     }
 

@@ -17,6 +17,7 @@ mod schema;
 mod sqlite;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,42 @@ impl RunStatus {
     }
 }
 
+/// A run's plan as the store receives it: something that writes its JSON. The store writes
+/// it straight into the database, so a million-user plan (hundreds of megabytes) is never
+/// held as one string. It is called twice (once to measure, once to write), so it must
+/// write the same bytes each time.
+#[derive(Clone)]
+pub struct PlanDocument(Arc<WritePlan>);
+
+/// What writes a plan's JSON.
+type WritePlan = dyn Fn(&mut dyn std::io::Write) -> std::io::Result<()> + Send + Sync;
+
+impl PlanDocument {
+    /// The JSON of `value` (a plan), serialized when the store writes it.
+    pub fn of<T: Serialize + Send + Sync + 'static>(value: Arc<T>) -> PlanDocument {
+        PlanDocument(Arc::new(move |out| {
+            serde_json::to_writer(out, value.as_ref()).map_err(std::io::Error::other)
+        }))
+    }
+
+    /// JSON text already at hand (tests, small plans).
+    pub fn text(json: impl Into<String>) -> PlanDocument {
+        let json: String = json.into();
+        PlanDocument(Arc::new(move |out| out.write_all(json.as_bytes())))
+    }
+
+    /// Write the document to `out`.
+    pub fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        (self.0)(out)
+    }
+}
+
+impl std::fmt::Debug for PlanDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanDocument")
+    }
+}
+
 /// What the engine stores when it creates a run.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -95,8 +132,8 @@ pub struct NewRun {
     pub tenant: String,
     /// SHA-256 of the canonical plan; approvals are bound to it.
     pub plan_hash: String,
-    /// The plan itself, serialized by the engine, so `--resume` needs nothing else.
-    pub plan_json: String,
+    /// The plan itself, so `--resume` needs nothing else.
+    pub plan: PlanDocument,
 }
 
 /// A stored run.
@@ -116,9 +153,6 @@ pub struct RunRecord {
     pub tenant: String,
     /// SHA-256 of the plan.
     pub plan_hash: String,
-    /// The plan as the engine serialized it.
-    #[serde(skip)]
-    pub plan_json: String,
     /// Where the run stands.
     pub status: RunStatus,
 }
@@ -270,6 +304,10 @@ pub trait RunStore: Send + Sync {
 
     /// All runs, newest first.
     fn runs(&self) -> impl Future<Output = Result<Vec<RunRecord>, StoreError>> + Send;
+
+    /// The plan of run `id` as the engine serialized it (apart from [`RunRecord`]: a
+    /// million-user plan is hundreds of megabytes, and listing runs must not read them).
+    fn plan_json(&self, id: &RunId) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Move a run to a new status.
     fn set_status(

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -37,6 +37,16 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 ";
 
+/// Version 2: plans move to their own table, the blob last in its row, so SQLite streams a
+/// plan into place without building the whole row in memory (`runs.plan_json` stays, empty
+/// for new runs and read for runs planned under version 1).
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS plans (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id),
+    json   BLOB NOT NULL
+);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
@@ -45,8 +55,13 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    if version < VERSION {
+    if version < 1 {
         conn.execute_batch(SCHEMA_V1)?;
+    }
+    if version < 2 {
+        conn.execute_batch(SCHEMA_V2)?;
+    }
+    if version < VERSION {
         conn.pragma_update(None, "user_version", VERSION)?;
     }
     Ok(())

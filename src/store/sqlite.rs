@@ -12,7 +12,10 @@ use std::sync::mpsc;
 use std::thread;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
+use std::io::Write;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, MAIN_DB, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
@@ -30,6 +33,7 @@ enum Job {
     CreateRun(NewRun, Reply<()>),
     Run(RunId, Reply<RunRecord>),
     Runs(Reply<Vec<RunRecord>>),
+    PlanJson(RunId, Reply<String>),
     SetStatus(RunId, RunStatus, Timestamp, Reply<()>),
     Approve(RunId, String, Timestamp, Reply<Approval>),
     Approvals(RunId, Reply<Vec<Approval>>),
@@ -118,6 +122,10 @@ impl RunStore for SqliteStore {
 
     async fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
         self.ask(Job::Runs).await
+    }
+
+    async fn plan_json(&self, id: &RunId) -> Result<String, StoreError> {
+        self.ask(|reply| Job::PlanJson(id.clone(), reply)).await
     }
 
     async fn set_status(
@@ -249,6 +257,7 @@ fn defer_error(job: Job) -> Deferred {
         }
         Job::Run(_, r) => defer(r, Err(unreachable())),
         Job::Runs(r) => defer(r, Err(unreachable())),
+        Job::PlanJson(_, r) => defer(r, Err(unreachable())),
         Job::Approve(_, _, _, r) => defer(r, Err(unreachable())),
         Job::Approvals(_, r) => defer(r, Err(unreachable())),
         Job::Intent { reply, .. } => defer(reply, Err(unreachable())),
@@ -283,6 +292,7 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
         Job::CreateRun(run, reply) => settle(reply, db.create_run(&run)),
         Job::Run(id, reply) => settle(reply, db.run(&id)),
         Job::Runs(reply) => settle(reply, db.runs()),
+        Job::PlanJson(id, reply) => settle(reply, db.plan_json(&id)),
         Job::SetStatus(id, status, at, reply) => settle(reply, db.set_status(&id, status, at)),
         Job::Approve(id, operator, at, reply) => settle(reply, db.approve(&id, &operator, at)),
         Job::Approvals(id, reply) => settle(reply, db.approvals(&id)),
@@ -339,13 +349,20 @@ impl Db<'_> {
         text.parse().map_err(|_| self.corrupt(what, text))
     }
 
+    /// Insert the run, then stream its plan into a blob of the exact size: the plan is
+    /// measured first, then written through SQLite's incremental blob I/O (inside the job's
+    /// savepoint, so a failed write leaves no run behind).
     fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
         let created = run.created_at.to_string();
+        let mut counter = ByteCounter(0);
+        run.plan
+            .write_to(&mut counter)
+            .map_err(|e| self.plan_error(e))?;
         self.conn
             .execute(
                 "INSERT INTO runs (id, created_at, updated_at, playbook_name, playbook_path,
                                    tenant, plan_hash, plan_json, status)
-                 VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, '', ?7)",
                 params![
                     run.id.0,
                     created,
@@ -353,12 +370,33 @@ impl Db<'_> {
                     run.playbook_path,
                     run.tenant,
                     run.plan_hash,
-                    run.plan_json,
                     RunStatus::Planned.as_str()
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
-        Ok(())
+        self.conn
+            .execute(
+                "INSERT INTO plans (run_id, json) VALUES (?1, zeroblob(?2))",
+                params![run.id.0, i64::try_from(counter.0).unwrap_or(i64::MAX)],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rowid = self.conn.last_insert_rowid();
+        let blob = self
+            .conn
+            .blob_open(MAIN_DB, c"plans", c"json", rowid, false)
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, blob);
+        run.plan
+            .write_to(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| self.plan_error(e))
+    }
+
+    fn plan_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.to_owned(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(source)),
+        }
     }
 
     fn run(&self, id: &RunId) -> Result<RunRecord, StoreError> {
@@ -366,7 +404,7 @@ impl Db<'_> {
             .conn
             .query_row(
                 "SELECT id, created_at, updated_at, playbook_name, playbook_path, tenant,
-                        plan_hash, plan_json, status FROM runs WHERE id = ?1",
+                        plan_hash, status FROM runs WHERE id = ?1",
                 params![id.0],
                 raw_run,
             )
@@ -383,7 +421,7 @@ impl Db<'_> {
             .conn
             .prepare(
                 "SELECT id, created_at, updated_at, playbook_name, playbook_path, tenant,
-                        plan_hash, plan_json, status FROM runs ORDER BY created_at DESC, id DESC",
+                        plan_hash, status FROM runs ORDER BY created_at DESC, id DESC",
             )
             .map_err(|e| self.sqlite(e))?;
         let rows = stmt
@@ -392,6 +430,25 @@ impl Db<'_> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.sqlite(e))?;
         rows.into_iter().map(|raw| self.run_record(raw)).collect()
+    }
+
+    fn plan_json(&self, id: &RunId) -> Result<String, StoreError> {
+        // A blob since plans are streamed in; text in stores written before that.
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT coalesce((SELECT json FROM plans WHERE run_id = runs.id), plan_json)
+                 FROM runs WHERE id = ?1",
+                params![id.0],
+                |row| match row.get_ref(0)? {
+                    ValueRef::Text(b) | ValueRef::Blob(b) => Ok(b.to_vec()),
+                    _ => Ok(Vec::new()),
+                },
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        let bytes = bytes.ok_or_else(|| StoreError::UnknownRun(id.clone()))?;
+        String::from_utf8(bytes).map_err(|_| self.corrupt("runs.plan_json", "(not UTF-8)"))
     }
 
     fn run_record(&self, raw: RawRun) -> Result<RunRecord, StoreError> {
@@ -405,7 +462,6 @@ impl Db<'_> {
             playbook_path: raw.playbook_path,
             tenant: raw.tenant,
             plan_hash: raw.plan_hash,
-            plan_json: raw.plan_json,
         })
     }
 
@@ -594,6 +650,20 @@ impl Db<'_> {
     }
 }
 
+/// Counts what is written to it: the size of a plan before it is streamed in.
+struct ByteCounter(u64);
+
+impl Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A `runs` row as stored, before its text columns are parsed.
 struct RawRun {
     id: String,
@@ -603,7 +673,6 @@ struct RawRun {
     playbook_path: String,
     tenant: String,
     plan_hash: String,
-    plan_json: String,
     status: String,
 }
 
@@ -616,8 +685,7 @@ fn raw_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
         playbook_path: row.get(4)?,
         tenant: row.get(5)?,
         plan_hash: row.get(6)?,
-        plan_json: row.get(7)?,
-        status: row.get(8)?,
+        status: row.get(7)?,
     })
 }
 
@@ -645,6 +713,7 @@ fn raw_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::PlanDocument;
     use std::sync::Arc;
 
     fn new_run(id: &str, hash: &str) -> NewRun {
@@ -655,7 +724,7 @@ mod tests {
             playbook_path: "playbooks/credential-dump.yaml".into(),
             tenant: "demo".into(),
             plan_hash: hash.into(),
-            plan_json: "{}".into(),
+            plan: PlanDocument::text("{}"),
         }
     }
 
@@ -663,6 +732,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap();
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn plans_are_streamed_in_and_read_back_whole() {
+        let (dir, store) = store();
+        let plan: Vec<String> = (0..50_000).map(|i| format!("user-{i}")).collect();
+        let mut run = new_run("big", "h");
+        run.plan = PlanDocument::of(Arc::new(plan.clone()));
+        store.create_run(run).await.unwrap();
+        let back: Vec<String> =
+            serde_json::from_str(&store.plan_json(&RunId("big".into())).await.unwrap()).unwrap();
+        assert_eq!(back, plan);
+        assert!(matches!(
+            store.plan_json(&RunId("nope".into())).await,
+            Err(StoreError::UnknownRun(_))
+        ));
+        drop(store);
+
+        // A store of schema version 1 kept the plan as text in `runs.plan_json`.
+        let conn = Connection::open(dir.path().join("runs.sqlite")).unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, created_at, updated_at, playbook_name, playbook_path,
+                               tenant, plan_hash, plan_json, status)
+             VALUES ('old', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 'p', 'p.yaml',
+                     'demo', 'h', '[\"v1\"]', 'planned')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap();
+        assert_eq!(
+            store.plan_json(&RunId("old".into())).await.unwrap(),
+            r#"["v1"]"#
+        );
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! nothing is silently dropped except blank lines. Whether bad rows stop the run is the
 //! caller's decision (`--skip-bad-rows`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -155,7 +156,9 @@ pub fn read_targets(input: impl Read, path: &Path, column: &str) -> Result<CsvTa
         })?;
 
     let mut out = CsvTargets::default();
-    let mut seen = HashSet::new();
+    // Key -> line of its first row. Sorted back into file order at the end, so each key is
+    // held once (a breach CSV can name millions).
+    let mut seen: HashMap<TargetKey, u64, foldhash::fast::RandomState> = HashMap::default();
     let mut record = csv::ByteRecord::new();
     loop {
         let line = reader.position().line();
@@ -185,16 +188,20 @@ pub fn read_targets(input: impl Read, path: &Path, column: &str) -> Result<CsvTa
             continue; // blank line
         }
         match parse_value(record.get(index)) {
-            Ok(key) => {
-                if seen.insert(key.clone()) {
-                    out.targets.push(TargetRef { key, line });
-                } else {
-                    out.duplicates += 1;
+            Ok(key) => match seen.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(line);
                 }
-            }
+                Entry::Occupied(_) => out.duplicates += 1,
+            },
             Err(reason) => out.bad_rows.push(BadRow { line, reason }),
         }
     }
+    out.targets = seen
+        .into_iter()
+        .map(|(key, line)| TargetRef { key, line })
+        .collect();
+    out.targets.sort_unstable_by_key(|t| t.line);
     Ok(out)
 }
 
@@ -220,17 +227,18 @@ fn parse_value(field: Option<&[u8]>) -> Result<TargetKey, String> {
         return Ok(TargetKey::ObjectId(value.to_ascii_lowercase()));
     }
     check_upn(value)?;
-    Ok(TargetKey::Upn(value.to_lowercase()))
+    Ok(TargetKey::Upn(if value.is_ascii() {
+        value.to_ascii_lowercase()
+    } else {
+        value.to_lowercase()
+    }))
 }
 
 /// `8-4-4-4-12` hexadecimal digits, the form Graph gives object ids.
 fn is_guid(value: &str) -> bool {
-    let groups: Vec<&str> = value.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+    value.len() == 36
+        && value.split('-').map(str::len).eq([8, 4, 4, 4, 12])
+        && value.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
 }
 
 /// A UPN is `local@domain` with no whitespace, one `@`, and a dotted domain.

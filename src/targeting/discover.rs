@@ -25,9 +25,74 @@ async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, 
     }
 }
 
-/// Build the privilege index for `playbook` from the tenant's role assignments and, with
-/// `include_eligible`, its PIM eligibilities. `is_user` tells a user principal from a group
-/// (eligibility instances do not say which they are).
+/// The tenant's directory role grants as read: active assignments and, with
+/// `include_eligible`, PIM eligibilities. Read before the tenant is listed, so the listing
+/// can tell which principals are users (eligibility instances do not say).
+#[derive(Debug, Clone, Default)]
+pub struct RoleGrants {
+    /// Each grant, with `Some(true)` when Graph said the principal is a group, `Some(false)`
+    /// when it said another kind, and `None` when it did not say.
+    grants: Vec<(RoleGrant, Option<bool>)>,
+}
+
+impl RoleGrants {
+    /// Principals (lower-case ids) whose kind Graph did not give.
+    pub fn principals_of_unknown_kind(&self) -> HashSet<String> {
+        self.grants
+            .iter()
+            .filter(|(_, is_group)| is_group.is_none())
+            .map(|(grant, _)| grant.principal_id.clone())
+            .collect()
+    }
+}
+
+/// Read the role grants the playbook's `privileged` section counts.
+pub async fn role_grants(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+) -> Result<RoleGrants, ResolveError> {
+    let mut out = RoleGrants::default();
+    let assignments: Vec<_> = directory
+        .list_role_assignments(None)
+        .try_collect()
+        .await
+        .map_err(graph("directory role assignments"))?;
+    for assignment in assignments {
+        let is_group = assignment
+            .principal
+            .as_ref()
+            .map(|p| p.kind == ObjectKind::Group);
+        out.grants.push((
+            RoleGrant {
+                principal_id: assignment.principal_id.to_ascii_lowercase(),
+                role_id: assignment.role_definition_id,
+                eligible: false,
+            },
+            is_group,
+        ));
+    }
+    if playbook.privileged.include_eligible {
+        let eligibilities: Vec<_> = directory
+            .list_role_eligibilities(None)
+            .try_collect()
+            .await
+            .map_err(graph("PIM role eligibilities"))?;
+        for eligibility in eligibilities {
+            out.grants.push((
+                RoleGrant {
+                    principal_id: eligibility.principal_id.to_ascii_lowercase(),
+                    role_id: eligibility.role_definition_id,
+                    eligible: true,
+                },
+                None,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Build the privilege index for `playbook` from its role grants. `is_user` tells a user
+/// principal from a group where Graph did not say.
 ///
 /// Invariant 2: every group that holds any directory role is role-assignable (only those can
 /// be assigned roles), so its members are privileged whatever the role; members of a group
@@ -35,6 +100,7 @@ async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, 
 pub async fn privileges(
     directory: &dyn Directory,
     playbook: &Playbook,
+    grants: RoleGrants,
     is_user: &dyn Fn(&str) -> bool,
 ) -> Result<PrivilegeIndex, ResolveError> {
     let critical: HashSet<String> = playbook
@@ -44,47 +110,13 @@ pub async fn privileges(
         .iter()
         .map(|id| id.to_string())
         .collect();
-    let mut grants: Vec<RoleGrant> = Vec::new();
     let mut group_principals: HashSet<String> = HashSet::new();
-
-    let assignments: Vec<_> = directory
-        .list_role_assignments(None)
-        .try_collect()
-        .await
-        .map_err(graph("directory role assignments"))?;
-    for assignment in assignments {
-        let principal = assignment.principal_id.to_ascii_lowercase();
-        let is_group = match assignment.principal.as_ref().map(|p| &p.kind) {
-            Some(ObjectKind::Group) => true,
-            Some(_) => false,
-            None => !is_user(&principal),
-        };
-        if is_group {
-            group_principals.insert(principal.clone());
+    let mut plain: Vec<RoleGrant> = Vec::with_capacity(grants.grants.len());
+    for (grant, is_group) in grants.grants {
+        if is_group.unwrap_or_else(|| !is_user(&grant.principal_id)) {
+            group_principals.insert(grant.principal_id.clone());
         }
-        grants.push(RoleGrant {
-            principal_id: principal,
-            role_id: assignment.role_definition_id,
-            eligible: false,
-        });
-    }
-    if playbook.privileged.include_eligible {
-        let eligibilities: Vec<_> = directory
-            .list_role_eligibilities(None)
-            .try_collect()
-            .await
-            .map_err(graph("PIM role eligibilities"))?;
-        for eligibility in eligibilities {
-            let principal = eligibility.principal_id.to_ascii_lowercase();
-            if !is_user(&principal) {
-                group_principals.insert(principal.clone());
-            }
-            grants.push(RoleGrant {
-                principal_id: principal,
-                role_id: eligibility.role_definition_id,
-                eligible: true,
-            });
-        }
+        plain.push(grant);
     }
 
     let mut group_members: HashMap<String, Vec<String>> = HashMap::new();
@@ -92,7 +124,7 @@ pub async fn privileges(
         group_members.insert(group.clone(), members(directory, group).await?);
     }
     let mut index = PrivilegeIndex::build(
-        &grants,
+        &plain,
         &critical,
         playbook.privileged.include_eligible,
         &group_members,

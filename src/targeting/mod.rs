@@ -15,7 +15,7 @@ pub mod roles;
 pub use csv_source::{
     BadRow, CsvError, CsvTargets, TargetKey, TargetRef, read_csv_targets, read_targets,
 };
-pub use discover::{exclusions, privileges};
+pub use discover::{RoleGrants, exclusions, privileges, role_grants};
 pub use partition::{
     Bucket, Candidate, Exclusions, Placement, Privilege, PrivilegeIndex, RoleGrant, place,
 };

@@ -8,6 +8,7 @@
 //! rejected) and get their own queue. Precedence is in that order, so a synced Global
 //! Administrator is privileged, and a break-glass Global Administrator is excluded.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -49,8 +50,8 @@ impl Bucket {
 pub struct Placement {
     /// The bucket.
     pub bucket: Bucket,
-    /// Why, in words an operator can act on.
-    pub reason: String,
+    /// Why, in words an operator can act on (static for the common buckets).
+    pub reason: Cow<'static, str>,
 }
 
 /// The facts about one user that placement reads.
@@ -232,7 +233,7 @@ pub fn place(
     if let Some(reason) = exclusions.reason(user) {
         return Placement {
             bucket: Bucket::Excluded,
-            reason,
+            reason: reason.into(),
         };
     }
     let privileges = privileged.privileges(user.id);
@@ -244,7 +245,7 @@ pub fn place(
         }
         return Placement {
             bucket: Bucket::Privileged,
-            reason,
+            reason: reason.into(),
         };
     }
     if user.synced {

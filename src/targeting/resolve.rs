@@ -15,17 +15,52 @@ use futures::TryStreamExt;
 use super::csv_source::{BadRow, CsvError, TargetKey, read_csv_targets};
 use crate::directory::{Directory, RiskLevel as GraphRisk, User, UserQuery};
 use crate::graph::{GraphError, GraphErrorKind};
-use crate::playbook::{Playbook, RiskLevel, Target};
+use crate::playbook::{Playbook, RiskLevel, Target, TextAttr};
 
-/// A resolved user with what ordering and `when:` conditions need.
-#[derive(Debug, Clone)]
+/// A resolved user: what the partition, the plan and `when:` conditions read, and nothing
+/// more. Kept small on purpose: an `all_users` playbook holds one per user of the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedUser {
-    /// The directory user.
-    pub user: User,
+    /// Directory object id.
+    pub id: String,
+    /// `userPrincipalName`.
+    pub upn: String,
+    /// `displayName` (empty when unset), for reports.
+    pub display_name: String,
+    /// `department`, read only when a `when:` condition compares it.
+    pub department: Option<String>,
+    /// `jobTitle`, read only when a `when:` condition compares it.
+    pub job_title: Option<String>,
+    /// A mobile phone is on record.
+    pub has_mobile: bool,
+    /// `onPremisesSyncEnabled`: synced (hybrid) users cannot get cloud password writes.
+    pub synced: bool,
+    /// `accountEnabled` (unknown counts as enabled).
+    pub account_enabled: bool,
     /// Identity Protection risk level (`none` when not risky or unknown).
     pub risk: RiskLevel,
     /// Order in which a source first named the user (CSV row order first).
-    pub first_seen: usize,
+    pub first_seen: u64,
+}
+
+impl ResolvedUser {
+    fn from_user(user: User, first_seen: u64) -> ResolvedUser {
+        ResolvedUser {
+            has_mobile: user
+                .mobile_phone
+                .as_deref()
+                .is_some_and(|m| !m.trim().is_empty()),
+            synced: user.on_premises_sync_enabled == Some(true),
+            account_enabled: user.account_enabled != Some(false),
+            id: user.id,
+            upn: user.upn,
+            display_name: user.display_name.unwrap_or_default(),
+            department: user.department,
+            job_title: user.job_title,
+            risk: RiskLevel::None,
+            first_seen,
+        }
+    }
 }
 
 /// A target that named no user.
@@ -52,8 +87,9 @@ pub struct Resolution {
     pub tenant_users: u64,
     /// Whether risk levels could be read (Identity Protection needs a P2 licence).
     pub risk_known: bool,
-    /// Every user id of the tenant (lower case): tells user principals from group ones.
-    pub tenant_ids: HashSet<String>,
+    /// The role principals (of those passed in) that are users of the tenant; the others
+    /// are groups or service principals.
+    pub user_principals: HashSet<String>,
 }
 
 /// Why targets could not be resolved.
@@ -103,14 +139,22 @@ pub struct ResolveOptions {
     pub skip_bad_rows: bool,
 }
 
-/// Resolve every target source of `playbook`.
+/// Resolve every target source of `playbook`. `principals` are the lower-case ids of role
+/// holders whose kind Graph did not say; the result tells which of them are users.
+///
+/// Memory stays proportional to the targets, not the tenant: the listing is streamed and
+/// only named users are kept, so planning a breach CSV against a tenant of millions holds
+/// the CSV's keys and the resolved users, nothing else.
 pub async fn resolve(
     directory: &dyn Directory,
     playbook: &Playbook,
     options: &ResolveOptions,
+    principals: &HashSet<String>,
 ) -> Result<Resolution, ResolveError> {
+    let mut join = Join::default();
+    let mut out = Resolution::default();
     // Read local input first: a broken CSV should fail before any Graph traffic.
-    let mut csv_sources = Vec::new();
+    let mut csv_paths = Vec::new();
     for target in &playbook.targets {
         if let Target::Csv { path, column } = target {
             let path = options.csv_override.clone().unwrap_or_else(|| path.clone());
@@ -123,25 +167,20 @@ pub async fn resolve(
                     reason: first.reason.clone(),
                 });
             }
-            csv_sources.push((path, rows));
+            let source = join.next_source();
+            join.by_upn.reserve(rows.targets.len());
+            for (position, target) in rows.targets.into_iter().enumerate() {
+                let origin = Origin {
+                    file: csv_paths.len(),
+                    line: target.line,
+                };
+                join.want(target.key, rank(source, position), Some(origin));
+            }
+            out.bad_rows
+                .extend(rows.bad_rows.into_iter().map(|row| (path.clone(), row)));
+            csv_paths.push(path);
         }
     }
-
-    let tenant: Vec<User> = directory
-        .list_users(UserQuery::default())
-        .try_collect()
-        .await
-        .map_err(graph("the tenant's users"))?;
-    let by_id: HashMap<String, usize> = tenant
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.id.to_ascii_lowercase(), i))
-        .collect();
-    let by_upn: HashMap<String, usize> = tenant
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.upn.to_lowercase(), i))
-        .collect();
 
     // Identity Protection serves one request a second: read every level only when a source
     // or a `when:` needs it; otherwise the high-risk users alone, who run first.
@@ -158,96 +197,280 @@ pub async fn resolve(
     } else {
         vec![GraphRisk::High]
     };
-    let (risk, risk_known) = risk_levels(directory, levels, targets_risk).await?;
-
-    let mut chosen: HashMap<usize, usize> = HashMap::new(); // tenant index -> first_seen
-    let mut seen = 0usize;
-    let mut choose = |index: usize| {
-        chosen.entry(index).or_insert_with(|| {
-            seen += 1;
-            seen
-        });
+    join.sources(directory, playbook).await?;
+    let select = user_select(playbook);
+    // Risk levels spend Identity Protection's budget (1 request/s), the listing the
+    // directory's: read both at once, unless a `risky_users` source must be joined too.
+    let ((risk, risk_known), listed) = if targets_risk {
+        let risk = risk_levels(directory, levels, true).await?;
+        join.risky_sources(playbook, &risk.0);
+        (
+            risk,
+            list_and_join(directory, select, &mut join, principals).await?,
+        )
+    } else {
+        futures::try_join!(
+            risk_levels(directory, levels, false),
+            list_and_join(directory, select, &mut join, principals),
+        )?
     };
-    let mut out = Resolution {
-        tenant_users: tenant.len() as u64,
-        risk_known,
-        ..Resolution::default()
-    };
-
-    for (path, rows) in csv_sources {
-        for target in rows.targets {
-            let index = match &target.key {
-                TargetKey::Upn(upn) => by_upn.get(upn),
-                TargetKey::ObjectId(id) => by_id.get(id),
-            };
-            match index {
-                Some(&i) => choose(i),
-                None => out.missing.push(Missing {
-                    target: target.key.to_string(),
-                    source: format!("{}:{}", path.display(), target.line),
-                    reason: "no such user in the tenant".into(),
-                }),
-            }
-        }
-        out.bad_rows
-            .extend(rows.bad_rows.into_iter().map(|row| (path.clone(), row)));
-    }
-
-    for target in &playbook.targets {
-        let ids: Vec<String> = match target {
-            Target::Csv { .. } => continue,
-            Target::AllUsers => {
-                (0..tenant.len()).for_each(&mut choose);
-                continue;
-            }
-            Target::Group { id, transitive } => directory
-                .list_group_members(&id.to_string(), *transitive)
-                .map_ok(|u| u.id)
-                .try_collect()
-                .await
-                .map_err(graph(format!("members of group {id}")))?,
-            Target::Filter(filter) => directory
-                .list_users(UserQuery {
-                    filter: Some(filter.clone()),
-                    advanced: needs_advanced_query(filter),
-                    select: Some(vec!["id".into()]),
-                })
-                .map_ok(|u| u.id)
-                .try_collect()
-                .await
-                .map_err(graph(format!("users matching `{filter}`")))?,
-            Target::RiskyUsers { levels } => risk
-                .iter()
-                .filter(|(_, level)| levels.contains(level))
-                .map(|(id, _)| id.clone())
-                .collect(),
-        };
-        for id in ids {
-            if let Some(&i) = by_id.get(&id.to_ascii_lowercase()) {
-                choose(i);
-            }
+    let Listed {
+        users: mut chosen,
+        user_principals,
+        tenant_users,
+    } = listed;
+    out.user_principals = user_principals;
+    out.tenant_users = tenant_users;
+    for user in &mut chosen {
+        if let Some(level) = risk.get(lower(&user.id).as_ref()) {
+            user.risk = *level;
         }
     }
-
-    let mut users: Vec<ResolvedUser> = chosen
-        .into_iter()
-        .map(|(i, first_seen)| {
-            let user = tenant[i].clone();
-            let risk = risk
-                .get(&user.id.to_ascii_lowercase())
-                .copied()
-                .unwrap_or(RiskLevel::None);
-            ResolvedUser {
-                user,
-                risk,
-                first_seen,
-            }
-        })
-        .collect();
-    users.sort_by_key(|u| (std::cmp::Reverse(u.risk), u.first_seen));
-    out.users = users;
-    out.tenant_ids = by_id.into_keys().collect();
+    chosen.sort_unstable_by_key(|u| (std::cmp::Reverse(u.risk), u.first_seen));
+    out.users = chosen;
+    out.missing = join.missing(&csv_paths);
+    out.risk_known = risk_known;
     Ok(out)
+}
+
+/// What one pass over the tenant's users found.
+struct Listed {
+    /// The users some source named, in listing order.
+    users: Vec<ResolvedUser>,
+    /// The role principals among the tenant's users.
+    user_principals: HashSet<String>,
+    /// Users in the tenant.
+    tenant_users: u64,
+}
+
+/// List the tenant once, keeping only the users `join` wants: memory follows the targets,
+/// not the tenant.
+async fn list_and_join(
+    directory: &dyn Directory,
+    select: Vec<String>,
+    join: &mut Join,
+    principals: &HashSet<String>,
+) -> Result<Listed, ResolveError> {
+    let mut out = Listed {
+        users: Vec::new(),
+        user_principals: HashSet::new(),
+        tenant_users: 0,
+    };
+    let mut listing = directory.list_users(UserQuery {
+        select: Some(select),
+        ..UserQuery::default()
+    });
+    while let Some(user) = listing
+        .try_next()
+        .await
+        .map_err(graph("the tenant's users"))?
+    {
+        let id = lower(&user.id);
+        if principals.contains(id.as_ref()) {
+            out.user_principals.insert(id.clone().into_owned());
+        }
+        if let Some(first_seen) = join.take(&id, &user.upn, out.tenant_users) {
+            out.users.push(ResolvedUser::from_user(user, first_seen));
+        }
+        out.tenant_users += 1;
+    }
+    Ok(out)
+}
+
+/// The properties planning reads: identity, the partition's flags, and only the text
+/// attributes `when:` conditions compare (each costs memory per listed user).
+fn user_select(playbook: &Playbook) -> Vec<String> {
+    let mut select: Vec<String> = [
+        "id",
+        "userPrincipalName",
+        "displayName",
+        "accountEnabled",
+        "onPremisesSyncEnabled",
+        "mobilePhone",
+    ]
+    .map(String::from)
+    .into();
+    let conditions = || playbook.steps.iter().filter_map(|s| s.when.as_ref());
+    if conditions().any(|c| c.reads_text(TextAttr::Department)) {
+        select.push("department".into());
+    }
+    if conditions().any(|c| c.reads_text(TextAttr::JobTitle)) {
+        select.push("jobTitle".into());
+    }
+    select
+}
+
+/// Where a CSV named a target (for the plan's list of targets that did not resolve).
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    /// Index of the file among the playbook's CSV sources.
+    file: usize,
+    /// The row's line.
+    line: u64,
+}
+
+/// A key some source named: when it was first named, and where if from a CSV.
+#[derive(Debug, Clone, Copy)]
+struct Named {
+    rank: u64,
+    origin: Option<Origin>,
+}
+
+/// A ranking that keeps sources in order and rows in order within a source.
+fn rank(source: u32, position: usize) -> u64 {
+    (u64::from(source) << 32) | position as u64
+}
+
+/// Lower-case an id or UPN, borrowing when it already is (Graph's ids always are).
+fn lower(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) || !text.is_ascii() {
+        std::borrow::Cow::Owned(text.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// The join's hasher: fast, and seeded per process so a hostile CSV cannot aim collisions.
+type Hasher = foldhash::fast::RandomState;
+
+/// The streaming join: every key the sources named, matched against the tenant's users as
+/// the listing goes by. A matched key is removed; what is left at the end did not resolve.
+#[derive(Debug, Default)]
+struct Join {
+    /// Lower-case UPN → where it was named.
+    by_upn: HashMap<String, Named, Hasher>,
+    /// Lower-case object id → where it was named.
+    by_id: HashMap<String, Named, Hasher>,
+    /// `all_users`: every listed user, ranked from this source on.
+    all_users: Option<u32>,
+    /// Sources ranked so far.
+    sources: u32,
+}
+
+impl Join {
+    fn next_source(&mut self) -> u32 {
+        self.sources += 1;
+        self.sources - 1
+    }
+
+    /// Name `key`; the first naming keeps its rank, and a CSV origin is never lost.
+    fn want(&mut self, key: TargetKey, rank: u64, origin: Option<Origin>) {
+        let (map, key) = match key {
+            TargetKey::Upn(upn) => (&mut self.by_upn, upn),
+            TargetKey::ObjectId(id) => (&mut self.by_id, id),
+        };
+        let named = map.entry(key).or_insert(Named { rank, origin });
+        named.rank = named.rank.min(rank);
+        named.origin = named.origin.or(origin);
+    }
+
+    /// Ask Graph for the members of group sources and the matches of filter sources, in
+    /// playbook order after the CSV sources.
+    async fn sources(
+        &mut self,
+        directory: &dyn Directory,
+        playbook: &Playbook,
+    ) -> Result<(), ResolveError> {
+        for target in &playbook.targets {
+            let ids: Vec<String> = match target {
+                Target::Csv { .. } => continue,
+                Target::AllUsers => {
+                    self.all_users = Some(self.next_source());
+                    continue;
+                }
+                Target::RiskyUsers { .. } => {
+                    // Ranked now, filled once risk levels are read.
+                    self.next_source();
+                    continue;
+                }
+                Target::Group { id, transitive } => directory
+                    .list_group_members(&id.to_string(), *transitive)
+                    .map_ok(|u| u.id)
+                    .try_collect()
+                    .await
+                    .map_err(graph(format!("members of group {id}")))?,
+                Target::Filter(filter) => directory
+                    .list_users(UserQuery {
+                        filter: Some(filter.clone()),
+                        advanced: needs_advanced_query(filter),
+                        select: Some(vec!["id".into()]),
+                    })
+                    .map_ok(|u| u.id)
+                    .try_collect()
+                    .await
+                    .map_err(graph(format!("users matching `{filter}`")))?,
+            };
+            let source = self.next_source();
+            for (position, id) in ids.into_iter().enumerate() {
+                let id = lower(&id).into_owned();
+                self.want(TargetKey::ObjectId(id), rank(source, position), None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Name the users of `risky_users` sources at the levels they ask for.
+    fn risky_sources(&mut self, playbook: &Playbook, risk: &HashMap<String, RiskLevel>) {
+        let csv_sources = playbook
+            .targets
+            .iter()
+            .filter(|t| matches!(t, Target::Csv { .. }))
+            .count() as u32;
+        let others = playbook
+            .targets
+            .iter()
+            .filter(|t| !matches!(t, Target::Csv { .. }));
+        for (source, target) in (csv_sources..).zip(others) {
+            if let Target::RiskyUsers { levels } = target {
+                let mut ids: Vec<&String> = risk
+                    .iter()
+                    .filter(|(_, level)| levels.contains(level))
+                    .map(|(id, _)| id)
+                    .collect();
+                ids.sort_unstable();
+                for (position, id) in ids.into_iter().enumerate() {
+                    self.want(
+                        TargetKey::ObjectId(id.clone()),
+                        rank(source, position),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+
+    /// The rank of a listed user if any source named them (forgetting the keys that did).
+    fn take(&mut self, id: &str, upn: &str, position: u64) -> Option<u64> {
+        let by_id = self.by_id.remove(id).map(|n| n.rank);
+        let by_upn = if self.by_upn.is_empty() {
+            None
+        } else {
+            self.by_upn.remove(lower(upn).as_ref()).map(|n| n.rank)
+        };
+        let all = self
+            .all_users
+            .map(|source| (u64::from(source) << 32) | position);
+        [by_id, by_upn, all].into_iter().flatten().min()
+    }
+
+    /// The CSV keys no listed user matched, by file and line.
+    fn missing(self, csv_paths: &[PathBuf]) -> Vec<Missing> {
+        let mut missing: Vec<(usize, u64, String)> = self
+            .by_upn
+            .into_iter()
+            .chain(self.by_id)
+            .filter_map(|(key, named)| named.origin.map(|o| (o.file, o.line, key)))
+            .collect();
+        missing.sort_unstable();
+        missing
+            .into_iter()
+            .map(|(file, line, target)| Missing {
+                target,
+                source: format!("{}:{line}", csv_paths[file].display()),
+                reason: "no such user in the tenant".into(),
+            })
+            .collect()
+    }
 }
 
 /// Risk level by lower-case user id. A playbook that targets risky users needs them (an

@@ -5,8 +5,7 @@
 //!    latency with Graph's real quotas, both divided by a time scale so the benchmark takes
 //!    seconds; prints wall time against the quota bound (2 writes × users / 20 per s, scaled),
 //!    the share of requests answered 429, peak RSS, and the journal's share of pipeline time.
-//! 2. Planning: a CSV naming every user of a 1,000,000-user tenant, planned against it;
-//!    prints time and memory (goal: under 10 s and 500 MB).
+//! 2. Planning (`bench/plan.rs`, also `resetctl bench plan` alone).
 //!
 //! Everything runs in this process (emulator included), so RSS figures include the emulator.
 
@@ -14,18 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use jiff::Timestamp;
 use resetctl::audit::{AuditConfig, AuditHandle};
-use resetctl::directory::UserQuery;
 use resetctl::emulator::EmulatorConfig;
 use resetctl::engine::execute::{self, Execution, Progress};
 use resetctl::engine::gate;
 use resetctl::engine::planner::{self, PlanRequest};
 use resetctl::playbook;
 use resetctl::store::{
-    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, RunId, RunRecord, RunStatus, RunStore,
-    SqliteStore, StoreError,
+    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, PlanDocument, RunId, RunRecord,
+    RunStatus, RunStore, SqliteStore, StoreError,
 };
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
@@ -37,18 +34,14 @@ use crate::cmd::{CmdResult, Exit, Failure};
 const TIME_SCALE: f64 = 50.0;
 /// Mean latency before scaling (issue 5: 100 ms).
 const LATENCY_MS: u64 = 100;
-/// Users of the planning benchmark.
-const PLAN_USERS: u32 = 1_000_000;
-
-fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
+pub(super) fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
 }
 
 /// Run both benchmarks; `users` sizes the execution one.
 pub async fn run(users: Option<u64>) -> CmdResult {
     execution(users.unwrap_or(10_000) as u32).await?;
-    planning().await?;
-    Ok(Exit::Success)
+    super::plan::run(None).await
 }
 
 const PLAYBOOK: &str = "name: bench
@@ -94,6 +87,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
         SqliteStore::open(&dir.path().join("runs.sqlite")).map_err(|e| fail("store", e))?,
     ));
     let run = RunId::generate(Timestamp::now());
+    let plan = Arc::new(plan);
     store
         .create_run(NewRun {
             id: run.clone(),
@@ -102,7 +96,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
             playbook_path: "bench.yaml".into(),
             tenant: "bench".into(),
             plan_hash: plan.hash(),
-            plan_json: serde_json::to_string(&plan).map_err(|e| fail("plan", e))?,
+            plan: PlanDocument::of(Arc::clone(&plan)),
         })
         .await
         .map_err(|e| fail("store", e))?;
@@ -117,7 +111,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
         store: Arc::clone(&store),
         audit: audit.clone(),
         playbook,
-        plan: Arc::new(plan),
+        plan,
         run,
         actor: "bench".into(),
         concurrency,
@@ -178,89 +172,18 @@ async fn execution(users: u32) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn planning() -> Result<(), Failure> {
-    let dir = ScratchDir::new("plan")?;
-    let seeded = Instant::now();
-    let mut config = EmulatorConfig::seeded(PLAN_USERS, 7);
-    config.throttle = false;
-    let tenant = tenant::emulated("plan-bench", config).await?;
-    let seeded = seeded.elapsed();
-    // The breach CSV: every user of the tenant (listing it is setup, not measured).
-    let upns: Vec<String> = tenant
-        .directory
-        .list_users(UserQuery {
-            select: Some(vec!["id".into(), "userPrincipalName".into()]),
-            ..UserQuery::default()
-        })
-        .map_ok(|u| u.upn)
-        .try_collect()
-        .await
-        .map_err(|e| fail("listing", e))?;
-    let csv_path = dir.path().join("targets.csv");
-    let mut csv = String::with_capacity(upns.len() * 40);
-    csv.push_str("upn\n");
-    for upn in &upns {
-        csv.push_str(upn);
-        csv.push('\n');
-    }
-    drop(upns);
-    std::fs::write(&csv_path, csv).map_err(|e| fail("csv", e))?;
-    let text = "name: plan-bench\ntargets: [csv: { path: targets.csv, column: upn }]\nguards: { max_fraction_of_tenant: 1.0 }\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n  - revoke_sessions\n";
-    let loaded = playbook::load_str("plan-bench.yaml", text).map_err(|e| fail("playbook", e))?;
-    let rss_before = rss_mb();
-    let started = Instant::now();
-    let plan = planner::build_plan(
-        tenant.directory.as_ref(),
-        PlanRequest {
-            playbook: &loaded.playbook,
-            playbook_bytes: text.as_bytes(),
-            tenant: &tenant.name,
-            apps: 1,
-            runner_accounts: &[],
-            resolve: ResolveOptions {
-                csv_override: Some(csv_path),
-                skip_bad_rows: false,
-            },
-        },
-    )
-    .await
-    .map_err(|e| fail("plan", e))?;
-    let took = started.elapsed();
-    let rss_after = rss_mb();
-    println!(
-        "bench plan: {PLAN_USERS} CSV targets against a {PLAN_USERS}-user emulated tenant (seeded in {:.1} s)",
-        seeded.as_secs_f64()
-    );
-    println!(
-        "  users planned         {} ({} unresolved)",
-        plan.users.len(),
-        plan.unresolved.len()
-    );
-    println!(
-        "  time                  {:.2} s (goal under 10 s)",
-        took.as_secs_f64()
-    );
-    println!(
-        "  memory                RSS {rss_before} MB before, {rss_after} MB after planning; peak {} MB \
-         (process, emulator's tenant included)",
-        peak_rss_mb()
-    );
-    tenant.close().await;
-    Ok(())
-}
-
 /// A scratch directory for one benchmark, removed when dropped.
-struct ScratchDir(std::path::PathBuf);
+pub(super) struct ScratchDir(std::path::PathBuf);
 
 impl ScratchDir {
-    fn new(what: &str) -> Result<ScratchDir, Failure> {
+    pub(super) fn new(what: &str) -> Result<ScratchDir, Failure> {
         let path =
             std::env::temp_dir().join(format!("resetctl-bench-{what}-{}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| fail("scratch directory", e))?;
         Ok(ScratchDir(path))
     }
 
-    fn path(&self) -> &std::path::Path {
+    pub(super) fn path(&self) -> &std::path::Path {
         &self.0
     }
 }
@@ -286,10 +209,6 @@ fn status_mb(field: &str) -> u64 {
 
 fn peak_rss_mb() -> u64 {
     status_mb("VmHWM:")
-}
-
-fn rss_mb() -> u64 {
-    status_mb("VmRSS:")
 }
 
 /// Time spent in journal calls.
@@ -340,6 +259,9 @@ impl<S: RunStore> RunStore for TimedStore<S> {
     }
     async fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
         self.inner.runs().await
+    }
+    async fn plan_json(&self, id: &RunId) -> Result<String, StoreError> {
+        self.inner.plan_json(id).await
     }
     async fn set_status(
         &self,
