@@ -1424,6 +1424,130 @@ async fn faults_apply_writes_before_504_and_reset() {
     }
 }
 
+/// `403=1.0`: every directory write is denied with Graph's body and changes nothing; reads,
+/// the token endpoint, Outlook and Identity Protection are untouched; the write log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_403_denies_directory_writes_without_applying_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenant_file(&dir, SMALL_TENANT);
+    let config = EmulatorConfig::from_tenant_file(&path)
+        .unwrap()
+        .with_faults("403=1.0")
+        .unwrap();
+    let emu = start(config).await;
+    let api = Api::new(emu.info(), 0).await; // the token endpoint is never denied
+    let alice = "/users/alice@contoso.example";
+    let before = api.inspect("users/alice@contoso.example").await;
+    let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
+
+    let r = api
+        .send_expect(Method::PATCH, alice, Some(pw.clone()), 403)
+        .await;
+    let rid = r.headers()["request-id"].to_str().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    let date = body["error"]["innerError"]["date"].as_str().unwrap();
+    assert!(
+        date.parse::<jiff::civil::DateTime>().is_ok() && date.len() == 19,
+        "{date}"
+    );
+    assert_eq!(
+        body,
+        json!({"error": {
+            "code": "Authorization_RequestDenied",
+            "message": "Insufficient privileges to complete the operation.",
+            "innerError": {"date": date, "request-id": rid, "client-request-id": rid},
+        }})
+    );
+    api.send_expect(
+        Method::POST,
+        &format!("{alice}/revokeSignInSessions"),
+        None,
+        403,
+    )
+    .await;
+    api.send_expect(
+        Method::DELETE,
+        &format!("{alice}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"),
+        None,
+        403,
+    )
+    .await;
+    // Inside a $batch: the write item is denied, the read item served.
+    let batch = json!({"requests": [
+        {"id": "1", "method": "PATCH", "url": alice, "headers": {"Content-Type": "application/json"}, "body": pw},
+        {"id": "2", "method": "GET", "url": format!("{alice}?$select=id")},
+    ]});
+    let r = api
+        .send_expect(Method::POST, "/$batch", Some(batch), 200)
+        .await;
+    let items: Value = r.json().await.unwrap();
+    assert_eq!(items["responses"][0]["status"], 403);
+    assert_eq!(
+        items["responses"][0]["body"]["error"]["code"],
+        "Authorization_RequestDenied"
+    );
+    assert_eq!(items["responses"][1]["status"], 200);
+
+    // Nothing was applied; reads still succeed.
+    assert_eq!(api.inspect("users/alice@contoso.example").await, before);
+    assert_eq!(before["passwordSetCount"], 0);
+    let (status, methods) = api
+        .get_json(&format!("{alice}/authentication/methods"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(methods["value"].as_array().unwrap().len(), 7);
+    let (status, _) = api.get_json("/users?$select=id").await;
+    assert_eq!(status, 200);
+
+    // Outlook and Identity Protection writes are not directory writes: never denied.
+    let mail = json!({"message": {"subject": "s", "body": {"contentType": "Text", "content": "c"}, "toRecipients": [{"emailAddress": {"address": "alice@contoso.example"}}]}});
+    api.send_expect(
+        Method::POST,
+        "/users/ceo@contoso.example/sendMail",
+        Some(mail),
+        202,
+    )
+    .await;
+    api.send_expect(
+        Method::POST,
+        "/identityProtection/riskyUsers/confirmCompromised",
+        Some(json!({"userIds": [before["id"]]})),
+        204,
+    )
+    .await;
+
+    // The write log lists each denied write as attempted, not applied, with its fault.
+    let log = api.inspect("writes").await;
+    let rows: Vec<(&str, u64, bool, &Value)> = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["method"].as_str().unwrap(),
+                w["status"].as_u64().unwrap(),
+                w["applied"].as_bool().unwrap(),
+                &w["fault"],
+            )
+        })
+        .collect();
+    let denied = json!("403");
+    assert_eq!(
+        rows,
+        [
+            ("PATCH", 403, false, &denied),
+            ("POST", 403, false, &denied),
+            ("DELETE", 403, false, &denied),
+            ("PATCH", 403, false, &denied),
+            ("POST", 202, true, &Value::Null),
+            ("POST", 204, true, &Value::Null),
+        ]
+    );
+    assert_eq!(log["writes"][3]["batch"], true);
+    assert_eq!(api.inspect("stats").await["faults"], 4);
+    emu.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_scale_shortens_token_lifetime_and_latency_applies() {
     let mut config = EmulatorConfig::seeded(20, 9);
