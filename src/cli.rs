@@ -280,7 +280,10 @@ pub struct EmulatorArgs {
     /// Mean added latency per request in milliseconds (with jitter).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub latency_ms: u64,
-    /// Injected faults, e.g. `503=0.02,504=0.01,reset=0.005`.
+    /// Injected faults, each KIND=PROBABILITY, e.g. `503=0.02,504=0.01,reset=0.005`:
+    /// 503 refuses a request (retryable); 504 and reset apply a write, then time out or drop
+    /// the connection; 403 denies a directory write (Authorization_RequestDenied, not
+    /// applied, not retryable) to rehearse a run going bad.
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Divide every throttling window and latency by K (tabletops of large tenants).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::Method;
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
 use serde_json::{Value, json};
 
@@ -51,6 +52,7 @@ async fn token_for(client: &reqwest::Client, info: &ConnectionInfo, n: usize) ->
 struct Api {
     client: reqwest::Client,
     graph: String,
+    inspect: String,
     token: String,
 }
 
@@ -61,6 +63,7 @@ impl Api {
         Api {
             client,
             graph: info.graph_url.clone(),
+            inspect: info.inspect_url.clone(),
             token,
         }
     }
@@ -84,12 +87,7 @@ impl Api {
         let s = r.status().as_u16();
         (s, r.json().await.unwrap_or(Value::Null))
     }
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
         let mut b = self
             .client
             .request(method, self.url(path))
@@ -98,6 +96,28 @@ impl Api {
             b = b.json(&body);
         }
         b.send().await.unwrap()
+    }
+    /// [`Api::send`], asserting the status; the response is returned for further checks.
+    async fn send_expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> reqwest::Response {
+        let r = self.send(method.clone(), path, body).await;
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        r
+    }
+    /// `GET /_emulator/{what}` (no token needed) as JSON.
+    async fn inspect(&self, what: &str) -> Value {
+        let r = self
+            .client
+            .get(format!("{}/{what}", self.inspect))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
     }
 }
 
@@ -443,13 +463,13 @@ async fn error_cases_answer_like_graph() {
     assert_eq!(r.status(), 400);
     // Synced user.
     let r = api
-        .send(
-            reqwest::Method::PATCH,
+        .send_expect(
+            Method::PATCH,
             "/users/bob@contoso.example",
             Some(patch(good)),
+            400,
         )
         .await;
-    assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
         body["error"]["message"],
@@ -457,13 +477,13 @@ async fn error_cases_answer_like_graph() {
     );
     // Complexity.
     let r = api
-        .send(
-            reqwest::Method::PATCH,
+        .send_expect(
+            Method::PATCH,
             "/users/alice@contoso.example",
             Some(patch("password")),
+            400,
         )
         .await;
-    assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert!(
         body["error"]["message"]
@@ -474,61 +494,57 @@ async fn error_cases_answer_like_graph() {
     // User Administrator may not reset a Global Admin, a role-assignable group member, or revoke them.
     for target in ["ga@contoso.example", "tier0@contoso.example"] {
         let r = api
-            .send(
-                reqwest::Method::PATCH,
+            .send_expect(
+                Method::PATCH,
                 &format!("/users/{target}"),
                 Some(patch(good)),
+                403,
             )
             .await;
-        assert_eq!(r.status(), 403, "{target}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
         assert_eq!(
             body["error"]["message"],
             "Insufficient privileges to complete the operation."
         );
-        let r = api
-            .send(
-                reqwest::Method::POST,
-                &format!("/users/{target}/revokeSignInSessions"),
-                None,
-            )
-            .await;
-        assert_eq!(r.status(), 403);
+        api.send_expect(
+            Method::POST,
+            &format!("/users/{target}/revokeSignInSessions"),
+            None,
+            403,
+        )
+        .await;
     }
     // ... but a Helpdesk Administrator, yes; and the Privileged Authentication Administrator app reaches the GA.
-    let r = api
-        .send(
-            reqwest::Method::PATCH,
-            "/users/helpdesk@contoso.example",
-            Some(patch(good)),
-        )
-        .await;
-    assert_eq!(r.status(), 204);
+    api.send_expect(
+        Method::PATCH,
+        "/users/helpdesk@contoso.example",
+        Some(patch(good)),
+        204,
+    )
+    .await;
     let pa = Api::new(&info, 2).await;
-    let r = pa
-        .send(
-            reqwest::Method::PATCH,
-            "/users/ga@contoso.example",
-            Some(patch(good)),
-        )
-        .await;
-    assert_eq!(r.status(), 204);
+    pa.send_expect(
+        Method::PATCH,
+        "/users/ga@contoso.example",
+        Some(patch(good)),
+        204,
+    )
+    .await;
 
     // A successful reset is readable back.
     let before = chrono_like_now();
-    let r = api.send(reqwest::Method::PATCH, "/users/alice@contoso.example", Some(json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "forceChangePasswordNextSignInWithMfa": true, "password": good}}))).await;
-    assert_eq!(r.status(), 204);
+    let r = api.send_expect(Method::PATCH, "/users/alice@contoso.example", Some(json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "forceChangePasswordNextSignInWithMfa": true, "password": good}})), 204).await;
     assert!(r.headers().contains_key("request-id"));
     assert_eq!(r.headers()["x-ms-resource-unit"], "1");
     let r = api
-        .send(
-            reqwest::Method::POST,
+        .send_expect(
+            Method::POST,
             "/users/alice@contoso.example/revokeSignInSessions",
             None,
+            200,
         )
         .await;
-    assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["value"], true);
     assert!(
@@ -543,14 +559,7 @@ async fn error_cases_answer_like_graph() {
         "{alice}"
     );
     assert!(alice["signInSessionsValidFromDateTime"].as_str().unwrap() >= before.as_str());
-    let inspect: Value = c
-        .get(format!("{}/users/alice@contoso.example", info.inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inspect: Value = api.inspect("users/alice@contoso.example").await;
     assert_eq!(inspect["forceChangePasswordNextSignIn"], true);
     assert_eq!(inspect["forceChangePasswordNextSignInWithMfa"], true);
     assert_eq!(inspect["passwordSetCount"], 1);
@@ -558,14 +567,7 @@ async fn error_cases_answer_like_graph() {
     assert_eq!(inspect["risk"]["state"], "remediated");
 
     // The write log lists every write attempt in order with outcome.
-    let log: Value = c
-        .get(format!("{}/writes", info.inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = api.inspect("writes").await;
     let writes = log["writes"].as_array().unwrap();
     let statuses: Vec<u64> = writes
         .iter()
@@ -854,7 +856,6 @@ async fn groups_roles_risk_methods_tap_and_mail() {
     let (_dir, emu) = small_tenant().await;
     let info = emu.info().clone();
     let api = Api::new(&info, 0).await;
-    let c = &api.client;
     let (_, groups) = api
         .get_json("/groups?$filter=displayName%20eq%20'Everyone'")
         .await;
@@ -899,55 +900,36 @@ async fn groups_roles_risk_methods_tap_and_mail() {
     let (_, alice) = api.get_json("/users/alice@contoso.example").await;
     let alice_id = alice["id"].as_str().unwrap().to_string();
     let add = json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{alice_id}")});
-    assert_eq!(
-        api.send(
-            reqwest::Method::POST,
-            &format!("/groups/{ca}/members/$ref"),
-            Some(add.clone())
-        )
-        .await
-        .status(),
-        204
-    );
-    assert_eq!(
-        api.send(
-            reqwest::Method::POST,
-            &format!("/groups/{ca}/members/$ref"),
-            Some(add)
-        )
-        .await
-        .status(),
-        400
-    );
-    assert_eq!(
-        api.send(
-            reqwest::Method::DELETE,
-            &format!("/groups/{ca}/members/{alice_id}/$ref"),
-            None
-        )
-        .await
-        .status(),
-        204
-    );
-    assert_eq!(
-        api.send(
-            reqwest::Method::DELETE,
-            &format!("/groups/{ca}/members/{alice_id}/$ref"),
-            None
-        )
-        .await
-        .status(),
-        404
-    );
+    api.send_expect(
+        Method::POST,
+        &format!("/groups/{ca}/members/$ref"),
+        Some(add.clone()),
+        204,
+    )
+    .await;
+    api.send_expect(
+        Method::POST,
+        &format!("/groups/{ca}/members/$ref"),
+        Some(add),
+        400,
+    )
+    .await;
+    api.send_expect(
+        Method::DELETE,
+        &format!("/groups/{ca}/members/{alice_id}/$ref"),
+        None,
+        204,
+    )
+    .await;
+    api.send_expect(
+        Method::DELETE,
+        &format!("/groups/{ca}/members/{alice_id}/$ref"),
+        None,
+        404,
+    )
+    .await;
 
-    let log: Value = c
-        .get(format!("{}/writes", info.inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = api.inspect("writes").await;
     let targets: Vec<&Value> = log["writes"]
         .as_array()
         .unwrap()
@@ -995,22 +977,14 @@ async fn groups_roles_risk_methods_tap_and_mail() {
     assert_eq!(v.len(), 1);
     assert_eq!(v[0]["userPrincipalName"], "alice@contoso.example");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = api
-        .send(
-            reqwest::Method::POST,
-            "/identityProtection/riskyUsers/confirmCompromised",
-            Some(json!({"userIds": [alice_id]})),
-        )
-        .await;
-    assert_eq!(r.status(), 204);
-    let inspect: Value = c
-        .get(format!("{}/users/{alice_id}", info.inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    api.send_expect(
+        Method::POST,
+        "/identityProtection/riskyUsers/confirmCompromised",
+        Some(json!({"userIds": [alice_id]})),
+        204,
+    )
+    .await;
+    let inspect: Value = api.inspect(&format!("users/{alice_id}")).await;
     assert_eq!(inspect["risk"]["state"], "confirmedCompromised");
 
     // Methods: list, delete one, TAP (201, one usable per user).
@@ -1030,53 +1004,50 @@ async fn groups_roles_risk_methods_tap_and_mail() {
         .iter()
         .find(|m| m["@odata.type"] == "#microsoft.graph.softwareOathAuthenticationMethod")
         .unwrap();
+    api.send_expect(
+        Method::DELETE,
+        &format!(
+            "/users/{alice_id}/authentication/softwareOathMethods/{}",
+            oath["id"].as_str().unwrap()
+        ),
+        None,
+        204,
+    )
+    .await;
+    api.send_expect(
+        Method::DELETE,
+        &format!(
+            "/users/{alice_id}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"
+        ),
+        None,
+        204,
+    )
+    .await;
+    api.send_expect(
+        Method::DELETE,
+        &format!(
+            "/users/{alice_id}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"
+        ),
+        None,
+        404,
+    )
+    .await;
+    // A lifetime below 10 minutes is refused.
+    api.send_expect(
+        Method::POST,
+        &format!("/users/{alice_id}/authentication/temporaryAccessPassMethods"),
+        Some(json!({"lifetimeInMinutes": 5})),
+        400,
+    )
+    .await;
     let r = api
-        .send(
-            reqwest::Method::DELETE,
-            &format!(
-                "/users/{alice_id}/authentication/softwareOathMethods/{}",
-                oath["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
-    let r = api
-        .send(
-            reqwest::Method::DELETE,
-            &format!(
-                "/users/{alice_id}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"
-            ),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 204);
-    let r = api
-        .send(
-            reqwest::Method::DELETE,
-            &format!(
-                "/users/{alice_id}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"
-            ),
-            None,
-        )
-        .await;
-    assert_eq!(r.status(), 404);
-    let r = api
-        .send(
-            reqwest::Method::POST,
-            &format!("/users/{alice_id}/authentication/temporaryAccessPassMethods"),
-            Some(json!({"lifetimeInMinutes": 5})),
-        )
-        .await;
-    assert_eq!(r.status(), 400, "lifetime below 10 minutes");
-    let r = api
-        .send(
-            reqwest::Method::POST,
+        .send_expect(
+            Method::POST,
             &format!("/users/{alice_id}/authentication/temporaryAccessPassMethods"),
             Some(json!({"lifetimeInMinutes": 60, "isUsableOnce": true})),
+            201,
         )
         .await;
-    assert_eq!(r.status(), 201);
     let tap1: Value = r.json().await.unwrap();
     assert_eq!(
         tap1["@odata.type"],
@@ -1086,7 +1057,7 @@ async fn groups_roles_risk_methods_tap_and_mail() {
     assert_eq!(tap1["temporaryAccessPass"].as_str().unwrap().len(), 8);
     let r = api
         .send(
-            reqwest::Method::POST,
+            Method::POST,
             &format!("/users/{alice_id}/authentication/temporaryAccessPassMethods"),
             Some(json!({})),
         )
@@ -1107,14 +1078,7 @@ async fn groups_roles_risk_methods_tap_and_mail() {
         taps[0]["temporaryAccessPass"].is_null(),
         "the pass is shown only once"
     );
-    let inspect: Value = c
-        .get(format!("{}/users/{alice_id}", info.inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inspect: Value = api.inspect(&format!("users/{alice_id}")).await;
     assert_eq!(
         inspect["temporaryAccessPass"]["temporaryAccessPass"],
         tap2["temporaryAccessPass"]
@@ -1127,45 +1091,36 @@ async fn groups_roles_risk_methods_tap_and_mail() {
             .any(|m| m == "phone" || m == "softwareOath")
     );
     // TAP for a Global Admin with the User Administrator app: refused.
-    let r = api
-        .send(
-            reqwest::Method::POST,
-            "/users/ga@contoso.example/authentication/temporaryAccessPassMethods",
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(r.status(), 403);
+    api.send_expect(
+        Method::POST,
+        "/users/ga@contoso.example/authentication/temporaryAccessPassMethods",
+        Some(json!({})),
+        403,
+    )
+    .await;
 
     // sendMail: 202 and the outbox.
     let mail = json!({"message": {"subject": "Action required", "body": {"contentType": "Text", "content": "Your password was reset."}, "toRecipients": [{"emailAddress": {"address": "alice@contoso.example"}}]}, "saveToSentItems": false});
     let r = api
-        .send(
-            reqwest::Method::POST,
+        .send_expect(
+            Method::POST,
             "/users/ceo@contoso.example/sendMail",
             Some(mail),
+            202,
         )
         .await;
-    assert_eq!(r.status(), 202);
     assert!(
         !r.headers().contains_key("x-ms-resource-unit"),
         "Outlook, not the directory"
     );
-    let r = api
-        .send(
-            reqwest::Method::POST,
-            "/users/ceo@contoso.example/sendMail",
-            Some(json!({"message": {"subject": "x"}})),
-        )
-        .await;
-    assert_eq!(r.status(), 400);
-    let outbox: Value = c
-        .get(format!("{}/outbox", info.inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    api.send_expect(
+        Method::POST,
+        "/users/ceo@contoso.example/sendMail",
+        Some(json!({"message": {"subject": "x"}})),
+        400,
+    )
+    .await;
+    let outbox: Value = api.inspect("outbox").await;
     let msgs = outbox["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 1);
     assert_eq!(msgs[0]["from"], "ceo@contoso.example");
@@ -1239,7 +1194,7 @@ async fn write_quota_throttles_a_client_that_ignores_retry_after() {
             // Send until 300 throttled answers were seen (or a hard cap), never waiting.
             while thr.load(Ordering::Relaxed) < 300 && sent.fetch_add(1, Ordering::Relaxed) < 12_000
             {
-                let r = api.send(reqwest::Method::POST, &target, None).await;
+                let r = api.send(Method::POST, &target, None).await;
                 match r.status().as_u16() {
                     200 => {
                         if !seen.load(Ordering::Relaxed) {
@@ -1300,9 +1255,8 @@ async fn write_quota_throttles_a_client_that_ignores_retry_after() {
         {"id": "2", "method": "GET", "url": "/users?$top=1&$select=id"},
     ]});
     let r = api
-        .send(reqwest::Method::POST, "/$batch", Some(batch))
+        .send_expect(Method::POST, "/$batch", Some(batch), 200)
         .await;
-    assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     let items = body["responses"].as_array().unwrap();
     assert_eq!(items[0]["status"], 429);
@@ -1320,15 +1274,7 @@ async fn write_quota_throttles_a_client_that_ignores_retry_after() {
         "reads pass while writes are throttled"
     );
 
-    let stats: Value = api
-        .client
-        .get(format!("{}/stats", info.inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = api.inspect("stats").await;
     assert!(stats["throttled"].as_u64().unwrap() >= 301);
     assert_eq!(stats["time_scale"], 5.0);
     let bucket = stats["buckets"]
@@ -1357,7 +1303,7 @@ async fn a_client_that_honours_retry_after_is_never_throttled_on_retry() {
             done < 20_000 && start.elapsed() < Duration::from_secs(60),
             "never throttled"
         );
-        let r = api.send(reqwest::Method::POST, &target, None).await;
+        let r = api.send(Method::POST, &target, None).await;
         if r.status() == 429 {
             throttled_first_tries += 1;
             let ra: f64 = r.headers()["retry-after"]
@@ -1367,7 +1313,7 @@ async fn a_client_that_honours_retry_after_is_never_throttled_on_retry() {
                 .unwrap();
             assert!(ra < 1.0, "scaled Retry-After: {ra}");
             tokio::time::sleep(Duration::from_secs_f64(ra)).await;
-            let retry = api.send(reqwest::Method::POST, &target, None).await;
+            let retry = api.send(Method::POST, &target, None).await;
             assert_eq!(retry.status(), 200, "a retry after Retry-After is admitted");
         } else {
             assert_eq!(r.status(), 200);
@@ -1385,19 +1331,18 @@ async fn batch_limits_dependencies_and_per_item_status() {
     let many: Vec<Value> = (0..21)
         .map(|i| json!({"id": i.to_string(), "method": "GET", "url": "/users?$top=1"}))
         .collect();
-    let r = api
-        .send(
-            reqwest::Method::POST,
-            "/$batch",
-            Some(json!({"requests": many})),
-        )
-        .await;
-    assert_eq!(r.status(), 400);
-    let r = api.send(reqwest::Method::POST, "/$batch", Some(json!({"requests": [
-        {"id": "a", "method": "GET", "url": "/users"}, {"id": "A", "method": "GET", "url": "/users"}]}))).await;
-    assert_eq!(r.status(), 400, "ids are compared case-insensitively");
+    api.send_expect(
+        Method::POST,
+        "/$batch",
+        Some(json!({"requests": many})),
+        400,
+    )
+    .await;
+    // Duplicate ids are refused; ids are compared case-insensitively.
+    api.send_expect(Method::POST, "/$batch", Some(json!({"requests": [
+        {"id": "a", "method": "GET", "url": "/users"}, {"id": "A", "method": "GET", "url": "/users"}]})), 400).await;
     let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
-    let r = api.send(reqwest::Method::POST, "/$batch", Some(json!({"requests": [
+    let r = api.send_expect(Method::POST, "/$batch", Some(json!({"requests": [
         {"id": "1", "method": "PATCH", "url": "/users/nobody@contoso.example", "headers": {"Content-Type": "application/json"}, "body": pw},
         {"id": "2", "dependsOn": ["1"], "method": "POST", "url": "/users/nobody@contoso.example/revokeSignInSessions"},
         {"id": "3", "method": "PATCH", "url": "/users/alice@contoso.example", "headers": {"Content-Type": "application/json"}, "body": pw},
@@ -1405,8 +1350,7 @@ async fn batch_limits_dependencies_and_per_item_status() {
         {"id": "5", "method": "GET", "url": "/identityProtection/riskyUsers"},
         {"id": "6", "method": "GET", "url": "/identityProtection/riskyUsers"},
         {"id": "7", "method": "GET", "url": "/users/$count", "headers": {"ConsistencyLevel": "eventual"}},
-    ]}))).await;
-    assert_eq!(r.status(), 200);
+    ]})), 200).await;
     let body: Value = r.json().await.unwrap();
     let status: Vec<u64> = body["responses"]
         .as_array()
@@ -1423,15 +1367,7 @@ async fn batch_limits_dependencies_and_per_item_status() {
     assert_eq!(items[6]["body"], "6");
     assert_eq!(items[0]["headers"]["x-ms-resource-unit"], "1");
     // The dependent write was never attempted; the others are logged as batch items.
-    let log: Value = api
-        .client
-        .get(format!("{}/writes", emu.info().inspect_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = api.inspect("writes").await;
     let writes = log["writes"].as_array().unwrap();
     assert_eq!(writes.len(), 3);
     assert!(writes.iter().all(|w| w["batch"] == true));
@@ -1468,27 +1404,8 @@ async fn faults_apply_writes_before_504_and_reset() {
                 "the connection is dropped without a response"
             ),
         }
-        let inspect: Value = api
-            .client
-            .get(format!(
-                "{}/users/alice@contoso.example",
-                emu.info().inspect_url
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let log: Value = api
-            .client
-            .get(format!("{}/writes", emu.info().inspect_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let inspect: Value = api.inspect("users/alice@contoso.example").await;
+        let log: Value = api.inspect("writes").await;
         let w = &log["writes"][0];
         if spec.starts_with("503") {
             assert_eq!(
@@ -1505,6 +1422,130 @@ async fn faults_apply_writes_before_504_and_reset() {
         }
         emu.shutdown().await;
     }
+}
+
+/// `403=1.0`: every directory write is denied with Graph's body and changes nothing; reads,
+/// the token endpoint, Outlook and Identity Protection are untouched; the write log says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_403_denies_directory_writes_without_applying_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tenant_file(&dir, SMALL_TENANT);
+    let config = EmulatorConfig::from_tenant_file(&path)
+        .unwrap()
+        .with_faults("403=1.0")
+        .unwrap();
+    let emu = start(config).await;
+    let api = Api::new(emu.info(), 0).await; // the token endpoint is never denied
+    let alice = "/users/alice@contoso.example";
+    let before = api.inspect("users/alice@contoso.example").await;
+    let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
+
+    let r = api
+        .send_expect(Method::PATCH, alice, Some(pw.clone()), 403)
+        .await;
+    let rid = r.headers()["request-id"].to_str().unwrap().to_owned();
+    let body: Value = r.json().await.unwrap();
+    let date = body["error"]["innerError"]["date"].as_str().unwrap();
+    assert!(
+        date.parse::<jiff::civil::DateTime>().is_ok() && date.len() == 19,
+        "{date}"
+    );
+    assert_eq!(
+        body,
+        json!({"error": {
+            "code": "Authorization_RequestDenied",
+            "message": "Insufficient privileges to complete the operation.",
+            "innerError": {"date": date, "request-id": rid, "client-request-id": rid},
+        }})
+    );
+    api.send_expect(
+        Method::POST,
+        &format!("{alice}/revokeSignInSessions"),
+        None,
+        403,
+    )
+    .await;
+    api.send_expect(
+        Method::DELETE,
+        &format!("{alice}/authentication/phoneMethods/3179e48a-750b-4051-897c-87b9720928f7"),
+        None,
+        403,
+    )
+    .await;
+    // Inside a $batch: the write item is denied, the read item served.
+    let batch = json!({"requests": [
+        {"id": "1", "method": "PATCH", "url": alice, "headers": {"Content-Type": "application/json"}, "body": pw},
+        {"id": "2", "method": "GET", "url": format!("{alice}?$select=id")},
+    ]});
+    let r = api
+        .send_expect(Method::POST, "/$batch", Some(batch), 200)
+        .await;
+    let items: Value = r.json().await.unwrap();
+    assert_eq!(items["responses"][0]["status"], 403);
+    assert_eq!(
+        items["responses"][0]["body"]["error"]["code"],
+        "Authorization_RequestDenied"
+    );
+    assert_eq!(items["responses"][1]["status"], 200);
+
+    // Nothing was applied; reads still succeed.
+    assert_eq!(api.inspect("users/alice@contoso.example").await, before);
+    assert_eq!(before["passwordSetCount"], 0);
+    let (status, methods) = api
+        .get_json(&format!("{alice}/authentication/methods"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(methods["value"].as_array().unwrap().len(), 7);
+    let (status, _) = api.get_json("/users?$select=id").await;
+    assert_eq!(status, 200);
+
+    // Outlook and Identity Protection writes are not directory writes: never denied.
+    let mail = json!({"message": {"subject": "s", "body": {"contentType": "Text", "content": "c"}, "toRecipients": [{"emailAddress": {"address": "alice@contoso.example"}}]}});
+    api.send_expect(
+        Method::POST,
+        "/users/ceo@contoso.example/sendMail",
+        Some(mail),
+        202,
+    )
+    .await;
+    api.send_expect(
+        Method::POST,
+        "/identityProtection/riskyUsers/confirmCompromised",
+        Some(json!({"userIds": [before["id"]]})),
+        204,
+    )
+    .await;
+
+    // The write log lists each denied write as attempted, not applied, with its fault.
+    let log = api.inspect("writes").await;
+    let rows: Vec<(&str, u64, bool, &Value)> = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["method"].as_str().unwrap(),
+                w["status"].as_u64().unwrap(),
+                w["applied"].as_bool().unwrap(),
+                &w["fault"],
+            )
+        })
+        .collect();
+    let denied = json!("403");
+    assert_eq!(
+        rows,
+        [
+            ("PATCH", 403, false, &denied),
+            ("POST", 403, false, &denied),
+            ("DELETE", 403, false, &denied),
+            ("PATCH", 403, false, &denied),
+            ("POST", 202, true, &Value::Null),
+            ("POST", 204, true, &Value::Null),
+        ]
+    );
+    assert_eq!(log["writes"][3]["batch"], true);
+    assert_eq!(api.inspect("stats").await["faults"], 4);
+    emu.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1919,18 +1960,17 @@ mod contract {
         let (_, m) = api.get_json("/users/alice@contoso.example/manager").await;
         checked += csdl.check("directoryObject", &m, "manager", &mut problems);
         // Authentication methods, including a TAP (201 body and listed).
-        let (s, tap) = api
-            .send(
-                reqwest::Method::POST,
+        let tap: Value = api
+            .send_expect(
+                Method::POST,
                 "/users/alice@contoso.example/authentication/temporaryAccessPassMethods",
                 Some(json!({"lifetimeInMinutes": 60})),
+                201,
             )
             .await
-            .json::<Value>()
+            .json()
             .await
-            .map(|v| (201, v))
             .unwrap();
-        assert_eq!(s, 201);
         checked += csdl.check(
             "temporaryAccessPassAuthenticationMethod",
             &tap,
@@ -1999,28 +2039,19 @@ mod contract {
         }
         // After a reset and a dismiss, the new enum values are members too.
         let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
-        assert_eq!(
-            api.send(
-                reqwest::Method::PATCH,
-                "/users/alice@contoso.example",
-                Some(pw)
-            )
-            .await
-            .status(),
-            204
-        );
+        api.send_expect(Method::PATCH, "/users/alice@contoso.example", Some(pw), 204)
+            .await;
         let (_, helpdesk) = api
             .get_json("/users/helpdesk@contoso.example?$select=id")
             .await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let r = api
-            .send(
-                reqwest::Method::POST,
-                "/identityProtection/riskyUsers/dismiss",
-                Some(json!({"userIds": [helpdesk["id"]]})),
-            )
-            .await;
-        assert_eq!(r.status(), 204);
+        api.send_expect(
+            Method::POST,
+            "/identityProtection/riskyUsers/dismiss",
+            Some(json!({"userIds": [helpdesk["id"]]})),
+            204,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let (_, ru) = api.get_json("/identityProtection/riskyUsers").await;
         let details: Vec<&str> = ru["value"]

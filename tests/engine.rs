@@ -21,10 +21,19 @@ struct Bench {
 
 impl Bench {
     async fn from_tenant_file(yaml: &str) -> Bench {
+        Bench::with_faults(yaml, "", 1.0).await
+    }
+
+    /// A tenant file served with injected faults (`--faults` syntax) at a time scale.
+    async fn with_faults(yaml: &str, faults: &str, time_scale: f64) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tenant.yaml");
         std::fs::write(&file, yaml).unwrap();
-        let config = EmulatorConfig::from_tenant_file(&file).unwrap();
+        let mut config = EmulatorConfig::from_tenant_file(&file)
+            .unwrap()
+            .with_faults(faults)
+            .unwrap();
+        config.time_scale = time_scale;
         Bench::start(config, dir).await
     }
 
@@ -97,6 +106,49 @@ impl Bench {
         .await
     }
 
+    /// `resetctl --output json run PLAYBOOK --tenant t --execute --yes --concurrency 1`:
+    /// one user at a time, so seeded faults land on the same writes every time.
+    async fn execute_one_at_a_time(&self, playbook: &std::path::Path) -> Output {
+        self.resetctl(&[
+            "--output",
+            "json",
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+            "--concurrency",
+            "1",
+        ])
+        .await
+    }
+
+    /// The id of the only executed run.
+    async fn run_id(&self) -> String {
+        let out = self.resetctl(&["--output", "json", "runs", "list"]).await;
+        let runs: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let executed: Vec<_> = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] != "planned")
+            .collect();
+        assert_eq!(executed.len(), 1, "{runs}");
+        executed[0]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A file the run wrote in its folder (plan.json, targets.csv, results.csv, ...).
+    fn run_file(&self, run: &str, name: &str) -> PathBuf {
+        self.path("data").join("runs").join(run).join(name)
+    }
+
+    /// `results.csv` of a run: one row per (user, step).
+    fn results(&self, run: &str) -> Vec<StepRow> {
+        let mut reader = csv::Reader::from_path(self.run_file(run, "results.csv")).unwrap();
+        reader.deserialize().map(Result::unwrap).collect()
+    }
+
     async fn inspect(&self, what: &str) -> Value {
         let url = format!("{}/{what}", self.emulator.info().inspect_url);
         reqwest::get(&url).await.unwrap().json().await.unwrap()
@@ -120,6 +172,23 @@ impl Bench {
         }
         counts
     }
+}
+
+/// One row of `results.csv`.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct StepRow {
+    user_id: String,
+    upn: String,
+    step: String,
+    outcome: String,
+    detail: String,
+}
+
+/// The summary line `run --output json` prints last.
+fn summary(out: &Output) -> Value {
+    let text = stdout(out);
+    serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", stderr(out)))
 }
 
 /// A write's kind from its method and path.
@@ -689,4 +758,205 @@ async fn temporary_group_memberships_are_removed_once_when_due() {
         !group.to_string().contains(GROUP),
         "alice is still a member: {group}"
     );
+}
+
+/// `users` ordinary cloud users, `u00@` ... : every one automated.
+fn plain_tenant(users: usize) -> String {
+    let mut tenant = String::from("verified_domain: contoso.example\nusers:\n");
+    for i in 0..users {
+        tenant.push_str(&format!("  - {{ upn: u{i:02}@contoso.example }}\n"));
+    }
+    tenant
+}
+
+/// Reset and revoke everyone, stopping above `threshold` of failed steps.
+fn faults_playbook(threshold: f64) -> String {
+    format!(
+        "name: faults\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, stop_when_error_rate_above: {threshold}, approvals_required: 0 }}\nsteps:\n  - reset_password: {{ mode: scramble, force_change: true, require_mfa: true }}\n  - revoke_sessions\n"
+    )
+}
+
+/// Every write attempt in the emulator's log: (target user id, step key, applied).
+async fn attempts(bench: &Bench) -> Vec<(String, String, bool)> {
+    let log = bench.inspect("writes").await;
+    log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let step =
+                match kind(w["method"].as_str().unwrap(), w["path"].as_str().unwrap()).as_str() {
+                    "password" => "0:reset_password",
+                    "revoke" => "1:revoke_sessions",
+                    other => panic!("unplanned write {other}"),
+                };
+            let applied = w["applied"] == true;
+            assert_eq!(
+                w["fault"] == "403",
+                !applied,
+                "only injected 403s fail here: {w}"
+            );
+            (
+                w["target"].as_str().unwrap().to_owned(),
+                step.to_owned(),
+                applied,
+            )
+        })
+        .collect()
+}
+
+/// Check `results.csv` against the emulator's log: every step that succeeded was applied
+/// once, every step that failed was denied once by an injected 403 and never tried again.
+async fn assert_results_match_the_tenant(bench: &Bench, results: &[StepRow]) {
+    let attempts = attempts(bench).await;
+    let mut seen = BTreeSet::new();
+    for (user, step, _) in &attempts {
+        assert!(seen.insert((user, step)), "{user} {step} written twice");
+    }
+    let by_step: BTreeMap<(&str, &str), bool> = attempts
+        .iter()
+        .map(|(u, s, applied)| ((u.as_str(), s.as_str()), *applied))
+        .collect();
+    assert_eq!(by_step.len(), results.len(), "one attempt per result row");
+    for row in results {
+        let applied = by_step[&(row.user_id.as_str(), row.step.as_str())];
+        match row.outcome.as_str() {
+            "succeeded" => assert!(applied, "{row:?}"),
+            "failed" => {
+                assert!(!applied, "{row:?}");
+                assert!(
+                    row.detail.contains("HTTP 403 Authorization_RequestDenied"),
+                    "{row:?}"
+                );
+            }
+            other => panic!("unexpected outcome {other}: {row:?}"),
+        }
+    }
+}
+
+/// The planned users of a run (targets.csv) that have no row in its results.csv.
+fn not_started(bench: &Bench, run: &str, results: &[StepRow]) -> BTreeSet<String> {
+    let started: BTreeSet<&str> = results.iter().map(|r| r.upn.as_str()).collect();
+    let mut reader = csv::Reader::from_path(bench.run_file(run, "targets.csv")).unwrap();
+    reader
+        .records()
+        .map(Result::unwrap)
+        .filter(|r| &r[3] == "automated" && !started.contains(&r[1]))
+        .map(|r| r[1].to_owned())
+        .collect()
+}
+
+/// `runs show`: the run's status and its journal's outcome counts.
+async fn run_status(bench: &Bench, run: &str) -> (String, Value) {
+    let out = bench
+        .resetctl(&["--output", "json", "runs", "show", run])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let show: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    (
+        show["run"]["status"].as_str().unwrap().to_owned(),
+        show["journal"].clone(),
+    )
+}
+
+/// A run going bad mid-incident (the app's writes start being denied): the circuit breaker
+/// stops it, the users it did not start are listed, and each `--resume` starts only users
+/// not yet started, never retrying a step that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_403s_trip_the_breaker_and_resume_starts_only_the_users_left() {
+    const USERS: u64 = 40;
+    let bench = Bench::with_faults(&plain_tenant(USERS as usize), "403=0.5", 10.0).await;
+    let playbook = bench.write("faults.yaml", &faults_playbook(0.1));
+    let out = bench.execute_one_at_a_time(&playbook).await;
+    assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
+    let first = summary(&out);
+    assert_eq!(first["tripped"], true, "{first}");
+    assert_eq!(first["stopped"], false, "{first}");
+    assert!(
+        stderr(&out).contains("Circuit breaker tripped"),
+        "{}",
+        stderr(&out)
+    );
+    let done = first["users_done"].as_u64().unwrap();
+    let left = first["users_not_started"].as_u64().unwrap();
+    assert_eq!(done + left, USERS, "{first}");
+    // The window needs 20 outcomes (10 users of 2 steps) before it may trip.
+    assert!((10..USERS / 2).contains(&done), "{first}");
+    assert!(first["failed"].as_u64().unwrap() >= 3, "{first}");
+
+    let id = bench.run_id().await;
+    let results = bench.results(&id);
+    assert_eq!(results.len() as u64, 2 * done);
+    let failed = results.iter().filter(|r| r.outcome == "failed").count();
+    assert_eq!(failed as u64, first["failed"].as_u64().unwrap());
+    assert_results_match_the_tenant(&bench, &results).await;
+    let waiting = not_started(&bench, &id, &results);
+    assert_eq!(waiting.len() as u64, left, "{waiting:?}");
+    let (status, journal) = run_status(&bench, &id).await;
+    assert_eq!(status, "stopped");
+    assert_eq!(journal["failed"], failed, "{journal}");
+
+    // Resume with the fault still there: each attempt starts users not yet started (its own
+    // failures trip the breaker again) until every user was tried exactly once.
+    let mut resumes = 0;
+    let mut left = left;
+    while left > 0 {
+        resumes += 1;
+        assert!(resumes <= 5, "resume makes no progress: {left} users left");
+        let out = bench
+            .resetctl(&[
+                "--output",
+                "json",
+                "run",
+                "--resume",
+                &id,
+                "--concurrency",
+                "1",
+            ])
+            .await;
+        assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
+        let now = summary(&out)["users_not_started"].as_u64().unwrap();
+        assert!(
+            now < left,
+            "resume {resumes} started nobody: {}",
+            stdout(&out)
+        );
+        left = now;
+    }
+    let results = bench.results(&id);
+    assert_eq!(
+        results.len() as u64,
+        2 * USERS,
+        "results.csv covers every user"
+    );
+    assert_results_match_the_tenant(&bench, &results).await;
+    assert!(not_started(&bench, &id, &results).is_empty());
+    let (status, _) = run_status(&bench, &id).await;
+    assert_eq!(status, "finished");
+}
+
+/// Below the threshold the breaker holds: the run completes and reports each failed step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_injected_403s_are_reported_per_user_without_tripping() {
+    let bench = Bench::with_faults(&plain_tenant(40), "403=0.02", 10.0).await;
+    let playbook = bench.write("faults.yaml", &faults_playbook(0.5));
+    let out = bench.execute_one_at_a_time(&playbook).await;
+    assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
+    let summary = summary(&out);
+    assert_eq!(summary["tripped"], false, "{summary}");
+    assert_eq!(summary["users_done"], 40, "{summary}");
+    assert_eq!(summary["users_not_started"], 0, "{summary}");
+    let failed = summary["failed"].as_u64().unwrap();
+    assert!((1..=8).contains(&failed), "{summary}");
+
+    let id = bench.run_id().await;
+    let results = bench.results(&id);
+    assert_eq!(results.len(), 80);
+    assert_eq!(
+        results.iter().filter(|r| r.outcome == "failed").count() as u64,
+        failed
+    );
+    assert_results_match_the_tenant(&bench, &results).await;
+    let (status, _) = run_status(&bench, &id).await;
+    assert_eq!(status, "finished");
 }

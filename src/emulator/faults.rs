@@ -1,13 +1,23 @@
 //! Realism knobs: added latency (mean with jitter) and injected faults.
 //!
-//! `--faults 503=0.02,504=0.01,reset=0.005` gives each Graph request those probabilities.
-//! What a fault means for a write is fixed, so an engine's resume logic can be tested:
+//! `--faults 503=0.02,504=0.01,reset=0.005,403=0.1` gives each Graph request those
+//! probabilities. What a fault means for a write is fixed, so an engine's resume logic can be
+//! tested:
 //! - `503`: refused **before** the write is applied (Service Unavailable, with Retry-After);
 //! - `504`: the write **is applied**, then the gateway times out (Graph can do this);
-//! - `reset`: the write **is applied**, then the connection is dropped without a response.
+//! - `reset`: the write **is applied**, then the connection is dropped without a response;
+//! - `403`: a directory write is **denied and not applied**: `403 Authorization_RequestDenied`,
+//!   "Insufficient privileges to complete the operation." — what Graph answers once the app
+//!   loses its role or a Conditional Access policy starts blocking it mid-run. Unlike the
+//!   others this failure is not transient: a client must not retry it, so a run sees failed
+//!   steps (and its circuit breaker can be rehearsed). Only directory writes (`POST`,
+//!   `PATCH`, `DELETE` under `/users`, `/groups`, `/roleManagement`, `/directoryObjects`,
+//!   also as `$batch` items) are denied; reads, `sendMail` (Outlook) and Identity Protection
+//!   actions never are, since the reference gives this error body for the directory only.
 //!
-//! Draws come from a generator seeded by the tenant seed, so a sequential client sees the
-//! same faults on every run.
+//! Each request takes one draw, whatever kinds apply to it, from a generator seeded by the
+//! tenant seed, so a sequential client sees the same faults on every run, and adding `403`
+//! to a specification leaves where the other kinds land unchanged.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,16 +36,18 @@ pub struct FaultSpec {
     pub gateway_timeout: f64,
     /// Probability of a dropped connection (after applying a write).
     pub reset: f64,
+    /// Probability that a directory write is denied with 403 (not applied).
+    pub denied: f64,
 }
 
 impl FaultSpec {
-    /// Parse `503=0.02,504=0.01,reset=0.005`.
+    /// Parse `503=0.02,504=0.01,reset=0.005,403=0.1`.
     pub fn parse(spec: &str) -> Result<FaultSpec, EmulatorError> {
         let mut out = FaultSpec::default();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let bad = || {
                 EmulatorError::Faults(format!(
-                    "`{part}`: expected KIND=PROBABILITY with KIND one of 503, 504, reset"
+                    "`{part}`: expected KIND=PROBABILITY with KIND one of 503, 504, reset, 403"
                 ))
             };
             let (kind, p) = part.split_once('=').ok_or_else(bad)?;
@@ -49,10 +61,11 @@ impl FaultSpec {
                 "503" => out.unavailable = p,
                 "504" => out.gateway_timeout = p,
                 "reset" => out.reset = p,
+                "403" => out.denied = p,
                 _ => return Err(bad()),
             }
         }
-        if out.unavailable + out.gateway_timeout + out.reset > 1.0 {
+        if out.total() > 1.0 {
             return Err(EmulatorError::Faults(
                 "the probabilities add up to more than 1".into(),
             ));
@@ -62,7 +75,11 @@ impl FaultSpec {
 
     /// Whether any fault is configured.
     pub fn any(&self) -> bool {
-        self.unavailable + self.gateway_timeout + self.reset > 0.0
+        self.total() > 0.0
+    }
+
+    fn total(&self) -> f64 {
+        self.unavailable + self.gateway_timeout + self.reset + self.denied
     }
 }
 
@@ -75,6 +92,8 @@ pub enum Fault {
     GatewayTimeout,
     /// Drop the connection after applying.
     Reset,
+    /// 403 `Authorization_RequestDenied` instead of applying (directory writes only).
+    Denied,
 }
 
 /// The fault and latency generator.
@@ -97,22 +116,31 @@ impl Faults {
         }
     }
 
-    /// The fault for the next request, if any. `allow_reset` is false inside `$batch`.
-    pub fn draw(&self, allow_reset: bool) -> Option<Fault> {
+    /// The fault for the next request, if any. `allow_reset` is false inside `$batch`;
+    /// `deniable` is true for directory writes, the only requests a `403` fault hits.
+    ///
+    /// One draw per request: the kinds share `[0, 1)` in a fixed order (503, 504, reset,
+    /// 403), and a draw landing on a kind that does not apply to the request is no fault.
+    pub fn draw(&self, allow_reset: bool, deniable: bool) -> Option<Fault> {
         if !self.spec.any() {
             return None;
         }
         let x: f64 = self.rng.lock().ok()?.random();
         let s = &self.spec;
-        if x < s.unavailable {
-            Some(Fault::Unavailable)
-        } else if x < s.unavailable + s.gateway_timeout {
-            Some(Fault::GatewayTimeout)
-        } else if allow_reset && x < s.unavailable + s.gateway_timeout + s.reset {
-            Some(Fault::Reset)
-        } else {
-            None
+        let bands = [
+            (s.unavailable, Fault::Unavailable, true),
+            (s.gateway_timeout, Fault::GatewayTimeout, true),
+            (s.reset, Fault::Reset, allow_reset),
+            (s.denied, Fault::Denied, deniable),
+        ];
+        let mut upper = 0.0;
+        for (p, fault, applies) in bands {
+            upper += p;
+            if x < upper {
+                return applies.then_some(fault);
+            }
         }
+        None
     }
 
     /// The latency to add to one request: uniform in [0.5, 1.5] × mean, divided by the scale.
@@ -142,10 +170,72 @@ mod tests {
     }
 
     #[test]
+    fn spec_parses_403_and_counts_it_in_the_total() {
+        let s = FaultSpec::parse("403=0.5").unwrap();
+        assert_eq!(
+            s,
+            FaultSpec {
+                denied: 0.5,
+                ..FaultSpec::default()
+            }
+        );
+        assert!(s.any());
+        let s = FaultSpec::parse(" 403 = 0.25 ,503=0.1").unwrap();
+        assert_eq!((s.denied, s.unavailable), (0.25, 0.1));
+        assert!(FaultSpec::parse("403=1.0").is_ok());
+        assert!(FaultSpec::parse("403=1.5").is_err());
+        assert!(FaultSpec::parse("403=-0.1").is_err());
+        assert!(FaultSpec::parse("403=x").is_err());
+        assert!(FaultSpec::parse("401=0.1").is_err());
+        let err = FaultSpec::parse("503=0.5,403=0.6").unwrap_err();
+        assert!(err.to_string().contains("add up to more than 1"), "{err}");
+        assert!(!FaultSpec::parse("403=0").unwrap().any());
+    }
+
+    #[test]
+    fn denials_hit_only_deniable_requests() {
+        let f = Faults::new(FaultSpec::parse("403=1.0").unwrap(), 0, 1.0, 3);
+        assert!((0..100).all(|_| f.draw(true, false).is_none()), "reads");
+        assert!((0..100).all(|_| f.draw(false, true) == Some(Fault::Denied)));
+    }
+
+    #[test]
+    fn adding_403_leaves_the_other_faults_where_they_were() {
+        let before = Faults::new(FaultSpec::parse("503=0.2,reset=0.1").unwrap(), 0, 1.0, 7);
+        let after = Faults::new(
+            FaultSpec::parse("503=0.2,reset=0.1,403=0.3").unwrap(),
+            0,
+            1.0,
+            7,
+        );
+        let mut denied = 0;
+        for _ in 0..2_000 {
+            let (a, b) = (before.draw(true, true), after.draw(true, true));
+            match b {
+                Some(Fault::Denied) => {
+                    assert_eq!(a, None);
+                    denied += 1;
+                }
+                other => assert_eq!(a, other),
+            }
+        }
+        assert!((500..700).contains(&denied), "{denied}");
+    }
+
+    #[test]
+    fn the_same_seed_denies_the_same_requests() {
+        let run = || {
+            let f = Faults::new(FaultSpec::parse("403=0.3").unwrap(), 0, 1.0, 11);
+            (0..200).map(|_| f.draw(true, true)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+
+    #[test]
     fn draws_follow_the_probabilities() {
         let f = Faults::new(FaultSpec::parse("503=0.2,504=0.1").unwrap(), 0, 1.0, 3);
         let n = 10_000;
-        let draws: Vec<_> = (0..n).map(|_| f.draw(true)).collect();
+        let draws: Vec<_> = (0..n).map(|_| f.draw(true, true)).collect();
         let c503 = draws
             .iter()
             .filter(|d| **d == Some(Fault::Unavailable))

@@ -23,6 +23,8 @@
 //! - `--time-scale K` divides every throttling window, every `Retry-After`, the token
 //!   lifetime and the added latency by K.
 //! - Writes hit by an injected `504` or `reset` fault are applied first (see [`faults`]).
+//! - An injected `403` denies a directory write without applying it: a permission or
+//!   Conditional Access change mid-run, for rehearsing a run going bad (see [`faults`]).
 //! - Throttling is a set of token buckets; throttled calls are charged too (see [`throttle`]).
 //! - Where the reference marks a detail unconfirmed, the emulator picks the strict reading:
 //!   role gating also applies to `revokeSignInSessions` and to authentication-method writes;
@@ -154,7 +156,7 @@ impl EmulatorConfig {
         })
     }
 
-    /// Set the faults from a `503=0.02,504=0.01,reset=0.005` specification.
+    /// Set the faults from a `503=0.02,504=0.01,reset=0.005,403=0.1` specification.
     pub fn with_faults(mut self, spec: &str) -> Result<Self, EmulatorError> {
         self.faults = FaultSpec::parse(spec)?;
         Ok(self)

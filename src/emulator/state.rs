@@ -43,7 +43,7 @@ pub struct WriteRecord {
     pub status: u16,
     /// Whether the directory changed.
     pub applied: bool,
-    /// Injected fault, if any (`503`, `504`, `reset`).
+    /// Injected fault, if any (`503`, `504`, `reset`, `403`).
     pub fault: Option<&'static str>,
     /// Whether it came inside a `$batch`.
     pub batch: bool,

@@ -10,6 +10,9 @@
 //!
 //! A rolling error rate above the playbook's `stop_when_error_rate_above` trips the circuit
 //! breaker (invariant 6): no new user starts, users in flight finish their current pipeline.
+//! The breaker counts only steps decided in this attempt: outcomes a resumed run reads back
+//! from the journal are history, and counting them would trip a resumed run again before it
+//! started anyone.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -241,11 +244,14 @@ async fn pipeline<S: RunStore>(
                 message: format!("step {key} is not in the playbook"),
             });
         };
-        let (outcome, detail) = run_step(execution, user, key, step, earlier_failed).await?;
-        if matches!(
-            outcome,
-            Outcome::Succeeded | Outcome::Failed | Outcome::ManualCheck
-        ) && !matches!(step, Step::Notify { .. })
+        let (outcome, detail, replayed) =
+            run_step(execution, user, key, step, earlier_failed).await?;
+        if !replayed
+            && matches!(
+                outcome,
+                Outcome::Succeeded | Outcome::Failed | Outcome::ManualCheck
+            )
+            && !matches!(step, Step::Notify { .. })
         {
             breaker.record(outcome != Outcome::Succeeded);
         }
@@ -276,14 +282,15 @@ fn step_of<'a>(playbook: &'a Playbook, key: &str) -> Option<&'a Step> {
     (spec.step.key() == name).then_some(&spec.step)
 }
 
-/// Journal, perform (or resolve) and record one step.
+/// Journal, perform (or resolve) and record one step. The flag is true when the outcome
+/// was only read from the journal (decided in an earlier attempt of this run).
 async fn run_step<S: RunStore>(
     execution: &Runner<S>,
     user: &PlannedUser,
     key: &str,
     step: &Step,
     earlier_failed: bool,
-) -> Result<(Outcome, Option<String>), EngineError> {
+) -> Result<(Outcome, Option<String>, bool), EngineError> {
     let store = &execution.store;
     let intent_at = Timestamp::now();
     let (outcome, detail, resumed) = match store
@@ -294,7 +301,7 @@ async fn run_step<S: RunStore>(
             outcome: Some(outcome),
             detail,
             ..
-        }) => return Ok((outcome, detail)), // done in an earlier attempt of this run
+        }) => return Ok((outcome, detail, true)), // done in an earlier attempt of this run
         IntentRecorded::Existing(entry) => {
             let (outcome, detail) =
                 resolve_unknown(execution, user, step, entry.intent_at, true).await;
@@ -323,7 +330,7 @@ async fn run_step<S: RunStore>(
         )
         .await?;
     audit_step(execution, user, key, outcome, detail.as_deref(), resumed).await?;
-    Ok((outcome, detail))
+    Ok((outcome, detail, false))
 }
 
 async fn audit_step<S>(

@@ -219,13 +219,15 @@ pub fn dispatch(ctx: &Ctx<'_>, req: &Req<'_>, allow_reset: bool) -> Outcome {
         charge = Charge::Mail { mailbox };
     }
     let target = write_target(ctx, req);
+    // Only directory writes can be denied by an injected 403 (see `faults`).
+    let deniable = is_write && matches!(charge, Charge::Directory { write: true, .. });
     let decision = ctx.emu.throttle.charge(ctx.app, charge);
     let mut fault_name = None;
     let mut reset = false;
     let response = if !decision.allowed {
         throttled(ctx, &decision)
     } else {
-        let fault = ctx.emu.faults.draw(allow_reset);
+        let fault = ctx.emu.faults.draw(allow_reset, deniable);
         if fault.is_some() {
             ctx.emu
                 .counters
@@ -243,6 +245,11 @@ pub fn dispatch(ctx: &Ctx<'_>, req: &Req<'_>, allow_reset: bool) -> Outcome {
                 )
                 .response(&ctx.request_id)
                 .with_header("Retry-After", wait)
+            }
+            Some(Fault::Denied) => {
+                // Refused before routing: the write is not applied (logged as not applied).
+                fault_name = Some("403");
+                Fail::denied().response(&ctx.request_id)
             }
             other => {
                 let r = route(ctx, req).unwrap_or_else(|f| f.response(&ctx.request_id));
