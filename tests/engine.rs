@@ -21,10 +21,16 @@ struct Bench {
 
 impl Bench {
     async fn from_tenant_file(yaml: &str) -> Bench {
+        Bench::from_tenant_file_with(yaml, |_| {}).await
+    }
+
+    /// A tenant file with the emulator's knobs adjusted by `tweak`.
+    async fn from_tenant_file_with(yaml: &str, tweak: impl FnOnce(&mut EmulatorConfig)) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tenant.yaml");
         std::fs::write(&file, yaml).unwrap();
-        let config = EmulatorConfig::from_tenant_file(&file).unwrap();
+        let mut config = EmulatorConfig::from_tenant_file(&file).unwrap();
+        tweak(&mut config);
         Bench::start(config, dir).await
     }
 
@@ -616,5 +622,52 @@ async fn temporary_group_memberships_are_removed_once_when_due() {
     assert!(
         !group.to_string().contains(GROUP),
         "alice is still a member: {group}"
+    );
+}
+
+/// The 429s Graph answers reach the run's summary: the emulator meters the authentication
+/// methods API (4 requests a window) and the client, not told, draws 429s and counts them.
+/// One user at a time, so the retries do not pile up into a storm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_counts_the_429s_graph_answered() {
+    let mut tenant = String::from("verified_domain: contoso.example\nusers:\n");
+    for i in 0..6 {
+        tenant.push_str(&format!(
+            "  - {{ upn: u{i}@contoso.example, methods: [phone] }}\n"
+        ));
+    }
+    let bench = Bench::from_tenant_file_with(&tenant, |config| {
+        config.time_scale = 20.0;
+        config.auth_methods_per_10s = Some(4);
+    })
+    .await;
+    let playbook = bench.write(
+        "mfa.yaml",
+        "name: mfa\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 0 }\nsteps:\n  - require_mfa_reregistration: { remove: [phone] }\n",
+    );
+    let out = bench
+        .resetctl(&[
+            "--output",
+            "json",
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+            "--concurrency",
+            "1",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    let stats = bench.inspect("stats").await;
+    assert!(
+        stats["throttled"].as_u64().unwrap() > 0,
+        "no 429 drawn: {stats}"
+    );
+    assert_eq!(
+        summary["throttled"], stats["throttled"],
+        "{summary}\n{stats}"
     );
 }
