@@ -391,18 +391,7 @@ async fn execute_run(
     record(audit, event).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nstopping: no new users start; users in flight finish (Ctrl-C again to abort)"
-            );
-            let _ = stop_tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("aborted: resume with `resetctl run --resume RUN_ID`");
-                std::process::exit(130);
-            }
-        }
-    });
+    let signals = spawn_interrupts(stop_tx, &run.id);
     let progress = Arc::new(Progress::default());
     let ticker = spawn_progress(Arc::clone(&progress), Arc::clone(&tenant.directory));
     let started = Instant::now();
@@ -419,7 +408,9 @@ async fn execute_run(
         progress: Arc::clone(&progress),
     })
     .await;
-    signals.abort();
+    if let Some(signals) = signals {
+        signals.abort();
+    }
     if let Some(ticker) = ticker {
         ticker.abort();
         eprintln!();
@@ -462,6 +453,50 @@ async fn execute_run(
     } else {
         Exit::Partial
     })
+}
+
+/// Ctrl-C once: the engine starts no new user and the users in flight finish; twice: exit
+/// 130 at once (the journal holds every intent, so `--resume` sorts out what was in flight).
+///
+/// One listener is registered before the run starts and serves both presses: a second
+/// `tokio::signal::ctrl_c()` would listen only from its first poll, losing a press that
+/// lands in between. `None` (with a warning) when the listener cannot be installed.
+fn spawn_interrupts(stop: watch::Sender<bool>, id: &RunId) -> Option<tokio::task::JoinHandle<()>> {
+    let mut interrupts = match interrupts() {
+        Ok(interrupts) => interrupts,
+        Err(err) => {
+            eprintln!(
+                "warning: cannot listen for Ctrl-C ({err}): it will kill the run \
+                 (continue it with `resetctl run --resume {id}`)"
+            );
+            return None;
+        }
+    };
+    let id = id.clone();
+    Some(tokio::spawn(async move {
+        if interrupts.recv().await.is_none() {
+            return;
+        }
+        // Stop first, then say so: once this line is out, no new user starts.
+        let _ = stop.send(true);
+        eprintln!("\nstopping: no new users start; users in flight finish (Ctrl-C again to abort)");
+        if interrupts.recv().await.is_some() {
+            eprintln!("aborted: resume with `resetctl run --resume {id}`");
+            std::process::exit(130);
+        }
+    }))
+}
+
+/// SIGINT as a stream.
+#[cfg(unix)]
+fn interrupts() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+}
+
+/// Ctrl-C as a stream.
+#[cfg(windows)]
+fn interrupts() -> std::io::Result<tokio::signal::windows::CtrlC> {
+    tokio::signal::windows::ctrl_c()
 }
 
 /// On a terminal, one status line a second on stderr: users done, steps/s, failures, 429s
