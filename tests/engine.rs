@@ -2,9 +2,10 @@
 //! from the emulator's own write log (`/_emulator/writes`) what was written to whom.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use resetctl::emulator::{EmulatorConfig, RunningEmulator};
 use serde_json::Value;
@@ -21,25 +22,39 @@ struct Bench {
 
 impl Bench {
     async fn from_tenant_file(yaml: &str) -> Bench {
-        Bench::with_faults(yaml, "", 1.0).await
+        Bench::from_tenant_file_with(yaml, |_| {}).await
+    }
+
+    /// A tenant file with the emulator's knobs adjusted by `tweak`.
+    async fn from_tenant_file_with(yaml: &str, tweak: impl FnOnce(&mut EmulatorConfig)) -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tenant.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let mut config = EmulatorConfig::from_tenant_file(&file).unwrap();
+        tweak(&mut config);
+        Bench::start(config, dir).await
     }
 
     /// A tenant file served with injected faults (`--faults` syntax) at a time scale.
     async fn with_faults(yaml: &str, faults: &str, time_scale: f64) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tenant.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let mut config = EmulatorConfig::from_tenant_file(&file)
-            .unwrap()
-            .with_faults(faults)
-            .unwrap();
-        config.time_scale = time_scale;
-        Bench::start(config, dir).await
+        let faults = resetctl::emulator::faults::FaultSpec::parse(faults).unwrap();
+        Bench::from_tenant_file_with(yaml, |config| {
+            config.faults = faults;
+            config.time_scale = time_scale;
+        })
+        .await
     }
 
     async fn seeded(users: u32, seed: u64, time_scale: f64) -> Bench {
+        Bench::seeded_slow(users, seed, time_scale, 0).await
+    }
+
+    /// A seeded tenant whose Graph requests each take about `latency_ms` (mean, before the
+    /// time scale), so a run lasts long enough to be interrupted.
+    async fn seeded_slow(users: u32, seed: u64, time_scale: f64, latency_ms: u64) -> Bench {
         let mut config = EmulatorConfig::seeded(users, seed);
         config.time_scale = time_scale;
+        config.latency_ms = latency_ms;
         Bench::start(config, tempfile::tempdir().unwrap()).await
     }
 
@@ -124,20 +139,6 @@ impl Bench {
         .await
     }
 
-    /// The id of the only executed run.
-    async fn run_id(&self) -> String {
-        let out = self.resetctl(&["--output", "json", "runs", "list"]).await;
-        let runs: Value = serde_json::from_str(&stdout(&out)).unwrap();
-        let executed: Vec<_> = runs
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["status"] != "planned")
-            .collect();
-        assert_eq!(executed.len(), 1, "{runs}");
-        executed[0]["id"].as_str().unwrap().to_owned()
-    }
-
     /// A file the run wrote in its folder (plan.json, targets.csv, results.csv, ...).
     fn run_file(&self, run: &str, name: &str) -> PathBuf {
         self.path("data").join("runs").join(run).join(name)
@@ -147,6 +148,105 @@ impl Bench {
     fn results(&self, run: &str) -> Vec<StepRow> {
         let mut reader = csv::Reader::from_path(self.run_file(run, "results.csv")).unwrap();
         reader.deserialize().map(Result::unwrap).collect()
+    }
+
+    /// Start `resetctl` in the background; its stdout and stderr go to `{name}.out` and
+    /// `{name}.err` (read them with [`Bench::read`]).
+    fn spawn(&self, args: &[&str], name: &str) -> Child {
+        let out = std::fs::File::create(self.path(&format!("{name}.out"))).unwrap();
+        let err = std::fs::File::create(self.path(&format!("{name}.err"))).unwrap();
+        self.command(args)
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap()
+    }
+
+    /// A file of the workspace as text (empty when missing).
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// The run that was executed (not just planned), if any.
+    fn run_id(&self) -> Option<String> {
+        self.runs()
+            .iter()
+            .find(|r| r["status"] != "planned")
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+    }
+
+    /// `runs list --output json`.
+    fn runs(&self) -> Vec<Value> {
+        let out = self
+            .command(&["--output", "json", "runs", "list"])
+            .output()
+            .unwrap();
+        serde_json::from_str(&stdout(&out)).unwrap()
+    }
+
+    /// The status `runs list` gives run `id`.
+    fn status(&self, id: &str) -> String {
+        let runs = self.runs();
+        let run = runs.iter().find(|r| r["id"] == id).unwrap();
+        run["status"].as_str().unwrap().to_owned()
+    }
+
+    /// `runs show ID`'s journal: outcome (or `in_flight`) → steps.
+    fn journal(&self, id: &str) -> Value {
+        let out = self
+            .command(&["--output", "json", "runs", "show", id])
+            .output()
+            .unwrap();
+        let view: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        view["journal"].clone()
+    }
+
+    /// Every (user id, write kind) the stored plan of run `id` calls for; `kinds` maps the
+    /// playbook's step keys to the write kinds of [`kind`].
+    fn planned_writes(&self, id: &str, kinds: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        let plan: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.path("data").join("runs").join(id).join("plan.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let mut expected = BTreeSet::new();
+        for user in plan["users"].as_array().unwrap() {
+            for step in user["steps"].as_array().unwrap() {
+                let step = step.as_str().unwrap();
+                let kind = kinds
+                    .iter()
+                    .find(|(key, _)| *key == step)
+                    .unwrap_or_else(|| panic!("unexpected step {step}"))
+                    .1;
+                expected.insert((user["id"].as_str().unwrap().to_owned(), kind.to_owned()));
+            }
+        }
+        expected
+    }
+
+    /// Asserts from the emulator's log that every planned write of run `id` was made exactly
+    /// once and nothing else was written; returns how many writes were planned.
+    async fn assert_planned_writes_made_once(&self, id: &str, kinds: &[(&str, &str)]) -> usize {
+        let expected = self.planned_writes(id, kinds);
+        let writes = self.writes().await;
+        let twice: Vec<_> = writes.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "written more than once: {twice:?}");
+        let written: BTreeSet<_> = writes.keys().cloned().collect();
+        let missing: Vec<_> = expected.difference(&written).collect();
+        let extra: Vec<_> = written.difference(&expected).collect();
+        assert!(
+            missing.is_empty(),
+            "{} planned writes never made, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+        assert!(
+            extra.is_empty(),
+            "{} unplanned writes, e.g. {:?}",
+            extra.len(),
+            extra.first()
+        );
+        expected.len()
     }
 
     async fn inspect(&self, what: &str) -> Value {
@@ -592,6 +692,16 @@ async fn targets_named_twice_plan_once_in_first_named_order() {
     assert_eq!(unresolved, expected);
 }
 
+/// Reset and revoke every user but service accounts and disabled ones: the crash and Ctrl-C
+/// tests' playbook.
+const CRASH_PLAYBOOK: &str = "name: crash\ntargets: [all_users: {}]\nexclude: { upn_patterns: ['svc-*@*'] }\nguards: { max_users: 5000, max_fraction_of_tenant: 1.0, stop_when_error_rate_above: 0.5, approvals_required: 0 }\ndisabled_users: skip\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n  - revoke_sessions\n";
+
+/// The write kind of each step of [`CRASH_PLAYBOOK`].
+const CRASH_STEPS: &[(&str, &str)] = &[
+    ("0:reset_password", "password"),
+    ("1:revoke_sessions", "revoke"),
+];
+
 /// Kill a 2,000-user run at random points, resume it each time, and check from the
 /// emulator's log that every planned (user, step) was written exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,10 +709,7 @@ async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
     // At a time scale of 15 the client paces 300 writes/s: the ~3,400 planned writes need
     // over 11 s of quota, while the five kills below land within 6.5 s of run time.
     let bench = Bench::seeded(2_000, 11, 15.0).await;
-    let playbook = bench.write(
-        "crash.yaml",
-        "name: crash\ntargets: [all_users: {}]\nexclude: { upn_patterns: ['svc-*@*'] }\nguards: { max_users: 5000, max_fraction_of_tenant: 1.0, stop_when_error_rate_above: 0.5, approvals_required: 0 }\ndisabled_users: skip\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n  - revoke_sessions\n",
-    );
+    let playbook = bench.write("crash.yaml", CRASH_PLAYBOOK);
     let pb = playbook.to_str().unwrap().to_owned();
     let seed: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -618,19 +725,9 @@ async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
         Duration::from_millis(300 + rng % 1_000)
     };
 
-    let run_id = |bench: &Bench| {
-        let out = bench
-            .command(&["--output", "json", "runs", "list"])
-            .output()
-            .unwrap();
-        let runs: Value = serde_json::from_str(&stdout(&out)).unwrap();
-        runs.as_array()
-            .and_then(|r| r.iter().find(|r| r["status"] != "planned"))
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-    };
     let mut kills = 0;
     for _ in 0..5 {
-        let args: Vec<String> = match run_id(&bench) {
+        let args: Vec<String> = match bench.run_id() {
             Some(id) => vec!["run".into(), "--resume".into(), id],
             None => vec![
                 "run".into(),
@@ -656,7 +753,7 @@ async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
         child.wait().unwrap();
     }
     // Finish: resume until the run says it is done.
-    let id = run_id(&bench).expect("the run was started");
+    let id = bench.run_id().expect("the run was started");
     let out = bench.resetctl(&["run", "--resume", &id]).await;
     assert!(
         matches!(code(&out), 0 | 2),
@@ -669,45 +766,10 @@ async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
         "only {kills} kills landed mid-run; the run is too fast for this test"
     );
 
-    let plan: Value = serde_json::from_str(
-        &std::fs::read_to_string(bench.path("data").join("runs").join(&id).join("plan.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let mut expected = BTreeSet::new();
-    for user in plan["users"].as_array().unwrap() {
-        for step in user["steps"].as_array().unwrap() {
-            let kind = match step.as_str().unwrap() {
-                "0:reset_password" => "password",
-                "1:revoke_sessions" => "revoke",
-                other => panic!("unexpected step {other}"),
-            };
-            expected.insert((user["id"].as_str().unwrap().to_owned(), kind.to_owned()));
-        }
-    }
-    let writes = bench.writes().await;
-    let twice: Vec<_> = writes.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "written more than once: {twice:?}");
-    let written: BTreeSet<_> = writes.keys().cloned().collect();
-    let missing: Vec<_> = expected.difference(&written).collect();
-    let extra: Vec<_> = written.difference(&expected).collect();
-    assert!(
-        missing.is_empty(),
-        "{} planned writes never made, e.g. {:?}",
-        missing.len(),
-        missing.first()
-    );
-    assert!(
-        extra.is_empty(),
-        "{} unplanned writes, e.g. {:?}",
-        extra.len(),
-        extra.first()
-    );
-    assert!(
-        expected.len() > 3_000,
-        "the plan covers the tenant: {}",
-        expected.len()
-    );
+    let planned = bench
+        .assert_planned_writes_made_once(&id, CRASH_STEPS)
+        .await;
+    assert!(planned > 3_000, "the plan covers the tenant: {planned}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -884,7 +946,7 @@ async fn injected_403s_trip_the_breaker_and_resume_starts_only_the_users_left() 
     assert!((10..USERS / 2).contains(&done), "{first}");
     assert!(first["failed"].as_u64().unwrap() >= 3, "{first}");
 
-    let id = bench.run_id().await;
+    let id = bench.run_id().unwrap();
     let results = bench.results(&id);
     assert_eq!(results.len() as u64, 2 * done);
     let failed = results.iter().filter(|r| r.outcome == "failed").count();
@@ -949,7 +1011,7 @@ async fn a_few_injected_403s_are_reported_per_user_without_tripping() {
     let failed = summary["failed"].as_u64().unwrap();
     assert!((1..=8).contains(&failed), "{summary}");
 
-    let id = bench.run_id().await;
+    let id = bench.run_id().unwrap();
     let results = bench.results(&id);
     assert_eq!(results.len(), 80);
     assert_eq!(
@@ -959,4 +1021,245 @@ async fn a_few_injected_403s_are_reported_per_user_without_tripping() {
     assert_results_match_the_tenant(&bench, &results).await;
     let (status, _) = run_status(&bench, &id).await;
     assert_eq!(status, "finished");
+}
+
+/// Polls `check` until it holds; panics with `what` after `limit`.
+async fn wait_for<F: Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits for `child` to exit by itself; kills it and panics after `limit`.
+async fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("resetctl did not exit within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Ctrl-C, as a terminal sends it.
+fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -INT failed");
+}
+
+/// Users the Ctrl-C tests run at once (the bound on users in flight when the stop lands).
+const CTRLC_CONCURRENCY: usize = 8;
+
+/// The Ctrl-C tests' tenant: 60 users (43 automated), ~200 ms a Graph request, so a drain
+/// of 8 users in flight lasts a few hundred ms and the whole run about 2 s.
+async fn ctrlc_bench(seed: u64) -> Bench {
+    Bench::seeded_slow(60, seed, 10.0, 2_000).await
+}
+
+/// Starts the Ctrl-C tests' run and waits until some users are written; returns the child.
+async fn start_interruptible_run(bench: &Bench) -> Child {
+    let playbook = bench.write("ctrlc.yaml", CRASH_PLAYBOOK);
+    let concurrency = CTRLC_CONCURRENCY.to_string();
+    let child = bench.spawn(
+        &[
+            "--output",
+            "json",
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+            "--concurrency",
+            &concurrency,
+        ],
+        "first",
+    );
+    wait_for("the first writes", Duration::from_secs(30), || async {
+        bench.inspect("stats").await["writes"].as_u64().unwrap() >= 6
+    })
+    .await;
+    child
+}
+
+/// Users with at least one write, by user id → write kinds.
+async fn written_users(bench: &Bench) -> BTreeMap<String, BTreeSet<String>> {
+    let mut users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (user, kind) in bench.writes().await.into_keys() {
+        users.entry(user).or_default().insert(kind);
+    }
+    users
+}
+
+/// One Ctrl-C drains: users in flight finish every step, no user starts after the stop, the
+/// run is recorded as stopped (exit 2), and `--resume` finishes it without repeating a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ctrl_c_drains_the_users_in_flight_and_resume_finishes_the_run() {
+    let bench = ctrlc_bench(5).await;
+    let mut child = start_interruptible_run(&bench).await;
+    interrupt(&child);
+    // The line is printed once the engine was told to stop: from here, no user starts.
+    wait_for("the stop message", Duration::from_secs(30), || async {
+        bench.read("first.err").contains("stopping:")
+    })
+    .await;
+    let at_stop = written_users(&bench).await;
+    let status = wait_exit(&mut child, Duration::from_secs(30)).await;
+    let (out, err) = (bench.read("first.out"), bench.read("first.err"));
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "a stopped run is partial\n{out}\n{err}"
+    );
+    let summary: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["stopped"], true, "{summary}");
+    assert!(
+        summary["users_not_started"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+
+    let id = bench.run_id().unwrap();
+    assert_eq!(bench.status(&id), "stopped");
+    let drained = written_users(&bench).await;
+    let half_done: Vec<_> = drained
+        .iter()
+        .filter(|(_, kinds)| kinds.len() != 2)
+        .collect();
+    assert!(half_done.is_empty(), "users left half done: {half_done:?}");
+    let started_after: Vec<_> = drained
+        .keys()
+        .filter(|u| !at_stop.contains_key(*u))
+        .collect();
+    assert!(
+        started_after.len() <= CTRLC_CONCURRENCY,
+        "{} users first written after the stop, but at most {CTRLC_CONCURRENCY} were in flight",
+        started_after.len()
+    );
+    let planned_users: BTreeSet<String> = bench
+        .planned_writes(&id, CRASH_STEPS)
+        .into_iter()
+        .map(|(user, _)| user)
+        .collect();
+    eprintln!(
+        "ctrl-c: {} users written at the stop, {} after the drain, {} planned",
+        at_stop.len(),
+        drained.len(),
+        planned_users.len()
+    );
+    assert!(
+        drained.len() < planned_users.len(),
+        "the stop came too late: all {} users were written",
+        drained.len()
+    );
+    assert_eq!(
+        summary["users_done"].as_u64().unwrap() as usize,
+        drained.len()
+    );
+
+    let out = bench.resetctl(&["run", "--resume", &id]).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(bench.status(&id), "finished");
+    bench
+        .assert_planned_writes_made_once(&id, CRASH_STEPS)
+        .await;
+}
+
+/// A second Ctrl-C aborts at once with exit 130; `--resume` reads back the steps whose
+/// outcome was unknown and finishes the run with every planned write made exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_aborts_at_once_and_resume_finishes_the_run() {
+    let bench = ctrlc_bench(6).await;
+    let mut child = start_interruptible_run(&bench).await;
+    interrupt(&child);
+    wait_for("the stop message", Duration::from_secs(30), || async {
+        bench.read("first.err").contains("stopping:")
+    })
+    .await;
+    interrupt(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(10)).await;
+    let err = bench.read("first.err");
+    assert_eq!(status.code(), Some(130), "{err}");
+    let id = bench.run_id().unwrap();
+    assert!(
+        err.contains(&format!("resetctl run --resume {id}")),
+        "{err}"
+    );
+    assert_eq!(
+        bench.status(&id),
+        "running",
+        "the abort left no time to record an end"
+    );
+    eprintln!(
+        "ctrl-c twice: {} steps in flight at the abort",
+        bench.journal(&id)["in_flight"]
+    );
+
+    let out = bench.resetctl(&["run", "--resume", &id]).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let journal = bench.journal(&id);
+    assert!(journal.get("in_flight").is_none(), "{journal}");
+    bench
+        .assert_planned_writes_made_once(&id, CRASH_STEPS)
+        .await;
+}
+
+/// The 429s Graph answers reach the run's summary: the emulator meters the authentication
+/// methods API (4 requests a window) and the client, not told, draws 429s and counts them.
+/// One user at a time, so the retries do not pile up into a storm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_counts_the_429s_graph_answered() {
+    let mut tenant = String::from("verified_domain: contoso.example\nusers:\n");
+    for i in 0..6 {
+        tenant.push_str(&format!(
+            "  - {{ upn: u{i}@contoso.example, methods: [phone] }}\n"
+        ));
+    }
+    let bench = Bench::from_tenant_file_with(&tenant, |config| {
+        config.time_scale = 20.0;
+        config.auth_methods_per_10s = Some(4);
+    })
+    .await;
+    let playbook = bench.write(
+        "mfa.yaml",
+        "name: mfa\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 0 }\nsteps:\n  - require_mfa_reregistration: { remove: [phone] }\n",
+    );
+    let out = bench
+        .resetctl(&[
+            "--output",
+            "json",
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+            "--concurrency",
+            "1",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    let stats = bench.inspect("stats").await;
+    assert!(
+        stats["throttled"].as_u64().unwrap() > 0,
+        "no 429 drawn: {stats}"
+    );
+    assert_eq!(
+        summary["throttled"], stats["throttled"],
+        "{summary}\n{stats}"
+    );
 }

@@ -417,6 +417,11 @@ async fn storm_of_429s_is_waited_out_and_no_retry_comes_early() {
     // At least the first wave (the initial in-flight limit, 8) met the storm; the others
     // waited behind the shared gate.
     assert!(throttled >= 8, "{throttled} throttled retries");
+    assert_eq!(
+        c.stats().throttled,
+        throttled,
+        "the client counts every 429"
+    );
     eprintln!("storm: {} requests, {throttled} retries", seen.len());
     // The shared gate keeps the bucket from hammering: far fewer requests than a blind
     // retry loop would send.
@@ -566,6 +571,7 @@ async fn run_batch_case(envelope_status: u16) {
     );
     assert!(second["requests"][1]["dependsOn"].is_array());
     assert!(seen[1].at.duration_since(seen[0].at) >= Duration::from_millis(195));
+    assert_eq!(dir.stats().throttled, 1, "one throttled item counted once");
 }
 
 #[tokio::test]

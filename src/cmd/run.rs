@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use resetctl::audit::{self, AuditHandle, Details, Event};
+use resetctl::directory::Directory;
 use resetctl::engine::execute::{self, Execution, Progress, Summary};
 use resetctl::engine::gate::{self, Refusal};
 use resetctl::engine::plan::Plan;
@@ -394,20 +395,9 @@ async fn execute_run(
     record(audit, event).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nstopping: no new users start; users in flight finish (Ctrl-C again to abort)"
-            );
-            let _ = stop_tx.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("aborted: resume with `resetctl run --resume RUN_ID`");
-                std::process::exit(130);
-            }
-        }
-    });
+    let signals = spawn_interrupts(stop_tx, &run.id);
     let progress = Arc::new(Progress::default());
-    let ticker = spawn_progress(Arc::clone(&progress));
+    let ticker = spawn_progress(Arc::clone(&progress), Arc::clone(&tenant.directory));
     let started = Instant::now();
     let summary = execute::execute(Execution {
         directory: Arc::clone(&tenant.directory),
@@ -422,7 +412,9 @@ async fn execute_run(
         progress: Arc::clone(&progress),
     })
     .await;
-    signals.abort();
+    if let Some(signals) = signals {
+        signals.abort();
+    }
     if let Some(ticker) = ticker {
         ticker.abort();
         eprintln!();
@@ -467,33 +459,110 @@ async fn execute_run(
     })
 }
 
-/// On a terminal, one status line a second on stderr: users done, writes/s, ETA.
-fn spawn_progress(progress: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+/// Ctrl-C once: the engine starts no new user and the users in flight finish; twice: exit
+/// 130 at once (the journal holds every intent, so `--resume` sorts out what was in flight).
+///
+/// One listener is registered before the run starts and serves both presses: a second
+/// `tokio::signal::ctrl_c()` would listen only from its first poll, losing a press that
+/// lands in between. `None` (with a warning) when the listener cannot be installed.
+fn spawn_interrupts(stop: watch::Sender<bool>, id: &RunId) -> Option<tokio::task::JoinHandle<()>> {
+    let mut interrupts = match interrupts() {
+        Ok(interrupts) => interrupts,
+        Err(err) => {
+            eprintln!(
+                "warning: cannot listen for Ctrl-C ({err}): it will kill the run \
+                 (continue it with `resetctl run --resume {id}`)"
+            );
+            return None;
+        }
+    };
+    let id = id.clone();
+    Some(tokio::spawn(async move {
+        if interrupts.recv().await.is_none() {
+            return;
+        }
+        // Stop first, then say so: once this line is out, no new user starts.
+        let _ = stop.send(true);
+        eprintln!("\nstopping: no new users start; users in flight finish (Ctrl-C again to abort)");
+        if interrupts.recv().await.is_some() {
+            eprintln!("aborted: resume with `resetctl run --resume {id}`");
+            std::process::exit(130);
+        }
+    }))
+}
+
+/// SIGINT as a stream.
+#[cfg(unix)]
+fn interrupts() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+}
+
+/// Ctrl-C as a stream.
+#[cfg(windows)]
+fn interrupts() -> std::io::Result<tokio::signal::windows::CtrlC> {
+    tokio::signal::windows::ctrl_c()
+}
+
+/// On a terminal, one status line a second on stderr: users done, steps/s, failures, 429s
+/// (this run's, from the directory's client), ETA.
+fn spawn_progress(
+    progress: Arc<Progress>,
+    directory: Arc<dyn Directory>,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
+    let throttled_before = directory.stats().throttled;
     Some(tokio::spawn(async move {
         let started = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let done = progress.users_done.load(Ordering::Relaxed);
-            let total = progress.users_total.load(Ordering::Relaxed);
-            let steps = progress.succeeded.load(Ordering::Relaxed)
-                + progress.failed.load(Ordering::Relaxed);
-            let secs = started.elapsed().as_secs_f64();
-            let rate = steps as f64 / secs.max(0.001);
-            let eta = if done > 0 {
-                secs / done as f64 * (total - done) as f64
-            } else {
-                0.0
+            let view = ProgressView {
+                done: progress.users_done.load(Ordering::Relaxed),
+                total: progress.users_total.load(Ordering::Relaxed),
+                steps: progress.succeeded.load(Ordering::Relaxed)
+                    + progress.failed.load(Ordering::Relaxed),
+                failed: progress.failed.load(Ordering::Relaxed),
+                throttled: directory.stats().throttled.saturating_sub(throttled_before),
+                elapsed: started.elapsed(),
             };
-            eprint!(
-                "\r  users {done}/{total}  steps/s {rate:.1}  failed {}  eta {eta:.0}s   ",
-                progress.failed.load(Ordering::Relaxed)
-            );
+            eprint!("\r{}   ", progress_line(&view));
             let _ = std::io::stderr().flush();
         }
     }))
+}
+
+/// What the progress line shows, read from the live counters.
+#[derive(Debug, Clone, Copy)]
+struct ProgressView {
+    /// Users whose pipeline finished.
+    done: u64,
+    /// Users to do.
+    total: u64,
+    /// Steps that ended (succeeded, failed or manual check).
+    steps: u64,
+    /// Steps that failed or went to manual check.
+    failed: u64,
+    /// Responses answered 429 so far in this run.
+    throttled: u64,
+    /// Time since the run started.
+    elapsed: Duration,
+}
+
+/// The progress line (without the carriage return that redraws it).
+fn progress_line(v: &ProgressView) -> String {
+    let secs = v.elapsed.as_secs_f64();
+    let rate = v.steps as f64 / secs.max(0.001);
+    let eta = if v.done > 0 {
+        let eta = secs / v.done as f64 * v.total.saturating_sub(v.done) as f64;
+        format!("{eta:.0}s")
+    } else {
+        "?".to_owned()
+    };
+    format!(
+        "  users {}/{}  steps/s {rate:.1}  failed {}  429s {}  eta {eta}",
+        v.done, v.total, v.failed, v.throttled
+    )
 }
 
 fn print_summary(
@@ -504,47 +573,136 @@ fn print_summary(
     results: &std::path::Path,
 ) {
     if global.output == OutputFormat::Json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "run": id,
-                "users_done": summary.users_done,
-                "users_not_started": summary.users_not_started,
-                "succeeded": summary.count(Outcome::Succeeded),
-                "failed": summary.count(Outcome::Failed),
-                "manual_check": summary.count(Outcome::ManualCheck),
-                "skipped": summary.count(Outcome::Skipped),
-                "tripped": summary.tripped,
-                "stopped": summary.stopped,
-                "seconds": elapsed.as_secs_f64(),
-                "results": results,
-            })
-        );
-        return;
+        println!("{}", summary_json(id, summary, elapsed, results));
+    } else {
+        print!("{}", summary_text(id, summary, elapsed, results));
     }
-    println!();
-    println!(
-        "run {id} {}",
-        if summary.complete_success() {
-            "finished"
-        } else {
-            "ended with problems"
-        }
-    );
-    println!("  users done    {}", summary.users_done);
+}
+
+/// The end-of-run summary for `--output json`.
+fn summary_json(
+    id: &RunId,
+    summary: &Summary,
+    elapsed: Duration,
+    results: &std::path::Path,
+) -> serde_json::Value {
+    serde_json::json!({
+        "run": id,
+        "users_done": summary.users_done,
+        "users_not_started": summary.users_not_started,
+        "succeeded": summary.count(Outcome::Succeeded),
+        "failed": summary.count(Outcome::Failed),
+        "manual_check": summary.count(Outcome::ManualCheck),
+        "skipped": summary.count(Outcome::Skipped),
+        "tripped": summary.tripped,
+        "stopped": summary.stopped,
+        "throttled": summary.throttled,
+        "seconds": elapsed.as_secs_f64(),
+        "results": results,
+    })
+}
+
+/// The end-of-run summary as text, one line per figure.
+fn summary_text(
+    id: &RunId,
+    summary: &Summary,
+    elapsed: Duration,
+    results: &std::path::Path,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("\n");
+    let ending = if summary.complete_success() {
+        "finished"
+    } else if summary.stopped {
+        "stopped: users in flight finished, no new user started"
+    } else {
+        "ended with problems"
+    };
+    let _ = writeln!(out, "run {id} {ending}");
+    let _ = writeln!(out, "  users done    {}", summary.users_done);
     if summary.users_not_started > 0 {
-        println!(
+        let _ = writeln!(
+            out,
             "  not started   {} (resume with `resetctl run --resume {id}`)",
             summary.users_not_started
         );
     }
-    println!("  succeeded     {}", summary.count(Outcome::Succeeded));
-    println!("  failed        {}", summary.count(Outcome::Failed));
-    println!("  manual check  {}", summary.count(Outcome::ManualCheck));
-    println!("  skipped       {}", summary.count(Outcome::Skipped));
+    let _ = writeln!(out, "  succeeded     {}", summary.count(Outcome::Succeeded));
+    let _ = writeln!(out, "  failed        {}", summary.count(Outcome::Failed));
+    let _ = writeln!(
+        out,
+        "  manual check  {}",
+        summary.count(Outcome::ManualCheck)
+    );
+    let _ = writeln!(out, "  skipped       {}", summary.count(Outcome::Skipped));
+    let _ = writeln!(
+        out,
+        "  429s          {} (Graph throttled; each was waited out and re-sent)",
+        summary.throttled
+    );
     if summary.tripped {
-        println!("  circuit breaker tripped: the error rate passed the playbook's threshold");
+        let _ = writeln!(
+            out,
+            "  circuit breaker tripped: the error rate passed the playbook's threshold"
+        );
     }
-    println!("  time          {:.1} s", elapsed.as_secs_f64());
-    println!("  results       {}", results.display());
+    let _ = writeln!(out, "  time          {:.1} s", elapsed.as_secs_f64());
+    let _ = writeln!(out, "  results       {}", results.display());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_users_rate_failures_429s_and_eta() {
+        let view = ProgressView {
+            done: 25,
+            total: 100,
+            steps: 50,
+            failed: 2,
+            throttled: 7,
+            elapsed: Duration::from_secs(10),
+        };
+        assert_eq!(
+            progress_line(&view),
+            "  users 25/100  steps/s 5.0  failed 2  429s 7  eta 30s"
+        );
+        let start = ProgressView {
+            done: 0,
+            steps: 0,
+            failed: 0,
+            throttled: 0,
+            ..view
+        };
+        assert!(
+            progress_line(&start).ends_with("429s 0  eta ?"),
+            "{}",
+            progress_line(&start)
+        );
+    }
+
+    #[test]
+    fn the_summary_reports_429s_in_text_and_json() {
+        let summary = Summary {
+            users_done: 3,
+            users_not_started: 2,
+            stopped: true,
+            throttled: 12,
+            ..Summary::default()
+        };
+        let id = RunId("r1".into());
+        let results = std::path::Path::new("results.csv");
+        let json = summary_json(&id, &summary, Duration::from_secs(1), results);
+        assert_eq!(json["throttled"], 12);
+        assert_eq!(json["stopped"], true);
+        let text = summary_text(&id, &summary, Duration::from_secs(1), results);
+        assert!(text.contains("\n  429s          12 "), "{text}");
+        assert!(text.contains("run r1 stopped"), "{text}");
+        assert!(
+            text.contains("not started   2 (resume with `resetctl run --resume r1`)"),
+            "{text}"
+        );
+    }
 }

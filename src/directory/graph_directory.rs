@@ -9,7 +9,9 @@ use super::wire::{
     WireAuthMethod, WireEligibility, WireList, WireRiskyUser, WireRoleAssignment, WireTap, WireUser,
 };
 use super::{DirFuture, Directory, ItemStream, types::*};
-use crate::graph::{BatchItem, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_SIZE, Request};
+use crate::graph::{
+    BatchItem, ClientStats, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_SIZE, Request,
+};
 
 /// Properties selected when listing or getting users (the default set lacks
 /// `accountEnabled`, `department`, `onPremisesSyncEnabled`: reference §2).
@@ -116,6 +118,10 @@ fn not_found_is_none<T>(r: Result<T, GraphError>) -> Result<Option<T>, GraphErro
 }
 
 impl Directory for GraphDirectory {
+    fn stats(&self) -> ClientStats {
+        self.client.stats()
+    }
+
     fn list_users(&self, query: UserQuery) -> ItemStream<'_, User> {
         let select = query
             .select

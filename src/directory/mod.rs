@@ -17,7 +17,7 @@ mod wire;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use crate::graph::GraphError;
+use crate::graph::{ClientStats, GraphError};
 
 pub use graph_directory::{GraphDirectory, USER_SELECT};
 pub use types::*;
@@ -96,4 +96,10 @@ pub trait Directory: Send + Sync {
     /// Runs many writes efficiently (`$batch`, `dependsOn` for `after`), one result per write
     /// in order. A write depending on a failed one fails with `DependencyFailed`.
     fn batch_writes(&self, writes: Vec<UserWrite>) -> DirFuture<'_, Vec<Result<(), GraphError>>>;
+
+    /// What the client behind the directory has counted so far (429s, for a run's progress
+    /// line and summary). Zeros for a directory that counts nothing, such as a test fake.
+    fn stats(&self) -> ClientStats {
+        ClientStats::default()
+    }
 }

@@ -109,6 +109,9 @@ pub struct Summary {
     pub tripped: bool,
     /// An operator stopped the run.
     pub stopped: bool,
+    /// Responses Graph answered 429 while this execution ran (the client waited and
+    /// re-sent them), from the directory's [`Directory::stats`].
+    pub throttled: u64,
 }
 
 impl Summary {
@@ -200,6 +203,7 @@ pub async fn execute<S: RunStore + 'static>(
         .users_total
         .store(users.len() as u64, Ordering::Relaxed);
     let total = users.len();
+    let throttled_before = execution.directory.stats().throttled;
 
     let per_user = futures::stream::iter(users)
         .take_while(|_| {
@@ -226,6 +230,11 @@ pub async fn execute<S: RunStore + 'static>(
     summary.users_not_started = total - summary.users_done;
     summary.tripped = breaker.tripped();
     summary.stopped = *execution.stop.borrow() && !summary.tripped;
+    summary.throttled = execution
+        .directory
+        .stats()
+        .throttled
+        .saturating_sub(throttled_before);
     Ok(summary)
 }
 

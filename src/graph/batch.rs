@@ -365,6 +365,7 @@ impl GraphClient {
             .collect();
         let mut out = Vec::with_capacity(members.len());
         let mut longest_retry: Option<Option<Duration>> = None;
+        let mut throttled_items = 0;
         for &i in members {
             let req = &items[i].request;
             let round = match by_id.remove(&i.to_string()) {
@@ -374,10 +375,14 @@ impl GraphClient {
                     "batch response lacks this write's result",
                 )
                 .with_request(req.describe()))),
-                Some(item) => classify(req, item, &mut longest_retry),
+                Some(item) => {
+                    throttled_items += u64::from(item.status == 429);
+                    classify(req, item, &mut longest_retry)
+                }
             };
             out.push((i, round));
         }
+        self.count_throttled(throttled_items);
         if let Some(retry_after) = longest_retry {
             self.governor().throttled(bucket, retry_after);
         }

@@ -2,6 +2,7 @@
 //! header, throttle permit, retries, typed errors and a tracing span per request.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
@@ -72,6 +73,17 @@ struct Inner {
     governor: TenantGovernor,
     /// Retry and timeout policy.
     options: ClientOptions,
+    /// Responses answered 429 so far (see [`ClientStats::throttled`]).
+    throttled: AtomicU64,
+}
+
+/// What a client has counted since it was built: shown on a run's progress line and in its
+/// summary, so an operator sees when Graph pushes back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClientStats {
+    /// Responses answered 429 (Too Many Requests): each throttled request or `$batch` item
+    /// counts once per 429, re-sends included.
+    pub throttled: u64,
 }
 
 /// A Graph client for one tenant. Cheap to clone; clones share tokens, budgets and the
@@ -138,6 +150,7 @@ impl GraphClient {
                 apps,
                 governor,
                 options,
+                throttled: AtomicU64::new(0),
             }),
         })
     }
@@ -182,6 +195,18 @@ impl GraphClient {
     /// The retry and timeout policy.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
+    }
+
+    /// Counters since the client was built (shared by its clones).
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            throttled: self.inner.throttled.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts `n` responses answered 429 (`$batch` items are counted by the batch code).
+    pub(super) fn count_throttled(&self, n: u64) {
+        self.inner.throttled.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The Graph base URL.
@@ -366,6 +391,7 @@ impl GraphClient {
                 }
                 429 => {
                     throttled += 1;
+                    self.count_throttled(1);
                     let wait = permit.throttled(retry_after);
                     if throttled > inner.options.max_throttle_retries {
                         let mut err = GraphError::from_response(status, &body, request_id)

@@ -24,7 +24,7 @@ pub mod request;
 
 pub use auth::{AppCredential, CertificateCredential, ClientAuth, TokenSource};
 pub use batch::{BatchItem, BatchOutcome};
-pub use client::{ClientOptions, GraphClient, http_client};
+pub use client::{ClientOptions, ClientStats, GraphClient, http_client};
 pub use error::{GraphError, GraphErrorKind};
 pub use paging::MAX_PAGE_SIZE;
 pub use request::{Request, Response};
