@@ -490,6 +490,28 @@ async fn guards_refuse_with_exit_3_and_write_nothing() {
     assert!(bench.writes().await.is_empty());
 }
 
+/// A temporary password or pass that no channel of this build can deliver would only lock
+/// the user out: `--execute` refuses it (exit 3) and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeliverable_secrets_refuse_with_exit_3_and_write_nothing() {
+    let bench = Bench::from_tenant_file(TENANT).await;
+    let playbook = bench.write(
+        "tap.yaml",
+        &PLAYBOOK.replace(
+            "  - require_mfa_reregistration: { remove: [phone, softwareOath] }\n",
+            "  - temporary_access_pass: { lifetime_minutes: 60 }\n  - notify: { template: tap, channels: [sms] }\n",
+        ),
+    );
+    let out = bench.execute(&playbook).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("temporary_access_pass") && stderr(&out).contains("verified channel"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(bench.writes().await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approvals_are_bound_to_the_exact_plan() {
     let bench = Bench::from_tenant_file(TENANT).await;

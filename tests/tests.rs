@@ -9,5 +9,6 @@ mod emulator;
 mod engine;
 mod graph;
 mod graph_emulator;
+mod notify;
 mod playbook;
 mod runs;

@@ -14,6 +14,7 @@ use resetctl::audit::{self, AuditHandle, Details, Event};
 use resetctl::directory::Directory;
 use resetctl::engine::execute::{self, Execution, Progress, Summary};
 use resetctl::engine::gate::{self, Refusal};
+use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::plan::Plan;
 use resetctl::playbook::Playbook;
 use resetctl::report;
@@ -125,7 +126,7 @@ fn dry_run(global: &GlobalArgs, planned: &Planned) {
             planned.out.join("plan.json").display()
         );
     }
-    let refusals = gate::check_guards(&planned.playbook, plan);
+    let refusals = gate::check_guards(&planned.playbook, plan, &RecordOnly);
     for refusal in &refusals {
         println!("note: --execute would be refused: {refusal}");
     }
@@ -184,7 +185,7 @@ async fn gate_and_execute(
             ),
         ));
     }
-    let mut refusals = gate::check_guards(&planned.playbook, &planned.plan);
+    let mut refusals = gate::check_guards(&planned.playbook, &planned.plan, &RecordOnly);
     let approvals = approvals_of(store, &planned.run.plan_hash).await?;
     refusals.extend(gate::check_approvals(
         &planned.playbook,
@@ -233,14 +234,7 @@ async fn refuse(audit: &AuditHandle, run: &RunRecord, refusals: &[Refusal]) -> C
             .map(|e| e.with_details(details))
         });
     record(audit, event).await?;
-    let exit = if refusals
-        .iter()
-        .all(|r| matches!(r, Refusal::Unsupported(_)))
-    {
-        Exit::Config
-    } else {
-        Exit::Refused
-    };
+    let exit = Exit::Refused;
     Err(Failure::new(
         exit,
         format!(
@@ -410,6 +404,8 @@ async fn execute_run(
         concurrency: args.concurrency,
         stop: stop_rx,
         progress: Arc::clone(&progress),
+        // Until the communications module exists: notices are recorded, never sent.
+        notifier: Arc::new(RecordOnly),
     })
     .await;
     if let Some(signals) = signals {

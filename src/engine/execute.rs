@@ -27,10 +27,13 @@ use tokio::sync::watch;
 
 use super::EngineError;
 use super::confirm::Confirmer;
+use super::notify::{Delivery, Notice, Notifier, UserSecret, creates_secret};
 use super::password;
 use super::plan::{Plan, PlannedUser};
 use crate::audit::{self, AuditHandle, Details, Event};
-use crate::directory::{AuthMethodKind, Directory, PasswordChange, RiskLevel as GraphRisk};
+use crate::directory::{
+    AuthMethodKind, Directory, PasswordChange, RiskLevel as GraphRisk, TapRequest,
+};
 use crate::graph::{GraphError, GraphErrorKind};
 use crate::playbook::{MethodType, PasswordMode, Playbook, Step};
 use crate::store::{IntentRecorded, JournalEntry, Outcome, RunId, RunStore};
@@ -64,6 +67,8 @@ pub struct Execution<S> {
     pub stop: watch::Receiver<bool>,
     /// Live counters for a progress display.
     pub progress: Arc<Progress>,
+    /// Delivers the notify steps' notices, and the secrets earlier steps created.
+    pub notifier: Arc<dyn Notifier>,
 }
 
 /// Counters a progress display reads while the run goes on.
@@ -246,6 +251,11 @@ async fn pipeline<S: RunStore>(
 ) -> Result<Vec<StepResult>, EngineError> {
     let mut results = Vec::with_capacity(user.steps.len());
     let mut earlier_failed = false;
+    // Secrets created for this user in this attempt, for its notify steps only.
+    let mut secrets: Vec<UserSecret> = Vec::new();
+    // A secret created without its value reaching this attempt (before a resume, or seen
+    // only by read-back): never stored, so it cannot be delivered now.
+    let mut lost_secret: Option<&'static str> = None;
     for key in user.steps.iter() {
         let Some(step) = step_of(&execution.playbook, key) else {
             return Err(EngineError::CorruptPlan {
@@ -253,8 +263,23 @@ async fn pipeline<S: RunStore>(
                 message: format!("step {key} is not in the playbook"),
             });
         };
+        let created = secrets.len();
         let (outcome, detail, replayed) =
-            run_step(execution, user, key, step, earlier_failed).await?;
+            if let (Some(kind), Step::Notify { .. }) = (lost_secret, step) {
+                settle_lost_secret(execution, user, key, kind).await?
+            } else {
+                let context = StepContext {
+                    earlier_failed,
+                    secrets: &mut secrets,
+                };
+                run_step(execution, user, key, step, context).await?
+            };
+        if creates_secret(step) && outcome == Outcome::Succeeded && secrets.len() == created {
+            lost_secret = Some(match step {
+                Step::TemporaryAccessPass { .. } => "temporary access pass",
+                _ => "temporary password",
+            });
+        }
         if !replayed
             && matches!(
                 outcome,
@@ -291,6 +316,64 @@ fn step_of<'a>(playbook: &'a Playbook, key: &str) -> Option<&'a Step> {
     (spec.step.key() == name).then_some(&spec.step)
 }
 
+/// What a step of a pipeline knows of the steps before it.
+struct StepContext<'a> {
+    /// An earlier step failed (a notice would announce something that did not happen).
+    earlier_failed: bool,
+    /// Secrets created so far; a step that creates one adds it.
+    secrets: &'a mut Vec<UserSecret>,
+}
+
+/// A notify step after a secret whose value this attempt does not have (created before a
+/// resume, or confirmed only by read-back): it was never stored (by design), so the notice
+/// cannot carry it. Journaled like any step, as a
+/// manual check (unless an earlier attempt already decided it).
+async fn settle_lost_secret<S: RunStore>(
+    execution: &Runner<S>,
+    user: &PlannedUser,
+    key: &str,
+    kind: &str,
+) -> Result<(Outcome, Option<String>, bool), EngineError> {
+    let at = Timestamp::now();
+    if let IntentRecorded::Existing(JournalEntry {
+        outcome: Some(outcome),
+        detail,
+        ..
+    }) = execution
+        .store
+        .record_intent(&execution.run, &user.id, key, at)
+        .await?
+    {
+        return Ok((outcome, detail, true));
+    }
+    let detail = format!(
+        "the {kind} was created, but its value never reached this attempt of the run (made \
+         before a resume, or its response was lost) and it is never stored, so it cannot be \
+         delivered; issue a new one by hand"
+    );
+    execution
+        .store
+        .record_outcome(
+            &execution.run,
+            &user.id,
+            key,
+            Outcome::ManualCheck,
+            Some(detail.clone()),
+            Timestamp::now(),
+        )
+        .await?;
+    audit_step(
+        execution,
+        user,
+        key,
+        Outcome::ManualCheck,
+        Some(&detail),
+        true,
+    )
+    .await?;
+    Ok((Outcome::ManualCheck, Some(detail), false))
+}
+
 /// Journal, perform (or resolve) and record one step. The flag is true when the outcome
 /// was only read from the journal (decided in an earlier attempt of this run).
 async fn run_step<S: RunStore>(
@@ -298,8 +381,12 @@ async fn run_step<S: RunStore>(
     user: &PlannedUser,
     key: &str,
     step: &Step,
-    earlier_failed: bool,
+    context: StepContext<'_>,
 ) -> Result<(Outcome, Option<String>, bool), EngineError> {
+    let StepContext {
+        earlier_failed,
+        secrets,
+    } = context;
     let store = &execution.store;
     let intent_at = Timestamp::now();
     let (outcome, detail, resumed) = match store
@@ -313,7 +400,7 @@ async fn run_step<S: RunStore>(
         }) => return Ok((outcome, detail, true)), // done in an earlier attempt of this run
         IntentRecorded::Existing(entry) => {
             let (outcome, detail) =
-                resolve_unknown(execution, user, step, entry.intent_at, true).await;
+                resolve_unknown(execution, user, step, entry.intent_at, true, secrets).await;
             (outcome, detail, true)
         }
         IntentRecorded::New => {
@@ -323,7 +410,7 @@ async fn run_step<S: RunStore>(
                     Some("an earlier step failed; nothing to announce".into()),
                 )
             } else {
-                perform(execution, user, step, intent_at).await
+                perform(execution, user, step, intent_at, secrets).await
             };
             (outcome, detail, false)
         }
@@ -378,12 +465,14 @@ async fn audit_step<S>(
     Ok(())
 }
 
-/// Make the call a step stands for.
+/// Make the call a step stands for. A secret it creates goes to `secrets`, for the user's
+/// notify steps; a notify step hands them to the notifier.
 async fn perform<S>(
     execution: &Runner<S>,
     user: &PlannedUser,
     step: &Step,
     intent_at: Timestamp,
+    secrets: &mut Vec<UserSecret>,
 ) -> (Outcome, Option<String>) {
     let directory = execution.directory.as_ref();
     let result: Result<Option<String>, GraphError> = match step {
@@ -395,10 +484,13 @@ async fn perform<S>(
         } => {
             let password: Option<SecretString> = match mode {
                 PasswordMode::Scramble => Some(password::scramble()),
-                // Refused by the gate until communications can deliver it.
+                // The gate lets this through only when a notify step can deliver it.
                 PasswordMode::Temporary => Some(password::temporary()),
                 PasswordMode::Keep => None,
             };
+            let temporary = (*mode == PasswordMode::Temporary)
+                .then(|| password.clone())
+                .flatten();
             let change = PasswordChange {
                 force_change_next_sign_in: *force_change,
                 force_change_with_mfa: *require_mfa,
@@ -407,18 +499,39 @@ async fn perform<S>(
             directory
                 .force_password_change(&user.id, &change)
                 .await
-                .map(|()| None)
+                .map(|()| {
+                    temporary.map(|pw| {
+                        secrets.push(UserSecret::TemporaryPassword(pw));
+                        "temporary password set, held for the notify step".to_owned()
+                    })
+                })
         }
         Step::RequireMfaReregistration { remove } => {
             remove_methods(directory, &user.id, remove).await
         }
-        Step::TemporaryAccessPass { .. } => {
-            return (
-                Outcome::Skipped,
-                Some(
-                    "temporary access passes need the communications module to be delivered".into(),
-                ),
-            );
+        Step::TemporaryAccessPass {
+            lifetime_minutes,
+            usable_once,
+        } => {
+            let request = TapRequest {
+                start: None,
+                lifetime_minutes: Some(*lifetime_minutes),
+                usable_once: *usable_once,
+            };
+            directory.create_tap(&user.id, &request).await.map(|tap| {
+                let lifetime_minutes = tap.lifetime_minutes.unwrap_or(*lifetime_minutes);
+                let usable_once = tap.usable_once.unwrap_or(*usable_once);
+                secrets.push(UserSecret::AccessPass {
+                    pass: tap.pass,
+                    lifetime_minutes,
+                    usable_once,
+                });
+                Some(format!(
+                    "temporary access pass {} created ({lifetime_minutes} min, usable once: \
+                     {usable_once}), held for the notify step",
+                    tap.id
+                ))
+            })
         }
         Step::AddToGroup { group_id, expiry } => {
             let expires = intent_at
@@ -440,18 +553,18 @@ async fn perform<S>(
             channels,
             to,
         } => {
-            return (
-                Outcome::Skipped,
-                Some(format!(
-                    "communications not yet available; would send `{template}` to the {} over {}",
-                    format!("{to:?}").to_lowercase(),
-                    channels
-                        .iter()
-                        .map(|c| c.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            );
+            let notice = Notice {
+                user,
+                template,
+                channels,
+                to: *to,
+                secrets: secrets.as_slice(),
+            };
+            return match execution.notifier.notify(notice).await {
+                Delivery::Delivered(detail) => (Outcome::Succeeded, Some(detail)),
+                Delivery::Recorded(detail) => (Outcome::Skipped, Some(detail)),
+                Delivery::Failed(detail) => (Outcome::Failed, Some(detail)),
+            };
         }
     };
     match result {
@@ -460,7 +573,7 @@ async fn perform<S>(
             // The request left; whether Graph applied it is unknown. Read it back now;
             // if the read-back cannot prove it landed, an operator must look.
             tracing::warn!(message = "Write outcome unknown; reading back.", user = %user.upn, %err);
-            resolve_unknown(execution, user, step, intent_at, false).await
+            resolve_unknown(execution, user, step, intent_at, false, secrets).await
         }
         Err(err) => (Outcome::Failed, Some(error_detail(&err))),
     }
@@ -541,6 +654,7 @@ async fn resolve_unknown<S>(
     step: &Step,
     intent_at: Timestamp,
     may_perform: bool,
+    secrets: &mut Vec<UserSecret>,
 ) -> (Outcome, Option<String>) {
     match read_back(execution.directory.as_ref(), &user.id, step, intent_at).await {
         Ok(ReadBack::Applied(evidence)) => {
@@ -549,7 +663,7 @@ async fn resolve_unknown<S>(
         Ok(ReadBack::NotApplied) if may_perform => {
             tracing::info!(message = "Read-back shows the write did not land; performing it.", user = %user.upn);
             // Boxed: perform may come back here on an unknown outcome (with may_perform off).
-            Box::pin(perform(execution, user, step, intent_at)).await
+            Box::pin(perform(execution, user, step, intent_at, secrets)).await
         }
         Ok(ReadBack::NotApplied) => (
             Outcome::ManualCheck,

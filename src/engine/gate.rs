@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 
+use super::notify::{Notifier, undeliverable};
 use super::plan::Plan;
-use crate::playbook::{PasswordMode, Playbook, Step};
+use crate::playbook::Playbook;
 use crate::store::Approval;
 
 /// Why the gate refused.
@@ -36,8 +37,9 @@ pub enum Refusal {
         /// Required by the playbook.
         need: u32,
     },
-    /// A step needs a capability this build does not have (a secret it could not deliver).
-    Unsupported(String),
+    /// A secret the playbook creates (temporary password, Temporary Access Pass) could not
+    /// reach its user: creating it would only lock the user out.
+    Undeliverable(String),
 }
 
 impl std::fmt::Display for Refusal {
@@ -62,7 +64,7 @@ impl std::fmt::Display for Refusal {
                 "approvals: {have} of {need} required operators approved this plan \
                  (resetctl runs approve RUN --as NAME)"
             ),
-            Refusal::Unsupported(message) => f.write_str(message),
+            Refusal::Undeliverable(message) => f.write_str(message),
         }
     }
 }
@@ -72,8 +74,9 @@ pub fn automated(plan: &Plan) -> usize {
     plan.users.iter().filter(|u| !u.steps.is_empty()).count()
 }
 
-/// The guards of the playbook against the plan.
-pub fn check_guards(playbook: &Playbook, plan: &Plan) -> Vec<Refusal> {
+/// The guards of the playbook against the plan, and whether `notifier` can deliver the
+/// secrets the playbook creates.
+pub fn check_guards(playbook: &Playbook, plan: &Plan, notifier: &dyn Notifier) -> Vec<Refusal> {
     let mut refusals = Vec::new();
     let count = automated(plan);
     if let Some(max) = playbook.guards.max_users
@@ -92,31 +95,8 @@ pub fn check_guards(playbook: &Playbook, plan: &Plan) -> Vec<Refusal> {
             max: playbook.guards.max_fraction_of_tenant,
         });
     }
-    refusals.extend(unsupported(playbook));
+    refusals.extend(undeliverable(playbook, notifier).map(Refusal::Undeliverable));
     refusals
-}
-
-/// Steps whose secret this build cannot deliver: a temporary password or a Temporary Access
-/// Pass would be created and then lost, leaving the user locked out. They wait for the
-/// communications module.
-fn unsupported(playbook: &Playbook) -> Option<Refusal> {
-    let needs_delivery = playbook.steps.iter().any(|s| {
-        matches!(
-            s.step,
-            Step::ResetPassword {
-                mode: PasswordMode::Temporary,
-                ..
-            } | Step::TemporaryAccessPass { .. }
-        )
-    });
-    needs_delivery.then(|| {
-        Refusal::Unsupported(
-            "this playbook creates temporary passwords or Temporary Access Passes, which must be \
-             delivered by the communications module; that is not yet available in this build, \
-             so --execute is refused (a dry run shows the plan)"
-                .into(),
-        )
-    })
 }
 
 /// The approvals requirement: distinct operators who approved `plan_hash`.
@@ -140,6 +120,7 @@ pub fn check_approvals(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::notify::RecordOnly;
     use crate::engine::plan::{Estimate, PlannedUser};
     use crate::playbook::load_str;
     use crate::targeting::Bucket;
@@ -186,8 +167,8 @@ mod tests {
     #[test]
     fn guards_refuse_too_many_users_and_too_much_of_the_tenant() {
         let pb = playbook("");
-        assert!(check_guards(&pb, &plan(2, 10)).is_empty());
-        let refusals = check_guards(&pb, &plan(3, 4));
+        assert!(check_guards(&pb, &plan(2, 10), &RecordOnly).is_empty());
+        let refusals = check_guards(&pb, &plan(3, 4), &RecordOnly);
         assert!(matches!(
             refusals[0],
             Refusal::TooManyUsers {

@@ -7,6 +7,8 @@
 //!   the same code resumes a dead run.
 //! - [`confirm`]: `confirm_compromised` batched across users (1 request/s per tenant).
 //! - [`expire`]: ending temporary group memberships (`resetctl runs expire`).
+//! - [`notify`]: the notify step's plug point for the communications module, and the
+//!   hand-off of temporary passwords and Temporary Access Passes to it.
 //! - [`password`]: the generated passwords.
 //!
 //! Invariant (design §6, 4): nothing is written unless `--execute` was given and the gate
@@ -18,6 +20,7 @@ pub mod confirm;
 pub mod execute;
 pub mod expire;
 pub mod gate;
+pub mod notify;
 pub mod password;
 pub mod plan;
 pub mod planner;

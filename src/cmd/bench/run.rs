@@ -18,6 +18,7 @@ use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::emulator::EmulatorConfig;
 use resetctl::engine::execute::{self, Execution, Progress};
 use resetctl::engine::gate;
+use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::planner::{self, PlanRequest};
 use resetctl::playbook;
 use resetctl::store::{
@@ -117,6 +118,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
         concurrency,
         stop,
         progress: Arc::new(Progress::default()),
+        notifier: Arc::new(RecordOnly),
     })
     .await
     .map_err(|e| fail("execute", e))?;
