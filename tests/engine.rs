@@ -969,13 +969,20 @@ async fn injected_403s_trip_the_breaker_and_resume_starts_only_the_users_left() 
     assert!(first["failed"].as_u64().unwrap() >= 3, "{first}");
 
     let id = bench.run_id().unwrap();
-    let results = bench.results(&id);
+    let (listed, results): (Vec<StepRow>, Vec<StepRow>) = bench
+        .results(&id)
+        .into_iter()
+        .partition(|r| r.outcome == "not_started");
     assert_eq!(results.len() as u64, 2 * done);
     let failed = results.iter().filter(|r| r.outcome == "failed").count();
     assert_eq!(failed as u64, first["failed"].as_u64().unwrap());
     assert_results_match_the_tenant(&bench, &results).await;
     let waiting = not_started(&bench, &id, &results);
     assert_eq!(waiting.len() as u64, left, "{waiting:?}");
+    // results.csv itself lists the users left, a row per step they still need.
+    assert_eq!(listed.len() as u64, 2 * left);
+    let listed: BTreeSet<String> = listed.into_iter().map(|r| r.upn).collect();
+    assert_eq!(listed, waiting);
     let (status, journal) = run_status(&bench, &id).await;
     assert_eq!(status, "stopped");
     assert_eq!(journal["failed"], failed, "{journal}");

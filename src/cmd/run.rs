@@ -429,7 +429,7 @@ async fn execute_run(
     std::fs::create_dir_all(&out)
         .map_err(|e| Failure::new(Exit::Config, format!("{}: {e}", out.display())))?;
     let results_path = out.join("results.csv");
-    report::write_results(&summary.results, &results_path)
+    report::write_results(&plan, &summary.results, &results_path)
         .map_err(|e| Failure::new(Exit::Config, e))?;
     let event = Details::new()
         .with("succeeded", summary.count(Outcome::Succeeded) as u64)

@@ -110,7 +110,7 @@ pub struct Summary {
     pub users_done: usize,
     /// Users not started (stop or breaker).
     pub users_not_started: usize,
-    /// The circuit breaker stopped the run.
+    /// The circuit breaker stopped the run (tripped with users left to start).
     pub tripped: bool,
     /// An operator stopped the run.
     pub stopped: bool,
@@ -233,7 +233,8 @@ pub async fn execute<S: RunStore + 'static>(
             .fetch_add(1, Ordering::Relaxed);
     }
     summary.users_not_started = total - summary.users_done;
-    summary.tripped = breaker.tripped();
+    // The breaker "stopped" the run only if it left users unstarted.
+    summary.tripped = breaker.tripped() && summary.users_not_started > 0;
     summary.stopped = *execution.stop.borrow() && !summary.tripped;
     summary.throttled = execution
         .directory

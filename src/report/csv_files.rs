@@ -1,5 +1,6 @@
 //! `targets.csv` and `manual-queue.csv` of `resetctl plan`.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -62,8 +63,11 @@ pub fn write_targets(plan: &Plan, path: &Path) -> Result<(), ReportError> {
     })
 }
 
-/// Write one row per (user, step) with its outcome: `results.csv` of a run.
-pub fn write_results(results: &[StepResult], path: &Path) -> Result<(), ReportError> {
+/// Write one row per (user, step) with its outcome: `results.csv` of a run. Planned users
+/// the run never started (it was stopped, or the breaker tripped) get a `not_started` row
+/// per step, so the file is the complete worklist of what remains.
+pub fn write_results(plan: &Plan, results: &[StepResult], path: &Path) -> Result<(), ReportError> {
+    let started: HashSet<&str> = results.iter().map(|r| r.user_id.as_str()).collect();
     write_csv(path, |w| {
         w.write_record(["user_id", "upn", "step", "outcome", "detail", "time"])?;
         for r in results {
@@ -75,6 +79,22 @@ pub fn write_results(results: &[StepResult], path: &Path) -> Result<(), ReportEr
                 r.detail.as_deref().unwrap_or(""),
                 &r.at.to_string(),
             ]))?;
+        }
+        let not_started = plan
+            .users
+            .iter()
+            .filter(|u| !u.steps.is_empty() && !started.contains(u.id.as_str()));
+        for user in not_started {
+            for step in user.steps.iter() {
+                w.write_record(row(&[
+                    &user.id,
+                    &user.upn,
+                    step,
+                    "not_started",
+                    "the run stopped before this user started; resume the run to do them",
+                    "",
+                ]))?;
+            }
         }
         Ok(())
     })
@@ -219,6 +239,44 @@ mod tests {
         assert!(rows[0][6].contains("Privileged Authentication Administrator"));
         assert_eq!(rows[1][3], "hybrid");
         assert!(rows[1][6].contains("on-premises"));
+    }
+
+    #[test]
+    fn results_list_every_step_of_the_users_not_started() {
+        let mut plan = plan();
+        let steps: std::sync::Arc<[String]> = vec![
+            "0:reset_password".to_owned(),
+            "1:revoke_sessions".to_owned(),
+        ]
+        .into();
+        plan.users[0].steps = steps.clone();
+        let mut second = user("c", "Carl", Bucket::Automated, &[]);
+        second.steps = steps;
+        plan.users.push(second);
+        let done = StepResult {
+            user_id: "a".into(),
+            upn: "a@contoso.com".into(),
+            step: "0:reset_password".into(),
+            outcome: crate::store::Outcome::Succeeded,
+            detail: None,
+            at: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.csv");
+        write_results(&plan, &[done], &path).unwrap();
+        let rows = read(&path);
+        let summary: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r[0].as_str(), r[2].as_str(), r[3].as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", "0:reset_password", "succeeded"),
+                ("c", "0:reset_password", "not_started"),
+                ("c", "1:revoke_sessions", "not_started"),
+            ]
+        );
     }
 
     #[test]
