@@ -121,9 +121,9 @@ impl Bench {
         .await
     }
 
-    /// `resetctl --output json run PLAYBOOK --tenant t --execute --yes --concurrency 1`:
-    /// one user at a time, so seeded faults land on the same writes every time.
-    async fn execute_one_at_a_time(&self, playbook: &std::path::Path) -> Output {
+    /// `resetctl --output json run PLAYBOOK --tenant t --execute --yes --concurrency N`.
+    async fn execute_json(&self, playbook: &std::path::Path, concurrency: usize) -> Output {
+        let concurrency = concurrency.to_string();
         self.resetctl(&[
             "--output",
             "json",
@@ -134,9 +134,15 @@ impl Bench {
             "--execute",
             "--yes",
             "--concurrency",
-            "1",
+            &concurrency,
         ])
         .await
+    }
+
+    /// [`Bench::execute_json`] one user at a time, so seeded faults land on the same
+    /// writes every time.
+    async fn execute_one_at_a_time(&self, playbook: &std::path::Path) -> Output {
+        self.execute_json(playbook, 1).await
     }
 
     /// A file the run wrote in its folder (plan.json, targets.csv, results.csv, ...).
@@ -565,20 +571,7 @@ async fn the_circuit_breaker_stops_a_failing_run() {
         "breaker.yaml",
         "name: breaker\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, stop_when_error_rate_above: 0.2, approvals_required: 0 }\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n",
     );
-    let out = bench
-        .resetctl(&[
-            "--output",
-            "json",
-            "run",
-            playbook.to_str().unwrap(),
-            "--tenant",
-            "t",
-            "--execute",
-            "--yes",
-            "--concurrency",
-            "4",
-        ])
-        .await;
+    let out = bench.execute_json(&playbook, 4).await;
     assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
     assert_eq!(summary["tripped"], true, "{summary}");
@@ -1266,20 +1259,7 @@ async fn the_summary_counts_the_429s_graph_answered() {
         "mfa.yaml",
         "name: mfa\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 0 }\nsteps:\n  - require_mfa_reregistration: { remove: [phone] }\n",
     );
-    let out = bench
-        .resetctl(&[
-            "--output",
-            "json",
-            "run",
-            playbook.to_str().unwrap(),
-            "--tenant",
-            "t",
-            "--execute",
-            "--yes",
-            "--concurrency",
-            "1",
-        ])
-        .await;
+    let out = bench.execute_json(&playbook, 1).await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
     let stats = bench.inspect("stats").await;
