@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use super::EngineError;
 use super::confirm::Confirmer;
-use super::notify::{Delivery, Notice, Notifier, UserSecret, creates_secret};
+use super::notify::{Delivery, Notice, Notifier, UserSecret, secret_created_by};
 use super::password;
 use super::plan::{Plan, PlannedUser};
 use crate::audit::{self, AuditHandle, Details, Event};
@@ -265,21 +265,14 @@ async fn pipeline<S: RunStore>(
             });
         };
         let created = secrets.len();
-        let (outcome, detail, replayed) =
-            if let (Some(kind), Step::Notify { .. }) = (lost_secret, step) {
-                settle_lost_secret(execution, user, key, kind).await?
-            } else {
-                let context = StepContext {
-                    earlier_failed,
-                    secrets: &mut secrets,
-                };
-                run_step(execution, user, key, step, context).await?
-            };
-        if creates_secret(step) && outcome == Outcome::Succeeded && secrets.len() == created {
-            lost_secret = Some(match step {
-                Step::TemporaryAccessPass { .. } => "temporary access pass",
-                _ => "temporary password",
-            });
+        let context = StepContext {
+            earlier_failed,
+            lost_secret,
+            secrets: &mut secrets,
+        };
+        let (outcome, detail, replayed) = run_step(execution, user, key, step, context).await?;
+        if outcome == Outcome::Succeeded && secrets.len() == created {
+            lost_secret = secret_created_by(step).or(lost_secret);
         }
         if !replayed
             && matches!(
@@ -321,58 +314,12 @@ fn step_of<'a>(playbook: &'a Playbook, key: &str) -> Option<&'a Step> {
 struct StepContext<'a> {
     /// An earlier step failed (a notice would announce something that did not happen).
     earlier_failed: bool,
+    /// The kind of a secret an earlier step created whose value this attempt does not have
+    /// (created before a resume, or confirmed only by read-back): never stored, so a notice
+    /// that would carry it cannot be sent.
+    lost_secret: Option<&'static str>,
     /// Secrets created so far; a step that creates one adds it.
     secrets: &'a mut Vec<UserSecret>,
-}
-
-/// A notify step after a secret whose value this attempt does not have (created before a
-/// resume, or confirmed only by read-back): it was never stored (by design), so the notice
-/// cannot carry it. Journaled like any step, as a
-/// manual check (unless an earlier attempt already decided it).
-async fn settle_lost_secret<S: RunStore>(
-    execution: &Runner<S>,
-    user: &PlannedUser,
-    key: &str,
-    kind: &str,
-) -> Result<(Outcome, Option<String>, bool), EngineError> {
-    let at = Timestamp::now();
-    if let IntentRecorded::Existing(JournalEntry {
-        outcome: Some(outcome),
-        detail,
-        ..
-    }) = execution
-        .store
-        .record_intent(&execution.run, &user.id, key, at)
-        .await?
-    {
-        return Ok((outcome, detail, true));
-    }
-    let detail = format!(
-        "the {kind} was created, but its value never reached this attempt of the run (made \
-         before a resume, or its response was lost) and it is never stored, so it cannot be \
-         delivered; issue a new one by hand"
-    );
-    execution
-        .store
-        .record_outcome(
-            &execution.run,
-            &user.id,
-            key,
-            Outcome::ManualCheck,
-            Some(detail.clone()),
-            Timestamp::now(),
-        )
-        .await?;
-    audit_step(
-        execution,
-        user,
-        key,
-        Outcome::ManualCheck,
-        Some(&detail),
-        true,
-    )
-    .await?;
-    Ok((Outcome::ManualCheck, Some(detail), false))
 }
 
 /// Journal, perform (or resolve) and record one step. The flag is true when the outcome
@@ -386,6 +333,7 @@ async fn run_step<S: RunStore>(
 ) -> Result<(Outcome, Option<String>, bool), EngineError> {
     let StepContext {
         earlier_failed,
+        lost_secret,
         secrets,
     } = context;
     let store = &execution.store;
@@ -405,13 +353,21 @@ async fn run_step<S: RunStore>(
             (outcome, detail, true)
         }
         IntentRecorded::New => {
-            let (outcome, detail) = if earlier_failed && matches!(step, Step::Notify { .. }) {
-                (
+            let (outcome, detail) = match (step, lost_secret) {
+                (Step::Notify { .. }, _) if earlier_failed => (
                     Outcome::Skipped,
                     Some("an earlier step failed; nothing to announce".into()),
-                )
-            } else {
-                perform(execution, user, step, intent_at, secrets).await
+                ),
+                (Step::Notify { .. }, Some(kind)) => (
+                    Outcome::ManualCheck,
+                    Some(format!(
+                        "the {kind} was created, but its value never reached this attempt \
+                             of the run (made before a resume, or its response was lost) and \
+                             it is never stored, so it cannot be delivered; issue a new one by \
+                             hand"
+                    )),
+                ),
+                _ => perform(execution, user, step, intent_at, secrets).await,
             };
             (outcome, detail, false)
         }

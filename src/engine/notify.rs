@@ -30,12 +30,17 @@ pub enum UserSecret {
     },
 }
 
+/// [`UserSecret::kind`] of a temporary password.
+const TEMPORARY_PASSWORD: &str = "temporary password";
+/// [`UserSecret::kind`] of a Temporary Access Pass.
+const ACCESS_PASS: &str = "temporary access pass";
+
 impl UserSecret {
     /// What the secret is, for details and messages (never the secret itself).
     pub fn kind(&self) -> &'static str {
         match self {
-            UserSecret::TemporaryPassword(_) => "temporary password",
-            UserSecret::AccessPass { .. } => "temporary access pass",
+            UserSecret::TemporaryPassword(_) => TEMPORARY_PASSWORD,
+            UserSecret::AccessPass { .. } => ACCESS_PASS,
         }
     }
 }
@@ -107,15 +112,17 @@ impl Notifier for RecordOnly {
     }
 }
 
-/// Whether `step` creates a secret the user must be told.
-pub fn creates_secret(step: &Step) -> bool {
-    matches!(
-        step,
+/// The kind of secret `step` creates for the user to be told (as [`UserSecret::kind`]
+/// names it), if any.
+pub fn secret_created_by(step: &Step) -> Option<&'static str> {
+    match step {
         Step::ResetPassword {
             mode: crate::playbook::PasswordMode::Temporary,
             ..
-        } | Step::TemporaryAccessPass { .. }
-    )
+        } => Some(TEMPORARY_PASSWORD),
+        Step::TemporaryAccessPass { .. } => Some(ACCESS_PASS),
+        _ => None,
+    }
 }
 
 /// Why `playbook`'s secrets would not reach their users through `notifier`, if so: every
@@ -124,7 +131,7 @@ pub fn creates_secret(step: &Step) -> bool {
 /// whether this build's notifier can actually carry it.)
 pub fn undeliverable(playbook: &Playbook, notifier: &dyn Notifier) -> Option<String> {
     for (index, spec) in playbook.steps.iter().enumerate() {
-        if !creates_secret(&spec.step) {
+        if secret_created_by(&spec.step).is_none() {
             continue;
         }
         let delivered = playbook.steps[index + 1..].iter().any(|later| {
