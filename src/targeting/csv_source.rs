@@ -227,11 +227,17 @@ fn parse_value(field: Option<&[u8]>) -> Result<TargetKey, String> {
         return Ok(TargetKey::ObjectId(value.to_ascii_lowercase()));
     }
     check_upn(value)?;
-    Ok(TargetKey::Upn(if value.is_ascii() {
-        value.to_ascii_lowercase()
+    Ok(TargetKey::Upn(lower(value).into_owned()))
+}
+
+/// Lower-case a UPN or id (both are case-insensitive in Entra ID), borrowing when it
+/// already is (Graph's ids always are): CSV keys and listed users meet in this one form.
+pub(super) fn lower(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) || !text.is_ascii() {
+        std::borrow::Cow::Owned(text.to_lowercase())
     } else {
-        value.to_lowercase()
-    }))
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// `8-4-4-4-12` hexadecimal digits, the form Graph gives object ids.

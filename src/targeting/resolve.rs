@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use futures::TryStreamExt;
 
-use super::csv_source::{BadRow, CsvError, TargetKey, read_csv_targets};
+use super::csv_source::{BadRow, CsvError, TargetKey, lower, read_csv_targets};
 use crate::directory::{Directory, RiskLevel as GraphRisk, User, UserQuery};
 use crate::graph::{GraphError, GraphErrorKind};
 use crate::playbook::{Playbook, RiskLevel, Target, TextAttr};
@@ -174,7 +174,7 @@ pub async fn resolve(
                     file: csv_paths.len(),
                     line: target.line,
                 };
-                join.want(target.key, rank(source, position), Some(origin));
+                join.want(target.key, rank(source, position as u64), Some(origin));
             }
             out.bad_rows
                 .extend(rows.bad_rows.into_iter().map(|row| (path.clone(), row)));
@@ -317,17 +317,8 @@ struct Named {
 }
 
 /// A ranking that keeps sources in order and rows in order within a source.
-fn rank(source: u32, position: usize) -> u64 {
-    (u64::from(source) << 32) | position as u64
-}
-
-/// Lower-case an id or UPN, borrowing when it already is (Graph's ids always are).
-fn lower(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.bytes().any(|b| b.is_ascii_uppercase()) || !text.is_ascii() {
-        std::borrow::Cow::Owned(text.to_lowercase())
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    }
+fn rank(source: u32, position: u64) -> u64 {
+    (u64::from(source) << 32) | position
 }
 
 /// The join's hasher: fast, and seeded per process so a hostile CSV cannot aim collisions.
@@ -343,6 +334,8 @@ struct Join {
     by_id: HashMap<String, Named, Hasher>,
     /// `all_users`: every listed user, ranked from this source on.
     all_users: Option<u32>,
+    /// The source number of each `risky_users` source, in playbook order.
+    risky: Vec<u32>,
     /// Sources ranked so far.
     sources: u32,
 }
@@ -380,7 +373,8 @@ impl Join {
                 }
                 Target::RiskyUsers { .. } => {
                     // Ranked now, filled once risk levels are read.
-                    self.next_source();
+                    let source = self.next_source();
+                    self.risky.push(source);
                     continue;
                 }
                 Target::Group { id, transitive } => directory
@@ -403,7 +397,7 @@ impl Join {
             let source = self.next_source();
             for (position, id) in ids.into_iter().enumerate() {
                 let id = lower(&id).into_owned();
-                self.want(TargetKey::ObjectId(id), rank(source, position), None);
+                self.want(TargetKey::ObjectId(id), rank(source, position as u64), None);
             }
         }
         Ok(())
@@ -411,30 +405,23 @@ impl Join {
 
     /// Name the users of `risky_users` sources at the levels they ask for.
     fn risky_sources(&mut self, playbook: &Playbook, risk: &HashMap<String, RiskLevel>) {
-        let csv_sources = playbook
-            .targets
-            .iter()
-            .filter(|t| matches!(t, Target::Csv { .. }))
-            .count() as u32;
-        let others = playbook
-            .targets
-            .iter()
-            .filter(|t| !matches!(t, Target::Csv { .. }));
-        for (source, target) in (csv_sources..).zip(others) {
-            if let Target::RiskyUsers { levels } = target {
-                let mut ids: Vec<&String> = risk
-                    .iter()
-                    .filter(|(_, level)| levels.contains(level))
-                    .map(|(id, _)| id)
-                    .collect();
-                ids.sort_unstable();
-                for (position, id) in ids.into_iter().enumerate() {
-                    self.want(
-                        TargetKey::ObjectId(id.clone()),
-                        rank(source, position),
-                        None,
-                    );
-                }
+        let risky = playbook.targets.iter().filter_map(|t| match t {
+            Target::RiskyUsers { levels } => Some(levels),
+            _ => None,
+        });
+        for (source, levels) in std::mem::take(&mut self.risky).into_iter().zip(risky) {
+            let mut ids: Vec<&String> = risk
+                .iter()
+                .filter(|(_, level)| levels.contains(level))
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            for (position, id) in ids.into_iter().enumerate() {
+                self.want(
+                    TargetKey::ObjectId(id.clone()),
+                    rank(source, position as u64),
+                    None,
+                );
             }
         }
     }
@@ -447,9 +434,7 @@ impl Join {
         } else {
             self.by_upn.remove(lower(upn).as_ref()).map(|n| n.rank)
         };
-        let all = self
-            .all_users
-            .map(|source| (u64::from(source) << 32) | position);
+        let all = self.all_users.map(|source| rank(source, position));
         [by_id, by_upn, all].into_iter().flatten().min()
     }
 
