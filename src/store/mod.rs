@@ -245,7 +245,7 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The store directory could not be created.
+    /// I/O outside SQLite failed: creating the store's directory, or writing a plan.
     #[error("run store {path}: {source}")]
     Io {
         /// The database file.

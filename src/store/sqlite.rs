@@ -393,9 +393,9 @@ impl Db<'_> {
     }
 
     fn plan_error(&self, source: std::io::Error) -> StoreError {
-        StoreError::Sqlite {
+        StoreError::Io {
             path: self.path.to_owned(),
-            source: rusqlite::Error::ToSqlConversionFailure(Box::new(source)),
+            source,
         }
     }
 
