@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use resetctl::config::{Config, Env, TenantSettings};
 use resetctl::directory::{Directory, GraphDirectory};
-use resetctl::emulator::{EmulatorConfig, RunningEmulator};
+use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
 
 use super::{Exit, Failure};
 use crate::cli::GlobalArgs;
@@ -76,6 +76,24 @@ async fn demo() -> Result<Tenant, Failure> {
     emulated("demo", config).await
 }
 
+/// A `resetctl.yaml` naming the emulator behind `info` as tenant `name`, its client secret
+/// read from the environment variable `secret_env` (never written into the file).
+pub fn emulator_yaml(
+    name: &str,
+    info: &ConnectionInfo,
+    time_scale: f64,
+    secret_env: &str,
+) -> String {
+    format!(
+        "tenants:\n  {name}:\n    tenant_id: {tenant}\n    graph_url: {graph}\n    token_url: {token}\n    \
+         scope: https://graph.microsoft.com/.default\n    time_scale: {time_scale}\n    apps:\n      - client_id: {client}\n        client_secret_env: {secret_env}\n",
+        tenant = info.tenant_id,
+        graph = info.graph_url,
+        token = info.token_url,
+        client = info.client_id,
+    )
+}
+
 /// Start an emulated tenant in-process (quotas at its time scale) and connect to it.
 pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Failure> {
     let time_scale = config.time_scale;
@@ -86,15 +104,7 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
     let info = emulator.info();
     // The emulator's secret reaches the client through a private environment map, the
     // same path a configured secret takes; it is never put on a command line or in a log.
-    let yaml = format!(
-        "tenants:\n  {name}:\n    tenant_id: {tenant}\n    graph_url: {graph}\n    token_url: {token}\n    \
-         scope: https://graph.microsoft.com/.default\n    time_scale: {scale}\n    apps:\n      - client_id: {client}\n        client_secret_env: RESETCTL_DEMO_SECRET\n",
-        tenant = info.tenant_id,
-        graph = info.graph_url,
-        token = info.token_url,
-        scale = time_scale,
-        client = info.client_id,
-    );
+    let yaml = emulator_yaml(name, info, time_scale, "RESETCTL_DEMO_SECRET");
     let env = Env::from_pairs([("RESETCTL_DEMO_SECRET", info.client_secret.clone())]);
     let settings: TenantSettings = Config::parse(&yaml, None, &env)
         .and_then(|c| c.tenant(name, &env))

@@ -53,12 +53,7 @@ pub async fn run(users: Option<u64>) -> CmdResult {
     let config_path = dir.path().join("resetctl.yaml");
     std::fs::write(
         &config_path,
-        format!(
-            "tenants:\n  bench:\n    tenant_id: {}\n    graph_url: {}\n    token_url: {}\n    \
-             scope: https://graph.microsoft.com/.default\n    time_scale: {TIME_SCALE}\n    \
-             apps:\n      - client_id: {}\n        client_secret_env: {SECRET_VAR}\n",
-            info.tenant_id, info.graph_url, info.token_url, info.client_id
-        ),
+        tenant::emulator_yaml("bench", &info, TIME_SCALE, SECRET_VAR),
     )
     .map_err(|e| fail("config", e))?;
     std::fs::write(dir.path().join("plan-bench.yaml"), PLAYBOOK)
