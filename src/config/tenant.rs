@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::raw::{RawApp, RawConfig, RawTenant};
+use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
+use crate::audit::AuditConfig;
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
 
 /// Graph's public-cloud base URL (with version), the default `graph_url`.
@@ -149,14 +150,9 @@ pub struct TenantSettings {
 pub struct Config {
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantSettings>,
-    /// Opaque `channels` section for the comms module.
-    pub channels: Option<serde_json::Value>,
-    /// Opaque `push` section for the providers module.
-    pub push: Option<serde_json::Value>,
-    /// Opaque `tickets` section for the providers module.
-    pub tickets: Option<serde_json::Value>,
-    /// Opaque `audit` section for the audit module.
-    pub audit: Option<serde_json::Value>,
+    /// The `audit:` section, validated; [`Config::audit_config`] turns it into the trail's
+    /// settings.
+    pub audit: AuditSection,
     /// The file it came from, for diagnostics.
     pub source: Option<PathBuf>,
 }
@@ -195,6 +191,30 @@ impl Config {
                 .at(file.clone(), position)
         })?;
         let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
+        for (key, section) in [
+            ("channels", &raw.channels),
+            ("push", &raw.push),
+            ("tickets", &raw.tickets),
+        ] {
+            if let Some(spanned) = section {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Invalid,
+                    format!(
+                        "`{key}:` is not supported by this build of resetctl; remove the section \
+                         (a setting this build would ignore must not look accepted)"
+                    ),
+                )
+                .at(file.clone(), Some(position(&spanned.referenced))));
+            }
+        }
+        let audit = match raw.audit {
+            Some(section) => {
+                let at = position(&section.referenced);
+                AuditSection::from_raw(section.value, base_dir.as_deref())
+                    .map_err(|e| e.at(file.clone(), Some(at)))?
+            }
+            None => AuditSection::default(),
+        };
         let mut tenants = BTreeMap::new();
         for (name, tenant) in raw.tenants {
             let settings = tenant_from_raw(&name, tenant, base_dir.as_deref(), env)
@@ -203,10 +223,7 @@ impl Config {
         }
         Ok(Config {
             tenants,
-            channels: raw.channels,
-            push: raw.push,
-            tickets: raw.tickets,
-            audit: raw.audit,
+            audit,
             source: file,
         })
     }
@@ -227,6 +244,78 @@ impl Config {
             )
         })
     }
+}
+
+/// The validated `audit:` section of `resetctl.yaml`. Every key is optional; the trail's path
+/// defaults to the data directory, which only the caller knows ([`Config::audit_config`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSection {
+    /// The live trail file, when configured (resolved against the configuration's directory).
+    pub path: Option<PathBuf>,
+    /// Rotation size, when configured.
+    pub max_file_bytes: Option<u64>,
+    /// HMAC key file (keyed mode), resolved against the configuration's directory.
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the HMAC key (keyed mode).
+    pub key_env: Option<String>,
+}
+
+impl AuditSection {
+    fn from_raw(raw: RawAudit, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
+        if let Some(spanned) = raw.key {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InlineSecret,
+                "audit: an inline `key` is not accepted; name a file (`key_file`) or an \
+                 environment variable (`key_env`) instead",
+            )
+            .at(None, Some(position(&spanned.referenced))));
+        }
+        let section = AuditSection {
+            path: raw.path.map(|p| resolve(base_dir, p)),
+            max_file_bytes: raw.max_file_bytes,
+            key_file: raw.key_file.map(|p| resolve(base_dir, p)),
+            key_env: raw.key_env,
+        };
+        // The audit module's own checks (rotation size, one key source, a file name),
+        // made now so a bad section fails with the rest of the configuration.
+        section
+            .to_audit_config(PathBuf::from("audit.jsonl"))
+            .validate()
+            .map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, format!("audit: {e}")))?;
+        Ok(section)
+    }
+
+    /// The trail's settings, with `default_path` where the section names no path.
+    pub fn to_audit_config(&self, default_path: PathBuf) -> AuditConfig {
+        let mut config = AuditConfig::new(self.path.clone().unwrap_or(default_path));
+        if let Some(bytes) = self.max_file_bytes {
+            config.max_file_bytes = bytes;
+        }
+        config.key_file = self.key_file.clone();
+        config.key_env = self.key_env.clone();
+        config
+    }
+}
+
+impl Config {
+    /// The audit trail's settings: the `audit:` section over `default_path` (the data
+    /// directory's trail).
+    pub fn audit_config(&self, default_path: PathBuf) -> AuditConfig {
+        self.audit.to_audit_config(default_path)
+    }
+}
+
+/// A relative path in the configuration is relative to the file's directory.
+fn resolve(base_dir: Option<&Path>, path: PathBuf) -> PathBuf {
+    match base_dir {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path,
+    }
+}
+
+/// 1-based line and column of a YAML location.
+fn position(location: &serde_saphyr::Location) -> (u32, u32) {
+    (location.line() as u32, location.column() as u32)
 }
 
 impl TenantSettings {
@@ -537,8 +626,7 @@ tenants:
     apps: [{ client_id: app, client_secret_file: secret.txt }]
     time_scale: 10
     tenant_size: large
-channels: { email: { provider: graph } }
-push: {}
+audit: { key_file: audit.key, max_file_bytes: 4096 }
 "#;
 
     #[test]
@@ -577,7 +665,45 @@ push: {}
         assert_eq!(d.scope, "http://127.0.0.1:8080/.default");
         assert_eq!(d.time_scale, 10.0);
         assert_eq!(d.tenant_size, TenantSize::Large);
-        assert!(cfg.channels.is_some());
+        let audit = cfg.audit_config(PathBuf::from("/data/audit.jsonl"));
+        assert_eq!(audit.path, PathBuf::from("/data/audit.jsonl"));
+        assert_eq!(audit.max_file_bytes, 4096);
+        assert_eq!(
+            audit.key_file,
+            Some(PathBuf::from("/etc/resetctl/audit.key"))
+        );
+    }
+
+    #[test]
+    fn the_audit_section_is_typed_and_validated_with_the_rest() {
+        let parse = |text: &str| Config::parse(text, Some(Path::new("r.yaml")), &Env::default());
+        let typo = parse("tenants: {}\naudit:\n  key_fiel: k\n").unwrap_err();
+        assert_eq!(typo.kind, ConfigErrorKind::Syntax);
+        assert!(typo.to_string().starts_with("r.yaml:3:"), "{typo}");
+        let both = parse("audit: { key_file: k, key_env: K }\n").unwrap_err();
+        assert_eq!(both.kind, ConfigErrorKind::Invalid);
+        assert!(both.to_string().starts_with("r.yaml:1:"), "{both}");
+        let tiny = parse("audit: { max_file_bytes: 10 }\n").unwrap_err();
+        assert!(tiny.to_string().contains("max_file_bytes"), "{tiny}");
+        let inline = parse("audit:\n  key: 00112233445566778899\n").unwrap_err();
+        assert_eq!(inline.kind, ConfigErrorKind::InlineSecret);
+        assert!(!inline.to_string().contains("0011"), "{inline}");
+        let keyed = parse("audit: { path: /var/log/a.jsonl, key_env: AUDIT_KEY }\n").unwrap();
+        let audit = keyed.audit_config(PathBuf::from("/default.jsonl"));
+        assert_eq!(audit.path, PathBuf::from("/var/log/a.jsonl"));
+        assert_eq!(audit.key_env.as_deref(), Some("AUDIT_KEY"));
+    }
+
+    #[test]
+    fn sections_this_build_does_not_have_are_refused_not_ignored() {
+        let err = Config::parse(
+            "tenants: {}\nchannels: { email: { provider: graph } }\n",
+            Some(Path::new("r.yaml")),
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("r.yaml:2:"), "{err}");
+        assert!(err.to_string().contains("channels"), "{err}");
     }
 
     #[test]
