@@ -1192,6 +1192,32 @@ async fn one_ctrl_c_drains_the_users_in_flight_and_resume_finishes_the_run() {
         drained.len()
     );
 
+    // Starting the same plan again instead of resuming it is refused, names the run to
+    // resume, writes nothing, and is in the audit trail like every other refusal.
+    let writes_before = bench.inspect("stats").await["writes"].clone();
+    let playbook = bench.path("ctrlc.yaml");
+    let again = bench.execute(&playbook).await;
+    assert_eq!(code(&again), 3, "{}\n{}", stdout(&again), stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("resetctl run --resume {id}")),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(bench.inspect("stats").await["writes"], writes_before);
+    let trail = bench.read("data/audit.jsonl");
+    let refused = trail
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|r| r["action"] == "run.refused")
+        .unwrap_or_else(|| panic!("no run.refused record in\n{trail}"));
+    assert!(
+        refused["details"]["reasons"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("run {id} of this exact plan did not finish")),
+        "{refused}"
+    );
+
     let out = bench.resetctl(&["run", "--resume", &id]).await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(bench.status(&id), "finished");

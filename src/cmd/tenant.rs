@@ -6,9 +6,9 @@ use std::sync::Arc;
 use resetctl::config::{Config, Env, TenantSettings};
 use resetctl::directory::{Directory, GraphDirectory};
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
+use resetctl::engine::lifecycle::TenantRef;
 
 use super::{Exit, Failure};
-use crate::cli::GlobalArgs;
 
 /// Users of the demo tenant (the shipped demo CSVs name users of this exact tenant).
 pub const DEMO_USERS: u32 = 2_000;
@@ -32,6 +32,17 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// The tenant as the run lifecycle sees it.
+    pub fn as_ref(&self) -> TenantRef<'_> {
+        TenantRef {
+            name: &self.name,
+            directory: &self.directory,
+            apps: self.apps,
+            runner_accounts: &self.runner_accounts,
+            ephemeral: self.emulator.is_some(),
+        }
+    }
+
     /// Stop the in-process emulator, if any.
     pub async fn close(self) {
         if let Some(emulator) = self.emulator {
@@ -41,10 +52,11 @@ impl Tenant {
 }
 
 /// Connect to `--tenant` (default: the only configured tenant, else `demo`).
-pub async fn connect(global: &GlobalArgs, requested: Option<&str>) -> Result<Tenant, Failure> {
-    let env = Env::Process;
-    let config = Config::load_or_default(global.config.as_deref(), &env)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
+pub async fn connect(
+    config: &Config,
+    env: &Env,
+    requested: Option<&str>,
+) -> Result<Tenant, Failure> {
     let name = match requested {
         Some(name) => name.to_owned(),
         None if config.tenants.len() == 1 => {
@@ -55,11 +67,8 @@ pub async fn connect(global: &GlobalArgs, requested: Option<&str>) -> Result<Ten
     if name == "demo" && !config.tenants.contains_key("demo") {
         return demo().await;
     }
-    let settings = config
-        .tenant(&name, &env)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
-    let directory = GraphDirectory::from_settings(&settings, &env)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
+    let settings = config.tenant(&name, env)?;
+    let directory = GraphDirectory::from_settings(&settings, env)?;
     Ok(Tenant {
         name,
         apps: settings.apps.len() as u32,

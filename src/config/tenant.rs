@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
-use crate::audit::AuditConfig;
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
+use crate::audit::AuditConfig;
 
 /// Graph's public-cloud base URL (with version), the default `graph_url`.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";

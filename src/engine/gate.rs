@@ -9,11 +9,17 @@ use std::collections::BTreeSet;
 use super::notify::{Notifier, undeliverable};
 use super::plan::Plan;
 use crate::playbook::Playbook;
-use crate::store::Approval;
+use crate::store::{Approval, RunId};
 
 /// Why the gate refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refusal {
+    /// An earlier execution of this exact plan did not finish: it must be resumed, or it
+    /// would write a second time to every user it already did.
+    Unfinished {
+        /// The run to resume.
+        run: RunId,
+    },
     /// More users would be automated than `guards.max_users`.
     TooManyUsers {
         /// Users the run would write to.
@@ -45,6 +51,11 @@ pub enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Refusal::Unfinished { run } => write!(
+                f,
+                "run {run} of this exact plan did not finish; continue it with \
+                 `resetctl run --resume {run}`"
+            ),
             Refusal::TooManyUsers { automated, max } => write!(
                 f,
                 "guard max_users: the run would write to {automated} users, the playbook allows {max}"

@@ -3,6 +3,7 @@
 //! - [`plan`]: the plan model operators approve, and its hash.
 //! - [`planner`]: resolve, partition and decide each user's steps (read-only).
 //! - [`gate`]: guards and approvals that stand between a plan and `--execute`.
+//! - [`lifecycle`]: a run from plan to end or resume: the one path every front end takes.
 //! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
 //!   the same code resumes a dead run.
 //! - [`confirm`]: `confirm_compromised` batched across users (1 request/s per tenant).
@@ -20,6 +21,7 @@ pub mod confirm;
 pub mod execute;
 pub mod expire;
 pub mod gate;
+pub mod lifecycle;
 pub mod notify;
 pub mod password;
 pub mod plan;
