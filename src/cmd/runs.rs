@@ -14,6 +14,7 @@ use crate::cli::{GlobalArgs, OutputFormat, RunsAction, RunsArgs};
 use resetctl::audit::AuditHandle;
 use resetctl::engine::expire;
 use resetctl::engine::lifecycle::{ApprovalReceipt, Lifecycle};
+use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::engine::plan::Plan;
 use resetctl::store::{JournalEntry, RunId, RunRecord, RunStore, SqliteStore};
 use resetctl::targeting::Bucket;
@@ -69,7 +70,7 @@ async fn expire(context: &Context, store: &SqliteStore, at: Option<&str>) -> Cmd
         })?,
         None => Timestamp::now(),
     };
-    let audit = context.open_audit().await?;
+    let audit = context.open_trail().await?.handle;
     let result = expire_runs(context, store, &audit, at).await;
     if let Err(err) = audit.close().await {
         eprintln!("warning: audit trail: {err}");
@@ -249,21 +250,16 @@ async fn approve(
     id: &RunId,
     operator: &str,
 ) -> CmdResult {
-    let operator = operator.trim();
-    if operator.is_empty() {
-        return Err(Failure::new(
-            Exit::Invalid,
-            "--as needs the approving operator's name",
-        ));
-    }
-    let audit = context.open_audit().await?;
+    let name = OperatorName::parse(operator)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("--as: {e}")))?;
+    let approver = Operator::new(name, &context.operator.origin);
     let lifecycle = Lifecycle::new(
         std::sync::Arc::new(store),
-        audit,
-        super::context::ACTOR,
+        context.open_trail().await?,
+        context.operator.clone(),
         paths::data_dir()?.join("runs"),
     );
-    let result = lifecycle.approve(id, operator).await;
+    let result = lifecycle.approve(id, &approver).await;
     lifecycle.close().await?;
     let ApprovalReceipt { approval, count } = result?;
     if global.output == OutputFormat::Json {

@@ -12,6 +12,10 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
+    /// Who operates resetctl from this configuration (the audit trail's actor), unless
+    /// `--operator` says otherwise.
+    #[serde(default)]
+    pub operator: Option<String>,
     /// One entry per tenant, by the name used with `--tenant`.
     #[serde(default)]
     pub tenants: BTreeMap<String, RawTenant>,

@@ -148,6 +148,8 @@ pub struct TenantSettings {
 /// The parsed and validated `resetctl.yaml`.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
+    /// The operator's name (`operator:`), when configured.
+    pub operator: Option<String>,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantSettings>,
     /// The `audit:` section, validated; [`Config::audit_config`] turns it into the trail's
@@ -222,6 +224,7 @@ impl Config {
             tenants.insert(name, settings);
         }
         Ok(Config {
+            operator: raw.operator,
             tenants,
             audit,
             source: file,

@@ -14,6 +14,7 @@
 //! [`Lifecycle::resume`] (the stored plan, the same playbook, a tenant that kept its state).
 //! Every refusal is written to the audit trail before it is returned.
 
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,16 +24,18 @@ use tokio::sync::watch;
 
 use super::EngineError;
 use super::execute::{self, Execution, Progress, Summary};
-use super::gate::{self, Refusal};
+use super::gate::{self, Drift, Refusal};
 use super::notify::Notifier;
+use super::operator::Operator;
 use super::plan::Plan;
 use super::planner::{self, PlanRequest};
-use crate::audit::{self, AuditError, AuditHandle, Details, Event};
+use crate::audit::{self, AuditConfig, AuditError, AuditHandle, Details, Event};
 use crate::directory::Directory;
 use crate::playbook::Playbook;
 use crate::report;
 use crate::store::{
-    Approval, NewRun, Outcome, PlanDocument, RunId, RunRecord, RunStatus, RunStore, StoreError,
+    Approval, NewApproval, NewRun, Outcome, PlanDocument, RunId, RunRecord, RunStatus, RunStore,
+    StoreError,
 };
 use crate::targeting::ResolveOptions;
 
@@ -58,6 +61,15 @@ pub enum LifecycleError {
         run: RunId,
         /// Why.
         reason: String,
+    },
+    /// Approvals are for planned runs: this one executed already (an approval authorises one
+    /// execution of one plan).
+    #[error("run {run} is {}: only a planned run can be approved (plan again for a new one)", status.as_str())]
+    NotApprovable {
+        /// The run.
+        run: RunId,
+        /// Its status.
+        status: RunStatus,
     },
     /// The run's tenant started afresh (the built-in demo tenant): resuming would act on a
     /// different directory than the one planned.
@@ -152,12 +164,16 @@ pub struct PlannedRun {
 
 /// A run the gate (or a resume's checks) let through: the only thing
 /// [`Lifecycle::execute`] takes.
-pub struct Cleared(PlannedRun);
+pub struct Cleared {
+    planned: PlannedRun,
+    /// True for a first execution (it consumes the approvals), false for a resume.
+    first: bool,
+}
 
 impl Cleared {
     /// The run about to execute.
     pub fn planned(&self) -> &PlannedRun {
-        &self.0
+        &self.planned
     }
 }
 
@@ -209,29 +225,40 @@ pub struct ApprovalReceipt {
     pub count: usize,
 }
 
-/// The run lifecycle over one run store and one audit trail, acting as one actor.
+/// The audit trail as the lifecycle uses it: the writer, and the settings it was opened
+/// with (to look records up).
+pub struct Trail {
+    /// The writer.
+    pub handle: AuditHandle,
+    /// Where the trail lives and its key.
+    pub config: AuditConfig,
+}
+
+/// The run lifecycle over one run store and one audit trail, acting as one operator.
 pub struct Lifecycle<S> {
     store: Arc<S>,
     audit: AuditHandle,
-    actor: String,
+    trail: AuditConfig,
+    operator: Operator,
     runs_dir: PathBuf,
 }
 
 impl<S: RunStore + 'static> Lifecycle<S> {
-    /// A lifecycle recording as `actor`; run files go under `runs_dir/RUN_ID/` unless a
-    /// command names a directory.
-    pub fn new(
-        store: Arc<S>,
-        audit: AuditHandle,
-        actor: impl Into<String>,
-        runs_dir: PathBuf,
-    ) -> Self {
+    /// A lifecycle acting (and recorded) as `operator`; run files go under
+    /// `runs_dir/RUN_ID/` unless a command names a directory.
+    pub fn new(store: Arc<S>, trail: Trail, operator: Operator, runs_dir: PathBuf) -> Self {
         Lifecycle {
             store,
-            audit,
-            actor: actor.into(),
+            audit: trail.handle,
+            trail: trail.config,
+            operator,
             runs_dir,
         }
+    }
+
+    /// Who this lifecycle acts as.
+    pub fn operator(&self) -> &Operator {
+        &self.operator
     }
 
     /// The run store.
@@ -326,32 +353,81 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         })
     }
 
-    /// Record `operator`'s approval of run `id`'s plan, audited; the receipt counts the
-    /// distinct approvals of this plan.
+    /// Record `approver`'s approval of run `id`'s plan. The trail record comes first and
+    /// the stored approval names it (seq and hash), so an approval the trail does not show
+    /// never counts; a store failure after the record is recorded too. Only a planned run
+    /// takes approvals, and an operator approves a plan once.
     pub async fn approve(
         &self,
         id: &RunId,
-        operator: &str,
+        approver: &Operator,
     ) -> Result<ApprovalReceipt, LifecycleError> {
         let run = self.store.run(id).await?;
-        let result = self.store.approve(id, operator, Timestamp::now()).await;
-        let outcome = match &result {
-            Ok(_) => audit::Outcome::Success,
-            Err(_) => audit::Outcome::Refused,
-        };
+        let name = approver.name.as_str();
         let details = Details::new()
             .with("plan_hash", run.plan_hash.as_str())
-            .and_then(|d| d.with("playbook", run.playbook_name.as_str()));
-        let event = Event::new(operator, "run.approve", id.0.as_str(), outcome)
-            .map(|e| e.with_details(details.unwrap_or_default()))?;
-        self.audit.record(event).await?;
-        let approval = result?;
+            .and_then(|d| d.with("playbook", run.playbook_name.as_str()))
+            .and_then(|d| d.with("origin", approver.origin.as_str()))?;
+        let duplicate = self
+            .store
+            .approvals(id)
+            .await?
+            .iter()
+            .any(|a| a.operator == name && a.plan_hash == run.plan_hash);
+        let refusal = if run.status != RunStatus::Planned {
+            Some(LifecycleError::NotApprovable {
+                run: id.clone(),
+                status: run.status,
+            })
+        } else if duplicate {
+            Some(LifecycleError::Store(StoreError::DuplicateApproval {
+                run: id.clone(),
+                operator: name.to_owned(),
+            }))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            // A refused attempt is recorded as refused: it is not an approval.
+            let event = Event::new(name, "run.approve", id.0.as_str(), audit::Outcome::Refused)?
+                .with_details(details.with("reason", refusal.to_string().as_str())?);
+            self.audit.record(event).await?;
+            return Err(refusal);
+        }
+        let event = Event::new(name, "run.approve", id.0.as_str(), audit::Outcome::Success)?
+            .with_details(details.clone());
+        let receipt = self.audit.record(event).await?;
+        let stored = self
+            .store
+            .approve(
+                id,
+                NewApproval {
+                    operator: name.to_owned(),
+                    origin: approver.origin.clone(),
+                    audit: (receipt.seq, receipt.hash),
+                    at: Timestamp::now(),
+                },
+            )
+            .await;
+        let approval = match stored {
+            Ok(approval) => approval,
+            Err(err) => {
+                // The record above announced an approval the store does not hold: say so,
+                // so the trail never claims more than the gate will count.
+                let void = details.with("error", err.to_string().as_str())?;
+                let event =
+                    Event::new(name, "run.approve", id.0.as_str(), audit::Outcome::Failure)?
+                        .with_details(void);
+                self.audit.record(event).await?;
+                return Err(err.into());
+            }
+        };
         let count = self
             .store
             .approvals(id)
             .await?
             .iter()
-            .filter(|a| a.plan_hash == run.plan_hash)
+            .filter(|a| a.plan_hash == run.plan_hash && a.consumed_at.is_none())
             .count();
         Ok(ApprovalReceipt { approval, count })
     }
@@ -362,42 +438,33 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         gate::check_guards(&planned.playbook, &planned.plan, notifier)
     }
 
-    /// The gate between a plan and its execution: no unfinished run of the same plan (it
-    /// must be resumed, not started again), the guards, the approvals of this exact plan.
-    /// A refusal is audited, then returned.
+    /// The gate between a plan and its execution: no unfinished run on the tenant that
+    /// writes to any of the same users (it must be resumed, not started again), the guards,
+    /// and the approvals of this run's exact plan — each shown by the audit trail, none by
+    /// the executing operator, none used by an earlier execution. A refusal is audited, then
+    /// returned.
     pub async fn gate(
         &self,
         planned: PlannedRun,
         notifier: &dyn Notifier,
     ) -> Result<Cleared, LifecycleError> {
-        let hash = &planned.run.plan_hash;
-        let runs = self.store.runs().await?;
-        // A plan whose earlier execution died must be resumed, not started again: a second
-        // run of the same plan would write to every user its predecessor already did.
-        let unfinished = runs.iter().find(|r| {
-            &r.plan_hash == hash && matches!(r.status, RunStatus::Running | RunStatus::Stopped)
-        });
-        let mut refusals: Vec<Refusal> = unfinished
-            .map(|r| Refusal::Unfinished { run: r.id.clone() })
-            .into_iter()
-            .collect();
+        let mut refusals = self.unfinished_overlaps(&planned).await?;
         refusals.extend(gate::check_guards(
             &planned.playbook,
             &planned.plan,
             notifier,
         ));
-        let mut approvals = Vec::new();
-        for run in runs.iter().filter(|r| &r.plan_hash == hash) {
-            approvals.extend(self.store.approvals(&run.id).await?);
-        }
-        refusals.extend(gate::check_approvals(&planned.playbook, hash, &approvals));
+        refusals.extend(self.approval_refusals(&planned).await?);
         if refusals.is_empty() {
-            return Ok(Cleared(planned));
+            return Ok(Cleared {
+                planned,
+                first: true,
+            });
         }
         let reasons = join(&refusals).replace("\n  - ", "; ");
         let details = Details::new()
             .with("reasons", reasons.as_str())
-            .and_then(|d| d.with("plan_hash", hash.as_str()));
+            .and_then(|d| d.with("plan_hash", planned.run.plan_hash.as_str()));
         self.record(
             "run.refused",
             &planned.run.id,
@@ -408,6 +475,113 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         Err(LifecycleError::Refused {
             run: planned.run.id,
             refusals,
+        })
+    }
+
+    /// Unfinished runs on the same tenant whose users overlap this plan's.
+    async fn unfinished_overlaps(
+        &self,
+        planned: &PlannedRun,
+    ) -> Result<Vec<Refusal>, LifecycleError> {
+        let ours: HashSet<&str> = planned
+            .plan
+            .users
+            .iter()
+            .filter(|u| !u.steps.is_empty())
+            .map(|u| u.id.as_str())
+            .collect();
+        let mut refusals = Vec::new();
+        for run in self.store.runs().await? {
+            let unfinished = matches!(run.status, RunStatus::Running | RunStatus::Stopped);
+            if !unfinished || run.tenant != planned.run.tenant || run.id == planned.run.id {
+                continue;
+            }
+            let shared = match self.stored_plan(&run.id).await {
+                Ok(plan) => plan
+                    .users
+                    .iter()
+                    .filter(|u| !u.steps.is_empty() && ours.contains(u.id.as_str()))
+                    .count(),
+                // A plan that cannot be read cannot be shown to be disjoint.
+                Err(_) => ours.len(),
+            };
+            if shared > 0 {
+                refusals.push(Refusal::Unfinished {
+                    run: run.id,
+                    shared,
+                });
+            }
+        }
+        Ok(refusals)
+    }
+
+    /// The approvals requirement of `planned`, with the drift from an approved plan of the
+    /// same playbook when the targets changed after approval.
+    async fn approval_refusals(
+        &self,
+        planned: &PlannedRun,
+    ) -> Result<Vec<Refusal>, LifecycleError> {
+        let run = &planned.run;
+        if planned.playbook.guards.approvals_required == 0 {
+            return Ok(Vec::new());
+        }
+        let approvals = self.store.approvals(&run.id).await?;
+        let wanted: BTreeSet<u64> = approvals
+            .iter()
+            .filter_map(|a| a.audit.as_ref().map(|(seq, _)| *seq))
+            .collect();
+        let records = audit::find(&self.trail, &wanted)?;
+        let trail_shows = |approval: &Approval| {
+            approval.audit.as_ref().is_some_and(|(seq, hash)| {
+                records.get(seq).is_some_and(|record| {
+                    &record.hash == hash
+                        && record.action == "run.approve"
+                        && record.actor == approval.operator
+                        && record.subject == run.id.0
+                        && record.outcome == audit::Outcome::Success
+                })
+            })
+        };
+        let mut refusals = gate::check_approvals(
+            &planned.playbook,
+            &run.id,
+            &run.plan_hash,
+            &approvals,
+            self.operator.name.as_str(),
+            &trail_shows,
+        );
+        if let Some(Refusal::NeedsApprovals { drift, .. }) = refusals.first_mut() {
+            *drift = self.drift(planned).await?;
+        }
+        Ok(refusals)
+    }
+
+    /// How `planned` differs from the newest other planned run of the same playbook on the
+    /// same tenant that has approvals, if any.
+    async fn drift(&self, planned: &PlannedRun) -> Result<Option<Drift>, LifecycleError> {
+        for run in self.store.runs().await? {
+            let same_playbook =
+                run.playbook_name == planned.run.playbook_name && run.tenant == planned.run.tenant;
+            if !same_playbook
+                || run.id == planned.run.id
+                || run.plan_hash == planned.run.plan_hash
+                || run.status != RunStatus::Planned
+                || self.store.approvals(&run.id).await?.is_empty()
+            {
+                continue;
+            }
+            let approved = self.stored_plan(&run.id).await?;
+            return Ok(Some(Drift::between(run.id, &approved, &planned.plan)));
+        }
+        Ok(None)
+    }
+
+    /// A stored plan, parsed.
+    async fn stored_plan(&self, id: &RunId) -> Result<Plan, LifecycleError> {
+        let json = self.store.plan_json(id).await?;
+        serde_json::from_str(&json).map_err(|e| LifecycleError::NotResumable {
+            run: id.clone(),
+            reason: format!("the stored plan is unreadable: {e}"),
         })
     }
 
@@ -471,13 +645,16 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         )
         .await?;
         let out = out.unwrap_or_else(|| self.runs_dir.join(&run.id.0));
-        Ok(Cleared(PlannedRun {
-            playbook: Arc::clone(&source.playbook),
-            playbook_path: source.path.clone(),
-            plan,
-            run,
-            out,
-        }))
+        Ok(Cleared {
+            planned: PlannedRun {
+                playbook: Arc::clone(&source.playbook),
+                playbook_path: source.path.clone(),
+                plan,
+                run,
+                out,
+            },
+            first: false,
+        })
     }
 
     /// Execute a cleared run: status `running`, `run.execute` audited, every user's steps
@@ -489,16 +666,25 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         tenant: TenantRef<'_>,
         options: ExecuteOptions,
     ) -> Result<Executed, LifecycleError> {
+        let Cleared { planned, first } = cleared;
         let PlannedRun {
             playbook,
             plan,
             run,
             out,
             ..
-        } = cleared.0;
-        self.store
-            .set_status(&run.id, RunStatus::Running, Timestamp::now())
-            .await?;
+        } = planned;
+        if first {
+            // Atomically: the run leaves `planned` and its approvals are used up, so the
+            // same approvals cannot start a second execution, here or in another process.
+            self.store
+                .begin_execution(&run.id, Timestamp::now())
+                .await?;
+        } else {
+            self.store
+                .set_status(&run.id, RunStatus::Running, Timestamp::now())
+                .await?;
+        }
         let details = Details::new()
             .with("plan_hash", run.plan_hash.as_str())
             .and_then(|d| d.with("users", gate::automated(&plan) as u64));
@@ -512,7 +698,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             playbook,
             plan: Arc::clone(&plan),
             run: run.id.clone(),
-            actor: self.actor.clone(),
+            actor: self.operator.name.to_string(),
             concurrency: options.concurrency,
             stop: options.stop,
             progress: options.progress,
@@ -563,8 +749,9 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         outcome: audit::Outcome,
         details: Result<Details, AuditError>,
     ) -> Result<(), LifecycleError> {
-        let event = Event::new(self.actor.as_str(), action, run.0.as_str(), outcome)?
-            .with_details(details?);
+        let details = details?.with("origin", self.operator.origin.as_str())?;
+        let event = Event::new(self.operator.name.as_str(), action, run.0.as_str(), outcome)?
+            .with_details(details);
         self.audit.record(event).await?;
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! - [`notify`]: the notify step's plug point for the communications module, and the
 //!   hand-off of temporary passwords and Temporary Access Passes to it.
 //! - [`password`]: the generated passwords.
+//! - [`operator`]: operator names as identities (normalised, compared, printed safely).
 //!
 //! Invariant (design §6, 4): nothing is written unless `--execute` was given and the gate
 //! passed. Invariant 5: each (run, user, step) is journaled before its call and its outcome
@@ -23,6 +24,7 @@ pub mod expire;
 pub mod gate;
 pub mod lifecycle;
 pub mod notify;
+pub mod operator;
 pub mod password;
 pub mod plan;
 pub mod planner;

@@ -18,12 +18,13 @@ use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::emulator::EmulatorConfig;
 use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
-use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlaybookSource};
+use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlaybookSource, Trail};
 use resetctl::engine::notify::RecordOnly;
+use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
 use resetctl::store::{
-    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, RunId, RunRecord, RunStatus, RunStore,
-    SqliteStore, StoreError,
+    Approval, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
+    RunStatus, RunStore, SqliteStore, StoreError,
 };
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
@@ -76,11 +77,24 @@ async fn execution(users: u32) -> Result<(), Failure> {
     let store = Arc::new(TimedStore::new(
         SqliteStore::open(&dir.path().join("runs.sqlite")).map_err(|e| fail("store", e))?,
     ));
-    let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")))
+    let trail = AuditConfig::new(dir.path().join("audit.jsonl"));
+    let audit = AuditHandle::open(&trail)
         .await
         .map_err(|e| fail("audit", e))?;
+    let operator = Operator::new(
+        OperatorName::parse("bench").map_err(|e| fail("operator", e))?,
+        "bench run",
+    );
     // The same lifecycle as `resetctl run`: plan, store, gate, execute, results.csv.
-    let lifecycle = Lifecycle::new(Arc::clone(&store), audit, "bench", dir.path().join("runs"));
+    let lifecycle = Lifecycle::new(
+        Arc::clone(&store),
+        Trail {
+            handle: audit,
+            config: trail,
+        },
+        operator,
+        dir.path().join("runs"),
+    );
     let planned = lifecycle
         .plan(tenant.as_ref(), &source, ResolveOptions::default(), None)
         .await
@@ -237,14 +251,14 @@ impl<S: RunStore> RunStore for TimedStore<S> {
     ) -> Result<(), StoreError> {
         self.inner.set_status(id, status, at).await
     }
-    async fn approve(
-        &self,
-        id: &RunId,
-        operator: &str,
-        at: Timestamp,
-    ) -> Result<Approval, StoreError> {
-        self.inner.approve(id, operator, at).await
+    async fn approve(&self, id: &RunId, approval: NewApproval) -> Result<Approval, StoreError> {
+        self.inner.approve(id, approval).await
     }
+
+    async fn begin_execution(&self, id: &RunId, at: Timestamp) -> Result<(), StoreError> {
+        self.inner.begin_execution(id, at).await
+    }
+
     async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
         self.inner.approvals(id).await
     }
