@@ -81,9 +81,16 @@ impl Context {
         ))
     }
 
-    /// Connect to `--tenant` (see [`tenant::connect`]).
+    /// Connect to `--tenant` for a command that may write: an unnamed tenant is never the
+    /// demo tenant (see [`tenant::connect`]).
     pub async fn connect(&self, requested: Option<&str>) -> Result<Tenant, Failure> {
-        tenant::connect(&self.config, &self.env, requested).await
+        tenant::connect(&self.config, &self.env, requested, false).await
+    }
+
+    /// Connect to `--tenant` for a command that writes nothing (plan, dry run): with nothing
+    /// configured, the demo tenant.
+    pub async fn connect_read_only(&self, requested: Option<&str>) -> Result<Tenant, Failure> {
+        tenant::connect(&self.config, &self.env, requested, true).await
     }
 }
 

@@ -15,7 +15,9 @@ use crate::cli::{GlobalArgs, OutputFormat, PlanArgs};
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let context = Context::load(global)?;
     let source = validate::load_playbook(&args.playbook)?;
-    let tenant = context.connect(args.tenant.tenant.as_deref()).await?;
+    let tenant = context
+        .connect_read_only(args.tenant.tenant.as_deref())
+        .await?;
     let lifecycle = match context.lifecycle(args.store).await {
         Ok(lifecycle) => lifecycle,
         Err(failure) => {
@@ -34,12 +36,13 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
             args.out,
         )
         .await;
+    let tenant_emulated = tenant.emulated;
     tenant.close().await;
     if let Err(err) = lifecycle.close().await {
         eprintln!("warning: audit trail: {err}");
     }
     let planned = result?;
-    print_plan(global, &planned);
+    print_plan(global, &planned, tenant_emulated);
     // The process exits next; freeing a million planned users one by one would only add
     // half a second before the prompt returns.
     std::mem::forget(planned);
@@ -47,10 +50,11 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
 }
 
 /// The plan summary: buckets, unresolved targets, estimate, where the files are.
-pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun) {
+pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
     let plan = &planned.plan;
     if global.output == OutputFormat::Json {
         let summary = serde_json::json!({
+            "emulated": emulated,
             "run": planned.run.id,
             "plan_hash": planned.run.plan_hash,
             "tenant": plan.tenant,
@@ -64,6 +68,12 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun) {
         });
         println!("{summary}");
         return;
+    }
+    if emulated {
+        println!(
+            "EMULATED TENANT {}: a rehearsal, no real directory is read or written",
+            plan.tenant
+        );
     }
     println!(
         "plan      {} ({})",

@@ -52,7 +52,12 @@ async fn start(
         ));
     };
     let source = validate::load_playbook(playbook_path)?;
-    let tenant = context.connect(args.tenant.tenant.as_deref()).await?;
+    let requested = args.tenant.tenant.as_deref();
+    let tenant = if args.execute {
+        context.connect(requested).await?
+    } else {
+        context.connect_read_only(requested).await?
+    };
     let result = plan_then_act(global, args, lifecycle, &tenant, &source).await;
     tenant.close().await;
     result
@@ -76,7 +81,7 @@ async fn plan_then_act(
             args.out.clone(),
         )
         .await?;
-    super::plan::print_plan(global, &planned);
+    super::plan::print_plan(global, &planned, tenant.emulated);
     if !args.execute {
         dry_run(global, lifecycle, &planned);
         return Ok(Exit::Success);

@@ -232,21 +232,96 @@ impl Config {
     }
 
     /// The settings of tenant `name`: from the file when it names it, otherwise from the
-    /// Azure SDK environment variables.
+    /// Azure SDK environment variables when `name` is their `AZURE_TENANT_ID`. Any other
+    /// name is unknown (a typo never becomes a tenant), and the error lists the known ones.
     pub fn tenant(&self, name: &str, env: &Env) -> Result<TenantSettings, ConfigError> {
         if let Some(t) = self.tenants.get(name) {
             return Ok(t.clone());
         }
-        TenantSettings::from_azure_env(name, env)?.ok_or_else(|| {
-            ConfigError::new(
-                ConfigErrorKind::UnknownTenant,
-                format!(
-                    "tenant '{name}' is not configured and AZURE_TENANT_ID / AZURE_CLIENT_ID with \
-                     AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH are not all set"
-                ),
-            )
-        })
+        if env.var("AZURE_TENANT_ID").as_deref() == Some(name)
+            && let Some(settings) = TenantSettings::from_azure_env(name, env)?
+        {
+            return Ok(settings);
+        }
+        Err(self.unknown_tenant(name, env))
     }
+
+    /// The names of every configured tenant: the file's, then the Azure SDK variables'
+    /// (named by its `AZURE_TENANT_ID`) when they are complete.
+    pub fn tenant_names(&self, env: &Env) -> Vec<String> {
+        let mut names: Vec<String> = self.tenants.keys().cloned().collect();
+        if let Some(id) = env.var("AZURE_TENANT_ID")
+            && !self.tenants.contains_key(&id)
+            && matches!(TenantSettings::from_azure_env(&id, env), Ok(Some(_)))
+        {
+            names.push(id);
+        }
+        names
+    }
+
+    /// The tenant a command acts on. A requested name must be configured, or be `demo` (the
+    /// built-in emulated tenant, unless the file names a tenant `demo`). With no name: the one
+    /// configured tenant; several are an error listing them; none is the demo tenant only
+    /// when `demo_by_default` (a dry run or a tabletop), never for a command that writes.
+    pub fn select_tenant(
+        &self,
+        requested: Option<&str>,
+        env: &Env,
+        demo_by_default: bool,
+    ) -> Result<TenantChoice, ConfigError> {
+        let names = self.tenant_names(env);
+        match requested {
+            Some(DEMO_TENANT) if !names.iter().any(|n| n == DEMO_TENANT) => Ok(TenantChoice::Demo),
+            Some(name) => self.tenant(name, env).map(TenantChoice::Configured),
+            None => match names.as_slice() {
+                [one] => self.tenant(one, env).map(TenantChoice::Configured),
+                [] if demo_by_default => Ok(TenantChoice::Demo),
+                [] => Err(ConfigError::new(
+                    ConfigErrorKind::UnknownTenant,
+                    "no tenant is configured: add one to resetctl.yaml or set AZURE_TENANT_ID, \
+                     AZURE_CLIENT_ID and AZURE_CLIENT_SECRET; to rehearse, name the built-in \
+                     emulated tenant with --tenant demo",
+                )),
+                several => Err(ConfigError::new(
+                    ConfigErrorKind::UnknownTenant,
+                    format!(
+                        "{} tenants are configured ({}): name one with --tenant",
+                        several.len(),
+                        several.join(", ")
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn unknown_tenant(&self, name: &str, env: &Env) -> ConfigError {
+        let names = self.tenant_names(env);
+        let known = if names.is_empty() {
+            "none is configured (resetctl.yaml, or AZURE_TENANT_ID with AZURE_CLIENT_ID and \
+             AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH)"
+                .to_owned()
+        } else {
+            format!("configured: {}", names.join(", "))
+        };
+        ConfigError::new(
+            ConfigErrorKind::UnknownTenant,
+            format!(
+                "tenant '{name}' is not configured; {known}; `demo` is the built-in emulated tenant"
+            ),
+        )
+    }
+}
+
+/// The name of the built-in emulated tenant.
+pub const DEMO_TENANT: &str = "demo";
+
+/// Which tenant a command acts on.
+#[derive(Debug, Clone)]
+pub enum TenantChoice {
+    /// The built-in emulated tenant, started in-process.
+    Demo,
+    /// A configured tenant.
+    Configured(TenantSettings),
 }
 
 /// The validated `audit:` section of `resetctl.yaml`. Every key is optional; the trail's path
@@ -757,6 +832,48 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
     }
 
     #[test]
+    fn the_tenant_is_chosen_never_guessed() {
+        let empty = Env::from_pairs::<[(&str, &str); 0], _, _>([]);
+        let azure = Env::from_pairs([
+            ("AZURE_TENANT_ID", "t1"),
+            ("AZURE_CLIENT_ID", "c1"),
+            ("AZURE_CLIENT_SECRET", "x"),
+        ]);
+        let none = Config::default();
+        assert!(matches!(
+            none.select_tenant(None, &empty, true),
+            Ok(TenantChoice::Demo)
+        ));
+        let err = none.select_tenant(None, &empty, false).unwrap_err();
+        assert!(err.to_string().contains("--tenant demo"), "{err}");
+        // The Azure variables are a configured tenant: no silent demo.
+        match none.select_tenant(None, &azure, true) {
+            Ok(TenantChoice::Configured(t)) => assert_eq!(t.name, "t1"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            none.select_tenant(Some("demo"), &azure, false),
+            Ok(TenantChoice::Demo)
+        ));
+        let two = Config::parse(
+            "tenants:\n  a: { tenant_id: x, apps: [{ client_id: c, client_secret_env: S }] }\n  b: { tenant_id: y, apps: [{ client_id: c, client_secret_env: S }] }\n",
+            None,
+            &empty,
+        )
+        .unwrap();
+        let err = two.select_tenant(None, &empty, true).unwrap_err();
+        assert!(err.to_string().contains("(a, b)"), "{err}");
+        let err = two
+            .select_tenant(Some("contosso"), &azure, true)
+            .unwrap_err();
+        assert!(err.to_string().contains("configured: a, b, t1"), "{err}");
+        assert!(matches!(
+            two.select_tenant(Some("b"), &empty, false),
+            Ok(TenantChoice::Configured(_))
+        ));
+    }
+
+    #[test]
     fn azure_env_fallback() {
         let cfg = Config::default();
         let env = Env::from_pairs([
@@ -764,8 +881,11 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
             ("AZURE_CLIENT_ID", "c1"),
             ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
         ]);
-        let t = cfg.tenant("prod", &env).unwrap();
+        let t = cfg.tenant("t1", &env).unwrap();
         assert_eq!(t.tenant_id, "t1");
+        let typo = cfg.tenant("prod", &env).unwrap_err();
+        assert_eq!(typo.kind, ConfigErrorKind::UnknownTenant);
+        assert!(typo.to_string().contains("configured: t1"), "{typo}");
         assert_eq!(
             t.apps[0].credential,
             CredentialSource::SecretEnv("AZURE_CLIENT_SECRET".into())
@@ -777,7 +897,7 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
             ("AZURE_CLIENT_CERTIFICATE_PATH", "/k.pem"),
             ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
         ]);
-        let t = cfg.tenant("gov", &env).unwrap();
+        let t = cfg.tenant("t1", &env).unwrap();
         assert_eq!(
             t.token_url,
             "https://login.microsoftonline.us/t1/oauth2/v2.0/token"
