@@ -1475,3 +1475,27 @@ async fn approvals_are_identities_bound_to_the_trail_and_used_once() {
     );
     assert_eq!(bench.writes().await.len(), 3);
 }
+
+/// Steps run in the order the playbook writes them: here the revocation first (the spray
+/// case, the attacker signed in now), then the reset, for every user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_run_in_the_order_the_playbook_writes_them() {
+    let bench = Bench::from_tenant_file(&plain_tenant(4)).await;
+    let playbook = bench.write(
+        "order.yaml",
+        "name: order\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 0 }\nsteps:\n  - revoke_sessions\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n",
+    );
+    let out = bench.execute(&playbook).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let log = bench.inspect("writes").await;
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for w in log["writes"].as_array().unwrap() {
+        let (method, path) = (w["method"].as_str().unwrap(), w["path"].as_str().unwrap());
+        let target = w["target"].as_str().unwrap_or_default().to_owned();
+        seen.entry(target).or_default().push(kind(method, path));
+    }
+    assert_eq!(seen.len(), 4, "{log}");
+    for (user, kinds) in &seen {
+        assert_eq!(kinds, &["revoke", "password"], "user {user}");
+    }
+}
