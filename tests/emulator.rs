@@ -12,58 +12,24 @@ use reqwest::Method;
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
 use serde_json::{Value, json};
 
-fn loopback() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+use crate::util::{fixture, http, start_emulator, start_tenant, token, write_tenant_file};
 
-async fn start(config: EmulatorConfig) -> RunningEmulator {
-    RunningEmulator::start(config, loopback())
-        .await
-        .expect("emulator starts")
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap()
-}
-
-/// A token for app `n` of the emulator, with the client-secret flow.
-async fn token_for(client: &reqwest::Client, info: &ConnectionInfo, n: usize) -> String {
-    let app = &info.apps[n];
-    let resp = client
-        .post(&info.token_url)
-        .form(&[
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["token_type"], "Bearer");
-    body["access_token"].as_str().unwrap().to_string()
-}
-
+/// Raw Graph requests to the emulator as one of its apps.
 struct Api {
     client: reqwest::Client,
+    info: ConnectionInfo,
     graph: String,
-    inspect: String,
     token: String,
 }
 
 impl Api {
     async fn new(info: &ConnectionInfo, app: usize) -> Api {
         let client = http();
-        let token = token_for(&client, info, app).await;
+        let token = token(&client, info, app).await;
         Api {
             client,
+            info: info.clone(),
             graph: info.graph_url.clone(),
-            inspect: info.inspect_url.clone(),
             token,
         }
     }
@@ -111,26 +77,8 @@ impl Api {
     }
     /// `GET /_emulator/{what}` (no token needed) as JSON.
     async fn inspect(&self, what: &str) -> Value {
-        let r = self
-            .client
-            .get(format!("{}/{what}", self.inspect))
-            .send()
-            .await
-            .unwrap();
-        r.json().await.unwrap()
+        crate::util::inspect(&self.info, what).await
     }
-}
-
-fn tenant_file(dir: &tempfile::TempDir, yaml: &str) -> PathBuf {
-    let path = dir.path().join("tenant.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/emulator")
-        .join(name)
 }
 
 const SMALL_TENANT: &str = r#"
@@ -190,15 +138,12 @@ groups:
 "#;
 
 async fn small_tenant() -> (tempfile::TempDir, RunningEmulator) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tenant_file(&dir, SMALL_TENANT);
-    let emu = start(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
-    (dir, emu)
+    start_tenant(SMALL_TENANT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_through_10000_users_returns_each_exactly_once() {
-    let emu = start(EmulatorConfig::seeded(10_000, 42)).await;
+    let emu = start_emulator(EmulatorConfig::seeded(10_000, 42)).await;
     let api = Api::new(emu.info(), 0).await;
     let mut seen = HashSet::new();
     let mut pages = 0;
@@ -285,7 +230,7 @@ async fn paging_through_10000_users_returns_each_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_returns_only_the_selected_properties() {
-    let emu = start(EmulatorConfig::seeded(100, 3)).await;
+    let emu = start_emulator(EmulatorConfig::seeded(100, 3)).await;
     let api = Api::new(emu.info(), 0).await;
     let (_, body) = api.get_json("/users?$select=id,displayName,lastPasswordChangeDateTime,signInSessionsValidFromDateTime&$top=10").await;
     for u in body["value"].as_array().unwrap() {
@@ -599,13 +544,13 @@ fn chrono_like_now() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_secret_basic_and_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = fixture("app-cert.pem");
+    let cert = fixture("emulator/app-cert.pem");
     let yaml = format!(
         "users:\n  - upn: a@contoso.example\napps:\n  - client_secret: s3cret-value\n    certificate_file: {}\n",
         cert.display()
     );
-    let path = tenant_file(&dir, &yaml);
-    let emu = start(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
+    let path = write_tenant_file(dir.path(), &yaml);
+    let emu = start_emulator(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
     let info = emu.info().clone();
     let c = http();
     let app = &info.apps[0];
@@ -832,9 +777,10 @@ fn assertion(
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let key =
-        ring::signature::RsaKeyPair::from_pkcs8(&std::fs::read(fixture("app-key.pk8")).unwrap())
-            .unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(
+        &std::fs::read(fixture("emulator/app-key.pk8")).unwrap(),
+    )
+    .unwrap();
     let mut sig = vec![0u8; key.public().modulus_len()];
     let padding: &'static dyn ring::signature::RsaEncoding = if alg == "PS256" {
         &ring::signature::RSA_PSS_SHA256
@@ -1156,7 +1102,7 @@ async fn scaled_tenant() -> (RunningEmulator, String) {
     let mut config = EmulatorConfig::seeded(600, 11);
     config.apps = 2;
     config.time_scale = 5.0;
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let api = Api::new(emu.info(), 0).await;
     let (_, body) = api.get_json("/users?$top=1&$select=id").await;
     let target = format!(
@@ -1377,7 +1323,7 @@ async fn batch_limits_dependencies_and_per_item_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_apply_writes_before_504_and_reset() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tenant_file(&dir, SMALL_TENANT);
+    let path = write_tenant_file(dir.path(), SMALL_TENANT);
     let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
     for (spec, expect) in [
         ("504=1.0", Some(504u16)),
@@ -1388,7 +1334,7 @@ async fn faults_apply_writes_before_504_and_reset() {
             .unwrap()
             .with_faults(spec)
             .unwrap();
-        let emu = start(config).await;
+        let emu = start_emulator(config).await;
         let api = Api::new(emu.info(), 0).await;
         let result = api
             .client
@@ -1429,12 +1375,12 @@ async fn faults_apply_writes_before_504_and_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_403_denies_directory_writes_without_applying_them() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tenant_file(&dir, SMALL_TENANT);
+    let path = write_tenant_file(dir.path(), SMALL_TENANT);
     let config = EmulatorConfig::from_tenant_file(&path)
         .unwrap()
         .with_faults("403=1.0")
         .unwrap();
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let api = Api::new(emu.info(), 0).await; // the token endpoint is never denied
     let alice = "/users/alice@contoso.example";
     let before = api.inspect("users/alice@contoso.example").await;
@@ -1553,7 +1499,7 @@ async fn time_scale_shortens_token_lifetime_and_latency_applies() {
     let mut config = EmulatorConfig::seeded(20, 9);
     config.time_scale = 3599.0;
     config.latency_ms = 100;
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let info = emu.info().clone();
     let c = http();
     let app = &info.apps[0];
@@ -1601,7 +1547,7 @@ async fn time_scale_shortens_token_lifetime_and_latency_applies() {
     let mut config = EmulatorConfig::seeded(20, 9);
     config.time_scale = 2.0;
     config.latency_ms = 300;
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let api = Api::new(emu.info(), 0).await;
     let t0 = Instant::now();
     assert_eq!(api.get("/users?$top=1").await.status(), 200);
@@ -1694,241 +1640,10 @@ fn resetctl_emulator_prints_connection_info_and_stops_on_sigterm() {
 /// The CSDL contract: every property the emulator returns exists on its entity type in the
 /// Graph v1.0 metadata (walking BaseType), with a compatible JSON type.
 mod contract {
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-
     use serde_json::{Value, json};
 
     use super::*;
-
-    /// A property or navigation property of a type.
-    struct Prop {
-        ty: String,
-        nullable: bool,
-        navigation: bool,
-    }
-
-    #[derive(Default)]
-    struct Csdl {
-        /// Entity and complex types of namespace microsoft.graph: name → (base, properties).
-        types: HashMap<String, (Option<String>, HashMap<String, Prop>)>,
-        /// Enum types: name → members.
-        enums: HashMap<String, Vec<String>>,
-    }
-
-    fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-        let key = format!(" {name}=\"");
-        let start = line.find(&key)? + key.len();
-        let len = line[start..].find('"')?;
-        Some(&line[start..start + len])
-    }
-
-    /// Find the CSDL: `$RESETCTL_CSDL`, else `shared/reference/` beside the repository or
-    /// one of its ancestors (CI clones `shared/` beside the repository).
-    fn csdl_path() -> PathBuf {
-        if let Ok(p) = std::env::var("RESETCTL_CSDL") {
-            return PathBuf::from(p);
-        }
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        for dir in manifest.ancestors().skip(1) {
-            let candidate = dir.join("shared/reference/graph-v1.0.csdl.xml");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-        panic!(
-            "the Graph v1.0 CSDL was not found: expected ../shared/reference/graph-v1.0.csdl.xml beside the repository ({}) or RESETCTL_CSDL",
-            manifest.display()
-        );
-    }
-
-    fn load() -> Csdl {
-        let path = csdl_path();
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let mut csdl = Csdl::default();
-        let mut in_graph = false;
-        let mut current: Option<String> = None;
-        let mut current_enum: Option<String> = None;
-        for line in text.lines() {
-            let l = line.trim();
-            if l.starts_with("<Schema ") {
-                in_graph = attr(l, "Namespace") == Some("microsoft.graph");
-                continue;
-            }
-            if !in_graph {
-                continue;
-            }
-            if l.starts_with("<EntityType ") || l.starts_with("<ComplexType ") {
-                let name = attr(l, "Name").unwrap().to_string();
-                let base = attr(l, "BaseType").map(|b| b.trim_start_matches("graph.").to_string());
-                csdl.types.insert(name.clone(), (base, HashMap::new()));
-                current = if l.ends_with("/>") { None } else { Some(name) };
-            } else if l.starts_with("</EntityType>") || l.starts_with("</ComplexType>") {
-                current = None;
-            } else if l.starts_with("<EnumType ") {
-                let name = attr(l, "Name").unwrap().to_string();
-                csdl.enums.insert(name.clone(), Vec::new());
-                current_enum = Some(name);
-            } else if l.starts_with("</EnumType>") {
-                current_enum = None;
-            } else if l.starts_with("<Member ")
-                && let Some(e) = &current_enum
-            {
-                csdl.enums
-                    .get_mut(e)
-                    .unwrap()
-                    .push(attr(l, "Name").unwrap().to_string());
-            } else if (l.starts_with("<Property ") || l.starts_with("<NavigationProperty "))
-                && let Some(t) = &current
-            {
-                let prop = Prop {
-                    ty: attr(l, "Type").unwrap().to_string(),
-                    nullable: attr(l, "Nullable") != Some("false"),
-                    navigation: l.starts_with("<NavigationProperty "),
-                };
-                csdl.types
-                    .get_mut(t)
-                    .unwrap()
-                    .1
-                    .insert(attr(l, "Name").unwrap().to_string(), prop);
-            }
-        }
-        assert!(
-            csdl.types.contains_key("user"),
-            "no microsoft.graph.user in {}",
-            path.display()
-        );
-        csdl
-    }
-
-    impl Csdl {
-        fn find(&self, ty: &str, prop: &str) -> Option<&Prop> {
-            let mut t = Some(ty.to_string());
-            while let Some(name) = t {
-                let (base, props) = self.types.get(&name)?;
-                if let Some(p) = props.get(prop) {
-                    return Some(p);
-                }
-                t = base.clone();
-            }
-            None
-        }
-
-        fn derives_from(&self, ty: &str, ancestor: &str) -> bool {
-            let mut t = Some(ty.to_string());
-            while let Some(name) = t {
-                if name == ancestor {
-                    return true;
-                }
-                t = self.types.get(&name).and_then(|(b, _)| b.clone());
-            }
-            false
-        }
-
-        /// Check one JSON object against entity type `ty`; returns the problems.
-        fn check(&self, ty: &str, obj: &Value, at: &str, problems: &mut Vec<String>) -> usize {
-            let mut checked = 0;
-            let Some(map) = obj.as_object() else {
-                problems.push(format!("{at}: not an object"));
-                return 0;
-            };
-            let ty = match map.get("@odata.type").and_then(Value::as_str) {
-                Some(t) => {
-                    let actual = t.trim_start_matches("#microsoft.graph.");
-                    if !self.derives_from(actual, ty) {
-                        problems.push(format!("{at}: @odata.type {t} does not derive from {ty}"));
-                    }
-                    actual.to_string()
-                }
-                None => ty.to_string(),
-            };
-            for (key, value) in map {
-                if key.starts_with("@odata.") {
-                    continue;
-                }
-                let Some(prop) = self.find(&ty, key) else {
-                    problems.push(format!(
-                        "{at}: property '{key}' does not exist on microsoft.graph.{ty}"
-                    ));
-                    continue;
-                };
-                checked += 1;
-                let where_ = format!("{at}.{key}");
-                if prop.navigation {
-                    let target = prop.ty.trim_start_matches("graph.");
-                    checked += self.check(target, value, &where_, problems);
-                } else {
-                    self.check_value(&prop.ty, prop.nullable, value, &where_, problems);
-                }
-            }
-            checked
-        }
-
-        fn check_value(
-            &self,
-            ty: &str,
-            nullable: bool,
-            v: &Value,
-            at: &str,
-            problems: &mut Vec<String>,
-        ) {
-            if v.is_null() {
-                if !nullable {
-                    problems.push(format!("{at}: null for a non-nullable {ty}"));
-                }
-                return;
-            }
-            if let Some(inner) = ty
-                .strip_prefix("Collection(")
-                .and_then(|t| t.strip_suffix(')'))
-            {
-                match v.as_array() {
-                    Some(items) => {
-                        for (i, item) in items.iter().enumerate() {
-                            self.check_value(inner, false, item, &format!("{at}[{i}]"), problems);
-                        }
-                    }
-                    None => problems.push(format!("{at}: {ty} expects an array, got {v}")),
-                }
-                return;
-            }
-            let ok = match ty {
-                "Edm.String" => v.is_string(),
-                "Edm.Guid" => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
-                "Edm.Boolean" => v.is_boolean(),
-                "Edm.Int32" | "Edm.Int64" | "Edm.Int16" | "Edm.Byte" => v.is_i64() || v.is_u64(),
-                "Edm.Double" | "Edm.Single" | "Edm.Decimal" => v.is_number(),
-                "Edm.DateTimeOffset" => v
-                    .as_str()
-                    .is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
-                "Edm.Binary" => v.is_string(),
-                other => {
-                    let name = other.trim_start_matches("graph.");
-                    if let Some(members) = self.enums.get(name) {
-                        let ok = v.as_str().is_some_and(|s| members.iter().any(|m| m == s));
-                        if !ok {
-                            problems.push(format!("{at}: {v} is not a member of enum {name}"));
-                        }
-                        true
-                    } else if self.types.contains_key(name) {
-                        if v.is_object() {
-                            self.check(name, v, at, problems);
-                            true
-                        } else {
-                            false
-                        }
-                    } else {
-                        problems.push(format!("{at}: unknown CSDL type {other}"));
-                        true
-                    }
-                }
-            };
-            if !ok {
-                problems.push(format!("{at}: {v} is not a {ty}"));
-            }
-        }
-    }
+    use crate::csdl::load;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_returned_property_exists_in_the_v1_csdl() {
@@ -2080,34 +1795,5 @@ mod contract {
         );
         assert!(checked > 150, "only {checked} properties checked");
         emu.shutdown().await;
-    }
-
-    #[test]
-    fn the_checker_catches_wrong_names_and_types() {
-        let csdl = load();
-        let mut problems = Vec::new();
-        csdl.check(
-            "user",
-            &json!({"id": "x", "accountEnabled": "yes", "shoeSize": 42, "businessPhones": null}),
-            "u",
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        problems.clear();
-        csdl.check(
-            "riskyUser",
-            &json!({"riskLevel": "extreme"}),
-            "r",
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        problems.clear();
-        csdl.check(
-            "authenticationMethod",
-            &json!({"@odata.type": "#microsoft.graph.user", "id": "x"}),
-            "m",
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 }
