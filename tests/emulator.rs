@@ -1637,6 +1637,166 @@ fn resetctl_emulator_prints_connection_info_and_stops_on_sigterm() {
     assert_eq!(exit.code(), Some(0));
 }
 
+/// A batch of `(id, method, url, body)` items as the SDKs send them (JSON bodies with their
+/// Content-Type); the items' statuses in order.
+async fn batch_statuses(api: &Api, items: &[(&str, &str, String, Option<Value>)]) -> Vec<u64> {
+    let requests: Vec<Value> = items
+        .iter()
+        .map(|(id, method, url, body)| match body {
+            Some(body) => json!({"id": id, "method": method, "url": url,
+                "headers": {"Content-Type": "application/json"}, "body": body}),
+            None => json!({"id": id, "method": method, "url": url}),
+        })
+        .collect();
+    let r = api
+        .send_expect(
+            Method::POST,
+            "/$batch",
+            Some(json!({ "requests": requests })),
+            200,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    body["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect()
+}
+
+/// Microsoft's SDKs put `@odata.type` on every body and on nested complex values; Graph reads
+/// annotations as control information, not properties. The emulator accepts them, checks
+/// that an `@odata.type` names the expected type (or a derived one), and still refuses what
+/// Graph refuses: unknown properties, binds it does not model, a type that does not fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_bodies_with_odata_annotations_are_accepted_as_graph_accepts_them() {
+    let (_dir, emu) = small_tenant().await;
+    let api = Api::new(emu.info(), 0).await;
+    let alice = "/users/alice@contoso.example";
+    let sdk_patch = json!({
+        "@odata.type": "#microsoft.graph.user",
+        "passwordProfile": {
+            "@odata.type": "#microsoft.graph.passwordProfile",
+            "forceChangePasswordNextSignIn": true,
+            "password": "Xy7#kLm2pQ9!",
+        },
+        "passwordProfile@odata.type": "#microsoft.graph.passwordProfile",
+        "department": "Treasury",
+        "department@odata.type": "#String",
+        "givenName": "Alicia",
+    });
+    api.send_expect(Method::PATCH, alice, Some(sdk_patch), 204)
+        .await;
+    let (_, user) = api
+        .get_json(&format!("{alice}?$select=department,givenName"))
+        .await;
+    assert_eq!(
+        (user["department"].as_str(), user["givenName"].as_str()),
+        (Some("Treasury"), Some("Alicia"))
+    );
+    let state = api.inspect("users/alice@contoso.example").await;
+    assert_eq!(state["passwordSetCount"], 1, "{state}");
+
+    // A type that is not the user's: refused as Graph words it, and nothing is applied.
+    let r = api
+        .send_expect(
+            Method::PATCH,
+            alice,
+            Some(json!({"@odata.type": "#microsoft.graph.group", "department": "Nowhere"})),
+            400,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "Request_BadRequest");
+    assert_eq!(
+        body["error"]["message"],
+        "A resource with type 'Microsoft.DirectoryServices.Group' was found, but it is not assignable to the expected type 'Microsoft.DirectoryServices.User'. The type specified in the resource must be equal to either the expected type or a derived type."
+    );
+    for refused in [
+        json!({"passwordProfile": {"@odata.type": "#microsoft.graph.user", "password": "Xy7#kLm2pQ9!"}}),
+        json!({"passwordProfile": {"passwordHint": "x", "password": "Xy7#kLm2pQ9!"}}),
+        json!({"passwordProfile@odata.type": "#microsoft.graph.user", "department": "Nowhere"}),
+        json!({"manager@odata.bind": "https://graph.microsoft.com/v1.0/users/ceo@contoso.example"}),
+        json!({"shoeSize": 42}),
+    ] {
+        api.send_expect(Method::PATCH, alice, Some(refused), 400)
+            .await;
+    }
+    let (_, user) = api.get_json(&format!("{alice}?$select=department")).await;
+    assert_eq!(
+        user["department"], "Treasury",
+        "no refused body changed anything"
+    );
+    assert_eq!(
+        api.inspect("users/alice@contoso.example").await["passwordSetCount"],
+        1
+    );
+
+    // Temporary Access Pass bodies as the SDKs send them.
+    let taps = format!("{alice}/authentication/temporaryAccessPassMethods");
+    api.send_expect(
+        Method::POST,
+        &taps,
+        Some(json!({"@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod", "lifetimeInMinutes": 60, "isUsableOnce": true})),
+        201,
+    )
+    .await;
+    api.send_expect(
+        Method::POST,
+        &taps,
+        Some(json!({"@odata.type": "#microsoft.graph.phoneAuthenticationMethod", "lifetimeInMinutes": 60})),
+        400,
+    )
+    .await;
+    let r = api
+        .send_expect(
+            Method::POST,
+            &taps,
+            Some(json!({"lifetimeInMinutez": 60})),
+            400,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The property 'lifetimeInMinutez' does not exist on type 'microsoft.graph.temporaryAccessPassAuthenticationMethod'."),
+        "{body}"
+    );
+
+    // The same bodies inside a $batch.
+    let statuses = batch_statuses(
+        &api,
+        &[
+            (
+                "1",
+                "PATCH",
+                alice.to_string(),
+                Some(json!({"@odata.type": "#microsoft.graph.user", "jobTitle": "Controller", "jobTitle@odata.type": "#String"})),
+            ),
+            (
+                "2",
+                "PATCH",
+                alice.to_string(),
+                Some(json!({"@odata.type": "#microsoft.graph.group", "jobTitle": "Nobody"})),
+            ),
+            (
+                "3",
+                "POST",
+                taps.clone(),
+                Some(json!({"@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod"})),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(statuses, [204, 400, 201]);
+    let (_, user) = api.get_json(&format!("{alice}?$select=jobTitle")).await;
+    assert_eq!(user["jobTitle"], "Controller");
+    emu.shutdown().await;
+}
+
 /// The CSDL contract: every property the emulator returns exists on its entity type in the
 /// Graph v1.0 metadata (walking BaseType), with a compatible JSON type.
 mod contract {
@@ -1794,6 +1954,98 @@ mod contract {
             problems.join("\n")
         );
         assert!(checked > 150, "only {checked} properties checked");
+        emu.shutdown().await;
+    }
+
+    /// What the emulator reads from request bodies is what the metadata declares: each
+    /// property it accepts exists on the type with the same type, and the `@odata.type`s it
+    /// accepts are the type and exactly the types derived from it.
+    #[test]
+    fn the_emulators_request_body_types_match_the_v1_csdl() {
+        let csdl = load();
+        for ty in resetctl::emulator::body::BODY_TYPES {
+            for (name, declared) in ty.properties {
+                let prop = csdl
+                    .find(ty.name, name)
+                    .unwrap_or_else(|| panic!("{name} is not a property of {}", ty.name));
+                assert_eq!(prop.ty, *declared, "{}.{name}", ty.name);
+                assert!(!prop.navigation, "{}.{name}", ty.name);
+            }
+            let mut derived: Vec<String> = ty.derived.iter().map(|d| d.to_string()).collect();
+            derived.sort();
+            assert_eq!(
+                derived,
+                csdl.derived_types(ty.name),
+                "types derived from {}",
+                ty.name
+            );
+        }
+    }
+
+    /// Request bodies in both annotation forms (`@odata.type` on the object and on nested
+    /// complex values, `property@odata.type` on a property) are valid v1.0 payloads, and the
+    /// emulator accepts them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn annotated_request_bodies_are_v1_payloads_the_emulator_accepts() {
+        let csdl = load();
+        let (_dir, emu) = small_tenant().await;
+        let api = Api::new(emu.info(), 0).await;
+        let alice = "/users/alice@contoso.example";
+        let cases = [
+            (
+                "user",
+                Method::PATCH,
+                alice.to_string(),
+                json!({
+                    "@odata.type": "#microsoft.graph.user",
+                    "passwordProfile": {
+                        "@odata.type": "#microsoft.graph.passwordProfile",
+                        "forceChangePasswordNextSignIn": true,
+                        "forceChangePasswordNextSignInWithMfa": false,
+                        "password": "Xy7#kLm2pQ9!",
+                    },
+                    "accountEnabled": true,
+                }),
+                204,
+            ),
+            (
+                "user",
+                Method::PATCH,
+                alice.to_string(),
+                json!({
+                    "passwordProfile@odata.type": "#microsoft.graph.passwordProfile",
+                    "passwordProfile": {"password": "Zq8$wErt5uI!"},
+                    "businessPhones@odata.type": "#Collection(String)",
+                    "businessPhones": ["+1 425 555 0199"],
+                    "mobilePhone@odata.type": "#Edm.String",
+                    "mobilePhone": "+1 425 555 0100",
+                    "surname@odata.type": "#String",
+                    "surname": "Jones-Smith",
+                }),
+                204,
+            ),
+            (
+                "temporaryAccessPassAuthenticationMethod",
+                Method::POST,
+                format!("{alice}/authentication/temporaryAccessPassMethods"),
+                json!({
+                    "@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod",
+                    "lifetimeInMinutes@odata.type": "#Int32",
+                    "lifetimeInMinutes": 60,
+                    "isUsableOnce": false,
+                }),
+                201,
+            ),
+        ];
+        for (ty, method, path, body, status) in cases {
+            let mut problems = Vec::new();
+            csdl.check(ty, &body, ty, &mut problems);
+            assert!(
+                problems.is_empty(),
+                "{body} is not a v1.0 {ty}: {problems:?}"
+            );
+            api.send_expect(method, &path, Some(body), status).await;
+        }
         emu.shutdown().await;
     }
 }

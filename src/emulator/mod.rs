@@ -12,6 +12,7 @@
 //! - [`odata`]: `$filter`/`$select`/`$top`/`$count` and opaque `$skiptoken`s.
 //! - [`throttle`]: Graph's token buckets (RU, writes, tenant, Identity Protection, Outlook).
 //! - [`faults`]: latency and fault injection. [`errors`]: Graph error bodies.
+//! - [`body`]: request bodies: declared properties beside OData instance annotations.
 //! - `render`: entity JSON. `routes/`: handlers by area. `server`: accept loop, shutdown.
 //!
 //! Choices worth knowing:
@@ -35,6 +36,7 @@
 //! - Timestamps are whole seconds (`2024-05-01T10:00:00Z`), as Graph returns them: a client
 //!   reading its own write back compares at second precision.
 
+pub mod body;
 pub mod errors;
 pub mod faults;
 pub mod model;
