@@ -1797,6 +1797,181 @@ async fn sdk_bodies_with_odata_annotations_are_accepted_as_graph_accepts_them() 
     emu.shutdown().await;
 }
 
+/// Direct members of group `id`.
+async fn member_count(api: &Api, id: &str) -> usize {
+    let (_, members) = api.get_json(&format!("/groups/{id}/members")).await;
+    members["value"].as_array().unwrap().len()
+}
+
+/// The payload of a JWT (base64url JSON, the middle part).
+fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+const PERMISSIONS_TENANT: &str = r#"
+verified_domain: contoso.example
+apps:
+  - display_name: runner
+    client_secret: "runner-secret"
+  - display_name: role-runner
+    client_secret: "role-runner-secret"
+    permissions: [GroupMember.ReadWrite.All, RoleManagement.ReadWrite.Directory]
+  - display_name: reader
+    client_secret: "reader-secret"
+    permissions: [User.Read.All, GroupMember.Read.All]
+users:
+  - upn: alice@contoso.example
+  - upn: bob@contoso.example
+groups:
+  - display_name: Tier0
+    role_assignable: true
+  - display_name: Responders
+"#;
+
+/// Each app's granted application permissions are in its tokens' `roles` claim, as Entra
+/// issues them, and a member write to a role-assignable group needs
+/// `RoleManagement.ReadWrite.Directory` besides a group-member write permission, directly
+/// and inside `$batch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_assignable_membership_writes_need_role_management_permission() {
+    let (_dir, emu) = start_tenant(PERMISSIONS_TENANT).await;
+    let info = emu.info().clone();
+    let runner = Api::new(&info, 0).await;
+    let role_runner = Api::new(&info, 1).await;
+    let reader = Api::new(&info, 2).await;
+
+    let claims = jwt_claims(&runner.token);
+    let defaults: Vec<&str> = resetctl::emulator::permissions::DEFAULT.to_vec();
+    assert_eq!(
+        claims["roles"],
+        json!(defaults),
+        "README's required set by default"
+    );
+    assert_eq!(claims["appid"], info.apps[0].client_id.as_str());
+    assert_eq!(claims["tid"], info.tenant_id.as_str());
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(claims["ver"], "1.0");
+    assert_eq!(claims["appidacr"], "1");
+    assert_eq!(claims["aud"], "https://graph.microsoft.com");
+    assert_eq!(
+        claims["iss"],
+        format!("https://sts.windows.net/{}/", info.tenant_id)
+    );
+    assert_eq!(claims["wids"], json!([info.apps[0].role]));
+    assert_eq!(claims["sub"], claims["oid"]);
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!((3599..=3600).contains(&lifetime), "{lifetime}");
+    assert_eq!(
+        jwt_claims(&role_runner.token)["roles"],
+        json!([
+            "GroupMember.ReadWrite.All",
+            "RoleManagement.ReadWrite.Directory"
+        ])
+    );
+    assert_eq!(
+        info.apps[2].permissions,
+        ["User.Read.All", "GroupMember.Read.All"]
+    );
+
+    let (_, groups) = runner.get_json("/groups?$select=id,displayName").await;
+    let group = |name: &str| {
+        groups["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["displayName"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (tier0, responders) = (group("Tier0"), group("Responders"));
+    let (_, alice) = runner
+        .get_json("/users/alice@contoso.example?$select=id")
+        .await;
+    let (_, bob) = runner
+        .get_json("/users/bob@contoso.example?$select=id")
+        .await;
+    let reference = |user: &Value| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", user["id"].as_str().unwrap())});
+    let members_of = |g: &str| format!("/groups/{g}/members/$ref");
+
+    // Without RoleManagement.ReadWrite.Directory: refused on the role-assignable group only.
+    let r = runner
+        .send_expect(
+            Method::POST,
+            &members_of(&tier0),
+            Some(reference(&alice)),
+            403,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    runner
+        .send_expect(
+            Method::POST,
+            &members_of(&responders),
+            Some(reference(&alice)),
+            204,
+        )
+        .await;
+    let statuses = batch_statuses(
+        &runner,
+        &[("1", "POST", members_of(&tier0), Some(reference(&bob)))],
+    )
+    .await;
+    assert_eq!(statuses, [403]);
+    assert_eq!(member_count(&runner, &tier0).await, 0);
+    // Without any group-member write permission: refused everywhere.
+    reader
+        .send_expect(
+            Method::POST,
+            &members_of(&responders),
+            Some(reference(&bob)),
+            403,
+        )
+        .await;
+
+    // With it: accepted, directly and in a batch; removing needs it too.
+    role_runner
+        .send_expect(
+            Method::POST,
+            &members_of(&tier0),
+            Some(reference(&alice)),
+            204,
+        )
+        .await;
+    let statuses = batch_statuses(
+        &role_runner,
+        &[("1", "POST", members_of(&tier0), Some(reference(&bob)))],
+    )
+    .await;
+    assert_eq!(statuses, [204]);
+    assert_eq!(member_count(&runner, &tier0).await, 2);
+    let remove_alice = format!(
+        "/groups/{tier0}/members/{}/$ref",
+        alice["id"].as_str().unwrap()
+    );
+    runner
+        .send_expect(Method::DELETE, &remove_alice, None, 403)
+        .await;
+    role_runner
+        .send_expect(Method::DELETE, &remove_alice, None, 204)
+        .await;
+    assert_eq!(member_count(&runner, &tier0).await, 1);
+
+    let log = runner.inspect("writes").await;
+    let refused = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["status"] == 403)
+        .inspect(|w| assert_eq!(w["applied"], false, "{w}"))
+        .count();
+    assert_eq!(refused, 4);
+    emu.shutdown().await;
+}
+
 /// The CSDL contract: every property the emulator returns exists on its entity type in the
 /// Graph v1.0 metadata (walking BaseType), with a compatible JSON type.
 mod contract {

@@ -16,6 +16,10 @@
 //! - `render`: entity JSON. `routes/`: handlers by area. `server`: accept loop, shutdown.
 //!
 //! Choices worth knowing:
+//! - Every app registration is granted the application permissions README.md lists as
+//!   required ([`permissions::DEFAULT`]) unless a tenant file says otherwise; tokens carry
+//!   them in their `roles` claim, and group membership writes check them as Graph does
+//!   (a role-assignable group also needs `RoleManagement.ReadWrite.Directory`).
 //! - Every app registration holds the **User Administrator** role unless a tenant file says
 //!   otherwise: a mass reset of ordinary users passes, while admins and members of
 //!   role-assignable groups answer 403 `Authorization_RequestDenied`, as Graph does for an
@@ -41,6 +45,7 @@ pub mod errors;
 pub mod faults;
 pub mod model;
 pub mod odata;
+pub mod permissions;
 pub mod seed;
 pub mod tenant_file;
 pub mod throttle;
@@ -220,6 +225,8 @@ pub struct AppCredentials {
     pub display_name: String,
     /// Directory role template id the app holds.
     pub role: String,
+    /// Granted application permissions (what its tokens' `roles` claim lists).
+    pub permissions: Vec<String>,
 }
 
 impl std::fmt::Debug for AppCredentials {
@@ -228,6 +235,7 @@ impl std::fmt::Debug for AppCredentials {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("role", &self.role)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }
@@ -324,6 +332,7 @@ impl RunningEmulator {
                     client_secret: a.secret.clone(),
                     display_name: a.display_name.clone(),
                     role: a.role.to_string(),
+                    permissions: a.permissions.clone(),
                 })
                 .collect(),
             users: tenant.users.len(),

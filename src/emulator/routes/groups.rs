@@ -1,5 +1,6 @@
 //! `/groups`: list, get, `members` and `transitiveMembers` (paged, `$select`, `$count`), and
-//! membership writes `POST members/$ref` / `DELETE members/{id}/$ref` (reference §14).
+//! membership writes `POST members/$ref` / `DELETE members/{id}/$ref` (reference §14), which
+//! check the app's permissions as Graph does.
 
 use axum::http::Method;
 use serde_json::{Value, json};
@@ -7,6 +8,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Req, context_with_select, page};
 use crate::emulator::errors::{Fail, GraphResponse};
 use crate::emulator::model::Principal;
+use crate::emulator::permissions;
 use crate::emulator::render::{self, USER_PROPERTIES};
 
 /// Dispatch within `/groups`.
@@ -135,6 +137,19 @@ fn members(ctx: &Ctx<'_>, req: &Req<'_>, transitive: bool) -> Result<GraphRespon
     ))
 }
 
+/// A membership write needs one of the group-member write permissions, and for a
+/// role-assignable group `RoleManagement.ReadWrite.Directory` too
+/// (https://learn.microsoft.com/graph/api/group-post-members,
+/// https://learn.microsoft.com/graph/api/group-delete-members). Both are checked before the
+/// member is looked at.
+fn may_write_members(ctx: &Ctx<'_>, role_assignable: bool) -> Result<(), Fail> {
+    ctx.require_any(permissions::GROUP_MEMBER_WRITE)?;
+    if role_assignable {
+        ctx.require_any(&[permissions::ROLE_ASSIGNABLE_MEMBER_WRITE])?;
+    }
+    Ok(())
+}
+
 fn add_member(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
     let key = req.seg(1).unwrap_or("");
     let body = req.json()?;
@@ -150,6 +165,12 @@ fn add_member(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
         .rsplit('/')
         .next()
         .unwrap_or("");
+    let role_assignable = {
+        let t = ctx.emu.read();
+        let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+        t.groups[g as usize].role_assignable
+    };
+    may_write_members(ctx, role_assignable)?;
     let mut t = ctx.emu.write();
     let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
     let Some(u) = uuid::Uuid::parse_str(member_id)
@@ -171,6 +192,12 @@ fn add_member(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
 }
 
 fn remove_member(ctx: &Ctx<'_>, key: &str, member: &str) -> Result<GraphResponse, Fail> {
+    let role_assignable = {
+        let t = ctx.emu.read();
+        let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+        t.groups[g as usize].role_assignable
+    };
+    may_write_members(ctx, role_assignable)?;
     let mut t = ctx.emu.write();
     let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
     let u = t.find_user(member).ok_or_else(|| Fail::not_found(member))?;
