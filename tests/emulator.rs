@@ -1972,6 +1972,118 @@ async fn role_assignable_membership_writes_need_role_management_permission() {
     emu.shutdown().await;
 }
 
+/// `resetctl emulator --write-config FILE` writes a tenant entry that `resetctl plan` loads
+/// as it is (secrets from the environment variables it names), and the plan's estimate runs
+/// at the scaled tenant's quotas: 2 apps at time scale 10 write 400/s, not Graph's 40/s.
+#[test]
+fn the_written_config_plans_against_the_emulator_at_its_time_scale() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("resetctl.yaml");
+    let mut child = Command::new(crate::util::bin())
+        .args(["emulator", "--users", "100", "--seed", "3", "--apps", "2"])
+        .args([
+            "--time-scale",
+            "10",
+            "--tenant-name",
+            "lab",
+            "--secret-env",
+            "LAB_SECRET",
+        ])
+        .arg("--write-config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let secrets: Vec<&str> = info["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["client_secret"].as_str().unwrap())
+        .collect();
+    assert!(
+        secrets.iter().all(|s| !text.contains(s)),
+        "no secret in the file:\n{text}"
+    );
+    for expected in [
+        "  lab:\n",
+        "time_scale: 10\n",
+        "tenant_size: medium\n",
+        "client_secret_env: LAB_SECRET\n",
+        "client_secret_env: LAB_SECRET_2\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "name: lab\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0 }\nsteps:\n  - revoke_sessions\n",
+    )
+    .unwrap();
+    let out = Command::new(crate::util::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["--output", "json", "plan", "lab.yaml", "--tenant", "lab"])
+        .current_dir(dir.path())
+        .env("LAB_SECRET", secrets[0])
+        .env("LAB_SECRET_2", secrets[1])
+        .env("RESETCTL_DATA_DIR", dir.path().join("data"))
+        .env_remove("RESETCTL_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let stdout = crate::util::stdout(&out);
+    assert_eq!(
+        crate::util::code(&out),
+        0,
+        "{stdout}{}",
+        crate::util::stderr(&out)
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["tenant_users"], 100);
+    let estimate = &summary["estimate"];
+    assert_eq!(estimate["writes_per_second"], 400.0, "{summary}");
+    let writes = estimate["directory_writes"].as_f64().unwrap();
+    assert!(writes > 0.0);
+    assert_eq!(estimate["seconds"].as_f64().unwrap(), writes / 400.0);
+}
+
+/// `--write-config` refuses what the configuration could not load.
+#[test]
+fn write_config_refuses_a_slow_time_scale_and_odd_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("resetctl.yaml");
+    let config = config.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--time-scale", "0.5"], "--time-scale >= 1"),
+        (vec!["--tenant-name", "a b"], "--tenant-name"),
+        (vec!["--secret-env", "1SECRET"], "--secret-env"),
+    ] {
+        let mut all = vec!["emulator", "--users", "10", "--write-config", config];
+        all.extend(args);
+        let out = crate::util::resetctl_in(dir.path(), &all);
+        assert_eq!(crate::util::code(&out), 1, "{all:?}");
+        assert!(
+            crate::util::stderr(&out).contains(needle),
+            "{}",
+            crate::util::stderr(&out)
+        );
+        assert!(!std::path::Path::new(config).exists());
+    }
+}
+
 /// The CSDL contract: every property the emulator returns exists on its entity type in the
 /// Graph v1.0 metadata (walking BaseType), with a compatible JSON type.
 mod contract {

@@ -98,6 +98,10 @@ impl Setup {
                 playbook_bytes: PLAYBOOK.as_bytes(),
                 tenant: "t",
                 apps: 1,
+                quotas: &resetctl::throttle::Quotas::graph_defaults(
+                    resetctl::config::TenantSize::Small,
+                    10.0,
+                ),
                 runner_accounts: &[],
                 resolve: ResolveOptions::default(),
             },

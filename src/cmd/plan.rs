@@ -128,6 +128,7 @@ pub async fn plan_and_store(
             playbook_bytes: &bytes,
             tenant: &tenant.name,
             apps: tenant.apps,
+            quotas: &tenant.quotas,
             runner_accounts: &tenant.runner_accounts,
             resolve,
         },

@@ -259,6 +259,9 @@ pub struct ConnectionInfo {
     pub users: usize,
     /// The time scale in force.
     pub time_scale: f64,
+    /// The size class that sets the tenant's read quota: `small` (< 50 users), `medium`
+    /// (50 to 500) or `large` (`tenant_size` in `resetctl.yaml`).
+    pub tenant_size: &'static str,
     /// The verified domain of the tenant's UPNs.
     pub verified_domain: String,
     /// Inspection API root (`/_emulator`).
@@ -337,6 +340,11 @@ impl RunningEmulator {
                 .collect(),
             users: tenant.users.len(),
             time_scale: config.time_scale,
+            tenant_size: match tenant.size_class() {
+                model::SizeClass::Small => "small",
+                model::SizeClass::Medium => "medium",
+                model::SizeClass::Large => "large",
+            },
             verified_domain: tenant.verified_domain.clone(),
             inspect_url: format!("{base}/_emulator"),
         };

@@ -75,6 +75,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
             playbook_bytes: PLAYBOOK.as_bytes(),
             tenant: &tenant.name,
             apps: 1,
+            quotas: &tenant.quotas,
             runner_accounts: &[],
             resolve: ResolveOptions::default(),
         },
