@@ -1827,6 +1827,7 @@ groups:
   - display_name: Tier0
     role_assignable: true
   - display_name: Responders
+  - display_name: Everyone
 "#;
 
 /// Each app's granted application permissions are in its tokens' `roles` claim, as Entra
@@ -1969,6 +1970,84 @@ async fn role_assignable_membership_writes_need_role_management_permission() {
         .inspect(|w| assert_eq!(w["applied"], false, "{w}"))
         .count();
     assert_eq!(refused, 4);
+    emu.shutdown().await;
+}
+
+/// A security group can be a member of another group, as Graph documents, but not of a
+/// role-assignable group; a nested group is removed like any member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_nest_except_in_role_assignable_groups() {
+    let (_dir, emu) = start_tenant(PERMISSIONS_TENANT).await;
+    let info = emu.info().clone();
+    let runner = Api::new(&info, 0).await;
+    let role_runner = Api::new(&info, 1).await;
+    let (_, groups) = runner.get_json("/groups?$select=id,displayName").await;
+    let id = |name: &str| {
+        groups["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["displayName"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (tier0, responders, everyone) = (id("Tier0"), id("Responders"), id("Everyone"));
+    let reference = |id: &str| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")});
+    let (_, alice) = runner
+        .get_json("/users/alice@contoso.example?$select=id")
+        .await;
+    let alice = alice["id"].as_str().unwrap().to_string();
+    runner
+        .send_expect(
+            Method::POST,
+            &format!("/groups/{responders}/members/$ref"),
+            Some(reference(&alice)),
+            204,
+        )
+        .await;
+    let nest = format!("/groups/{everyone}/members/$ref");
+    runner
+        .send_expect(Method::POST, &nest, Some(reference(&responders)), 204)
+        .await;
+    let (_, members) = runner
+        .get_json(&format!("/groups/{everyone}/members"))
+        .await;
+    assert_eq!(
+        members["value"][0]["@odata.type"], "#microsoft.graph.group",
+        "{members}"
+    );
+    let (_, transitive) = runner
+        .get_json(&format!("/groups/{everyone}/transitiveMembers"))
+        .await;
+    assert!(
+        transitive["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == alice.as_str()),
+        "{transitive}"
+    );
+    for refused in [
+        (&runner, nest.clone(), reference(&responders)),
+        (&runner, nest.clone(), reference(&everyone)),
+        (
+            &role_runner,
+            format!("/groups/{tier0}/members/$ref"),
+            reference(&responders),
+        ),
+    ] {
+        refused
+            .0
+            .send_expect(Method::POST, &refused.1, Some(refused.2), 400)
+            .await;
+    }
+    assert_eq!(member_count(&runner, &tier0).await, 0);
+    let unnest = format!("/groups/{everyone}/members/{responders}/$ref");
+    runner.send_expect(Method::DELETE, &unnest, None, 204).await;
+    runner.send_expect(Method::DELETE, &unnest, None, 404).await;
+    assert_eq!(member_count(&runner, &everyone).await, 0);
     emu.shutdown().await;
 }
 

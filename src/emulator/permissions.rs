@@ -29,7 +29,8 @@ pub const GROUP_MEMBER_WRITE: &[&str] = &[
 
 /// Needed besides [`GROUP_MEMBER_WRITE`] to add members to, or remove them from, a
 /// role-assignable group (same pages: "the calling user must also be assigned the
-/// RoleManagement.ReadWrite.Directory permission").
+/// RoleManagement.ReadWrite.Directory permission"; "The Group.ReadWrite.All permission won't
+/// work": <https://learn.microsoft.com/entra/identity/role-based-access-control/groups-concept>).
 pub const ROLE_ASSIGNABLE_MEMBER_WRITE: &str = "RoleManagement.ReadWrite.Directory";
 
 /// Whether `name` has the shape of a Graph permission name (`User.ReadWrite.All`,
