@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use resetctl::emulator::{EmulatorConfig, RunningEmulator};
 use serde_json::Value;
 
-use crate::util::{bin, code, stderr, stdout};
+use crate::util::{
+    TenantConfig, bin, code, inspect, start_emulator, stderr, stdout, tenant_file_config,
+};
 
 const SECRET_VAR: &str = "ENGINE_TEST_SECRET";
 
@@ -18,6 +20,8 @@ const SECRET_VAR: &str = "ENGINE_TEST_SECRET";
 struct Bench {
     emulator: RunningEmulator,
     dir: tempfile::TempDir,
+    /// The configuration naming the emulator as tenant `t` (its secret's variable).
+    tenant: TenantConfig,
 }
 
 impl Bench {
@@ -28,9 +32,7 @@ impl Bench {
     /// A tenant file with the emulator's knobs adjusted by `tweak`.
     async fn from_tenant_file_with(yaml: &str, tweak: impl FnOnce(&mut EmulatorConfig)) -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tenant.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let mut config = EmulatorConfig::from_tenant_file(&file).unwrap();
+        let mut config = tenant_file_config(dir.path(), yaml);
         tweak(&mut config);
         Bench::start(config, dir).await
     }
@@ -60,20 +62,18 @@ impl Bench {
 
     async fn start(config: EmulatorConfig, dir: tempfile::TempDir) -> Bench {
         let time_scale = config.time_scale;
-        let emulator = RunningEmulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let info = emulator.info();
-        let yaml = format!(
-            "tenants:\n  t:\n    tenant_id: {}\n    graph_url: {}\n    token_url: {}\n    \
-             scope: https://graph.microsoft.com/.default\n    time_scale: {time_scale}\n    \
-             runner_accounts: [ops.runner@contoso.example]\n    \
-             apps:\n      - client_id: {}\n        client_secret_env: {SECRET_VAR}\n",
-            info.tenant_id, info.graph_url, info.token_url, info.client_id
-        );
-        std::fs::write(dir.path().join("resetctl.yaml"), yaml).unwrap();
+        let emulator = start_emulator(config).await;
+        let tenant = TenantConfig::emulator("t", emulator.info(), time_scale)
+            .setting("scope: https://graph.microsoft.com/.default")
+            .setting("runner_accounts: [ops.runner@contoso.example]")
+            .secret_app(emulator.info(), 0, SECRET_VAR);
+        tenant.write(&dir.path().join("resetctl.yaml"));
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        Bench { emulator, dir }
+        Bench {
+            emulator,
+            dir,
+            tenant,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -92,7 +92,7 @@ impl Bench {
             .args(["--config", self.path("resetctl.yaml").to_str().unwrap()])
             .args(args)
             .current_dir(self.dir.path())
-            .env(SECRET_VAR, &self.emulator.info().client_secret)
+            .envs(self.tenant.env().iter().cloned())
             .env("RESETCTL_DATA_DIR", self.path("data"))
             .env_remove("RESETCTL_CONFIG")
             .env_remove("RUST_LOG")
@@ -256,8 +256,7 @@ impl Bench {
     }
 
     async fn inspect(&self, what: &str) -> Value {
-        let url = format!("{}/{what}", self.emulator.info().inspect_url);
-        reqwest::get(&url).await.unwrap().json().await.unwrap()
+        inspect(self.emulator.info(), what).await
     }
 
     /// Writes that changed the directory: (target user id, kind) → count.

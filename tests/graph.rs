@@ -1154,10 +1154,10 @@ async fn unauthorized_drops_the_token_and_retries_once() {
 async fn configured_tenant_with_secret_and_certificate_apps() {
     let stub = stub(|_, _| Reply::empty(204)).await;
     let yaml = format!(
-        "tenants:\n  lab:\n    tenant_id: t1\n    graph_url: {base}/v1.0\n    token_url: {token}\n    time_scale: 10\n    apps:\n      - client_id: secret-app\n        client_secret_env: LAB_SECRET\n      - client_id: cert-app\n        certificate_file: {fixtures}/test-app.combined.pem\n",
+        "tenants:\n  lab:\n    tenant_id: t1\n    graph_url: {base}/v1.0\n    token_url: {token}\n    time_scale: 10\n    apps:\n      - client_id: secret-app\n        client_secret_env: LAB_SECRET\n      - client_id: cert-app\n        certificate_file: {cert}\n",
         base = stub.base,
         token = stub.token_url(),
-        fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+        cert = crate::util::fixture("test-app.combined.pem").display(),
     );
     let env = resetctl::config::Env::from_pairs([("LAB_SECRET", CLIENT_SECRET)]);
     let cfg = resetctl::config::Config::parse(&yaml, None, &env).unwrap();

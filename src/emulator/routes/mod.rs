@@ -61,6 +61,20 @@ pub struct Ctx<'a> {
     pub batch: bool,
 }
 
+impl Ctx<'_> {
+    /// 403 `Authorization_RequestDenied` unless the calling app was granted one of
+    /// `permissions` (Graph's answer to a token whose `roles` lack the API's permission).
+    pub fn require_any(&self, permissions: &[&str]) -> Result<(), Fail> {
+        let granted = self
+            .emu
+            .read()
+            .apps
+            .get(self.app as usize)
+            .is_some_and(|a| a.granted_any(permissions));
+        if granted { Ok(()) } else { Err(Fail::denied()) }
+    }
+}
+
 /// What the dispatcher decided.
 pub enum Outcome {
     /// Send this.
