@@ -19,8 +19,8 @@ use rusqlite::{Connection, MAIN_DB, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{
-    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, RunId, RunRecord, RunStatus, RunStore,
-    StoreError, schema,
+    Approval, Facts, IntentRecorded, JournalEntry, Membership, NewRun, Outcome, Removal, RunId,
+    RunRecord, RunStatus, RunStore, StoreError, schema,
 };
 
 /// Most jobs committed together; bounds the latency one commit adds to the first caller.
@@ -41,8 +41,16 @@ enum Job {
         run: RunId,
         user_id: String,
         step: String,
+        facts: Option<Facts>,
         at: Timestamp,
         reply: Reply<IntentRecorded>,
+    },
+    Facts {
+        run: RunId,
+        user_id: String,
+        step: String,
+        facts: Facts,
+        reply: Reply<()>,
     },
     Outcome {
         run: RunId,
@@ -157,13 +165,32 @@ impl RunStore for SqliteStore {
         run: &RunId,
         user_id: &str,
         step: &str,
+        facts: Option<Facts>,
         at: Timestamp,
     ) -> Result<IntentRecorded, StoreError> {
         self.ask(|reply| Job::Intent {
             run: run.clone(),
             user_id: user_id.to_owned(),
             step: step.to_owned(),
+            facts,
             at,
+            reply,
+        })
+        .await
+    }
+
+    async fn record_facts(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        facts: Facts,
+    ) -> Result<(), StoreError> {
+        self.ask(|reply| Job::Facts {
+            run: run.clone(),
+            user_id: user_id.to_owned(),
+            step: step.to_owned(),
+            facts,
             reply,
         })
         .await
@@ -252,9 +279,10 @@ fn fail(job: Job, message: &str) {
 fn defer_error(job: Job) -> Deferred {
     let unreachable = || StoreError::CommitFailed(String::new());
     match job {
-        Job::CreateRun(_, r) | Job::SetStatus(_, _, _, r) | Job::Outcome { reply: r, .. } => {
-            defer(r, Err(unreachable()))
-        }
+        Job::CreateRun(_, r)
+        | Job::SetStatus(_, _, _, r)
+        | Job::Outcome { reply: r, .. }
+        | Job::Facts { reply: r, .. } => defer(r, Err(unreachable())),
         Job::Run(_, r) => defer(r, Err(unreachable())),
         Job::Runs(r) => defer(r, Err(unreachable())),
         Job::PlanJson(_, r) => defer(r, Err(unreachable())),
@@ -300,9 +328,20 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
             run,
             user_id,
             step,
+            facts,
             at,
             reply,
-        } => settle(reply, db.record_intent(&run, &user_id, &step, at)),
+        } => settle(
+            reply,
+            db.record_intent(&run, &user_id, &step, facts.as_ref(), at),
+        ),
+        Job::Facts {
+            run,
+            user_id,
+            step,
+            facts,
+            reply,
+        } => settle(reply, db.record_facts(&run, &user_id, &step, &facts)),
         Job::Outcome {
             run,
             user_id,
@@ -541,7 +580,8 @@ impl Db<'_> {
         let raw = self
             .conn
             .query_row(
-                "SELECT user_id, step, intent_at, outcome, outcome_at, detail FROM journal
+                "SELECT user_id, step, intent_at, outcome, outcome_at, detail, facts, group_id,
+                        member_until, member_before, of_step FROM journal
                  WHERE run_id = ?1 AND user_id = ?2 AND step = ?3",
                 params![run.0, user_id, step],
                 raw_entry,
@@ -556,14 +596,27 @@ impl Db<'_> {
         run: &RunId,
         user_id: &str,
         step: &str,
+        facts: Option<&Facts>,
         at: Timestamp,
     ) -> Result<IntentRecorded, StoreError> {
+        let columns = FactColumns::of(facts);
         let inserted = self
             .conn
             .execute(
-                "INSERT OR IGNORE INTO journal (run_id, user_id, step, intent_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![run.0, user_id, step, at.to_string()],
+                "INSERT OR IGNORE INTO journal (run_id, user_id, step, intent_at, facts,
+                                                group_id, member_until, member_before, of_step)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.0,
+                    user_id,
+                    step,
+                    at.to_string(),
+                    columns.kind,
+                    columns.group_id,
+                    columns.member_until,
+                    columns.member_before,
+                    columns.of_step
+                ],
             )
             .map_err(|e| self.sqlite(e))?;
         if inserted == 1 {
@@ -574,6 +627,42 @@ impl Db<'_> {
             // INSERT OR IGNORE ignored for another reason: the run does not exist.
             None => Err(StoreError::UnknownRun(run.clone())),
         }
+    }
+
+    fn record_facts(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        facts: &Facts,
+    ) -> Result<(), StoreError> {
+        let columns = FactColumns::of(Some(facts));
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE journal SET facts = ?4, group_id = ?5, member_until = ?6,
+                                    member_before = ?7, of_step = ?8
+                 WHERE run_id = ?1 AND user_id = ?2 AND step = ?3 AND outcome IS NULL",
+                params![
+                    run.0,
+                    user_id,
+                    step,
+                    columns.kind,
+                    columns.group_id,
+                    columns.member_until,
+                    columns.member_before,
+                    columns.of_step
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if changed == 0 && self.entry(run, user_id, step)?.is_none() {
+            return Err(StoreError::OutcomeWithoutIntent {
+                run: run.clone(),
+                user_id: user_id.to_owned(),
+                step: step.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     fn record_outcome(
@@ -614,7 +703,8 @@ impl Db<'_> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT user_id, step, intent_at, outcome, outcome_at, detail FROM journal
+                "SELECT user_id, step, intent_at, outcome, outcome_at, detail, facts, group_id,
+                        member_until, member_before, of_step FROM journal
                  WHERE run_id = ?1 ORDER BY rowid",
             )
             .map_err(|e| self.sqlite(e))?;
@@ -629,6 +719,7 @@ impl Db<'_> {
     }
 
     fn journal_entry(&self, raw: RawEntry) -> Result<JournalEntry, StoreError> {
+        let facts = self.facts(&raw)?;
         let outcome = match raw.outcome {
             Some(text) => {
                 Some(Outcome::parse(&text).ok_or_else(|| self.corrupt("journal.outcome", &text))?)
@@ -646,7 +737,85 @@ impl Db<'_> {
             outcome,
             outcome_at,
             detail: raw.detail,
+            facts,
         })
+    }
+
+    /// The typed facts of a row from their columns.
+    fn facts(&self, raw: &RawEntry) -> Result<Option<Facts>, StoreError> {
+        let Some(kind) = raw.facts.as_deref() else {
+            return Ok(None);
+        };
+        let group_id = raw
+            .group_id
+            .clone()
+            .ok_or_else(|| self.corrupt("journal.group_id", "(missing)"))?;
+        Ok(Some(match kind {
+            MEMBERSHIP => {
+                let until = raw
+                    .member_until
+                    .as_deref()
+                    .ok_or_else(|| self.corrupt("journal.member_until", "(missing)"))?;
+                let member_before = match raw.member_before {
+                    None => None,
+                    Some(0) => Some(false),
+                    Some(1) => Some(true),
+                    Some(other) => {
+                        return Err(self.corrupt("journal.member_before", &other.to_string()));
+                    }
+                };
+                Facts::Membership(Membership {
+                    group_id,
+                    until: self.time("journal.member_until", until)?,
+                    member_before,
+                })
+            }
+            REMOVAL => Facts::Removal(Removal {
+                group_id,
+                of_step: raw
+                    .of_step
+                    .clone()
+                    .ok_or_else(|| self.corrupt("journal.of_step", "(missing)"))?,
+            }),
+            other => return Err(self.corrupt("journal.facts", other)),
+        }))
+    }
+}
+
+/// `journal.facts` of a [`Facts::Membership`].
+const MEMBERSHIP: &str = "membership";
+/// `journal.facts` of a [`Facts::Removal`].
+const REMOVAL: &str = "removal";
+
+/// A row's facts as their columns.
+#[derive(Default)]
+struct FactColumns<'a> {
+    kind: Option<&'static str>,
+    group_id: Option<&'a str>,
+    member_until: Option<String>,
+    member_before: Option<bool>,
+    of_step: Option<&'a str>,
+}
+
+impl<'a> FactColumns<'a> {
+    fn of(facts: Option<&'a Facts>) -> Self {
+        match facts {
+            None => FactColumns::default(),
+            Some(Facts::Membership(m)) => FactColumns {
+                kind: Some(MEMBERSHIP),
+                group_id: Some(&m.group_id),
+                member_until: Some(m.until.to_string()),
+                member_before: m.member_before,
+                of_step: None,
+            },
+            Some(Facts::Removal(r)) => FactColumns {
+                kind: Some(REMOVAL),
+                group_id: Some(&r.group_id),
+                member_until: None,
+                member_before: None,
+                of_step: Some(&r.of_step),
+            },
+        }
     }
 }
 
@@ -697,6 +866,11 @@ struct RawEntry {
     outcome: Option<String>,
     outcome_at: Option<String>,
     detail: Option<String>,
+    facts: Option<String>,
+    group_id: Option<String>,
+    member_until: Option<String>,
+    member_before: Option<i64>,
+    of_step: Option<String>,
 }
 
 fn raw_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
@@ -707,6 +881,11 @@ fn raw_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
         outcome: row.get(3)?,
         outcome_at: row.get(4)?,
         detail: row.get(5)?,
+        facts: row.get(6)?,
+        group_id: row.get(7)?,
+        member_until: row.get(8)?,
+        member_before: row.get(9)?,
+        of_step: row.get(10)?,
     })
 }
 
@@ -776,7 +955,7 @@ mod tests {
         let now = Timestamp::now();
         assert_eq!(
             store
-                .record_intent(&run, "u1", "0:revoke_sessions", now)
+                .record_intent(&run, "u1", "0:revoke_sessions", None, now)
                 .await
                 .unwrap(),
             IntentRecorded::New
@@ -803,9 +982,12 @@ mod tests {
         let run = RunId("r1".into());
         store.create_run(new_run("r1", "h")).await.unwrap();
         let first = Timestamp::now();
-        store.record_intent(&run, "u1", "s", first).await.unwrap();
+        store
+            .record_intent(&run, "u1", "s", None, first)
+            .await
+            .unwrap();
         let again = store
-            .record_intent(&run, "u1", "s", Timestamp::now())
+            .record_intent(&run, "u1", "s", None, Timestamp::now())
             .await
             .unwrap();
         match again {
@@ -823,7 +1005,10 @@ mod tests {
         let run = RunId("r1".into());
         store.create_run(new_run("r1", "h")).await.unwrap();
         let now = Timestamp::now();
-        store.record_intent(&run, "u1", "s", now).await.unwrap();
+        store
+            .record_intent(&run, "u1", "s", None, now)
+            .await
+            .unwrap();
         store
             .record_outcome(
                 &run,
@@ -858,7 +1043,7 @@ mod tests {
             "{err}"
         );
         let err = store
-            .record_intent(&RunId("nope".into()), "u1", "s", Timestamp::now())
+            .record_intent(&RunId("nope".into()), "u1", "s", None, Timestamp::now())
             .await
             .unwrap_err();
         assert!(
@@ -907,7 +1092,7 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .record_intent(&RunId("r-new".into()), "u", "s", Timestamp::now())
+                .record_intent(&RunId("r-new".into()), "u", "s", None, Timestamp::now())
                 .await
                 .unwrap();
         }
@@ -936,7 +1121,7 @@ mod tests {
                 for step in ["0:reset_password", "1:revoke_sessions"] {
                     let user = format!("u{user}");
                     let fresh = store
-                        .record_intent(&run, &user, step, Timestamp::now())
+                        .record_intent(&run, &user, step, None, Timestamp::now())
                         .await
                         .unwrap();
                     assert_eq!(fresh, IntentRecorded::New);

@@ -22,7 +22,7 @@ use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::planner::{self, PlanRequest};
 use resetctl::playbook;
 use resetctl::store::{
-    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, PlanDocument, RunId, RunRecord,
+    Approval, Facts, IntentRecorded, JournalEntry, NewRun, Outcome, PlanDocument, RunId, RunRecord,
     RunStatus, RunStore, SqliteStore, StoreError,
 };
 use resetctl::targeting::ResolveOptions;
@@ -289,9 +289,20 @@ impl<S: RunStore> RunStore for TimedStore<S> {
         run: &RunId,
         user_id: &str,
         step: &str,
+        facts: Option<Facts>,
         at: Timestamp,
     ) -> Result<IntentRecorded, StoreError> {
-        self.timed(self.inner.record_intent(run, user_id, step, at))
+        self.timed(self.inner.record_intent(run, user_id, step, facts, at))
+            .await
+    }
+    async fn record_facts(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        facts: Facts,
+    ) -> Result<(), StoreError> {
+        self.timed(self.inner.record_facts(run, user_id, step, facts))
             .await
     }
     async fn record_outcome(
