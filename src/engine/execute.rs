@@ -691,3 +691,329 @@ async fn resolve_unknown<S: RunStore>(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditConfig;
+    use crate::directory::memory::{MemoryDirectory, Op};
+    use crate::engine::breaker;
+    use crate::engine::notify::RecordOnly;
+    use crate::engine::planner::{PlanRequest, build_plan};
+    use crate::store::{NewRun, PlanDocument, SqliteStore};
+    use crate::targeting::ResolveOptions;
+
+    const GROUP: &str = "7d0c3f5e-1b2a-4c6d-8e9f-0a1b2c3d4e5f";
+    const RESET: &str =
+        "  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n";
+    const ADD: &str =
+        "  - add_to_group: { group_id: 7d0c3f5e-1b2a-4c6d-8e9f-0a1b2c3d4e5f, expiry: 1h }\n";
+
+    /// A run of a playbook of `steps` on an in-memory tenant, with a real store and trail.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        directory: Arc<MemoryDirectory>,
+        store: Arc<SqliteStore>,
+        audit: AuditHandle,
+        playbook: Arc<Playbook>,
+        plan: Plan,
+        run: RunId,
+    }
+
+    async fn fixture(directory: MemoryDirectory, steps: &str, threshold: f64) -> Fixture {
+        let text = format!(
+            "name: unit\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, \
+             stop_when_error_rate_above: {threshold}, approvals_required: 0 }}\nsteps:\n{steps}"
+        );
+        let playbook = crate::playbook::load_str("unit.yaml", &text)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .playbook;
+        let directory = Arc::new(directory);
+        let plan = build_plan(
+            directory.as_ref(),
+            PlanRequest {
+                playbook: &playbook,
+                playbook_bytes: text.as_bytes(),
+                tenant: "t",
+                apps: 1,
+                runner_accounts: &[],
+                resolve: ResolveOptions::default(),
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap());
+        let run = RunId("r1".into());
+        store
+            .create_run(NewRun {
+                id: run.clone(),
+                created_at: Timestamp::now(),
+                playbook_name: "unit".into(),
+                playbook_path: "unit.yaml".into(),
+                tenant: "t".into(),
+                plan_hash: plan.hash(),
+                plan: PlanDocument::text("{}"),
+            })
+            .await
+            .unwrap();
+        let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")))
+            .await
+            .unwrap();
+        Fixture {
+            dir,
+            directory,
+            store,
+            audit,
+            playbook: Arc::new(playbook),
+            plan,
+            run,
+        }
+    }
+
+    impl Fixture {
+        /// One attempt of the run, one user at a time.
+        async fn execute(&self) -> Result<Summary, EngineError> {
+            let (_stop, stop) = watch::channel(false);
+            execute(Execution {
+                directory: self.directory.clone(),
+                store: Arc::clone(&self.store),
+                audit: self.audit.clone(),
+                playbook: Arc::clone(&self.playbook),
+                plan: Arc::new(self.plan.clone()),
+                run: self.run.clone(),
+                actor: "resetctl".into(),
+                concurrency: 1,
+                stop,
+                progress: Arc::new(Progress::default()),
+                notifier: Arc::new(RecordOnly),
+            })
+            .await
+        }
+
+        async fn journal(&self) -> Vec<JournalEntry> {
+            self.store.journal(&self.run).await.unwrap()
+        }
+
+        /// The journal row of `user`'s step `key`.
+        async fn row(&self, user: &str, key: &str) -> JournalEntry {
+            self.journal()
+                .await
+                .into_iter()
+                .find(|e| e.user_id == user && e.step == key)
+                .unwrap_or_else(|| panic!("no row {user} {key}"))
+        }
+
+        /// Close the trail and verify it; the number of records.
+        async fn verify_trail(&self) -> u64 {
+            self.audit.close().await.unwrap();
+            crate::audit::verify_trail(&self.dir.path().join("audit.jsonl"), None)
+                .unwrap()
+                .records
+        }
+    }
+
+    /// A tenant of `n` users `u00@x`, ... (ids `id-u00@x`, ...).
+    fn users(n: usize) -> MemoryDirectory {
+        (0..n).fold(MemoryDirectory::new(), |d, i| {
+            d.with_user(&format!("u{i:02}@x"))
+        })
+    }
+
+    fn member_before(entry: JournalEntry) -> Option<bool> {
+        match entry.facts {
+            Some(Facts::Membership(m)) => m.member_before,
+            other => panic!("not a membership: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_key_the_playbook_does_not_have_is_a_corrupt_plan() {
+        for key in ["3:reset_password", "0:revoke_sessions", "reset_password"] {
+            let mut f = fixture(users(1), RESET, 0.5).await;
+            f.plan.users[0].steps = vec![key.to_owned()].into();
+            let err = f.execute().await.unwrap_err();
+            assert!(
+                matches!(&err, EngineError::CorruptPlan { message, .. } if message.contains(key)),
+                "{key}: {err}"
+            );
+            assert_eq!(f.directory.calls(Op::ForcePasswordChange), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_breaker_stops_new_users_once_the_window_fails_and_forgets_history() {
+        let f = fixture(users(40), RESET, 0.5).await;
+        for _ in 0..breaker::MIN_SAMPLES {
+            f.directory
+                .fail_next(Op::ForcePasswordChange, DirectoryErrorKind::Denied);
+        }
+        let summary = f.execute().await.unwrap();
+        assert!(summary.tripped);
+        assert_eq!(summary.users_done, breaker::MIN_SAMPLES);
+        assert_eq!(summary.users_not_started, 40 - breaker::MIN_SAMPLES);
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            breaker::MIN_SAMPLES
+        );
+        let failed = &summary.results[0];
+        assert_eq!(failed.outcome, Outcome::Failed);
+        assert_eq!(
+            failed.detail.as_deref(),
+            Some("denied: scripted failure"),
+            "the error's one Display"
+        );
+
+        // Resumed once the cause is fixed: the failures are history, not this attempt's
+        // error rate, so every user left runs.
+        let resumed = f.execute().await.unwrap();
+        assert!(!resumed.tripped);
+        assert_eq!(resumed.users_not_started, 0);
+        assert_eq!(resumed.count(Outcome::Failed), breaker::MIN_SAMPLES);
+        assert_eq!(resumed.count(Outcome::Succeeded), 40 - breaker::MIN_SAMPLES);
+        assert_eq!(f.directory.calls(Op::ForcePasswordChange), 40);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_read_back_never_repeated() {
+        let f = fixture(users(3), RESET, 1.0).await;
+        // u00: applied, answer lost; u01: lost before it landed; u02: fine.
+        f.directory.lose_next_answer(Op::ForcePasswordChange);
+        f.directory.lose_next_request(Op::ForcePasswordChange);
+        let summary = f.execute().await.unwrap();
+        let by_user: Vec<(&str, Outcome)> = summary
+            .results
+            .iter()
+            .map(|r| (r.upn.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            by_user,
+            [
+                ("u00@x", Outcome::Succeeded),
+                ("u01@x", Outcome::ManualCheck),
+                ("u02@x", Outcome::Succeeded),
+            ]
+        );
+        assert!(
+            summary.results[0]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("read back: password changed at")),
+            "{:?}",
+            summary.results[0]
+        );
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            3,
+            "nothing sent twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resumed_intent_is_performed_only_when_the_read_back_proves_it_did_not_land() {
+        let f = fixture(users(2), RESET, 1.0).await;
+        let key = "0:reset_password";
+        let earlier = Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(60))
+            .unwrap();
+        // Both died in flight; u00's password did change, u01's did not.
+        for user in ["id-u00@x", "id-u01@x"] {
+            f.store
+                .record_intent(&f.run, user, key, None, earlier)
+                .await
+                .unwrap();
+        }
+        let change = PasswordChange {
+            force_change_next_sign_in: true,
+            force_change_with_mfa: true,
+            password: None,
+        };
+        f.directory
+            .force_password_change("id-u00@x", &change)
+            .await
+            .unwrap();
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            2,
+            "u00's landed write was not repeated; u01's was made once"
+        );
+        assert!(
+            f.row("id-u00@x", key)
+                .await
+                .detail
+                .is_some_and(|d| d.starts_with("read back:"))
+        );
+    }
+
+    #[tokio::test]
+    async fn add_to_group_journals_whether_the_user_was_a_member_before_writing() {
+        // u00 and u01 were members before the run. u00's write loses its answer and the
+        // read-back finds it in the group: that must not credit the membership to the run.
+        let directory = users(3).with_group(GROUP, &["id-u00@x", "id-u01@x"]);
+        let f = fixture(directory, ADD, 1.0).await;
+        f.directory.lose_next_answer(Op::AddGroupMember);
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        let key = "0:add_to_group";
+        assert_eq!(member_before(f.row("id-u00@x", key).await), Some(true));
+        assert_eq!(member_before(f.row("id-u01@x", key).await), Some(true));
+        assert_eq!(member_before(f.row("id-u02@x", key).await), Some(false));
+        assert!(
+            summary.results[1]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("already a member")),
+            "{:?}",
+            summary.results[1]
+        );
+        let later = Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(2))
+            .unwrap();
+        let due = crate::engine::expire::due(&f.journal().await, later);
+        let due: Vec<&str> = due.iter().map(|d| d.user_id.as_str()).collect();
+        assert_eq!(due, ["id-u02@x"], "only the membership the run made ends");
+    }
+
+    #[tokio::test]
+    async fn an_add_to_group_that_died_before_reading_the_group_never_wrote() {
+        let f = fixture(users(1).with_group(GROUP, &[]), ADD, 1.0).await;
+        let key = "0:add_to_group";
+        let intent_at = Timestamp::now();
+        let step = StepKey::parse(key).unwrap();
+        let facts = intent_facts(step.step(&f.playbook).unwrap(), intent_at);
+        f.store
+            .record_intent(&f.run, "id-u00@x", key, facts, intent_at)
+            .await
+            .unwrap();
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        assert_eq!(
+            f.directory.calls(Op::ListGroupMembers),
+            0,
+            "no read-back: the write was never sent"
+        );
+        assert_eq!(f.directory.calls(Op::AddGroupMember), 1);
+        assert_eq!(member_before(f.row("id-u00@x", key).await), Some(false));
+        assert_eq!(f.directory.members(GROUP), ["id-u00@x"]);
+    }
+
+    #[tokio::test]
+    async fn a_control_character_in_a_upn_is_escaped_for_the_trail_not_fatal() {
+        let directory = MemoryDirectory::new().with_user("ev\u{7}il\u{1b}[2J@x");
+        let f = fixture(directory, RESET, 1.0).await;
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        assert_eq!(
+            f.verify_trail().await,
+            1,
+            "one record, and the trail verifies"
+        );
+        let trail = std::fs::read_to_string(f.dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            trail.contains(r#""subject":"ev\\u{7}il\\u{1b}[2J@x""#),
+            "{trail}"
+        );
+    }
+}

@@ -141,3 +141,124 @@ pub async fn read_back(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::memory::MemoryDirectory;
+    use crate::directory::{AuthMethod, PasswordChange};
+    use crate::playbook::{Channel, Recipient};
+
+    fn reset(mode: PasswordMode) -> Step {
+        Step::ResetPassword {
+            mode,
+            force_change: true,
+            require_mfa: false,
+        }
+    }
+
+    fn phone() -> AuthMethod {
+        AuthMethod {
+            id: "3179e48a-750b-4051-897c-87b9720928f7".into(),
+            kind: AuthMethodKind::Phone,
+            display_name: None,
+        }
+    }
+
+    const GROUP: &str = "7d0c3f5e-1b2a-4c6d-8e9f-0a1b2c3d4e5f";
+
+    fn add_to_group() -> Step {
+        Step::AddToGroup {
+            group_id: GROUP.parse().unwrap(),
+            expiry: Duration::from_secs(3600),
+        }
+    }
+
+    /// Not applied before `write`, applied after it.
+    async fn lands_with(
+        dir: &MemoryDirectory,
+        step: Step,
+        write: impl std::future::Future<Output = ()>,
+    ) {
+        let intent = Timestamp::now();
+        let before = read_back(dir, "id-a@x", &step, intent).await.unwrap();
+        assert_eq!(before, ReadBack::NotApplied, "{step:?} before its write");
+        write.await;
+        let after = read_back(dir, "id-a@x", &step, intent).await.unwrap();
+        assert!(
+            matches!(after, ReadBack::Applied(_)),
+            "{step:?} after its write: {after:?}"
+        );
+    }
+
+    /// The table: each step with a trace reads back what its write changes.
+    #[tokio::test]
+    async fn each_step_reads_back_what_its_write_changes() {
+        let dir = MemoryDirectory::new()
+            .with_user("a@x")
+            .with_group(GROUP, &[])
+            .with_methods("id-a@x", vec![phone()]);
+        let user = "id-a@x";
+        let change = PasswordChange {
+            force_change_next_sign_in: true,
+            force_change_with_mfa: false,
+            password: None,
+        };
+        lands_with(&dir, reset(PasswordMode::Scramble), async {
+            dir.force_password_change(user, &change).await.unwrap();
+        })
+        .await;
+        lands_with(&dir, Step::RevokeSessions, async {
+            dir.revoke_sessions(user).await.unwrap();
+        })
+        .await;
+        let remove = Step::RequireMfaReregistration {
+            remove: vec![MethodType::Phone],
+        };
+        lands_with(&dir, remove, async {
+            dir.delete_auth_method(user, &phone()).await.unwrap();
+        })
+        .await;
+        lands_with(&dir, add_to_group(), async {
+            dir.add_group_member(GROUP, user).await.unwrap();
+        })
+        .await;
+        lands_with(&dir, Step::ConfirmCompromised, async {
+            dir.confirm_compromised(&[user.to_owned()]).await.unwrap();
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_write_older_than_the_intent_is_not_this_one() {
+        let dir = MemoryDirectory::new().with_user("a@x");
+        dir.revoke_sessions("id-a@x").await.unwrap();
+        let later = Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(60))
+            .unwrap();
+        let found = read_back(&dir, "id-a@x", &Step::RevokeSessions, later)
+            .await
+            .unwrap();
+        assert_eq!(found, ReadBack::NotApplied);
+    }
+
+    #[tokio::test]
+    async fn writes_that_leave_no_trace_are_unknowable() {
+        let dir = MemoryDirectory::new().with_user("a@x");
+        let notify = Step::Notify {
+            template: "t".into(),
+            channels: vec![Channel::Email],
+            to: Recipient::User,
+        };
+        let tap = Step::TemporaryAccessPass {
+            lifetime_minutes: 60,
+            usable_once: true,
+        };
+        for step in [reset(PasswordMode::Keep), tap, notify] {
+            let found = read_back(&dir, "id-a@x", &step, Timestamp::now())
+                .await
+                .unwrap();
+            assert!(matches!(found, ReadBack::Unknowable(_)), "{step:?}");
+        }
+    }
+}
