@@ -892,7 +892,7 @@ fn raw_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PlanDocument;
+    use crate::store::{Membership, PlanDocument, Removal};
     use std::sync::Arc;
 
     fn new_run(id: &str, hash: &str) -> NewRun {
@@ -1149,6 +1149,153 @@ mod tests {
                 .iter()
                 .all(|e| e.outcome == Some(Outcome::Succeeded))
         );
+    }
+
+    #[tokio::test]
+    async fn facts_round_trip_and_are_history_once_the_outcome_is_known() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let until: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let membership = |member_before| {
+            Facts::Membership(Membership {
+                group_id: "g1".into(),
+                until,
+                member_before,
+            })
+        };
+        let step = "2:add_to_group";
+        store
+            .record_intent(&run, "u1", step, Some(membership(None)), until)
+            .await
+            .unwrap();
+        store
+            .record_facts(&run, "u1", step, membership(Some(true)))
+            .await
+            .unwrap();
+        store
+            .record_outcome(&run, "u1", step, Outcome::Succeeded, None, until)
+            .await
+            .unwrap();
+        store
+            .record_facts(&run, "u1", step, membership(Some(false)))
+            .await
+            .unwrap();
+        let removal = Facts::Removal(Removal {
+            group_id: "g1".into(),
+            of_step: step.into(),
+        });
+        store
+            .record_intent(
+                &run,
+                "u1",
+                "2:add_to_group#expire.1",
+                Some(removal.clone()),
+                until,
+            )
+            .await
+            .unwrap();
+        let journal = store.journal(&run).await.unwrap();
+        assert_eq!(
+            journal[0].facts,
+            Some(membership(Some(true))),
+            "kept after the outcome"
+        );
+        assert_eq!(journal[1].facts, Some(removal));
+        // A second intent reports the first row's facts, untouched.
+        match store
+            .record_intent(&run, "u1", step, Some(membership(None)), until)
+            .await
+            .unwrap()
+        {
+            IntentRecorded::Existing(entry) => {
+                assert_eq!(entry.facts, Some(membership(Some(true))));
+            }
+            IntentRecorded::New => panic!("intent recorded twice"),
+        }
+        let err = store
+            .record_facts(&run, "u2", step, membership(None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::OutcomeWithoutIntent { .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_2_store_is_migrated_with_its_memberships_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        {
+            // The tables as version 2 left them, with a run that added two users to a group
+            // (one confirmed by a read-back), removed one, and died adding a third.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE runs (id TEXT PRIMARY KEY, created_at TEXT NOT NULL,
+                     updated_at TEXT NOT NULL, playbook_name TEXT NOT NULL,
+                     playbook_path TEXT NOT NULL, tenant TEXT NOT NULL,
+                     plan_hash TEXT NOT NULL, plan_json TEXT NOT NULL, status TEXT NOT NULL);
+                 CREATE TABLE approvals (run_id TEXT NOT NULL REFERENCES runs(id),
+                     operator TEXT NOT NULL, plan_hash TEXT NOT NULL,
+                     approved_at TEXT NOT NULL, PRIMARY KEY (run_id, operator, plan_hash));
+                 CREATE TABLE journal (run_id TEXT NOT NULL REFERENCES runs(id),
+                     user_id TEXT NOT NULL, step TEXT NOT NULL, intent_at TEXT NOT NULL,
+                     outcome TEXT, outcome_at TEXT, detail TEXT,
+                     PRIMARY KEY (run_id, user_id, step));
+                 CREATE TABLE plans (run_id TEXT PRIMARY KEY REFERENCES runs(id),
+                     json BLOB NOT NULL);
+                 INSERT INTO runs VALUES ('old', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z',
+                     'p', 'p.yaml', 'demo', 'h', '{}', 'finished');
+                 INSERT INTO journal VALUES
+                     ('old', 'a', '1:add_to_group', '2026-01-01T00:00:00Z', 'succeeded',
+                      '2026-01-01T00:00:01Z', 'member of g1 until 2026-01-04T00:00:00Z'),
+                     ('old', 'b', '1:add_to_group', '2026-01-01T00:00:00Z', 'succeeded',
+                      '2026-01-01T00:00:01Z',
+                      'read back: member of g1 until 2026-01-04T00:00:00Z'),
+                     ('old', 'a', '1:add_to_group#expire.1', '2026-01-05T00:00:00Z',
+                      'succeeded', '2026-01-05T00:00:01Z', 'removed from g1'),
+                     ('old', 'c', '1:add_to_group', '2026-01-01T00:00:00Z', NULL, NULL, NULL),
+                     ('old', 'c', '0:reset_password', '2026-01-01T00:00:00Z', 'succeeded',
+                      '2026-01-01T00:00:01Z', 'member of nothing until never');
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let journal = store.journal(&RunId("old".into())).await.unwrap();
+        let until: Timestamp = "2026-01-04T00:00:00Z".parse().unwrap();
+        let membership = |member_before| {
+            Some(Facts::Membership(Membership {
+                group_id: "g1".into(),
+                until,
+                member_before,
+            }))
+        };
+        let facts: Vec<_> = journal.iter().map(|e| e.facts.clone()).collect();
+        assert_eq!(
+            facts,
+            [
+                membership(Some(false)),
+                membership(None),
+                Some(Facts::Removal(Removal {
+                    group_id: "g1".into(),
+                    of_step: "1:add_to_group".into(),
+                })),
+                None,
+                None,
+            ]
+        );
+        assert_eq!(
+            journal[0].detail.as_deref(),
+            Some("member of g1 until 2026-01-04T00:00:00Z")
+        );
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, schema::VERSION);
     }
 
     #[test]

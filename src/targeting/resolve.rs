@@ -578,3 +578,86 @@ async fn risk_levels(
         Err(err) => Err(read_error("risky users")(err)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::memory::{MemoryDirectory, Op};
+
+    fn all_users() -> Playbook {
+        crate::playbook::load_str(
+            "p.yaml",
+            "name: p\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0 }\n\
+             steps:\n  - revoke_sessions\n",
+        )
+        .unwrap()
+        .playbook
+    }
+
+    async fn resolve_all(directory: &MemoryDirectory) -> Result<Resolution, ResolveError> {
+        resolve(
+            directory,
+            &all_users(),
+            &ResolveOptions::default(),
+            &HashSet::new(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_tenant_size_is_the_directory_count_the_listing_agrees_with() {
+        let directory = MemoryDirectory::new().with_user("a@x").with_user("b@x");
+        let resolution = resolve_all(&directory).await.unwrap();
+        assert_eq!(resolution.tenant_users, 2);
+        assert_eq!(resolution.users.len(), 2);
+        assert_eq!(directory.calls(Op::CountUsers), 1);
+    }
+
+    #[tokio::test]
+    async fn a_user_listed_twice_is_an_error() {
+        let directory = MemoryDirectory::new()
+            .with_user("a@x")
+            .with_user("b@x")
+            .with_user("a@x")
+            .with_count(2);
+        let err = resolve_all(&directory).await.unwrap_err();
+        assert!(
+            matches!(&err, ResolveError::Listing(ListingError::Duplicate { id }) if id == "id-a@x"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_listing_shorter_than_the_count_is_an_error() {
+        let directory = MemoryDirectory::new()
+            .with_user("a@x")
+            .with_user("b@x")
+            .with_count(1_000);
+        let err = resolve_all(&directory).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ResolveError::Listing(ListingError::CountMismatch {
+                    listed: 2,
+                    counted: 1_000
+                })
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            directory.calls(Op::CountUsers),
+            2,
+            "counted again before refusing, in case the tenant changed meanwhile"
+        );
+    }
+
+    #[test]
+    fn guids_are_seen_once_whatever_their_spelling() {
+        let mut seen = SeenIds::default();
+        assert!(seen.insert("6F1C1D7E-0000-4000-8000-000000000001"));
+        assert!(!seen.insert("6f1c1d7e-0000-4000-8000-000000000001"));
+        assert!(seen.insert("not-a-guid"));
+        assert!(!seen.insert("NOT-A-GUID"));
+    }
+}
