@@ -1209,3 +1209,35 @@ async fn configured_tenant_with_secret_and_certificate_apps() {
         "r5wto-Invxe_2dr_wO-XPRh8AVmEwtttcQXKQwz7nYc"
     );
 }
+
+/// The tenant's count and a direct-membership check are advanced queries:
+/// `ConsistencyLevel: eventual` is sent by the directory, not chosen by its callers.
+#[tokio::test]
+async fn count_and_membership_reads_send_the_advanced_query_flags() {
+    let stub = stub(|req, _| match req.path.as_str() {
+        "/v1.0/users/$count" => Reply {
+            status: 200,
+            headers: vec![("content-type", "text/plain".into())],
+            body: "42".into(),
+            delay: Duration::ZERO,
+        },
+        "/v1.0/groups/g1/members" => {
+            Reply::json(200, json!({"@odata.count": 1, "value": [{"id": "u1"}]}))
+        }
+        _ => Reply::empty(404),
+    })
+    .await;
+    let dir = GraphDirectory::new(default_client(&stub));
+    assert_eq!(dir.count_users().await.unwrap(), 42);
+    assert!(dir.is_group_member("g1", "u1").await.unwrap());
+    assert!(!dir.is_group_member("g1", "U2").await.unwrap());
+    let seen = stub.graph_requests();
+    assert_eq!(seen[0].headers["consistencylevel"], "eventual");
+    assert_eq!(seen[1].headers["consistencylevel"], "eventual");
+    assert!(seen[1].query.contains("$count=true"), "{}", seen[1].query);
+    assert!(
+        seen[1].query.contains("$filter=id%20eq%20%27u1%27"),
+        "{}",
+        seen[1].query
+    );
+}
