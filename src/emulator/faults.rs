@@ -25,7 +25,7 @@
 //!   is served the same items again (a page is repeated once, never in a loop);
 //! - `drop_nextlink`: the page comes without its `@odata.nextLink`, so the listing silently
 //!   ends early — Graph's paging contract is that a page without one is the last
-//!   (https://learn.microsoft.com/graph/paging).
+//!   (<https://learn.microsoft.com/graph/paging>).
 //!
 //! A client that believes such a listing counts the tenant wrong and may act on a user
 //! twice; the count Graph serves apart from the listing (`/users/$count`) stays true.
