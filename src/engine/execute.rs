@@ -389,7 +389,10 @@ async fn audit_step<S>(
         Outcome::Failed | Outcome::ManualCheck => audit::Outcome::Failure,
         Outcome::Skipped => audit::Outcome::Skipped,
     };
-    let action = format!("user.{}", key.split_once(':').map_or(key, |(_, name)| name));
+    let action = match StepKey::parse(key) {
+        Some(step) => format!("user.{}", step.name),
+        None => format!("user.{key}"),
+    };
     let mut details = Details::new()
         .with("run", execution.run.0.as_str())?
         .with("step", key)?
