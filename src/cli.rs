@@ -288,7 +288,8 @@ pub struct EmulatorArgs {
     /// Injected faults, each KIND=PROBABILITY, e.g. `503=0.02,504=0.01,reset=0.005`:
     /// 503 refuses a request (retryable); 504 and reset apply a write, then time out or drop
     /// the connection; 403 denies a directory write (Authorization_RequestDenied, not
-    /// applied, not retryable) to rehearse a run going bad.
+    /// applied, not retryable) to rehearse a run going bad; dup_page serves a listing's page
+    /// twice and drop_nextlink ends a listing early (a page without its nextLink).
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Divide every throttling window and latency by K (tabletops of large tenants).

@@ -9,11 +9,10 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use resetctl::directory::{
-    AuthMethodKind, Directory, GraphDirectory, Mail, PasswordChange, RiskLevel, TapRequest,
-    UserQuery, UserWrite, WriteOp,
+    AuthMethodKind, Directory, DirectoryErrorKind, GraphDirectory, Mail, PasswordChange, RiskLevel,
+    TapRequest, UserQuery, UserWrite, WriteOp,
 };
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
-use resetctl::graph::GraphErrorKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
@@ -194,7 +193,6 @@ async fn paging_10000_users_each_exactly_once_with_select_and_filter() {
     let disabled: HashSet<_> = dir
         .list_users(UserQuery {
             filter: Some("accountEnabled ne true".into()),
-            advanced: true,
             ..UserQuery::default()
         })
         .map_ok(|u| u.id)
@@ -415,7 +413,7 @@ async fn writes_are_applied_and_read_back() {
         .delete_auth_method(&alice.id, password)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::Refused);
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected);
     let left: HashSet<_> = dir
         .list_auth_methods(&alice.id)
         .await
@@ -547,9 +545,11 @@ async fn batch_writes_with_depends_on() {
         assert!(r.is_ok(), "{r:?}");
     }
     let e = results[8].as_ref().unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::BadRequest, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected, "{e:?}");
+    assert_eq!(e.detail.status, Some(400), "{e:?}");
     let e = results[9].as_ref().unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::DependencyFailed, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected, "{e:?}");
+    assert_eq!(e.detail.status, Some(424), "a failed dependency: {e:?}");
     for id in &ids {
         let state = inspect(&info, &format!("/users/{id}")).await;
         assert_eq!(state["passwordSetCount"], 1, "{state}");
@@ -592,19 +592,22 @@ async fn certificate_app_and_typed_errors() {
         .force_password_change(&bob, &change("Synced-Pass-1234!"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::BadRequest, "{e:?}");
-    assert_eq!(e.status, Some(400));
-    assert!(e.code.is_some() && e.request_id.is_some(), "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected, "{e:?}");
+    assert_eq!(e.detail.status, Some(400));
+    assert!(
+        e.detail.code.is_some() && e.detail.request_id.is_some(),
+        "{e:?}"
+    );
     // A User Administrator app cannot touch a Global Administrator: 403, typed.
     let carol = id_of(&dir, &format!("carol@{DOMAIN}")).await;
     let e = dir
         .force_password_change(&carol, &change("Admin-Pass-1234!"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::Forbidden, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Denied, "{e:?}");
     assert!(e.has_code("Authorization_RequestDenied"), "{e:?}");
     let e = dir.revoke_sessions(&carol).await.unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::Forbidden, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Denied, "{e:?}");
     // Nothing was applied to either.
     for id in [&bob, &carol] {
         let state = inspect(&info, &format!("/users/{id}")).await;
@@ -712,7 +715,7 @@ async fn faults_503_retried_504_or_reset_on_patch_is_outcome_unknown_and_applied
             .await
         {
             Ok(()) => {}
-            Err(e) if e.kind == GraphErrorKind::OutcomeUnknown => {
+            Err(e) if e.kind == DirectoryErrorKind::OutcomeUnknown => {
                 unknown.insert(id.clone());
             }
             Err(e) => panic!("unexpected {e:?}"),

@@ -249,7 +249,7 @@ async fn a_secret_from_before_a_resume_is_reported_not_delivered() {
     let at = jiff::Timestamp::now();
     setup
         .store
-        .record_intent(&setup.run, &alice, "0:reset_password", at)
+        .record_intent(&setup.run, &alice, "0:reset_password", None, at)
         .await
         .unwrap();
     setup

@@ -192,7 +192,7 @@ pub fn user_steps(playbook: &Playbook, facts: &UserFacts<'_>) -> Vec<String> {
 
 /// The journal key of the playbook's `index`-th step.
 pub fn step_key(index: usize, step: &Step) -> String {
-    format!("{index}:{}", step.key())
+    super::journal_key::StepKey::of(index, step).to_string()
 }
 
 /// Every step of the playbook with its cost.

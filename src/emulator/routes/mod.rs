@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::errors::{Body, Fail, GraphResponse};
-use super::faults::Fault;
+use super::faults::{Fault, PageLink};
 use super::odata::{self, Query, encode_skiptoken, percent_decode, query_pairs};
 use super::server::KillSwitch;
 use super::state::{Emu, WriteRecord, now_rfc3339};
@@ -152,6 +152,27 @@ pub fn page(
         };
         body.insert("@odata.count".into(), json!(count));
     }
+    // Injected listing faults (see `faults`): the link leads back to this page, or nowhere.
+    let next = next.and_then(|pos| {
+        if !ctx.emu.faults.lists_lie() {
+            return Some(pos);
+        }
+        let link = ctx
+            .emu
+            .faults
+            .next_link(&encode_skiptoken(collection, q, q.skip));
+        if link != PageLink::Next {
+            ctx.emu
+                .counters
+                .faults
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match link {
+            PageLink::Next => Some(pos),
+            PageLink::Repeat => Some(q.skip),
+            PageLink::Drop => None,
+        }
+    });
     if let Some(pos) = next {
         body.insert(
             "@odata.nextLink".into(),
