@@ -119,13 +119,12 @@ pub async fn plan_and_store(
     resolve: ResolveOptions,
     out: Option<PathBuf>,
 ) -> Result<Planned, Failure> {
-    let (loaded, bytes) = validate::load_playbook(playbook_path)?;
+    let loaded = validate::load_playbook(playbook_path)?;
     let playbook = loaded.playbook;
     let plan = planner::build_plan(
         tenant.directory.as_ref(),
         PlanRequest {
             playbook: &playbook,
-            playbook_bytes: &bytes,
             tenant: &tenant.name,
             apps: tenant.apps,
             runner_accounts: &tenant.runner_accounts,

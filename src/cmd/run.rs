@@ -306,12 +306,8 @@ async fn resume(
         )
     })?;
     let playbook_path = std::path::PathBuf::from(&run.playbook_path);
-    let (loaded, bytes) = validate::load_playbook(&playbook_path)?;
-    let sha = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&bytes))
-    };
-    if sha != plan.playbook_sha256 {
+    let loaded = validate::load_playbook(&playbook_path)?;
+    if loaded.playbook.sha256 != plan.playbook_sha256 {
         return Err(Failure::new(
             Exit::Invalid,
             format!(

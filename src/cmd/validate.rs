@@ -52,20 +52,16 @@ pub fn run(global: &GlobalArgs, args: ValidateArgs) -> CmdResult {
 }
 
 /// Load one playbook for a command that acts on it: diagnostics are printed as `validate`
-/// prints them, and an invalid playbook is a failure with exit 1 (nothing has started).
-pub fn load_playbook(
-    path: &std::path::Path,
-) -> Result<(playbook::Loaded, Vec<u8>), super::Failure> {
+/// prints them, and an invalid playbook is a failure with exit 1 (nothing has started). The
+/// file is read once: its digest (`Playbook::sha256`) is of the bytes that were validated.
+pub fn load_playbook(path: &std::path::Path) -> Result<playbook::Loaded, super::Failure> {
     let snippets = std::io::stderr().is_terminal();
     match playbook::load(path) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 report(warning, snippets);
             }
-            let bytes = std::fs::read(path).map_err(|err| {
-                super::Failure::new(Exit::Invalid, format!("{}: {err}", path.display()))
-            })?;
-            Ok((loaded, bytes))
+            Ok(loaded)
         }
         Err(diagnostics) => {
             for d in diagnostics.all() {

@@ -104,6 +104,14 @@ fn per_section(src: &Arc<SourceFile>) -> Vec<Diagnostic> {
     out
 }
 
+/// What is said of a playbook larger than [`MAX_PLAYBOOK_BYTES`].
+pub(super) fn too_large_message() -> String {
+    format!(
+        "playbook is larger than {} KiB: refusing to parse it",
+        MAX_PLAYBOOK_BYTES / 1024
+    )
+}
+
 /// Refuse input that is too large or has no content, before parsing.
 fn refuse(src: &Arc<SourceFile>) -> Option<Diagnostic> {
     let text = &src.text;
@@ -113,10 +121,7 @@ fn refuse(src: &Arc<SourceFile>) -> Option<Diagnostic> {
             Severity::Error,
             0,
             0,
-            format!(
-                "playbook is larger than {} KiB: refusing to parse it",
-                MAX_PLAYBOOK_BYTES / 1024
-            ),
+            too_large_message(),
         ));
     }
     if is_blank(text) {

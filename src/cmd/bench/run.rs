@@ -72,7 +72,6 @@ async fn execution(users: u32) -> Result<(), Failure> {
         tenant.directory.as_ref(),
         PlanRequest {
             playbook: &playbook,
-            playbook_bytes: PLAYBOOK.as_bytes(),
             tenant: &tenant.name,
             apps: 1,
             runner_accounts: &[],
