@@ -129,6 +129,9 @@ pub struct PlanArgs {
     /// (default: the run's folder under the data directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace files that already exist in the --out directory (refused otherwise).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Run store (SQLite). Default: under the user's data directory.
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
@@ -168,6 +171,9 @@ pub struct RunArgs {
     /// (default: the run's folder under the data directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace files that already exist in the --out directory (refused otherwise).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Users whose steps run at once (the throttle paces the writes whatever this is).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,

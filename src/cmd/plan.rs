@@ -50,7 +50,8 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
             csv_override: args.targets,
             skip_bad_rows: args.skip_bad_rows,
         },
-        args.out,
+        args.out.clone(),
+        existing_files(args.out.as_deref(), args.overwrite),
     )
     .await;
     close(tenant, &audit).await;
@@ -118,6 +119,7 @@ pub async fn plan_and_store(
     playbook_path: &Path,
     resolve: ResolveOptions,
     out: Option<PathBuf>,
+    on_existing: report::Existing,
 ) -> Result<Planned, Failure> {
     let loaded = validate::load_playbook(playbook_path)?;
     let playbook = loaded.playbook;
@@ -151,7 +153,7 @@ pub async fn plan_and_store(
     // The plan's files and its stored copy are independent: write both at once.
     let files = tokio::task::spawn_blocking({
         let (plan, out) = (Arc::clone(&plan), out.clone());
-        move || write_plan_files(&plan, &out)
+        move || write_plan_files(&plan, &out, on_existing)
     });
     let run = match existing {
         Some(run) => run,
@@ -199,18 +201,26 @@ pub async fn plan_and_store(
     })
 }
 
-fn write_plan_files(plan: &Plan, out: &Path) -> Result<(), Failure> {
+/// Files in the run's own folder are the run's and are refreshed when it is planned again; in
+/// a folder the operator named with `--out`, an existing file is replaced only with
+/// `--overwrite`.
+pub fn existing_files(out: Option<&Path>, overwrite: bool) -> report::Existing {
+    if out.is_none() || overwrite {
+        report::Existing::Replace
+    } else {
+        report::Existing::Refuse
+    }
+}
+
+fn write_plan_files(plan: &Plan, out: &Path, existing: report::Existing) -> Result<(), Failure> {
     let fail = |err: &dyn std::fmt::Display| {
         Failure::new(Exit::Config, format!("{}: {err}", out.display()))
     };
-    std::fs::create_dir_all(out).map_err(|e| fail(&e))?;
-    // Streamed: a million-user plan is hundreds of megabytes of JSON.
-    let file = std::fs::File::create(out.join("plan.json")).map_err(|e| fail(&e))?;
-    let mut writer = std::io::BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut writer, plan).map_err(|e| fail(&e))?;
-    std::io::Write::flush(&mut writer).map_err(|e| fail(&e))?;
-    report::write_targets(plan, &out.join("targets.csv")).map_err(|e| fail(&e))?;
-    report::write_manual_queue(plan, &out.join("manual-queue.csv")).map_err(|e| fail(&e))?;
+    resetctl::files::create_dir_owner_only(out).map_err(|e| fail(&e))?;
+    report::write_plan_json(plan, &out.join("plan.json"), existing).map_err(|e| fail(&e))?;
+    report::write_targets(plan, &out.join("targets.csv"), existing).map_err(|e| fail(&e))?;
+    report::write_manual_queue(plan, &out.join("manual-queue.csv"), existing)
+        .map_err(|e| fail(&e))?;
     Ok(())
 }
 

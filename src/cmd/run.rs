@@ -64,6 +64,7 @@ async fn start(
             skip_bad_rows: args.skip_bad_rows,
         },
         args.out.clone(),
+        planning::existing_files(args.out.as_deref(), args.overwrite),
     )
     .await;
     let planned = match planned {
@@ -422,10 +423,11 @@ async fn execute_run(
         .set_status(&run.id, status, Timestamp::now())
         .await
         .map_err(|e| Failure::new(Exit::Config, e))?;
-    std::fs::create_dir_all(&out)
+    resetctl::files::create_dir_owner_only(&out)
         .map_err(|e| Failure::new(Exit::Config, format!("{}: {e}", out.display())))?;
     let results_path = out.join("results.csv");
-    report::write_results(&plan, &summary.results, &results_path)
+    let existing = planning::existing_files(args.out.as_deref(), args.overwrite);
+    report::write_results(&plan, &summary.results, &results_path, existing)
         .map_err(|e| Failure::new(Exit::Config, e))?;
     let event = Details::new()
         .with("succeeded", summary.count(Outcome::Succeeded) as u64)
