@@ -30,6 +30,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RESETCTL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Who is acting, as the audit trail records it. Default: the configuration's
+    /// `operator`, else the OS user and host.
+    #[arg(long, global = true, env = "RESETCTL_OPERATOR", value_name = "NAME")]
+    pub operator: Option<String>,
+
     /// Format of log lines written to standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

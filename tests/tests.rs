@@ -13,3 +13,4 @@ mod hostile;
 mod notify;
 mod playbook;
 mod runs;
+mod tenants;

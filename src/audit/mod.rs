@@ -78,6 +78,7 @@ mod config;
 mod error;
 mod files;
 mod head;
+mod lookup;
 mod record;
 mod value;
 mod verify;
@@ -90,6 +91,7 @@ pub use config::{AuditConfig, DEFAULT_MAX_FILE_BYTES, MIN_MAX_FILE_BYTES};
 pub use error::{AuditError, Break};
 pub use files::{chain_order, discover};
 pub use head::head_path;
+pub use lookup::find;
 pub use record::{Event, Record};
 /// The seal of [`AuditValue`], for other modules of this crate (see `value.rs`).
 #[allow(

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::EngineError;
 use super::plan::{Budget, Estimate, Plan, PlannedStep, PlannedUser, Unresolved};
 use crate::directory::Directory;
-use crate::playbook::{Playbook, RiskLevel, Step, StepSpec, UserFacts};
+use crate::playbook::{Playbook, RiskLevel, Step, UserFacts};
 use crate::targeting::{
     self, Bucket, Candidate, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
 };
@@ -168,35 +168,16 @@ fn plan_user(
     }
 }
 
-/// The journal keys of the steps `user` gets, in execution order. When the playbook both
-/// resets the password and revokes sessions, the revocation runs right after the reset,
-/// wherever it was written: a session opened between the two with the old password would
-/// otherwise survive.
+/// The journal keys of the steps `user` gets, in execution order: the playbook's order,
+/// exactly as written, without the steps whose `when:` excludes the user. resetctl never
+/// reorders steps (PLAYBOOKS.md says why each order is chosen).
 pub fn user_steps(playbook: &Playbook, facts: &UserFacts<'_>) -> Vec<String> {
-    let applicable: Vec<(usize, &StepSpec)> = playbook
+    playbook
         .steps
         .iter()
         .enumerate()
         .filter(|(_, spec)| playbook.steps_for(facts).any(|s| std::ptr::eq(s, *spec)))
-        .collect();
-    let reset = applicable
-        .iter()
-        .position(|(_, s)| matches!(s.step, Step::ResetPassword { .. }));
-    let revoke = applicable
-        .iter()
-        .position(|(_, s)| s.step == Step::RevokeSessions);
-    let mut order: Vec<usize> = (0..applicable.len()).collect();
-    if let (Some(reset), Some(revoke)) = (reset, revoke) {
-        order.retain(|&i| i != revoke);
-        let at = order
-            .iter()
-            .position(|&i| i == reset)
-            .map_or(order.len(), |p| p + 1);
-        order.insert(at, revoke);
-    }
-    order
-        .into_iter()
-        .map(|i| step_key(applicable[i].0, &applicable[i].1.step))
+        .map(|(index, spec)| step_key(index, &spec.step))
         .collect()
 }
 
@@ -319,14 +300,14 @@ steps:
 ";
 
     #[test]
-    fn revoke_runs_right_after_the_reset_and_when_filters_steps() {
+    fn steps_run_in_the_written_order_and_when_filters_them() {
         let loaded = load_str("t.yaml", PLAYBOOK).unwrap();
         let steps = user_steps(&loaded.playbook, &facts_with(true, true));
         assert_eq!(
             steps,
             [
-                "1:reset_password",
                 "0:revoke_sessions",
+                "1:reset_password",
                 "2:confirm_compromised",
                 "3:notify"
             ]
@@ -335,8 +316,8 @@ steps:
         assert_eq!(
             steps,
             [
-                "1:reset_password",
                 "0:revoke_sessions",
+                "1:reset_password",
                 "2:confirm_compromised"
             ]
         );

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -47,6 +47,16 @@ CREATE TABLE IF NOT EXISTS plans (
 );
 ";
 
+/// Version 3: an approval says where it came from, which audit record announced it, and
+/// when an execution consumed it. Approvals stored before have no audit link and no longer
+/// count (fail closed: re-approve).
+const SCHEMA_V3: &str = "
+ALTER TABLE approvals ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+ALTER TABLE approvals ADD COLUMN audit_seq INTEGER;
+ALTER TABLE approvals ADD COLUMN audit_hash TEXT;
+ALTER TABLE approvals ADD COLUMN consumed_at TEXT;
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
@@ -60,6 +70,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 2 {
         conn.execute_batch(SCHEMA_V2)?;
+    }
+    if version < 3 {
+        conn.execute_batch(SCHEMA_V3)?;
     }
     if version < VERSION {
         conn.pragma_update(None, "user_version", VERSION)?;
