@@ -414,10 +414,13 @@ async fn only_automated_users_are_written_and_exactly_as_the_steps_say() {
             set(&["password", "revoke", "delete:softwareOathMethods"]),
         ),
         ("disabled.user".to_string(), set(&["revoke"])),
+        // Synced: the cloud-side steps only (hybrid_users: cloud_actions, the default);
+        // its password stays in the hybrid queue.
+        ("synced.user".to_string(), set(&["revoke"])),
     ]);
     assert_eq!(
         by_user, expected,
-        "break-glass, admins, synced, service and runner accounts untouched"
+        "break-glass, admins, service and runner accounts untouched; synced only revoked"
     );
 
     // The manual queue holds the privileged and hybrid users with their reasons.
@@ -457,7 +460,7 @@ async fn only_automated_users_are_written_and_exactly_as_the_steps_say() {
             .lines()
             .filter(|l| l.contains(",succeeded,"))
             .count(),
-        13,
+        15,
         "{results}"
     );
 }

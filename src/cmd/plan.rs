@@ -62,6 +62,7 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
             "tenant_users": plan.tenant_users,
             "buckets": bucket_counts(plan),
             "automated_with_steps": gate::automated(plan),
+            "hybrid_with_cloud_steps": hybrid_with_steps(plan),
             "unresolved": plan.unresolved.len(),
             "bad_rows": plan.bad_rows.len(),
             "estimate": plan.estimate,
@@ -93,6 +94,13 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
         println!("  {bucket:<12} {count:>7}");
     }
     println!("  {:<12} {:>7}", "unresolved", plan.unresolved.len());
+    let hybrid = hybrid_with_steps(plan);
+    if hybrid > 0 {
+        println!(
+            "  hybrid users get the cloud-side steps ({hybrid}); their passwords are reset \
+             on-premises (manual-queue.csv)"
+        );
+    }
     if !plan.bad_rows.is_empty() {
         println!("  {:<12} {:>7}", "bad rows", plan.bad_rows.len());
     }
@@ -102,6 +110,14 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
         plan.estimate.directory_writes, plan.estimate.seconds, plan.estimate.writes_per_second
     );
     println!("files     {}", planned.out.display());
+}
+
+/// Hybrid users with steps: `hybrid_users: cloud_actions` gives them the cloud-side ones.
+fn hybrid_with_steps(plan: &Plan) -> usize {
+    plan.users
+        .iter()
+        .filter(|u| u.bucket == Bucket::Hybrid && !u.steps.is_empty())
+        .count()
 }
 
 fn bucket_counts(plan: &Plan) -> Vec<(&'static str, usize)> {

@@ -271,9 +271,13 @@ impl Config {
         let names = self.tenant_names(env);
         match requested {
             Some(DEMO_TENANT) if !names.iter().any(|n| n == DEMO_TENANT) => Ok(TenantChoice::Demo),
-            Some(name) => self.tenant(name, env).map(TenantChoice::Configured),
+            Some(name) => self
+                .tenant(name, env)
+                .map(|t| TenantChoice::Configured(Box::new(t))),
             None => match names.as_slice() {
-                [one] => self.tenant(one, env).map(TenantChoice::Configured),
+                [one] => self
+                    .tenant(one, env)
+                    .map(|t| TenantChoice::Configured(Box::new(t))),
                 [] if demo_by_default => Ok(TenantChoice::Demo),
                 [] => Err(ConfigError::new(
                     ConfigErrorKind::UnknownTenant,
@@ -319,8 +323,8 @@ pub const DEMO_TENANT: &str = "demo";
 pub enum TenantChoice {
     /// The built-in emulated tenant, started in-process.
     Demo,
-    /// A configured tenant.
-    Configured(TenantSettings),
+    /// A configured tenant (boxed: the settings are large, the demo is nothing).
+    Configured(Box<TenantSettings>),
 }
 
 /// The validated `audit:` section of `resetctl.yaml`. Every key is optional; the trail's path

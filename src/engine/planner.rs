@@ -146,7 +146,9 @@ fn plan_user(
         privileges,
     );
     let steps = match placement.bucket {
-        Bucket::Automated | Bucket::Disabled => {
+        // Hybrid users get the playbook's cloud-side steps (`hybrid_users`); their
+        // password stays in the hybrid queue.
+        Bucket::Automated | Bucket::Disabled | Bucket::Hybrid => {
             interner.intern(user_steps(playbook, &facts(&user)))
         }
         _ => interner.intern(Vec::new()),
@@ -321,6 +323,22 @@ steps:
                 "2:confirm_compromised"
             ]
         );
+    }
+
+    #[test]
+    fn synced_users_get_the_cloud_side_steps_unless_manual_only() {
+        let synced = UserFacts {
+            synced: true,
+            ..facts_with(true, true)
+        };
+        let loaded = load_str("t.yaml", PLAYBOOK).unwrap();
+        assert_eq!(
+            user_steps(&loaded.playbook, &synced),
+            ["0:revoke_sessions", "2:confirm_compromised"]
+        );
+        let manual = PLAYBOOK.replace("disabled_users: revoke_only", "hybrid_users: manual_only");
+        let loaded = load_str("t.yaml", &manual).unwrap();
+        assert!(user_steps(&loaded.playbook, &synced).is_empty());
     }
 
     #[test]
