@@ -64,7 +64,8 @@ impl Key {
 
     /// Read a key file (hexadecimal text). The error names the file, never its content.
     pub fn from_file(path: &Path) -> Result<Key, AuditError> {
-        let text = std::fs::read_to_string(path).map_err(AuditError::io("read key file", path))?;
+        let text = crate::files::read_to_string_bounded(path, crate::files::MAX_SECRET_BYTES)
+            .map_err(AuditError::io("read key file", path))?;
         Key::from_hex(&text).map_err(|e| match e {
             AuditError::Key(reason) => AuditError::Key(format!("{}: {reason}", path.display())),
             other => other,

@@ -183,7 +183,7 @@ impl Writer {
                 (head.trail, seq, hash)
             }
         };
-        let file = OpenOptions::new()
+        let file = crate::files::owner_only()
             .create(true)
             .append(true)
             .open(&path)
@@ -406,7 +406,7 @@ impl Writer {
             });
         }
         fs::rename(&self.path, &rotated).map_err(AuditError::io("rename", &self.path))?;
-        let file = OpenOptions::new()
+        let file = crate::files::owner_only()
             .create_new(true)
             .append(true)
             .open(&self.path)
@@ -445,7 +445,7 @@ fn lock(trail: &Path) -> Result<File, AuditError> {
     let mut name = trail.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let file = OpenOptions::new()
+    let file = crate::files::owner_only()
         .create(true)
         .truncate(false)
         .write(true)
