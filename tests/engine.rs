@@ -63,10 +63,15 @@ impl Bench {
     async fn start(config: EmulatorConfig, dir: tempfile::TempDir) -> Bench {
         let time_scale = config.time_scale;
         let emulator = start_emulator(config).await;
-        let tenant = TenantConfig::emulator("t", emulator.info(), time_scale)
-            .setting("scope: https://graph.microsoft.com/.default")
-            .setting("runner_accounts: [ops.runner@contoso.example]")
-            .secret_app(emulator.info(), 0, SECRET_VAR);
+        let mut tenant = TenantConfig::emulator("t", emulator.info(), time_scale)
+            .setting("scope: https://graph.microsoft.com/.default");
+        // The runner account is named only where it exists: a runner account that matches
+        // no one refuses the plan.
+        let runner = inspect(emulator.info(), "users/ops.runner@contoso.example").await;
+        if runner["id"].is_string() {
+            tenant = tenant.setting("runner_accounts: [ops.runner@contoso.example]");
+        }
+        let tenant = tenant.secret_app(emulator.info(), 0, SECRET_VAR);
         tenant.write(&dir.path().join("resetctl.yaml"));
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         Bench {
@@ -1660,5 +1665,61 @@ async fn a_control_character_in_a_upn_does_not_stop_the_run() {
     assert!(
         text.contains(r#""subject":"bell\\u{7}ringer@contoso.example""#),
         "{text}"
+    );
+}
+
+/// A break-glass, runner or excluded-group entry that matches nothing would protect no one
+/// (a typo in a domain left the real break-glass account in the automated bucket): the plan
+/// is refused with exit 3, naming every such entry, and nothing is stored or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_entries_that_match_no_one_refuse_the_plan() {
+    let bench = Bench::from_tenant_file_with(TENANT, |config| config.time_scale = 10.0).await;
+    let typo = PLAYBOOK.replace(
+        "break_glass: [bg-01@contoso.example]",
+        "break_glass: [bg-01@contoso.exmaple], groups: [0b0b0b0b-0000-4000-8000-000000000000]",
+    );
+    let playbook = bench.write("typo.yaml", &typo);
+    for args in [
+        vec!["plan", playbook.to_str().unwrap(), "--tenant", "t"],
+        vec![
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+        ],
+    ] {
+        let out = bench.resetctl(&args).await;
+        assert_eq!(code(&out), 3, "{}\n{}", stdout(&out), stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("exclude.break_glass: bg-01@contoso.exmaple"),
+            "{err}"
+        );
+        assert!(
+            err.contains("exclude.groups: 0b0b0b0b-0000-4000-8000-000000000000"),
+            "{err}"
+        );
+    }
+    assert!(bench.runs().is_empty(), "a refused plan was stored");
+    assert!(bench.writes().await.is_empty());
+
+    // The same for the configuration's runner accounts.
+    let config = std::fs::read_to_string(bench.path("resetctl.yaml")).unwrap();
+    std::fs::write(
+        bench.path("resetctl.yaml"),
+        config.replace("ops.runner@contoso.example", "ops.runer@contoso.example"),
+    )
+    .unwrap();
+    let good = bench.write("e2e.yaml", PLAYBOOK);
+    let out = bench
+        .resetctl(&["plan", good.to_str().unwrap(), "--tenant", "t"])
+        .await;
+    assert_eq!(code(&out), 3, "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains("runner_accounts: ops.runer@contoso.example"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -12,14 +12,24 @@ use crate::playbook::{AccountRef, Playbook};
 
 /// Transitive user members of a group, lower-case ids; a group that no longer exists has none.
 async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, ResolveError> {
+    Ok(members_if_found(directory, group)
+        .await?
+        .unwrap_or_default())
+}
+
+/// The (transitive) user members of `group`, or `None` when the group does not exist.
+async fn members_if_found(
+    directory: &dyn Directory,
+    group: &str,
+) -> Result<Option<Vec<String>>, ResolveError> {
     let listed: Result<Vec<String>, DirectoryError> = directory
         .list_group_members(group, true)
         .map_ok(|u| u.id.to_ascii_lowercase())
         .try_collect()
         .await;
     match listed {
-        Ok(ids) => Ok(ids),
-        Err(err) if err.kind == DirectoryErrorKind::NotFound => Ok(Vec::new()),
+        Ok(ids) => Ok(Some(ids)),
+        Err(err) if err.kind == DirectoryErrorKind::NotFound => Ok(None),
         Err(err) => Err(read_error(format!("members of group {group}"))(err)),
     }
 }
@@ -135,33 +145,64 @@ pub async fn privileges(
 }
 
 /// The exclusions of `playbook` plus the configuration's runner accounts, with excluded
-/// groups expanded to their (transitive) members.
+/// groups expanded to their (transitive) members. Every break-glass and runner account must
+/// be one directory object, and every excluded group must exist: an entry that matches
+/// nothing (a typo in a domain) would leave the real account unprotected, so it is an error
+/// naming the entry ([`ResolveError::UnresolvedExclusions`]). A resolved account is excluded
+/// by its UPN and by its object id.
 pub async fn exclusions(
     directory: &dyn Directory,
     playbook: &Playbook,
     runner_accounts: &[String],
 ) -> Result<Exclusions, ResolveError> {
     let mut out = Exclusions {
-        break_glass: playbook
-            .exclude
-            .break_glass
-            .iter()
-            .map(|account| match account {
-                AccountRef::Upn(upn) => upn.to_lowercase(),
-                AccountRef::Id(id) => id.to_string(),
-            })
-            .collect(),
-        runner_accounts: runner_accounts.iter().map(|a| a.to_lowercase()).collect(),
         upn_patterns: playbook.exclude.upn_patterns.clone(),
         ..Exclusions::default()
     };
+    let mut unresolved = Vec::new();
+    for account in &playbook.exclude.break_glass {
+        let key = match account {
+            AccountRef::Upn(upn) => upn.to_lowercase(),
+            AccountRef::Id(id) => id.to_string(),
+        };
+        match account_keys(directory, &key).await? {
+            Some(keys) => out.break_glass.extend(keys),
+            None => unresolved.push(format!("exclude.break_glass: {key}")),
+        }
+    }
+    for account in runner_accounts {
+        match account_keys(directory, &account.to_lowercase()).await? {
+            Some(keys) => out.runner_accounts.extend(keys),
+            None => unresolved.push(format!("runner_accounts: {account}")),
+        }
+    }
     for group in &playbook.exclude.groups {
         let group = group.to_string();
-        for member in members(directory, &group).await? {
+        let Some(members) = members_if_found(directory, &group).await? else {
+            unresolved.push(format!("exclude.groups: {group}"));
+            continue;
+        };
+        for member in members {
             out.excluded_group_members
                 .entry(member)
                 .or_insert_with(|| group.clone());
         }
     }
+    if !unresolved.is_empty() {
+        return Err(ResolveError::UnresolvedExclusions(unresolved));
+    }
     Ok(out)
+}
+
+/// The lower-case UPN and object id of the account `key` (a UPN or an object id), or
+/// `None` when the directory has no such user.
+async fn account_keys(
+    directory: &dyn Directory,
+    key: &str,
+) -> Result<Option<[String; 2]>, ResolveError> {
+    let user = directory
+        .get_user(key)
+        .await
+        .map_err(read_error(format!("account {key}")))?;
+    Ok(user.map(|u| [u.upn.to_lowercase(), u.id.to_ascii_lowercase()]))
 }

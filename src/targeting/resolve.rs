@@ -116,6 +116,13 @@ pub enum ResolveError {
         /// The first bad row's reason.
         reason: String,
     },
+    /// Accounts or groups the playbook or configuration protects that the directory does not
+    /// have: the protection would silently not apply, so nothing is planned.
+    #[error(
+        "these protected entries match nothing in the directory, so they would protect no one: {}; fix the playbook or the configuration (nothing was planned)",
+        .0.join(", ")
+    )]
+    UnresolvedExclusions(Vec<String>),
     /// The directory refused or failed a read.
     #[error("reading {what} from the directory: {source}")]
     Directory {
