@@ -135,7 +135,7 @@ impl Setup {
             .await
             .unwrap();
         let audit_path = dir.path().join("audit.jsonl");
-        let audit = AuditHandle::open(&AuditConfig::new(&audit_path))
+        let audit = AuditHandle::open(&AuditConfig::new(&audit_path), None)
             .await
             .unwrap();
         Setup {

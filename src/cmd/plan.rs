@@ -40,7 +40,7 @@ pub struct Planned {
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let tenant = super::tenant::connect(global, args.tenant.tenant.as_deref()).await?;
     let store = open_store(args.store)?;
-    let audit = open_audit().await?;
+    let audit = open_audit(&store).await?;
     let result = plan_and_store(
         &tenant,
         &store,
@@ -68,9 +68,14 @@ pub fn open_store(explicit: Option<PathBuf>) -> Result<SqliteStore, Failure> {
     SqliteStore::open(&path).map_err(|err| Failure::new(Exit::Config, err))
 }
 
-/// Open the audit trail (the data directory's, until the configuration names one).
-pub async fn open_audit() -> Result<AuditHandle, Failure> {
-    AuditHandle::open(&AuditConfig::new(paths::audit_path()?))
+/// Open the audit trail (the data directory's, until the configuration names one), with the
+/// run store as its witness.
+pub async fn open_audit(store: &SqliteStore) -> Result<AuditHandle, Failure> {
+    let config = AuditConfig::new(paths::audit_path()?);
+    let witness = store
+        .audit_witness(&config.path)
+        .map_err(|err| Failure::new(Exit::Config, err))?;
+    AuditHandle::open(&config, Some(Arc::new(witness)))
         .await
         .map_err(|err| Failure::new(Exit::Config, err))
 }

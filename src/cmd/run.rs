@@ -30,7 +30,7 @@ use crate::cli::{GlobalArgs, OutputFormat, RunArgs};
 /// `resetctl run`.
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult {
     let store = Arc::new(planning::open_store(args.store.clone())?);
-    let audit = planning::open_audit().await?;
+    let audit = planning::open_audit(&store).await?;
     let result = match &args.resume {
         Some(id) => resume(global, &args, &store, &audit, RunId(id.clone())).await,
         None => start(global, &args, &store, &audit).await,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{CmdResult, Exit, Failure, paths};
 use crate::cli::{GlobalArgs, OutputFormat, RunsAction, RunsArgs};
-use resetctl::audit::{self, AuditConfig, AuditHandle, Details, Event};
+use resetctl::audit::{self, AuditHandle, Details, Event};
 use resetctl::engine::expire;
 use resetctl::engine::plan::Plan;
 use resetctl::store::{JournalEntry, RunId, RunRecord, RunStore, SqliteStore, StoreError};
@@ -66,7 +66,7 @@ async fn expire(global: &GlobalArgs, store: &SqliteStore, at: Option<&str>) -> C
         })?,
         None => Timestamp::now(),
     };
-    let audit = super::plan::open_audit().await?;
+    let audit = super::plan::open_audit(store).await?;
     let result = expire_runs(global, store, &audit, at).await;
     if let Err(err) = audit.close().await {
         eprintln!("warning: audit trail: {err}");
@@ -263,9 +263,7 @@ async fn approve(
         ));
     }
     let run = store.run(id).await.map_err(store_failure)?;
-    let trail = AuditHandle::open(&AuditConfig::new(paths::audit_path()?))
-        .await
-        .map_err(|err| Failure::new(Exit::Config, err))?;
+    let trail = super::plan::open_audit(store).await?;
     let result = store.approve(id, operator, Timestamp::now()).await;
     let outcome = match &result {
         Ok(_) => audit::Outcome::Success,

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -47,6 +47,19 @@ CREATE TABLE IF NOT EXISTS plans (
 );
 ";
 
+/// Version 3: the audit trail's second witness (see `store::witness`): per trail file, the
+/// trail id and the last record its writers saw durable. Only added; older binaries that
+/// open the store ignore it.
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS audit_witness (
+    trail_path TEXT PRIMARY KEY,
+    trail_id   TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    hash       TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
@@ -60,6 +73,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 2 {
         conn.execute_batch(SCHEMA_V2)?;
+    }
+    if version < 3 {
+        conn.execute_batch(SCHEMA_V3)?;
     }
     if version < VERSION {
         conn.pragma_update(None, "user_version", VERSION)?;

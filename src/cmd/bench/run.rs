@@ -101,7 +101,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
         })
         .await
         .map_err(|e| fail("store", e))?;
-    let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")))
+    let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")), None)
         .await
         .map_err(|e| fail("audit", e))?;
     let (_stop, stop) = watch::channel(false);
