@@ -118,14 +118,20 @@ mod tests {
             })
         };
         std::thread::sleep(Duration::from_millis(20));
-        let lock = TrailLock::open(&trail).unwrap();
-        let start = std::time::Instant::now();
-        for _ in 0..20 {
-            drop(lock.acquire().unwrap());
-        }
-        let waited = start.elapsed();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let lock = TrailLock::open(&trail).unwrap();
+            let start = std::time::Instant::now();
+            for _ in 0..20 {
+                drop(lock.acquire().unwrap());
+            }
+            let _ = done_tx.send(start.elapsed());
+        });
+        let waited = done.recv_timeout(Duration::from_secs(10));
         stop.store(true, Ordering::SeqCst);
         assert!(busy.join().unwrap() > 0);
+        waiter.join().unwrap();
+        let waited = waited.expect("the waiter never got its turns");
         // Twenty turns, each behind at most one 2 ms batch of the busy writer.
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
     }
