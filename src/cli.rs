@@ -30,6 +30,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RESETCTL_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Who is acting, as the audit trail records it. Default: the configuration's
+    /// `operator`, else the OS user and host.
+    #[arg(long, global = true, env = "RESETCTL_OPERATOR", value_name = "NAME")]
+    pub operator: Option<String>,
+
     /// Format of log lines written to standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -321,7 +326,8 @@ pub enum AuditAction {
     /// Check the hash chain of a trail; names the first bad record. Exit 0 intact, 1 tampered.
     Verify {
         /// Trail files (put in chain order by their rotation number, the live file last). A single
-        /// live trail file brings its rotated files `FILE.1`, `FILE.2`... along.
+        /// live trail file brings its rotated files `FILE.1`, `FILE.2`... along. Default: the
+        /// configuration's `audit:` trail with its key, else the data directory's trail.
         #[arg(value_name = "FILE", conflicts_with = "trail")]
         files: Vec<PathBuf>,
         /// The live trail file: verify it with every rotated file and its chain head beside it.
@@ -382,11 +388,12 @@ pub struct RecoveryArgs {
     /// Why (written into the trail).
     #[arg(long, value_name = "TEXT")]
     pub reason: String,
-    /// The live trail file. Default: the data directory's trail.
+    /// The live trail file. Default: the configuration's `audit:` trail (with its key), else
+    /// the data directory's.
     #[arg(long, value_name = "PATH")]
     pub trail: Option<PathBuf>,
     /// HMAC key file (hexadecimal): the new trail is keyed with it, or the resealed trail is
-    /// checked with it.
+    /// checked with it. Default: the configuration's key for its trail.
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
     /// Run store that witnesses the trail. Default: under the user's data directory.

@@ -30,6 +30,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.global);
+    // Error messages carry run ids and commands to copy: never wrap them mid-command.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

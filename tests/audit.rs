@@ -507,11 +507,22 @@ fn no_secret_reaches_a_record() {
 }
 
 #[test]
-fn without_files_or_trail_verify_says_nothing_is_configured() {
+fn without_files_verify_checks_the_data_directorys_trail() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = verify(dir.path(), &[]);
-    assert_eq!(code, 4);
-    assert!(err.contains("no audit trail"), "{err}");
+    assert_eq!(code, 1);
+    let expected = dir.path().join("audit.jsonl");
+    assert!(
+        flat(&err).contains(&format!("{}: no such audit trail", expected.display())),
+        "{err}"
+    );
+    write_trail(dir.path(), "audit.jsonl", 2, 1 << 20, None);
+    let (code, out, err) = verify(dir.path(), &[]);
+    assert_eq!(
+        (code, summary(&out)),
+        (0, "ok: 2 records in 1 files, head seq 2"),
+        "{err}"
+    );
     let (code, _, err) = verify(dir.path(), &["missing.jsonl"]);
     assert_eq!(code, 1);
     assert!(err.contains("missing.jsonl"), "{err}");
@@ -1065,4 +1076,59 @@ fn a_lost_head_is_rebuilt_only_by_an_explicit_reseal() {
     assert_eq!(all.len(), 4);
     assert_eq!(all[2]["action"], "audit.head.reseal");
     assert_eq!(all[2]["details"]["head_was"], "missing");
+}
+
+#[test]
+fn the_configured_trail_is_verified_and_recovered_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(dir.path().join("trail")).unwrap();
+    let run = stored_run(&{
+        fs::create_dir_all(&data).unwrap();
+        data.clone()
+    });
+    let out = resetctl_in(dir.path(), &["audit", "keygen", "audit.key"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = Key::from_file(&dir.path().join("audit.key")).unwrap();
+    let config = dir.path().join("resetctl.yaml");
+    fs::write(
+        &config,
+        "audit:\n  path: trail/keyed.jsonl\n  key_file: audit.key\n",
+    )
+    .unwrap();
+    let env: [(&str, &Path); 2] = [("RESETCTL_DATA_DIR", &data), ("RESETCTL_CONFIG", &config)];
+    let resetctl = |args: &[&str]| {
+        let out = resetctl_env(dir.path(), args, &env);
+        (code(&out), stdout(&out), flat(&stderr(&out)))
+    };
+    assert_eq!(resetctl(&["runs", "approve", &run, "--as", "alice"]).0, 0);
+    // No file named: the configured trail, with the configured key, against the store.
+    let (code, out, err) = resetctl(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("witnessed by the run store up to seq 1")
+            && out.ends_with(&format!("; keyed (hmac-sha256, key id {})\n", key.id())),
+        "{out}"
+    );
+    // A new trail at the configured place is keyed with the configured key too.
+    let trail = dir.path().join("trail/keyed.jsonl");
+    fs::remove_file(&trail).unwrap();
+    fs::remove_file(audit::head_path(&trail)).unwrap();
+    let (code, out, _) = resetctl(&["audit", "verify"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("witnessed up to seq 1"), "{out}");
+    let (code, out, err) = resetctl(&["audit", "new-trail", "--as", "alice", "--reason", "lost"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        fs::read_to_string(&trail)
+            .unwrap()
+            .contains("\"alg\":\"hmac-sha256\"")
+    );
+    assert_eq!(resetctl(&["runs", "approve", &run, "--as", "bob"]).0, 0);
+    let (code, out, _) = resetctl(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("witnessed by the run store up to seq 2"),
+        "{out}"
+    );
 }

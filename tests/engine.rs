@@ -414,10 +414,13 @@ async fn only_automated_users_are_written_and_exactly_as_the_steps_say() {
             set(&["password", "revoke", "delete:softwareOathMethods"]),
         ),
         ("disabled.user".to_string(), set(&["revoke"])),
+        // Synced: the cloud-side steps only (hybrid_users: cloud_actions, the default);
+        // its password stays in the hybrid queue.
+        ("synced.user".to_string(), set(&["revoke"])),
     ]);
     assert_eq!(
         by_user, expected,
-        "break-glass, admins, synced, service and runner accounts untouched"
+        "break-glass, admins, service and runner accounts untouched; synced only revoked"
     );
 
     // The manual queue holds the privileged and hybrid users with their reasons.
@@ -457,7 +460,7 @@ async fn only_automated_users_are_written_and_exactly_as_the_steps_say() {
             .lines()
             .filter(|l| l.contains(",succeeded,"))
             .count(),
-        13,
+        15,
         "{results}"
     );
 }
@@ -1192,6 +1195,32 @@ async fn one_ctrl_c_drains_the_users_in_flight_and_resume_finishes_the_run() {
         drained.len()
     );
 
+    // Starting the same plan again instead of resuming it is refused, names the run to
+    // resume, writes nothing, and is in the audit trail like every other refusal.
+    let writes_before = bench.inspect("stats").await["writes"].clone();
+    let playbook = bench.path("ctrlc.yaml");
+    let again = bench.execute(&playbook).await;
+    assert_eq!(code(&again), 3, "{}\n{}", stdout(&again), stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("resetctl run --resume {id}")),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(bench.inspect("stats").await["writes"], writes_before);
+    let trail = bench.read("data/audit.jsonl");
+    let refused = trail
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|r| r["action"] == "run.refused")
+        .unwrap_or_else(|| panic!("no run.refused record in\n{trail}"));
+    assert!(
+        refused["details"]["reasons"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("run {id} on this tenant did not finish")),
+        "{refused}"
+    );
+
     let out = bench.resetctl(&["run", "--resume", &id]).await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(bench.status(&id), "finished");
@@ -1271,4 +1300,205 @@ async fn the_summary_counts_the_429s_graph_answered() {
         summary["throttled"], stats["throttled"],
         "{summary}\n{stats}"
     );
+}
+
+/// Approvals mean something: names are identities, an approval the trail does not show or
+/// that the executing operator gave does not count, an approval authorises one execution,
+/// and a plan whose targets changed after approval says how.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_identities_bound_to_the_trail_and_used_once() {
+    // Time scale 10: each command reads risky users, and Identity Protection allows one
+    // request a second per tenant.
+    let bench =
+        Bench::from_tenant_file_with(&plain_tenant(6), |config| config.time_scale = 10.0).await;
+    bench.write(
+        "t.csv",
+        "upn\nu00@contoso.example\nu01@contoso.example\nu02@contoso.example\n",
+    );
+    let playbook = bench.write(
+        "approve.yaml",
+        "name: approve\ntargets: [csv: { path: t.csv, column: upn }]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 2 }\nsteps: [revoke_sessions]\n",
+    );
+    let pb = playbook.to_str().unwrap();
+    let as_carol = [
+        "--operator",
+        "carol.soc",
+        "run",
+        pb,
+        "--tenant",
+        "t",
+        "--execute",
+        "--yes",
+    ];
+    let plan = |bench: &Bench| {
+        let out = bench
+            .command(&["--output", "json", "plan", pb, "--tenant", "t"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        plan["run"].as_str().unwrap().to_owned()
+    };
+    let approve = |bench: &Bench, run: &str, name: &str| {
+        bench
+            .command(&["runs", "approve", run, "--as", name])
+            .output()
+            .unwrap()
+    };
+    let run = plan(&bench);
+
+    // Names with escapes or invisible characters are refused before anything is stored.
+    for name in ["ops\u{1b}[8m", "ops\u{1b}[8m", "alice.soc\u{200B}"] {
+        let out = approve(&bench, &run, name);
+        assert_eq!(code(&out), 1, "{name:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains('\u{1b}'), "escape echoed raw");
+    }
+    // Case and spacing variants are one operator.
+    assert_eq!(code(&approve(&bench, &run, "alice.soc")), 0);
+    for variant in ["Alice.SOC", " ALICE.soc "] {
+        let out = approve(&bench, &run, variant);
+        assert_eq!(code(&out), 1, "{variant:?} counted again: {}", stdout(&out));
+    }
+    let out = bench.resetctl(&as_carol).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 of 2"), "{}", stderr(&out));
+
+    // A row written straight into the store, with no record in the trail, does not count.
+    let db = rusqlite::Connection::open(bench.path("data/runs.sqlite")).unwrap();
+    let hash: String = db
+        .query_row("SELECT plan_hash FROM runs WHERE id = ?1", [&run], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    db.execute(
+        "INSERT INTO approvals (run_id, operator, plan_hash, approved_at, origin, audit_seq, audit_hash)
+         VALUES (?1, 'mallory', ?2, '2026-11-26T00:00:00Z', 'cli', 1, 'forged')",
+        [&run, &hash],
+    )
+    .unwrap();
+    drop(db);
+    let out = bench.resetctl(&as_carol).await;
+    assert_eq!(code(&out), 3, "a forged approval counted: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("approval by mallory is not shown by the audit trail"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The executing operator's own approval does not count.
+    assert_eq!(code(&approve(&bench, &run, "carol.soc")), 0);
+    let out = bench.resetctl(&as_carol).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("carol.soc approved this plan and is executing it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(bench.writes().await.is_empty());
+
+    // Two other operators: it executes, and the approvals are used up.
+    assert_eq!(code(&approve(&bench, &run, "bob.soc")), 0);
+    let out = bench.resetctl(&as_carol).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(bench.writes().await.len(), 3);
+    let show = bench
+        .command(&["--output", "json", "runs", "show", &run])
+        .output()
+        .unwrap();
+    let view: Value = serde_json::from_str(&stdout(&show)).unwrap();
+    let approvals = view["approvals"].as_array().unwrap();
+    assert!(
+        approvals
+            .iter()
+            .filter(|a| a["operator"] != "mallory")
+            .all(|a| !a["consumed_at"].is_null()),
+        "{view}"
+    );
+    let trail = bench.read("data/audit.jsonl");
+    assert!(
+        trail.contains("\"actor\":\"carol.soc\",\"action\":\"run.execute\"")
+            || trail.contains("\"action\":\"run.execute\",\"actor\":\"carol.soc\""),
+        "{trail}"
+    );
+
+    // The same plan again needs new approvals, on a new run named in the refusal.
+    let out = bench.resetctl(&as_carol).await;
+    assert_eq!(
+        code(&out),
+        3,
+        "one approval executed twice: {}",
+        stdout(&out)
+    );
+    let second = bench
+        .runs()
+        .iter()
+        .find(|r| r["status"] == "planned")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second, run);
+    assert!(
+        stderr(&out).contains(&format!("resetctl runs approve {second} --as NAME")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(bench.writes().await.len(), 3);
+
+    // Approved, then the breach list changes: the refusal names the new run and the drift.
+    assert_eq!(code(&approve(&bench, &second, "alice.soc")), 0);
+    bench.write(
+        "t.csv",
+        "upn\nu00@contoso.example\nu01@contoso.example\nu05@contoso.example\n",
+    );
+    let out = bench.resetctl(&as_carol).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let third = bench
+        .runs()
+        .iter()
+        .find(|r| r["status"] == "planned" && r["id"] != second.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("resetctl runs approve {third} --as NAME")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "since run {second} was approved: 1 user(s) added, 1 removed"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("+u05@contoso.example") && err.contains("-u02@contoso.example"),
+        "{err}"
+    );
+    assert_eq!(bench.writes().await.len(), 3);
+}
+
+/// Steps run in the order the playbook writes them: here the revocation first (the spray
+/// case, the attacker signed in now), then the reset, for every user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_run_in_the_order_the_playbook_writes_them() {
+    let bench = Bench::from_tenant_file(&plain_tenant(4)).await;
+    let playbook = bench.write(
+        "order.yaml",
+        "name: order\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 0 }\nsteps:\n  - revoke_sessions\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n",
+    );
+    let out = bench.execute(&playbook).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let log = bench.inspect("writes").await;
+    let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for w in log["writes"].as_array().unwrap() {
+        let (method, path) = (w["method"].as_str().unwrap(), w["path"].as_str().unwrap());
+        let target = w["target"].as_str().unwrap_or_default().to_owned();
+        seen.entry(target).or_default().push(kind(method, path));
+    }
+    assert_eq!(seen.len(), 4, "{log}");
+    for (user, kinds) in &seen {
+        assert_eq!(kinds, &["revoke", "password"], "user {user}");
+    }
 }

@@ -150,3 +150,58 @@ async fn unknown_runs_and_missing_stores_are_clear_errors() {
         stderr(&out)
     );
 }
+
+/// The configuration's `audit:` section decides where the trail lives and whether it is
+/// keyed: `runs approve` writes an HMAC-chained record there, which verifies only with the key.
+#[tokio::test]
+async fn the_audit_section_of_the_configuration_opens_a_keyed_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (id, _) = stored_run(&data).await;
+    std::fs::write(dir.path().join("audit.key"), "5a".repeat(32)).unwrap();
+    std::fs::write(
+        dir.path().join("resetctl.yaml"),
+        "audit:\n  path: trail/keyed.jsonl\n  key_file: audit.key\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("trail")).unwrap();
+    let config = dir.path().join("resetctl.yaml");
+    let env: [(&str, &Path); 2] = [("RESETCTL_DATA_DIR", &data), ("RESETCTL_CONFIG", &config)];
+    let out = resetctl_env(
+        dir.path(),
+        &["runs", "approve", &id.0, "--as", "alice"],
+        &env,
+    );
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !data.join("audit.jsonl").exists(),
+        "the default trail was used"
+    );
+    let trail = std::fs::read_to_string(dir.path().join("trail/keyed.jsonl")).unwrap();
+    assert!(trail.contains("\"alg\":\"hmac-sha256\""), "{trail}");
+    let unkeyed = resetctl_env(dir.path(), &["audit", "verify", "trail/keyed.jsonl"], &[]);
+    assert_ne!(code(&unkeyed), 0, "a keyed trail verified without its key");
+    let keyed = resetctl_env(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            "trail/keyed.jsonl",
+            "--key-file",
+            "audit.key",
+        ],
+        &[],
+    );
+    assert_eq!(code(&keyed), 0, "{}{}", stdout(&keyed), stderr(&keyed));
+
+    // A typo under `audit:` is a configuration error naming the line, and nothing is recorded.
+    std::fs::write(&config, "audit:\n  key_fiel: audit.key\n").unwrap();
+    let out = resetctl_env(dir.path(), &["runs", "approve", &id.0, "--as", "bob"], &env);
+    assert_eq!(code(&out), 4, "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains("resetctl.yaml:2:"),
+        "{}",
+        stderr(&out)
+    );
+}

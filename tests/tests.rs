@@ -12,3 +12,4 @@ mod graph_emulator;
 mod notify;
 mod playbook;
 mod runs;
+mod tenants;

@@ -115,6 +115,7 @@ mod error;
 mod files;
 mod head;
 mod lock;
+mod lookup;
 mod record;
 mod recover;
 mod tail;
@@ -131,6 +132,7 @@ pub use config::{AuditConfig, DEFAULT_MAX_FILE_BYTES, MIN_MAX_FILE_BYTES};
 pub use error::{AuditError, Break};
 pub use files::{chain_order, discover};
 pub use head::head_path;
+pub use lookup::find;
 pub use record::{Event, Record};
 pub use recover::{NewTrail, Recovery, Resealed, new_trail, reseal};
 /// The seal of [`AuditValue`], for other modules of this crate (see `value.rs`).

@@ -10,11 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::context::Context;
 use super::{CmdResult, Exit, Failure, paths};
 use crate::cli::{
     AuditAction, AuditArgs, AuditExportFormat, GlobalArgs, OutputFormat, RecoveryArgs,
 };
 use resetctl::audit::{self, AuditConfig, AuditError, HeadCheck, Key, Mark, VerifyReport, Witness};
+use resetctl::engine::operator::OperatorName;
 use resetctl::store::{SqliteStore, StoreWitness};
 
 /// Verify, export, make a key, or recover the trail.
@@ -26,8 +28,8 @@ pub fn run(global: &GlobalArgs, args: AuditArgs) -> CmdResult {
             key_file,
             store,
         } => {
-            let key = load_key(key_file.as_deref())?;
-            verify(global, target(files, trail)?, key.as_ref(), store)
+            let (target, key) = chosen(global, files, trail, key_file.as_deref())?;
+            verify(global, target, key.as_ref(), store)
         }
         AuditAction::Export {
             format,
@@ -35,8 +37,8 @@ pub fn run(global: &GlobalArgs, args: AuditArgs) -> CmdResult {
             trail,
             key_file,
         } => {
-            let key = load_key(key_file.as_deref())?;
-            let files = resolve(target(files, trail)?)?;
+            let (target, key) = chosen(global, files, trail, key_file.as_deref())?;
+            let files = resolve(target)?;
             if let Err(err) = audit::verify(&files, key.as_ref()) {
                 return verdict_failure(global, err);
             }
@@ -48,23 +50,38 @@ pub fn run(global: &GlobalArgs, args: AuditArgs) -> CmdResult {
     }
 }
 
+/// The trail and key a command names: its files or `--trail` with `--key-file`; with
+/// neither, the trail the configuration's `audit:` section describes, with its key.
+fn chosen(
+    global: &GlobalArgs,
+    files: Vec<PathBuf>,
+    trail: Option<PathBuf>,
+    key_file: Option<&Path>,
+) -> Result<(Target, Option<Key>), Failure> {
+    if files.is_empty() && trail.is_none() {
+        let config = Context::load(global)?.trail_config()?;
+        let key = match key_file {
+            Some(_) => load_key(key_file)?,
+            None => config.load_key()?,
+        };
+        return Ok((Target::Trail(config.path), key));
+    }
+    Ok((target(files, trail), load_key(key_file)?))
+}
+
 /// What the command line names: a whole trail (its live file) or files one by one.
 enum Target {
     Trail(PathBuf),
     Files(Vec<PathBuf>),
 }
 
-/// The files to check: explicit ones, the `--trail` set, or nothing configured (exit 4).
-fn target(files: Vec<PathBuf>, trail: Option<PathBuf>) -> Result<Target, Failure> {
+/// What explicit files or `--trail` name.
+fn target(files: Vec<PathBuf>, trail: Option<PathBuf>) -> Target {
     match (trail, files.len()) {
-        (Some(trail), _) => Ok(Target::Trail(trail)),
+        (Some(trail), _) => Target::Trail(trail),
         // A single live trail file brings its rotated files along.
-        (None, 1) if !is_rotated_name(&files[0]) => Ok(Target::Trail(files[0].clone())),
-        (None, 0) => Err(Failure::new(
-            Exit::Config,
-            "no audit trail given and none is configured yet: name the trail files, or pass --trail PATH",
-        )),
-        (None, _) => Ok(Target::Files(files)),
+        (None, 1) if !is_rotated_name(&files[0]) => Target::Trail(files[0].clone()),
+        (None, _) => Target::Files(files),
     }
 }
 
@@ -332,23 +349,25 @@ struct Recovering {
     who: audit::Recovery,
 }
 
-fn recovering(args: RecoveryArgs) -> Result<Recovering, Failure> {
-    let trail = match args.trail {
-        Some(trail) => trail,
-        None => paths::audit_path()?,
+fn recovering(global: &GlobalArgs, args: RecoveryArgs) -> Result<Recovering, Failure> {
+    let config = match args.trail {
+        Some(trail) => AuditConfig::new(trail),
+        None => Context::load(global)?.trail_config()?,
     };
-    let key = load_key(args.key_file.as_deref())?;
-    let store = SqliteStore::open(&paths::store_path(args.store)?)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
-    let witness = store
-        .audit_witness(&trail)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
+    let key = match args.key_file {
+        Some(file) => load_key(Some(&file))?,
+        None => config.load_key()?,
+    };
+    let actor = OperatorName::parse(&args.operator)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("--as: {e}")))?;
+    let store = SqliteStore::open(&paths::store_path(args.store)?)?;
+    let witness = store.audit_witness(&config.path)?;
     Ok(Recovering {
-        config: AuditConfig::new(trail),
+        config,
         key,
         witness: Arc::new(witness),
         who: audit::Recovery {
-            actor: args.operator,
+            actor: actor.to_string(),
             reason: args.reason,
         },
     })
@@ -367,7 +386,7 @@ fn recovery_failure(err: AuditError) -> Failure {
 
 /// `audit new-trail`.
 fn new_trail(global: &GlobalArgs, args: RecoveryArgs) -> CmdResult {
-    let r = recovering(args)?;
+    let r = recovering(global, args)?;
     let done =
         audit::new_trail(&r.config, r.key, Some(r.witness), &r.who).map_err(recovery_failure)?;
     match global.output {
@@ -409,7 +428,7 @@ fn new_trail(global: &GlobalArgs, args: RecoveryArgs) -> CmdResult {
 
 /// `audit reseal`.
 fn reseal(global: &GlobalArgs, args: RecoveryArgs) -> CmdResult {
-    let r = recovering(args)?;
+    let r = recovering(global, args)?;
     let done =
         audit::reseal(&r.config, r.key, Some(r.witness), &r.who).map_err(recovery_failure)?;
     match global.output {

@@ -40,7 +40,34 @@ pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> CmdResult {
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::new(Exit::Config, format!("{what}: {e}"))
+    Failure::new(Exit::Config, format!("bench emulator: {what}: {e}"))
+}
+
+/// A scratch directory for one benchmark, removed when dropped.
+struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    fn new(what: &str) -> Result<ScratchDir, Failure> {
+        let path =
+            std::env::temp_dir().join(format!("resetctl-bench-{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| {
+            Failure::new(
+                Exit::Config,
+                format!("bench {what}: scratch directory: {e}"),
+            )
+        })?;
+        Ok(ScratchDir(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 async fn emulator(n: usize) -> CmdResult {

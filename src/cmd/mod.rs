@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod completions;
+mod context;
 mod emulator;
 mod paths;
 mod plan;
@@ -13,6 +14,13 @@ mod tenant;
 mod validate;
 
 use std::fmt;
+
+use resetctl::audit::AuditError;
+use resetctl::config::ConfigError;
+use resetctl::engine::EngineError;
+use resetctl::engine::lifecycle::LifecycleError;
+use resetctl::store::StoreError;
+use resetctl::targeting::ResolveError;
 
 use crate::cli::{Cli, Command};
 
@@ -56,6 +64,63 @@ impl Failure {
 
 /// What every command returns.
 pub type CmdResult = Result<Exit, Failure>;
+
+// The exit-code policy: a library error becomes a `Failure` here, by variant, and nowhere
+// else. Bad input is 1, a refusal 3, everything that needs an operator to fix the setup 4.
+
+impl From<LifecycleError> for Failure {
+    fn from(err: LifecycleError) -> Failure {
+        let exit = match &err {
+            LifecycleError::Refused { .. } => Exit::Refused,
+            LifecycleError::NotResumable { .. } => Exit::Invalid,
+            LifecycleError::Engine(engine) => engine_exit(engine),
+            LifecycleError::Store(store) => store_exit(store),
+            _ => Exit::Config,
+        };
+        Failure::new(exit, err)
+    }
+}
+
+impl From<EngineError> for Failure {
+    fn from(err: EngineError) -> Failure {
+        Failure::new(engine_exit(&err), err)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Failure {
+        Failure::new(store_exit(&err), err)
+    }
+}
+
+impl From<AuditError> for Failure {
+    fn from(err: AuditError) -> Failure {
+        Failure::new(Exit::Config, format!("audit trail: {err}"))
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Failure {
+        Failure::new(Exit::Config, err)
+    }
+}
+
+/// A bad breach CSV is bad input; any other engine failure is the setup's (Graph, store,
+/// trail).
+fn engine_exit(err: &EngineError) -> Exit {
+    match err {
+        EngineError::Resolve(ResolveError::Csv(_) | ResolveError::BadRows { .. }) => Exit::Invalid,
+        _ => Exit::Config,
+    }
+}
+
+/// An unknown run id or a repeated approval is the operator's input; the rest is the store's.
+fn store_exit(err: &StoreError) -> Exit {
+    match err {
+        StoreError::UnknownRun(_) | StoreError::DuplicateApproval { .. } => Exit::Invalid,
+        _ => Exit::Config,
+    }
+}
 
 /// Run the chosen subcommand and turn its outcome into an exit code.
 pub async fn dispatch(cli: Cli) -> Exit {

@@ -9,33 +9,31 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
-use resetctl::audit::{self, AuditHandle, Details, Event};
 use resetctl::directory::Directory;
-use resetctl::engine::execute::{self, Execution, Progress, Summary};
-use resetctl::engine::gate::{self, Refusal};
+use resetctl::engine::execute::{Progress, Summary};
+use resetctl::engine::gate;
+use resetctl::engine::lifecycle::{
+    Cleared, ExecuteOptions, Executed, Lifecycle, PlannedRun, ResumeCheck,
+};
 use resetctl::engine::notify::RecordOnly;
-use resetctl::engine::plan::Plan;
-use resetctl::playbook::Playbook;
-use resetctl::report;
-use resetctl::store::{Outcome, RunId, RunRecord, RunStatus, RunStore, SqliteStore};
+use resetctl::store::{Outcome, RunId, SqliteStore};
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
 
-use super::plan::{self as planning, Planned, record};
-use super::tenant::{self, Tenant};
-use super::{CmdResult, Exit, Failure, paths, validate};
+use super::context::Context;
+use super::tenant::Tenant;
+use super::{CmdResult, Exit, Failure, validate};
 use crate::cli::{GlobalArgs, OutputFormat, RunArgs};
 
 /// `resetctl run`.
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult {
-    let store = Arc::new(planning::open_store(args.store.clone())?);
-    let audit = planning::open_audit(&store).await?;
+    let context = Context::load(global)?;
+    let lifecycle = context.lifecycle(args.store.clone()).await?;
     let result = match &args.resume {
-        Some(id) => resume(global, &args, &store, &audit, RunId(id.clone())).await,
-        None => start(global, &args, &store, &audit).await,
+        Some(id) => resume(global, &args, &context, &lifecycle, RunId(id.clone())).await,
+        None => start(global, &args, &context, &lifecycle).await,
     };
-    if let Err(err) = audit.close().await {
+    if let Err(err) = lifecycle.close().await {
         eprintln!("warning: audit trail: {err}");
     }
     result
@@ -44,8 +42,8 @@ pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult {
 async fn start(
     global: &GlobalArgs,
     args: &RunArgs,
-    store: &Arc<SqliteStore>,
-    audit: &AuditHandle,
+    context: &Context,
+    lifecycle: &Lifecycle<SqliteStore>,
 ) -> CmdResult {
     let Some(playbook_path) = args.playbook.as_deref() else {
         return Err(Failure::new(
@@ -53,39 +51,51 @@ async fn start(
             "a playbook is needed (or --resume RUN_ID)",
         ));
     };
-    let tenant = tenant::connect(global, args.tenant.tenant.as_deref()).await?;
-    let planned = planning::plan_and_store(
-        &tenant,
-        store,
-        audit,
-        playbook_path,
-        ResolveOptions {
-            csv_override: args.targets.clone(),
-            skip_bad_rows: args.skip_bad_rows,
-        },
-        args.out.clone(),
-    )
-    .await;
-    let planned = match planned {
-        Ok(planned) => planned,
-        Err(failure) => {
-            tenant.close().await;
-            return Err(failure);
-        }
-    };
-    planning::print_plan(global, &planned);
-    let result = if args.execute {
-        gate_and_execute(global, args, store, audit, &tenant, planned).await
+    let source = validate::load_playbook(playbook_path)?;
+    let requested = args.tenant.tenant.as_deref();
+    let tenant = if args.execute {
+        context.connect(requested).await?
     } else {
-        dry_run(global, &planned);
-        Ok(Exit::Success)
+        context.connect_read_only(requested).await?
     };
+    let result = plan_then_act(global, args, lifecycle, &tenant, &source).await;
     tenant.close().await;
     result
 }
 
+async fn plan_then_act(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    lifecycle: &Lifecycle<SqliteStore>,
+    tenant: &Tenant,
+    source: &resetctl::engine::lifecycle::PlaybookSource,
+) -> CmdResult {
+    let planned = lifecycle
+        .plan(
+            tenant.as_ref(),
+            source,
+            ResolveOptions {
+                csv_override: args.targets.clone(),
+                skip_bad_rows: args.skip_bad_rows,
+            },
+            args.out.clone(),
+        )
+        .await?;
+    super::plan::print_plan(global, &planned, tenant.emulated);
+    if !args.execute {
+        dry_run(global, lifecycle, &planned);
+        return Ok(Exit::Success);
+    }
+    // Until the communications module exists: notices are recorded, never sent.
+    let cleared = lifecycle.gate(planned, &RecordOnly).await?;
+    if !args.yes {
+        confirm(&cleared, tenant)?;
+    }
+    execute(global, args, lifecycle, tenant, cleared).await
+}
+
 /// List the calls `--execute` would make, write nothing.
-fn dry_run(global: &GlobalArgs, planned: &Planned) {
+fn dry_run(global: &GlobalArgs, lifecycle: &Lifecycle<SqliteStore>, planned: &PlannedRun) {
     let plan = &planned.plan;
     let describe = |key: &str| {
         plan.steps
@@ -126,8 +136,7 @@ fn dry_run(global: &GlobalArgs, planned: &Planned) {
             planned.out.join("plan.json").display()
         );
     }
-    let refusals = gate::check_guards(&planned.playbook, plan, &RecordOnly);
-    for refusal in &refusals {
+    for refusal in &lifecycle.would_refuse(planned, &RecordOnly) {
         println!("note: --execute would be refused: {refusal}");
     }
     if planned.playbook.guards.approvals_required > 0 {
@@ -138,117 +147,10 @@ fn dry_run(global: &GlobalArgs, planned: &Planned) {
     }
 }
 
-/// Distinct approvals of `hash`, from every run that planned it.
-async fn approvals_of(
-    store: &SqliteStore,
-    hash: &str,
-) -> Result<Vec<resetctl::store::Approval>, Failure> {
-    let mut all = Vec::new();
-    let runs = store
-        .runs()
-        .await
-        .map_err(|e| Failure::new(Exit::Config, e))?;
-    for run in runs.iter().filter(|r| r.plan_hash == hash) {
-        all.extend(
-            store
-                .approvals(&run.id)
-                .await
-                .map_err(|e| Failure::new(Exit::Config, e))?,
-        );
-    }
-    Ok(all)
-}
-
-async fn gate_and_execute(
-    global: &GlobalArgs,
-    args: &RunArgs,
-    store: &Arc<SqliteStore>,
-    audit: &AuditHandle,
-    tenant: &Tenant,
-    planned: Planned,
-) -> CmdResult {
-    // A plan whose earlier execution died must be resumed, not started again: a second run
-    // of the same plan would write to every user its predecessor already did.
-    let runs = store
-        .runs()
-        .await
-        .map_err(|e| Failure::new(Exit::Config, e))?;
-    if let Some(unfinished) = runs.iter().find(|r| {
-        r.plan_hash == planned.run.plan_hash
-            && matches!(r.status, RunStatus::Running | RunStatus::Stopped)
-    }) {
-        return Err(Failure::new(
-            Exit::Refused,
-            format!(
-                "run {} of this exact plan did not finish; continue it with `resetctl run --resume {}`",
-                unfinished.id, unfinished.id
-            ),
-        ));
-    }
-    let mut refusals = gate::check_guards(&planned.playbook, &planned.plan, &RecordOnly);
-    let approvals = approvals_of(store, &planned.run.plan_hash).await?;
-    refusals.extend(gate::check_approvals(
-        &planned.playbook,
-        &planned.run.plan_hash,
-        &approvals,
-    ));
-    if !refusals.is_empty() {
-        return refuse(audit, &planned.run, &refusals).await;
-    }
-    if !args.yes {
-        confirm(&planned, tenant)?;
-    }
-    let Planned {
-        playbook,
-        plan,
-        run,
-        out,
-        ..
-    } = planned;
-    execute_run(
-        global,
-        args,
-        store,
-        audit,
-        tenant,
-        Arc::new(playbook),
-        plan,
-        run,
-        out,
-    )
-    .await
-}
-
-async fn refuse(audit: &AuditHandle, run: &RunRecord, refusals: &[Refusal]) -> CmdResult {
-    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
-    let event = Details::new()
-        .with("reasons", reasons.join("; ").as_str())
-        .and_then(|d| d.with("plan_hash", run.plan_hash.as_str()))
-        .and_then(|details| {
-            Event::new(
-                "resetctl",
-                "run.refused",
-                run.id.0.as_str(),
-                audit::Outcome::Refused,
-            )
-            .map(|e| e.with_details(details))
-        });
-    record(audit, event).await?;
-    let exit = Exit::Refused;
-    Err(Failure::new(
-        exit,
-        format!(
-            "run {} refused, nothing was written:\n  - {}",
-            run.id,
-            reasons.join("\n  - ")
-        ),
-    ))
-}
-
 /// Without `--yes`, an operator at a terminal types the number of users; anywhere else the
 /// run is refused (a script must say `--yes`).
-fn confirm(planned: &Planned, tenant: &Tenant) -> Result<(), Failure> {
-    let count = gate::automated(&planned.plan);
+fn confirm(cleared: &Cleared, tenant: &Tenant) -> Result<(), Failure> {
+    let count = gate::automated(&cleared.planned().plan);
     if !std::io::stdin().is_terminal() {
         return Err(Failure::new(
             Exit::Refused,
@@ -277,137 +179,55 @@ fn confirm(planned: &Planned, tenant: &Tenant) -> Result<(), Failure> {
 async fn resume(
     global: &GlobalArgs,
     args: &RunArgs,
-    store: &Arc<SqliteStore>,
-    audit: &AuditHandle,
+    context: &Context,
+    lifecycle: &Lifecycle<SqliteStore>,
     id: RunId,
 ) -> CmdResult {
-    let run = store
-        .run(&id)
-        .await
-        .map_err(|e| Failure::new(Exit::Invalid, e))?;
-    if run.status == RunStatus::Finished {
-        println!("run {id} is already finished");
-        return Ok(Exit::Success);
-    }
-    if run.status == RunStatus::Planned {
-        return Err(Failure::new(
-            Exit::Invalid,
-            format!("run {id} was never executed; start it with `resetctl run PLAYBOOK --execute`"),
-        ));
-    }
-    let plan_json = store
-        .plan_json(&id)
-        .await
-        .map_err(|e| Failure::new(Exit::Invalid, e))?;
-    let plan: Plan = serde_json::from_str(&plan_json).map_err(|e| {
-        Failure::new(
-            Exit::Invalid,
-            format!("run {id}: stored plan unreadable: {e}"),
-        )
-    })?;
-    let playbook_path = std::path::PathBuf::from(&run.playbook_path);
-    let (loaded, bytes) = validate::load_playbook(&playbook_path)?;
-    let sha = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&bytes))
+    let resumable = match lifecycle.resumable(&id).await? {
+        ResumeCheck::Finished(_) => {
+            println!("run {id} is already finished");
+            return Ok(Exit::Success);
+        }
+        ResumeCheck::Resumable(resumable) => resumable,
     };
-    if sha != plan.playbook_sha256 {
-        return Err(Failure::new(
-            Exit::Invalid,
-            format!(
-                "{} changed since run {id} was planned; resume needs the same playbook",
-                playbook_path.display()
-            ),
-        ));
+    let path = std::path::PathBuf::from(&resumable.run.playbook_path);
+    let source = validate::load_playbook(&path)?;
+    let tenant = context.connect(Some(&resumable.run.tenant)).await?;
+    let result = async {
+        let cleared = lifecycle
+            .resume(resumable, &source, tenant.as_ref(), args.out.clone())
+            .await?;
+        execute(global, args, lifecycle, &tenant, cleared).await
     }
-    let tenant = tenant::connect(global, Some(&run.tenant)).await?;
-    if tenant.emulator.is_some() {
-        tenant.close().await;
-        return Err(Failure::new(
-            Exit::Config,
-            "runs on the built-in demo tenant cannot be resumed: it starts afresh each time",
-        ));
-    }
-    let event = Event::new(
-        "resetctl",
-        "run.resume",
-        id.0.as_str(),
-        audit::Outcome::Attempt,
-    );
-    record(audit, event).await?;
-    let out = match &args.out {
-        Some(dir) => dir.clone(),
-        None => paths::data_dir()?.join("runs").join(&id.0),
-    };
-    let result = execute_run(
-        global,
-        args,
-        store,
-        audit,
-        &tenant,
-        Arc::new(loaded.playbook),
-        Arc::new(plan),
-        run,
-        out,
-    )
     .await;
     tenant.close().await;
     result
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the pieces of one run, assembled once"
-)]
-async fn execute_run(
+/// Execute a cleared run with Ctrl-C handling and a progress line, then print the summary.
+async fn execute(
     global: &GlobalArgs,
     args: &RunArgs,
-    store: &Arc<SqliteStore>,
-    audit: &AuditHandle,
+    lifecycle: &Lifecycle<SqliteStore>,
     tenant: &Tenant,
-    playbook: Arc<Playbook>,
-    plan: Arc<Plan>,
-    run: RunRecord,
-    out: std::path::PathBuf,
+    cleared: Cleared,
 ) -> CmdResult {
-    store
-        .set_status(&run.id, RunStatus::Running, Timestamp::now())
-        .await
-        .map_err(|e| Failure::new(Exit::Config, e))?;
-    let event = Details::new()
-        .with("plan_hash", run.plan_hash.as_str())
-        .and_then(|d| d.with("users", gate::automated(&plan) as u64))
-        .and_then(|details| {
-            Event::new(
-                "resetctl",
-                "run.execute",
-                run.id.0.as_str(),
-                audit::Outcome::Attempt,
-            )
-            .map(|e| e.with_details(details))
-        });
-    record(audit, event).await?;
-
     let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = spawn_interrupts(stop_tx, &run.id);
+    let signals = spawn_interrupts(stop_tx, &cleared.planned().run.id);
     let progress = Arc::new(Progress::default());
     let ticker = spawn_progress(Arc::clone(&progress), Arc::clone(&tenant.directory));
-    let started = Instant::now();
-    let summary = execute::execute(Execution {
-        directory: Arc::clone(&tenant.directory),
-        store: Arc::clone(store),
-        audit: audit.clone(),
-        playbook,
-        plan: Arc::clone(&plan),
-        run: run.id.clone(),
-        actor: "resetctl".into(),
-        concurrency: args.concurrency,
-        stop: stop_rx,
-        progress: Arc::clone(&progress),
-        // Until the communications module exists: notices are recorded, never sent.
-        notifier: Arc::new(RecordOnly),
-    })
-    .await;
+    let executed = lifecycle
+        .execute(
+            cleared,
+            tenant.as_ref(),
+            ExecuteOptions {
+                concurrency: args.concurrency,
+                stop: stop_rx,
+                progress,
+                notifier: Arc::new(RecordOnly),
+            },
+        )
+        .await;
     if let Some(signals) = signals {
         signals.abort();
     }
@@ -415,40 +235,9 @@ async fn execute_run(
         ticker.abort();
         eprintln!();
     }
-    let summary = summary.map_err(planning::engine_failure)?;
-    let elapsed = started.elapsed();
-    let status = if summary.users_not_started == 0 {
-        RunStatus::Finished
-    } else {
-        RunStatus::Stopped
-    };
-    store
-        .set_status(&run.id, status, Timestamp::now())
-        .await
-        .map_err(|e| Failure::new(Exit::Config, e))?;
-    std::fs::create_dir_all(&out)
-        .map_err(|e| Failure::new(Exit::Config, format!("{}: {e}", out.display())))?;
-    let results_path = out.join("results.csv");
-    report::write_results(&plan, &summary.results, &results_path)
-        .map_err(|e| Failure::new(Exit::Config, e))?;
-    let event = Details::new()
-        .with("succeeded", summary.count(Outcome::Succeeded) as u64)
-        .and_then(|d| d.with("failed", summary.count(Outcome::Failed) as u64))
-        .and_then(|d| d.with("manual_check", summary.count(Outcome::ManualCheck) as u64))
-        .and_then(|d| d.with("not_started", summary.users_not_started as u64))
-        .and_then(|d| d.with("tripped", summary.tripped))
-        .and_then(|details| {
-            let outcome = if summary.complete_success() {
-                audit::Outcome::Success
-            } else {
-                audit::Outcome::Failure
-            };
-            Event::new("resetctl", "run.end", run.id.0.as_str(), outcome)
-                .map(|e| e.with_details(details))
-        });
-    record(audit, event).await?;
-    print_summary(global, &run.id, &summary, elapsed, &results_path);
-    Ok(if summary.complete_success() {
+    let executed = executed?;
+    print_summary(global, &executed);
+    Ok(if executed.summary.complete_success() {
         Exit::Success
     } else {
         Exit::Partial
@@ -561,17 +350,17 @@ fn progress_line(v: &ProgressView) -> String {
     )
 }
 
-fn print_summary(
-    global: &GlobalArgs,
-    id: &RunId,
-    summary: &Summary,
-    elapsed: Duration,
-    results: &std::path::Path,
-) {
+fn print_summary(global: &GlobalArgs, executed: &Executed) {
+    let Executed {
+        run,
+        summary,
+        elapsed,
+        results,
+    } = executed;
     if global.output == OutputFormat::Json {
-        println!("{}", summary_json(id, summary, elapsed, results));
+        println!("{}", summary_json(run, summary, *elapsed, results));
     } else {
-        print!("{}", summary_text(id, summary, elapsed, results));
+        print!("{}", summary_text(run, summary, *elapsed, results));
     }
 }
 

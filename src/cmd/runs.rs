@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::context::Context;
 use super::{CmdResult, Exit, Failure, paths};
 use crate::cli::{GlobalArgs, OutputFormat, RunsAction, RunsArgs};
-use resetctl::audit::{self, AuditHandle, Details, Event};
+use resetctl::audit::AuditHandle;
 use resetctl::engine::expire;
+use resetctl::engine::lifecycle::{ApprovalReceipt, Lifecycle};
+use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::engine::plan::Plan;
-use resetctl::store::{JournalEntry, RunId, RunRecord, RunStore, SqliteStore, StoreError};
+use resetctl::store::{JournalEntry, RunId, RunRecord, RunStore, SqliteStore};
 use resetctl::targeting::Bucket;
 
 /// Dispatch `runs list | show | approve | expire`.
@@ -40,23 +43,24 @@ pub async fn run(global: &GlobalArgs, args: RunsArgs) -> CmdResult {
             )),
         };
     }
-    let store = SqliteStore::open(&path).map_err(store_failure)?;
+    let context = Context::load(global)?;
+    let store = SqliteStore::open(&path)?;
     match action {
         RunsAction::List => {
-            let runs = store.runs().await.map_err(store_failure)?;
+            let runs = store.runs().await?;
             print_list(global, &runs);
             Ok(Exit::Success)
         }
         RunsAction::Show { run_id } => show(global, &store, &RunId(run_id)).await,
         RunsAction::Approve { run_id, operator } => {
-            approve(global, &store, &RunId(run_id), &operator).await
+            approve(global, &context, store, &RunId(run_id), &operator).await
         }
-        RunsAction::Expire { at } => expire(global, &store, at.as_deref()).await,
+        RunsAction::Expire { at } => expire(&context, &store, at.as_deref()).await,
     }
 }
 
 /// Remove every temporary group membership that is due, run by run.
-async fn expire(global: &GlobalArgs, store: &SqliteStore, at: Option<&str>) -> CmdResult {
+async fn expire(context: &Context, store: &SqliteStore, at: Option<&str>) -> CmdResult {
     let at: Timestamp = match at {
         Some(text) => text.parse().map_err(|e| {
             Failure::new(
@@ -66,8 +70,8 @@ async fn expire(global: &GlobalArgs, store: &SqliteStore, at: Option<&str>) -> C
         })?,
         None => Timestamp::now(),
     };
-    let audit = super::plan::open_audit(store).await?;
-    let result = expire_runs(global, store, &audit, at).await;
+    let audit = context.open_trail(store).await?.handle;
+    let result = expire_runs(context, store, &audit, at).await;
     if let Err(err) = audit.close().await {
         eprintln!("warning: audit trail: {err}");
     }
@@ -75,7 +79,7 @@ async fn expire(global: &GlobalArgs, store: &SqliteStore, at: Option<&str>) -> C
 }
 
 async fn expire_runs(
-    global: &GlobalArgs,
+    context: &Context,
     store: &SqliteStore,
     audit: &AuditHandle,
     at: Timestamp,
@@ -83,17 +87,17 @@ async fn expire_runs(
     let mut tenants: BTreeMap<String, super::tenant::Tenant> = BTreeMap::new();
     let mut failed = 0;
     let mut removed = 0;
-    let runs = store.runs().await.map_err(store_failure)?;
+    let runs = store.runs().await?;
     for run in runs
         .iter()
         .filter(|r| r.status != resetctl::store::RunStatus::Planned)
     {
-        let journal = store.journal(&run.id).await.map_err(store_failure)?;
+        let journal = store.journal(&run.id).await?;
         if expire::due(&journal, at).is_empty() {
             continue;
         }
         if !tenants.contains_key(&run.tenant) {
-            let tenant = super::tenant::connect(global, Some(&run.tenant)).await?;
+            let tenant = context.connect(Some(&run.tenant)).await?;
             tenants.insert(run.tenant.clone(), tenant);
         }
         let tenant = &tenants[&run.tenant];
@@ -104,9 +108,7 @@ async fn expire_runs(
             );
             continue;
         }
-        let summary = expire::expire(store, tenant.directory.as_ref(), audit, &run.id, at)
-            .await
-            .map_err(super::plan::engine_failure)?;
+        let summary = expire::expire(store, tenant.directory.as_ref(), audit, &run.id, at).await?;
         println!(
             "run {}: {} membership(s) removed, {} failed",
             run.id, summary.removed, summary.failed
@@ -125,14 +127,6 @@ async fn expire_runs(
     } else {
         Exit::Partial
     })
-}
-
-fn store_failure(err: StoreError) -> Failure {
-    let exit = match err {
-        StoreError::UnknownRun(_) | StoreError::DuplicateApproval { .. } => Exit::Invalid,
-        _ => Exit::Config,
-    };
-    Failure::new(exit, err)
 }
 
 fn print_list(global: &GlobalArgs, runs: &[RunRecord]) {
@@ -171,16 +165,16 @@ struct RunView<'a> {
 }
 
 async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult {
-    let run = store.run(id).await.map_err(store_failure)?;
-    let plan_json = store.plan_json(id).await.map_err(store_failure)?;
+    let run = store.run(id).await?;
+    let plan_json = store.plan_json(id).await?;
     let plan: Plan = serde_json::from_str(&plan_json).map_err(|err| {
         Failure::new(
             Exit::Invalid,
             format!("run {id}: the stored plan cannot be read: {err}"),
         )
     })?;
-    let approvals = store.approvals(id).await.map_err(store_failure)?;
-    let journal = store.journal(id).await.map_err(store_failure)?;
+    let approvals = store.approvals(id).await?;
+    let journal = store.journal(id).await?;
     let buckets = [
         Bucket::Automated,
         Bucket::Privileged,
@@ -251,46 +245,24 @@ fn journal_counts(journal: &[JournalEntry]) -> BTreeMap<String, usize> {
 
 async fn approve(
     global: &GlobalArgs,
-    store: &SqliteStore,
+    context: &Context,
+    store: SqliteStore,
     id: &RunId,
     operator: &str,
 ) -> CmdResult {
-    let operator = operator.trim();
-    if operator.is_empty() {
-        return Err(Failure::new(
-            Exit::Invalid,
-            "--as needs the approving operator's name",
-        ));
-    }
-    let run = store.run(id).await.map_err(store_failure)?;
-    let trail = super::plan::open_audit(store).await?;
-    let result = store.approve(id, operator, Timestamp::now()).await;
-    let outcome = match &result {
-        Ok(_) => audit::Outcome::Success,
-        Err(_) => audit::Outcome::Refused,
-    };
-    let details = Details::new()
-        .with("plan_hash", run.plan_hash.as_str())
-        .and_then(|d| d.with("playbook", run.playbook_name.as_str()));
-    let event = Event::new(operator, "run.approve", id.0.as_str(), outcome)
-        .map(|e| e.with_details(details.unwrap_or_default()));
-    let recorded = match event {
-        Ok(event) => trail.record(event).await.map(|_| ()),
-        Err(err) => Err(err),
-    };
-    trail
-        .close()
-        .await
-        .map_err(|err| Failure::new(Exit::Config, err))?;
-    recorded.map_err(|err| Failure::new(Exit::Config, err))?;
-    let approval = result.map_err(store_failure)?;
-    let count = store
-        .approvals(id)
-        .await
-        .map_err(store_failure)?
-        .iter()
-        .filter(|a| a.plan_hash == run.plan_hash)
-        .count();
+    let name = OperatorName::parse(operator)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("--as: {e}")))?;
+    let approver = Operator::new(name, &context.operator.origin);
+    let trail = context.open_trail(&store).await?;
+    let lifecycle = Lifecycle::new(
+        std::sync::Arc::new(store),
+        trail,
+        context.operator.clone(),
+        paths::data_dir()?.join("runs"),
+    );
+    let result = lifecycle.approve(id, &approver).await;
+    lifecycle.close().await?;
+    let ApprovalReceipt { approval, count } = result?;
     if global.output == OutputFormat::Json {
         println!(
             "{}",

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use resetctl::config::{Config, Env, TenantSettings};
+use resetctl::config::{Config, Env, TenantChoice, TenantSettings};
 use resetctl::directory::{Directory, GraphDirectory};
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
+use resetctl::engine::lifecycle::TenantRef;
 
 use super::{Exit, Failure};
-use crate::cli::GlobalArgs;
 
 /// Users of the demo tenant (the shipped demo CSVs name users of this exact tenant).
 pub const DEMO_USERS: u32 = 2_000;
@@ -29,9 +29,23 @@ pub struct Tenant {
     pub runner_accounts: Vec<String>,
     /// The built-in emulator, when the tenant is `demo`.
     pub emulator: Option<RunningEmulator>,
+    /// True for an emulated tenant (the demo, or a configured one on loopback): every
+    /// output about it says so first.
+    pub emulated: bool,
 }
 
 impl Tenant {
+    /// The tenant as the run lifecycle sees it.
+    pub fn as_ref(&self) -> TenantRef<'_> {
+        TenantRef {
+            name: &self.name,
+            directory: &self.directory,
+            apps: self.apps,
+            runner_accounts: &self.runner_accounts,
+            ephemeral: self.emulator.is_some(),
+        }
+    }
+
     /// Stop the in-process emulator, if any.
     pub async fn close(self) {
         if let Some(emulator) = self.emulator {
@@ -40,33 +54,42 @@ impl Tenant {
     }
 }
 
-/// Connect to `--tenant` (default: the only configured tenant, else `demo`).
-pub async fn connect(global: &GlobalArgs, requested: Option<&str>) -> Result<Tenant, Failure> {
-    let env = Env::Process;
-    let config = Config::load_or_default(global.config.as_deref(), &env)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
-    let name = match requested {
-        Some(name) => name.to_owned(),
-        None if config.tenants.len() == 1 => {
-            config.tenants.keys().next().cloned().unwrap_or_default()
-        }
-        None => "demo".to_owned(),
+/// Connect to the tenant `--tenant` names, chosen by [`Config::select_tenant`]: with no
+/// name, the one configured tenant, or the demo tenant only when nothing is configured and
+/// `demo_by_default` (the command writes nothing).
+pub async fn connect(
+    config: &Config,
+    env: &Env,
+    requested: Option<&str>,
+    demo_by_default: bool,
+) -> Result<Tenant, Failure> {
+    let settings = match config.select_tenant(requested, env, demo_by_default)? {
+        TenantChoice::Demo => return demo().await,
+        TenantChoice::Configured(settings) => settings,
     };
-    if name == "demo" && !config.tenants.contains_key("demo") {
-        return demo().await;
-    }
-    let settings = config
-        .tenant(&name, &env)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
-    let directory = GraphDirectory::from_settings(&settings, &env)
-        .map_err(|err| Failure::new(Exit::Config, err))?;
+    let directory = GraphDirectory::from_settings(&settings, env)?;
     Ok(Tenant {
-        name,
+        emulated: is_loopback(&settings.graph_url),
+        name: settings.name.clone(),
         apps: settings.apps.len() as u32,
         runner_accounts: settings.runner_accounts.clone(),
         directory: Arc::new(directory),
         emulator: None,
     })
+}
+
+/// A Graph URL on this machine is an emulated tenant (real Graph is never on loopback).
+fn is_loopback(url: &str) -> bool {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or_default();
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Start the demo tenant in-process and connect to it like any other tenant.
@@ -117,5 +140,6 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
         apps: 1,
         runner_accounts: Vec::new(),
         emulator: Some(emulator),
+        emulated: true,
     })
 }

@@ -9,6 +9,7 @@ use std::io::{IsTerminal, Write};
 
 use super::{CmdResult, Exit};
 use crate::cli::{GlobalArgs, OutputFormat, ValidateArgs};
+use resetctl::engine::lifecycle::PlaybookSource;
 use resetctl::playbook::{self, Diagnostic};
 
 /// Validate every playbook named on the command line; exit 0 when all are valid, 1 otherwise.
@@ -53,19 +54,24 @@ pub fn run(global: &GlobalArgs, args: ValidateArgs) -> CmdResult {
 
 /// Load one playbook for a command that acts on it: diagnostics are printed as `validate`
 /// prints them, and an invalid playbook is a failure with exit 1 (nothing has started).
-pub fn load_playbook(
-    path: &std::path::Path,
-) -> Result<(playbook::Loaded, Vec<u8>), super::Failure> {
+/// The stored path is absolute, so `run --resume` works from any directory.
+pub fn load_playbook(path: &std::path::Path) -> Result<PlaybookSource, super::Failure> {
     let snippets = std::io::stderr().is_terminal();
     match playbook::load(path) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 report(warning, snippets);
             }
-            let bytes = std::fs::read(path).map_err(|err| {
+            let unreadable = |err: std::io::Error| {
                 super::Failure::new(Exit::Invalid, format!("{}: {err}", path.display()))
-            })?;
-            Ok((loaded, bytes))
+            };
+            let bytes = std::fs::read(path).map_err(unreadable)?;
+            let absolute = std::fs::canonicalize(path).map_err(unreadable)?;
+            Ok(PlaybookSource {
+                playbook: std::sync::Arc::new(loaded.playbook),
+                path: absolute,
+                bytes,
+            })
         }
         Err(diagnostics) => {
             for d in diagnostics.all() {

@@ -17,6 +17,6 @@ mod tenant;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use raw::QuotaOverrides;
 pub use tenant::{
-    AppSpec, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL, Env, SigningAlg,
-    TenantSettings, TenantSize,
+    AppSpec, AuditSection, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL,
+    DEMO_TENANT, Env, SigningAlg, TenantChoice, TenantSettings, TenantSize,
 };

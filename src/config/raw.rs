@@ -12,22 +12,43 @@ use serde_saphyr::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
+    /// Who operates resetctl from this configuration (the audit trail's actor), unless
+    /// `--operator` says otherwise.
+    #[serde(default)]
+    pub operator: Option<String>,
     /// One entry per tenant, by the name used with `--tenant`.
     #[serde(default)]
     pub tenants: BTreeMap<String, RawTenant>,
-    /// Communication channels (email, SMS, Teams, webhooks); owned by the `comms` issue, kept
-    /// opaque here so the file can carry it already.
+    /// Communication channels. Not available in this build: accepted as a key only to say
+    /// so precisely (a section this build would ignore must not pass validation).
     #[serde(default)]
-    pub channels: Option<serde_json::Value>,
-    /// Push-verification providers (Duo, Okta); owned by a later issue, opaque here.
+    pub channels: Option<Spanned<IgnoredAny>>,
+    /// Push-verification providers (Duo, Okta). Not available in this build; as `channels`.
     #[serde(default)]
-    pub push: Option<serde_json::Value>,
-    /// Ticket systems; owned by a later issue, opaque here.
+    pub push: Option<Spanned<IgnoredAny>>,
+    /// Ticket systems. Not available in this build; as `channels`.
     #[serde(default)]
-    pub tickets: Option<serde_json::Value>,
-    /// Audit trail settings; owned by the audit issue, opaque here.
+    pub tickets: Option<Spanned<IgnoredAny>>,
+    /// The audit trail: where it lives, when it rotates, where its HMAC key comes from.
     #[serde(default)]
-    pub audit: Option<serde_json::Value>,
+    pub audit: Option<Spanned<RawAudit>>,
+}
+
+/// The `audit:` section. Every key is optional: the trail defaults to the data directory,
+/// unkeyed. Unknown keys (a typo of `key_file`) are rejected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    /// The live trail file (relative to the configuration file's directory).
+    pub path: Option<PathBuf>,
+    /// Size after which the live file is rotated.
+    pub max_file_bytes: Option<u64>,
+    /// File holding the HMAC key in hexadecimal (relative to the configuration file).
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the HMAC key in hexadecimal.
+    pub key_env: Option<String>,
+    /// Rejected: an inline key. Present only to give a precise error; never stored.
+    pub key: Option<Spanned<IgnoredAny>>,
 }
 
 /// One tenant.

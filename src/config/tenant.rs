@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::raw::{RawApp, RawConfig, RawTenant};
+use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
+use crate::audit::AuditConfig;
 
 /// Graph's public-cloud base URL (with version), the default `graph_url`.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
@@ -147,16 +148,13 @@ pub struct TenantSettings {
 /// The parsed and validated `resetctl.yaml`.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
+    /// The operator's name (`operator:`), when configured.
+    pub operator: Option<String>,
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantSettings>,
-    /// Opaque `channels` section for the comms module.
-    pub channels: Option<serde_json::Value>,
-    /// Opaque `push` section for the providers module.
-    pub push: Option<serde_json::Value>,
-    /// Opaque `tickets` section for the providers module.
-    pub tickets: Option<serde_json::Value>,
-    /// Opaque `audit` section for the audit module.
-    pub audit: Option<serde_json::Value>,
+    /// The `audit:` section, validated; [`Config::audit_config`] turns it into the trail's
+    /// settings.
+    pub audit: AuditSection,
     /// The file it came from, for diagnostics.
     pub source: Option<PathBuf>,
 }
@@ -195,6 +193,30 @@ impl Config {
                 .at(file.clone(), position)
         })?;
         let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
+        for (key, section) in [
+            ("channels", &raw.channels),
+            ("push", &raw.push),
+            ("tickets", &raw.tickets),
+        ] {
+            if let Some(spanned) = section {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Invalid,
+                    format!(
+                        "`{key}:` is not supported by this build of resetctl; remove the section \
+                         (a setting this build would ignore must not look accepted)"
+                    ),
+                )
+                .at(file.clone(), Some(position(&spanned.referenced))));
+            }
+        }
+        let audit = match raw.audit {
+            Some(section) => {
+                let at = position(&section.referenced);
+                AuditSection::from_raw(section.value, base_dir.as_deref())
+                    .map_err(|e| e.at(file.clone(), Some(at)))?
+            }
+            None => AuditSection::default(),
+        };
         let mut tenants = BTreeMap::new();
         for (name, tenant) in raw.tenants {
             let settings = tenant_from_raw(&name, tenant, base_dir.as_deref(), env)
@@ -202,31 +224,180 @@ impl Config {
             tenants.insert(name, settings);
         }
         Ok(Config {
+            operator: raw.operator,
             tenants,
-            channels: raw.channels,
-            push: raw.push,
-            tickets: raw.tickets,
-            audit: raw.audit,
+            audit,
             source: file,
         })
     }
 
     /// The settings of tenant `name`: from the file when it names it, otherwise from the
-    /// Azure SDK environment variables.
+    /// Azure SDK environment variables when `name` is their `AZURE_TENANT_ID`. Any other
+    /// name is unknown (a typo never becomes a tenant), and the error lists the known ones.
     pub fn tenant(&self, name: &str, env: &Env) -> Result<TenantSettings, ConfigError> {
         if let Some(t) = self.tenants.get(name) {
             return Ok(t.clone());
         }
-        TenantSettings::from_azure_env(name, env)?.ok_or_else(|| {
-            ConfigError::new(
-                ConfigErrorKind::UnknownTenant,
-                format!(
-                    "tenant '{name}' is not configured and AZURE_TENANT_ID / AZURE_CLIENT_ID with \
-                     AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH are not all set"
-                ),
-            )
-        })
+        if env.var("AZURE_TENANT_ID").as_deref() == Some(name)
+            && let Some(settings) = TenantSettings::from_azure_env(name, env)?
+        {
+            return Ok(settings);
+        }
+        Err(self.unknown_tenant(name, env))
     }
+
+    /// The names of every configured tenant: the file's, then the Azure SDK variables'
+    /// (named by its `AZURE_TENANT_ID`) when they are complete.
+    pub fn tenant_names(&self, env: &Env) -> Vec<String> {
+        let mut names: Vec<String> = self.tenants.keys().cloned().collect();
+        if let Some(id) = env.var("AZURE_TENANT_ID")
+            && !self.tenants.contains_key(&id)
+            && matches!(TenantSettings::from_azure_env(&id, env), Ok(Some(_)))
+        {
+            names.push(id);
+        }
+        names
+    }
+
+    /// The tenant a command acts on. A requested name must be configured, or be `demo` (the
+    /// built-in emulated tenant, unless the file names a tenant `demo`). With no name: the one
+    /// configured tenant; several are an error listing them; none is the demo tenant only
+    /// when `demo_by_default` (a dry run or a tabletop), never for a command that writes.
+    pub fn select_tenant(
+        &self,
+        requested: Option<&str>,
+        env: &Env,
+        demo_by_default: bool,
+    ) -> Result<TenantChoice, ConfigError> {
+        let names = self.tenant_names(env);
+        match requested {
+            Some(DEMO_TENANT) if !names.iter().any(|n| n == DEMO_TENANT) => Ok(TenantChoice::Demo),
+            Some(name) => self
+                .tenant(name, env)
+                .map(|t| TenantChoice::Configured(Box::new(t))),
+            None => match names.as_slice() {
+                [one] => self
+                    .tenant(one, env)
+                    .map(|t| TenantChoice::Configured(Box::new(t))),
+                [] if demo_by_default => Ok(TenantChoice::Demo),
+                [] => Err(ConfigError::new(
+                    ConfigErrorKind::UnknownTenant,
+                    "no tenant is configured: add one to resetctl.yaml or set AZURE_TENANT_ID, \
+                     AZURE_CLIENT_ID and AZURE_CLIENT_SECRET; to rehearse, name the built-in \
+                     emulated tenant with --tenant demo",
+                )),
+                several => Err(ConfigError::new(
+                    ConfigErrorKind::UnknownTenant,
+                    format!(
+                        "{} tenants are configured ({}): name one with --tenant",
+                        several.len(),
+                        several.join(", ")
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn unknown_tenant(&self, name: &str, env: &Env) -> ConfigError {
+        let names = self.tenant_names(env);
+        let known = if names.is_empty() {
+            "none is configured (resetctl.yaml, or AZURE_TENANT_ID with AZURE_CLIENT_ID and \
+             AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH)"
+                .to_owned()
+        } else {
+            format!("configured: {}", names.join(", "))
+        };
+        ConfigError::new(
+            ConfigErrorKind::UnknownTenant,
+            format!(
+                "tenant '{name}' is not configured; {known}; `demo` is the built-in emulated tenant"
+            ),
+        )
+    }
+}
+
+/// The name of the built-in emulated tenant.
+pub const DEMO_TENANT: &str = "demo";
+
+/// Which tenant a command acts on.
+#[derive(Debug, Clone)]
+pub enum TenantChoice {
+    /// The built-in emulated tenant, started in-process.
+    Demo,
+    /// A configured tenant (boxed: the settings are large, the demo is nothing).
+    Configured(Box<TenantSettings>),
+}
+
+/// The validated `audit:` section of `resetctl.yaml`. Every key is optional; the trail's path
+/// defaults to the data directory, which only the caller knows ([`Config::audit_config`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSection {
+    /// The live trail file, when configured (resolved against the configuration's directory).
+    pub path: Option<PathBuf>,
+    /// Rotation size, when configured.
+    pub max_file_bytes: Option<u64>,
+    /// HMAC key file (keyed mode), resolved against the configuration's directory.
+    pub key_file: Option<PathBuf>,
+    /// Environment variable holding the HMAC key (keyed mode).
+    pub key_env: Option<String>,
+}
+
+impl AuditSection {
+    fn from_raw(raw: RawAudit, base_dir: Option<&Path>) -> Result<Self, ConfigError> {
+        if let Some(spanned) = raw.key {
+            return Err(ConfigError::new(
+                ConfigErrorKind::InlineSecret,
+                "audit: an inline `key` is not accepted; name a file (`key_file`) or an \
+                 environment variable (`key_env`) instead",
+            )
+            .at(None, Some(position(&spanned.referenced))));
+        }
+        let section = AuditSection {
+            path: raw.path.map(|p| resolve(base_dir, p)),
+            max_file_bytes: raw.max_file_bytes,
+            key_file: raw.key_file.map(|p| resolve(base_dir, p)),
+            key_env: raw.key_env,
+        };
+        // The audit module's own checks (rotation size, one key source, a file name),
+        // made now so a bad section fails with the rest of the configuration.
+        section
+            .to_audit_config(PathBuf::from("audit.jsonl"))
+            .validate()
+            .map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, format!("audit: {e}")))?;
+        Ok(section)
+    }
+
+    /// The trail's settings, with `default_path` where the section names no path.
+    pub fn to_audit_config(&self, default_path: PathBuf) -> AuditConfig {
+        let mut config = AuditConfig::new(self.path.clone().unwrap_or(default_path));
+        if let Some(bytes) = self.max_file_bytes {
+            config.max_file_bytes = bytes;
+        }
+        config.key_file = self.key_file.clone();
+        config.key_env = self.key_env.clone();
+        config
+    }
+}
+
+impl Config {
+    /// The audit trail's settings: the `audit:` section over `default_path` (the data
+    /// directory's trail).
+    pub fn audit_config(&self, default_path: PathBuf) -> AuditConfig {
+        self.audit.to_audit_config(default_path)
+    }
+}
+
+/// A relative path in the configuration is relative to the file's directory.
+fn resolve(base_dir: Option<&Path>, path: PathBuf) -> PathBuf {
+    match base_dir {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path,
+    }
+}
+
+/// 1-based line and column of a YAML location.
+fn position(location: &serde_saphyr::Location) -> (u32, u32) {
+    (location.line() as u32, location.column() as u32)
 }
 
 impl TenantSettings {
@@ -537,8 +708,7 @@ tenants:
     apps: [{ client_id: app, client_secret_file: secret.txt }]
     time_scale: 10
     tenant_size: large
-channels: { email: { provider: graph } }
-push: {}
+audit: { key_file: audit.key, max_file_bytes: 4096 }
 "#;
 
     #[test]
@@ -577,7 +747,45 @@ push: {}
         assert_eq!(d.scope, "http://127.0.0.1:8080/.default");
         assert_eq!(d.time_scale, 10.0);
         assert_eq!(d.tenant_size, TenantSize::Large);
-        assert!(cfg.channels.is_some());
+        let audit = cfg.audit_config(PathBuf::from("/data/audit.jsonl"));
+        assert_eq!(audit.path, PathBuf::from("/data/audit.jsonl"));
+        assert_eq!(audit.max_file_bytes, 4096);
+        assert_eq!(
+            audit.key_file,
+            Some(PathBuf::from("/etc/resetctl/audit.key"))
+        );
+    }
+
+    #[test]
+    fn the_audit_section_is_typed_and_validated_with_the_rest() {
+        let parse = |text: &str| Config::parse(text, Some(Path::new("r.yaml")), &Env::default());
+        let typo = parse("tenants: {}\naudit:\n  key_fiel: k\n").unwrap_err();
+        assert_eq!(typo.kind, ConfigErrorKind::Syntax);
+        assert!(typo.to_string().starts_with("r.yaml:3:"), "{typo}");
+        let both = parse("audit: { key_file: k, key_env: K }\n").unwrap_err();
+        assert_eq!(both.kind, ConfigErrorKind::Invalid);
+        assert!(both.to_string().starts_with("r.yaml:1:"), "{both}");
+        let tiny = parse("audit: { max_file_bytes: 10 }\n").unwrap_err();
+        assert!(tiny.to_string().contains("max_file_bytes"), "{tiny}");
+        let inline = parse("audit:\n  key: 00112233445566778899\n").unwrap_err();
+        assert_eq!(inline.kind, ConfigErrorKind::InlineSecret);
+        assert!(!inline.to_string().contains("0011"), "{inline}");
+        let keyed = parse("audit: { path: /var/log/a.jsonl, key_env: AUDIT_KEY }\n").unwrap();
+        let audit = keyed.audit_config(PathBuf::from("/default.jsonl"));
+        assert_eq!(audit.path, PathBuf::from("/var/log/a.jsonl"));
+        assert_eq!(audit.key_env.as_deref(), Some("AUDIT_KEY"));
+    }
+
+    #[test]
+    fn sections_this_build_does_not_have_are_refused_not_ignored() {
+        let err = Config::parse(
+            "tenants: {}\nchannels: { email: { provider: graph } }\n",
+            Some(Path::new("r.yaml")),
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("r.yaml:2:"), "{err}");
+        assert!(err.to_string().contains("channels"), "{err}");
     }
 
     #[test]
@@ -628,6 +836,48 @@ push: {}
     }
 
     #[test]
+    fn the_tenant_is_chosen_never_guessed() {
+        let empty = Env::from_pairs::<[(&str, &str); 0], _, _>([]);
+        let azure = Env::from_pairs([
+            ("AZURE_TENANT_ID", "t1"),
+            ("AZURE_CLIENT_ID", "c1"),
+            ("AZURE_CLIENT_SECRET", "x"),
+        ]);
+        let none = Config::default();
+        assert!(matches!(
+            none.select_tenant(None, &empty, true),
+            Ok(TenantChoice::Demo)
+        ));
+        let err = none.select_tenant(None, &empty, false).unwrap_err();
+        assert!(err.to_string().contains("--tenant demo"), "{err}");
+        // The Azure variables are a configured tenant: no silent demo.
+        match none.select_tenant(None, &azure, true) {
+            Ok(TenantChoice::Configured(t)) => assert_eq!(t.name, "t1"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            none.select_tenant(Some("demo"), &azure, false),
+            Ok(TenantChoice::Demo)
+        ));
+        let two = Config::parse(
+            "tenants:\n  a: { tenant_id: x, apps: [{ client_id: c, client_secret_env: S }] }\n  b: { tenant_id: y, apps: [{ client_id: c, client_secret_env: S }] }\n",
+            None,
+            &empty,
+        )
+        .unwrap();
+        let err = two.select_tenant(None, &empty, true).unwrap_err();
+        assert!(err.to_string().contains("(a, b)"), "{err}");
+        let err = two
+            .select_tenant(Some("contosso"), &azure, true)
+            .unwrap_err();
+        assert!(err.to_string().contains("configured: a, b, t1"), "{err}");
+        assert!(matches!(
+            two.select_tenant(Some("b"), &empty, false),
+            Ok(TenantChoice::Configured(_))
+        ));
+    }
+
+    #[test]
     fn azure_env_fallback() {
         let cfg = Config::default();
         let env = Env::from_pairs([
@@ -635,8 +885,11 @@ push: {}
             ("AZURE_CLIENT_ID", "c1"),
             ("AZURE_CLIENT_SECRET", "s3cr3t-value"),
         ]);
-        let t = cfg.tenant("prod", &env).unwrap();
+        let t = cfg.tenant("t1", &env).unwrap();
         assert_eq!(t.tenant_id, "t1");
+        let typo = cfg.tenant("prod", &env).unwrap_err();
+        assert_eq!(typo.kind, ConfigErrorKind::UnknownTenant);
+        assert!(typo.to_string().contains("configured: t1"), "{typo}");
         assert_eq!(
             t.apps[0].credential,
             CredentialSource::SecretEnv("AZURE_CLIENT_SECRET".into())
@@ -648,7 +901,7 @@ push: {}
             ("AZURE_CLIENT_CERTIFICATE_PATH", "/k.pem"),
             ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
         ]);
-        let t = cfg.tenant("gov", &env).unwrap();
+        let t = cfg.tenant("t1", &env).unwrap();
         assert_eq!(
             t.token_url,
             "https://login.microsoftonline.us/t1/oauth2/v2.0/token"

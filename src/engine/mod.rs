@@ -3,6 +3,7 @@
 //! - [`plan`]: the plan model operators approve, and its hash.
 //! - [`planner`]: resolve, partition and decide each user's steps (read-only).
 //! - [`gate`]: guards and approvals that stand between a plan and `--execute`.
+//! - [`lifecycle`]: a run from plan to end or resume: the one path every front end takes.
 //! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
 //!   the same code resumes a dead run.
 //! - [`confirm`]: `confirm_compromised` batched across users (1 request/s per tenant).
@@ -10,6 +11,7 @@
 //! - [`notify`]: the notify step's plug point for the communications module, and the
 //!   hand-off of temporary passwords and Temporary Access Passes to it.
 //! - [`password`]: the generated passwords.
+//! - [`operator`]: operator names as identities (normalised, compared, printed safely).
 //!
 //! Invariant (design §6, 4): nothing is written unless `--execute` was given and the gate
 //! passed. Invariant 5: each (run, user, step) is journaled before its call and its outcome
@@ -20,7 +22,9 @@ pub mod confirm;
 pub mod execute;
 pub mod expire;
 pub mod gate;
+pub mod lifecycle;
 pub mod notify;
+pub mod operator;
 pub mod password;
 pub mod plan;
 pub mod planner;

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::EngineError;
 use super::plan::{Budget, Estimate, Plan, PlannedStep, PlannedUser, Unresolved};
 use crate::directory::Directory;
-use crate::playbook::{Playbook, RiskLevel, Step, StepSpec, UserFacts};
+use crate::playbook::{Playbook, RiskLevel, Step, UserFacts};
 use crate::targeting::{
     self, Bucket, Candidate, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
 };
@@ -150,7 +150,9 @@ fn plan_user(
         privileges,
     );
     let steps = match placement.bucket {
-        Bucket::Automated | Bucket::Disabled => {
+        // Hybrid users get the playbook's cloud-side steps (`hybrid_users`); their
+        // password stays in the hybrid queue.
+        Bucket::Automated | Bucket::Disabled | Bucket::Hybrid => {
             interner.intern(user_steps(playbook, &facts(&user)))
         }
         _ => interner.intern(Vec::new()),
@@ -172,35 +174,16 @@ fn plan_user(
     }
 }
 
-/// The journal keys of the steps `user` gets, in execution order. When the playbook both
-/// resets the password and revokes sessions, the revocation runs right after the reset,
-/// wherever it was written: a session opened between the two with the old password would
-/// otherwise survive.
+/// The journal keys of the steps `user` gets, in execution order: the playbook's order,
+/// exactly as written, without the steps whose `when:` excludes the user. resetctl never
+/// reorders steps (PLAYBOOKS.md says why each order is chosen).
 pub fn user_steps(playbook: &Playbook, facts: &UserFacts<'_>) -> Vec<String> {
-    let applicable: Vec<(usize, &StepSpec)> = playbook
+    playbook
         .steps
         .iter()
         .enumerate()
         .filter(|(_, spec)| playbook.steps_for(facts).any(|s| std::ptr::eq(s, *spec)))
-        .collect();
-    let reset = applicable
-        .iter()
-        .position(|(_, s)| matches!(s.step, Step::ResetPassword { .. }));
-    let revoke = applicable
-        .iter()
-        .position(|(_, s)| s.step == Step::RevokeSessions);
-    let mut order: Vec<usize> = (0..applicable.len()).collect();
-    if let (Some(reset), Some(revoke)) = (reset, revoke) {
-        order.retain(|&i| i != revoke);
-        let at = order
-            .iter()
-            .position(|&i| i == reset)
-            .map_or(order.len(), |p| p + 1);
-        order.insert(at, revoke);
-    }
-    order
-        .into_iter()
-        .map(|i| step_key(applicable[i].0, &applicable[i].1.step))
+        .map(|(index, spec)| step_key(index, &spec.step))
         .collect()
 }
 
@@ -323,14 +306,14 @@ steps:
 ";
 
     #[test]
-    fn revoke_runs_right_after_the_reset_and_when_filters_steps() {
+    fn steps_run_in_the_written_order_and_when_filters_them() {
         let loaded = load_str("t.yaml", PLAYBOOK).unwrap();
         let steps = user_steps(&loaded.playbook, &facts_with(true, true));
         assert_eq!(
             steps,
             [
-                "1:reset_password",
                 "0:revoke_sessions",
+                "1:reset_password",
                 "2:confirm_compromised",
                 "3:notify"
             ]
@@ -339,11 +322,27 @@ steps:
         assert_eq!(
             steps,
             [
-                "1:reset_password",
                 "0:revoke_sessions",
+                "1:reset_password",
                 "2:confirm_compromised"
             ]
         );
+    }
+
+    #[test]
+    fn synced_users_get_the_cloud_side_steps_unless_manual_only() {
+        let synced = UserFacts {
+            synced: true,
+            ..facts_with(true, true)
+        };
+        let loaded = load_str("t.yaml", PLAYBOOK).unwrap();
+        assert_eq!(
+            user_steps(&loaded.playbook, &synced),
+            ["0:revoke_sessions", "2:confirm_compromised"]
+        );
+        let manual = PLAYBOOK.replace("disabled_users: revoke_only", "hybrid_users: manual_only");
+        let loaded = load_str("t.yaml", &manual).unwrap();
+        assert!(user_steps(&loaded.playbook, &synced).is_empty());
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Playbook {
     pub rate_limit: RateLimit,
     /// What happens to targets whose account is disabled.
     pub disabled_users: DisabledUsers,
+    /// What happens to targets synced from on-premises (their password lives there).
+    pub hybrid_users: HybridUsers,
     /// The per-user actions, in order.
     pub steps: Vec<StepSpec>,
     /// Messages about the run as a whole (not per user).
@@ -40,16 +42,20 @@ pub struct Playbook {
 impl Playbook {
     /// The steps that apply to `user`, in order: those whose `when:` holds. For a disabled
     /// account, nothing with `disabled_users: skip`, and only `revoke_sessions` with
-    /// `revoke_only`.
+    /// `revoke_only`. For a synced (hybrid) account, only the cloud-side steps with
+    /// `hybrid_users: cloud_actions` (see [`Step::is_cloud_side`]), nothing with
+    /// `manual_only`.
     pub fn steps_for<'a>(
         &'a self,
         user: &'a super::condition::UserFacts<'a>,
     ) -> impl Iterator<Item = &'a StepSpec> + 'a {
         self.steps.iter().filter(move |s| {
-            let allowed = user.account_enabled
+            let enabled_ok = user.account_enabled
                 || (self.disabled_users == DisabledUsers::RevokeOnly
                     && s.step == Step::RevokeSessions);
-            allowed && s.when.as_ref().is_none_or(|c| c.eval(user))
+            let synced_ok = !user.synced
+                || (self.hybrid_users == HybridUsers::CloudActions && s.step.is_cloud_side());
+            enabled_ok && synced_ok && s.when.as_ref().is_none_or(|c| c.eval(user))
         })
     }
 }
@@ -93,6 +99,21 @@ impl Step {
     /// Whether the step writes to the directory (everything but `notify`).
     pub fn writes(&self) -> bool {
         !matches!(self, Step::Notify { .. })
+    }
+
+    /// Whether the step acts only on cloud state, so it is right for a user synced from
+    /// on-premises too: revoking sessions, confirming compromise, removing authentication
+    /// methods, a temporary group membership. Not a password reset (the password is
+    /// on-premises), a Temporary Access Pass (a secret for a reset flow that is not
+    /// happening), or a notice (its text speaks of a reset that did not happen).
+    pub fn is_cloud_side(&self) -> bool {
+        matches!(
+            self,
+            Step::RevokeSessions
+                | Step::ConfirmCompromised
+                | Step::RequireMfaReregistration { .. }
+                | Step::AddToGroup { .. }
+        )
     }
 }
 
@@ -257,6 +278,17 @@ pub enum DisabledUsers {
     Skip,
     /// Only revoke its sessions (tokens issued before it was disabled).
     RevokeOnly,
+}
+
+/// What happens to a target synced from on-premises AD: its password can only be reset
+/// there, but its sessions, risk state, methods and groups live in the cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HybridUsers {
+    /// Run the cloud-side steps; the password stays in the hybrid queue (default).
+    #[default]
+    CloudActions,
+    /// Run nothing; the whole user goes to the hybrid queue.
+    ManualOnly,
 }
 
 /// One step with the condition deciding for which users it runs.

@@ -48,6 +48,9 @@ pub struct RawPlaybook {
     /// `disabled_users`
     #[serde(default)]
     pub disabled_users: Option<RawDisabledUsers>,
+    /// `hybrid_users`
+    #[serde(default)]
+    pub hybrid_users: Option<RawHybridUsers>,
     /// `steps` (required)
     #[serde(default, deserialize_with = "present")]
     pub steps: Option<SpList<RawStep>>,
@@ -268,6 +271,16 @@ pub enum RawDisabledUsers {
     Skip,
     /// `revoke_only`
     RevokeOnly,
+}
+
+/// `hybrid_users:`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawHybridUsers {
+    /// `cloud_actions`
+    CloudActions,
+    /// `manual_only`
+    ManualOnly,
 }
 
 /// One item of `steps`: a bare step name, or a mapping with one step key and an optional `when`.

@@ -163,15 +163,36 @@ pub struct RunRecord {
     pub status: RunStatus,
 }
 
-/// One operator's approval of one exact plan.
+/// One operator's approval of one exact plan, for one execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Approval {
-    /// Who approved (as given to `runs approve --as`).
+    /// Who approved: the normalised operator name.
     pub operator: String,
     /// The plan hash that was approved; an approval of another plan does not count.
     pub plan_hash: String,
     /// When.
     pub approved_at: Timestamp,
+    /// Where the approval came from (for example `cli alice@ws-042`); empty for approvals
+    /// stored before origins were recorded.
+    pub origin: String,
+    /// The audit record that announced it, as (seq, hash): the gate counts an approval only
+    /// when the trail shows that record. `None` for approvals stored before this binding.
+    pub audit: Option<(u64, String)>,
+    /// When an execution started on it: an approval authorises one execution.
+    pub consumed_at: Option<Timestamp>,
+}
+
+/// An approval to store.
+#[derive(Debug, Clone)]
+pub struct NewApproval {
+    /// The normalised operator name.
+    pub operator: String,
+    /// Where it came from.
+    pub origin: String,
+    /// The audit record that announced it (seq, hash).
+    pub audit: (u64, String),
+    /// When.
+    pub at: Timestamp,
 }
 
 /// The outcome of one (user, step) call, as journaled after it.
@@ -273,6 +294,10 @@ pub enum StoreError {
         /// The step.
         step: String,
     },
+    /// The run's execution had already begun (another process started it): an approved plan
+    /// executes once.
+    #[error("run {0} is not waiting to execute: it was started already")]
+    AlreadyStarted(RunId),
     /// The same operator approved the same plan twice.
     #[error("{operator} has already approved run {run}")]
     DuplicateApproval {
@@ -327,9 +352,16 @@ pub trait RunStore: Send + Sync {
     fn approve(
         &self,
         id: &RunId,
-        operator: &str,
-        at: Timestamp,
+        approval: NewApproval,
     ) -> impl Future<Output = Result<Approval, StoreError>> + Send;
+
+    /// Atomically move a planned run to `running` and consume its unconsumed approvals;
+    /// [`StoreError::AlreadyStarted`] when the run is not `planned` (another process won).
+    fn begin_execution(
+        &self,
+        id: &RunId,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Every approval of the run, of any plan hash (the gate counts the matching ones).
     fn approvals(

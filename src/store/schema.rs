@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -47,10 +47,20 @@ CREATE TABLE IF NOT EXISTS plans (
 );
 ";
 
-/// Version 3: the audit trail's second witness (see `store::witness`): per trail file, the
+/// Version 3: an approval says where it came from, which audit record announced it, and
+/// when an execution consumed it. Approvals stored before have no audit link and no longer
+/// count (fail closed: re-approve).
+const SCHEMA_V3: &str = "
+ALTER TABLE approvals ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+ALTER TABLE approvals ADD COLUMN audit_seq INTEGER;
+ALTER TABLE approvals ADD COLUMN audit_hash TEXT;
+ALTER TABLE approvals ADD COLUMN consumed_at TEXT;
+";
+
+/// Version 4: the audit trail's second witness (see `store::witness`): per trail file, the
 /// trail id and the last record its writers saw durable. Only added; older binaries that
 /// open the store ignore it.
-const SCHEMA_V3: &str = "
+const SCHEMA_V4: &str = "
 CREATE TABLE IF NOT EXISTS audit_witness (
     trail_path TEXT PRIMARY KEY,
     trail_id   TEXT NOT NULL,
@@ -76,6 +86,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 3 {
         conn.execute_batch(SCHEMA_V3)?;
+    }
+    if version < 4 {
+        conn.execute_batch(SCHEMA_V4)?;
     }
     if version < VERSION {
         conn.pragma_update(None, "user_version", VERSION)?;

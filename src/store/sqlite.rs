@@ -19,8 +19,8 @@ use rusqlite::{Connection, MAIN_DB, OptionalExtension, TransactionBehavior, para
 use tokio::sync::oneshot;
 
 use super::{
-    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, RunId, RunRecord, RunStatus, RunStore,
-    StoreError, schema,
+    Approval, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
+    RunStatus, RunStore, StoreError, schema,
 };
 
 /// Most jobs committed together; bounds the latency one commit adds to the first caller.
@@ -35,7 +35,8 @@ enum Job {
     Runs(Reply<Vec<RunRecord>>),
     PlanJson(RunId, Reply<String>),
     SetStatus(RunId, RunStatus, Timestamp, Reply<()>),
-    Approve(RunId, String, Timestamp, Reply<Approval>),
+    Approve(RunId, NewApproval, Reply<Approval>),
+    BeginExecution(RunId, Timestamp, Reply<()>),
     Approvals(RunId, Reply<Vec<Approval>>),
     Intent {
         run: RunId,
@@ -138,13 +139,13 @@ impl RunStore for SqliteStore {
             .await
     }
 
-    async fn approve(
-        &self,
-        id: &RunId,
-        operator: &str,
-        at: Timestamp,
-    ) -> Result<Approval, StoreError> {
-        self.ask(|reply| Job::Approve(id.clone(), operator.to_owned(), at, reply))
+    async fn approve(&self, id: &RunId, approval: NewApproval) -> Result<Approval, StoreError> {
+        self.ask(|reply| Job::Approve(id.clone(), approval, reply))
+            .await
+    }
+
+    async fn begin_execution(&self, id: &RunId, at: Timestamp) -> Result<(), StoreError> {
+        self.ask(|reply| Job::BeginExecution(id.clone(), at, reply))
             .await
     }
 
@@ -261,7 +262,8 @@ fn defer_error(job: Job) -> Deferred {
         Job::Run(_, r) => defer(r, Err(unreachable())),
         Job::Runs(r) => defer(r, Err(unreachable())),
         Job::PlanJson(_, r) => defer(r, Err(unreachable())),
-        Job::Approve(_, _, _, r) => defer(r, Err(unreachable())),
+        Job::Approve(_, _, r) => defer(r, Err(unreachable())),
+        Job::BeginExecution(_, _, r) => defer(r, Err(unreachable())),
         Job::Approvals(_, r) => defer(r, Err(unreachable())),
         Job::Intent { reply, .. } => defer(reply, Err(unreachable())),
         Job::Journal(_, r) => defer(r, Err(unreachable())),
@@ -297,7 +299,8 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
         Job::Runs(reply) => settle(reply, db.runs()),
         Job::PlanJson(id, reply) => settle(reply, db.plan_json(&id)),
         Job::SetStatus(id, status, at, reply) => settle(reply, db.set_status(&id, status, at)),
-        Job::Approve(id, operator, at, reply) => settle(reply, db.approve(&id, &operator, at)),
+        Job::Approve(id, approval, reply) => settle(reply, db.approve(&id, approval)),
+        Job::BeginExecution(id, at, reply) => settle(reply, db.begin_execution(&id, at)),
         Job::Approvals(id, reply) => settle(reply, db.approvals(&id)),
         Job::Intent {
             run,
@@ -482,54 +485,109 @@ impl Db<'_> {
         Ok(())
     }
 
-    fn approve(&self, id: &RunId, operator: &str, at: Timestamp) -> Result<Approval, StoreError> {
+    fn approve(&self, id: &RunId, approval: NewApproval) -> Result<Approval, StoreError> {
         let run = self.run(id)?;
+        let (seq, hash) = &approval.audit;
         let inserted = self
             .conn
             .execute(
-                "INSERT OR IGNORE INTO approvals (run_id, operator, plan_hash, approved_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![id.0, operator, run.plan_hash, at.to_string()],
+                "INSERT OR IGNORE INTO approvals
+                   (run_id, operator, plan_hash, approved_at, origin, audit_seq, audit_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    id.0,
+                    approval.operator,
+                    run.plan_hash,
+                    approval.at.to_string(),
+                    approval.origin,
+                    *seq as i64,
+                    hash
+                ],
             )
             .map_err(|e| self.sqlite(e))?;
         if inserted == 0 {
             return Err(StoreError::DuplicateApproval {
                 run: id.clone(),
-                operator: operator.to_owned(),
+                operator: approval.operator,
             });
         }
         Ok(Approval {
-            operator: operator.to_owned(),
+            operator: approval.operator,
             plan_hash: run.plan_hash,
-            approved_at: at,
+            approved_at: approval.at,
+            origin: approval.origin,
+            audit: Some(approval.audit),
+            consumed_at: None,
         })
+    }
+
+    fn begin_execution(&self, id: &RunId, at: Timestamp) -> Result<(), StoreError> {
+        // Both statements run in this job's savepoint: a run that moves to `running`
+        // consumes its approvals, or neither happens.
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE runs SET status = 'running', updated_at = ?2
+                 WHERE id = ?1 AND status = 'planned'",
+                params![id.0, at.to_string()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if changed == 0 {
+            self.run(id)?;
+            return Err(StoreError::AlreadyStarted(id.clone()));
+        }
+        self.conn
+            .execute(
+                "UPDATE approvals SET consumed_at = ?2 WHERE run_id = ?1 AND consumed_at IS NULL",
+                params![id.0, at.to_string()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
     }
 
     fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT operator, plan_hash, approved_at FROM approvals
-                 WHERE run_id = ?1 ORDER BY approved_at, operator",
+                "SELECT operator, plan_hash, approved_at, origin, audit_seq, audit_hash, consumed_at
+                 FROM approvals WHERE run_id = ?1 ORDER BY approved_at, operator",
             )
             .map_err(|e| self.sqlite(e))?;
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
         let rows = stmt
             .query_map(params![id.0], |row| {
                 Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
                 ))
             })
             .map_err(|e| self.sqlite(e))?
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<Vec<Row>, _>>()
             .map_err(|e| self.sqlite(e))?;
         rows.into_iter()
-            .map(|(operator, plan_hash, at)| {
+            .map(|(operator, plan_hash, at, origin, seq, hash, consumed)| {
                 Ok(Approval {
                     operator,
                     plan_hash,
                     approved_at: self.time("approvals.approved_at", &at)?,
+                    origin,
+                    audit: seq.zip(hash).map(|(seq, hash)| (seq as u64, hash)),
+                    consumed_at: consumed
+                        .map(|c| self.time("approvals.consumed_at", &c))
+                        .transpose()?,
                 })
             })
             .collect()
@@ -874,25 +932,57 @@ mod tests {
         ));
     }
 
+    fn approval(operator: &str, seq: u64) -> NewApproval {
+        NewApproval {
+            operator: operator.into(),
+            origin: "cli test@host".into(),
+            audit: (seq, format!("hash-{seq}")),
+            at: Timestamp::now(),
+        }
+    }
+
     #[tokio::test]
     async fn approvals_are_bound_to_the_plan_hash_and_unique_per_operator() {
         let (_dir, store) = store();
         let run = RunId("r1".into());
         store.create_run(new_run("r1", "hash-a")).await.unwrap();
-        let approval = store
-            .approve(&run, "alice", Timestamp::now())
-            .await
-            .unwrap();
-        assert_eq!(approval.plan_hash, "hash-a");
-        let err = store
-            .approve(&run, "alice", Timestamp::now())
-            .await
-            .unwrap_err();
+        let first = store.approve(&run, approval("alice", 1)).await.unwrap();
+        assert_eq!(first.plan_hash, "hash-a");
+        let err = store.approve(&run, approval("alice", 2)).await.unwrap_err();
         assert!(matches!(err, StoreError::DuplicateApproval { .. }));
-        store.approve(&run, "bob", Timestamp::now()).await.unwrap();
+        store.approve(&run, approval("bob", 3)).await.unwrap();
         let approvals = store.approvals(&run).await.unwrap();
         assert_eq!(approvals.len(), 2);
         assert!(approvals.iter().all(|a| a.plan_hash == "hash-a"));
+        assert_eq!(approvals[0].audit, Some((1, "hash-1".into())));
+        assert_eq!(approvals[0].origin, "cli test@host");
+    }
+
+    #[tokio::test]
+    async fn beginning_an_execution_consumes_the_approvals_once() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "hash-a")).await.unwrap();
+        store.approve(&run, approval("alice", 1)).await.unwrap();
+        store.begin_execution(&run, Timestamp::now()).await.unwrap();
+        assert_eq!(store.run(&run).await.unwrap().status, RunStatus::Running);
+        assert!(
+            store.approvals(&run).await.unwrap()[0]
+                .consumed_at
+                .is_some()
+        );
+        let again = store.begin_execution(&run, Timestamp::now()).await;
+        assert!(
+            matches!(again, Err(StoreError::AlreadyStarted(_))),
+            "{again:?}"
+        );
+        let unknown = store
+            .begin_execution(&RunId("nope".into()), Timestamp::now())
+            .await;
+        assert!(
+            matches!(unknown, Err(StoreError::UnknownRun(_))),
+            "{unknown:?}"
+        );
     }
 
     #[tokio::test]
@@ -979,10 +1069,11 @@ mod tests {
         let other = std::thread::spawn(move || {
             let conn = Connection::open(&path).unwrap();
             // As if written by an older resetctl: opening it must migrate it, a write.
-            conn.execute_batch(
-                "PRAGMA user_version = 1;
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = {};
                  BEGIN IMMEDIATE; UPDATE runs SET updated_at = '2026-01-01T00:00:00Z';",
-            )
+                schema::VERSION - 1
+            ))
             .unwrap();
             locked_tx.send(path).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(300));
@@ -1001,7 +1092,7 @@ mod tests {
         // ...and jobs that read then write, racing its commits, never fail with SQLITE_BUSY.
         for i in 0..50 {
             second
-                .approve(&RunId("r1".into()), &format!("op{i}"), Timestamp::now())
+                .approve(&RunId("r1".into()), approval(&format!("op{i}"), i + 1))
                 .await
                 .unwrap();
         }

@@ -219,10 +219,14 @@ mod tests {
         let db = dir.path().join("runs.sqlite");
         let trail = dir.path().join("audit.jsonl");
         {
-            // A version 2 store: no audit_witness table.
+            // A store of the version before: no audit_witness table.
+            drop(SqliteStore::open(&db).unwrap());
             let conn = Connection::open(&db).unwrap();
-            conn.execute_batch("CREATE TABLE runs (id TEXT PRIMARY KEY); PRAGMA user_version = 2;")
-                .unwrap();
+            conn.execute_batch(&format!(
+                "DROP TABLE audit_witness; PRAGMA user_version = {};",
+                schema::VERSION - 1
+            ))
+            .unwrap();
         }
         let ro = StoreWitness::read_only(&db, &trail).unwrap().unwrap();
         assert_eq!(ro.last_seen().unwrap(), None);

@@ -21,9 +21,12 @@ use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::fail;
 use crate::cli::BenchArgs;
 use crate::cmd::{CmdResult, Exit, Failure};
+
+fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(Exit::Config, format!("bench graph: {what}: {e}"))
+}
 
 /// Graph's directory write quota per app and tenant, per second (3,000 / 150 s).
 const APP_WRITES_PER_SEC: f64 = 20.0;

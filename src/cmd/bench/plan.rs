@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use resetctl::directory::{Directory, RiskLevel, UserQuery};
 use resetctl::emulator::EmulatorConfig;
 
-use super::run::{ScratchDir, fail};
+use super::ScratchDir;
 use crate::cmd::{CmdResult, Exit, Failure, tenant};
 
 /// Users of the tenant and rows of the CSV.
@@ -36,6 +36,10 @@ steps:
   - reset_password: { mode: scramble, force_change: true, require_mfa: true }
   - revoke_sessions
 ";
+
+fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
+    Failure::new(Exit::Config, format!("bench plan: {what}: {e}"))
+}
 
 /// Run the planning benchmark; `users` overrides the tenant size.
 pub async fn run(users: Option<u64>) -> CmdResult {

@@ -16,18 +16,20 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::emulator::EmulatorConfig;
-use resetctl::engine::execute::{self, Execution, Progress};
+use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
+use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlaybookSource, Trail};
 use resetctl::engine::notify::RecordOnly;
-use resetctl::engine::planner::{self, PlanRequest};
+use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
 use resetctl::store::{
-    Approval, IntentRecorded, JournalEntry, NewRun, Outcome, PlanDocument, RunId, RunRecord,
+    Approval, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
     RunStatus, RunStore, SqliteStore, StoreError,
 };
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
 
+use super::ScratchDir;
 use crate::cmd::tenant;
 use crate::cmd::{CmdResult, Exit, Failure};
 
@@ -35,7 +37,7 @@ use crate::cmd::{CmdResult, Exit, Failure};
 const TIME_SCALE: f64 = 50.0;
 /// Mean latency before scaling (issue 5: 100 ms).
 const LATENCY_MS: u64 = 100;
-pub(super) fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
+fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
 }
 
@@ -67,63 +69,61 @@ async fn execution(users: u32) -> Result<(), Failure> {
         .map(|e| e.info().inspect_url.clone())
         .unwrap_or_default();
     let loaded = playbook::load_str("bench.yaml", PLAYBOOK).map_err(|e| fail("playbook", e))?;
-    let playbook = Arc::new(loaded.playbook);
-    let plan = planner::build_plan(
-        tenant.directory.as_ref(),
-        PlanRequest {
-            playbook: &playbook,
-            playbook_bytes: PLAYBOOK.as_bytes(),
-            tenant: &tenant.name,
-            apps: 1,
-            runner_accounts: &[],
-            resolve: ResolveOptions::default(),
-        },
-    )
-    .await
-    .map_err(|e| fail("plan", e))?;
-    let automated = gate::automated(&plan);
-    let writes = plan.estimate.directory_writes;
-
+    let source = PlaybookSource {
+        playbook: Arc::new(loaded.playbook),
+        path: "bench.yaml".into(),
+        bytes: PLAYBOOK.as_bytes().to_vec(),
+    };
     let store = Arc::new(TimedStore::new(
         SqliteStore::open(&dir.path().join("runs.sqlite")).map_err(|e| fail("store", e))?,
     ));
-    let run = RunId::generate(Timestamp::now());
-    let plan = Arc::new(plan);
-    store
-        .create_run(NewRun {
-            id: run.clone(),
-            created_at: Timestamp::now(),
-            playbook_name: "bench".into(),
-            playbook_path: "bench.yaml".into(),
-            tenant: "bench".into(),
-            plan_hash: plan.hash(),
-            plan: PlanDocument::of(Arc::clone(&plan)),
-        })
-        .await
-        .map_err(|e| fail("store", e))?;
-    let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")), None)
+    let trail = AuditConfig::new(dir.path().join("audit.jsonl"));
+    let audit = AuditHandle::open(&trail, None)
         .await
         .map_err(|e| fail("audit", e))?;
+    let operator = Operator::new(
+        OperatorName::parse("bench").map_err(|e| fail("operator", e))?,
+        "bench run",
+    );
+    // The same lifecycle as `resetctl run`: plan, store, gate, execute, results.csv.
+    let lifecycle = Lifecycle::new(
+        Arc::clone(&store),
+        Trail {
+            handle: audit,
+            config: trail,
+        },
+        operator,
+        dir.path().join("runs"),
+    );
+    let planned = lifecycle
+        .plan(tenant.as_ref(), &source, ResolveOptions::default(), None)
+        .await
+        .map_err(|e| fail("plan", e))?;
+    let automated = gate::automated(&planned.plan);
+    let writes = planned.plan.estimate.directory_writes;
+    let cleared = lifecycle
+        .gate(planned, &RecordOnly)
+        .await
+        .map_err(|e| fail("gate", e))?;
     let (_stop, stop) = watch::channel(false);
     let concurrency = 64;
     let started = Instant::now();
-    let summary = execute::execute(Execution {
-        directory: Arc::clone(&tenant.directory),
-        store: Arc::clone(&store),
-        audit: audit.clone(),
-        playbook,
-        plan,
-        run,
-        actor: "bench".into(),
-        concurrency,
-        stop,
-        progress: Arc::new(Progress::default()),
-        notifier: Arc::new(RecordOnly),
-    })
-    .await
-    .map_err(|e| fail("execute", e))?;
+    let executed = lifecycle
+        .execute(
+            cleared,
+            tenant.as_ref(),
+            ExecuteOptions {
+                concurrency,
+                stop,
+                progress: Arc::new(Progress::default()),
+                notifier: Arc::new(RecordOnly),
+            },
+        )
+        .await
+        .map_err(|e| fail("execute", e))?;
+    let summary = executed.summary;
     let wall = started.elapsed();
-    let _ = audit.close().await;
+    let _ = lifecycle.close().await;
 
     let stats: serde_json::Value = reqwest::get(format!("{inspect}/stats"))
         .await
@@ -172,28 +172,6 @@ async fn execution(users: u32) -> Result<(), Failure> {
         peak_rss_mb()
     );
     Ok(())
-}
-
-/// A scratch directory for one benchmark, removed when dropped.
-pub(super) struct ScratchDir(std::path::PathBuf);
-
-impl ScratchDir {
-    pub(super) fn new(what: &str) -> Result<ScratchDir, Failure> {
-        let path =
-            std::env::temp_dir().join(format!("resetctl-bench-{what}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|e| fail("scratch directory", e))?;
-        Ok(ScratchDir(path))
-    }
-
-    pub(super) fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A field of `/proc/self/status` in MB (Linux; 0 elsewhere).
@@ -273,14 +251,14 @@ impl<S: RunStore> RunStore for TimedStore<S> {
     ) -> Result<(), StoreError> {
         self.inner.set_status(id, status, at).await
     }
-    async fn approve(
-        &self,
-        id: &RunId,
-        operator: &str,
-        at: Timestamp,
-    ) -> Result<Approval, StoreError> {
-        self.inner.approve(id, operator, at).await
+    async fn approve(&self, id: &RunId, approval: NewApproval) -> Result<Approval, StoreError> {
+        self.inner.approve(id, approval).await
     }
+
+    async fn begin_execution(&self, id: &RunId, at: Timestamp) -> Result<(), StoreError> {
+        self.inner.begin_execution(id, at).await
+    }
+
     async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
         self.inner.approvals(id).await
     }

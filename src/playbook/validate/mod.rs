@@ -151,6 +151,10 @@ pub(super) fn playbook(ctx: &mut Ctx, raw: RawPlaybook, base_dir: &Path) -> Opti
         None | Some(RawDisabledUsers::Skip) => DisabledUsers::Skip,
         Some(RawDisabledUsers::RevokeOnly) => DisabledUsers::RevokeOnly,
     };
+    let hybrid_users = match raw.hybrid_users {
+        None | Some(RawHybridUsers::CloudActions) => HybridUsers::CloudActions,
+        Some(RawHybridUsers::ManualOnly) => HybridUsers::ManualOnly,
+    };
     let steps = raw
         .steps
         .as_ref()
@@ -174,6 +178,7 @@ pub(super) fn playbook(ctx: &mut Ctx, raw: RawPlaybook, base_dir: &Path) -> Opti
         guards,
         rate_limit,
         disabled_users,
+        hybrid_users,
         steps: steps.into_iter().map(|s| s.spec).collect(),
         communications,
     })
