@@ -288,7 +288,8 @@ pub struct EmulatorArgs {
     /// Injected faults, each KIND=PROBABILITY, e.g. `503=0.02,504=0.01,reset=0.005`:
     /// 503 refuses a request (retryable); 504 and reset apply a write, then time out or drop
     /// the connection; 403 denies a directory write (Authorization_RequestDenied, not
-    /// applied, not retryable) to rehearse a run going bad.
+    /// applied, not retryable) to rehearse a run going bad; dup_page serves a listing's page
+    /// twice and drop_nextlink ends a listing early (a page without its nextLink).
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Divide every throttling window and latency by K (tabletops of large tenants).
@@ -301,6 +302,17 @@ pub struct EmulatorArgs {
     /// limit is 5; whether it applies to method CRUD is unconfirmed, so off by default).
     #[arg(long, value_name = "N")]
     pub auth_methods_limit: Option<u32>,
+    /// Write a resetctl.yaml naming this emulator as a tenant (URLs, time scale, size, apps;
+    /// secrets are read from environment variables, never written) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+    /// The tenant's name in the file --write-config writes (`--tenant NAME` then uses it).
+    #[arg(long, default_value = "emulator", value_name = "NAME")]
+    pub tenant_name: String,
+    /// The environment variable the written configuration reads the first app's client
+    /// secret from (app N's: VAR_N); the secret itself is the first stdout line's.
+    #[arg(long, default_value = "RESETCTL_EMULATOR_SECRET", value_name = "VAR")]
+    pub secret_env: String,
 }
 
 /// Arguments of `resetctl audit`.

@@ -19,9 +19,7 @@ fn write_trail(dir: &Path, name: &str, n: u64, max_file_bytes: u64, key: Option<
         .build()
         .unwrap();
     rt.block_on(async {
-        let handle = AuditHandle::open_with_key(&config, key, None)
-            .await
-            .unwrap();
+        let handle = AuditHandle::open_with_key(&config, key).await.unwrap();
         for i in 1..=n {
             let event = Event::new(
                 "operator@contoso.com",
@@ -432,9 +430,7 @@ fn concurrent_writers_produce_one_continuous_chain() {
         .build()
         .unwrap();
     let seqs = rt.block_on(async {
-        let handle = AuditHandle::open_with_key(&config, None, None)
-            .await
-            .unwrap();
+        let handle = AuditHandle::open_with_key(&config, None).await.unwrap();
         let mut tasks = Vec::new();
         for t in 0..100u32 {
             let h = handle.clone();
@@ -640,7 +636,7 @@ fn throughput() {
         });
         let start = std::time::Instant::now();
         rt.block_on(async {
-            let handle = AuditHandle::open_with_key(&config, None, witness)
+            let handle = AuditHandle::open_with(&config, None, witness)
                 .await
                 .unwrap();
             let mut joins = Vec::new();
@@ -769,7 +765,7 @@ fn processes_append_to_one_trail_while_a_run_executes() {
     let mut config = AuditConfig::new(&trail);
     config.max_file_bytes = 8192;
     let held = rt
-        .block_on(AuditHandle::open_with_key(&config, None, None))
+        .block_on(AuditHandle::open_with_key(&config, None))
         .unwrap();
     let writer = {
         let held = held.clone();

@@ -12,58 +12,24 @@ use reqwest::Method;
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
 use serde_json::{Value, json};
 
-fn loopback() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
+use crate::util::{fixture, http, start_emulator, start_tenant, token, write_tenant_file};
 
-async fn start(config: EmulatorConfig) -> RunningEmulator {
-    RunningEmulator::start(config, loopback())
-        .await
-        .expect("emulator starts")
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap()
-}
-
-/// A token for app `n` of the emulator, with the client-secret flow.
-async fn token_for(client: &reqwest::Client, info: &ConnectionInfo, n: usize) -> String {
-    let app = &info.apps[n];
-    let resp = client
-        .post(&info.token_url)
-        .form(&[
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["token_type"], "Bearer");
-    body["access_token"].as_str().unwrap().to_string()
-}
-
+/// Raw Graph requests to the emulator as one of its apps.
 struct Api {
     client: reqwest::Client,
+    info: ConnectionInfo,
     graph: String,
-    inspect: String,
     token: String,
 }
 
 impl Api {
     async fn new(info: &ConnectionInfo, app: usize) -> Api {
         let client = http();
-        let token = token_for(&client, info, app).await;
+        let token = token(&client, info, app).await;
         Api {
             client,
+            info: info.clone(),
             graph: info.graph_url.clone(),
-            inspect: info.inspect_url.clone(),
             token,
         }
     }
@@ -111,26 +77,8 @@ impl Api {
     }
     /// `GET /_emulator/{what}` (no token needed) as JSON.
     async fn inspect(&self, what: &str) -> Value {
-        let r = self
-            .client
-            .get(format!("{}/{what}", self.inspect))
-            .send()
-            .await
-            .unwrap();
-        r.json().await.unwrap()
+        crate::util::inspect(&self.info, what).await
     }
-}
-
-fn tenant_file(dir: &tempfile::TempDir, yaml: &str) -> PathBuf {
-    let path = dir.path().join("tenant.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/emulator")
-        .join(name)
 }
 
 const SMALL_TENANT: &str = r#"
@@ -190,15 +138,12 @@ groups:
 "#;
 
 async fn small_tenant() -> (tempfile::TempDir, RunningEmulator) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = tenant_file(&dir, SMALL_TENANT);
-    let emu = start(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
-    (dir, emu)
+    start_tenant(SMALL_TENANT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_through_10000_users_returns_each_exactly_once() {
-    let emu = start(EmulatorConfig::seeded(10_000, 42)).await;
+    let emu = start_emulator(EmulatorConfig::seeded(10_000, 42)).await;
     let api = Api::new(emu.info(), 0).await;
     let mut seen = HashSet::new();
     let mut pages = 0;
@@ -285,7 +230,7 @@ async fn paging_through_10000_users_returns_each_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_returns_only_the_selected_properties() {
-    let emu = start(EmulatorConfig::seeded(100, 3)).await;
+    let emu = start_emulator(EmulatorConfig::seeded(100, 3)).await;
     let api = Api::new(emu.info(), 0).await;
     let (_, body) = api.get_json("/users?$select=id,displayName,lastPasswordChangeDateTime,signInSessionsValidFromDateTime&$top=10").await;
     for u in body["value"].as_array().unwrap() {
@@ -599,13 +544,13 @@ fn chrono_like_now() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_secret_basic_and_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = fixture("app-cert.pem");
+    let cert = fixture("emulator/app-cert.pem");
     let yaml = format!(
         "users:\n  - upn: a@contoso.example\napps:\n  - client_secret: s3cret-value\n    certificate_file: {}\n",
         cert.display()
     );
-    let path = tenant_file(&dir, &yaml);
-    let emu = start(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
+    let path = write_tenant_file(dir.path(), &yaml);
+    let emu = start_emulator(EmulatorConfig::from_tenant_file(&path).unwrap()).await;
     let info = emu.info().clone();
     let c = http();
     let app = &info.apps[0];
@@ -832,9 +777,10 @@ fn assertion(
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let key =
-        ring::signature::RsaKeyPair::from_pkcs8(&std::fs::read(fixture("app-key.pk8")).unwrap())
-            .unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(
+        &std::fs::read(fixture("emulator/app-key.pk8")).unwrap(),
+    )
+    .unwrap();
     let mut sig = vec![0u8; key.public().modulus_len()];
     let padding: &'static dyn ring::signature::RsaEncoding = if alg == "PS256" {
         &ring::signature::RSA_PSS_SHA256
@@ -1156,7 +1102,7 @@ async fn scaled_tenant() -> (RunningEmulator, String) {
     let mut config = EmulatorConfig::seeded(600, 11);
     config.apps = 2;
     config.time_scale = 5.0;
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let api = Api::new(emu.info(), 0).await;
     let (_, body) = api.get_json("/users?$top=1&$select=id").await;
     let target = format!(
@@ -1377,7 +1323,7 @@ async fn batch_limits_dependencies_and_per_item_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_apply_writes_before_504_and_reset() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tenant_file(&dir, SMALL_TENANT);
+    let path = write_tenant_file(dir.path(), SMALL_TENANT);
     let pw = json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Xy7#kLm2pQ9!"}});
     for (spec, expect) in [
         ("504=1.0", Some(504u16)),
@@ -1388,7 +1334,7 @@ async fn faults_apply_writes_before_504_and_reset() {
             .unwrap()
             .with_faults(spec)
             .unwrap();
-        let emu = start(config).await;
+        let emu = start_emulator(config).await;
         let api = Api::new(emu.info(), 0).await;
         let result = api
             .client
@@ -1429,12 +1375,12 @@ async fn faults_apply_writes_before_504_and_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_403_denies_directory_writes_without_applying_them() {
     let dir = tempfile::tempdir().unwrap();
-    let path = tenant_file(&dir, SMALL_TENANT);
+    let path = write_tenant_file(dir.path(), SMALL_TENANT);
     let config = EmulatorConfig::from_tenant_file(&path)
         .unwrap()
         .with_faults("403=1.0")
         .unwrap();
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let api = Api::new(emu.info(), 0).await; // the token endpoint is never denied
     let alice = "/users/alice@contoso.example";
     let before = api.inspect("users/alice@contoso.example").await;
@@ -1553,7 +1499,7 @@ async fn time_scale_shortens_token_lifetime_and_latency_applies() {
     let mut config = EmulatorConfig::seeded(20, 9);
     config.time_scale = 3599.0;
     config.latency_ms = 100;
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let info = emu.info().clone();
     let c = http();
     let app = &info.apps[0];
@@ -1601,7 +1547,7 @@ async fn time_scale_shortens_token_lifetime_and_latency_applies() {
     let mut config = EmulatorConfig::seeded(20, 9);
     config.time_scale = 2.0;
     config.latency_ms = 300;
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let api = Api::new(emu.info(), 0).await;
     let t0 = Instant::now();
     assert_eq!(api.get("/users?$top=1").await.status(), 200);
@@ -1691,244 +1637,539 @@ fn resetctl_emulator_prints_connection_info_and_stops_on_sigterm() {
     assert_eq!(exit.code(), Some(0));
 }
 
+/// A batch of `(id, method, url, body)` items as the SDKs send them (JSON bodies with their
+/// Content-Type); the items' statuses in order.
+async fn batch_statuses(api: &Api, items: &[(&str, &str, String, Option<Value>)]) -> Vec<u64> {
+    let requests: Vec<Value> = items
+        .iter()
+        .map(|(id, method, url, body)| match body {
+            Some(body) => json!({"id": id, "method": method, "url": url,
+                "headers": {"Content-Type": "application/json"}, "body": body}),
+            None => json!({"id": id, "method": method, "url": url}),
+        })
+        .collect();
+    let r = api
+        .send_expect(
+            Method::POST,
+            "/$batch",
+            Some(json!({ "requests": requests })),
+            200,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    body["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect()
+}
+
+/// Microsoft's SDKs put `@odata.type` on every body and on nested complex values; Graph reads
+/// annotations as control information, not properties. The emulator accepts them, checks
+/// that an `@odata.type` names the expected type (or a derived one), and still refuses what
+/// Graph refuses: unknown properties, binds it does not model, a type that does not fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_bodies_with_odata_annotations_are_accepted_as_graph_accepts_them() {
+    let (_dir, emu) = small_tenant().await;
+    let api = Api::new(emu.info(), 0).await;
+    let alice = "/users/alice@contoso.example";
+    let sdk_patch = json!({
+        "@odata.type": "#microsoft.graph.user",
+        "passwordProfile": {
+            "@odata.type": "#microsoft.graph.passwordProfile",
+            "forceChangePasswordNextSignIn": true,
+            "password": "Xy7#kLm2pQ9!",
+        },
+        "passwordProfile@odata.type": "#microsoft.graph.passwordProfile",
+        "department": "Treasury",
+        "department@odata.type": "#String",
+        "givenName": "Alicia",
+    });
+    api.send_expect(Method::PATCH, alice, Some(sdk_patch), 204)
+        .await;
+    let (_, user) = api
+        .get_json(&format!("{alice}?$select=department,givenName"))
+        .await;
+    assert_eq!(
+        (user["department"].as_str(), user["givenName"].as_str()),
+        (Some("Treasury"), Some("Alicia"))
+    );
+    let state = api.inspect("users/alice@contoso.example").await;
+    assert_eq!(state["passwordSetCount"], 1, "{state}");
+
+    // A type that is not the user's: refused as Graph words it, and nothing is applied.
+    let r = api
+        .send_expect(
+            Method::PATCH,
+            alice,
+            Some(json!({"@odata.type": "#microsoft.graph.group", "department": "Nowhere"})),
+            400,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "Request_BadRequest");
+    assert_eq!(
+        body["error"]["message"],
+        "A resource with type 'Microsoft.DirectoryServices.Group' was found, but it is not assignable to the expected type 'Microsoft.DirectoryServices.User'. The type specified in the resource must be equal to either the expected type or a derived type."
+    );
+    for refused in [
+        json!({"passwordProfile": {"@odata.type": "#microsoft.graph.user", "password": "Xy7#kLm2pQ9!"}}),
+        json!({"passwordProfile": {"passwordHint": "x", "password": "Xy7#kLm2pQ9!"}}),
+        json!({"passwordProfile@odata.type": "#microsoft.graph.user", "department": "Nowhere"}),
+        json!({"manager@odata.bind": "https://graph.microsoft.com/v1.0/users/ceo@contoso.example"}),
+        json!({"shoeSize": 42}),
+    ] {
+        api.send_expect(Method::PATCH, alice, Some(refused), 400)
+            .await;
+    }
+    let (_, user) = api.get_json(&format!("{alice}?$select=department")).await;
+    assert_eq!(
+        user["department"], "Treasury",
+        "no refused body changed anything"
+    );
+    assert_eq!(
+        api.inspect("users/alice@contoso.example").await["passwordSetCount"],
+        1
+    );
+
+    // Temporary Access Pass bodies as the SDKs send them.
+    let taps = format!("{alice}/authentication/temporaryAccessPassMethods");
+    api.send_expect(
+        Method::POST,
+        &taps,
+        Some(json!({"@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod", "lifetimeInMinutes": 60, "isUsableOnce": true})),
+        201,
+    )
+    .await;
+    api.send_expect(
+        Method::POST,
+        &taps,
+        Some(json!({"@odata.type": "#microsoft.graph.phoneAuthenticationMethod", "lifetimeInMinutes": 60})),
+        400,
+    )
+    .await;
+    let r = api
+        .send_expect(
+            Method::POST,
+            &taps,
+            Some(json!({"lifetimeInMinutez": 60})),
+            400,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The property 'lifetimeInMinutez' does not exist on type 'microsoft.graph.temporaryAccessPassAuthenticationMethod'."),
+        "{body}"
+    );
+
+    // The same bodies inside a $batch.
+    let statuses = batch_statuses(
+        &api,
+        &[
+            (
+                "1",
+                "PATCH",
+                alice.to_string(),
+                Some(json!({"@odata.type": "#microsoft.graph.user", "jobTitle": "Controller", "jobTitle@odata.type": "#String"})),
+            ),
+            (
+                "2",
+                "PATCH",
+                alice.to_string(),
+                Some(json!({"@odata.type": "#microsoft.graph.group", "jobTitle": "Nobody"})),
+            ),
+            (
+                "3",
+                "POST",
+                taps.clone(),
+                Some(json!({"@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod"})),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(statuses, [204, 400, 201]);
+    let (_, user) = api.get_json(&format!("{alice}?$select=jobTitle")).await;
+    assert_eq!(user["jobTitle"], "Controller");
+    emu.shutdown().await;
+}
+
+/// Direct members of group `id`.
+async fn member_count(api: &Api, id: &str) -> usize {
+    let (_, members) = api.get_json(&format!("/groups/{id}/members")).await;
+    members["value"].as_array().unwrap().len()
+}
+
+/// The payload of a JWT (base64url JSON, the middle part).
+fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+const PERMISSIONS_TENANT: &str = r#"
+verified_domain: contoso.example
+apps:
+  - display_name: runner
+    client_secret: "runner-secret"
+  - display_name: role-runner
+    client_secret: "role-runner-secret"
+    permissions: [GroupMember.ReadWrite.All, RoleManagement.ReadWrite.Directory]
+  - display_name: reader
+    client_secret: "reader-secret"
+    permissions: [User.Read.All, GroupMember.Read.All]
+users:
+  - upn: alice@contoso.example
+  - upn: bob@contoso.example
+groups:
+  - display_name: Tier0
+    role_assignable: true
+  - display_name: Responders
+  - display_name: Everyone
+"#;
+
+/// Each app's granted application permissions are in its tokens' `roles` claim, as Entra
+/// issues them, and a member write to a role-assignable group needs
+/// `RoleManagement.ReadWrite.Directory` besides a group-member write permission, directly
+/// and inside `$batch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_assignable_membership_writes_need_role_management_permission() {
+    let (_dir, emu) = start_tenant(PERMISSIONS_TENANT).await;
+    let info = emu.info().clone();
+    let runner = Api::new(&info, 0).await;
+    let role_runner = Api::new(&info, 1).await;
+    let reader = Api::new(&info, 2).await;
+
+    let claims = jwt_claims(&runner.token);
+    let defaults: Vec<&str> = resetctl::emulator::permissions::DEFAULT.to_vec();
+    assert_eq!(
+        claims["roles"],
+        json!(defaults),
+        "README's required set by default"
+    );
+    assert_eq!(claims["appid"], info.apps[0].client_id.as_str());
+    assert_eq!(claims["tid"], info.tenant_id.as_str());
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(claims["ver"], "1.0");
+    assert_eq!(claims["appidacr"], "1");
+    assert_eq!(claims["aud"], "https://graph.microsoft.com");
+    assert_eq!(
+        claims["iss"],
+        format!("https://sts.windows.net/{}/", info.tenant_id)
+    );
+    assert_eq!(claims["wids"], json!([info.apps[0].role]));
+    assert_eq!(claims["sub"], claims["oid"]);
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!((3599..=3600).contains(&lifetime), "{lifetime}");
+    assert_eq!(
+        jwt_claims(&role_runner.token)["roles"],
+        json!([
+            "GroupMember.ReadWrite.All",
+            "RoleManagement.ReadWrite.Directory"
+        ])
+    );
+    assert_eq!(
+        info.apps[2].permissions,
+        ["User.Read.All", "GroupMember.Read.All"]
+    );
+
+    let (_, groups) = runner.get_json("/groups?$select=id,displayName").await;
+    let group = |name: &str| {
+        groups["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["displayName"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (tier0, responders) = (group("Tier0"), group("Responders"));
+    let (_, alice) = runner
+        .get_json("/users/alice@contoso.example?$select=id")
+        .await;
+    let (_, bob) = runner
+        .get_json("/users/bob@contoso.example?$select=id")
+        .await;
+    let reference = |user: &Value| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", user["id"].as_str().unwrap())});
+    let members_of = |g: &str| format!("/groups/{g}/members/$ref");
+
+    // Without RoleManagement.ReadWrite.Directory: refused on the role-assignable group only.
+    let r = runner
+        .send_expect(
+            Method::POST,
+            &members_of(&tier0),
+            Some(reference(&alice)),
+            403,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "Authorization_RequestDenied");
+    runner
+        .send_expect(
+            Method::POST,
+            &members_of(&responders),
+            Some(reference(&alice)),
+            204,
+        )
+        .await;
+    let statuses = batch_statuses(
+        &runner,
+        &[("1", "POST", members_of(&tier0), Some(reference(&bob)))],
+    )
+    .await;
+    assert_eq!(statuses, [403]);
+    assert_eq!(member_count(&runner, &tier0).await, 0);
+    // Without any group-member write permission: refused everywhere.
+    reader
+        .send_expect(
+            Method::POST,
+            &members_of(&responders),
+            Some(reference(&bob)),
+            403,
+        )
+        .await;
+
+    // With it: accepted, directly and in a batch; removing needs it too.
+    role_runner
+        .send_expect(
+            Method::POST,
+            &members_of(&tier0),
+            Some(reference(&alice)),
+            204,
+        )
+        .await;
+    let statuses = batch_statuses(
+        &role_runner,
+        &[("1", "POST", members_of(&tier0), Some(reference(&bob)))],
+    )
+    .await;
+    assert_eq!(statuses, [204]);
+    assert_eq!(member_count(&runner, &tier0).await, 2);
+    let remove_alice = format!(
+        "/groups/{tier0}/members/{}/$ref",
+        alice["id"].as_str().unwrap()
+    );
+    runner
+        .send_expect(Method::DELETE, &remove_alice, None, 403)
+        .await;
+    role_runner
+        .send_expect(Method::DELETE, &remove_alice, None, 204)
+        .await;
+    assert_eq!(member_count(&runner, &tier0).await, 1);
+
+    let log = runner.inspect("writes").await;
+    let refused = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["status"] == 403)
+        .inspect(|w| assert_eq!(w["applied"], false, "{w}"))
+        .count();
+    assert_eq!(refused, 4);
+    emu.shutdown().await;
+}
+
+/// A security group can be a member of another group, as Graph documents, but not of a
+/// role-assignable group; a nested group is removed like any member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_nest_except_in_role_assignable_groups() {
+    let (_dir, emu) = start_tenant(PERMISSIONS_TENANT).await;
+    let info = emu.info().clone();
+    let runner = Api::new(&info, 0).await;
+    let role_runner = Api::new(&info, 1).await;
+    let (_, groups) = runner.get_json("/groups?$select=id,displayName").await;
+    let id = |name: &str| {
+        groups["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["displayName"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (tier0, responders, everyone) = (id("Tier0"), id("Responders"), id("Everyone"));
+    let reference = |id: &str| json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")});
+    let (_, alice) = runner
+        .get_json("/users/alice@contoso.example?$select=id")
+        .await;
+    let alice = alice["id"].as_str().unwrap().to_string();
+    runner
+        .send_expect(
+            Method::POST,
+            &format!("/groups/{responders}/members/$ref"),
+            Some(reference(&alice)),
+            204,
+        )
+        .await;
+    let nest = format!("/groups/{everyone}/members/$ref");
+    runner
+        .send_expect(Method::POST, &nest, Some(reference(&responders)), 204)
+        .await;
+    let (_, members) = runner
+        .get_json(&format!("/groups/{everyone}/members"))
+        .await;
+    assert_eq!(
+        members["value"][0]["@odata.type"], "#microsoft.graph.group",
+        "{members}"
+    );
+    let (_, transitive) = runner
+        .get_json(&format!("/groups/{everyone}/transitiveMembers"))
+        .await;
+    assert!(
+        transitive["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == alice.as_str()),
+        "{transitive}"
+    );
+    for refused in [
+        (&runner, nest.clone(), reference(&responders)),
+        (&runner, nest.clone(), reference(&everyone)),
+        (
+            &role_runner,
+            format!("/groups/{tier0}/members/$ref"),
+            reference(&responders),
+        ),
+    ] {
+        refused
+            .0
+            .send_expect(Method::POST, &refused.1, Some(refused.2), 400)
+            .await;
+    }
+    assert_eq!(member_count(&runner, &tier0).await, 0);
+    let unnest = format!("/groups/{everyone}/members/{responders}/$ref");
+    runner.send_expect(Method::DELETE, &unnest, None, 204).await;
+    runner.send_expect(Method::DELETE, &unnest, None, 404).await;
+    assert_eq!(member_count(&runner, &everyone).await, 0);
+    emu.shutdown().await;
+}
+
+/// `resetctl emulator --write-config FILE` writes a tenant entry that `resetctl plan` loads
+/// as it is (secrets from the environment variables it names), and the plan's estimate runs
+/// at the scaled tenant's quotas: 2 apps at time scale 10 write 400/s, not Graph's 40/s.
+#[test]
+fn the_written_config_plans_against_the_emulator_at_its_time_scale() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("resetctl.yaml");
+    let mut child = Command::new(crate::util::bin())
+        .args(["emulator", "--users", "100", "--seed", "3", "--apps", "2"])
+        .args([
+            "--time-scale",
+            "10",
+            "--tenant-name",
+            "lab",
+            "--secret-env",
+            "LAB_SECRET",
+        ])
+        .arg("--write-config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env_remove("RUST_LOG")
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let secrets: Vec<&str> = info["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["client_secret"].as_str().unwrap())
+        .collect();
+    assert!(
+        secrets.iter().all(|s| !text.contains(s)),
+        "no secret in the file:\n{text}"
+    );
+    for expected in [
+        "  lab:\n",
+        "time_scale: 10\n",
+        "tenant_size: medium\n",
+        "client_secret_env: LAB_SECRET\n",
+        "client_secret_env: LAB_SECRET_2\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        "name: lab\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0 }\nsteps:\n  - revoke_sessions\n",
+    )
+    .unwrap();
+    let out = Command::new(crate::util::bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["--output", "json", "plan", "lab.yaml", "--tenant", "lab"])
+        .current_dir(dir.path())
+        .env("LAB_SECRET", secrets[0])
+        .env("LAB_SECRET_2", secrets[1])
+        .env("RESETCTL_DATA_DIR", dir.path().join("data"))
+        .env_remove("RESETCTL_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let stdout = crate::util::stdout(&out);
+    assert_eq!(
+        crate::util::code(&out),
+        0,
+        "{stdout}{}",
+        crate::util::stderr(&out)
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["tenant_users"], 100);
+    let estimate = &summary["estimate"];
+    assert_eq!(estimate["writes_per_second"], 400.0, "{summary}");
+    let writes = estimate["directory_writes"].as_f64().unwrap();
+    assert!(writes > 0.0);
+    assert_eq!(estimate["seconds"].as_f64().unwrap(), writes / 400.0);
+}
+
+/// `--write-config` refuses what the configuration could not load.
+#[test]
+fn write_config_refuses_a_slow_time_scale_and_odd_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("resetctl.yaml");
+    let config = config.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--time-scale", "0.5"], "--time-scale >= 1"),
+        (vec!["--tenant-name", "a b"], "--tenant-name"),
+        (vec!["--secret-env", "1SECRET"], "--secret-env"),
+    ] {
+        let mut all = vec!["emulator", "--users", "10", "--write-config", config];
+        all.extend(args);
+        let out = crate::util::resetctl_in(dir.path(), &all);
+        assert_eq!(crate::util::code(&out), 1, "{all:?}");
+        assert!(
+            crate::util::stderr(&out).contains(needle),
+            "{}",
+            crate::util::stderr(&out)
+        );
+        assert!(!std::path::Path::new(config).exists());
+    }
+}
+
 /// The CSDL contract: every property the emulator returns exists on its entity type in the
 /// Graph v1.0 metadata (walking BaseType), with a compatible JSON type.
 mod contract {
-    use std::collections::HashMap;
-    use std::path::PathBuf;
-
     use serde_json::{Value, json};
 
     use super::*;
-
-    /// A property or navigation property of a type.
-    struct Prop {
-        ty: String,
-        nullable: bool,
-        navigation: bool,
-    }
-
-    #[derive(Default)]
-    struct Csdl {
-        /// Entity and complex types of namespace microsoft.graph: name → (base, properties).
-        types: HashMap<String, (Option<String>, HashMap<String, Prop>)>,
-        /// Enum types: name → members.
-        enums: HashMap<String, Vec<String>>,
-    }
-
-    fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-        let key = format!(" {name}=\"");
-        let start = line.find(&key)? + key.len();
-        let len = line[start..].find('"')?;
-        Some(&line[start..start + len])
-    }
-
-    /// Find the CSDL: `$RESETCTL_CSDL`, else `shared/reference/` beside the repository or
-    /// one of its ancestors (CI clones `shared/` beside the repository).
-    fn csdl_path() -> PathBuf {
-        if let Ok(p) = std::env::var("RESETCTL_CSDL") {
-            return PathBuf::from(p);
-        }
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        for dir in manifest.ancestors().skip(1) {
-            let candidate = dir.join("shared/reference/graph-v1.0.csdl.xml");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-        panic!(
-            "the Graph v1.0 CSDL was not found: expected ../shared/reference/graph-v1.0.csdl.xml beside the repository ({}) or RESETCTL_CSDL",
-            manifest.display()
-        );
-    }
-
-    fn load() -> Csdl {
-        let path = csdl_path();
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let mut csdl = Csdl::default();
-        let mut in_graph = false;
-        let mut current: Option<String> = None;
-        let mut current_enum: Option<String> = None;
-        for line in text.lines() {
-            let l = line.trim();
-            if l.starts_with("<Schema ") {
-                in_graph = attr(l, "Namespace") == Some("microsoft.graph");
-                continue;
-            }
-            if !in_graph {
-                continue;
-            }
-            if l.starts_with("<EntityType ") || l.starts_with("<ComplexType ") {
-                let name = attr(l, "Name").unwrap().to_string();
-                let base = attr(l, "BaseType").map(|b| b.trim_start_matches("graph.").to_string());
-                csdl.types.insert(name.clone(), (base, HashMap::new()));
-                current = if l.ends_with("/>") { None } else { Some(name) };
-            } else if l.starts_with("</EntityType>") || l.starts_with("</ComplexType>") {
-                current = None;
-            } else if l.starts_with("<EnumType ") {
-                let name = attr(l, "Name").unwrap().to_string();
-                csdl.enums.insert(name.clone(), Vec::new());
-                current_enum = Some(name);
-            } else if l.starts_with("</EnumType>") {
-                current_enum = None;
-            } else if l.starts_with("<Member ")
-                && let Some(e) = &current_enum
-            {
-                csdl.enums
-                    .get_mut(e)
-                    .unwrap()
-                    .push(attr(l, "Name").unwrap().to_string());
-            } else if (l.starts_with("<Property ") || l.starts_with("<NavigationProperty "))
-                && let Some(t) = &current
-            {
-                let prop = Prop {
-                    ty: attr(l, "Type").unwrap().to_string(),
-                    nullable: attr(l, "Nullable") != Some("false"),
-                    navigation: l.starts_with("<NavigationProperty "),
-                };
-                csdl.types
-                    .get_mut(t)
-                    .unwrap()
-                    .1
-                    .insert(attr(l, "Name").unwrap().to_string(), prop);
-            }
-        }
-        assert!(
-            csdl.types.contains_key("user"),
-            "no microsoft.graph.user in {}",
-            path.display()
-        );
-        csdl
-    }
-
-    impl Csdl {
-        fn find(&self, ty: &str, prop: &str) -> Option<&Prop> {
-            let mut t = Some(ty.to_string());
-            while let Some(name) = t {
-                let (base, props) = self.types.get(&name)?;
-                if let Some(p) = props.get(prop) {
-                    return Some(p);
-                }
-                t = base.clone();
-            }
-            None
-        }
-
-        fn derives_from(&self, ty: &str, ancestor: &str) -> bool {
-            let mut t = Some(ty.to_string());
-            while let Some(name) = t {
-                if name == ancestor {
-                    return true;
-                }
-                t = self.types.get(&name).and_then(|(b, _)| b.clone());
-            }
-            false
-        }
-
-        /// Check one JSON object against entity type `ty`; returns the problems.
-        fn check(&self, ty: &str, obj: &Value, at: &str, problems: &mut Vec<String>) -> usize {
-            let mut checked = 0;
-            let Some(map) = obj.as_object() else {
-                problems.push(format!("{at}: not an object"));
-                return 0;
-            };
-            let ty = match map.get("@odata.type").and_then(Value::as_str) {
-                Some(t) => {
-                    let actual = t.trim_start_matches("#microsoft.graph.");
-                    if !self.derives_from(actual, ty) {
-                        problems.push(format!("{at}: @odata.type {t} does not derive from {ty}"));
-                    }
-                    actual.to_string()
-                }
-                None => ty.to_string(),
-            };
-            for (key, value) in map {
-                if key.starts_with("@odata.") {
-                    continue;
-                }
-                let Some(prop) = self.find(&ty, key) else {
-                    problems.push(format!(
-                        "{at}: property '{key}' does not exist on microsoft.graph.{ty}"
-                    ));
-                    continue;
-                };
-                checked += 1;
-                let where_ = format!("{at}.{key}");
-                if prop.navigation {
-                    let target = prop.ty.trim_start_matches("graph.");
-                    checked += self.check(target, value, &where_, problems);
-                } else {
-                    self.check_value(&prop.ty, prop.nullable, value, &where_, problems);
-                }
-            }
-            checked
-        }
-
-        fn check_value(
-            &self,
-            ty: &str,
-            nullable: bool,
-            v: &Value,
-            at: &str,
-            problems: &mut Vec<String>,
-        ) {
-            if v.is_null() {
-                if !nullable {
-                    problems.push(format!("{at}: null for a non-nullable {ty}"));
-                }
-                return;
-            }
-            if let Some(inner) = ty
-                .strip_prefix("Collection(")
-                .and_then(|t| t.strip_suffix(')'))
-            {
-                match v.as_array() {
-                    Some(items) => {
-                        for (i, item) in items.iter().enumerate() {
-                            self.check_value(inner, false, item, &format!("{at}[{i}]"), problems);
-                        }
-                    }
-                    None => problems.push(format!("{at}: {ty} expects an array, got {v}")),
-                }
-                return;
-            }
-            let ok = match ty {
-                "Edm.String" => v.is_string(),
-                "Edm.Guid" => v.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
-                "Edm.Boolean" => v.is_boolean(),
-                "Edm.Int32" | "Edm.Int64" | "Edm.Int16" | "Edm.Byte" => v.is_i64() || v.is_u64(),
-                "Edm.Double" | "Edm.Single" | "Edm.Decimal" => v.is_number(),
-                "Edm.DateTimeOffset" => v
-                    .as_str()
-                    .is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
-                "Edm.Binary" => v.is_string(),
-                other => {
-                    let name = other.trim_start_matches("graph.");
-                    if let Some(members) = self.enums.get(name) {
-                        let ok = v.as_str().is_some_and(|s| members.iter().any(|m| m == s));
-                        if !ok {
-                            problems.push(format!("{at}: {v} is not a member of enum {name}"));
-                        }
-                        true
-                    } else if self.types.contains_key(name) {
-                        if v.is_object() {
-                            self.check(name, v, at, problems);
-                            true
-                        } else {
-                            false
-                        }
-                    } else {
-                        problems.push(format!("{at}: unknown CSDL type {other}"));
-                        true
-                    }
-                }
-            };
-            if !ok {
-                problems.push(format!("{at}: {v} is not a {ty}"));
-            }
-        }
-    }
+    use crate::csdl::load;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_returned_property_exists_in_the_v1_csdl() {
@@ -2082,32 +2323,95 @@ mod contract {
         emu.shutdown().await;
     }
 
+    /// What the emulator reads from request bodies is what the metadata declares: each
+    /// property it accepts exists on the type with the same type, and the `@odata.type`s it
+    /// accepts are the type and exactly the types derived from it.
     #[test]
-    fn the_checker_catches_wrong_names_and_types() {
+    fn the_emulators_request_body_types_match_the_v1_csdl() {
         let csdl = load();
-        let mut problems = Vec::new();
-        csdl.check(
-            "user",
-            &json!({"id": "x", "accountEnabled": "yes", "shoeSize": 42, "businessPhones": null}),
-            "u",
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 3, "{problems:?}");
-        problems.clear();
-        csdl.check(
-            "riskyUser",
-            &json!({"riskLevel": "extreme"}),
-            "r",
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        problems.clear();
-        csdl.check(
-            "authenticationMethod",
-            &json!({"@odata.type": "#microsoft.graph.user", "id": "x"}),
-            "m",
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        for ty in resetctl::emulator::body::BODY_TYPES {
+            for (name, declared) in ty.properties {
+                let prop = csdl
+                    .find(ty.name, name)
+                    .unwrap_or_else(|| panic!("{name} is not a property of {}", ty.name));
+                assert_eq!(prop.ty, *declared, "{}.{name}", ty.name);
+                assert!(!prop.navigation, "{}.{name}", ty.name);
+            }
+            let mut derived: Vec<String> = ty.derived.iter().map(|d| d.to_string()).collect();
+            derived.sort();
+            assert_eq!(
+                derived,
+                csdl.derived_types(ty.name),
+                "types derived from {}",
+                ty.name
+            );
+        }
+    }
+
+    /// Request bodies in both annotation forms (`@odata.type` on the object and on nested
+    /// complex values, `property@odata.type` on a property) are valid v1.0 payloads, and the
+    /// emulator accepts them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn annotated_request_bodies_are_v1_payloads_the_emulator_accepts() {
+        let csdl = load();
+        let (_dir, emu) = small_tenant().await;
+        let api = Api::new(emu.info(), 0).await;
+        let alice = "/users/alice@contoso.example";
+        let cases = [
+            (
+                "user",
+                Method::PATCH,
+                alice.to_string(),
+                json!({
+                    "@odata.type": "#microsoft.graph.user",
+                    "passwordProfile": {
+                        "@odata.type": "#microsoft.graph.passwordProfile",
+                        "forceChangePasswordNextSignIn": true,
+                        "forceChangePasswordNextSignInWithMfa": false,
+                        "password": "Xy7#kLm2pQ9!",
+                    },
+                    "accountEnabled": true,
+                }),
+                204,
+            ),
+            (
+                "user",
+                Method::PATCH,
+                alice.to_string(),
+                json!({
+                    "passwordProfile@odata.type": "#microsoft.graph.passwordProfile",
+                    "passwordProfile": {"password": "Zq8$wErt5uI!"},
+                    "businessPhones@odata.type": "#Collection(String)",
+                    "businessPhones": ["+1 425 555 0199"],
+                    "mobilePhone@odata.type": "#Edm.String",
+                    "mobilePhone": "+1 425 555 0100",
+                    "surname@odata.type": "#String",
+                    "surname": "Jones-Smith",
+                }),
+                204,
+            ),
+            (
+                "temporaryAccessPassAuthenticationMethod",
+                Method::POST,
+                format!("{alice}/authentication/temporaryAccessPassMethods"),
+                json!({
+                    "@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod",
+                    "lifetimeInMinutes@odata.type": "#Int32",
+                    "lifetimeInMinutes": 60,
+                    "isUsableOnce": false,
+                }),
+                201,
+            ),
+        ];
+        for (ty, method, path, body, status) in cases {
+            let mut problems = Vec::new();
+            csdl.check(ty, &body, ty, &mut problems);
+            assert!(
+                problems.is_empty(),
+                "{body} is not a v1.0 {ty}: {problems:?}"
+            );
+            api.send_expect(method, &path, Some(body), status).await;
+        }
+        emu.shutdown().await;
     }
 }

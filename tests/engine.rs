@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use resetctl::emulator::{EmulatorConfig, RunningEmulator};
 use serde_json::Value;
 
-use crate::util::{bin, code, stderr, stdout};
+use crate::util::{
+    TenantConfig, bin, code, inspect, start_emulator, stderr, stdout, tenant_file_config,
+};
 
 const SECRET_VAR: &str = "ENGINE_TEST_SECRET";
 
@@ -18,6 +20,8 @@ const SECRET_VAR: &str = "ENGINE_TEST_SECRET";
 struct Bench {
     emulator: RunningEmulator,
     dir: tempfile::TempDir,
+    /// The configuration naming the emulator as tenant `t` (its secret's variable).
+    tenant: TenantConfig,
 }
 
 impl Bench {
@@ -28,9 +32,7 @@ impl Bench {
     /// A tenant file with the emulator's knobs adjusted by `tweak`.
     async fn from_tenant_file_with(yaml: &str, tweak: impl FnOnce(&mut EmulatorConfig)) -> Bench {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("tenant.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let mut config = EmulatorConfig::from_tenant_file(&file).unwrap();
+        let mut config = tenant_file_config(dir.path(), yaml);
         tweak(&mut config);
         Bench::start(config, dir).await
     }
@@ -60,20 +62,18 @@ impl Bench {
 
     async fn start(config: EmulatorConfig, dir: tempfile::TempDir) -> Bench {
         let time_scale = config.time_scale;
-        let emulator = RunningEmulator::start(config, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let info = emulator.info();
-        let yaml = format!(
-            "tenants:\n  t:\n    tenant_id: {}\n    graph_url: {}\n    token_url: {}\n    \
-             scope: https://graph.microsoft.com/.default\n    time_scale: {time_scale}\n    \
-             runner_accounts: [ops.runner@contoso.example]\n    \
-             apps:\n      - client_id: {}\n        client_secret_env: {SECRET_VAR}\n",
-            info.tenant_id, info.graph_url, info.token_url, info.client_id
-        );
-        std::fs::write(dir.path().join("resetctl.yaml"), yaml).unwrap();
+        let emulator = start_emulator(config).await;
+        let tenant = TenantConfig::emulator("t", emulator.info(), time_scale)
+            .setting("scope: https://graph.microsoft.com/.default")
+            .setting("runner_accounts: [ops.runner@contoso.example]")
+            .secret_app(emulator.info(), 0, SECRET_VAR);
+        tenant.write(&dir.path().join("resetctl.yaml"));
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        Bench { emulator, dir }
+        Bench {
+            emulator,
+            dir,
+            tenant,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -92,7 +92,7 @@ impl Bench {
             .args(["--config", self.path("resetctl.yaml").to_str().unwrap()])
             .args(args)
             .current_dir(self.dir.path())
-            .env(SECRET_VAR, &self.emulator.info().client_secret)
+            .envs(self.tenant.env().iter().cloned())
             .env("RESETCTL_DATA_DIR", self.path("data"))
             .env_remove("RESETCTL_CONFIG")
             .env_remove("RUST_LOG")
@@ -256,8 +256,7 @@ impl Bench {
     }
 
     async fn inspect(&self, what: &str) -> Value {
-        let url = format!("{}/{what}", self.emulator.info().inspect_url);
-        reqwest::get(&url).await.unwrap().json().await.unwrap()
+        inspect(self.emulator.info(), what).await
     }
 
     /// Writes that changed the directory: (target user id, kind) → count.
@@ -1501,4 +1500,165 @@ async fn steps_run_in_the_order_the_playbook_writes_them() {
     for (user, kinds) in &seen {
         assert_eq!(kinds, &["revoke", "password"], "user {user}");
     }
+}
+
+/// A listing that lies (a page served twice, or a dropped `@odata.nextLink`) is not
+/// believed: the plan is refused, naming what is wrong, and no run is stored. Without the
+/// check a duplicated page doubles the tenant's size (halving the fraction guard) and plans
+/// its users twice; a dropped link silently shrinks the tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_listing_refuses_the_plan() {
+    let playbook = "name: everyone\ntargets: [all_users: {}]\nguards: { max_users: 100000, max_fraction_of_tenant: 1.0 }\nsteps:\n  - revoke_sessions\n";
+    for (faults, expected) in [
+        ("dup_page=1", "was listed twice"),
+        ("drop_nextlink=1", "but the directory counts 1500"),
+    ] {
+        let mut config = EmulatorConfig::seeded(1500, 7);
+        config.faults = resetctl::emulator::faults::FaultSpec::parse(faults).unwrap();
+        let bench = Bench::start(config, tempfile::tempdir().unwrap()).await;
+        let path = bench.write("everyone.yaml", playbook);
+        let out = bench
+            .resetctl(&["plan", path.to_str().unwrap(), "--tenant", "t"])
+            .await;
+        assert_eq!(
+            code(&out),
+            4,
+            "{faults}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("the listing of the tenant's users cannot be trusted")
+                && err.contains(expected),
+            "{faults}: {err}"
+        );
+        assert!(bench.runs().is_empty(), "{faults}: a run was stored");
+        let stats = bench.inspect("stats").await;
+        assert!(stats["faults"].as_u64().unwrap() > 0, "{faults}: {stats}");
+    }
+}
+
+/// `runs expire` ends only the memberships the run made. Users already in the group before
+/// the run keep their membership, including those whose add lost its answer (injected 504s:
+/// Graph refused the add as existing, then the gateway timed out) and whose read-back found
+/// them in the group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_expire_never_removes_a_membership_the_run_did_not_make() {
+    const GROUP: &str = "7d0c3f5e-1b2a-4c6d-8e9f-0a1b2c3d4e5f";
+    const BEFORE: usize = 30;
+    let mut tenant = String::from("verified_domain: contoso.example\nusers:\n");
+    let mut members = Vec::new();
+    for i in 0..BEFORE {
+        tenant.push_str(&format!("  - {{ upn: m{i:02}@contoso.example }}\n"));
+        members.push(format!("m{i:02}@contoso.example"));
+    }
+    tenant.push_str("  - { upn: new1@contoso.example }\n  - { upn: new2@contoso.example }\n");
+    tenant.push_str(&format!(
+        "groups:\n  - {{ id: {GROUP}, display_name: CA-Exclusion-Incident, members: [{}] }}\n",
+        members.join(", ")
+    ));
+    let bench = Bench::with_faults(&tenant, "504=0.3", 20.0).await;
+    let playbook = bench.write(
+        "group.yaml",
+        &format!(
+            "name: group\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, stop_when_error_rate_above: 1.0, approvals_required: 0 }}\nsteps:\n  - add_to_group: {{ group_id: {GROUP}, expiry: 1h }}\n"
+        ),
+    );
+    let out = bench.execute_one_at_a_time(&playbook).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let run = bench.run_id().unwrap();
+    let results = bench.results(&run);
+    let lost_and_read_back = results
+        .iter()
+        .filter(|r| r.upn.starts_with('m') && r.detail.starts_with("read back:"))
+        .count();
+    assert!(
+        lost_and_read_back > 0,
+        "no pre-existing member's add lost its answer: {results:?}"
+    );
+
+    let later = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(2))
+        .unwrap()
+        .to_string();
+    // Removals can lose their answers too: a second pass finishes them.
+    for _ in 0..2 {
+        let out = bench.resetctl(&["runs", "expire", "--at", &later]).await;
+        assert!(matches!(code(&out), 0 | 2), "{}", stderr(&out));
+    }
+    let names = user_ids_of(&bench, &["new1", "new2"]).await;
+    let log = bench.inspect("writes").await;
+    for w in log["writes"].as_array().unwrap() {
+        if w["method"] == "DELETE" {
+            let target = w["target"].as_str().unwrap_or_default();
+            assert!(
+                names.contains_key(target),
+                "a membership from before the run was removed: {w}"
+            );
+        }
+    }
+    let in_group = |user: &Value| {
+        user["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "CA-Exclusion-Incident")
+    };
+    for upn in &members {
+        let user = bench.inspect(&format!("users/{upn}")).await;
+        assert!(in_group(&user), "{upn} lost its membership: {user}");
+    }
+    for upn in ["new1@contoso.example", "new2@contoso.example"] {
+        let user = bench.inspect(&format!("users/{upn}")).await;
+        assert!(!in_group(&user), "{upn} is still a member: {user}");
+    }
+}
+
+/// Object id → name of the users `names` (`name@contoso.example`).
+async fn user_ids_of(bench: &Bench, names: &[&str]) -> BTreeMap<String, String> {
+    let mut ids = BTreeMap::new();
+    for name in names {
+        let user = bench
+            .inspect(&format!("users/{name}@contoso.example"))
+            .await;
+        ids.insert(user["id"].as_str().unwrap().to_owned(), (*name).to_owned());
+    }
+    ids
+}
+
+/// A control character in a UPN (a value from the directory) is escaped for the audit
+/// trail, never fatal: the run finishes, `results.csv` is written and the trail verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_character_in_a_upn_does_not_stop_the_run() {
+    let tenant = "verified_domain: contoso.example\nusers:\n  - { upn: \"bell\\x07ringer@contoso.example\" }\n  - { upn: alice@contoso.example }\n";
+    let bench = Bench::from_tenant_file(tenant).await;
+    let playbook = bench.write(
+        "reset.yaml",
+        "name: reset\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 0 }\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n  - revoke_sessions\n",
+    );
+    let out = bench.execute(&playbook).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let run = bench.run_id().unwrap();
+    assert_eq!(bench.status(&run), "finished");
+    let results = bench.results(&run);
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(
+        results.iter().all(|r| r.outcome == "succeeded"),
+        "{results:?}"
+    );
+    assert!(
+        results.iter().any(|r| r.upn.contains('\u{7}')),
+        "results.csv keeps the UPN as the directory has it: {results:?}"
+    );
+    let trail = bench.path("data").join("audit.jsonl");
+    let out = bench
+        .resetctl(&["audit", "verify", trail.to_str().unwrap()])
+        .await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let text = std::fs::read_to_string(&trail).unwrap();
+    assert!(
+        text.contains(r#""subject":"bell\\u{7}ringer@contoso.example""#),
+        "{text}"
+    );
 }

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use resetctl::config::TenantSize;
 use resetctl::directory::{
-    Directory, GraphDirectory, PasswordChange, RiskLevel, TapRequest, UserQuery, UserWrite, WriteOp,
+    Directory, DirectoryErrorKind, GraphDirectory, PasswordChange, RiskLevel, TapRequest,
+    UserQuery, UserWrite, WriteOp,
 };
 use resetctl::graph::{
     AppCredential, ClientAuth, ClientOptions, GraphClient, GraphErrorKind, Request, TokenSource,
@@ -324,7 +325,6 @@ async fn advanced_filter_sends_consistency_level_and_count() {
     let dir = GraphDirectory::new(default_client(&stub));
     let q = UserQuery {
         filter: Some("endsWith(mail,'@contoso.com')".into()),
-        advanced: true,
         select: None,
     };
     let users: Vec<_> = dir.list_users(q).try_collect().await.unwrap();
@@ -351,7 +351,10 @@ async fn next_link_to_another_host_is_refused() {
     let items: Vec<_> = dir.list_users(UserQuery::default()).collect().await;
     assert_eq!(items.len(), 2);
     assert!(items[0].is_ok());
-    assert_eq!(items[1].as_ref().unwrap_err().kind, GraphErrorKind::Refused);
+    assert_eq!(
+        items[1].as_ref().unwrap_err().kind,
+        DirectoryErrorKind::Rejected
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -657,7 +660,7 @@ async fn transient_503_and_504_are_retried() {
         .force_password_change("u-504", &change)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::OutcomeUnknown);
+    assert_eq!(e.kind, DirectoryErrorKind::OutcomeUnknown);
     let seen = stub.graph_requests();
     let count = |p: &str| seen.iter().filter(|s| s.path == p).count();
     assert_eq!(count("/v1.0/users/u7@contoso.com"), 3);
@@ -686,7 +689,7 @@ async fn timed_out_patch_is_not_resent() {
         .force_password_change("user-1", &change)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::OutcomeUnknown, "{e}");
+    assert_eq!(e.kind, DirectoryErrorKind::OutcomeUnknown, "{e}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
         stub.graph_requests()
@@ -757,13 +760,13 @@ async fn graph_errors_are_typed() {
         .force_password_change("synced", &change)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::BadRequest);
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected);
     assert!(e.has_code("Request_BadRequest"));
-    assert_eq!(e.request_id.as_deref(), Some("rid-400"));
-    assert_eq!(e.request.as_deref(), Some("PATCH /users/{}"));
+    assert_eq!(e.detail.request_id.as_deref(), Some("rid-400"));
+    assert_eq!(e.detail.operation.as_deref(), Some("PATCH /users/{}"));
     let e = dir.revoke_sessions("admin").await.unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::Forbidden);
-    assert_eq!(e.status, Some(403));
+    assert_eq!(e.kind, DirectoryErrorKind::Denied);
+    assert_eq!(e.detail.status, Some(403));
 }
 
 #[tokio::test]
@@ -838,7 +841,7 @@ async fn directory_operations_use_the_documented_shapes() {
             .await
             .unwrap_err()
             .kind,
-        GraphErrorKind::Refused
+        DirectoryErrorKind::Rejected
     );
     dir.delete_auth_method("u1", &methods[2]).await.unwrap();
     let tap = dir
@@ -1154,10 +1157,10 @@ async fn unauthorized_drops_the_token_and_retries_once() {
 async fn configured_tenant_with_secret_and_certificate_apps() {
     let stub = stub(|_, _| Reply::empty(204)).await;
     let yaml = format!(
-        "tenants:\n  lab:\n    tenant_id: t1\n    graph_url: {base}/v1.0\n    token_url: {token}\n    time_scale: 10\n    apps:\n      - client_id: secret-app\n        client_secret_env: LAB_SECRET\n      - client_id: cert-app\n        certificate_file: {fixtures}/test-app.combined.pem\n",
+        "tenants:\n  lab:\n    tenant_id: t1\n    graph_url: {base}/v1.0\n    token_url: {token}\n    time_scale: 10\n    apps:\n      - client_id: secret-app\n        client_secret_env: LAB_SECRET\n      - client_id: cert-app\n        certificate_file: {cert}\n",
         base = stub.base,
         token = stub.token_url(),
-        fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"),
+        cert = crate::util::fixture("test-app.combined.pem").display(),
     );
     let env = resetctl::config::Env::from_pairs([("LAB_SECRET", CLIENT_SECRET)]);
     let cfg = resetctl::config::Config::parse(&yaml, None, &env).unwrap();
@@ -1204,5 +1207,37 @@ async fn configured_tenant_with_secret_and_certificate_apps() {
     assert_eq!(
         header["x5t#S256"],
         "r5wto-Invxe_2dr_wO-XPRh8AVmEwtttcQXKQwz7nYc"
+    );
+}
+
+/// The tenant's count and a direct-membership check are advanced queries:
+/// `ConsistencyLevel: eventual` is sent by the directory, not chosen by its callers.
+#[tokio::test]
+async fn count_and_membership_reads_send_the_advanced_query_flags() {
+    let stub = stub(|req, _| match req.path.as_str() {
+        "/v1.0/users/$count" => Reply {
+            status: 200,
+            headers: vec![("content-type", "text/plain".into())],
+            body: "42".into(),
+            delay: Duration::ZERO,
+        },
+        "/v1.0/groups/g1/members" => {
+            Reply::json(200, json!({"@odata.count": 1, "value": [{"id": "u1"}]}))
+        }
+        _ => Reply::empty(404),
+    })
+    .await;
+    let dir = GraphDirectory::new(default_client(&stub));
+    assert_eq!(dir.count_users().await.unwrap(), 42);
+    assert!(dir.is_group_member("g1", "u1").await.unwrap());
+    assert!(!dir.is_group_member("g1", "U2").await.unwrap());
+    let seen = stub.graph_requests();
+    assert_eq!(seen[0].headers["consistencylevel"], "eventual");
+    assert_eq!(seen[1].headers["consistencylevel"], "eventual");
+    assert!(seen[1].query.contains("$count=true"), "{}", seen[1].query);
+    assert!(
+        seen[1].query.contains("$filter=id%20eq%20%27u1%27"),
+        "{}",
+        seen[1].query
     );
 }

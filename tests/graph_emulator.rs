@@ -8,29 +8,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use resetctl::config::{Config, Env};
 use resetctl::directory::{
-    AuthMethodKind, Directory, GraphDirectory, Mail, PasswordChange, RiskLevel, TapRequest,
-    UserQuery, UserWrite, WriteOp,
+    AuthMethodKind, Directory, DirectoryErrorKind, GraphDirectory, Mail, PasswordChange, RiskLevel,
+    TapRequest, UserQuery, UserWrite, WriteOp,
 };
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
-use resetctl::graph::GraphErrorKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use crate::util::{TenantConfig, fixture, inspect, start_emulator, token, write_tenant_file};
+
 const DOMAIN: &str = "contoso.example";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-async fn start(config: EmulatorConfig) -> RunningEmulator {
-    RunningEmulator::start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
 
 /// How the client reaches the emulator: which of its apps to use and with which credential.
 enum App {
@@ -40,44 +28,18 @@ enum App {
     Certificate(usize),
 }
 
-/// A `resetctl.yaml` for the emulator, loaded through `Config::parse` with a fixed env map.
+/// The emulator as a configured tenant with the credential pool `apps`, connected through
+/// the library.
 fn directory(info: &ConnectionInfo, apps: &[App], time_scale: f64) -> GraphDirectory {
-    let mut yaml = format!(
-        "tenants:\n  emu:\n    tenant_id: {}\n    graph_url: {}\n    token_url: {}\n    time_scale: {time_scale}\n    request_timeout_secs: 10\n    apps:\n",
-        info.tenant_id, info.graph_url, info.token_url
-    );
-    let mut env = Vec::new();
+    let mut config =
+        TenantConfig::emulator("emu", info, time_scale).setting("request_timeout_secs: 10");
     for app in apps {
-        match app {
-            App::Secret(i) => {
-                let var = format!("EMU_SECRET_{i}");
-                yaml.push_str(&format!(
-                    "      - client_id: {}\n        client_secret_env: {var}\n",
-                    info.apps[*i].client_id
-                ));
-                env.push((var, info.apps[*i].client_secret.clone()));
-            }
-            App::Certificate(i) => yaml.push_str(&format!(
-                "      - client_id: {}\n        certificate_file: {}\n",
-                info.apps[*i].client_id,
-                fixture("test-app.combined.pem").display()
-            )),
-        }
+        config = match app {
+            App::Secret(i) => config.secret_app(info, *i, &format!("EMU_SECRET_{i}")),
+            App::Certificate(i) => config.certificate_app(info, *i),
+        };
     }
-    let env = Env::from_pairs(env);
-    let config = Config::parse(&yaml, None, &env).unwrap();
-    let tenant = config.tenant("emu", &env).unwrap();
-    GraphDirectory::from_settings(&tenant, &env).unwrap()
-}
-
-/// `GET {inspect_url}{path}` (no token: the inspection API is open).
-async fn inspect(info: &ConnectionInfo, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", info.inspect_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    config.directory()
 }
 
 /// A small tenant stating exactly what each test needs.
@@ -136,15 +98,13 @@ users:
   - display_name: CA Exclusion
 "#
     ));
-    let path = dir.join("tenant.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
+    write_tenant_file(dir, &yaml)
 }
 
 async fn start_file(dir: &Path, plain_users: usize, time_scale: f64) -> RunningEmulator {
     let mut config = EmulatorConfig::from_tenant_file(tenant_file(dir, plain_users)).unwrap();
     config.time_scale = time_scale;
-    start(config).await
+    start_emulator(config).await
 }
 
 async fn id_of(dir: &GraphDirectory, upn: &str) -> String {
@@ -175,7 +135,7 @@ async fn group_id(dir: &GraphDirectory, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_10000_users_each_exactly_once_with_select_and_filter() {
-    let emu = start(EmulatorConfig::seeded(10_000, 7)).await;
+    let emu = start_emulator(EmulatorConfig::seeded(10_000, 7)).await;
     let info = emu.info().clone();
     let dir = directory(&info, &[App::Secret(0)], 1.0);
 
@@ -233,7 +193,6 @@ async fn paging_10000_users_each_exactly_once_with_select_and_filter() {
     let disabled: HashSet<_> = dir
         .list_users(UserQuery {
             filter: Some("accountEnabled ne true".into()),
-            advanced: true,
             ..UserQuery::default()
         })
         .map_ok(|u| u.id)
@@ -454,7 +413,7 @@ async fn writes_are_applied_and_read_back() {
         .delete_auth_method(&alice.id, password)
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::Refused);
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected);
     let left: HashSet<_> = dir
         .list_auth_methods(&alice.id)
         .await
@@ -586,9 +545,11 @@ async fn batch_writes_with_depends_on() {
         assert!(r.is_ok(), "{r:?}");
     }
     let e = results[8].as_ref().unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::BadRequest, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected, "{e:?}");
+    assert_eq!(e.detail.status, Some(400), "{e:?}");
     let e = results[9].as_ref().unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::DependencyFailed, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected, "{e:?}");
+    assert_eq!(e.detail.status, Some(424), "a failed dependency: {e:?}");
     for id in &ids {
         let state = inspect(&info, &format!("/users/{id}")).await;
         assert_eq!(state["passwordSetCount"], 1, "{state}");
@@ -631,19 +592,22 @@ async fn certificate_app_and_typed_errors() {
         .force_password_change(&bob, &change("Synced-Pass-1234!"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::BadRequest, "{e:?}");
-    assert_eq!(e.status, Some(400));
-    assert!(e.code.is_some() && e.request_id.is_some(), "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Rejected, "{e:?}");
+    assert_eq!(e.detail.status, Some(400));
+    assert!(
+        e.detail.code.is_some() && e.detail.request_id.is_some(),
+        "{e:?}"
+    );
     // A User Administrator app cannot touch a Global Administrator: 403, typed.
     let carol = id_of(&dir, &format!("carol@{DOMAIN}")).await;
     let e = dir
         .force_password_change(&carol, &change("Admin-Pass-1234!"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::Forbidden, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Denied, "{e:?}");
     assert!(e.has_code("Authorization_RequestDenied"), "{e:?}");
     let e = dir.revoke_sessions(&carol).await.unwrap_err();
-    assert_eq!(e.kind, GraphErrorKind::Forbidden, "{e:?}");
+    assert_eq!(e.kind, DirectoryErrorKind::Denied, "{e:?}");
     // Nothing was applied to either.
     for id in [&bob, &carol] {
         let state = inspect(&info, &format!("/users/{id}")).await;
@@ -736,7 +700,7 @@ async fn faults_503_retried_504_or_reset_on_patch_is_outcome_unknown_and_applied
         .with_faults("503=0.2,504=0.15,reset=0.1")
         .unwrap();
     config.time_scale = SCALE;
-    let emu = start(config).await;
+    let emu = start_emulator(config).await;
     let info = emu.info().clone();
     let dir = directory(&info, &[App::Secret(0)], SCALE);
     // Reads may hit faults too: a 503/504 on a GET is retried.
@@ -751,7 +715,7 @@ async fn faults_503_retried_504_or_reset_on_patch_is_outcome_unknown_and_applied
             .await
         {
             Ok(()) => {}
-            Err(e) if e.kind == GraphErrorKind::OutcomeUnknown => {
+            Err(e) if e.kind == DirectoryErrorKind::OutcomeUnknown => {
                 unknown.insert(id.clone());
             }
             Err(e) => panic!("unexpected {e:?}"),
@@ -839,21 +803,7 @@ async fn a_high_but_recovering_limit_percentage_does_not_slow_the_client() {
         .unwrap();
     // The other tool: 2,800 writes as fast as it can, with the same app.
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(&info.token_url)
-        .form(&[
-            ("client_id", info.client_id.as_str()),
-            ("client_secret", info.client_secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("grant_type", "client_credentials"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
+    let token = token(&http, &info, 0).await;
     let batch_url = format!("{}/$batch", info.graph_url);
     futures::stream::iter(0..140)
         .map(|b| {

@@ -5,9 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use resetctl::audit::{AuditConfig, AuditHandle};
-use resetctl::config::{Config, Env};
 use resetctl::directory::GraphDirectory;
-use resetctl::emulator::{EmulatorConfig, RunningEmulator};
+use resetctl::emulator::RunningEmulator;
 use resetctl::engine::execute::{self, Execution, Progress};
 use resetctl::engine::notify::{Delivery, Notice, Notifier, UserSecret};
 use resetctl::engine::planner::{self, PlanRequest};
@@ -18,7 +17,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::util::capture_logs;
+use crate::util::{TenantConfig, capture_logs, start_emulator, tenant_file_config};
 
 const TENANT: &str = r#"
 verified_domain: contoso.example
@@ -68,17 +67,6 @@ impl Notifier for Capture {
     }
 }
 
-fn directory(emulator: &RunningEmulator) -> GraphDirectory {
-    let info = emulator.info();
-    let yaml = format!(
-        "tenants:\n  t:\n    tenant_id: {}\n    graph_url: {}\n    token_url: {}\n    time_scale: 10\n    apps:\n      - client_id: {}\n        client_secret_env: NOTIFY_SECRET\n",
-        info.tenant_id, info.graph_url, info.token_url, info.client_id
-    );
-    let env = Env::from_pairs([("NOTIFY_SECRET", info.client_secret.clone())]);
-    let config = Config::parse(&yaml, None, &env).unwrap();
-    GraphDirectory::from_settings(&config.tenant("t", &env).unwrap(), &env).unwrap()
-}
-
 /// An emulated tenant of [`TENANT`], planned for [`PLAYBOOK`] and stored as a run.
 struct Setup {
     dir: tempfile::TempDir,
@@ -95,15 +83,12 @@ struct Setup {
 impl Setup {
     async fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let tenant_file = dir.path().join("tenant.yaml");
-        std::fs::write(&tenant_file, TENANT).unwrap();
-        let emulator = RunningEmulator::start(
-            EmulatorConfig::from_tenant_file(&tenant_file).unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .unwrap();
-        let directory: Arc<GraphDirectory> = Arc::new(directory(&emulator));
+        let emulator = start_emulator(tenant_file_config(dir.path(), TENANT)).await;
+        let directory: Arc<GraphDirectory> = Arc::new(
+            TenantConfig::emulator("t", emulator.info(), 10.0)
+                .secret_app(emulator.info(), 0, "NOTIFY_SECRET")
+                .directory(),
+        );
         let loaded = playbook::load_str("tap.yaml", PLAYBOOK).unwrap();
         let playbook = Arc::new(loaded.playbook);
         let plan = planner::build_plan(
@@ -113,6 +98,10 @@ impl Setup {
                 playbook_bytes: PLAYBOOK.as_bytes(),
                 tenant: "t",
                 apps: 1,
+                quotas: &resetctl::throttle::Quotas::graph_defaults(
+                    resetctl::config::TenantSize::Small,
+                    10.0,
+                ),
                 runner_accounts: &[],
                 resolve: ResolveOptions::default(),
             },
@@ -135,7 +124,7 @@ impl Setup {
             .await
             .unwrap();
         let audit_path = dir.path().join("audit.jsonl");
-        let audit = AuditHandle::open(&AuditConfig::new(&audit_path), None)
+        let audit = AuditHandle::open(&AuditConfig::new(&audit_path))
             .await
             .unwrap();
         Setup {
@@ -260,7 +249,7 @@ async fn a_secret_from_before_a_resume_is_reported_not_delivered() {
     let at = jiff::Timestamp::now();
     setup
         .store
-        .record_intent(&setup.run, &alice, "0:reset_password", at)
+        .record_intent(&setup.run, &alice, "0:reset_password", None, at)
         .await
         .unwrap();
     setup

@@ -1,6 +1,7 @@
 //! Integration tests: they drive the real `resetctl` binary and real HTTP on 127.0.0.1.
 //! One binary (ripgrep's layout) so the suite links once; one module per area.
 
+mod csdl;
 mod util;
 
 mod audit;

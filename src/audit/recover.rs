@@ -316,9 +316,7 @@ mod tests {
     }
 
     async fn write(c: &AuditConfig, w: &Arc<MemoryWitness>, n: u64) {
-        let handle = AuditHandle::open_with_key(c, None, witnessed(w))
-            .await
-            .unwrap();
+        let handle = AuditHandle::open_with(c, None, witnessed(w)).await.unwrap();
         for i in 0..n {
             let event =
                 Event::new("resetctl", "test.write", format!("u{i}"), Outcome::Success).unwrap();
@@ -345,7 +343,7 @@ mod tests {
         fs::write(&c.path, format!("{}\n", kept.join("\n"))).unwrap();
         fs::remove_file(head_path(&c.path)).unwrap();
         assert!(
-            AuditHandle::open_with_key(&c, None, witnessed(&w))
+            AuditHandle::open_with(&c, None, witnessed(&w))
                 .await
                 .is_err()
         );

@@ -71,23 +71,38 @@ impl std::fmt::Debug for Msg {
 
 impl AuditHandle {
     /// Open (or create) the trail described by `config`, loading its key, and start the writer.
-    /// `witness` (the run store) is compared with the trail on opening and told where the
-    /// trail stands after every batch; see [`Witness`]. Must be called inside a tokio runtime.
-    pub async fn open(
-        config: &AuditConfig,
-        witness: Option<Arc<dyn Witness>>,
-    ) -> Result<AuditHandle, AuditError> {
+    /// No witness: see [`AuditHandle::open_witnessed`]. Must be called inside a tokio runtime.
+    pub async fn open(config: &AuditConfig) -> Result<AuditHandle, AuditError> {
         let key = config.load_key()?;
-        AuditHandle::open_with_key(config, key, witness).await
+        AuditHandle::open_with(config, key, None).await
     }
 
-    /// Open (or create) the trail with an already loaded key (`None`: plain SHA-256).
+    /// [`AuditHandle::open`] with `witness` (the run store), which is compared with the trail
+    /// on opening and told where the trail stands after every batch; see [`Witness`].
+    pub async fn open_witnessed(
+        config: &AuditConfig,
+        witness: Arc<dyn Witness>,
+    ) -> Result<AuditHandle, AuditError> {
+        let key = config.load_key()?;
+        AuditHandle::open_with(config, key, Some(witness)).await
+    }
+
+    /// Open (or create) the trail with an already loaded key (`None`: plain SHA-256), without
+    /// a witness.
+    pub async fn open_with_key(
+        config: &AuditConfig,
+        key: Option<Key>,
+    ) -> Result<AuditHandle, AuditError> {
+        AuditHandle::open_with(config, key, None).await
+    }
+
+    /// Open (or create) the trail with an already loaded key and an optional witness.
     ///
     /// An existing trail is continued from its chain head after checking that the head is
     /// valid and that the last file's records chain up to it; a broken trail is refused
     /// ([`AuditError::Broken`], [`AuditError::HeadMissing`], key errors), and so is a trail
     /// behind its witness ([`AuditError::Vanished`]). Nothing is written then.
-    pub async fn open_with_key(
+    pub async fn open_with(
         config: &AuditConfig,
         key: Option<Key>,
         witness: Option<Arc<dyn Witness>>,
@@ -260,7 +275,7 @@ mod tests {
     }
 
     async fn write(config: &AuditConfig, key: Option<Key>, n: u64) -> Vec<Receipt> {
-        let handle = AuditHandle::open_with_key(config, key, None).await.unwrap();
+        let handle = AuditHandle::open_with_key(config, key).await.unwrap();
         let mut receipts = Vec::new();
         for i in 0..n {
             receipts.push(handle.record(event(i)).await.unwrap());
@@ -332,11 +347,11 @@ mod tests {
         ));
         // Reopening without the key, or with another, is refused too.
         assert!(matches!(
-            AuditHandle::open_with_key(&c, None, None).await,
+            AuditHandle::open_with_key(&c, None).await,
             Err(AuditError::KeyRequired { .. })
         ));
         assert!(matches!(
-            AuditHandle::open_with_key(&c, Some(other), None).await,
+            AuditHandle::open_with_key(&c, Some(other)).await,
             Err(AuditError::WrongKey { .. })
         ));
     }
@@ -350,14 +365,14 @@ mod tests {
         let kept: Vec<&str> = text.lines().take(3).collect();
         fs::write(&c.path, format!("{}\n", kept.join("\n"))).unwrap();
         let before = fs::read(&c.path).unwrap();
-        match AuditHandle::open_with_key(&c, None, None).await {
+        match AuditHandle::open_with_key(&c, None).await {
             Err(AuditError::Broken(b)) => assert_eq!(b.seq, 4, "{b}"),
             other => panic!("expected Broken, got {other:?}"),
         }
         assert_eq!(fs::read(&c.path).unwrap(), before, "nothing written");
         fs::remove_file(head_path(&c.path)).unwrap();
         assert!(matches!(
-            AuditHandle::open_with_key(&c, None, None).await,
+            AuditHandle::open_with_key(&c, None).await,
             Err(AuditError::HeadMissing { .. })
         ));
     }
@@ -411,7 +426,7 @@ mod tests {
             Err(AuditError::Broken(_))
         ));
         assert!(matches!(
-            AuditHandle::open_with_key(&c, None, None).await,
+            AuditHandle::open_with_key(&c, None).await,
             Err(AuditError::Broken(_))
         ));
     }
@@ -420,8 +435,8 @@ mod tests {
     async fn two_open_writers_take_turns_on_one_chain() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path());
-        let first = AuditHandle::open_with_key(&c, None, None).await.unwrap();
-        let second = AuditHandle::open_with_key(&c, None, None).await.unwrap();
+        let first = AuditHandle::open_with_key(&c, None).await.unwrap();
+        let second = AuditHandle::open_with_key(&c, None).await.unwrap();
         // Neither has written when both open: the second must not start a second trail.
         let mut seqs = Vec::new();
         for i in 0..6 {
@@ -454,7 +469,7 @@ mod tests {
                         .build()
                         .unwrap();
                     rt.block_on(async {
-                        let handle = AuditHandle::open_with_key(&c, None, None).await.unwrap();
+                        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
                         let mut seqs = Vec::new();
                         for i in 0..50 {
                             seqs.push(handle.record(event(w * 1000 + i)).await.unwrap().seq);
@@ -500,7 +515,7 @@ mod tests {
         // it is open is not silently restarted.
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path());
-        let handle = AuditHandle::open_with_key(&c, None, None).await.unwrap();
+        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
         handle.record(event(1)).await.unwrap();
         handle.record(event(2)).await.unwrap();
         fs::remove_file(&c.path).unwrap();
@@ -520,9 +535,9 @@ mod tests {
     async fn another_writers_damage_is_found_before_appending() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path());
-        let first = AuditHandle::open_with_key(&c, None, None).await.unwrap();
+        let first = AuditHandle::open_with_key(&c, None).await.unwrap();
         first.record(event(1)).await.unwrap();
-        let second = AuditHandle::open_with_key(&c, None, None).await.unwrap();
+        let second = AuditHandle::open_with_key(&c, None).await.unwrap();
         second.record(event(2)).await.unwrap();
         // Record 2 is edited after the second writer wrote it: the first writer reads it
         // before it appends, and refuses.
@@ -545,9 +560,7 @@ mod tests {
     }
 
     async fn write_witnessed(c: &AuditConfig, w: &Arc<MemoryWitness>, n: u64) -> Vec<Receipt> {
-        let handle = AuditHandle::open_with_key(c, None, witnessed(w))
-            .await
-            .unwrap();
+        let handle = AuditHandle::open_with(c, None, witnessed(w)).await.unwrap();
         let mut receipts = Vec::new();
         for i in 0..n {
             receipts.push(handle.record(event(i)).await.unwrap());
@@ -584,7 +597,7 @@ mod tests {
         // A trail written without the witness is taken up by it on the next open.
         let fresh = Arc::new(MemoryWitness::default());
         write(&c, None, 2).await;
-        let handle = AuditHandle::open_with_key(&c, None, witnessed(&fresh))
+        let handle = AuditHandle::open_with(&c, None, witnessed(&fresh))
             .await
             .unwrap();
         assert_eq!(fresh.last_seen().unwrap().map(|m| m.seq), Some(5));
@@ -601,18 +614,18 @@ mod tests {
         fs::write(&c.path, "").unwrap();
         fs::remove_file(head_path(&c.path)).unwrap();
         vanished(
-            AuditHandle::open_with_key(&c, None, witnessed(&w)).await,
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
             "no record of it is left",
         );
         assert_eq!(fs::read(&c.path).unwrap(), b"", "nothing written");
         fs::remove_file(&c.path).unwrap();
         vanished(
-            AuditHandle::open_with_key(&c, None, witnessed(&w)).await,
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
             "witnessed up to seq 4",
         );
         assert!(!c.path.exists());
         // Without its witness the same directory starts a new chain: the limit it closes.
-        let handle = AuditHandle::open_with_key(&c, None, None).await.unwrap();
+        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
         handle.close().await.unwrap();
     }
 
@@ -641,7 +654,7 @@ mod tests {
         assert_eq!(verify_trail(&c.path, None).unwrap().records, 2);
         // ...but not with the witness.
         vanished(
-            AuditHandle::open_with_key(&c, None, witnessed(&w)).await,
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
             "the trail ends at seq 2",
         );
     }
@@ -662,11 +675,11 @@ mod tests {
             Err(AuditError::HeadMissing { .. })
         ));
         assert!(matches!(
-            AuditHandle::open_with_key(&c, None, None).await,
+            AuditHandle::open_with_key(&c, None).await,
             Err(AuditError::HeadMissing { .. })
         ));
         assert!(matches!(
-            AuditHandle::open_with_key(&c, None, witnessed(&w)).await,
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
             Err(AuditError::HeadMissing { .. })
         ));
     }
@@ -683,7 +696,7 @@ mod tests {
         fs::remove_file(head_path(&c.path)).unwrap();
         write(&c, None, 6).await;
         vanished(
-            AuditHandle::open_with_key(&c, None, witnessed(&w)).await,
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
             "is there instead",
         );
     }
@@ -703,7 +716,7 @@ mod tests {
     async fn a_witness_that_cannot_record_stops_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path());
-        let handle = AuditHandle::open_with_key(&c, None, Some(Arc::new(Broken)))
+        let handle = AuditHandle::open_with(&c, None, Some(Arc::new(Broken)))
             .await
             .unwrap();
         assert!(matches!(
@@ -720,7 +733,7 @@ mod tests {
     async fn close_flushes_fire_and_forget_records_and_ends_every_handle() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path());
-        let handle = AuditHandle::open_with_key(&c, None, None).await.unwrap();
+        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
         let clone = handle.clone();
         for i in 0..20 {
             clone.record_nowait(event(i)).await.unwrap();

@@ -58,7 +58,7 @@ impl Context {
     pub async fn open_trail(&self, store: &SqliteStore) -> Result<Trail, Failure> {
         let config = self.trail_config()?;
         let witness = store.audit_witness(&config.path)?;
-        let handle = AuditHandle::open(&config, Some(Arc::new(witness))).await?;
+        let handle = AuditHandle::open_witnessed(&config, Arc::new(witness)).await?;
         Ok(Trail { handle, config })
     }
 

@@ -3,17 +3,23 @@
 //! The first stdout line is the JSON [`ConnectionInfo`](resetctl::emulator::ConnectionInfo)
 //! (graph_url, token_url, tenant_id, client_id, client_secret, apps, users, time_scale) so
 //! scripts and tests can connect; the secret is an emulator-only test credential and is
-//! printed nowhere else.
+//! printed nowhere else. With `--write-config FILE` it also writes a `resetctl.yaml` naming
+//! the emulator as a tenant, so `resetctl plan --config FILE --tenant NAME` runs against it
+//! once the secret is in the environment variable the file names.
 
 use std::io::Write;
 
 use resetctl::emulator::{EmulatorConfig, RunningEmulator};
 
+use super::tenant::emulator_yaml;
 use super::{CmdResult, Exit, Failure};
 use crate::cli::{EmulatorArgs, GlobalArgs};
 
 /// Start the emulator and serve until told to stop.
 pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
+    if args.write_config.is_some() {
+        check_config_args(&args).map_err(|e| Failure::new(Exit::Invalid, e))?;
+    }
     let mut config = match &args.tenant_file {
         Some(path) => {
             EmulatorConfig::from_tenant_file(path).map_err(|e| Failure::new(Exit::Invalid, e))?
@@ -37,6 +43,26 @@ pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
             resetctl::emulator::EmulatorError::Bind { .. } => Failure::new(Exit::Config, e),
             other => Failure::new(Exit::Invalid, other),
         })?;
+    if let Some(path) = &args.write_config {
+        let yaml = emulator_yaml(
+            &args.tenant_name,
+            emulator.info(),
+            args.time_scale,
+            &args.secret_env,
+        );
+        std::fs::write(path, yaml).map_err(|e| {
+            Failure::new(
+                Exit::Config,
+                format!("cannot write the configuration {}: {e}", path.display()),
+            )
+        })?;
+        tracing::info!(
+            message = "Wrote the tenant's configuration.",
+            path = %path.display(),
+            tenant = %args.tenant_name,
+            secret_env = %args.secret_env
+        );
+    }
     let line = serde_json::to_string(emulator.info()).map_err(|e| {
         Failure::new(
             Exit::Config,
@@ -51,6 +77,45 @@ pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
     wait_for_signal().await;
     emulator.shutdown().await;
     Ok(Exit::Success)
+}
+
+/// What `--write-config` needs to write a file `resetctl.yaml` loads: a plain tenant name,
+/// an environment variable name, and a time scale the configuration accepts (>= 1: a
+/// configured tenant can only run faster than real time).
+fn check_config_args(args: &EmulatorArgs) -> Result<(), String> {
+    let name_ok = !args.tenant_name.is_empty()
+        && args
+            .tenant_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        return Err(format!(
+            "--tenant-name `{}`: use letters, digits, `-` and `_`",
+            args.tenant_name
+        ));
+    }
+    let var_ok = args
+        .secret_env
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && args
+            .secret_env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !var_ok {
+        return Err(format!(
+            "--secret-env `{}` is not an environment variable name",
+            args.secret_env
+        ));
+    }
+    if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
+        return Err(format!(
+            "--write-config needs --time-scale >= 1 (got {}): resetctl.yaml's time_scale only speeds a tenant up",
+            args.time_scale
+        ));
+    }
+    Ok(())
 }
 
 /// SIGINT (Ctrl-C) or, on Unix, SIGTERM.

@@ -7,6 +7,7 @@ use resetctl::config::{Config, Env, TenantChoice, TenantSettings};
 use resetctl::directory::{Directory, GraphDirectory};
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
 use resetctl::engine::lifecycle::TenantRef;
+use resetctl::throttle::Quotas;
 
 use super::{Exit, Failure};
 
@@ -25,6 +26,8 @@ pub struct Tenant {
     pub directory: Arc<dyn Directory>,
     /// App registrations in the credential pool.
     pub apps: u32,
+    /// The tenant's quotas at its time scale (the plan's estimate uses them).
+    pub quotas: Quotas,
     /// Accounts resetctl itself runs as: never written to.
     pub runner_accounts: Vec<String>,
     /// The built-in emulator, when the tenant is `demo`.
@@ -41,6 +44,7 @@ impl Tenant {
             name: &self.name,
             directory: &self.directory,
             apps: self.apps,
+            quotas: &self.quotas,
             runner_accounts: &self.runner_accounts,
             ephemeral: self.emulator.is_some(),
         }
@@ -72,6 +76,7 @@ pub async fn connect(
         emulated: is_loopback(&settings.graph_url),
         name: settings.name.clone(),
         apps: settings.apps.len() as u32,
+        quotas: Quotas::for_tenant(&settings),
         runner_accounts: settings.runner_accounts.clone(),
         directory: Arc::new(directory),
         emulator: None,
@@ -99,22 +104,42 @@ async fn demo() -> Result<Tenant, Failure> {
     emulated("demo", config).await
 }
 
-/// A `resetctl.yaml` naming the emulator behind `info` as tenant `name`, its client secret
-/// read from the environment variable `secret_env` (never written into the file).
+/// A `resetctl.yaml` naming the emulator behind `info` as tenant `name`: its URLs, time
+/// scale and size class, and every app registration as the credential pool, the first
+/// app's client secret read from the environment variable `secret_env` and app `n`'s from
+/// [`secret_var`] (secrets are never written into the file).
 pub fn emulator_yaml(
     name: &str,
     info: &ConnectionInfo,
     time_scale: f64,
     secret_env: &str,
 ) -> String {
-    format!(
+    let mut yaml = format!(
         "tenants:\n  {name}:\n    tenant_id: {tenant}\n    graph_url: {graph}\n    token_url: {token}\n    \
-         scope: https://graph.microsoft.com/.default\n    time_scale: {time_scale}\n    apps:\n      - client_id: {client}\n        client_secret_env: {secret_env}\n",
+         scope: https://graph.microsoft.com/.default\n    time_scale: {time_scale}\n    tenant_size: {size}\n    apps:\n",
         tenant = info.tenant_id,
         graph = info.graph_url,
         token = info.token_url,
-        client = info.client_id,
-    )
+        size = info.tenant_size,
+    );
+    for (i, app) in info.apps.iter().enumerate() {
+        yaml.push_str(&format!(
+            "      - client_id: {}\n        client_secret_env: {}\n",
+            app.client_id,
+            secret_var(secret_env, i)
+        ));
+    }
+    yaml
+}
+
+/// The environment variable [`emulator_yaml`] names for app `index`'s secret: `secret_env`
+/// for the first app, `{secret_env}_2`, `{secret_env}_3`… for the others.
+pub fn secret_var(secret_env: &str, index: usize) -> String {
+    if index == 0 {
+        secret_env.to_owned()
+    } else {
+        format!("{secret_env}_{}", index + 1)
+    }
 }
 
 /// Start an emulated tenant in-process (quotas at its time scale) and connect to it.
@@ -128,7 +153,12 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
     // The emulator's secret reaches the client through a private environment map, the
     // same path a configured secret takes; it is never put on a command line or in a log.
     let yaml = emulator_yaml(name, info, time_scale, "RESETCTL_DEMO_SECRET");
-    let env = Env::from_pairs([("RESETCTL_DEMO_SECRET", info.client_secret.clone())]);
+    let env = Env::from_pairs(info.apps.iter().enumerate().map(|(i, app)| {
+        (
+            secret_var("RESETCTL_DEMO_SECRET", i),
+            app.client_secret.clone(),
+        )
+    }));
     let settings: TenantSettings = Config::parse(&yaml, None, &env)
         .and_then(|c| c.tenant(name, &env))
         .map_err(|err| Failure::new(Exit::Config, format!("{name} tenant: {err}")))?;
@@ -137,7 +167,8 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
     Ok(Tenant {
         name: name.into(),
         directory: Arc::new(directory),
-        apps: 1,
+        apps: settings.apps.len() as u32,
+        quotas: Quotas::for_tenant(&settings),
         runner_accounts: Vec::new(),
         emulator: Some(emulator),
         emulated: true,

@@ -1,4 +1,7 @@
-//! [`GraphDirectory`]: the [`Directory`] trait on top of the Graph client.
+//! [`GraphDirectory`]: the [`Directory`] trait on top of the Graph client. The only place
+//! above `graph/` that sees a [`GraphError`]: each is mapped once into a [`DirectoryError`],
+//! and the wire choices (advanced queries and their `ConsistencyLevel: eventual` header)
+//! are made here.
 
 use futures::future::FutureExt;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -8,10 +11,11 @@ use serde_json::{Value, json};
 use super::wire::{
     WireAuthMethod, WireEligibility, WireList, WireRiskyUser, WireRoleAssignment, WireTap, WireUser,
 };
-use super::{DirFuture, Directory, ItemStream, types::*};
-use crate::graph::{
-    BatchItem, ClientStats, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_SIZE, Request,
+use super::{
+    DirFuture, Directory, DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail,
+    ItemStream, types::*,
 };
+use crate::graph::{BatchItem, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_SIZE, Request};
 
 /// Properties selected when listing or getting users (the default set lacks
 /// `accountEnabled`, `department`, `onPremisesSyncEnabled`: reference §2).
@@ -49,7 +53,7 @@ impl GraphDirectory {
     }
 
     /// The request of one write (shared by single calls and `batch_writes`).
-    fn write_request(&self, user_id: &str, op: &WriteOp) -> Result<Request, GraphError> {
+    fn write_request(&self, user_id: &str, op: &WriteOp) -> Result<Request, DirectoryError> {
         Ok(match op {
             WriteOp::ForcePasswordChange(change) => password_request(user_id, change)?,
             WriteOp::RevokeSessions => {
@@ -58,8 +62,8 @@ impl GraphDirectory {
             }
             WriteOp::DeleteAuthMethod(method) => {
                 let collection = method.kind.collection().ok_or_else(|| {
-                    GraphError::new(
-                        GraphErrorKind::Refused,
+                    DirectoryError::new(
+                        DirectoryErrorKind::Rejected,
                         format!(
                             "authentication method type '{}' cannot be deleted",
                             method.kind.short_name()
@@ -82,15 +86,68 @@ impl GraphDirectory {
         })
     }
 
-    async fn write(&self, user_id: &str, op: &WriteOp) -> Result<(), GraphError> {
+    async fn write(&self, user_id: &str, op: &WriteOp) -> Result<(), DirectoryError> {
         let req = self.write_request(user_id, op)?;
-        self.client.send(req).await.map(|_| ())
+        self.send(req).await.map(|_| ())
     }
+
+    /// Send one request, its error mapped.
+    async fn send(&self, req: Request) -> Result<crate::graph::Response, DirectoryError> {
+        Ok(self.client.send(req).await?)
+    }
+}
+
+/// The one mapping from the Graph client's errors to the directory's: the kind by what the
+/// engine can do about it, the status, code and request id kept, the request body never
+/// (a `GraphError` does not hold one).
+impl From<GraphError> for DirectoryError {
+    fn from(e: GraphError) -> Self {
+        let kind = match e.kind {
+            GraphErrorKind::NotFound => DirectoryErrorKind::NotFound,
+            GraphErrorKind::Forbidden => DirectoryErrorKind::Denied,
+            GraphErrorKind::OutcomeUnknown => DirectoryErrorKind::OutcomeUnknown,
+            GraphErrorKind::Throttled => DirectoryErrorKind::Throttled,
+            GraphErrorKind::BadRequest
+            | GraphErrorKind::Conflict
+            | GraphErrorKind::DependencyFailed
+            | GraphErrorKind::Refused => DirectoryErrorKind::Rejected,
+            GraphErrorKind::Config
+            | GraphErrorKind::Auth
+            | GraphErrorKind::Server
+            | GraphErrorKind::Transport
+            | GraphErrorKind::Decode => DirectoryErrorKind::Unavailable,
+        };
+        DirectoryError {
+            kind,
+            detail: ErrorDetail {
+                status: e.status,
+                code: e.code,
+                request_id: e.request_id,
+                operation: e.request,
+            },
+            message: e.message,
+        }
+    }
+}
+
+/// Filters Graph serves only as advanced queries: `ne`, `not` and `endsWith` need
+/// `ConsistencyLevel: eventual` and `$count=true`
+/// (https://learn.microsoft.com/graph/aad-advanced-queries).
+fn needs_advanced_query(filter: &str) -> bool {
+    let lower = filter.to_ascii_lowercase();
+    [" ne ", "not(", "not ", "endswith("]
+        .iter()
+        .any(|op| lower.contains(op))
+}
+
+/// An OData string literal: quotes doubled.
+fn odata_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 /// `PATCH /users/{id}` with `passwordProfile` (reference §3): both flags explicit, the
 /// password when given. The body is serialized straight into the request's secret buffer.
-fn password_request(user_id: &str, change: &PasswordChange) -> Result<Request, GraphError> {
+fn password_request(user_id: &str, change: &PasswordChange) -> Result<Request, DirectoryError> {
     let mut profile = serde_json::Map::new();
     profile.insert(
         "forceChangePasswordNextSignIn".into(),
@@ -106,20 +163,22 @@ fn password_request(user_id: &str, change: &PasswordChange) -> Result<Request, G
             Value::String(p.expose_secret().to_string()),
         );
     }
-    Request::patch("/users/{}", &[user_id]).json(&json!({ "passwordProfile": profile }))
+    Ok(Request::patch("/users/{}", &[user_id]).json(&json!({ "passwordProfile": profile }))?)
 }
 
-fn not_found_is_none<T>(r: Result<T, GraphError>) -> Result<Option<T>, GraphError> {
+fn not_found_is_none<T>(r: Result<T, GraphError>) -> Result<Option<T>, DirectoryError> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.kind == GraphErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
 impl Directory for GraphDirectory {
-    fn stats(&self) -> ClientStats {
-        self.client.stats()
+    fn stats(&self) -> DirectoryStats {
+        DirectoryStats {
+            throttled: self.client.stats().throttled,
+        }
     }
 
     fn list_users(&self, query: UserQuery) -> ItemStream<'_, User> {
@@ -131,15 +190,40 @@ impl Directory for GraphDirectory {
             .query("$select", select)
             .query("$top", MAX_PAGE_SIZE.to_string());
         if let Some(f) = query.filter {
+            let advanced = needs_advanced_query(&f);
             req = req.query("$filter", f);
-        }
-        if query.advanced {
-            req = req.advanced_query();
+            if advanced {
+                req = req.advanced_query();
+            }
         }
         self.client
             .paged::<WireUser>(req)
             .map_ok(WireUser::into_user)
+            .map_err(DirectoryError::from)
             .boxed()
+    }
+
+    fn count_users(&self) -> DirFuture<'_, u64> {
+        async move {
+            // `/users/$count` answers in text/plain and needs `ConsistencyLevel: eventual`
+            // (https://learn.microsoft.com/graph/api/user-list, "Get only a count of users").
+            let req = Request::get("/users/$count", &[]).header("ConsistencyLevel", "eventual");
+            let response = self.send(req).await?;
+            let text = String::from_utf8_lossy(response.body());
+            text.trim().parse::<u64>().map_err(|_| {
+                DirectoryError::new(
+                    DirectoryErrorKind::Unavailable,
+                    "/users/$count did not answer a number",
+                )
+                .with_detail(ErrorDetail {
+                    status: Some(response.status),
+                    code: None,
+                    request_id: response.request_id.clone(),
+                    operation: Some("GET /users/$count".into()),
+                })
+            })
+        }
+        .boxed()
     }
 
     fn list_group_members(&self, group_id: &str, transitive: bool) -> ItemStream<'_, User> {
@@ -157,6 +241,7 @@ impl Directory for GraphDirectory {
             .paged::<WireUser>(req)
             .try_filter(|u| futures::future::ready(u.is_user()))
             .map_ok(WireUser::into_user)
+            .map_err(DirectoryError::from)
             .boxed()
     }
 
@@ -196,6 +281,7 @@ impl Directory for GraphDirectory {
         self.client
             .paged::<WireRoleAssignment>(req)
             .map_ok(RoleAssignment::from)
+            .map_err(DirectoryError::from)
             .boxed()
     }
 
@@ -210,6 +296,7 @@ impl Directory for GraphDirectory {
         self.client
             .paged::<WireEligibility>(req)
             .map_ok(RoleEligibility::from)
+            .map_err(DirectoryError::from)
             .boxed()
     }
 
@@ -226,6 +313,7 @@ impl Directory for GraphDirectory {
             })
             .flatten()
             .map_ok(RiskyUser::from)
+            .map_err(DirectoryError::from)
             .boxed()
     }
 
@@ -235,8 +323,7 @@ impl Directory for GraphDirectory {
         change: &'a PasswordChange,
     ) -> DirFuture<'a, ()> {
         async move {
-            self.client
-                .send(password_request(user_id, change)?)
+            self.send(password_request(user_id, change)?)
                 .await
                 .map(|_| ())
         }
@@ -250,7 +337,7 @@ impl Directory for GraphDirectory {
     fn list_auth_methods<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, Vec<AuthMethod>> {
         async move {
             let req = Request::get("/users/{}/authentication/methods", &[user_id]);
-            let list: WireList<WireAuthMethod> = self.client.send(req).await?.json()?;
+            let list: WireList<WireAuthMethod> = self.send(req).await?.json()?;
             Ok(list.value.into_iter().map(AuthMethod::from).collect())
         }
         .boxed()
@@ -287,14 +374,14 @@ impl Directory for GraphDirectory {
                 &[user_id],
             )
             .json(&body)?;
-            let wire: WireTap = self.client.send(req).await?.json()?;
+            let wire: WireTap = self.send(req).await?.json()?;
             let start = wire.start();
             let pass = wire
                 .temporary_access_pass
                 .filter(|p| !p.is_empty())
                 .ok_or_else(|| {
-                    GraphError::new(
-                        GraphErrorKind::Decode,
+                    DirectoryError::new(
+                        DirectoryErrorKind::Unavailable,
                         "created Temporary Access Pass has no temporaryAccessPass value",
                     )
                 })?;
@@ -305,6 +392,24 @@ impl Directory for GraphDirectory {
                 lifetime_minutes: wire.lifetime_in_minutes,
                 usable_once: wire.is_usable_once,
             })
+        }
+        .boxed()
+    }
+
+    fn is_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, bool> {
+        async move {
+            // `$filter` on a group's members is an advanced query
+            // (https://learn.microsoft.com/graph/aad-advanced-queries): one small page instead
+            // of listing the whole group.
+            let req = Request::get("/groups/{}/members", &[group_id])
+                .query("$filter", format!("id eq {}", odata_string(user_id)))
+                .query("$select", "id")
+                .advanced_query();
+            let list: WireList<WireUser> = self.send(req).await?.json()?;
+            Ok(list
+                .value
+                .iter()
+                .any(|m| m.id.eq_ignore_ascii_case(user_id)))
         }
         .boxed()
     }
@@ -339,7 +444,7 @@ impl Directory for GraphDirectory {
         async move {
             let req = Request::post("/identityProtection/riskyUsers/confirmCompromised", &[])
                 .json(&json!({ "userIds": user_ids }))?;
-            self.client.send(req).await.map(|_| ())
+            self.send(req).await.map(|_| ())
         }
         .boxed()
     }
@@ -360,17 +465,20 @@ impl Directory for GraphDirectory {
                 "saveToSentItems": mail.save_to_sent_items,
             });
             let req = Request::post("/users/{}/sendMail", &[sender]).json(&body)?;
-            self.client.send(req).await.map(|_| ())
+            self.send(req).await.map(|_| ())
         }
         .boxed()
     }
 
-    fn batch_writes(&self, writes: Vec<UserWrite>) -> DirFuture<'_, Vec<Result<(), GraphError>>> {
+    fn batch_writes(
+        &self,
+        writes: Vec<UserWrite>,
+    ) -> DirFuture<'_, Vec<Result<(), DirectoryError>>> {
         async move {
             // Validation failures (e.g. an undeletable method) become per-item errors; their
-            // dependents fail with DependencyFailed without being sent.
+            // dependents fail as rejected without being sent.
             let n = writes.len();
-            let mut results: Vec<Option<Result<(), GraphError>>> = vec![None; n];
+            let mut results: Vec<Option<Result<(), DirectoryError>>> = vec![None; n];
             let mut position: Vec<Option<usize>> = vec![None; n];
             let mut items = Vec::with_capacity(n);
             let mut index_map = Vec::with_capacity(n);
@@ -378,13 +486,13 @@ impl Directory for GraphDirectory {
                 let dependency = match w.after {
                     None => Ok(None),
                     Some(d) if d < i => position[d].map(Some).ok_or_else(|| {
-                        GraphError::new(
-                            GraphErrorKind::DependencyFailed,
+                        DirectoryError::new(
+                            DirectoryErrorKind::Rejected,
                             format!("write {d} it depends on was not sent"),
                         )
                     }),
-                    Some(d) => Err(GraphError::new(
-                        GraphErrorKind::Refused,
+                    Some(d) => Err(DirectoryError::new(
+                        DirectoryErrorKind::Rejected,
                         format!("write {i} depends on write {d}, which is not earlier"),
                     )),
                 };
@@ -402,14 +510,14 @@ impl Directory for GraphDirectory {
             }
             let outcomes = self.client.batch(items).await?;
             for (k, outcome) in outcomes.into_iter().enumerate() {
-                results[index_map[k]] = Some(outcome.map(|_| ()));
+                results[index_map[k]] = Some(outcome.map(|_| ()).map_err(DirectoryError::from));
             }
             Ok(results
                 .into_iter()
                 .map(|r| {
                     r.unwrap_or_else(|| {
-                        Err(GraphError::new(
-                            GraphErrorKind::Decode,
+                        Err(DirectoryError::new(
+                            DirectoryErrorKind::Unavailable,
                             "write without outcome",
                         ))
                     })
@@ -417,5 +525,51 @@ impl Directory for GraphDirectory {
                 .collect())
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advanced_query_detection() {
+        assert!(needs_advanced_query("department ne 'IT'"));
+        assert!(needs_advanced_query("endsWith(mail,'@contoso.com')"));
+        assert!(!needs_advanced_query("department eq 'Finance'"));
+        assert!(!needs_advanced_query("startswith(displayName,'A')"));
+    }
+
+    #[test]
+    fn graph_errors_map_to_what_the_engine_acts_on() {
+        let cases = [
+            (404, DirectoryErrorKind::NotFound),
+            (403, DirectoryErrorKind::Denied),
+            (429, DirectoryErrorKind::Throttled),
+            (400, DirectoryErrorKind::Rejected),
+            (409, DirectoryErrorKind::Rejected),
+            (424, DirectoryErrorKind::Rejected),
+            (401, DirectoryErrorKind::Unavailable),
+            (503, DirectoryErrorKind::Unavailable),
+        ];
+        for (status, kind) in cases {
+            let body = br#"{"error":{"code":"Some_Code","message":"what happened"}}"#;
+            let e = DirectoryError::from(GraphError::from_response(status, body, Some("r".into())));
+            assert_eq!(e.kind, kind, "HTTP {status}");
+            assert_eq!(e.detail.status, Some(status));
+            assert_eq!(e.detail.code.as_deref(), Some("Some_Code"));
+            assert_eq!(e.detail.request_id.as_deref(), Some("r"));
+            assert_eq!(e.message, "what happened");
+        }
+        let lost = GraphError::new(GraphErrorKind::OutcomeUnknown, "timed out");
+        assert_eq!(
+            DirectoryError::from(lost).kind,
+            DirectoryErrorKind::OutcomeUnknown
+        );
+    }
+
+    #[test]
+    fn odata_strings_double_their_quotes() {
+        assert_eq!(odata_string("o'brien"), "'o''brien'");
     }
 }

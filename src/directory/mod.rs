@@ -5,27 +5,33 @@
 //! - [`types`]: plain domain types ([`User`], [`Manager`], [`RoleAssignment`], ...).
 //! - [`graph_directory`]: [`GraphDirectory`], the implementation on the Graph client.
 //!
+//! - [`error`]: [`DirectoryError`], the one error type of every operation, and
+//!   [`DirectoryStats`].
+//!
 //! The trait is object-safe: methods return boxed futures and streams, so callers can hold an
-//! `Arc<dyn Directory>` (or be generic over `D: Directory`). Errors are
-//! [`GraphError`](crate::graph::GraphError) (construct one with `GraphError::new(kind, msg)`
-//! in a fake); `OutcomeUnknown` on a write means "read the state back before retrying".
+//! `Arc<dyn Directory>` (or be generic over `D: Directory`). Errors are [`DirectoryError`]s,
+//! whatever client is behind the directory: its own errors are mapped once, in the
+//! implementation; [`DirectoryErrorKind::OutcomeUnknown`] on a write means "read the state
+//! back before retrying". Wire details (headers, query options) stay inside implementations.
 
+pub mod error;
 mod graph_directory;
+#[cfg(test)]
+pub mod memory;
 pub mod types;
 mod wire;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use crate::graph::{ClientStats, GraphError};
-
+pub use error::{DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail};
 pub use graph_directory::{GraphDirectory, USER_SELECT};
 pub use types::*;
 
 /// A boxed stream of directory items.
-pub type ItemStream<'a, T> = BoxStream<'a, Result<T, GraphError>>;
+pub type ItemStream<'a, T> = BoxStream<'a, Result<T, DirectoryError>>;
 /// A boxed future of a directory result.
-pub type DirFuture<'a, T> = BoxFuture<'a, Result<T, GraphError>>;
+pub type DirFuture<'a, T> = BoxFuture<'a, Result<T, DirectoryError>>;
 
 /// Directory operations of resetctl. Reads stream their results; writes return `()` or
 /// the created object. Every implementation must keep secrets (passwords, TAPs) out of
@@ -33,6 +39,10 @@ pub type DirFuture<'a, T> = BoxFuture<'a, Result<T, GraphError>>;
 pub trait Directory: Send + Sync {
     /// Users matching `query` (all users when it has no filter).
     fn list_users(&self, query: UserQuery) -> ItemStream<'_, User>;
+
+    /// How many users the tenant has, as the directory counts them (not by listing): a
+    /// listing that disagrees with it lost or repeated pages.
+    fn count_users(&self) -> DirFuture<'_, u64>;
 
     /// User members of a group; `transitive` includes members of nested groups. Non-user
     /// members (devices, service principals, groups) are skipped.
@@ -81,6 +91,9 @@ pub trait Directory: Send + Sync {
         request: &'a TapRequest,
     ) -> DirFuture<'a, TemporaryAccessPass>;
 
+    /// Whether the user is a direct member of the group (not through a nested group).
+    fn is_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, bool>;
+
     /// Adds a user to a group (e.g. a temporary Conditional Access exclusion group).
     fn add_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, ()>;
 
@@ -94,12 +107,15 @@ pub trait Directory: Send + Sync {
     fn send_mail<'a>(&'a self, sender: &'a str, mail: &'a Mail) -> DirFuture<'a, ()>;
 
     /// Runs many writes efficiently (`$batch`, `dependsOn` for `after`), one result per write
-    /// in order. A write depending on a failed one fails with `DependencyFailed`.
-    fn batch_writes(&self, writes: Vec<UserWrite>) -> DirFuture<'_, Vec<Result<(), GraphError>>>;
+    /// in order. A write depending on a failed one fails as [`DirectoryErrorKind::Rejected`].
+    fn batch_writes(
+        &self,
+        writes: Vec<UserWrite>,
+    ) -> DirFuture<'_, Vec<Result<(), DirectoryError>>>;
 
-    /// What the client behind the directory has counted so far (429s, for a run's progress
-    /// line and summary). Zeros for a directory that counts nothing, such as a test fake.
-    fn stats(&self) -> ClientStats {
-        ClientStats::default()
+    /// What the directory has counted so far (429s, for a run's progress line and summary).
+    /// Zeros for a directory that counts nothing, such as a test fake.
+    fn stats(&self) -> DirectoryStats {
+        DirectoryStats::default()
     }
 }

@@ -357,11 +357,9 @@ pub struct Mail {
 /// Which users to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserQuery {
-    /// OData `$filter`; `None` lists every user.
+    /// OData `$filter`; `None` lists every user. The implementation sends what the filter
+    /// needs on the wire (an advanced query for `ne`, `not`, `endsWith`).
     pub filter: Option<String>,
-    /// The filter is an advanced query (`ne`, `endsWith`, `not`...): send
-    /// `ConsistencyLevel: eventual` and `$count=true` (reference §2).
-    pub advanced: bool,
     /// Properties to `$select`; `None` uses [`super::USER_SELECT`].
     pub select: Option<Vec<String>>,
 }

@@ -18,6 +18,7 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::model::App;
 use super::odata::query_pairs;
 use super::state::{Emu, Grant};
 
@@ -180,7 +181,7 @@ pub fn token(emu: &Emu, tenant: &str, authorization: Option<&str>, form: &str) -
     let secret = field("client_secret")
         .map(str::to_string)
         .or_else(|| basic.as_ref().map(|(_, s)| s.clone()));
-    if let Some(secret) = secret {
+    if let Some(secret) = &secret {
         if !constant_time_eq(secret.as_bytes(), app.secret.as_bytes()) {
             return entra_error(
                 401,
@@ -223,11 +224,16 @@ pub fn token(emu: &Emu, tenant: &str, authorization: Option<&str>, form: &str) -
             "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
         );
     }
-    drop(t);
-    let mut raw = [0u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    let access_token = format!("emu.{}", URL_SAFE_NO_PAD.encode(raw));
     let expires_in = (3599.0 / emu.scale).ceil().max(1.0) as u64;
+    let access_token = AccessToken {
+        tenant_id: &t.tenant_id.to_string(),
+        app,
+        audience: scope_audience(scope),
+        certificate: secret.is_none(),
+        lifetime_s: expires_in,
+    }
+    .encode();
+    drop(t);
     if let Ok(mut tokens) = emu.tokens.write() {
         let now = Instant::now();
         // Forget expired tokens now and then so a long tabletop does not grow the map.
@@ -251,6 +257,91 @@ pub fn token(emu: &Emu, tenant: &str, authorization: Option<&str>, form: &str) -
             "access_token": access_token,
         }),
     }
+}
+
+/// What an issued access token says about its app. Encoded as Entra encodes a v1.0 token
+/// for Microsoft Graph (Graph accepts v1.0 tokens): a JWT whose payload carries `aud`,
+/// `iss`, `iat`/`nbf`/`exp`, `appid`, `appidacr`, `idtyp: app`, `oid`/`sub` (the app's
+/// service principal), `tid`, `uti`, `ver`, the directory role in `wids`, and the granted
+/// application permissions as a JSON array in `roles`
+/// (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference).
+/// The signature is random bytes: a Graph access token is opaque to its client, which must
+/// not validate it, and the emulator accepts only the tokens it issued (see [`check_bearer`]).
+struct AccessToken<'a> {
+    tenant_id: &'a str,
+    app: &'a App,
+    /// `aud`: the resource the scope named.
+    audience: String,
+    /// Issued for a certificate assertion (`appidacr` 2) rather than a secret (1).
+    certificate: bool,
+    lifetime_s: u64,
+}
+
+impl AccessToken<'_> {
+    fn encode(&self) -> String {
+        let mut rng = rand::rng();
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        let mut signature = [0u8; 256];
+        rng.fill_bytes(&mut signature);
+        // A stable key id per emulator build of the tenant, like Entra's signing key's.
+        let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(self.tenant_id.as_bytes())[..20]);
+        let header = json!({ "typ": "JWT", "alg": "RS256", "x5t": kid, "kid": kid });
+        let now = jiff::Timestamp::now().as_second();
+        let issuer = format!("https://sts.windows.net/{}/", self.tenant_id);
+        let principal = service_principal_id(&self.app.client_id);
+        let claims = json!({
+            "aud": self.audience,
+            "iss": issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime_s as i64,
+            "aio": URL_SAFE_NO_PAD.encode(&id[..12]),
+            "app_displayname": self.app.display_name,
+            "appid": self.app.client_id.to_string(),
+            "appidacr": if self.certificate { "2" } else { "1" },
+            "idp": issuer,
+            "idtyp": "app",
+            "oid": principal,
+            "rh": format!("0.{}.", URL_SAFE_NO_PAD.encode(&id[4..])),
+            "roles": self.app.permissions,
+            "sub": principal,
+            "tid": self.tenant_id,
+            "uti": URL_SAFE_NO_PAD.encode(id),
+            "ver": "1.0",
+            "wids": [self.app.role],
+        });
+        let part = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.{}",
+            part(&header),
+            part(&claims),
+            URL_SAFE_NO_PAD.encode(signature)
+        )
+    }
+}
+
+/// The object id of an app's service principal in the emulated tenant (derived from the
+/// client id, so the same app has the same id in every token).
+fn service_principal_id(client_id: &uuid::Uuid) -> String {
+    let digest = Sha256::digest([b"servicePrincipal:".as_slice(), client_id.as_bytes()].concat());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// A v1.0 token's `aud`: the resource of the first `/.default` scope
+/// (`https://graph.microsoft.com`, or Graph's app id when the scope used it).
+fn scope_audience(scope: &str) -> String {
+    scope
+        .split(' ')
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .trim_end_matches("/.default")
+        .to_string()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -418,7 +509,19 @@ pub fn check_bearer(emu: &Emu, authorization: Option<&str>) -> Result<u32, Token
 
 #[cfg(test)]
 mod tests {
-    use super::graph_scope_ok;
+    use super::{graph_scope_ok, scope_audience};
+
+    #[test]
+    fn the_audience_is_the_scopes_resource() {
+        assert_eq!(
+            scope_audience("https://graph.microsoft.com/.default"),
+            "https://graph.microsoft.com"
+        );
+        assert_eq!(
+            scope_audience("00000003-0000-0000-c000-000000000000/.default"),
+            "00000003-0000-0000-c000-000000000000"
+        );
+    }
 
     #[test]
     fn graph_scopes_include_the_emulators_own_origin() {

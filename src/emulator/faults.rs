@@ -18,7 +18,19 @@
 //! Each request takes one draw, whatever kinds apply to it, from a generator seeded by the
 //! tenant seed, so a sequential client sees the same faults on every run, and adding `403`
 //! to a specification leaves where the other kinds land unchanged.
+//!
+//! Two more kinds make a listing lie, the way a pager that misbehaves does; they apply to
+//! each page of a collection that has a next page, with a draw of their own:
+//! - `dup_page`: the page's `@odata.nextLink` points back at the page itself, so the client
+//!   is served the same items again (a page is repeated once, never in a loop);
+//! - `drop_nextlink`: the page comes without its `@odata.nextLink`, so the listing silently
+//!   ends early — Graph's paging contract is that a page without one is the last
+//!   (<https://learn.microsoft.com/graph/paging>).
+//!
+//! A client that believes such a listing counts the tenant wrong and may act on a user
+//! twice; the count Graph serves apart from the listing (`/users/$count`) stays true.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -38,16 +50,21 @@ pub struct FaultSpec {
     pub reset: f64,
     /// Probability that a directory write is denied with 403 (not applied).
     pub denied: f64,
+    /// Probability that a page of a listing is served again instead of the next one.
+    pub duplicate_page: f64,
+    /// Probability that a page of a listing comes without its `@odata.nextLink`.
+    pub dropped_next_link: f64,
 }
 
 impl FaultSpec {
-    /// Parse `503=0.02,504=0.01,reset=0.005,403=0.1`.
+    /// Parse `503=0.02,504=0.01,reset=0.005,403=0.1,dup_page=0.1,drop_nextlink=0.1`.
     pub fn parse(spec: &str) -> Result<FaultSpec, EmulatorError> {
         let mut out = FaultSpec::default();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let bad = || {
                 EmulatorError::Faults(format!(
-                    "`{part}`: expected KIND=PROBABILITY with KIND one of 503, 504, reset, 403"
+                    "`{part}`: expected KIND=PROBABILITY with KIND one of 503, 504, reset, 403, \
+                     dup_page, drop_nextlink"
                 ))
             };
             let (kind, p) = part.split_once('=').ok_or_else(bad)?;
@@ -62,6 +79,8 @@ impl FaultSpec {
                 "504" => out.gateway_timeout = p,
                 "reset" => out.reset = p,
                 "403" => out.denied = p,
+                "dup_page" => out.duplicate_page = p,
+                "drop_nextlink" => out.dropped_next_link = p,
                 _ => return Err(bad()),
             }
         }
@@ -70,16 +89,27 @@ impl FaultSpec {
                 "the probabilities add up to more than 1".into(),
             ));
         }
+        if out.listing_total() > 1.0 {
+            return Err(EmulatorError::Faults(
+                "the probabilities of dup_page and drop_nextlink add up to more than 1".into(),
+            ));
+        }
         Ok(out)
     }
 
     /// Whether any fault is configured.
     pub fn any(&self) -> bool {
-        self.total() > 0.0
+        self.total() > 0.0 || self.listing_total() > 0.0
     }
 
+    /// The request faults' share of a request's draw.
     fn total(&self) -> f64 {
         self.unavailable + self.gateway_timeout + self.reset + self.denied
+    }
+
+    /// The listing faults' share of a page's draw.
+    fn listing_total(&self) -> f64 {
+        self.duplicate_page + self.dropped_next_link
     }
 }
 
@@ -96,6 +126,17 @@ pub enum Fault {
     Denied,
 }
 
+/// Where a page's `@odata.nextLink` leads, faults considered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageLink {
+    /// To the next page, as it should.
+    Next,
+    /// Back to this page (`dup_page`).
+    Repeat,
+    /// Nowhere: the link is left out (`drop_nextlink`).
+    Drop,
+}
+
 /// The fault and latency generator.
 #[derive(Debug)]
 pub struct Faults {
@@ -103,6 +144,9 @@ pub struct Faults {
     latency_ms: f64,
     scale: f64,
     rng: Mutex<ChaCha8Rng>,
+    /// Pages (by their own position token) whose link was just pointed back at them: the
+    /// repeat is served plainly, so a page is repeated once and a listing always ends.
+    repeated: Mutex<HashSet<String>>,
 }
 
 impl Faults {
@@ -113,6 +157,37 @@ impl Faults {
             latency_ms: latency_ms as f64,
             scale,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xfa17)),
+            repeated: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether listing faults are configured (so a page needs to know its own position).
+    pub fn lists_lie(&self) -> bool {
+        self.spec.listing_total() > 0.0
+    }
+
+    /// Where the link of a page that has a next page leads. `page` names the page served:
+    /// the skiptoken of its own position, the same for the page and its repeat.
+    pub fn next_link(&self, page: &str) -> PageLink {
+        if !self.lists_lie() {
+            return PageLink::Next;
+        }
+        let Ok(mut repeated) = self.repeated.lock() else {
+            return PageLink::Next;
+        };
+        if repeated.remove(page) {
+            return PageLink::Next;
+        }
+        let Some(x) = self.rng.lock().ok().map(|mut rng| rng.random::<f64>()) else {
+            return PageLink::Next;
+        };
+        if x < self.spec.duplicate_page {
+            repeated.insert(page.to_owned());
+            PageLink::Repeat
+        } else if x < self.spec.listing_total() {
+            PageLink::Drop
+        } else {
+            PageLink::Next
         }
     }
 
@@ -122,7 +197,7 @@ impl Faults {
     /// One draw per request: the kinds share `[0, 1)` in a fixed order (503, 504, reset,
     /// 403), and a draw landing on a kind that does not apply to the request is no fault.
     pub fn draw(&self, allow_reset: bool, deniable: bool) -> Option<Fault> {
-        if !self.spec.any() {
+        if self.spec.total() <= 0.0 {
             return None;
         }
         let x: f64 = self.rng.lock().ok()?.random();
@@ -229,6 +304,59 @@ mod tests {
             (0..200).map(|_| f.draw(true, true)).collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn listing_kinds_parse_and_are_bounded_on_their_own() {
+        let s = FaultSpec::parse("dup_page=0.25, drop_nextlink=0.5,503=0.9").unwrap();
+        assert_eq!((s.duplicate_page, s.dropped_next_link), (0.25, 0.5));
+        assert!(FaultSpec::parse("dup_page=1").unwrap().any());
+        let err = FaultSpec::parse("dup_page=0.6,drop_nextlink=0.6").unwrap_err();
+        assert!(
+            err.to_string().contains("dup_page and drop_nextlink"),
+            "{err}"
+        );
+        assert!(FaultSpec::parse("dup_page=2").is_err());
+        let f = Faults::new(FaultSpec::parse("dup_page=1").unwrap(), 0, 1.0, 1);
+        assert!(f.lists_lie());
+        assert_eq!(
+            f.draw(true, true),
+            None,
+            "listing faults are not request faults"
+        );
+    }
+
+    #[test]
+    fn a_page_is_repeated_once_then_the_listing_goes_on() {
+        let f = Faults::new(FaultSpec::parse("dup_page=1").unwrap(), 0, 1.0, 1);
+        assert_eq!(f.next_link("p0"), PageLink::Repeat);
+        assert_eq!(f.next_link("p0"), PageLink::Next, "the repeat leads on");
+        assert_eq!(f.next_link("p1"), PageLink::Repeat);
+        assert_eq!(f.next_link("p1"), PageLink::Next);
+        assert_eq!(
+            f.next_link("p0"),
+            PageLink::Repeat,
+            "a later listing lies again"
+        );
+        let f = Faults::new(FaultSpec::parse("drop_nextlink=1").unwrap(), 0, 1.0, 1);
+        assert_eq!(f.next_link("p0"), PageLink::Drop);
+        let f = Faults::new(FaultSpec::parse("503=1").unwrap(), 0, 1.0, 1);
+        assert_eq!(f.next_link("p0"), PageLink::Next);
+    }
+
+    #[test]
+    fn listing_draws_follow_the_probabilities() {
+        let f = Faults::new(
+            FaultSpec::parse("dup_page=0.2,drop_nextlink=0.3").unwrap(),
+            0,
+            1.0,
+            5,
+        );
+        let n = 10_000;
+        let links: Vec<_> = (0..n).map(|i| f.next_link(&format!("p{i}"))).collect();
+        let count = |l: PageLink| links.iter().filter(|x| **x == l).count();
+        assert!((1700..2300).contains(&count(PageLink::Repeat)));
+        assert!((2700..3300).contains(&count(PageLink::Drop)));
     }
 
     #[test]

@@ -12,9 +12,14 @@
 //! - [`odata`]: `$filter`/`$select`/`$top`/`$count` and opaque `$skiptoken`s.
 //! - [`throttle`]: Graph's token buckets (RU, writes, tenant, Identity Protection, Outlook).
 //! - [`faults`]: latency and fault injection. [`errors`]: Graph error bodies.
+//! - [`body`]: request bodies: declared properties beside OData instance annotations.
 //! - `render`: entity JSON. `routes/`: handlers by area. `server`: accept loop, shutdown.
 //!
 //! Choices worth knowing:
+//! - Every app registration is granted the application permissions README.md lists as
+//!   required ([`permissions::DEFAULT`]) unless a tenant file says otherwise; tokens carry
+//!   them in their `roles` claim, and group membership writes check them as Graph does
+//!   (a role-assignable group also needs `RoleManagement.ReadWrite.Directory`).
 //! - Every app registration holds the **User Administrator** role unless a tenant file says
 //!   otherwise: a mass reset of ordinary users passes, while admins and members of
 //!   role-assignable groups answer 403 `Authorization_RequestDenied`, as Graph does for an
@@ -35,10 +40,12 @@
 //! - Timestamps are whole seconds (`2024-05-01T10:00:00Z`), as Graph returns them: a client
 //!   reading its own write back compares at second precision.
 
+pub mod body;
 pub mod errors;
 pub mod faults;
 pub mod model;
 pub mod odata;
+pub mod permissions;
 pub mod seed;
 pub mod tenant_file;
 pub mod throttle;
@@ -218,6 +225,8 @@ pub struct AppCredentials {
     pub display_name: String,
     /// Directory role template id the app holds.
     pub role: String,
+    /// Granted application permissions (what its tokens' `roles` claim lists).
+    pub permissions: Vec<String>,
 }
 
 impl std::fmt::Debug for AppCredentials {
@@ -226,6 +235,7 @@ impl std::fmt::Debug for AppCredentials {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .field("role", &self.role)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }
@@ -249,6 +259,9 @@ pub struct ConnectionInfo {
     pub users: usize,
     /// The time scale in force.
     pub time_scale: f64,
+    /// The size class that sets the tenant's read quota: `small` (< 50 users), `medium`
+    /// (50 to 500) or `large` (`tenant_size` in `resetctl.yaml`).
+    pub tenant_size: &'static str,
     /// The verified domain of the tenant's UPNs.
     pub verified_domain: String,
     /// Inspection API root (`/_emulator`).
@@ -322,10 +335,16 @@ impl RunningEmulator {
                     client_secret: a.secret.clone(),
                     display_name: a.display_name.clone(),
                     role: a.role.to_string(),
+                    permissions: a.permissions.clone(),
                 })
                 .collect(),
             users: tenant.users.len(),
             time_scale: config.time_scale,
+            tenant_size: match tenant.size_class() {
+                model::SizeClass::Small => "small",
+                model::SizeClass::Medium => "medium",
+                model::SizeClass::Large => "large",
+            },
             verified_domain: tenant.verified_domain.clone(),
             inspect_url: format!("{base}/_emulator"),
         };

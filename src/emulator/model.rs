@@ -349,6 +349,17 @@ pub struct App {
     pub certificates: Vec<Vec<u8>>,
     /// The directory role the app's service principal holds (a template id).
     pub role: &'static str,
+    /// Granted application permissions (the token's `roles` claim), e.g. `User.ReadWrite.All`.
+    pub permissions: Vec<String>,
+}
+
+impl App {
+    /// Whether the app was granted any of `permissions`.
+    pub fn granted_any(&self, permissions: &[&str]) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| permissions.contains(&p.as_str()))
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -359,6 +370,7 @@ impl std::fmt::Debug for App {
             .field("secret", &"<redacted>")
             .field("certificates", &self.certificates.len())
             .field("role", &self.role)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }

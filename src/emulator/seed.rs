@@ -442,6 +442,7 @@ pub fn apps(rng: &mut ChaCha8Rng, count: u32) -> Vec<App> {
             secret: app_secret(rng),
             certificates: Vec::new(),
             role: roles::USER_ADMIN,
+            permissions: super::permissions::default_set(),
         })
         .collect()
 }

@@ -8,6 +8,8 @@
 //!     client_secret: "test-secret"             # optional: generated when absent
 //!     role: User Administrator                 # a role name or template id
 //!     certificate_file: app-cert.pem           # optional, relative to the tenant file
+//!     permissions: [User.ReadWrite.All, GroupMember.ReadWrite.All]  # optional: the token's
+//!                                              # `roles`; default: README's required set
 //! users:
 //!   - upn: alice@contoso.example
 //!     display_name: Alice Jones
@@ -40,7 +42,7 @@ use super::model::{
     App, Eligibility, Group, MethodKind, NONE, Principal, Risk, RoleAssignment, Tenant, User,
     roles, static_role,
 };
-use super::seed;
+use super::{permissions, seed};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +93,10 @@ pub struct AppSpec {
     /// PEM certificate file, relative to the tenant file.
     #[serde(default)]
     pub certificate_file: Option<PathBuf>,
+    /// Granted application permissions (default: the set README.md lists as required, see
+    /// [`permissions::DEFAULT`](super::permissions::DEFAULT)).
+    #[serde(default)]
+    pub permissions: Option<Vec<String>>,
 }
 
 /// One user.
@@ -502,6 +508,18 @@ impl TenantFile {
                     Some(r) => role(r)?,
                     None => roles::USER_ADMIN,
                 },
+                permissions: match &app.permissions {
+                    Some(list) => {
+                        if let Some(bad) = list.iter().find(|p| !permissions::well_formed(p)) {
+                            return Err(invalid(
+                                path,
+                                format!("app {}: `{bad}` is not a permission name (e.g. GroupMember.ReadWrite.All)", i + 1),
+                            ));
+                        }
+                        list.clone()
+                    }
+                    None => permissions::default_set(),
+                },
             });
         }
         Ok(t)
@@ -518,7 +536,7 @@ mod tests {
         let path = dir.path().join("t.yaml");
         std::fs::write(
             &path,
-            "users:\n  - upn: ceo@contoso.example\n    display_name: The Boss\n    roles: [Global Administrator]\n  - upn: a@contoso.example\n    manager: ceo@contoso.example\n    methods: [phone, fido2]\n    risk: { level: high }\ngroups:\n  - display_name: T0\n    role_assignable: true\n    members: [a@contoso.example]\n    roles: [Privileged Role Administrator]\napps:\n  - client_secret: s3cret\n    role: Helpdesk Administrator\n",
+            "users:\n  - upn: ceo@contoso.example\n    display_name: The Boss\n    roles: [Global Administrator]\n  - upn: a@contoso.example\n    manager: ceo@contoso.example\n    methods: [phone, fido2]\n    risk: { level: high }\ngroups:\n  - display_name: T0\n    role_assignable: true\n    members: [a@contoso.example]\n    roles: [Privileged Role Administrator]\napps:\n  - client_secret: s3cret\n    role: Helpdesk Administrator\n  - permissions: [GroupMember.ReadWrite.All, RoleManagement.ReadWrite.Directory]\n",
         )
         .unwrap();
         let file = TenantFile::load(&path).unwrap();
@@ -530,6 +548,14 @@ mod tests {
         assert_eq!(t.active_roles(1), vec![roles::PRIVILEGED_ROLE_ADMIN]);
         assert_eq!(t.apps[0].secret, "s3cret");
         assert_eq!(t.apps[0].role, roles::HELPDESK_ADMIN);
+        assert_eq!(t.apps[0].permissions, permissions::default_set());
+        assert_eq!(
+            t.apps[1].permissions,
+            [
+                "GroupMember.ReadWrite.All",
+                "RoleManagement.ReadWrite.Directory"
+            ]
+        );
         assert_eq!(t.risky[&1].level, "high");
     }
 
@@ -570,6 +596,16 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("Chief Wizard")
+        );
+        std::fs::write(
+            &path,
+            "apps:\n  - permissions: [User.ReadWrite.All, Read everything]\n",
+        )
+        .unwrap();
+        let err = TenantFile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("`Read everything` is not a permission name"),
+            "{err}"
         );
     }
 }

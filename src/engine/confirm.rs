@@ -10,14 +10,13 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::directory::Directory;
-use crate::graph::GraphError;
+use crate::directory::{Directory, DirectoryError, DirectoryErrorKind};
 
 /// User ids sent in one request. Graph documents no maximum for `userIds`; this keeps a
 /// request small enough that one failure does not cover half a run.
 pub const MAX_USERS_PER_REQUEST: usize = 50;
 
-type Waiter = (String, oneshot::Sender<Result<(), GraphError>>);
+type Waiter = (String, oneshot::Sender<Result<(), DirectoryError>>);
 
 /// A handle to the task that batches confirmations. Dropping every handle ends the task.
 #[derive(Debug, Clone)]
@@ -49,14 +48,10 @@ impl Confirmer {
     }
 
     /// Confirm one user compromised; resolves when the request carrying it has an answer.
-    pub async fn confirm(&self, user_id: &str) -> Result<(), GraphError> {
+    pub async fn confirm(&self, user_id: &str) -> Result<(), DirectoryError> {
         let (reply, answer) = oneshot::channel();
-        let gone = || {
-            GraphError::new(
-                crate::graph::GraphErrorKind::Refused,
-                "confirmation task stopped",
-            )
-        };
+        let gone =
+            || DirectoryError::new(DirectoryErrorKind::Unavailable, "confirmation task stopped");
         self.queue
             .send((user_id.to_owned(), reply))
             .await
@@ -81,13 +76,19 @@ mod tests {
         calls: Mutex<Vec<Vec<String>>>,
     }
 
-    fn never<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, GraphError>> {
+    fn never<'a, T: Send + 'a>() -> BoxFuture<'a, Result<T, DirectoryError>> {
         unreachable!("not used by the confirmer")
     }
 
     impl Directory for Slow {
         fn list_users(&self, _: UserQuery) -> ItemStream<'_, User> {
             unreachable!()
+        }
+        fn count_users(&self) -> DirFuture<'_, u64> {
+            never()
+        }
+        fn is_group_member<'a>(&'a self, _: &'a str, _: &'a str) -> DirFuture<'a, bool> {
+            never()
         }
         fn list_group_members(&self, _: &str, _: bool) -> ItemStream<'_, User> {
             unreachable!()
@@ -146,7 +147,10 @@ mod tests {
         fn send_mail<'a>(&'a self, _: &'a str, _: &'a Mail) -> DirFuture<'a, ()> {
             never()
         }
-        fn batch_writes(&self, _: Vec<UserWrite>) -> DirFuture<'_, Vec<Result<(), GraphError>>> {
+        fn batch_writes(
+            &self,
+            _: Vec<UserWrite>,
+        ) -> DirFuture<'_, Vec<Result<(), DirectoryError>>> {
             never()
         }
     }

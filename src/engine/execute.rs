@@ -14,10 +14,8 @@
 //! from the journal are history, and counting them would trip a resumed run again before it
 //! started anyone.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -26,24 +24,18 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::EngineError;
+use super::breaker::Breaker;
 use super::confirm::Confirmer;
+use super::journal_key::StepKey;
 use super::notify::{Delivery, Notice, Notifier, UserSecret, secret_created_by};
 use super::password;
 use super::plan::{Plan, PlannedUser};
+use super::read_back::{ReadBack, matches_type, read_back};
+use super::trail;
 use crate::audit::{self, AuditHandle, Details, Event};
-use crate::directory::{
-    AuthMethodKind, Directory, PasswordChange, RiskLevel as GraphRisk, TapRequest,
-};
-use crate::graph::{GraphError, GraphErrorKind};
+use crate::directory::{Directory, DirectoryError, DirectoryErrorKind, PasswordChange, TapRequest};
 use crate::playbook::{MethodType, PasswordMode, Playbook, Step};
-use crate::store::{IntentRecorded, JournalEntry, Outcome, RunId, RunStore};
-
-/// Outcomes the circuit breaker looks back over.
-const BREAKER_WINDOW: usize = 100;
-/// Outcomes needed before the breaker may trip (a single early failure is not a rate).
-const BREAKER_MIN_SAMPLES: usize = 20;
-/// Clock difference tolerated between this host and Graph when reading a write back.
-const READ_BACK_SKEW: Duration = Duration::from_secs(5);
+use crate::store::{Facts, IntentRecorded, JournalEntry, Membership, Outcome, RunId, RunStore};
 
 /// Everything one execution needs, passed in (no globals).
 pub struct Execution<S> {
@@ -149,40 +141,6 @@ impl<S> std::ops::Deref for Runner<S> {
     }
 }
 
-/// Rolling failure rate over the last outcomes.
-struct Breaker {
-    threshold: f64,
-    window: Mutex<VecDeque<bool>>,
-    tripped: AtomicBool,
-}
-
-impl Breaker {
-    fn record(&self, failed: bool) {
-        let Ok(mut window) = self.window.lock() else {
-            return;
-        };
-        window.push_back(failed);
-        if window.len() > BREAKER_WINDOW {
-            window.pop_front();
-        }
-        let failures = window.iter().filter(|&&f| f).count();
-        let over = window.len() >= BREAKER_MIN_SAMPLES
-            && failures as f64 / window.len() as f64 > self.threshold;
-        if over && !self.tripped.swap(true, Ordering::SeqCst) {
-            tracing::error!(
-                message = "Circuit breaker tripped: error rate above the playbook's threshold.",
-                failures,
-                window = window.len(),
-                threshold = self.threshold
-            );
-        }
-    }
-
-    fn tripped(&self) -> bool {
-        self.tripped.load(Ordering::SeqCst)
-    }
-}
-
 /// Carry out (or continue) the plan.
 pub async fn execute<S: RunStore + 'static>(
     execution: Execution<S>,
@@ -191,11 +149,9 @@ pub async fn execute<S: RunStore + 'static>(
         confirmer: Confirmer::spawn(Arc::clone(&execution.directory)),
         ex: execution,
     });
-    let breaker = Arc::new(Breaker {
-        threshold: execution.playbook.guards.stop_when_error_rate_above,
-        window: Mutex::new(VecDeque::new()),
-        tripped: AtomicBool::new(false),
-    });
+    let breaker = Arc::new(Breaker::new(
+        execution.playbook.guards.stop_when_error_rate_above,
+    ));
     let users: Vec<PlannedUser> = execution
         .plan
         .users
@@ -258,7 +214,7 @@ async fn pipeline<S: RunStore>(
     // only by read-back): never stored, so it cannot be delivered now.
     let mut lost_secret: Option<&'static str> = None;
     for key in user.steps.iter() {
-        let Some(step) = step_of(&execution.playbook, key) else {
+        let Some(step) = StepKey::parse(key).and_then(|k| k.step(&execution.playbook)) else {
             return Err(EngineError::CorruptPlan {
                 run: execution.run.0.clone(),
                 message: format!("step {key} is not in the playbook"),
@@ -303,13 +259,6 @@ async fn pipeline<S: RunStore>(
     Ok(results)
 }
 
-/// The playbook step a journal key names (`index:name`).
-fn step_of<'a>(playbook: &'a Playbook, key: &str) -> Option<&'a Step> {
-    let (index, name) = key.split_once(':')?;
-    let spec = playbook.steps.get(index.parse::<usize>().ok()?)?;
-    (spec.step.key() == name).then_some(&spec.step)
-}
-
 /// What a step of a pipeline knows of the steps before it.
 struct StepContext<'a> {
     /// An earlier step failed (a notice would announce something that did not happen).
@@ -321,6 +270,17 @@ struct StepContext<'a> {
     /// Secrets created so far; a step that creates one adds it.
     secrets: &'a mut Vec<UserSecret>,
 }
+
+/// One (user, step) being carried out: who, which step, and its journal row's intent.
+struct StepCall<'a> {
+    user: &'a PlannedUser,
+    key: &'a str,
+    step: &'a Step,
+    intent_at: Timestamp,
+}
+
+/// How a step ended: the outcome and its secret-free detail.
+type Ended = (Outcome, Option<String>);
 
 /// Journal, perform (or resolve) and record one step. The flag is true when the outcome
 /// was only read from the journal (decided in an earlier attempt of this run).
@@ -338,8 +298,9 @@ async fn run_step<S: RunStore>(
     } = context;
     let store = &execution.store;
     let intent_at = Timestamp::now();
+    let facts = intent_facts(step, intent_at);
     let (outcome, detail, resumed) = match store
-        .record_intent(&execution.run, &user.id, key, intent_at)
+        .record_intent(&execution.run, &user.id, key, facts, intent_at)
         .await?
     {
         IntentRecorded::Existing(JournalEntry {
@@ -348,8 +309,14 @@ async fn run_step<S: RunStore>(
             ..
         }) => return Ok((outcome, detail, true)), // done in an earlier attempt of this run
         IntentRecorded::Existing(entry) => {
+            let call = StepCall {
+                user,
+                key,
+                step,
+                intent_at: entry.intent_at,
+            };
             let (outcome, detail) =
-                resolve_unknown(execution, user, step, entry.intent_at, true, secrets).await;
+                resolve_unknown(execution, &call, entry.facts, true, secrets).await?;
             (outcome, detail, true)
         }
         IntentRecorded::New => {
@@ -367,7 +334,15 @@ async fn run_step<S: RunStore>(
                              hand"
                     )),
                 ),
-                _ => perform(execution, user, step, intent_at, secrets).await,
+                _ => {
+                    let call = StepCall {
+                        user,
+                        key,
+                        step,
+                        intent_at,
+                    };
+                    perform(execution, &call, secrets).await?
+                }
             };
             (outcome, detail, false)
         }
@@ -386,6 +361,21 @@ async fn run_step<S: RunStore>(
     Ok((outcome, detail, false))
 }
 
+/// The typed facts a step's intent carries: for `add_to_group`, the group and when the
+/// membership ends (`expiry` after the intent), whether it existed not read yet.
+fn intent_facts(step: &Step, intent_at: Timestamp) -> Option<Facts> {
+    match step {
+        Step::AddToGroup { group_id, expiry } => Some(Facts::Membership(Membership {
+            group_id: group_id.to_string(),
+            until: intent_at
+                .checked_add(jiff::SignedDuration::try_from(*expiry).unwrap_or_default())
+                .unwrap_or(intent_at),
+            member_before: None,
+        })),
+        _ => None,
+    }
+}
+
 async fn audit_step<S>(
     execution: &Runner<S>,
     user: &PlannedUser,
@@ -399,7 +389,10 @@ async fn audit_step<S>(
         Outcome::Failed | Outcome::ManualCheck => audit::Outcome::Failure,
         Outcome::Skipped => audit::Outcome::Skipped,
     };
-    let action = format!("user.{}", key.split_once(':').map_or(key, |(_, name)| name));
+    let action = match StepKey::parse(key) {
+        Some(step) => format!("user.{}", step.name),
+        None => format!("user.{key}"),
+    };
     let mut details = Details::new()
         .with("run", execution.run.0.as_str())?
         .with("step", key)?
@@ -411,10 +404,11 @@ async fn audit_step<S>(
     if resumed {
         details = details.with("resolved_on_resume", true)?;
     }
+    // The UPN is the directory's: escaped for the trail, so an odd one cannot stop the run.
     let event = Event::new(
         execution.actor.as_str(),
         action,
-        user.upn.as_str(),
+        trail::escaped(&user.upn),
         audit_outcome,
     )?
     .with_details(details);
@@ -424,15 +418,14 @@ async fn audit_step<S>(
 
 /// Make the call a step stands for. A secret it creates goes to `secrets`, for the user's
 /// notify steps; a notify step hands them to the notifier.
-async fn perform<S>(
+async fn perform<S: RunStore>(
     execution: &Runner<S>,
-    user: &PlannedUser,
-    step: &Step,
-    intent_at: Timestamp,
+    call: &StepCall<'_>,
     secrets: &mut Vec<UserSecret>,
-) -> (Outcome, Option<String>) {
+) -> Result<Ended, EngineError> {
     let directory = execution.directory.as_ref();
-    let result: Result<Option<String>, GraphError> = match step {
+    let user = call.user;
+    let result: Result<Option<String>, DirectoryError> = match call.step {
         Step::RevokeSessions => directory.revoke_sessions(&user.id).await.map(|()| None),
         Step::ResetPassword {
             mode,
@@ -490,20 +483,7 @@ async fn perform<S>(
                 ))
             })
         }
-        Step::AddToGroup { group_id, expiry } => {
-            let expires = intent_at
-                .checked_add(jiff::SignedDuration::try_from(*expiry).unwrap_or_default())
-                .unwrap_or(intent_at);
-            directory
-                .add_group_member(&group_id.to_string(), &user.id)
-                .await
-                .map(|()| {
-                    Some(super::expire::membership_detail(
-                        &group_id.to_string(),
-                        expires,
-                    ))
-                })
-        }
+        Step::AddToGroup { .. } => return add_to_group(execution, call).await,
         Step::ConfirmCompromised => execution.confirmer.confirm(&user.id).await.map(|()| None),
         Step::Notify {
             template,
@@ -517,23 +497,123 @@ async fn perform<S>(
                 to: *to,
                 secrets: secrets.as_slice(),
             };
-            return match execution.notifier.notify(notice).await {
+            return Ok(match execution.notifier.notify(notice).await {
                 Delivery::Delivered(detail) => (Outcome::Succeeded, Some(detail)),
                 Delivery::Recorded(detail) => (Outcome::Skipped, Some(detail)),
                 Delivery::Failed(detail) => (Outcome::Failed, Some(detail)),
-            };
+            });
         }
     };
     match result {
-        Ok(detail) => (Outcome::Succeeded, detail),
-        Err(err) if err.kind == GraphErrorKind::OutcomeUnknown => {
-            // The request left; whether Graph applied it is unknown. Read it back now;
-            // if the read-back cannot prove it landed, an operator must look.
-            tracing::warn!(message = "Write outcome unknown; reading back.", user = %user.upn, %err);
-            resolve_unknown(execution, user, step, intent_at, false, secrets).await
+        Ok(detail) => Ok((Outcome::Succeeded, detail)),
+        Err(err) if err.kind == DirectoryErrorKind::OutcomeUnknown => {
+            lost_answer(execution, call, &err, None, secrets).await
         }
-        Err(err) => (Outcome::Failed, Some(error_detail(&err))),
+        Err(err) => Ok((Outcome::Failed, Some(err.to_string()))),
     }
+}
+
+/// The request left; whether the directory applied it is unknown. Read it back now; if the
+/// read-back cannot prove it landed, an operator must look (the request may still be in
+/// flight, so it is not made again).
+async fn lost_answer<S: RunStore>(
+    execution: &Runner<S>,
+    call: &StepCall<'_>,
+    err: &DirectoryError,
+    facts: Option<Facts>,
+    secrets: &mut Vec<UserSecret>,
+) -> Result<Ended, EngineError> {
+    tracing::warn!(message = "Write outcome unknown; reading back.", user = %call.user.upn, %err);
+    resolve_unknown(execution, call, facts, false, secrets).await
+}
+
+/// `add_to_group`: read whether the user is already a direct member and journal it before
+/// the write, so that `runs expire` never removes a membership the run did not make, even
+/// when the write's answer is lost and a read-back finds the user in the group. The write
+/// is made either way (the search index the first read uses may lag); Graph's answer then
+/// settles what was there before: added means it was not, "already exist" means it was.
+async fn add_to_group<S: RunStore>(
+    execution: &Runner<S>,
+    call: &StepCall<'_>,
+) -> Result<Ended, EngineError> {
+    let Some(Facts::Membership(mut membership)) = intent_facts(call.step, call.intent_at) else {
+        return Err(EngineError::CorruptPlan {
+            run: execution.run.0.clone(),
+            message: format!("step {} is not an add_to_group step", call.key),
+        });
+    };
+    let directory = execution.directory.as_ref();
+    let user = &call.user.id;
+    let group = membership.group_id.clone();
+    let was_member = match directory.is_group_member(&group, user).await {
+        Ok(was) => was,
+        Err(err) => {
+            return Ok((
+                Outcome::Failed,
+                Some(format!(
+                    "reading the members of {group} before adding: {err}"
+                )),
+            ));
+        }
+    };
+    membership.member_before = Some(was_member);
+    record_membership(execution, call, &membership).await?;
+    let added = |m: &Membership| format!("member of {} until {}", m.group_id, m.until);
+    match directory.add_group_member(&group, user).await {
+        Ok(()) => {
+            if was_member {
+                // Graph added the user, so the first read saw a stale index.
+                membership.member_before = Some(false);
+                record_membership(execution, call, &membership).await?;
+            }
+            Ok((Outcome::Succeeded, Some(added(&membership))))
+        }
+        Err(err) if already_a_member(&err) => {
+            if !was_member {
+                membership.member_before = Some(true);
+                record_membership(execution, call, &membership).await?;
+            }
+            Ok((
+                Outcome::Succeeded,
+                Some(format!(
+                    "already a member of {group} before this step; it will be left in place"
+                )),
+            ))
+        }
+        Err(err) if err.kind == DirectoryErrorKind::OutcomeUnknown => {
+            let facts = Some(Facts::Membership(membership));
+            lost_answer(execution, call, &err, facts, &mut Vec::new()).await
+        }
+        Err(err) => Ok((Outcome::Failed, Some(err.to_string()))),
+    }
+}
+
+/// Graph's answer to adding a member the group already has: 400 "One or more added object
+/// references already exist for the following modified properties: 'members'."
+/// (https://learn.microsoft.com/graph/api/group-post-members).
+fn already_a_member(err: &DirectoryError) -> bool {
+    err.kind == DirectoryErrorKind::Rejected
+        && err.detail.status == Some(400)
+        && err
+            .message
+            .contains("added object references already exist")
+}
+
+async fn record_membership<S: RunStore>(
+    execution: &Runner<S>,
+    call: &StepCall<'_>,
+    membership: &Membership,
+) -> Result<(), EngineError> {
+    execution
+        .store
+        .record_facts(
+            &execution.run,
+            &call.user.id,
+            call.key,
+            Facts::Membership(membership.clone()),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Delete the user's methods of the listed types (never the password). Converges: a method
@@ -542,7 +622,7 @@ async fn remove_methods(
     directory: &dyn Directory,
     user_id: &str,
     remove: &[MethodType],
-) -> Result<Option<String>, GraphError> {
+) -> Result<Option<String>, DirectoryError> {
     let methods = directory.list_auth_methods(user_id).await?;
     let mut removed = 0;
     for method in methods
@@ -555,72 +635,53 @@ async fn remove_methods(
     Ok(Some(format!("{removed} method(s) removed")))
 }
 
-fn matches_type(wanted: MethodType, kind: &AuthMethodKind) -> bool {
-    matches!(
-        (wanted, kind),
-        (MethodType::Phone, AuthMethodKind::Phone)
-            | (MethodType::Email, AuthMethodKind::Email)
-            | (MethodType::Fido2, AuthMethodKind::Fido2)
-            | (
-                MethodType::MicrosoftAuthenticator,
-                AuthMethodKind::MicrosoftAuthenticator
-            )
-            | (MethodType::SoftwareOath, AuthMethodKind::SoftwareOath)
-            | (
-                MethodType::WindowsHelloForBusiness,
-                AuthMethodKind::WindowsHelloForBusiness
-            )
-            | (
-                MethodType::TemporaryAccessPass,
-                AuthMethodKind::TemporaryAccessPass
-            )
-    )
-}
-
-/// A secret-free description of a Graph failure for the journal and reports.
-fn error_detail(err: &GraphError) -> String {
-    let mut text = format!("{:?}", err.kind);
-    if let Some(status) = err.status {
-        text.push_str(&format!(" HTTP {status}"));
-    }
-    if let Some(code) = &err.code {
-        text.push_str(&format!(" {code}"));
-    }
-    if let Some(id) = &err.request_id {
-        text.push_str(&format!(" request-id {id}"));
-    }
-    text
-}
-
-/// What reading the tenant back says about a write made at `intent_at`.
-enum ReadBack {
-    /// The write landed.
-    Applied(String),
-    /// The write did not land.
-    NotApplied,
-    /// The tenant cannot tell.
-    Unknowable(String),
-}
-
 /// Resolve a step whose outcome is unknown. On resume (`may_perform`), a read-back proving
 /// the write did not land lets the step run now — its first application. During the run, it
-/// goes to manual check instead, since the original request may still be in flight.
-async fn resolve_unknown<S>(
+/// goes to manual check instead, since the original request may still be in flight. `facts`
+/// are the journal row's: an `add_to_group` whose earlier membership was not read yet never
+/// sent its write.
+async fn resolve_unknown<S: RunStore>(
     execution: &Runner<S>,
-    user: &PlannedUser,
-    step: &Step,
-    intent_at: Timestamp,
+    call: &StepCall<'_>,
+    facts: Option<Facts>,
     may_perform: bool,
     secrets: &mut Vec<UserSecret>,
-) -> (Outcome, Option<String>) {
-    match read_back(execution.directory.as_ref(), &user.id, step, intent_at).await {
+) -> Result<Ended, EngineError> {
+    let unsent = matches!(
+        &facts,
+        Some(Facts::Membership(Membership {
+            member_before: None,
+            ..
+        }))
+    );
+    let found = if unsent {
+        Ok(ReadBack::NotApplied)
+    } else {
+        read_back(
+            execution.directory.as_ref(),
+            &call.user.id,
+            call.step,
+            call.intent_at,
+        )
+        .await
+    };
+    Ok(match found {
         Ok(ReadBack::Applied(evidence)) => {
+            if facts.is_none()
+                && let Some(Facts::Membership(mut membership)) =
+                    intent_facts(call.step, call.intent_at)
+            {
+                // Journaled before memberships were read first: whether the user was a
+                // member before cannot be known, so `runs expire` leaves it to an operator.
+                membership.member_before = None;
+                record_membership(execution, call, &membership).await?;
+            }
             (Outcome::Succeeded, Some(format!("read back: {evidence}")))
         }
         Ok(ReadBack::NotApplied) if may_perform => {
-            tracing::info!(message = "Read-back shows the write did not land; performing it.", user = %user.upn);
+            tracing::info!(message = "Read-back shows the write did not land; performing it.", user = %call.user.upn);
             // Boxed: perform may come back here on an unknown outcome (with may_perform off).
-            Box::pin(perform(execution, user, step, intent_at, secrets)).await
+            Box::pin(perform(execution, call, secrets)).await?
         }
         Ok(ReadBack::NotApplied) => (
             Outcome::ManualCheck,
@@ -629,78 +690,337 @@ async fn resolve_unknown<S>(
         Ok(ReadBack::Unknowable(why)) => (Outcome::ManualCheck, Some(why)),
         Err(err) => (
             Outcome::ManualCheck,
-            Some(format!(
-                "outcome unknown; read-back failed: {}",
-                error_detail(&err)
-            )),
+            Some(format!("outcome unknown; read-back failed: {err}")),
         ),
-    }
+    })
 }
 
-async fn read_back(
-    directory: &dyn Directory,
-    user_id: &str,
-    step: &Step,
-    intent_at: Timestamp,
-) -> Result<ReadBack, GraphError> {
-    let since = intent_at
-        .checked_sub(jiff::SignedDuration::try_from(READ_BACK_SKEW).unwrap_or_default())
-        .unwrap_or(intent_at);
-    let after = |t: Option<Timestamp>| t.filter(|t| *t >= since);
-    Ok(match step {
-        Step::ResetPassword { mode: PasswordMode::Keep, .. } => ReadBack::Unknowable(
-            "outcome unknown: a force-change without a new password leaves no trace to read back".into(),
-        ),
-        Step::ResetPassword { .. } => {
-            let user = directory.get_user(user_id).await?;
-            match after(user.and_then(|u| u.last_password_change)) {
-                Some(t) => ReadBack::Applied(format!("password changed at {t}")),
-                None => ReadBack::NotApplied,
-            }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditConfig;
+    use crate::directory::memory::{MemoryDirectory, Op};
+    use crate::engine::breaker;
+    use crate::engine::notify::RecordOnly;
+    use crate::engine::planner::{PlanRequest, build_plan};
+    use crate::store::{NewRun, PlanDocument, SqliteStore};
+    use crate::targeting::ResolveOptions;
+
+    const GROUP: &str = "7d0c3f5e-1b2a-4c6d-8e9f-0a1b2c3d4e5f";
+    const RESET: &str =
+        "  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n";
+    const ADD: &str =
+        "  - add_to_group: { group_id: 7d0c3f5e-1b2a-4c6d-8e9f-0a1b2c3d4e5f, expiry: 1h }\n";
+
+    /// A run of a playbook of `steps` on an in-memory tenant, with a real store and trail.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        directory: Arc<MemoryDirectory>,
+        store: Arc<SqliteStore>,
+        audit: AuditHandle,
+        playbook: Arc<Playbook>,
+        plan: Plan,
+        run: RunId,
+    }
+
+    async fn fixture(directory: MemoryDirectory, steps: &str, threshold: f64) -> Fixture {
+        let text = format!(
+            "name: unit\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, \
+             stop_when_error_rate_above: {threshold}, approvals_required: 0 }}\nsteps:\n{steps}"
+        );
+        let playbook = crate::playbook::load_str("unit.yaml", &text)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .playbook;
+        let directory = Arc::new(directory);
+        let plan = build_plan(
+            directory.as_ref(),
+            PlanRequest {
+                playbook: &playbook,
+                playbook_bytes: text.as_bytes(),
+                tenant: "t",
+                apps: 1,
+                quotas: &crate::throttle::Quotas::graph_defaults(
+                    crate::config::TenantSize::Small,
+                    1.0,
+                ),
+                runner_accounts: &[],
+                resolve: ResolveOptions::default(),
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap());
+        let run = RunId("r1".into());
+        store
+            .create_run(NewRun {
+                id: run.clone(),
+                created_at: Timestamp::now(),
+                playbook_name: "unit".into(),
+                playbook_path: "unit.yaml".into(),
+                tenant: "t".into(),
+                plan_hash: plan.hash(),
+                plan: PlanDocument::text("{}"),
+            })
+            .await
+            .unwrap();
+        let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")))
+            .await
+            .unwrap();
+        Fixture {
+            dir,
+            directory,
+            store,
+            audit,
+            playbook: Arc::new(playbook),
+            plan,
+            run,
         }
-        Step::RevokeSessions => {
-            let user = directory.get_user(user_id).await?;
-            match after(user.and_then(|u| u.sign_in_sessions_valid_from)) {
-                Some(t) => ReadBack::Applied(format!("sessions valid from {t}")),
-                None => ReadBack::NotApplied,
-            }
+    }
+
+    impl Fixture {
+        /// One attempt of the run, one user at a time.
+        async fn execute(&self) -> Result<Summary, EngineError> {
+            let (_stop, stop) = watch::channel(false);
+            execute(Execution {
+                directory: self.directory.clone(),
+                store: Arc::clone(&self.store),
+                audit: self.audit.clone(),
+                playbook: Arc::clone(&self.playbook),
+                plan: Arc::new(self.plan.clone()),
+                run: self.run.clone(),
+                actor: "resetctl".into(),
+                concurrency: 1,
+                stop,
+                progress: Arc::new(Progress::default()),
+                notifier: Arc::new(RecordOnly),
+            })
+            .await
         }
-        Step::RequireMfaReregistration { remove } => {
-            let methods = directory.list_auth_methods(user_id).await?;
-            if methods.iter().any(|m| remove.iter().any(|t| matches_type(*t, &m.kind))) {
-                ReadBack::NotApplied
-            } else {
-                ReadBack::Applied("no listed method remains".into())
-            }
+
+        async fn journal(&self) -> Vec<JournalEntry> {
+            self.store.journal(&self.run).await.unwrap()
         }
-        Step::AddToGroup { group_id, expiry } => {
-            use futures::TryStreamExt;
-            let members: Vec<String> = directory
-                .list_group_members(&group_id.to_string(), false)
-                .map_ok(|u| u.id.to_ascii_lowercase())
-                .try_collect()
-                .await?;
-            if members.contains(&user_id.to_ascii_lowercase()) {
-                // The membership ends `expiry` after the intent, as if the call had answered.
-                let until = intent_at
-                    .checked_add(jiff::SignedDuration::try_from(*expiry).unwrap_or_default())
-                    .unwrap_or(intent_at);
-                ReadBack::Applied(super::expire::membership_detail(&group_id.to_string(), until))
-            } else {
-                ReadBack::NotApplied
-            }
+
+        /// The journal row of `user`'s step `key`.
+        async fn row(&self, user: &str, key: &str) -> JournalEntry {
+            self.journal()
+                .await
+                .into_iter()
+                .find(|e| e.user_id == user && e.step == key)
+                .unwrap_or_else(|| panic!("no row {user} {key}"))
         }
-        Step::ConfirmCompromised => {
-            use futures::TryStreamExt;
-            let risky: Vec<_> = directory.list_risky_users(vec![GraphRisk::High]).try_collect().await?;
-            let confirmed = risky.iter().any(|r| {
-                r.id.eq_ignore_ascii_case(user_id) && r.risk_state.as_deref() == Some("confirmedCompromised")
-            });
-            if confirmed { ReadBack::Applied("risk state confirmedCompromised".into()) } else { ReadBack::NotApplied }
+
+        /// Close the trail and verify it; the number of records.
+        async fn verify_trail(&self) -> u64 {
+            self.audit.close().await.unwrap();
+            crate::audit::verify_trail(&self.dir.path().join("audit.jsonl"), None)
+                .unwrap()
+                .records
         }
-        Step::TemporaryAccessPass { .. } => ReadBack::Unknowable(
-            "outcome unknown: a pass may exist that was never delivered; delete it or issue one by hand".into(),
-        ),
-        Step::Notify { .. } => ReadBack::Unknowable("outcome unknown: a message may or may not have been sent".into()),
-    })
+    }
+
+    /// A tenant of `n` users `u00@x`, ... (ids `id-u00@x`, ...).
+    fn users(n: usize) -> MemoryDirectory {
+        (0..n).fold(MemoryDirectory::new(), |d, i| {
+            d.with_user(&format!("u{i:02}@x"))
+        })
+    }
+
+    fn member_before(entry: JournalEntry) -> Option<bool> {
+        match entry.facts {
+            Some(Facts::Membership(m)) => m.member_before,
+            other => panic!("not a membership: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_key_the_playbook_does_not_have_is_a_corrupt_plan() {
+        for key in ["3:reset_password", "0:revoke_sessions", "reset_password"] {
+            let mut f = fixture(users(1), RESET, 0.5).await;
+            f.plan.users[0].steps = vec![key.to_owned()].into();
+            let err = f.execute().await.unwrap_err();
+            assert!(
+                matches!(&err, EngineError::CorruptPlan { message, .. } if message.contains(key)),
+                "{key}: {err}"
+            );
+            assert_eq!(f.directory.calls(Op::ForcePasswordChange), 0);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_breaker_stops_new_users_once_the_window_fails_and_forgets_history() {
+        let f = fixture(users(40), RESET, 0.5).await;
+        for _ in 0..breaker::MIN_SAMPLES {
+            f.directory
+                .fail_next(Op::ForcePasswordChange, DirectoryErrorKind::Denied);
+        }
+        let summary = f.execute().await.unwrap();
+        assert!(summary.tripped);
+        assert_eq!(summary.users_done, breaker::MIN_SAMPLES);
+        assert_eq!(summary.users_not_started, 40 - breaker::MIN_SAMPLES);
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            breaker::MIN_SAMPLES
+        );
+        let failed = &summary.results[0];
+        assert_eq!(failed.outcome, Outcome::Failed);
+        assert_eq!(
+            failed.detail.as_deref(),
+            Some("denied: scripted failure"),
+            "the error's one Display"
+        );
+
+        // Resumed once the cause is fixed: the failures are history, not this attempt's
+        // error rate, so every user left runs.
+        let resumed = f.execute().await.unwrap();
+        assert!(!resumed.tripped);
+        assert_eq!(resumed.users_not_started, 0);
+        assert_eq!(resumed.count(Outcome::Failed), breaker::MIN_SAMPLES);
+        assert_eq!(resumed.count(Outcome::Succeeded), 40 - breaker::MIN_SAMPLES);
+        assert_eq!(f.directory.calls(Op::ForcePasswordChange), 40);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_read_back_never_repeated() {
+        let f = fixture(users(3), RESET, 1.0).await;
+        // u00: applied, answer lost; u01: lost before it landed; u02: fine.
+        f.directory.lose_next_answer(Op::ForcePasswordChange);
+        f.directory.lose_next_request(Op::ForcePasswordChange);
+        let summary = f.execute().await.unwrap();
+        let by_user: Vec<(&str, Outcome)> = summary
+            .results
+            .iter()
+            .map(|r| (r.upn.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            by_user,
+            [
+                ("u00@x", Outcome::Succeeded),
+                ("u01@x", Outcome::ManualCheck),
+                ("u02@x", Outcome::Succeeded),
+            ]
+        );
+        assert!(
+            summary.results[0]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with("read back: password changed at")),
+            "{:?}",
+            summary.results[0]
+        );
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            3,
+            "nothing sent twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resumed_intent_is_performed_only_when_the_read_back_proves_it_did_not_land() {
+        let f = fixture(users(2), RESET, 1.0).await;
+        let key = "0:reset_password";
+        let earlier = Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_secs(60))
+            .unwrap();
+        // Both died in flight; u00's password did change, u01's did not.
+        for user in ["id-u00@x", "id-u01@x"] {
+            f.store
+                .record_intent(&f.run, user, key, None, earlier)
+                .await
+                .unwrap();
+        }
+        let change = PasswordChange {
+            force_change_next_sign_in: true,
+            force_change_with_mfa: true,
+            password: None,
+        };
+        f.directory
+            .force_password_change("id-u00@x", &change)
+            .await
+            .unwrap();
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            2,
+            "u00's landed write was not repeated; u01's was made once"
+        );
+        assert!(
+            f.row("id-u00@x", key)
+                .await
+                .detail
+                .is_some_and(|d| d.starts_with("read back:"))
+        );
+    }
+
+    #[tokio::test]
+    async fn add_to_group_journals_whether_the_user_was_a_member_before_writing() {
+        // u00 and u01 were members before the run. u00's write loses its answer and the
+        // read-back finds it in the group: that must not credit the membership to the run.
+        let directory = users(3).with_group(GROUP, &["id-u00@x", "id-u01@x"]);
+        let f = fixture(directory, ADD, 1.0).await;
+        f.directory.lose_next_answer(Op::AddGroupMember);
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        let key = "0:add_to_group";
+        assert_eq!(member_before(f.row("id-u00@x", key).await), Some(true));
+        assert_eq!(member_before(f.row("id-u01@x", key).await), Some(true));
+        assert_eq!(member_before(f.row("id-u02@x", key).await), Some(false));
+        assert!(
+            summary.results[1]
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("already a member")),
+            "{:?}",
+            summary.results[1]
+        );
+        let later = Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(2))
+            .unwrap();
+        let due = crate::engine::expire::due(&f.journal().await, later);
+        let due: Vec<&str> = due.iter().map(|d| d.user_id.as_str()).collect();
+        assert_eq!(due, ["id-u02@x"], "only the membership the run made ends");
+    }
+
+    #[tokio::test]
+    async fn an_add_to_group_that_died_before_reading_the_group_never_wrote() {
+        let f = fixture(users(1).with_group(GROUP, &[]), ADD, 1.0).await;
+        let key = "0:add_to_group";
+        let intent_at = Timestamp::now();
+        let step = StepKey::parse(key).unwrap();
+        let facts = intent_facts(step.step(&f.playbook).unwrap(), intent_at);
+        f.store
+            .record_intent(&f.run, "id-u00@x", key, facts, intent_at)
+            .await
+            .unwrap();
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        assert_eq!(
+            f.directory.calls(Op::ListGroupMembers),
+            0,
+            "no read-back: the write was never sent"
+        );
+        assert_eq!(f.directory.calls(Op::AddGroupMember), 1);
+        assert_eq!(member_before(f.row("id-u00@x", key).await), Some(false));
+        assert_eq!(f.directory.members(GROUP), ["id-u00@x"]);
+    }
+
+    #[tokio::test]
+    async fn a_control_character_in_a_upn_is_escaped_for_the_trail_not_fatal() {
+        let directory = MemoryDirectory::new().with_user("ev\u{7}il\u{1b}[2J@x");
+        let f = fixture(directory, RESET, 1.0).await;
+        let summary = f.execute().await.unwrap();
+        assert!(summary.complete_success(), "{:?}", summary.results);
+        assert_eq!(
+            f.verify_trail().await,
+            1,
+            "one record, and the trail verifies"
+        );
+        let trail = std::fs::read_to_string(f.dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            trail.contains(r#""subject":"ev\\u{7}il\\u{1b}[2J@x""#),
+            "{trail}"
+        );
+    }
 }

@@ -1,38 +1,32 @@
 //! Ending temporary group memberships (`add_to_group` with `expiry`).
 //!
-//! When `add_to_group` succeeds, its journal detail records the group and the end of the
-//! membership as `member of <group id> until <RFC 3339 time>`. [`due`] finds the memberships
-//! whose time has come and that have not been removed; [`expire`] removes them, journaling
-//! each removal as its own step (`<step>#expire`) with the same intent-before / outcome-after
-//! discipline as every other write. A failed removal is tried again by the next pass under a
-//! new key (`<step>#expire.2`, ...); an attempt whose outcome was lost is finished under its
-//! own key. Every attempt first reads the group, so a removal is never made blindly twice.
+//! An `add_to_group` step journals, as typed facts of its row, the group, when the
+//! membership ends, and whether the user was already a direct member before its write.
+//! [`due`] finds the memberships the run made whose time has come and that have not been
+//! ended; [`expire`] removes them, journaling each removal as its own row (keyed
+//! `<step>#expire.<attempt>`, its facts naming the step it ends) with the same
+//! intent-before / outcome-after discipline as every other write. A failed removal is tried
+//! again by the next pass under the next attempt's key; an attempt whose outcome was lost is
+//! finished under its own key. Every attempt first reads the group, so a removal is never
+//! made blindly twice.
+//!
+//! A membership the user had before the run is never removed: it is not the run's. One
+//! whose origin cannot be known (its answer was lost and it was journaled before origins
+//! were read) goes to an operator once, and is not removed either.
 
 use futures::TryStreamExt;
 use jiff::Timestamp;
 
 use super::EngineError;
+use super::journal_key::RemovalKey;
+use super::trail;
 use crate::audit::{self, AuditHandle, Details, Event};
-use crate::directory::Directory;
-use crate::graph::GraphErrorKind;
-use crate::store::{IntentRecorded, JournalEntry, Outcome, RunId, RunStore};
+use crate::directory::{Directory, DirectoryErrorKind};
+use crate::store::{
+    Facts, IntentRecorded, JournalEntry, Membership, Outcome, Removal, RunId, RunStore,
+};
 
-/// Marks the journal key of a removal attempt: `<step>#expire.<attempt>`.
-const EXPIRE_MARK: &str = "#expire.";
-
-/// The journal detail of a successful `add_to_group`.
-pub fn membership_detail(group_id: &str, until: Timestamp) -> String {
-    format!("member of {group_id} until {until}")
-}
-
-fn parse_detail(detail: &str) -> Option<(String, Timestamp)> {
-    // Also found inside a read-back note ("read back: member of ...").
-    let rest = &detail[detail.find("member of ")? + "member of ".len()..];
-    let (group, until) = rest.split_once(" until ")?;
-    Some((group.to_owned(), until.parse().ok()?))
-}
-
-/// A membership to remove.
+/// A membership to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueRemoval {
     /// The user.
@@ -43,27 +37,39 @@ pub struct DueRemoval {
     pub group_id: String,
     /// When the membership was to end.
     pub until: Timestamp,
+    /// Whether the run is known to have made it (`false`: an operator must decide).
+    pub made_by_run: bool,
 }
 
-/// Memberships of a run's journal that end at or before `at` and are not removed yet.
+/// Memberships of a run's journal that end at or before `at` and are not ended yet. Those
+/// the user had before the run are not the run's to end and are never due.
 pub fn due(journal: &[JournalEntry], at: Timestamp) -> Vec<DueRemoval> {
-    let removed: std::collections::HashSet<(&str, &str)> = journal
+    // A removal attempt that succeeded, or that handed the membership to an operator, ends it.
+    let ended: std::collections::HashSet<(&str, &str)> = journal
         .iter()
-        .filter(|e| e.outcome == Some(Outcome::Succeeded))
-        .filter_map(|e| Some((e.user_id.as_str(), e.step.split_once(EXPIRE_MARK)?.0)))
+        .filter(|e| matches!(e.outcome, Some(Outcome::Succeeded | Outcome::ManualCheck)))
+        .filter_map(|e| match &e.facts {
+            Some(Facts::Removal(r)) => Some((e.user_id.as_str(), r.of_step.as_str())),
+            _ => None,
+        })
         .collect();
     journal
         .iter()
-        .filter(|e| e.outcome == Some(Outcome::Succeeded) && e.step.ends_with(":add_to_group"))
-        .filter(|e| !removed.contains(&(e.user_id.as_str(), e.step.as_str())))
-        .filter_map(|e| {
-            let (group_id, until) = parse_detail(e.detail.as_deref()?)?;
-            (until <= at).then(|| DueRemoval {
-                user_id: e.user_id.clone(),
-                step: e.step.clone(),
+        .filter(|e| e.outcome == Some(Outcome::Succeeded))
+        .filter(|e| !ended.contains(&(e.user_id.as_str(), e.step.as_str())))
+        .filter_map(|e| match &e.facts {
+            Some(Facts::Membership(Membership {
                 group_id,
                 until,
-            })
+                member_before,
+            })) if *until <= at && *member_before != Some(true) => Some(DueRemoval {
+                user_id: e.user_id.clone(),
+                step: e.step.clone(),
+                group_id: group_id.clone(),
+                until: *until,
+                made_by_run: *member_before == Some(false),
+            }),
+            _ => None,
         })
         .collect()
 }
@@ -73,7 +79,8 @@ pub fn due(journal: &[JournalEntry], at: Timestamp) -> Vec<DueRemoval> {
 pub struct ExpireSummary {
     /// Memberships removed (or found already gone).
     pub removed: usize,
-    /// Removals that failed (retried by the next pass).
+    /// Removals that failed (retried by the next pass), or memberships of unknown origin
+    /// left to an operator.
     pub failed: usize,
 }
 
@@ -88,18 +95,26 @@ pub async fn expire<S: RunStore>(
     let journal = store.journal(run).await?;
     let mut summary = ExpireSummary::default();
     for removal in due(&journal, at) {
-        let prefix = format!("{}{EXPIRE_MARK}", removal.step);
         let attempts: Vec<&JournalEntry> = journal
             .iter()
-            .filter(|e| e.user_id == removal.user_id && e.step.starts_with(&prefix))
+            .filter(|e| e.user_id == removal.user_id)
+            .filter(|e| matches!(&e.facts, Some(Facts::Removal(r)) if r.of_step == removal.step))
             .collect();
         // Finish an attempt whose outcome was lost; otherwise start the next one.
-        let attempt = match attempts.iter().find(|e| e.outcome.is_none()) {
+        let key = match attempts.iter().find(|e| e.outcome.is_none()) {
             Some(open) => open.step.clone(),
-            None => format!("{prefix}{}", attempts.len() + 1),
+            None => RemovalKey {
+                of_step: &removal.step,
+                attempt: attempts.len() + 1,
+            }
+            .to_string(),
         };
+        let facts = Facts::Removal(Removal {
+            group_id: removal.group_id.clone(),
+            of_step: removal.step.clone(),
+        });
         match store
-            .record_intent(run, &removal.user_id, &attempt, Timestamp::now())
+            .record_intent(run, &removal.user_id, &key, Some(facts), Timestamp::now())
             .await?
         {
             IntentRecorded::Existing(JournalEntry {
@@ -107,8 +122,19 @@ pub async fn expire<S: RunStore>(
             }) => continue,
             IntentRecorded::Existing(_) | IntentRecorded::New => {}
         }
-        let key = attempt;
-        let (outcome, detail) = remove(directory, &removal).await;
+        let (outcome, detail) = if removal.made_by_run {
+            remove(directory, &removal).await
+        } else {
+            (
+                Outcome::ManualCheck,
+                format!(
+                    "cannot tell whether this run made the membership of {} (its answer was \
+                     lost and the group was not read before the write): not removed; check by \
+                     hand",
+                    removal.group_id
+                ),
+            )
+        };
         if outcome == Outcome::Succeeded {
             summary.removed += 1;
         } else {
@@ -137,7 +163,7 @@ pub async fn expire<S: RunStore>(
         let event = Event::new(
             "resetctl",
             "user.group_membership_expire",
-            removal.user_id.as_str(),
+            trail::escaped(&removal.user_id),
             audit_outcome,
         )?
         .with_details(details);
@@ -164,7 +190,7 @@ async fn remove(directory: &dyn Directory, removal: &DueRemoval) -> (Outcome, St
         Err(err) => {
             return (
                 Outcome::Failed,
-                format!("reading members of {}: {:?}", removal.group_id, err.kind),
+                format!("reading members of {}: {err}", removal.group_id),
             );
         }
     }
@@ -176,26 +202,26 @@ async fn remove(directory: &dyn Directory, removal: &DueRemoval) -> (Outcome, St
             Outcome::Succeeded,
             format!("removed from {}", removal.group_id),
         ),
-        Err(err) if err.kind == GraphErrorKind::NotFound => (
+        Err(err) if err.kind == DirectoryErrorKind::NotFound => (
             Outcome::Succeeded,
             format!("no longer a member of {}", removal.group_id),
         ),
-        Err(err) => (
-            Outcome::Failed,
-            format!("{:?} {}", err.kind, err.code.unwrap_or_default()),
-        ),
+        Err(err) => (Outcome::Failed, err.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::AuditConfig;
+    use crate::directory::memory::{MemoryDirectory, Op};
+    use crate::store::{NewRun, PlanDocument, SqliteStore};
 
     fn entry(
         user: &str,
         step: &str,
         outcome: Option<Outcome>,
-        detail: Option<String>,
+        facts: Option<Facts>,
     ) -> JournalEntry {
         JournalEntry {
             user_id: user.into(),
@@ -203,64 +229,219 @@ mod tests {
             intent_at: Timestamp::now(),
             outcome,
             outcome_at: None,
-            detail,
+            detail: None,
+            facts,
         }
     }
 
+    fn membership(group: &str, until: Timestamp, member_before: Option<bool>) -> Option<Facts> {
+        Some(Facts::Membership(Membership {
+            group_id: group.into(),
+            until,
+            member_before,
+        }))
+    }
+
+    fn removal(of_step: &str) -> Option<Facts> {
+        Some(Facts::Removal(Removal {
+            group_id: "g1".into(),
+            of_step: of_step.into(),
+        }))
+    }
+
     #[test]
-    fn due_memberships_are_those_ended_and_not_yet_removed() {
+    fn due_memberships_are_those_the_run_made_ended_and_not_yet_removed() {
         let t0: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let later: Timestamp = "2026-11-26T10:00:00Z".parse().unwrap();
-        let detail = Some(membership_detail("g1", t0));
+        let made = membership("g1", t0, Some(false));
+        let step = "2:add_to_group";
         let journal = vec![
-            entry(
-                "a",
-                "2:add_to_group",
-                Some(Outcome::Succeeded),
-                detail.clone(),
-            ),
-            entry(
-                "b",
-                "2:add_to_group",
-                Some(Outcome::Succeeded),
-                detail.clone(),
-            ),
+            entry("a", step, Some(Outcome::Succeeded), made.clone()),
+            entry("b", step, Some(Outcome::Succeeded), made.clone()),
             entry(
                 "b",
                 "2:add_to_group#expire.1",
                 Some(Outcome::Failed),
-                Some("Forbidden".into()),
+                removal(step),
             ),
             entry(
                 "b",
                 "2:add_to_group#expire.2",
                 Some(Outcome::Succeeded),
-                Some("removed".into()),
+                removal(step),
             ),
-            entry("c", "2:add_to_group", Some(Outcome::Failed), detail.clone()),
+            entry("c", step, Some(Outcome::Failed), made.clone()),
             entry(
                 "d",
-                "2:add_to_group",
+                step,
                 Some(Outcome::Succeeded),
-                Some(membership_detail("g1", later)),
+                membership("g1", later, Some(false)),
+            ),
+            entry(
+                "e",
+                step,
+                Some(Outcome::Succeeded),
+                membership("g1", t0, Some(true)),
+            ),
+            entry(
+                "f",
+                step,
+                Some(Outcome::Succeeded),
+                membership("g1", t0, None),
+            ),
+            entry(
+                "g",
+                step,
+                Some(Outcome::Succeeded),
+                membership("g1", t0, None),
+            ),
+            entry(
+                "g",
+                "2:add_to_group#expire.1",
+                Some(Outcome::ManualCheck),
+                removal(step),
+            ),
+            // A key that merely looks like a removal is not one without its facts.
+            entry(
+                "a",
+                "2:add_to_group#expire.1",
+                Some(Outcome::Succeeded),
+                None,
             ),
         ];
         let due = due(&journal, t0);
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].user_id, "a");
+        let users: Vec<(&str, bool)> = due
+            .iter()
+            .map(|d| (d.user_id.as_str(), d.made_by_run))
+            .collect();
+        assert_eq!(users, [("a", true), ("f", false)]);
         assert_eq!(due[0].group_id, "g1");
         assert_eq!(due[0].until, t0);
+        assert_eq!(due[0].step, step);
     }
 
-    #[test]
-    fn details_round_trip() {
-        let t: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: SqliteStore,
+        audit: AuditHandle,
+        run: RunId,
+    }
+
+    async fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap();
+        let run = RunId("r1".into());
+        store
+            .create_run(NewRun {
+                id: run.clone(),
+                created_at: Timestamp::now(),
+                playbook_name: "p".into(),
+                playbook_path: "p.yaml".into(),
+                tenant: "t".into(),
+                plan_hash: "h".into(),
+                plan: PlanDocument::text("{}"),
+            })
+            .await
+            .unwrap();
+        let audit = AuditHandle::open(&AuditConfig::new(dir.path().join("audit.jsonl")))
+            .await
+            .unwrap();
+        Setup {
+            _dir: dir,
+            store,
+            audit,
+            run,
+        }
+    }
+
+    async fn journal_add(s: &Setup, user: &str, facts: Option<Facts>) {
+        let step = "0:add_to_group";
+        s.store
+            .record_intent(&s.run, user, step, facts, Timestamp::now())
+            .await
+            .unwrap();
+        s.store
+            .record_outcome(
+                &s.run,
+                user,
+                step,
+                Outcome::Succeeded,
+                None,
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_memberships_the_run_made_are_removed_and_each_once() {
+        let s = setup().await;
+        let t0 = Timestamp::now();
+        let dir = MemoryDirectory::new()
+            .with_user("made@x")
+            .with_user("before@x")
+            .with_user("unknown@x")
+            .with_group("g1", &["id-made@x", "id-before@x", "id-unknown@x"]);
+        journal_add(&s, "id-made@x", membership("g1", t0, Some(false))).await;
+        journal_add(&s, "id-before@x", membership("g1", t0, Some(true))).await;
+        journal_add(&s, "id-unknown@x", membership("g1", t0, None)).await;
+
+        let first = expire(&s.store, &dir, &s.audit, &s.run, t0).await.unwrap();
         assert_eq!(
-            parse_detail(&membership_detail("g", t)),
-            Some(("g".into(), t))
+            first,
+            ExpireSummary {
+                removed: 1,
+                failed: 1
+            }
         );
-        assert_eq!(parse_detail("removed"), None);
-        let read_back = format!("read back: {}", membership_detail("g", t));
-        assert_eq!(parse_detail(&read_back), Some(("g".into(), t)));
+        assert_eq!(
+            dir.members("g1"),
+            ["id-before@x", "id-unknown@x"],
+            "neither a membership from before the run nor one of unknown origin is removed"
+        );
+        let again = expire(&s.store, &dir, &s.audit, &s.run, t0).await.unwrap();
+        assert_eq!(again, ExpireSummary::default(), "each is handled once");
+        assert_eq!(dir.calls(Op::RemoveGroupMember), 1);
+        let journal = s.store.journal(&s.run).await.unwrap();
+        let manual: Vec<_> = journal
+            .iter()
+            .filter(|e| e.outcome == Some(Outcome::ManualCheck))
+            .collect();
+        assert_eq!(manual.len(), 1);
+        assert_eq!(manual[0].user_id, "id-unknown@x");
+        s.audit.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_removal_is_tried_again_under_the_next_key() {
+        let s = setup().await;
+        let t0 = Timestamp::now();
+        let dir = MemoryDirectory::new()
+            .with_user("a@x")
+            .with_group("g1", &["id-a@x"]);
+        journal_add(&s, "id-a@x", membership("g1", t0, Some(false))).await;
+        dir.fail_next(Op::RemoveGroupMember, DirectoryErrorKind::Denied);
+        let first = expire(&s.store, &dir, &s.audit, &s.run, t0).await.unwrap();
+        assert_eq!(first.failed, 1);
+        let second = expire(&s.store, &dir, &s.audit, &s.run, t0).await.unwrap();
+        assert_eq!(second.removed, 1);
+        assert!(dir.members("g1").is_empty());
+        let keys: Vec<String> = s
+            .store
+            .journal(&s.run)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.step)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "0:add_to_group",
+                "0:add_to_group#expire.1",
+                "0:add_to_group#expire.2"
+            ]
+        );
+        s.audit.close().await.unwrap();
     }
 }

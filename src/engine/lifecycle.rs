@@ -38,6 +38,7 @@ use crate::store::{
     StoreError,
 };
 use crate::targeting::ResolveOptions;
+use crate::throttle::Quotas;
 
 /// Why the lifecycle did not do what was asked. The binary picks the exit code from the
 /// variant, in one place.
@@ -124,6 +125,8 @@ pub struct TenantRef<'a> {
     pub directory: &'a Arc<dyn Directory>,
     /// App registrations in its credential pool.
     pub apps: u32,
+    /// Its quotas at its time scale (the plan's estimate uses them).
+    pub quotas: &'a Quotas,
     /// Accounts resetctl runs as: never written to.
     pub runner_accounts: &'a [String],
     /// True for a tenant that starts afresh each time (the in-process demo tenant).
@@ -293,6 +296,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                 playbook_bytes: &source.bytes,
                 tenant: tenant.name,
                 apps: tenant.apps,
+                quotas: tenant.quotas,
                 runner_accounts: tenant.runner_accounts,
                 resolve,
             },

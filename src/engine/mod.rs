@@ -6,6 +6,10 @@
 //! - [`lifecycle`]: a run from plan to end or resume: the one path every front end takes.
 //! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
 //!   the same code resumes a dead run.
+//! - [`breaker`]: the circuit breaker's rolling failure rate.
+//! - [`read_back`]: what the tenant says about a write whose answer was lost.
+//! - [`journal_key`]: journal keys as types (`index:name`, removal attempts).
+//! - [`trail`]: directory values escaped for the audit trail.
 //! - [`confirm`]: `confirm_compromised` batched across users (1 request/s per tenant).
 //! - [`expire`]: ending temporary group memberships (`resetctl runs expire`).
 //! - [`notify`]: the notify step's plug point for the communications module, and the
@@ -18,16 +22,20 @@
 //! after; a journaled step whose outcome is unknown is resolved by reading the tenant back,
 //! never by repeating the call blindly.
 
+pub mod breaker;
 pub mod confirm;
 pub mod execute;
 pub mod expire;
 pub mod gate;
+pub mod journal_key;
 pub mod lifecycle;
 pub mod notify;
 pub mod operator;
 pub mod password;
 pub mod plan;
 pub mod planner;
+pub mod read_back;
+pub mod trail;
 
 use crate::audit::AuditError;
 use crate::store::StoreError;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::TenantSize;
 use crate::targeting::{BadRow, Bucket};
+use crate::throttle::{Quotas, Rate};
 
 /// One resolved user in the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,11 +101,19 @@ impl Estimate {
             .filter(|s| s.budget == Budget::DirectoryWrite)
             .map(|s| u64::from(s.requests_per_user))
             .sum();
-        Self::from_writes(per_user * users, apps)
+        let quotas = Quotas::graph_defaults(TenantSize::default(), 1.0);
+        Self::from_writes(per_user * users, apps, &quotas)
     }
 
-    /// Estimate from each planned user's own steps (`when:` and disabled handling included).
-    pub fn from_users(steps: &[PlannedStep], users: &[PlannedUser], apps: u32) -> Estimate {
+    /// Estimate from each planned user's own steps (`when:` and disabled handling included),
+    /// at the tenant's own write quotas: an emulated tenant's `time_scale` and a tenant's
+    /// `quotas:` overrides change how fast its writes may go.
+    pub fn from_users(
+        steps: &[PlannedStep],
+        users: &[PlannedUser],
+        apps: u32,
+        quotas: &Quotas,
+    ) -> Estimate {
         let writes_of = |key: &str| {
             steps
                 .iter()
@@ -115,11 +125,13 @@ impl Estimate {
             .flat_map(|u| u.steps.iter())
             .map(|key| writes_of(key))
             .sum();
-        Self::from_writes(directory_writes, apps)
+        Self::from_writes(directory_writes, apps, quotas)
     }
 
-    fn from_writes(directory_writes: u64, apps: u32) -> Estimate {
-        let writes_per_second = (20.0 * f64::from(apps.max(1))).min(60.0);
+    fn from_writes(directory_writes: u64, apps: u32, quotas: &Quotas) -> Estimate {
+        let per_second = |rate: Rate| f64::from(rate.count) / rate.window.as_secs_f64();
+        let writes_per_second = (per_second(quotas.app_write) * f64::from(apps.max(1)))
+            .min(per_second(quotas.tenant_write));
         Estimate {
             directory_writes,
             writes_per_second,
@@ -236,6 +248,30 @@ mod tests {
             unresolved: vec![],
             bad_rows: vec![],
         }
+    }
+
+    #[test]
+    fn estimate_of_a_scaled_tenant_uses_its_quotas() {
+        let p = plan();
+        let users = [user("a", Bucket::Automated)];
+        let scaled = Quotas::graph_defaults(TenantSize::Large, 10.0);
+        let e = Estimate::from_users(&p.steps, &users, 1, &scaled);
+        assert_eq!(e.directory_writes, 1, "a's own step only");
+        assert_eq!(e.writes_per_second, 200.0, "3,000 per 15 s");
+        let pooled = Estimate::from_users(&p.steps, &users, 5, &scaled);
+        assert_eq!(
+            pooled.writes_per_second, 600.0,
+            "18,000 per 30 s caps the pool"
+        );
+        let overrides = crate::config::QuotaOverrides {
+            writes_per_window: Some(1_500),
+            ..Default::default()
+        };
+        let halved = Quotas::with_overrides(&overrides, TenantSize::Large, 1.0);
+        assert_eq!(
+            Estimate::from_users(&p.steps, &users, 1, &halved).writes_per_second,
+            10.0
+        );
     }
 
     #[test]

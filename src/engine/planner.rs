@@ -14,6 +14,7 @@ use crate::playbook::{Playbook, RiskLevel, Step, UserFacts};
 use crate::targeting::{
     self, Bucket, Candidate, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
 };
+use crate::throttle::Quotas;
 
 /// What planning needs besides the directory.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct PlanRequest<'a> {
     pub tenant: &'a str,
     /// App registrations in the credential pool (for the estimate).
     pub apps: u32,
+    /// The tenant's quotas, at its time scale (for the estimate).
+    pub quotas: &'a Quotas,
     /// The configuration's `runner_accounts`: never written to.
     pub runner_accounts: &'a [String],
     /// CSV override and bad-row policy.
@@ -82,7 +85,7 @@ pub async fn build_plan(
         playbook_sha256: hex::encode(Sha256::digest(request.playbook_bytes)),
         tenant: request.tenant.to_owned(),
         tenant_users: resolution.tenant_users,
-        estimate: Estimate::from_users(&steps, &users, request.apps),
+        estimate: Estimate::from_users(&steps, &users, request.apps, request.quotas),
         steps,
         users,
         unresolved,
@@ -189,7 +192,7 @@ pub fn user_steps(playbook: &Playbook, facts: &UserFacts<'_>) -> Vec<String> {
 
 /// The journal key of the playbook's `index`-th step.
 pub fn step_key(index: usize, step: &Step) -> String {
-    format!("{index}:{}", step.key())
+    super::journal_key::StepKey::of(index, step).to_string()
 }
 
 /// Every step of the playbook with its cost.

@@ -16,6 +16,9 @@
 //!
 //! Invariant: a (run, user, step) has at most one journal row. The primary key enforces
 //! it, and [`RunStore::record_intent`] reports an existing row instead of overwriting it.
+//!
+//! What the engine must read back from a row besides its outcome is typed ([`Facts`], in
+//! columns of its own), never parsed out of the free-text `detail`, which is for people.
 
 mod schema;
 mod sqlite;
@@ -232,6 +235,40 @@ impl Outcome {
     }
 }
 
+/// Typed facts of a journal row, recorded with its intent and refined before its write:
+/// what `runs expire` and a resumed run must know about a write besides its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Facts {
+    /// An `add_to_group` step's membership.
+    Membership(Membership),
+    /// An attempt to end the membership another row of the same run and user made.
+    Removal(Removal),
+}
+
+/// The membership an `add_to_group` step is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    /// The group.
+    pub group_id: String,
+    /// When the membership is to end.
+    pub until: Timestamp,
+    /// Whether the user was already a direct member before the step's write: `None` until
+    /// the group has been read (so no write was sent yet), or when it could not be known
+    /// (rows written before this was recorded). A membership that existed before is never
+    /// the run's to remove.
+    pub member_before: Option<bool>,
+}
+
+/// An attempt to end a membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Removal {
+    /// The group.
+    pub group_id: String,
+    /// The journal key of the `add_to_group` step that made the membership.
+    pub of_step: String,
+}
+
 /// One journal row: a (run, user, step) with its intent and, once known, its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JournalEntry {
@@ -245,8 +282,10 @@ pub struct JournalEntry {
     pub outcome: Option<Outcome>,
     /// When the outcome was recorded.
     pub outcome_at: Option<Timestamp>,
-    /// A short, secret-free note (Graph error code, read-back evidence).
+    /// A short, secret-free note (Graph error code, read-back evidence), for people.
     pub detail: Option<String>,
+    /// The typed facts of the row, when its step has any.
+    pub facts: Option<Facts>,
 }
 
 /// What [`RunStore::record_intent`] found.
@@ -369,15 +408,27 @@ pub trait RunStore: Send + Sync {
         id: &RunId,
     ) -> impl Future<Output = Result<Vec<Approval>, StoreError>> + Send;
 
-    /// Durably record the intent to perform `step` for `user_id`, or report the entry that
-    /// already exists.
+    /// Durably record the intent to perform `step` for `user_id`, with the step's facts, or
+    /// report the entry that already exists (its facts untouched).
     fn record_intent(
         &self,
         run: &RunId,
         user_id: &str,
         step: &str,
+        facts: Option<Facts>,
         at: Timestamp,
     ) -> impl Future<Output = Result<IntentRecorded, StoreError>> + Send;
+
+    /// Durably replace the facts of a journaled intent whose outcome is not recorded yet
+    /// (what was read before the write); once the outcome is known the facts are history
+    /// and this does nothing.
+    fn record_facts(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        facts: Facts,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Durably record the outcome of a journaled intent. Recording an outcome twice keeps
     /// the first (an outcome, once known, is history).

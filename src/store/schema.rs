@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -47,20 +47,33 @@ CREATE TABLE IF NOT EXISTS plans (
 );
 ";
 
-/// Version 3: an approval says where it came from, which audit record announced it, and
+/// Version 3: a journal row's typed facts get columns of their own (`facts` names which:
+/// `membership` or `removal`), instead of being written into `detail` and parsed back.
+const SCHEMA_V3: &str = "
+ALTER TABLE journal ADD COLUMN facts TEXT;
+ALTER TABLE journal ADD COLUMN group_id TEXT;
+ALTER TABLE journal ADD COLUMN member_until TEXT;
+ALTER TABLE journal ADD COLUMN member_before INTEGER;
+ALTER TABLE journal ADD COLUMN of_step TEXT;
+";
+
+/// Marks the journal key of a removal attempt before version 3: `<step>#expire.<n>`.
+const LEGACY_EXPIRE_MARK: &str = "#expire.";
+
+/// Version 4: an approval says where it came from, which audit record announced it, and
 /// when an execution consumed it. Approvals stored before have no audit link and no longer
 /// count (fail closed: re-approve).
-const SCHEMA_V3: &str = "
+const SCHEMA_V4: &str = "
 ALTER TABLE approvals ADD COLUMN origin TEXT NOT NULL DEFAULT '';
 ALTER TABLE approvals ADD COLUMN audit_seq INTEGER;
 ALTER TABLE approvals ADD COLUMN audit_hash TEXT;
 ALTER TABLE approvals ADD COLUMN consumed_at TEXT;
 ";
 
-/// Version 4: the audit trail's second witness (see `store::witness`): per trail file, the
+/// Version 5: the audit trail's second witness (see `store::witness`): per trail file, the
 /// trail id and the last record its writers saw durable. Only added; older binaries that
 /// open the store ignore it.
-const SCHEMA_V4: &str = "
+const SCHEMA_V5: &str = "
 CREATE TABLE IF NOT EXISTS audit_witness (
     trail_path TEXT PRIMARY KEY,
     trail_id   TEXT NOT NULL,
@@ -72,26 +85,110 @@ CREATE TABLE IF NOT EXISTS audit_witness (
 
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
+/// Migrations run in one immediate transaction, so two processes opening an old store at
+/// once cannot both migrate it.
 pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version >= VERSION {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    // Read again under the write lock: another process may have migrated meanwhile.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version < 1 {
-        conn.execute_batch(SCHEMA_V1)?;
+        tx.execute_batch(SCHEMA_V1)?;
     }
     if version < 2 {
-        conn.execute_batch(SCHEMA_V2)?;
+        tx.execute_batch(SCHEMA_V2)?;
     }
     if version < 3 {
-        conn.execute_batch(SCHEMA_V3)?;
+        tx.execute_batch(SCHEMA_V3)?;
+        backfill_v3(&tx)?;
     }
     if version < 4 {
-        conn.execute_batch(SCHEMA_V4)?;
+        tx.execute_batch(SCHEMA_V4)?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5)?;
     }
     if version < VERSION {
-        conn.pragma_update(None, "user_version", VERSION)?;
+        tx.pragma_update(None, "user_version", VERSION)?;
     }
+    tx.commit()
+}
+
+/// Give rows written before version 3 their typed facts, so `runs expire` still ends the
+/// memberships of older runs. Until then a successful `add_to_group` wrote its group and end
+/// into `detail` as `member of <group> until <time>`, after `read back: ` when a read-back
+/// confirmed it; this is the only place that text is still parsed. A membership added by a
+/// direct call did not exist before (Graph refuses to add an existing member); one confirmed
+/// by a read-back may have, and is left for an operator.
+fn backfill_v3(conn: &Connection) -> rusqlite::Result<()> {
+    let legacy: Vec<(i64, String)> = conn
+        .prepare(
+            "SELECT rowid, detail FROM journal
+             WHERE outcome = 'succeeded' AND step LIKE '%:add_to_group' AND detail IS NOT NULL",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (rowid, detail) in legacy {
+        let Some((group_id, until, member_before)) = legacy_membership(&detail) else {
+            continue;
+        };
+        conn.execute(
+            "UPDATE journal SET facts = 'membership', group_id = ?2, member_until = ?3,
+                                member_before = ?4
+             WHERE rowid = ?1",
+            rusqlite::params![rowid, group_id, until, member_before],
+        )?;
+    }
+    conn.execute(
+        "UPDATE journal SET facts = 'removal',
+                            of_step = substr(step, 1, instr(step, ?1) - 1),
+                            group_id = (SELECT a.group_id FROM journal a
+                                        WHERE a.run_id = journal.run_id
+                                          AND a.user_id = journal.user_id
+                                          AND a.step = substr(journal.step, 1,
+                                                              instr(journal.step, ?1) - 1))
+         WHERE instr(step, ?1) > 0
+           AND EXISTS (SELECT 1 FROM journal a
+                       WHERE a.run_id = journal.run_id AND a.user_id = journal.user_id
+                         AND a.step = substr(journal.step, 1, instr(journal.step, ?1) - 1)
+                         AND a.group_id IS NOT NULL)",
+        [LEGACY_EXPIRE_MARK],
+    )?;
     Ok(())
+}
+
+/// `(group, end, member before)` of a version-2 `add_to_group` detail.
+fn legacy_membership(detail: &str) -> Option<(String, String, Option<bool>)> {
+    let rest = &detail[detail.find("member of ")? + "member of ".len()..];
+    let (group, until) = rest.split_once(" until ")?;
+    let until: jiff::Timestamp = until.trim().parse().ok()?;
+    let member_before = (!detail.starts_with("read back:")).then_some(false);
+    Some((group.to_owned(), until.to_string(), member_before))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_details_give_their_membership() {
+        assert_eq!(
+            legacy_membership("member of g1 until 2026-11-23T10:00:00Z"),
+            Some(("g1".into(), "2026-11-23T10:00:00Z".into(), Some(false)))
+        );
+        assert_eq!(
+            legacy_membership("read back: member of g1 until 2026-11-23T10:00:00Z"),
+            Some(("g1".into(), "2026-11-23T10:00:00Z".into(), None)),
+            "a read-back cannot tell whether the membership was there before"
+        );
+        assert_eq!(legacy_membership("removed from g1"), None);
+        assert_eq!(legacy_membership("member of g1 until yesterday"), None);
+    }
 }

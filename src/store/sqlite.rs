@@ -19,8 +19,8 @@ use rusqlite::{Connection, MAIN_DB, OptionalExtension, TransactionBehavior, para
 use tokio::sync::oneshot;
 
 use super::{
-    Approval, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
-    RunStatus, RunStore, StoreError, schema,
+    Approval, Facts, IntentRecorded, JournalEntry, Membership, NewApproval, NewRun, Outcome,
+    Removal, RunId, RunRecord, RunStatus, RunStore, StoreError, schema,
 };
 
 /// Most jobs committed together; bounds the latency one commit adds to the first caller.
@@ -42,8 +42,16 @@ enum Job {
         run: RunId,
         user_id: String,
         step: String,
+        facts: Option<Facts>,
         at: Timestamp,
         reply: Reply<IntentRecorded>,
+    },
+    Facts {
+        run: RunId,
+        user_id: String,
+        step: String,
+        facts: Facts,
+        reply: Reply<()>,
     },
     Outcome {
         run: RunId,
@@ -158,13 +166,32 @@ impl RunStore for SqliteStore {
         run: &RunId,
         user_id: &str,
         step: &str,
+        facts: Option<Facts>,
         at: Timestamp,
     ) -> Result<IntentRecorded, StoreError> {
         self.ask(|reply| Job::Intent {
             run: run.clone(),
             user_id: user_id.to_owned(),
             step: step.to_owned(),
+            facts,
             at,
+            reply,
+        })
+        .await
+    }
+
+    async fn record_facts(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        facts: Facts,
+    ) -> Result<(), StoreError> {
+        self.ask(|reply| Job::Facts {
+            run: run.clone(),
+            user_id: user_id.to_owned(),
+            step: step.to_owned(),
+            facts,
             reply,
         })
         .await
@@ -256,9 +283,10 @@ fn fail(job: Job, message: &str) {
 fn defer_error(job: Job) -> Deferred {
     let unreachable = || StoreError::CommitFailed(String::new());
     match job {
-        Job::CreateRun(_, r) | Job::SetStatus(_, _, _, r) | Job::Outcome { reply: r, .. } => {
-            defer(r, Err(unreachable()))
-        }
+        Job::CreateRun(_, r)
+        | Job::SetStatus(_, _, _, r)
+        | Job::Outcome { reply: r, .. }
+        | Job::Facts { reply: r, .. } => defer(r, Err(unreachable())),
         Job::Run(_, r) => defer(r, Err(unreachable())),
         Job::Runs(r) => defer(r, Err(unreachable())),
         Job::PlanJson(_, r) => defer(r, Err(unreachable())),
@@ -306,9 +334,20 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
             run,
             user_id,
             step,
+            facts,
             at,
             reply,
-        } => settle(reply, db.record_intent(&run, &user_id, &step, at)),
+        } => settle(
+            reply,
+            db.record_intent(&run, &user_id, &step, facts.as_ref(), at),
+        ),
+        Job::Facts {
+            run,
+            user_id,
+            step,
+            facts,
+            reply,
+        } => settle(reply, db.record_facts(&run, &user_id, &step, &facts)),
         Job::Outcome {
             run,
             user_id,
@@ -602,7 +641,8 @@ impl Db<'_> {
         let raw = self
             .conn
             .query_row(
-                "SELECT user_id, step, intent_at, outcome, outcome_at, detail FROM journal
+                "SELECT user_id, step, intent_at, outcome, outcome_at, detail, facts, group_id,
+                        member_until, member_before, of_step FROM journal
                  WHERE run_id = ?1 AND user_id = ?2 AND step = ?3",
                 params![run.0, user_id, step],
                 raw_entry,
@@ -617,14 +657,27 @@ impl Db<'_> {
         run: &RunId,
         user_id: &str,
         step: &str,
+        facts: Option<&Facts>,
         at: Timestamp,
     ) -> Result<IntentRecorded, StoreError> {
+        let columns = FactColumns::of(facts);
         let inserted = self
             .conn
             .execute(
-                "INSERT OR IGNORE INTO journal (run_id, user_id, step, intent_at)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![run.0, user_id, step, at.to_string()],
+                "INSERT OR IGNORE INTO journal (run_id, user_id, step, intent_at, facts,
+                                                group_id, member_until, member_before, of_step)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.0,
+                    user_id,
+                    step,
+                    at.to_string(),
+                    columns.kind,
+                    columns.group_id,
+                    columns.member_until,
+                    columns.member_before,
+                    columns.of_step
+                ],
             )
             .map_err(|e| self.sqlite(e))?;
         if inserted == 1 {
@@ -635,6 +688,42 @@ impl Db<'_> {
             // INSERT OR IGNORE ignored for another reason: the run does not exist.
             None => Err(StoreError::UnknownRun(run.clone())),
         }
+    }
+
+    fn record_facts(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        facts: &Facts,
+    ) -> Result<(), StoreError> {
+        let columns = FactColumns::of(Some(facts));
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE journal SET facts = ?4, group_id = ?5, member_until = ?6,
+                                    member_before = ?7, of_step = ?8
+                 WHERE run_id = ?1 AND user_id = ?2 AND step = ?3 AND outcome IS NULL",
+                params![
+                    run.0,
+                    user_id,
+                    step,
+                    columns.kind,
+                    columns.group_id,
+                    columns.member_until,
+                    columns.member_before,
+                    columns.of_step
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if changed == 0 && self.entry(run, user_id, step)?.is_none() {
+            return Err(StoreError::OutcomeWithoutIntent {
+                run: run.clone(),
+                user_id: user_id.to_owned(),
+                step: step.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     fn record_outcome(
@@ -675,7 +764,8 @@ impl Db<'_> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT user_id, step, intent_at, outcome, outcome_at, detail FROM journal
+                "SELECT user_id, step, intent_at, outcome, outcome_at, detail, facts, group_id,
+                        member_until, member_before, of_step FROM journal
                  WHERE run_id = ?1 ORDER BY rowid",
             )
             .map_err(|e| self.sqlite(e))?;
@@ -690,6 +780,7 @@ impl Db<'_> {
     }
 
     fn journal_entry(&self, raw: RawEntry) -> Result<JournalEntry, StoreError> {
+        let facts = self.facts(&raw)?;
         let outcome = match raw.outcome {
             Some(text) => {
                 Some(Outcome::parse(&text).ok_or_else(|| self.corrupt("journal.outcome", &text))?)
@@ -707,7 +798,85 @@ impl Db<'_> {
             outcome,
             outcome_at,
             detail: raw.detail,
+            facts,
         })
+    }
+
+    /// The typed facts of a row from their columns.
+    fn facts(&self, raw: &RawEntry) -> Result<Option<Facts>, StoreError> {
+        let Some(kind) = raw.facts.as_deref() else {
+            return Ok(None);
+        };
+        let group_id = raw
+            .group_id
+            .clone()
+            .ok_or_else(|| self.corrupt("journal.group_id", "(missing)"))?;
+        Ok(Some(match kind {
+            MEMBERSHIP => {
+                let until = raw
+                    .member_until
+                    .as_deref()
+                    .ok_or_else(|| self.corrupt("journal.member_until", "(missing)"))?;
+                let member_before = match raw.member_before {
+                    None => None,
+                    Some(0) => Some(false),
+                    Some(1) => Some(true),
+                    Some(other) => {
+                        return Err(self.corrupt("journal.member_before", &other.to_string()));
+                    }
+                };
+                Facts::Membership(Membership {
+                    group_id,
+                    until: self.time("journal.member_until", until)?,
+                    member_before,
+                })
+            }
+            REMOVAL => Facts::Removal(Removal {
+                group_id,
+                of_step: raw
+                    .of_step
+                    .clone()
+                    .ok_or_else(|| self.corrupt("journal.of_step", "(missing)"))?,
+            }),
+            other => return Err(self.corrupt("journal.facts", other)),
+        }))
+    }
+}
+
+/// `journal.facts` of a [`Facts::Membership`].
+const MEMBERSHIP: &str = "membership";
+/// `journal.facts` of a [`Facts::Removal`].
+const REMOVAL: &str = "removal";
+
+/// A row's facts as their columns.
+#[derive(Default)]
+struct FactColumns<'a> {
+    kind: Option<&'static str>,
+    group_id: Option<&'a str>,
+    member_until: Option<String>,
+    member_before: Option<bool>,
+    of_step: Option<&'a str>,
+}
+
+impl<'a> FactColumns<'a> {
+    fn of(facts: Option<&'a Facts>) -> Self {
+        match facts {
+            None => FactColumns::default(),
+            Some(Facts::Membership(m)) => FactColumns {
+                kind: Some(MEMBERSHIP),
+                group_id: Some(&m.group_id),
+                member_until: Some(m.until.to_string()),
+                member_before: m.member_before,
+                of_step: None,
+            },
+            Some(Facts::Removal(r)) => FactColumns {
+                kind: Some(REMOVAL),
+                group_id: Some(&r.group_id),
+                member_until: None,
+                member_before: None,
+                of_step: Some(&r.of_step),
+            },
+        }
     }
 }
 
@@ -758,6 +927,11 @@ struct RawEntry {
     outcome: Option<String>,
     outcome_at: Option<String>,
     detail: Option<String>,
+    facts: Option<String>,
+    group_id: Option<String>,
+    member_until: Option<String>,
+    member_before: Option<i64>,
+    of_step: Option<String>,
 }
 
 fn raw_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
@@ -768,13 +942,18 @@ fn raw_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEntry> {
         outcome: row.get(3)?,
         outcome_at: row.get(4)?,
         detail: row.get(5)?,
+        facts: row.get(6)?,
+        group_id: row.get(7)?,
+        member_until: row.get(8)?,
+        member_before: row.get(9)?,
+        of_step: row.get(10)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PlanDocument;
+    use crate::store::{Membership, PlanDocument, Removal};
     use std::sync::Arc;
 
     fn new_run(id: &str, hash: &str) -> NewRun {
@@ -837,7 +1016,7 @@ mod tests {
         let now = Timestamp::now();
         assert_eq!(
             store
-                .record_intent(&run, "u1", "0:revoke_sessions", now)
+                .record_intent(&run, "u1", "0:revoke_sessions", None, now)
                 .await
                 .unwrap(),
             IntentRecorded::New
@@ -864,9 +1043,12 @@ mod tests {
         let run = RunId("r1".into());
         store.create_run(new_run("r1", "h")).await.unwrap();
         let first = Timestamp::now();
-        store.record_intent(&run, "u1", "s", first).await.unwrap();
+        store
+            .record_intent(&run, "u1", "s", None, first)
+            .await
+            .unwrap();
         let again = store
-            .record_intent(&run, "u1", "s", Timestamp::now())
+            .record_intent(&run, "u1", "s", None, Timestamp::now())
             .await
             .unwrap();
         match again {
@@ -884,7 +1066,10 @@ mod tests {
         let run = RunId("r1".into());
         store.create_run(new_run("r1", "h")).await.unwrap();
         let now = Timestamp::now();
-        store.record_intent(&run, "u1", "s", now).await.unwrap();
+        store
+            .record_intent(&run, "u1", "s", None, now)
+            .await
+            .unwrap();
         store
             .record_outcome(
                 &run,
@@ -919,7 +1104,7 @@ mod tests {
             "{err}"
         );
         let err = store
-            .record_intent(&RunId("nope".into()), "u1", "s", Timestamp::now())
+            .record_intent(&RunId("nope".into()), "u1", "s", None, Timestamp::now())
             .await
             .unwrap_err();
         assert!(
@@ -1000,7 +1185,7 @@ mod tests {
                 .await
                 .unwrap();
             store
-                .record_intent(&RunId("r-new".into()), "u", "s", Timestamp::now())
+                .record_intent(&RunId("r-new".into()), "u", "s", None, Timestamp::now())
                 .await
                 .unwrap();
         }
@@ -1029,7 +1214,7 @@ mod tests {
                 for step in ["0:reset_password", "1:revoke_sessions"] {
                     let user = format!("u{user}");
                     let fresh = store
-                        .record_intent(&run, &user, step, Timestamp::now())
+                        .record_intent(&run, &user, step, None, Timestamp::now())
                         .await
                         .unwrap();
                     assert_eq!(fresh, IntentRecorded::New);
@@ -1098,6 +1283,153 @@ mod tests {
         }
         other.join().unwrap();
         drop(dir);
+    }
+
+    #[tokio::test]
+    async fn facts_round_trip_and_are_history_once_the_outcome_is_known() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let until: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let membership = |member_before| {
+            Facts::Membership(Membership {
+                group_id: "g1".into(),
+                until,
+                member_before,
+            })
+        };
+        let step = "2:add_to_group";
+        store
+            .record_intent(&run, "u1", step, Some(membership(None)), until)
+            .await
+            .unwrap();
+        store
+            .record_facts(&run, "u1", step, membership(Some(true)))
+            .await
+            .unwrap();
+        store
+            .record_outcome(&run, "u1", step, Outcome::Succeeded, None, until)
+            .await
+            .unwrap();
+        store
+            .record_facts(&run, "u1", step, membership(Some(false)))
+            .await
+            .unwrap();
+        let removal = Facts::Removal(Removal {
+            group_id: "g1".into(),
+            of_step: step.into(),
+        });
+        store
+            .record_intent(
+                &run,
+                "u1",
+                "2:add_to_group#expire.1",
+                Some(removal.clone()),
+                until,
+            )
+            .await
+            .unwrap();
+        let journal = store.journal(&run).await.unwrap();
+        assert_eq!(
+            journal[0].facts,
+            Some(membership(Some(true))),
+            "kept after the outcome"
+        );
+        assert_eq!(journal[1].facts, Some(removal));
+        // A second intent reports the first row's facts, untouched.
+        match store
+            .record_intent(&run, "u1", step, Some(membership(None)), until)
+            .await
+            .unwrap()
+        {
+            IntentRecorded::Existing(entry) => {
+                assert_eq!(entry.facts, Some(membership(Some(true))));
+            }
+            IntentRecorded::New => panic!("intent recorded twice"),
+        }
+        let err = store
+            .record_facts(&run, "u2", step, membership(None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::OutcomeWithoutIntent { .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_2_store_is_migrated_with_its_memberships_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        {
+            // The tables as version 2 left them, with a run that added two users to a group
+            // (one confirmed by a read-back), removed one, and died adding a third.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE runs (id TEXT PRIMARY KEY, created_at TEXT NOT NULL,
+                     updated_at TEXT NOT NULL, playbook_name TEXT NOT NULL,
+                     playbook_path TEXT NOT NULL, tenant TEXT NOT NULL,
+                     plan_hash TEXT NOT NULL, plan_json TEXT NOT NULL, status TEXT NOT NULL);
+                 CREATE TABLE approvals (run_id TEXT NOT NULL REFERENCES runs(id),
+                     operator TEXT NOT NULL, plan_hash TEXT NOT NULL,
+                     approved_at TEXT NOT NULL, PRIMARY KEY (run_id, operator, plan_hash));
+                 CREATE TABLE journal (run_id TEXT NOT NULL REFERENCES runs(id),
+                     user_id TEXT NOT NULL, step TEXT NOT NULL, intent_at TEXT NOT NULL,
+                     outcome TEXT, outcome_at TEXT, detail TEXT,
+                     PRIMARY KEY (run_id, user_id, step));
+                 CREATE TABLE plans (run_id TEXT PRIMARY KEY REFERENCES runs(id),
+                     json BLOB NOT NULL);
+                 INSERT INTO runs VALUES ('old', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z',
+                     'p', 'p.yaml', 'demo', 'h', '{}', 'finished');
+                 INSERT INTO journal VALUES
+                     ('old', 'a', '1:add_to_group', '2026-01-01T00:00:00Z', 'succeeded',
+                      '2026-01-01T00:00:01Z', 'member of g1 until 2026-01-04T00:00:00Z'),
+                     ('old', 'b', '1:add_to_group', '2026-01-01T00:00:00Z', 'succeeded',
+                      '2026-01-01T00:00:01Z',
+                      'read back: member of g1 until 2026-01-04T00:00:00Z'),
+                     ('old', 'a', '1:add_to_group#expire.1', '2026-01-05T00:00:00Z',
+                      'succeeded', '2026-01-05T00:00:01Z', 'removed from g1'),
+                     ('old', 'c', '1:add_to_group', '2026-01-01T00:00:00Z', NULL, NULL, NULL),
+                     ('old', 'c', '0:reset_password', '2026-01-01T00:00:00Z', 'succeeded',
+                      '2026-01-01T00:00:01Z', 'member of nothing until never');
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let journal = store.journal(&RunId("old".into())).await.unwrap();
+        let until: Timestamp = "2026-01-04T00:00:00Z".parse().unwrap();
+        let membership = |member_before| {
+            Some(Facts::Membership(Membership {
+                group_id: "g1".into(),
+                until,
+                member_before,
+            }))
+        };
+        let facts: Vec<_> = journal.iter().map(|e| e.facts.clone()).collect();
+        assert_eq!(
+            facts,
+            [
+                membership(Some(false)),
+                membership(None),
+                Some(Facts::Removal(Removal {
+                    group_id: "g1".into(),
+                    of_step: "1:add_to_group".into(),
+                })),
+                None,
+                None,
+            ]
+        );
+        assert_eq!(
+            journal[0].detail.as_deref(),
+            Some("member of g1 until 2026-01-04T00:00:00Z")
+        );
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, schema::VERSION);
     }
 
     #[test]

@@ -6,22 +6,21 @@ use std::collections::{HashMap, HashSet};
 use futures::TryStreamExt;
 
 use super::partition::{Exclusions, PrivilegeIndex, RoleGrant};
-use super::resolve::{ResolveError, graph};
-use crate::directory::{Directory, ObjectKind};
-use crate::graph::{GraphError, GraphErrorKind};
+use super::resolve::{ResolveError, read_error};
+use crate::directory::{Directory, DirectoryError, DirectoryErrorKind, ObjectKind};
 use crate::playbook::{AccountRef, Playbook};
 
 /// Transitive user members of a group, lower-case ids; a group that no longer exists has none.
 async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, ResolveError> {
-    let listed: Result<Vec<String>, GraphError> = directory
+    let listed: Result<Vec<String>, DirectoryError> = directory
         .list_group_members(group, true)
         .map_ok(|u| u.id.to_ascii_lowercase())
         .try_collect()
         .await;
     match listed {
         Ok(ids) => Ok(ids),
-        Err(err) if err.kind == GraphErrorKind::NotFound => Ok(Vec::new()),
-        Err(err) => Err(graph(format!("members of group {group}"))(err)),
+        Err(err) if err.kind == DirectoryErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(read_error(format!("members of group {group}"))(err)),
     }
 }
 
@@ -56,7 +55,7 @@ pub async fn role_grants(
         .list_role_assignments(None)
         .try_collect()
         .await
-        .map_err(graph("directory role assignments"))?;
+        .map_err(read_error("directory role assignments"))?;
     for assignment in assignments {
         let is_group = assignment
             .principal
@@ -76,7 +75,7 @@ pub async fn role_grants(
             .list_role_eligibilities(None)
             .try_collect()
             .await
-            .map_err(graph("PIM role eligibilities"))?;
+            .map_err(read_error("PIM role eligibilities"))?;
         for eligibility in eligibilities {
             out.grants.push((
                 RoleGrant {

@@ -19,4 +19,6 @@ pub use discover::{RoleGrants, exclusions, privileges, role_grants};
 pub use partition::{
     Bucket, Candidate, Exclusions, Placement, Privilege, PrivilegeIndex, RoleGrant, place,
 };
-pub use resolve::{Missing, Resolution, ResolveError, ResolveOptions, ResolvedUser, resolve};
+pub use resolve::{
+    ListingError, Missing, Resolution, ResolveError, ResolveOptions, ResolvedUser, resolve,
+};

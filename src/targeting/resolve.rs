@@ -3,7 +3,9 @@
 //! The tenant is listed once (`$select`, `$top=999`: one resource unit per 999 users) and
 //! every source is joined against that list in memory. One lookup per target would cost a
 //! request each; above a few hundred targets the listing is cheaper in quota and time, and
-//! it also gives the tenant's size, which the `max_fraction_of_tenant` guard needs. Group,
+//! it is checked against the tenant's size, which the `max_fraction_of_tenant` guard needs
+//! and which comes from the directory's own count: a listing that names a user twice or
+//! disagrees with the count lost or repeated a page, and nothing is planned on it. Group,
 //! filter and risky-user sources are asked of Graph and joined by object id, so every
 //! resolved user carries the same, complete set of properties.
 
@@ -13,8 +15,9 @@ use std::path::PathBuf;
 use futures::TryStreamExt;
 
 use super::csv_source::{BadRow, CsvError, TargetKey, lower, read_csv_targets};
-use crate::directory::{Directory, RiskLevel as GraphRisk, User, UserQuery};
-use crate::graph::{GraphError, GraphErrorKind};
+use crate::directory::{
+    Directory, DirectoryError, DirectoryErrorKind, RiskLevel as GraphRisk, User, UserQuery,
+};
 use crate::playbook::{Playbook, RiskLevel, Target, TextAttr};
 
 /// A resolved user: what the partition, the plan and `when:` conditions read, and nothing
@@ -113,21 +116,49 @@ pub enum ResolveError {
         /// The first bad row's reason.
         reason: String,
     },
-    /// Graph refused or failed a read.
+    /// The directory refused or failed a read.
     #[error("reading {what} from the directory: {source}")]
-    Graph {
+    Directory {
         /// What was being read.
         what: String,
-        /// The Graph error.
+        /// The directory's error.
         #[source]
-        source: GraphError,
+        source: DirectoryError,
+    },
+    /// The listing of the tenant's users contradicted itself or the directory's count.
+    #[error("the listing of the tenant's users cannot be trusted, so nothing was planned: {0}")]
+    Listing(#[from] ListingError),
+}
+
+/// How a listing of the tenant's users showed it lost or repeated pages.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListingError {
+    /// A user came twice: a page was served more than once. Believing it would count the
+    /// tenant too large (loosening the fraction guard) and act on the user twice.
+    #[error("user {id} was listed twice (a page was served more than once); plan again")]
+    Duplicate {
+        /// The repeated object id.
+        id: String,
+    },
+    /// The listing and the directory's count disagree, even counted again after the listing:
+    /// pages were lost (a dropped `@odata.nextLink` ends a listing early) or repeated.
+    #[error(
+        "it returned {listed} users but the directory counts {counted} (/users/$count): pages \
+         were lost or repeated; plan again"
+    )]
+    CountMismatch {
+        /// Users the listing returned.
+        listed: u64,
+        /// Users the directory counts.
+        counted: u64,
     },
 }
 
-/// Wrap a failed Graph read with what was being read.
-pub(super) fn graph(what: impl Into<String>) -> impl FnOnce(GraphError) -> ResolveError {
+/// Wrap a failed directory read with what was being read.
+pub(super) fn read_error(what: impl Into<String>) -> impl FnOnce(DirectoryError) -> ResolveError {
     let what = what.into();
-    move |source| ResolveError::Graph { what, source }
+    move |source| ResolveError::Directory { what, source }
 }
 
 /// Options of one resolution.
@@ -256,6 +287,11 @@ async fn list_and_join(
         user_principals: HashSet::new(),
         tenant_users: 0,
     };
+    let counted = directory
+        .count_users()
+        .await
+        .map_err(read_error("the number of the tenant's users"))?;
+    let mut seen = SeenIds::default();
     let mut listing = directory.list_users(UserQuery {
         select: Some(select),
         ..UserQuery::default()
@@ -263,8 +299,11 @@ async fn list_and_join(
     while let Some(user) = listing
         .try_next()
         .await
-        .map_err(graph("the tenant's users"))?
+        .map_err(read_error("the tenant's users"))?
     {
+        if !seen.insert(&user.id) {
+            return Err(ListingError::Duplicate { id: user.id }.into());
+        }
         let id = lower(&user.id);
         if principals.contains(id.as_ref()) {
             out.user_principals.insert(id.clone().into_owned());
@@ -274,7 +313,50 @@ async fn list_and_join(
         }
         out.tenant_users += 1;
     }
+    out.tenant_users = tenant_size(directory, counted, out.tenant_users).await?;
     Ok(out)
+}
+
+/// The tenant's size: the directory's count, which the listing must agree with. A tenant
+/// that changed while it was listed is counted again, and the listing must agree with that.
+async fn tenant_size(
+    directory: &dyn Directory,
+    counted: u64,
+    listed: u64,
+) -> Result<u64, ResolveError> {
+    if listed == counted {
+        return Ok(counted);
+    }
+    let again = directory
+        .count_users()
+        .await
+        .map_err(read_error("the number of the tenant's users"))?;
+    if listed == again {
+        return Ok(again);
+    }
+    Err(ListingError::CountMismatch {
+        listed,
+        counted: again,
+    }
+    .into())
+}
+
+/// The object ids a listing has named so far: GUIDs (every directory object id) in 16
+/// bytes, anything else as lower-case text. A million-user tenant costs tens of megabytes.
+#[derive(Default)]
+struct SeenIds {
+    guids: HashSet<u128, Hasher>,
+    other: HashSet<String, Hasher>,
+}
+
+impl SeenIds {
+    /// Remember `id`; false when it was seen before.
+    fn insert(&mut self, id: &str) -> bool {
+        match uuid::Uuid::try_parse(id) {
+            Ok(guid) => self.guids.insert(guid.as_u128()),
+            Err(_) => self.other.insert(id.to_lowercase()),
+        }
+    }
 }
 
 /// The properties planning reads: identity, the partition's flags, and only the text
@@ -382,17 +464,16 @@ impl Join {
                     .map_ok(|u| u.id)
                     .try_collect()
                     .await
-                    .map_err(graph(format!("members of group {id}")))?,
+                    .map_err(read_error(format!("members of group {id}")))?,
                 Target::Filter(filter) => directory
                     .list_users(UserQuery {
                         filter: Some(filter.clone()),
-                        advanced: needs_advanced_query(filter),
                         select: Some(vec!["id".into()]),
                     })
                     .map_ok(|u| u.id)
                     .try_collect()
                     .await
-                    .map_err(graph(format!("users matching `{filter}`")))?,
+                    .map_err(read_error(format!("users matching `{filter}`")))?,
             };
             let source = self.next_source();
             for (position, id) in ids.into_iter().enumerate() {
@@ -466,7 +547,8 @@ async fn risk_levels(
     levels: Vec<GraphRisk>,
     required: bool,
 ) -> Result<(HashMap<String, RiskLevel>, bool), ResolveError> {
-    let listed: Result<Vec<_>, GraphError> = directory.list_risky_users(levels).try_collect().await;
+    let listed: Result<Vec<_>, DirectoryError> =
+        directory.list_risky_users(levels).try_collect().await;
     match listed {
         Ok(risky) => Ok((
             risky
@@ -487,33 +569,95 @@ async fn risk_levels(
             if !required
                 && matches!(
                     err.kind,
-                    GraphErrorKind::Forbidden | GraphErrorKind::NotFound
+                    DirectoryErrorKind::Denied | DirectoryErrorKind::NotFound
                 ) =>
         {
             tracing::warn!(message = "Risk levels unavailable; ordering by source only.", %err);
             Ok((HashMap::new(), false))
         }
-        Err(err) => Err(graph("risky users")(err)),
+        Err(err) => Err(read_error("risky users")(err)),
     }
-}
-
-/// Filters Graph serves only as advanced queries (reference §2): `ne`, `not`, `endsWith`.
-fn needs_advanced_query(filter: &str) -> bool {
-    let lower = filter.to_ascii_lowercase();
-    [" ne ", "not(", "not ", "endswith("]
-        .iter()
-        .any(|op| lower.contains(op))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::memory::{MemoryDirectory, Op};
+
+    fn all_users() -> Playbook {
+        crate::playbook::load_str(
+            "p.yaml",
+            "name: p\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0 }\n\
+             steps:\n  - revoke_sessions\n",
+        )
+        .unwrap()
+        .playbook
+    }
+
+    async fn resolve_all(directory: &MemoryDirectory) -> Result<Resolution, ResolveError> {
+        resolve(
+            directory,
+            &all_users(),
+            &ResolveOptions::default(),
+            &HashSet::new(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_tenant_size_is_the_directory_count_the_listing_agrees_with() {
+        let directory = MemoryDirectory::new().with_user("a@x").with_user("b@x");
+        let resolution = resolve_all(&directory).await.unwrap();
+        assert_eq!(resolution.tenant_users, 2);
+        assert_eq!(resolution.users.len(), 2);
+        assert_eq!(directory.calls(Op::CountUsers), 1);
+    }
+
+    #[tokio::test]
+    async fn a_user_listed_twice_is_an_error() {
+        let directory = MemoryDirectory::new()
+            .with_user("a@x")
+            .with_user("b@x")
+            .with_user("a@x")
+            .with_count(2);
+        let err = resolve_all(&directory).await.unwrap_err();
+        assert!(
+            matches!(&err, ResolveError::Listing(ListingError::Duplicate { id }) if id == "id-a@x"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_listing_shorter_than_the_count_is_an_error() {
+        let directory = MemoryDirectory::new()
+            .with_user("a@x")
+            .with_user("b@x")
+            .with_count(1_000);
+        let err = resolve_all(&directory).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ResolveError::Listing(ListingError::CountMismatch {
+                    listed: 2,
+                    counted: 1_000
+                })
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            directory.calls(Op::CountUsers),
+            2,
+            "counted again before refusing, in case the tenant changed meanwhile"
+        );
+    }
 
     #[test]
-    fn advanced_query_detection() {
-        assert!(needs_advanced_query("department ne 'IT'"));
-        assert!(needs_advanced_query("endsWith(mail,'@contoso.com')"));
-        assert!(!needs_advanced_query("department eq 'Finance'"));
-        assert!(!needs_advanced_query("startswith(displayName,'A')"));
+    fn guids_are_seen_once_whatever_their_spelling() {
+        let mut seen = SeenIds::default();
+        assert!(seen.insert("6F1C1D7E-0000-4000-8000-000000000001"));
+        assert!(!seen.insert("6f1c1d7e-0000-4000-8000-000000000001"));
+        assert!(seen.insert("not-a-guid"));
+        assert!(!seen.insert("NOT-A-GUID"));
     }
 }

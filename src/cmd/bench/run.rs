@@ -23,7 +23,7 @@ use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
 use resetctl::store::{
-    Approval, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
+    Approval, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
     RunStatus, RunStore, SqliteStore, StoreError,
 };
 use resetctl::targeting::ResolveOptions;
@@ -78,7 +78,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
         SqliteStore::open(&dir.path().join("runs.sqlite")).map_err(|e| fail("store", e))?,
     ));
     let trail = AuditConfig::new(dir.path().join("audit.jsonl"));
-    let audit = AuditHandle::open(&trail, None)
+    let audit = AuditHandle::open(&trail)
         .await
         .map_err(|e| fail("audit", e))?;
     let operator = Operator::new(
@@ -267,9 +267,20 @@ impl<S: RunStore> RunStore for TimedStore<S> {
         run: &RunId,
         user_id: &str,
         step: &str,
+        facts: Option<Facts>,
         at: Timestamp,
     ) -> Result<IntentRecorded, StoreError> {
-        self.timed(self.inner.record_intent(run, user_id, step, at))
+        self.timed(self.inner.record_intent(run, user_id, step, facts, at))
+            .await
+    }
+    async fn record_facts(
+        &self,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+        facts: Facts,
+    ) -> Result<(), StoreError> {
+        self.timed(self.inner.record_facts(run, user_id, step, facts))
             .await
     }
     async fn record_outcome(

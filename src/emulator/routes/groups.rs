@@ -1,5 +1,6 @@
 //! `/groups`: list, get, `members` and `transitiveMembers` (paged, `$select`, `$count`), and
-//! membership writes `POST members/$ref` / `DELETE members/{id}/$ref` (reference §14).
+//! membership writes `POST members/$ref` / `DELETE members/{id}/$ref` (reference §14) of
+//! users and nested groups, which check the app's permissions as Graph does.
 
 use axum::http::Method;
 use serde_json::{Value, json};
@@ -7,6 +8,7 @@ use serde_json::{Value, json};
 use super::{Ctx, Req, context_with_select, page};
 use crate::emulator::errors::{Fail, GraphResponse};
 use crate::emulator::model::Principal;
+use crate::emulator::permissions;
 use crate::emulator::render::{self, USER_PROPERTIES};
 
 /// Dispatch within `/groups`.
@@ -135,6 +137,19 @@ fn members(ctx: &Ctx<'_>, req: &Req<'_>, transitive: bool) -> Result<GraphRespon
     ))
 }
 
+/// A membership write needs one of the group-member write permissions, and for a
+/// role-assignable group `RoleManagement.ReadWrite.Directory` too
+/// (https://learn.microsoft.com/graph/api/group-post-members,
+/// https://learn.microsoft.com/graph/api/group-delete-members). Both are checked before the
+/// member is looked at.
+fn may_write_members(ctx: &Ctx<'_>, role_assignable: bool) -> Result<(), Fail> {
+    ctx.require_any(permissions::GROUP_MEMBER_WRITE)?;
+    if role_assignable {
+        ctx.require_any(&[permissions::ROLE_ASSIGNABLE_MEMBER_WRITE])?;
+    }
+    Ok(())
+}
+
 fn add_member(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
     let key = req.seg(1).unwrap_or("");
     let body = req.json()?;
@@ -150,34 +165,93 @@ fn add_member(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
         .rsplit('/')
         .next()
         .unwrap_or("");
+    let role_assignable = {
+        let t = ctx.emu.read();
+        let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+        t.groups[g as usize].role_assignable
+    };
+    may_write_members(ctx, role_assignable)?;
     let mut t = ctx.emu.write();
     let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
-    let Some(u) = uuid::Uuid::parse_str(member_id)
-        .ok()
-        .and_then(|_| t.find_user(member_id))
-    else {
-        return Err(Fail::not_found(member_id));
+    let member = match uuid::Uuid::parse_str(member_id) {
+        Ok(_) => t
+            .find_user(member_id)
+            .map(Principal::User)
+            .or_else(|| t.find_group(member_id).map(Principal::Group)),
+        Err(_) => None,
     };
-    let group = &mut t.groups[g as usize];
-    if group.members.contains(&u) {
+    let already = match member {
+        None => return Err(Fail::not_found(member_id)),
+        Some(Principal::User(u)) => t.groups[g as usize].members.contains(&u),
+        // A security group may be a member of another group
+        // (https://learn.microsoft.com/graph/api/group-post-members), but not of a
+        // role-assignable one: "Group nesting isn't supported. A group can't be added as a
+        // member of a role-assignable group"
+        // (https://learn.microsoft.com/entra/identity/role-based-access-control/groups-concept).
+        // Graph's wording of these refusals is not documented.
+        Some(Principal::Group(_)) if role_assignable => {
+            return Err(Fail::new(
+                400,
+                "Request_BadRequest",
+                "A group can't be added as a member of a role-assignable group.",
+            ));
+        }
+        Some(Principal::Group(sub)) if sub == g => {
+            return Err(Fail::new(
+                400,
+                "Request_BadRequest",
+                "A group can't be added as a member of itself.",
+            ));
+        }
+        Some(Principal::Group(sub)) => t.groups[g as usize].member_groups.contains(&sub),
+    };
+    if already {
         return Err(Fail::new(
             400,
             "Request_BadRequest",
             "One or more added object references already exist for the following modified properties: 'members'.",
         ));
     }
-    group.members.push(u);
+    let group = &mut t.groups[g as usize];
+    match member {
+        Some(Principal::User(u)) => group.members.push(u),
+        Some(Principal::Group(sub)) => group.member_groups.push(sub),
+        None => {}
+    }
     Ok(GraphResponse::empty(204))
 }
 
 fn remove_member(ctx: &Ctx<'_>, key: &str, member: &str) -> Result<GraphResponse, Fail> {
+    let role_assignable = {
+        let t = ctx.emu.read();
+        let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
+        t.groups[g as usize].role_assignable
+    };
+    may_write_members(ctx, role_assignable)?;
     let mut t = ctx.emu.write();
     let g = t.find_group(key).ok_or_else(|| Fail::not_found(key))?;
-    let u = t.find_user(member).ok_or_else(|| Fail::not_found(member))?;
-    let group = &mut t.groups[g as usize];
-    let Some(pos) = group.members.iter().position(|&m| m == u) else {
-        return Err(Fail::not_found(member));
+    // The member is a user or a nested group, as Graph's members are directory objects.
+    let removed = match (t.find_user(member), t.find_group(member)) {
+        (Some(u), _) => {
+            let members = &mut t.groups[g as usize].members;
+            members
+                .iter()
+                .position(|&m| m == u)
+                .map(|pos| members.remove(pos))
+                .is_some()
+        }
+        (None, Some(sub)) => {
+            let nested = &mut t.groups[g as usize].member_groups;
+            nested
+                .iter()
+                .position(|&m| m == sub)
+                .map(|pos| nested.remove(pos))
+                .is_some()
+        }
+        (None, None) => false,
     };
-    group.members.remove(pos);
+    if !removed {
+        return Err(Fail::not_found(member));
+    }
     Ok(GraphResponse::empty(204))
 }

@@ -8,6 +8,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::{Ctx, Req};
+use crate::emulator::body;
 use crate::emulator::errors::{Fail, GraphResponse};
 use crate::emulator::model::{MethodKind, Tap};
 use crate::emulator::render;
@@ -151,6 +152,15 @@ fn create_tap(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, 
     let Value::Object(body) = body else {
         return Err(Fail::bad_json());
     };
+    // Annotations (`@odata.type` as the SDKs send it) are accepted; an undeclared property
+    // is refused. Of the declared ones, Graph documents three as settable: the others are
+    // computed and ignored (https://learn.microsoft.com/graph/api/authentication-post-temporaryaccesspassmethods).
+    let ty = &body::TEMPORARY_ACCESS_PASS;
+    let body: serde_json::Map<String, Value> = ty
+        .read(&body, |name| ty.undeclared(name))?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let now = jiff::Timestamp::now().as_millisecond();
     let start_ms = match body.get("startDateTime") {
         None | Some(Value::Null) => now,

@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::errors::{Body, Fail, GraphResponse};
-use super::faults::Fault;
+use super::faults::{Fault, PageLink};
 use super::odata::{self, Query, encode_skiptoken, percent_decode, query_pairs};
 use super::server::KillSwitch;
 use super::state::{Emu, WriteRecord, now_rfc3339};
@@ -59,6 +59,20 @@ pub struct Ctx<'a> {
     pub eventual: bool,
     /// Inside a `$batch`.
     pub batch: bool,
+}
+
+impl Ctx<'_> {
+    /// 403 `Authorization_RequestDenied` unless the calling app was granted one of
+    /// `permissions` (Graph's answer to a token whose `roles` lack the API's permission).
+    pub fn require_any(&self, permissions: &[&str]) -> Result<(), Fail> {
+        let granted = self
+            .emu
+            .read()
+            .apps
+            .get(self.app as usize)
+            .is_some_and(|a| a.granted_any(permissions));
+        if granted { Ok(()) } else { Err(Fail::denied()) }
+    }
 }
 
 /// What the dispatcher decided.
@@ -138,6 +152,27 @@ pub fn page(
         };
         body.insert("@odata.count".into(), json!(count));
     }
+    // Injected listing faults (see `faults`): the link leads back to this page, or nowhere.
+    let next = next.and_then(|pos| {
+        if !ctx.emu.faults.lists_lie() {
+            return Some(pos);
+        }
+        let link = ctx
+            .emu
+            .faults
+            .next_link(&encode_skiptoken(collection, q, q.skip));
+        if link != PageLink::Next {
+            ctx.emu
+                .counters
+                .faults
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match link {
+            PageLink::Next => Some(pos),
+            PageLink::Repeat => Some(q.skip),
+            PageLink::Drop => None,
+        }
+    });
     if let Some(pos) = next {
         body.insert(
             "@odata.nextLink".into(),

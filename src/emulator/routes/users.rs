@@ -6,6 +6,7 @@ use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::{Ctx, Req, context_with_select, page};
+use crate::emulator::body;
 use crate::emulator::errors::{Body, Fail, GraphResponse};
 use crate::emulator::render::{self, USER_FILTERABLE, USER_PROPERTIES, UserView};
 
@@ -200,17 +201,13 @@ pub fn password_complex_enough(p: &str) -> bool {
 
 const SYNCED_MESSAGE: &str = "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.";
 
-/// Properties a PATCH may carry, and whether each is a "sensitive action" (reference §3).
-const PATCHABLE: &[(&str, bool)] = &[
-    ("passwordProfile", true),
-    ("accountEnabled", true),
-    ("mobilePhone", true),
-    ("businessPhones", true),
-    ("department", false),
-    ("jobTitle", false),
-    ("displayName", false),
-    ("officeLocation", false),
-    ("usageLocation", false),
+/// Properties whose change is a "sensitive action", gated by the caller's role like a
+/// password reset (reference §3). The properties a PATCH may carry are [`body::USER`]'s.
+const SENSITIVE: &[&str] = &[
+    "passwordProfile",
+    "accountEnabled",
+    "mobilePhone",
+    "businessPhones",
 ];
 
 const READ_ONLY: &[&str] = &[
@@ -222,33 +219,35 @@ const READ_ONLY: &[&str] = &[
     "onPremisesLastSyncDateTime",
 ];
 
+/// The directory's answer for a property a user PATCH cannot carry.
+fn not_patchable(name: &str) -> Fail {
+    if READ_ONLY.contains(&name) {
+        return Fail::new(
+            400,
+            "Request_BadRequest",
+            format!("Property '{name}' is read-only and cannot be set."),
+        );
+    }
+    Fail::new(
+        400,
+        "Request_BadRequest",
+        format!("Property '{name}' does not exist as a declared property or extension property."),
+    )
+}
+
 fn patch(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail> {
     let body = req.json()?;
-    let Value::Object(props) = body else {
+    let Value::Object(body) = body else {
         return Err(Fail::bad_json());
     };
-    let mut sensitive = false;
-    for name in props.keys() {
-        if READ_ONLY.contains(&name.as_str()) {
-            return Err(Fail::new(
-                400,
-                "Request_BadRequest",
-                format!("Property '{name}' is read-only and cannot be set."),
-            ));
-        }
-        match PATCHABLE.iter().find(|(p, _)| p == name) {
-            Some((_, s)) => sensitive |= *s,
-            None => {
-                return Err(Fail::new(
-                    400,
-                    "Request_BadRequest",
-                    format!(
-                        "Property '{name}' does not exist as a declared property or extension property."
-                    ),
-                ));
-            }
-        }
-    }
+    // Annotations (`@odata.type`, `passwordProfile@odata.type`) are accepted as Graph
+    // accepts them; see `body`.
+    let props: serde_json::Map<String, Value> = body::USER
+        .read(&body, not_patchable)?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let sensitive = props.keys().any(|k| SENSITIVE.contains(&k.as_str()));
     let app_role = {
         let t = ctx.emu.read();
         t.apps.get(ctx.app as usize).map(|a| a.role).unwrap_or("")
@@ -267,6 +266,11 @@ fn patch(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail>
         let Value::Object(profile) = profile else {
             return Err(Fail::bad_json());
         };
+        let profile: serde_json::Map<String, Value> = body::PASSWORD_PROFILE
+            .read(profile, |name| body::PASSWORD_PROFILE.undeclared(name))?
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         if let Some(p) = profile.get("password") {
             let Some(p) = p.as_str() else {
                 return Err(Fail::bad_json());
@@ -317,7 +321,14 @@ fn patch(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail>
         None => None,
     };
     let mut interned = Vec::new();
-    for name in ["department", "jobTitle", "displayName", "officeLocation"] {
+    for name in [
+        "department",
+        "jobTitle",
+        "displayName",
+        "givenName",
+        "surname",
+        "officeLocation",
+    ] {
         if let Some(v) = props.get(name) {
             let id = match str_or_null(v)? {
                 Some(s) => t.strings.intern(&s),
@@ -348,6 +359,8 @@ fn patch(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail>
             "department" => u.department = id,
             "jobTitle" => u.job_title = id,
             "displayName" => u.display = id,
+            "givenName" => u.given = id,
+            "surname" => u.surname = id,
             _ => u.office = id,
         }
     }

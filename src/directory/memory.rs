@@ -1,0 +1,476 @@
+//! [`MemoryDirectory`]: a tenant in plain maps, for unit tests of the engine and targeting
+//! without the binary or HTTP. Writes change the state the way Graph's do (a password change
+//! moves `lastPasswordChangeDateTime`, an existing membership is refused), every call is
+//! counted, and failures are scripted per operation: an error alone, or a write that lands
+//! and then answers an error (an outcome lost on the way back).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use futures::FutureExt;
+use futures::stream::{self, StreamExt};
+use jiff::Timestamp;
+use secrecy::SecretString;
+
+use super::{
+    AuthMethod, DirFuture, Directory, DirectoryError, DirectoryErrorKind, ErrorDetail, ItemStream,
+    Mail, Manager, PasswordChange, RiskLevel, RiskyUser, RoleAssignment, RoleEligibility,
+    TapRequest, TemporaryAccessPass, User, UserQuery, UserWrite,
+};
+
+/// The operations of the trait, to script failures and count calls by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `list_users`.
+    ListUsers,
+    /// `count_users`.
+    CountUsers,
+    /// `get_user`.
+    GetUser,
+    /// `list_group_members`.
+    ListGroupMembers,
+    /// `is_group_member`.
+    IsGroupMember,
+    /// `force_password_change`.
+    ForcePasswordChange,
+    /// `revoke_sessions`.
+    RevokeSessions,
+    /// `list_auth_methods`.
+    ListAuthMethods,
+    /// `delete_auth_method`.
+    DeleteAuthMethod,
+    /// `create_tap`.
+    CreateTap,
+    /// `add_group_member`.
+    AddGroupMember,
+    /// `remove_group_member`.
+    RemoveGroupMember,
+    /// `confirm_compromised`.
+    ConfirmCompromised,
+    /// `list_risky_users`.
+    ListRiskyUsers,
+}
+
+/// A scripted failure of one call.
+#[derive(Debug, Clone)]
+struct Scripted {
+    /// What the call answers.
+    error: DirectoryError,
+    /// A write is applied before the error is answered.
+    applied: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: Vec<User>,
+    /// Group id → direct member ids.
+    groups: HashMap<String, Vec<String>>,
+    methods: HashMap<String, Vec<AuthMethod>>,
+    risky: Vec<RiskyUser>,
+    /// What `count_users` answers instead of the number of users.
+    count: Option<u64>,
+    scripted: HashMap<Op, VecDeque<Scripted>>,
+    calls: HashMap<Op, usize>,
+}
+
+/// A tenant in memory. Build it with [`MemoryDirectory::with_user`] and friends.
+#[derive(Debug, Default)]
+pub struct MemoryDirectory {
+    state: Mutex<State>,
+}
+
+/// The error Graph answers when a membership already exists (`POST members/$ref`).
+fn already_a_member() -> DirectoryError {
+    DirectoryError::new(
+        DirectoryErrorKind::Rejected,
+        "One or more added object references already exist for the following modified \
+         properties: 'members'.",
+    )
+    .with_detail(ErrorDetail {
+        status: Some(400),
+        code: Some("Request_BadRequest".into()),
+        request_id: None,
+        operation: Some("POST /groups/{}/members/$ref".into()),
+    })
+}
+
+fn not_found(what: &str) -> DirectoryError {
+    DirectoryError::new(
+        DirectoryErrorKind::NotFound,
+        format!("Resource '{what}' does not exist."),
+    )
+    .with_detail(ErrorDetail {
+        status: Some(404),
+        code: Some("Request_ResourceNotFound".into()),
+        request_id: None,
+        operation: None,
+    })
+}
+
+impl MemoryDirectory {
+    /// An empty tenant.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a user; its id is `id-<upn>`.
+    pub fn with_user(self, upn: &str) -> Self {
+        self.state().users.push(User {
+            id: format!("id-{upn}"),
+            upn: upn.to_owned(),
+            display_name: None,
+            mail: None,
+            department: None,
+            job_title: None,
+            mobile_phone: None,
+            business_phones: Vec::new(),
+            account_enabled: Some(true),
+            on_premises_sync_enabled: None,
+            user_type: Some("Member".into()),
+            last_password_change: None,
+            sign_in_sessions_valid_from: None,
+            created: None,
+        });
+        self
+    }
+
+    /// Adds a group with these direct members (user ids).
+    pub fn with_group(self, group_id: &str, members: &[&str]) -> Self {
+        self.state().groups.insert(
+            group_id.to_owned(),
+            members.iter().map(|m| (*m).to_owned()).collect(),
+        );
+        self
+    }
+
+    /// Gives a user these registered methods.
+    pub fn with_methods(self, user_id: &str, methods: Vec<AuthMethod>) -> Self {
+        self.state().methods.insert(user_id.to_owned(), methods);
+        self
+    }
+
+    /// Makes `count_users` answer `count` whatever the users are.
+    pub fn with_count(self, count: u64) -> Self {
+        self.state().count = Some(count);
+        self
+    }
+
+    /// The next call of `op` answers `kind` without doing anything.
+    pub fn fail_next(&self, op: Op, kind: DirectoryErrorKind) {
+        self.script(op, DirectoryError::new(kind, "scripted failure"), false);
+    }
+
+    /// The next call of `op` (a write) is applied, then answers "outcome unknown".
+    pub fn lose_next_answer(&self, op: Op) {
+        self.script(
+            op,
+            DirectoryError::new(DirectoryErrorKind::OutcomeUnknown, "connection lost"),
+            true,
+        );
+    }
+
+    /// The next call of `op` answers "outcome unknown" without being applied.
+    pub fn lose_next_request(&self, op: Op) {
+        self.script(
+            op,
+            DirectoryError::new(DirectoryErrorKind::OutcomeUnknown, "connection lost"),
+            false,
+        );
+    }
+
+    fn script(&self, op: Op, error: DirectoryError, applied: bool) {
+        self.state()
+            .scripted
+            .entry(op)
+            .or_default()
+            .push_back(Scripted { error, applied });
+    }
+
+    /// How many times `op` was called.
+    pub fn calls(&self, op: Op) -> usize {
+        self.state().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// The direct members of a group (user ids).
+    pub fn members(&self, group_id: &str) -> Vec<String> {
+        self.state()
+            .groups
+            .get(group_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A user as the tenant holds it now.
+    pub fn user(&self, id: &str) -> Option<User> {
+        self.state().users.iter().find(|u| u.id == id).cloned()
+    }
+
+    /// Counts the call and takes its scripted failure, if any.
+    fn begin(&self, op: Op) -> Option<Scripted> {
+        let mut state = self.state();
+        *state.calls.entry(op).or_default() += 1;
+        state.scripted.get_mut(&op).and_then(VecDeque::pop_front)
+    }
+
+    /// A write: scripted failure or not, `apply` runs unless the failure says it was lost
+    /// before reaching the tenant.
+    fn write<T>(
+        &self,
+        op: Op,
+        apply: impl FnOnce(&mut State) -> Result<T, DirectoryError>,
+    ) -> Result<T, DirectoryError> {
+        match self.begin(op) {
+            Some(Scripted { error, applied }) => {
+                if applied {
+                    let _ = apply(&mut self.state());
+                }
+                Err(error)
+            }
+            None => apply(&mut self.state()),
+        }
+    }
+
+    fn read<T>(&self, op: Op, read: impl FnOnce(&State) -> T) -> Result<T, DirectoryError> {
+        match self.begin(op) {
+            Some(Scripted { error, .. }) => Err(error),
+            None => Ok(read(&self.state())),
+        }
+    }
+
+    fn user_mut<'a>(state: &'a mut State, id: &str) -> Result<&'a mut User, DirectoryError> {
+        state
+            .users
+            .iter_mut()
+            .find(|u| u.id == id)
+            .ok_or_else(|| not_found(id))
+    }
+}
+
+fn ready<'a, T: Send + 'a>(r: Result<T, DirectoryError>) -> DirFuture<'a, T> {
+    futures::future::ready(r).boxed()
+}
+
+fn items<'a, T: Send + 'a>(r: Result<Vec<T>, DirectoryError>) -> ItemStream<'a, T> {
+    match r {
+        Ok(items) => stream::iter(items.into_iter().map(Ok)).boxed(),
+        Err(e) => stream::iter([Err(e)]).boxed(),
+    }
+}
+
+impl Directory for MemoryDirectory {
+    fn list_users(&self, query: UserQuery) -> ItemStream<'_, User> {
+        assert!(
+            query.filter.is_none(),
+            "the memory directory has no filters"
+        );
+        items(self.read(Op::ListUsers, |s| s.users.clone()))
+    }
+
+    fn count_users(&self) -> DirFuture<'_, u64> {
+        ready(self.read(Op::CountUsers, |s| s.count.unwrap_or(s.users.len() as u64)))
+    }
+
+    fn list_group_members(&self, group_id: &str, _transitive: bool) -> ItemStream<'_, User> {
+        let listed = self.read(Op::ListGroupMembers, |s| match s.groups.get(group_id) {
+            Some(ids) => Ok(s
+                .users
+                .iter()
+                .filter(|u| ids.contains(&u.id))
+                .cloned()
+                .collect()),
+            None => Err(not_found(group_id)),
+        });
+        items(listed.and_then(|r| r))
+    }
+
+    fn get_user<'a>(&'a self, id_or_upn: &'a str) -> DirFuture<'a, Option<User>> {
+        ready(self.read(Op::GetUser, |s| {
+            s.users
+                .iter()
+                .find(|u| u.id == id_or_upn || u.upn.eq_ignore_ascii_case(id_or_upn))
+                .cloned()
+        }))
+    }
+
+    fn get_manager<'a>(&'a self, _user_id: &'a str) -> DirFuture<'a, Option<Manager>> {
+        ready(Ok(None))
+    }
+
+    fn list_role_assignments(&self, _filter: Option<String>) -> ItemStream<'_, RoleAssignment> {
+        items(Ok(Vec::new()))
+    }
+
+    fn list_role_eligibilities(&self, _filter: Option<String>) -> ItemStream<'_, RoleEligibility> {
+        items(Ok(Vec::new()))
+    }
+
+    fn list_risky_users(&self, levels: Vec<RiskLevel>) -> ItemStream<'_, RiskyUser> {
+        items(self.read(Op::ListRiskyUsers, |s| {
+            s.risky
+                .iter()
+                .filter(|r| levels.contains(&r.risk_level))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    fn force_password_change<'a>(
+        &'a self,
+        user_id: &'a str,
+        _change: &'a PasswordChange,
+    ) -> DirFuture<'a, ()> {
+        ready(self.write(Op::ForcePasswordChange, |s| {
+            Self::user_mut(s, user_id)?.last_password_change = Some(Timestamp::now());
+            Ok(())
+        }))
+    }
+
+    fn revoke_sessions<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, ()> {
+        ready(self.write(Op::RevokeSessions, |s| {
+            Self::user_mut(s, user_id)?.sign_in_sessions_valid_from = Some(Timestamp::now());
+            Ok(())
+        }))
+    }
+
+    fn list_auth_methods<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, Vec<AuthMethod>> {
+        ready(self.read(Op::ListAuthMethods, |s| {
+            s.methods.get(user_id).cloned().unwrap_or_default()
+        }))
+    }
+
+    fn delete_auth_method<'a>(
+        &'a self,
+        user_id: &'a str,
+        method: &'a AuthMethod,
+    ) -> DirFuture<'a, ()> {
+        ready(self.write(Op::DeleteAuthMethod, |s| {
+            let methods = s.methods.entry(user_id.to_owned()).or_default();
+            let before = methods.len();
+            methods.retain(|m| m.id != method.id);
+            if methods.len() == before {
+                return Err(not_found(&method.id));
+            }
+            Ok(())
+        }))
+    }
+
+    fn create_tap<'a>(
+        &'a self,
+        user_id: &'a str,
+        request: &'a TapRequest,
+    ) -> DirFuture<'a, TemporaryAccessPass> {
+        ready(self.write(Op::CreateTap, |s| {
+            Self::user_mut(s, user_id)?;
+            Ok(TemporaryAccessPass {
+                id: format!("tap-{user_id}"),
+                pass: SecretString::from("memory-tap".to_owned()),
+                start: None,
+                lifetime_minutes: request.lifetime_minutes,
+                usable_once: Some(request.usable_once),
+            })
+        }))
+    }
+
+    fn is_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, bool> {
+        let found = self.read(Op::IsGroupMember, |s| match s.groups.get(group_id) {
+            Some(members) => Ok(members.iter().any(|m| m == user_id)),
+            None => Err(not_found(group_id)),
+        });
+        ready(found.and_then(|r| r))
+    }
+
+    fn add_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, ()> {
+        ready(self.write(Op::AddGroupMember, |s| {
+            let members = s
+                .groups
+                .get_mut(group_id)
+                .ok_or_else(|| not_found(group_id))?;
+            if members.iter().any(|m| m == user_id) {
+                return Err(already_a_member());
+            }
+            members.push(user_id.to_owned());
+            Ok(())
+        }))
+    }
+
+    fn remove_group_member<'a>(&'a self, group_id: &'a str, user_id: &'a str) -> DirFuture<'a, ()> {
+        ready(self.write(Op::RemoveGroupMember, |s| {
+            let members = s
+                .groups
+                .get_mut(group_id)
+                .ok_or_else(|| not_found(group_id))?;
+            let before = members.len();
+            members.retain(|m| m != user_id);
+            if members.len() == before {
+                return Err(not_found(user_id));
+            }
+            Ok(())
+        }))
+    }
+
+    fn confirm_compromised<'a>(&'a self, user_ids: &'a [String]) -> DirFuture<'a, ()> {
+        ready(self.write(Op::ConfirmCompromised, |s| {
+            for id in user_ids {
+                s.risky.retain(|r| &r.id != id);
+                s.risky.push(RiskyUser {
+                    id: id.clone(),
+                    upn: None,
+                    display_name: None,
+                    risk_level: RiskLevel::High,
+                    risk_state: Some("confirmedCompromised".into()),
+                    risk_detail: None,
+                    last_updated: Some(Timestamp::now()),
+                });
+            }
+            Ok(())
+        }))
+    }
+
+    fn send_mail<'a>(&'a self, _sender: &'a str, _mail: &'a Mail) -> DirFuture<'a, ()> {
+        ready(Err(DirectoryError::new(
+            DirectoryErrorKind::Rejected,
+            "the memory directory sends no mail",
+        )))
+    }
+
+    fn batch_writes(
+        &self,
+        _writes: Vec<UserWrite>,
+    ) -> DirFuture<'_, Vec<Result<(), DirectoryError>>> {
+        ready(Err(DirectoryError::new(
+            DirectoryErrorKind::Rejected,
+            "the memory directory has no $batch",
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_change_the_state_and_scripted_failures_apply_or_not() {
+        let dir = MemoryDirectory::new().with_user("a@x").with_group("g", &[]);
+        dir.lose_next_answer(Op::AddGroupMember);
+        let err = dir.add_group_member("g", "id-a@x").await.unwrap_err();
+        assert_eq!(err.kind, DirectoryErrorKind::OutcomeUnknown);
+        assert_eq!(
+            dir.members("g"),
+            ["id-a@x"],
+            "applied before the answer was lost"
+        );
+        let err = dir.add_group_member("g", "id-a@x").await.unwrap_err();
+        assert!(err.to_string().contains("already exist"), "{err}");
+        assert!(dir.is_group_member("g", "id-a@x").await.unwrap());
+        dir.lose_next_request(Op::RemoveGroupMember);
+        dir.remove_group_member("g", "id-a@x").await.unwrap_err();
+        assert_eq!(dir.members("g").len(), 1, "lost before it landed");
+        dir.remove_group_member("g", "id-a@x").await.unwrap();
+        assert_eq!(dir.calls(Op::RemoveGroupMember), 2);
+        assert_eq!(dir.count_users().await.unwrap(), 1);
+    }
+}
