@@ -134,6 +134,9 @@ pub struct PlanArgs {
     /// (default: the run's folder under the data directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace files that already exist in the --out directory (refused otherwise).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Run store (SQLite). Default: under the user's data directory.
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
@@ -173,6 +176,9 @@ pub struct RunArgs {
     /// (default: the run's folder under the data directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace files that already exist in the --out directory (refused otherwise).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Users whose steps run at once (the throttle paces the writes whatever this is).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,
@@ -265,8 +271,13 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct EmulatorArgs {
     /// Address to listen on (port 0 picks a free port; the first stdout line says which).
+    /// Loopback only, unless `--allow-remote`.
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub bind: SocketAddr,
+    /// Accept a non-loopback `--bind`: anyone who can reach the port can then read the
+    /// emulated tenant and use its test credentials (printed on the first stdout line).
+    #[arg(long)]
+    pub allow_remote: bool,
     /// Number of synthetic users (10 to 1,000,000).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub users: u32,

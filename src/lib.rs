@@ -12,11 +12,13 @@
 //! - [`audit`]: the append-only, hash-chained audit trail and its verifier.
 //! - [`engine`]: plan, gate and execute a playbook's per-user steps; resume.
 //! - [`report`]: the CSV files an operator reads (targets, manual queue).
+//! - [`spreadsheet`]: formula neutralisation of CSV cells, and its exact inverse.
 //! - [`store`]: the run store (SQLite): runs, plans, approvals and the exactly-once
 //!   journal of every (run, user, step).
 //! - [`targeting`]: target sources (breach CSVs, groups, filters, risky users) to users.
 //! - [`emulator`]: a Graph-compatible tenant for demos, tabletops and tests.
 //! - [`config`]: `resetctl.yaml`: tenants, credential pools, endpoints, quota overrides.
+//! - [`files`]: bounded reads of operators' files, owner-only creation of run data.
 //! - [`graph`]: the Graph HTTP client: tokens, one `send()` choke point, paging, `$batch`.
 //! - [`throttle`]: per-tenant budgets and adaptive back-off on 429 / Retry-After.
 //! - [`directory`]: the `Directory` trait the engine uses, and its Graph implementation.
@@ -28,9 +30,11 @@ pub mod config;
 pub mod directory;
 pub mod emulator;
 pub mod engine;
+pub mod files;
 pub mod graph;
 pub mod playbook;
 pub mod report;
+pub mod spreadsheet;
 pub mod store;
 pub mod targeting;
 pub mod throttle;

@@ -95,7 +95,6 @@ impl Setup {
             directory.as_ref(),
             PlanRequest {
                 playbook: &playbook,
-                playbook_bytes: PLAYBOOK.as_bytes(),
                 tenant: "t",
                 apps: 1,
                 quotas: &resetctl::throttle::Quotas::graph_defaults(

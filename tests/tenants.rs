@@ -82,7 +82,7 @@ fn several_tenants_and_no_name_is_an_error_listing_them() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("resetctl.yaml"),
-        "tenants:\n  contoso: { tenant_id: a, graph_url: 'http://127.0.0.1:9/v1.0', apps: [{ client_id: c, client_secret_env: S }] }\n  fabrikam: { tenant_id: b, graph_url: 'http://127.0.0.1:9/v1.0', apps: [{ client_id: c, client_secret_env: S }] }\n",
+        "tenants:\n  contoso: { tenant_id: a, graph_url: 'http://127.0.0.1:9/v1.0', authority: 'http://127.0.0.1:9', apps: [{ client_id: c, client_secret_env: S }] }\n  fabrikam: { tenant_id: b, graph_url: 'http://127.0.0.1:9/v1.0', authority: 'http://127.0.0.1:9', apps: [{ client_id: c, client_secret_env: S }] }\n",
     )
     .unwrap();
     let pb = playbook();

@@ -10,6 +10,7 @@ mod emulator;
 mod engine;
 mod graph;
 mod graph_emulator;
+mod hostile;
 mod notify;
 mod playbook;
 mod runs;

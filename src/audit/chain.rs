@@ -64,7 +64,8 @@ impl Key {
 
     /// Read a key file (hexadecimal text). The error names the file, never its content.
     pub fn from_file(path: &Path) -> Result<Key, AuditError> {
-        let text = std::fs::read_to_string(path).map_err(AuditError::io("read key file", path))?;
+        let text = crate::files::read_to_string_bounded(path, crate::files::MAX_SECRET_BYTES)
+            .map_err(AuditError::io("read key file", path))?;
         Key::from_hex(&text).map_err(|e| match e {
             AuditError::Key(reason) => AuditError::Key(format!("{}: {reason}", path.display())),
             other => other,
@@ -84,11 +85,9 @@ impl Key {
             .try_fill_bytes(bytes.expose_secret_mut())
             .map_err(|e| AuditError::Key(format!("the system random generator failed: {e}")))?;
         let text = secrecy::SecretString::from(hex::encode(bytes.expose_secret()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
+        let mut file = crate::files::owner_only()
+            .write(true)
+            .create_new(true)
             .open(path)
             .map_err(AuditError::io("create key file", path))?;
         file.write_all(text.expose_secret().as_bytes())

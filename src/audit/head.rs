@@ -67,7 +67,12 @@ impl Head {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut file = fs::File::create(&tmp).map_err(AuditError::io("create", &tmp))?;
+        let mut file = crate::files::owner_only()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(AuditError::io("create", &tmp))?;
         file.write_all(line.as_bytes())
             .map_err(AuditError::io("write", &tmp))?;
         file.sync_all().map_err(AuditError::io("fsync", &tmp))?;

@@ -12,7 +12,7 @@
 //! Locks belong to an open file description, so each writer opens its own file: two writers
 //! in one process exclude each other exactly as two processes do.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::error::AuditError;
@@ -36,7 +36,7 @@ impl TrailLock {
         let mut name = trail.as_os_str().to_owned();
         name.push(".lock");
         let path = PathBuf::from(name);
-        let file = OpenOptions::new()
+        let file = crate::files::owner_only()
             .create(true)
             .truncate(false)
             .write(true)

@@ -269,8 +269,12 @@ fn archive(trail: &Path) -> Result<Option<PathBuf>, AuditError> {
     name.push(format!(".retired-{stamp}"));
     let mut dir = PathBuf::from(&name);
     let mut n = 1;
+    // Owner-only, like the trail it holds; never an existing directory.
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     loop {
-        match fs::create_dir(&dir) {
+        match builder.create(&dir) {
             Ok(()) => break,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 n += 1;

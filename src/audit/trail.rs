@@ -268,7 +268,7 @@ impl Trail {
             });
         }
         fs::rename(&self.path, &rotated).map_err(AuditError::io("rename", &self.path))?;
-        let file = OpenOptions::new()
+        let file = crate::files::owner_only()
             .create_new(true)
             .append(true)
             .open(&self.path)
@@ -306,7 +306,7 @@ impl Trail {
 fn open_live(path: &Path) -> Result<(File, bool), AuditError> {
     match OpenOptions::new().append(true).open(path) {
         Ok(file) => Ok((file, false)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::files::owner_only()
             .create(true)
             .append(true)
             .open(path)

@@ -1,4 +1,5 @@
-//! `resetctl emulator`: run the emulated tenant on loopback until SIGINT/SIGTERM.
+//! `resetctl emulator`: run the emulated tenant on loopback (elsewhere only with
+//! `--allow-remote`) until SIGINT/SIGTERM.
 //!
 //! The first stdout line is the JSON [`ConnectionInfo`](resetctl::emulator::ConnectionInfo)
 //! (graph_url, token_url, tenant_id, client_id, client_secret, apps, users, time_scale) so
@@ -15,8 +16,21 @@ use super::tenant::emulator_yaml;
 use super::{CmdResult, Exit, Failure};
 use crate::cli::{EmulatorArgs, GlobalArgs};
 
-/// Start the emulator and serve until told to stop.
+/// Start the emulator and serve until told to stop. A non-loopback address is refused
+/// unless `--allow-remote` says the operator means it: the emulator's credentials are
+/// printed and its inspection API has no authentication.
 pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
+    if !args.bind.ip().is_loopback() && !args.allow_remote {
+        return Err(Failure::new(
+            Exit::Refused,
+            format!(
+                "--bind {}: not a loopback address; the emulator serves its test credentials and \
+                 an unauthenticated inspection API to whoever reaches it. Pass --allow-remote to \
+                 listen there anyway",
+                args.bind
+            ),
+        ));
+    }
     if args.write_config.is_some() {
         check_config_args(&args).map_err(|e| Failure::new(Exit::Invalid, e))?;
     }

@@ -34,6 +34,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
                 skip_bad_rows: args.skip_bad_rows,
             },
             args.out,
+            args.overwrite,
         )
         .await;
     let tenant_emulated = tenant.emulated;

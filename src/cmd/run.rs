@@ -79,6 +79,7 @@ async fn plan_then_act(
                 skip_bad_rows: args.skip_bad_rows,
             },
             args.out.clone(),
+            args.overwrite,
         )
         .await?;
     super::plan::print_plan(global, &planned, tenant.emulated);
@@ -195,7 +196,13 @@ async fn resume(
     let tenant = context.connect(Some(&resumable.run.tenant)).await?;
     let result = async {
         let cleared = lifecycle
-            .resume(resumable, &source, tenant.as_ref(), args.out.clone())
+            .resume(
+                resumable,
+                &source,
+                tenant.as_ref(),
+                args.out.clone(),
+                args.overwrite,
+            )
             .await?;
         execute(global, args, lifecycle, &tenant, cleared).await
     }

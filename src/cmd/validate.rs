@@ -65,12 +65,11 @@ pub fn load_playbook(path: &std::path::Path) -> Result<PlaybookSource, super::Fa
             let unreadable = |err: std::io::Error| {
                 super::Failure::new(Exit::Invalid, format!("{}: {err}", path.display()))
             };
-            let bytes = std::fs::read(path).map_err(unreadable)?;
+            // The file is not read again: the digest is of the bytes validated.
             let absolute = std::fs::canonicalize(path).map_err(unreadable)?;
             Ok(PlaybookSource {
                 playbook: std::sync::Arc::new(loaded.playbook),
                 path: absolute,
-                bytes,
             })
         }
         Err(diagnostics) => {

@@ -50,6 +50,66 @@ impl ConfigError {
         }
     }
 
+    /// A YAML error of the file, at its position. Values found in the file are never part of
+    /// the message: a secret pasted as the value of a key (or as a key) must not be printed
+    /// back. Keys are named when they look like keys (`snake_case`).
+    pub fn yaml(err: &serde_saphyr::Error) -> Self {
+        use serde_saphyr::Error as E;
+        let mut inner = err;
+        while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = inner {
+            inner = error;
+        }
+        let key = |k: &str| {
+            if looks_like_key(k) {
+                format!("`{k}`")
+            } else {
+                "a key that is not a setting name (not shown)".to_owned()
+            }
+        };
+        let message = match inner {
+            E::SerdeInvalidType { expected, .. } => {
+                format!("wrong type of value, expected {expected}")
+            }
+            E::SerdeInvalidValue { expected, .. } => format!("invalid value, expected {expected}"),
+            E::SerdeInvalidLength { expected, .. } => {
+                format!("wrong number of items, expected {expected}")
+            }
+            E::SerdeUnknownVariant { expected, .. } => {
+                format!("unknown value, expected one of {}", expected.join(", "))
+            }
+            E::SerdeUnknownField {
+                field, expected, ..
+            } => format!(
+                "unknown key {}, expected one of {}",
+                key(field),
+                expected.join(", ")
+            ),
+            E::DuplicateMappingKey { key: Some(k), .. } => {
+                format!(
+                    "duplicate key {}: each key may appear once in a mapping",
+                    key(k)
+                )
+            }
+            E::DuplicateMappingKey { key: None, .. } => {
+                "duplicate key: each key may appear once in a mapping".to_owned()
+            }
+            E::NonFiniteFloat { .. } => "a number that is not finite".to_owned(),
+            other => {
+                // Structural messages (syntax, missing field, limits) quote no value.
+                let text = other.to_string();
+                match other.location() {
+                    Some(l) => {
+                        let suffix = format!(" at line {}, column {}", l.line(), l.column());
+                        text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+                    }
+                    None => text,
+                }
+            }
+        };
+        let position = err.location().map(|l| (l.line() as u32, l.column() as u32));
+        Self::new(ConfigErrorKind::Syntax, message).at(None, position)
+    }
+
     /// Attaches a position in a file.
     pub fn at(mut self, file: Option<PathBuf>, position: Option<(u32, u32)>) -> Self {
         if self.file.is_none() {
@@ -60,6 +120,14 @@ impl ConfigError {
         }
         self
     }
+}
+
+/// A setting name as the file's keys are written: lower-case letters, digits and `_`, short.
+fn looks_like_key(k: &str) -> bool {
+    (1..=40).contains(&k.len())
+        && k.starts_with(|c: char| c.is_ascii_lowercase())
+        && k.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl fmt::Display for ConfigError {

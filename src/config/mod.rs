@@ -8,12 +8,15 @@
 //! environment variables ([`TenantSettings::from_azure_env`]).
 //!
 //! Invariant: a secret never appears inline in the YAML (such a file is rejected) nor in any
-//! `Debug` output, log line or error of this module.
+//! `Debug` output, log line or error of this module; errors never quote a value of the file.
+//! A tenant's `graph_url` and `token_url` belong to the same cloud ([`Cloud`]).
 
+mod cloud;
 mod error;
 mod raw;
 mod tenant;
 
+pub use cloud::Cloud;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use raw::QuotaOverrides;
 pub use tenant::{

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::cloud::Cloud;
 use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
 use crate::audit::AuditConfig;
@@ -160,16 +161,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and validates a file. Errors carry `file:line:col`.
-    /// `env` supplies `AZURE_TENANT_ID` for a tenant that omits `tenant_id`.
+    /// Reads (at most [`crate::files::MAX_CONFIG_BYTES`]) and validates a file. Errors carry
+    /// `file:line:col`. `env` supplies `AZURE_TENANT_ID` for a tenant that omits `tenant_id`.
     pub fn load(path: &Path, env: &Env) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(
-                ConfigErrorKind::Io,
-                format!("cannot read configuration: {e}"),
-            )
-            .at(Some(path.to_path_buf()), None)
-        })?;
+        let text = crate::files::read_to_string_bounded(path, crate::files::MAX_CONFIG_BYTES)
+            .map_err(|e| {
+                ConfigError::new(
+                    ConfigErrorKind::Io,
+                    format!("cannot read configuration: {e}"),
+                )
+                .at(Some(path.to_path_buf()), None)
+            })?;
         Self::parse(&text, Some(path), env)
     }
 
@@ -187,11 +189,8 @@ impl Config {
     /// credential file paths (relative to the file's directory).
     pub fn parse(text: &str, path: Option<&Path>, env: &Env) -> Result<Self, ConfigError> {
         let file = path.map(Path::to_path_buf);
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
-            let position = e.location().map(|l| (l.line() as u32, l.column() as u32));
-            ConfigError::new(ConfigErrorKind::Syntax, e.without_snippet().to_string())
-                .at(file.clone(), position)
-        })?;
+        let raw: RawConfig = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::yaml(&e).at(file.clone(), None))?;
         let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
         for (key, section) in [
             ("channels", &raw.channels),
@@ -473,6 +472,49 @@ fn check_url(tenant: &str, key: &str, value: &str) -> Result<String, ConfigError
     Ok(value.trim_end_matches('/').to_string())
 }
 
+/// `graph_url` and `token_url` must be services of the same cloud ([`Cloud`]): the secret goes
+/// to the one and the token it buys to the other.
+fn check_same_cloud(tenant: &str, graph_url: &str, token_url: &str) -> Result<(), ConfigError> {
+    let parse =
+        |key: &str, u: &str| reqwest::Url::parse(u).map_err(|e| invalid(format!("{key}: {e}")));
+    let (graph, token) = (
+        parse("graph_url", graph_url)?,
+        parse("token_url", token_url)?,
+    );
+    let graph = Cloud::of_graph(&graph).ok_or_else(|| {
+        invalid(format!(
+            "tenants.{tenant}.graph_url: {} is not Microsoft Graph in a Microsoft cloud \
+             (graph.microsoft.com, graph.microsoft.us, dod-graph.microsoft.us, \
+             microsoftgraph.chinacloudapi.cn) nor a loopback emulator",
+            graph.host_str().unwrap_or("")
+        ))
+    })?;
+    let token = Cloud::of_token_service(&token).ok_or_else(|| {
+        invalid(format!(
+            "tenants.{tenant}.token_url: {} is not the token service of a Microsoft cloud \
+             (login.microsoftonline.com, login.microsoftonline.us, login.chinacloudapi.cn) nor a \
+             loopback emulator",
+            token.host_str().unwrap_or("")
+        ))
+    })?;
+    if graph != token {
+        return Err(invalid(format!(
+            "tenants.{tenant}: graph_url is in {} but token_url (or authority) is in {}; a \
+             tenant's credentials and tokens stay in one cloud",
+            graph.name(),
+            token.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `name` can be an environment variable's name: letters, digits and `_`, not
+/// starting with a digit (POSIX). Anything else in `client_secret_env` is likely the secret.
+fn is_env_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| !c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 fn tenant_from_raw(
     name: &str,
     raw: RawTenant,
@@ -508,6 +550,7 @@ fn tenant_from_raw(
             format!("{authority}/{tenant_id}/oauth2/v2.0/token")
         }
     };
+    check_same_cloud(name, &graph_url, &token_url)?;
     let scope = match raw.scope {
         Some(s) => s,
         None => {
@@ -636,6 +679,21 @@ fn app_from_raw(
             ));
         }
     }
+    if raw
+        .client_secret_env
+        .as_deref()
+        .is_some_and(|v| !is_env_name(v))
+    {
+        // The value is never shown: when it is not a variable's name, it is likely the secret.
+        return Err(ConfigError::new(
+            ConfigErrorKind::InlineSecret,
+            format!(
+                "tenants.{tenant}.apps: `client_secret_env` must be the name of an environment \
+                 variable (letters, digits and `_`); if its value is the secret itself, remove \
+                 it from the file and rotate the secret"
+            ),
+        ));
+    }
     if raw.client_id.trim().is_empty() {
         return Err(invalid(format!(
             "tenants.{tenant}.apps: client_id is empty"
@@ -705,6 +763,7 @@ tenants:
   demo:
     tenant_id: demo
     graph_url: http://127.0.0.1:8080/v1.0
+    authority: http://127.0.0.1:8080
     apps: [{ client_id: app, client_secret_file: secret.txt }]
     time_scale: 10
     tenant_size: large
@@ -740,10 +799,7 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
             vec!["svc-resetctl@contoso.com".to_string()]
         );
         let d = &cfg.tenants["demo"];
-        assert_eq!(
-            d.token_url,
-            "https://login.microsoftonline.com/demo/oauth2/v2.0/token"
-        );
+        assert_eq!(d.token_url, "http://127.0.0.1:8080/demo/oauth2/v2.0/token");
         assert_eq!(d.scope, "http://127.0.0.1:8080/.default");
         assert_eq!(d.time_scale, 10.0);
         assert_eq!(d.tenant_size, TenantSize::Large);
@@ -900,6 +956,7 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
             ("AZURE_CLIENT_ID", "c1"),
             ("AZURE_CLIENT_CERTIFICATE_PATH", "/k.pem"),
             ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
+            ("RESETCTL_GRAPH_URL", "https://graph.microsoft.us/v1.0"),
         ]);
         let t = cfg.tenant("t1", &env).unwrap();
         assert_eq!(
@@ -914,5 +971,115 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
             .tenant("none", &Env::from_pairs::<[(&str, &str); 0], _, _>([]))
             .unwrap_err();
         assert_eq!(err.kind, ConfigErrorKind::UnknownTenant);
+        // The US Government authority with the global Graph: two clouds.
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", "t1"),
+            ("AZURE_CLIENT_ID", "c1"),
+            ("AZURE_CLIENT_SECRET", "s"),
+            ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.us"),
+        ]);
+        let err = cfg.tenant("t1", &env).unwrap_err();
+        assert_eq!(err.kind, ConfigErrorKind::Invalid);
+        assert!(
+            err.message.contains("the global cloud")
+                && err.message.contains("the US Government cloud"),
+            "{err}"
+        );
+    }
+
+    fn parse_err(text: &str) -> ConfigError {
+        Config::parse(text, Some(Path::new("r.yaml")), &Env::default()).unwrap_err()
+    }
+
+    #[test]
+    fn graph_and_token_services_of_one_cloud_only() {
+        let tenant = |graph: &str, token: &str| {
+            format!(
+                "tenants:\n  t:\n    tenant_id: x\n    graph_url: {graph}\n    token_url: {token}\n"
+            )
+        };
+        let ok = [
+            (
+                "https://graph.microsoft.com/v1.0",
+                "https://login.microsoftonline.com/x/oauth2/v2.0/token",
+            ),
+            (
+                "https://dod-graph.microsoft.us/v1.0",
+                "https://login.microsoftonline.us/x/oauth2/v2.0/token",
+            ),
+            (
+                "https://microsoftgraph.chinacloudapi.cn/v1.0",
+                "https://login.chinacloudapi.cn/x/oauth2/v2.0/token",
+            ),
+            (
+                "http://127.0.0.1:1/v1.0",
+                "http://localhost:2/x/oauth2/v2.0/token",
+            ),
+        ];
+        for (graph, token) in ok {
+            Config::parse(&tenant(graph, token), None, &Env::default())
+                .unwrap_or_else(|e| panic!("{graph} {token}: {e}"));
+        }
+        let bad = [
+            (
+                "https://graph.microsoft.com/v1.0",
+                "https://login.microsoftonline.us/x/oauth2/v2.0/token",
+            ),
+            (
+                "https://graph.microsoft.com/v1.0",
+                "http://127.0.0.1:9/x/oauth2/v2.0/token",
+            ),
+            (
+                "http://127.0.0.1:1/v1.0",
+                "https://login.microsoftonline.com/x/oauth2/v2.0/token",
+            ),
+            (
+                "https://graph.microsoft.com/v1.0",
+                "https://login.evil.example/x/oauth2/v2.0/token",
+            ),
+            (
+                "https://graph.evil.example/v1.0",
+                "https://login.microsoftonline.com/x/oauth2/v2.0/token",
+            ),
+        ];
+        for (graph, token) in bad {
+            let err = parse_err(&tenant(graph, token));
+            assert_eq!(err.kind, ConfigErrorKind::Invalid, "{graph} {token}: {err}");
+        }
+    }
+
+    /// What an operator might paste: an Entra client secret.
+    const PASTED: &str = "Zx8Q~kV3.pP-aBcDeFgHiJkLmNoPqRsTuVwXyZ0123";
+
+    #[test]
+    fn errors_never_print_a_pasted_secret() {
+        let app = |line: &str| {
+            format!(
+                "tenants:\n  t:\n    tenant_id: x\n    apps:\n      - client_id: a\n        {line}\n"
+            )
+        };
+        let cases = [
+            app(&format!("client_secret_env: \"{PASTED}\"")),
+            app(&format!("client_secret_env: {PASTED}")),
+            app(&format!("signing_alg: {PASTED}")),
+            app(&format!("{PASTED}: x")),
+            app(&format!("client_secret_env: [\"{PASTED}\"]")),
+            format!("tenants:\n  t:\n    tenant_id: x\n    time_scale: \"{PASTED}\"\n"),
+            format!("tenants:\n  t:\n    tenant_id: x\n    tenant_size: {PASTED}\n"),
+            format!("tenants:\n  t:\n    tenant_id: x\n    runner_accounts: {PASTED}\n"),
+            format!("tenants:\n  t:\n    tenant_id: x\n    quotas: {{ headroom: \"{PASTED}\" }}\n"),
+        ];
+        for text in cases {
+            let err = parse_err(&text);
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("Zx8Q"), "{text}\n=> {shown}");
+            assert!(shown.contains("r.yaml:"), "{shown}");
+        }
+        // A typo in a key is still named.
+        let err = parse_err("tenants:\n  t:\n    tenant_id: x\n    graph_ulr: https://x\n");
+        assert!(err.message.contains("`graph_ulr`"), "{err}");
+        let err = parse_err(&app(&format!("client_secret_env: {PASTED}")));
+        assert_eq!(err.kind, ConfigErrorKind::InlineSecret);
+        assert!(err.to_string().starts_with("r.yaml:5:"), "{err}");
     }
 }

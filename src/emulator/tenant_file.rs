@@ -262,7 +262,8 @@ fn invalid(path: &Path, msg: impl Into<String>) -> EmulatorError {
 impl TenantFile {
     /// Read and parse a tenant file (YAML, or JSON when the name ends in `.json`).
     pub fn load(path: &Path) -> Result<TenantFile, EmulatorError> {
-        let text = std::fs::read_to_string(path).map_err(|e| invalid(path, e.to_string()))?;
+        let text = crate::files::read_to_string_bounded(path, crate::files::MAX_TENANT_FILE_BYTES)
+            .map_err(|e| invalid(path, e.to_string()))?;
         let mut file: TenantFile = if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"))
@@ -465,9 +466,12 @@ impl TenantFile {
                 (Some(pem), _) => Some(pem.clone()),
                 (None, Some(file)) => {
                     let full = self.base_dir.join(file);
-                    Some(std::fs::read_to_string(&full).map_err(|e| {
-                        invalid(path, format!("certificate {}: {e}", full.display()))
-                    })?)
+                    Some(
+                        crate::files::read_to_string_bounded(&full, crate::files::MAX_PEM_BYTES)
+                            .map_err(|e| {
+                                invalid(path, format!("certificate {}: {e}", full.display()))
+                            })?,
+                    )
                 }
                 (None, None) => None,
             };

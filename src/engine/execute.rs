@@ -736,7 +736,6 @@ mod tests {
             directory.as_ref(),
             PlanRequest {
                 playbook: &playbook,
-                playbook_bytes: text.as_bytes(),
                 tenant: "t",
                 apps: 1,
                 quotas: &crate::throttle::Quotas::graph_defaults(

@@ -133,21 +133,18 @@ pub struct TenantRef<'a> {
     pub ephemeral: bool,
 }
 
-/// A validated playbook and the bytes it was validated from.
+/// A validated playbook and where it was read from.
 pub struct PlaybookSource {
-    /// The playbook.
+    /// The playbook; its `sha256` is the digest of the bytes validated, which the plan binds.
     pub playbook: Arc<Playbook>,
     /// Where it was read from, as stored with the run (resume reads it again).
     pub path: PathBuf,
-    /// The file's bytes: the plan binds their digest.
-    pub bytes: Vec<u8>,
 }
 
 impl PlaybookSource {
     /// SHA-256 of the validated bytes, hex.
-    pub fn digest(&self) -> String {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&self.bytes))
+    pub fn digest(&self) -> &str {
+        &self.playbook.sha256
     }
 }
 
@@ -163,6 +160,19 @@ pub struct PlannedRun {
     pub run: RunRecord,
     /// Where the run's files go.
     pub out: PathBuf,
+    /// Whether files already in `out` are replaced ([`out_files`]).
+    pub on_existing: report::Existing,
+}
+
+/// A run's files in its own folder under the data directory are the run's, refreshed when
+/// it is written again; in a folder the operator named (`--out`), an existing file is
+/// replaced only when asked (`--overwrite`).
+pub fn out_files(out: Option<&Path>, overwrite: bool) -> report::Existing {
+    if out.is_none() || overwrite {
+        report::Existing::Replace
+    } else {
+        report::Existing::Refuse
+    }
 }
 
 /// A run the gate (or a resume's checks) let through: the only thing
@@ -281,19 +291,21 @@ impl<S: RunStore + 'static> Lifecycle<S> {
 
     /// Plan `source` against `tenant` and store it as a run, reusing a planned (never
     /// executed) run of the same plan so approvals gathered for it still attach; write
-    /// `plan.json`, `targets.csv` and `manual-queue.csv`. Read-only towards the tenant.
+    /// `plan.json`, `targets.csv` and `manual-queue.csv` (over files already in an `out` the
+    /// operator named only with `overwrite`). Read-only towards the tenant.
     pub async fn plan(
         &self,
         tenant: TenantRef<'_>,
         source: &PlaybookSource,
         resolve: ResolveOptions,
         out: Option<PathBuf>,
+        overwrite: bool,
     ) -> Result<PlannedRun, LifecycleError> {
+        let on_existing = out_files(out.as_deref(), overwrite);
         let plan = planner::build_plan(
             tenant.directory.as_ref(),
             PlanRequest {
                 playbook: &source.playbook,
-                playbook_bytes: &source.bytes,
                 tenant: tenant.name,
                 apps: tenant.apps,
                 quotas: tenant.quotas,
@@ -317,7 +329,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         // The plan's files and its stored copy are independent: write both at once.
         let files = tokio::task::spawn_blocking({
             let (plan, out) = (Arc::clone(&plan), out.clone());
-            move || write_plan_files(&plan, &out)
+            move || write_plan_files(&plan, &out, on_existing)
         });
         let run = match existing {
             Some(run) => run,
@@ -354,6 +366,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             plan,
             run,
             out,
+            on_existing,
         })
     }
 
@@ -624,7 +637,9 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         source: &PlaybookSource,
         tenant: TenantRef<'_>,
         out: Option<PathBuf>,
+        overwrite: bool,
     ) -> Result<Cleared, LifecycleError> {
+        let on_existing = out_files(out.as_deref(), overwrite);
         let Resumable { run, plan } = resumable;
         if source.digest() != plan.playbook_sha256 {
             return Err(LifecycleError::NotResumable {
@@ -656,6 +671,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                 plan,
                 run,
                 out,
+                on_existing,
             },
             first: false,
         })
@@ -676,6 +692,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             plan,
             run,
             out,
+            on_existing,
             ..
         } = planned;
         if first {
@@ -723,8 +740,9 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             path: out.clone(),
             message: e.to_string(),
         };
-        std::fs::create_dir_all(&out).map_err(|e| files(&e))?;
-        report::write_results(&plan, &summary.results, &results).map_err(|e| files(&e))?;
+        crate::files::create_dir_owner_only(&out).map_err(|e| files(&e))?;
+        report::write_results(&plan, &summary.results, &results, on_existing)
+            .map_err(|e| files(&e))?;
         let details = Details::new()
             .with("succeeded", summary.count(Outcome::Succeeded) as u64)
             .and_then(|d| d.with("failed", summary.count(Outcome::Failed) as u64))
@@ -761,19 +779,20 @@ impl<S: RunStore + 'static> Lifecycle<S> {
     }
 }
 
-/// `plan.json` (streamed: a million-user plan is hundreds of megabytes), `targets.csv` and
-/// `manual-queue.csv` under `out`.
-fn write_plan_files(plan: &Plan, out: &Path) -> Result<(), LifecycleError> {
+/// `plan.json`, `targets.csv` and `manual-queue.csv` under `out`, created owner-only.
+fn write_plan_files(
+    plan: &Plan,
+    out: &Path,
+    existing: report::Existing,
+) -> Result<(), LifecycleError> {
     let fail = |err: &dyn std::fmt::Display| LifecycleError::Files {
         path: out.to_path_buf(),
         message: err.to_string(),
     };
-    std::fs::create_dir_all(out).map_err(|e| fail(&e))?;
-    let file = std::fs::File::create(out.join("plan.json")).map_err(|e| fail(&e))?;
-    let mut writer = std::io::BufWriter::new(file);
-    serde_json::to_writer_pretty(&mut writer, plan).map_err(|e| fail(&e))?;
-    std::io::Write::flush(&mut writer).map_err(|e| fail(&e))?;
-    report::write_targets(plan, &out.join("targets.csv")).map_err(|e| fail(&e))?;
-    report::write_manual_queue(plan, &out.join("manual-queue.csv")).map_err(|e| fail(&e))?;
+    crate::files::create_dir_owner_only(out).map_err(|e| fail(&e))?;
+    report::write_plan_json(plan, &out.join("plan.json"), existing).map_err(|e| fail(&e))?;
+    report::write_targets(plan, &out.join("targets.csv"), existing).map_err(|e| fail(&e))?;
+    report::write_manual_queue(plan, &out.join("manual-queue.csv"), existing)
+        .map_err(|e| fail(&e))?;
     Ok(())
 }

@@ -5,8 +5,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use super::EngineError;
 use super::plan::{Budget, Estimate, Plan, PlannedStep, PlannedUser, Unresolved};
 use crate::directory::Directory;
@@ -21,8 +19,6 @@ use crate::throttle::Quotas;
 pub struct PlanRequest<'a> {
     /// The validated playbook.
     pub playbook: &'a Playbook,
-    /// The playbook file's bytes (hashed into the plan).
-    pub playbook_bytes: &'a [u8],
     /// Tenant name.
     pub tenant: &'a str,
     /// App registrations in the credential pool (for the estimate).
@@ -82,7 +78,7 @@ pub async fn build_plan(
         .collect();
     Ok(Plan {
         playbook_name: playbook.name.clone(),
-        playbook_sha256: hex::encode(Sha256::digest(request.playbook_bytes)),
+        playbook_sha256: playbook.sha256.clone(),
         tenant: request.tenant.to_owned(),
         tenant_users: resolution.tenant_users,
         estimate: Estimate::from_users(&steps, &users, request.apps, request.quotas),

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rsa::RsaPrivateKey;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
+use ring::rand::SystemRandom;
+use ring::signature::RsaKeyPair;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -20,6 +18,7 @@ use tokio::time::Instant;
 
 use super::error::{GraphError, GraphErrorKind};
 use crate::config::{AppSpec, ConfigError, ConfigErrorKind, CredentialSource, Env, SigningAlg};
+use crate::files::{MAX_PEM_BYTES, MAX_SECRET_BYTES, is_world_readable, read_to_string_bounded};
 
 /// `client_assertion_type` for certificate credentials (reference §1).
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -27,9 +26,10 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const ASSERTION_LIFETIME_SECS: i64 = 600;
 
 /// A certificate credential: the RSA private key and the certificate's SHA-256 thumbprint.
+/// Signing is ring's (blinded, constant-time RSA), so the key does not leak through timing.
 pub struct CertificateCredential {
     /// Private key matching the certificate registered on the app.
-    key: RsaPrivateKey,
+    key: RsaKeyPair,
     /// base64url SHA-256 of the certificate DER (`x5t#S256` header).
     x5t_s256: String,
     /// Signature algorithm of assertions.
@@ -103,36 +103,37 @@ impl CertificateCredential {
         let key = key_blocks
             .iter()
             .find_map(|b| match b.label.as_str() {
-                "PRIVATE KEY" => Some(
-                    RsaPrivateKey::from_pkcs8_der(&b.der).map_err(|_| "unreadable PKCS#8 RSA key"),
-                ),
-                "RSA PRIVATE KEY" => Some(
-                    RsaPrivateKey::from_pkcs1_der(&b.der).map_err(|_| "unreadable PKCS#1 RSA key"),
-                ),
+                "PRIVATE KEY" => Some(RsaKeyPair::from_pkcs8(&b.der).map_err(|e| {
+                    format!("unusable PKCS#8 RSA key ({e}; RSA keys of 2048 to 4096 bits)")
+                })),
+                "RSA PRIVATE KEY" => Some(RsaKeyPair::from_der(&b.der).map_err(|e| {
+                    format!("unusable PKCS#1 RSA key ({e}; RSA keys of 2048 to 4096 bits)")
+                })),
                 _ => None,
             })
             .ok_or_else(|| {
                 "no unencrypted private key (PRIVATE KEY or RSA PRIVATE KEY block) found; PFX and \
                  encrypted keys are not supported"
                     .to_string()
-            })?
-            .map_err(str::to_string)?;
+            })??;
         Ok(CertificateCredential { key, x5t_s256, alg })
     }
 
-    /// From files (key in the certificate file when `key_file` is `None`).
+    /// From files (key in the certificate file when `key_file` is `None`), each read up to
+    /// [`MAX_PEM_BYTES`]. Errors name the configuration key, never the path: a key pasted
+    /// where its file's name belongs must not be printed back.
     pub fn from_files(
         cert_file: &Path,
         key_file: Option<&Path>,
         alg: SigningAlg,
     ) -> Result<Self, String> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        let read = |p: &Path, key: &str| {
+            read_to_string_bounded(p, MAX_PEM_BYTES)
+                .map_err(|e| format!("cannot read the file named by `{key}`: {e}"))
         };
-        let cert = read(cert_file)?;
-        let key = key_file.map(read).transpose()?;
+        let cert = read(cert_file, "certificate_file")?;
+        let key = key_file.map(|p| read(p, "private_key_file")).transpose()?;
         Self::from_pem(&cert, key.as_deref(), alg)
-            .map_err(|e| format!("{}: {e}", cert_file.display()))
     }
 
     /// The `x5t#S256` thumbprint.
@@ -173,24 +174,26 @@ impl CertificateCredential {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signature = match self.alg {
-            SigningAlg::Ps256 => {
-                // PSS with SHA-256, MGF1-SHA-256, salt length 32 (RFC 7518 §3.5).
-                let key = rsa::pss::BlindedSigningKey::<Sha256>::new(self.key.clone());
-                key.try_sign_with_rng(&mut rsa::rand_core::OsRng, signing_input.as_bytes())
-                    .map(|s| s.to_vec())
-            }
-            SigningAlg::Rs256 => {
-                let key = rsa::pkcs1v15::SigningKey::<Sha256>::new(self.key.clone());
-                key.try_sign(signing_input.as_bytes()).map(|s| s.to_vec())
-            }
-        }
-        .map_err(|_| {
-            GraphError::new(
-                GraphErrorKind::Config,
-                "signing the client assertion failed",
+        let padding: &'static dyn ring::signature::RsaEncoding = match self.alg {
+            // PSS with SHA-256, MGF1-SHA-256, salt length 32 (RFC 7518 §3.5).
+            SigningAlg::Ps256 => &ring::signature::RSA_PSS_SHA256,
+            // RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3).
+            SigningAlg::Rs256 => &ring::signature::RSA_PKCS1_SHA256,
+        };
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                padding,
+                &SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
             )
-        })?;
+            .map_err(|_| {
+                GraphError::new(
+                    GraphErrorKind::Config,
+                    "signing the client assertion failed",
+                )
+            })?;
         Ok(SecretString::from(format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature)
@@ -225,33 +228,36 @@ pub struct AppCredential {
 }
 
 impl AppCredential {
-    /// Loads the secret or certificate named by a configuration entry.
+    /// Loads the secret or certificate named by a configuration entry. Errors name the
+    /// configuration key (`client_secret_env`, `client_secret_file`, ...), never its value:
+    /// a secret pasted there must not be printed back. A secret or key file that other users
+    /// can read is warned about.
     pub fn load(spec: &AppSpec, env: &Env) -> Result<Self, ConfigError> {
         let cred_err = |m: String| ConfigError::new(ConfigErrorKind::Credential, m);
         let auth = match &spec.credential {
             CredentialSource::SecretEnv(var) => {
                 let value = env.var(var).filter(|v| !v.is_empty()).ok_or_else(|| {
                     cred_err(format!(
-                        "app {}: environment variable {var} is not set",
+                        "app {}: the environment variable named by `client_secret_env` is not \
+                         set or is empty",
                         spec.client_id
                     ))
                 })?;
                 ClientAuth::Secret(SecretString::from(value))
             }
             CredentialSource::SecretFile(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
+                warn_if_world_readable(&spec.client_id, "client_secret_file", path);
+                let text = read_to_string_bounded(path, MAX_SECRET_BYTES).map_err(|e| {
                     cred_err(format!(
-                        "app {}: cannot read secret file {}: {e}",
+                        "app {}: cannot read the file named by `client_secret_file`: {e}",
                         spec.client_id,
-                        path.display()
                     ))
                 })?;
                 let value = text.trim_end_matches(['\r', '\n']).to_string();
                 if value.is_empty() {
                     return Err(cred_err(format!(
-                        "app {}: secret file {} is empty",
+                        "app {}: the file named by `client_secret_file` is empty",
                         spec.client_id,
-                        path.display()
                     )));
                 }
                 ClientAuth::Secret(SecretString::from(value))
@@ -261,6 +267,14 @@ impl AppCredential {
                 private_key_file,
                 alg,
             } => {
+                match private_key_file {
+                    Some(key) => warn_if_world_readable(&spec.client_id, "private_key_file", key),
+                    None => warn_if_world_readable(
+                        &spec.client_id,
+                        "certificate_file",
+                        certificate_file,
+                    ),
+                }
                 let c = CertificateCredential::from_files(
                     certificate_file,
                     private_key_file.as_deref(),
@@ -274,6 +288,19 @@ impl AppCredential {
             client_id: spec.client_id.clone(),
             auth,
         })
+    }
+}
+
+/// Warn when the secret or key file of `key` (a configuration key) can be read by every user
+/// of the machine. The file is named by its key, as errors name it.
+fn warn_if_world_readable(client_id: &str, key: &str, path: &Path) {
+    if is_world_readable(path) {
+        tracing::warn!(
+            message = "A secret or key file is readable by every user of this machine; make it \
+                       readable by its owner only (chmod 600).",
+            client_id,
+            key
+        );
     }
 }
 
@@ -524,8 +551,21 @@ mod tests {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
     }
 
+    /// The assertion's signature, verified against the certificate's own public key by
+    /// rustls-webpki (as the emulator and Entra do), independently of the key file.
+    fn verify(alg: &str, message: &[u8], signature: &[u8]) -> bool {
+        let pem = std::fs::read_to_string(format!("{FIXTURES}/test-app.cert.pem")).unwrap();
+        let blocks = pem_blocks(&pem).unwrap();
+        let der = rustls_pki_types::CertificateDer::from(blocks[0].der.clone());
+        let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+        let algorithm = match alg {
+            "PS256" => webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+            _ => webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+        };
+        cert.verify_signature(algorithm, message, signature).is_ok()
+    }
+
     fn check_assertion(cred: &CertificateCredential, alg: &str) {
-        use rsa::signature::Verifier;
         let now: jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
         let aud = "https://login.microsoftonline.com/t1/oauth2/v2.0/token";
         let jwt = cred.assertion("client-1", aud, now).unwrap();
@@ -543,41 +583,14 @@ mod tests {
         assert_eq!(claims["nbf"], now.as_second());
         assert_eq!(claims["iat"], now.as_second());
         assert_eq!(claims["exp"], now.as_second() + 600);
-        // Verify with the public key taken independently from the PKCS#1 fixture.
-        let pem = std::fs::read_to_string(format!("{FIXTURES}/test-app.rsa-key.pem")).unwrap();
-        let public = RsaPrivateKey::from_pkcs1_pem(&pem).unwrap().to_public_key();
         let message = format!("{}.{}", parts[0], parts[1]);
         let sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-        match alg {
-            "PS256" => {
-                let key = rsa::pss::VerifyingKey::<Sha256>::new(public.clone());
-                key.verify(
-                    message.as_bytes(),
-                    &rsa::pss::Signature::try_from(sig.as_slice()).unwrap(),
-                )
-                .unwrap();
-                // And not as PKCS#1 v1.5.
-                let other = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public);
-                let bad = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
-                assert!(other.verify(message.as_bytes(), &bad).is_err());
-            }
-            _ => {
-                let key = rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public);
-                key.verify(
-                    message.as_bytes(),
-                    &rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap(),
-                )
-                .unwrap();
-            }
-        }
-        // A tampered payload fails verification.
-        let tampered = format!("{}.{}x", parts[0], parts[1]);
-        let key = rsa::pss::VerifyingKey::<Sha256>::new(
-            RsaPrivateKey::from_pkcs1_pem(&pem).unwrap().to_public_key(),
-        );
-        if let Ok(sig) = rsa::pss::Signature::try_from(sig.as_slice()) {
-            assert!(key.verify(tampered.as_bytes(), &sig).is_err());
-        }
+        assert_eq!(sig.len(), 256, "an RSA-2048 signature");
+        assert!(verify(alg, message.as_bytes(), &sig), "{alg} verifies");
+        // Not under the other padding, and not for a tampered payload.
+        let other = if alg == "PS256" { "RS256" } else { "PS256" };
+        assert!(!verify(other, message.as_bytes(), &sig));
+        assert!(!verify(alg, format!("{message}x").as_bytes(), &sig));
     }
 
     #[test]

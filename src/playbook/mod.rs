@@ -18,6 +18,7 @@ pub mod diagnostic;
 pub mod model;
 pub mod pattern;
 pub mod raw;
+pub mod roles;
 mod validate;
 mod yaml;
 
@@ -40,15 +41,23 @@ pub struct Loaded {
 }
 
 /// Read and check the playbook at `path`. Diagnostics name the file as `path` displays.
-/// Relative CSV target paths are resolved against the playbook's directory.
+/// Relative CSV target paths are resolved against the playbook's directory. The file is read
+/// once, and never past [`MAX_PLAYBOOK_BYTES`] (`/dev/zero` is refused, not exhausted); the
+/// playbook's [`Playbook::sha256`] is the digest of exactly the bytes validated.
 pub fn load(path: &Path) -> Result<Loaded, Diagnostics> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_bounded(path).map_err(|e| {
         single(
             &name,
             Diagnostic::whole_file(&name, format!("cannot read {name}: {e}")),
         )
     })?;
+    if bytes.len() > MAX_PLAYBOOK_BYTES {
+        return Err(single(
+            &name,
+            Diagnostic::whole_file(&name, yaml::too_large_message()),
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         single(
             &name,
@@ -92,6 +101,22 @@ fn check(name: String, text: String, base_dir: &Path) -> Result<Loaded, Diagnost
             warnings,
         }),
     }
+}
+
+/// At most [`MAX_PLAYBOOK_BYTES`] + 1 bytes of `path`: enough to tell a file that is too large.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_PLAYBOOK_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Hex SHA-256 of a playbook's bytes.
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn single(name: &str, d: Diagnostic) -> Diagnostics {
@@ -174,6 +199,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_digest_is_of_the_bytes_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, READY[1].1).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.playbook.sha256, digest(READY[1].1.as_bytes()));
+        assert_eq!(
+            digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let edited = format!("{}\n# edited\n", READY[1].1);
+        assert_ne!(
+            load_str("p.yaml", &edited).unwrap().playbook.sha256,
+            loaded.playbook.sha256
+        );
+    }
+
+    #[test]
+    fn files_are_read_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        std::fs::write(&path, vec![b'#'; MAX_PLAYBOOK_BYTES + 1]).unwrap();
+        let d = load(&path).unwrap_err();
+        assert!(
+            d.errors[0].message.contains("larger than 1024 KiB"),
+            "{d:?}"
+        );
+        #[cfg(unix)]
+        {
+            let d = load(Path::new("/dev/zero")).unwrap_err();
+            assert!(d.errors[0].message.contains("larger than"), "{d:?}");
+        }
+    }
+
+    /// The playbook language is data: its modules use nothing else of the crate.
+    #[test]
+    fn the_playbook_module_depends_on_nothing_else_in_the_crate() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/playbook");
+        let mut files = vec![std::path::PathBuf::from(dir)];
+        let mut checked = 0;
+        // Built here so that this test's own text does not name the crate root.
+        let root = ["crate", "::"].concat();
+        let up3 = "super::".repeat(3);
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let outside = line
+                    .match_indices(root.as_str())
+                    .any(|(i, _)| !line[i..].starts_with("crate::playbook"));
+                assert!(!outside, "{}:{}: {line}", path.display(), n + 1);
+                assert!(!line.contains(&up3), "{}:{}: {line}", path.display(), n + 1);
+            }
+            checked += 1;
+        }
+        assert!(checked > 10, "{checked}");
     }
 
     fn check_no_panic(name: &str, text: &str) {

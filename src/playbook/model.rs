@@ -37,6 +37,9 @@ pub struct Playbook {
     pub steps: Vec<StepSpec>,
     /// Messages about the run as a whole (not per user).
     pub communications: Communications,
+    /// Hex SHA-256 of the exact bytes this playbook was validated from: a plan records it,
+    /// and a resumed run checks the file still has it.
+    pub sha256: String,
 }
 
 impl Playbook {
@@ -209,7 +212,7 @@ impl Default for Privileged {
 /// The roles that make an account privileged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrivilegedRoles {
-    /// The built-in list [`crate::targeting::roles::CRITICAL_ROLES`].
+    /// The built-in list [`super::roles::CRITICAL_ROLES`].
     Critical,
     /// Explicit role template ids.
     TemplateIds(Vec<Uuid>),
@@ -219,7 +222,7 @@ impl PrivilegedRoles {
     /// The role template ids this stands for (the built-in list for [`PrivilegedRoles::Critical`]).
     pub fn template_ids(&self) -> Vec<Uuid> {
         match self {
-            PrivilegedRoles::Critical => crate::targeting::roles::CRITICAL_ROLES
+            PrivilegedRoles::Critical => super::roles::CRITICAL_ROLES
                 .iter()
                 .filter_map(|(id, _)| Uuid::try_parse(id).ok())
                 .collect(),
@@ -527,7 +530,7 @@ mod tests {
     #[test]
     fn critical_roles_resolve_to_fourteen_valid_ids() {
         let ids = PrivilegedRoles::Critical.template_ids();
-        assert_eq!(ids.len(), crate::targeting::roles::CRITICAL_ROLES.len());
+        assert_eq!(ids.len(), crate::playbook::roles::CRITICAL_ROLES.len());
         assert_eq!(ids.len(), 14);
     }
 

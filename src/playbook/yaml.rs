@@ -6,6 +6,7 @@
 //! messages for wrong types are terse (`invalid u32`), so they are rewritten here to name the
 //! key and the value found.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::diagnostic::{Diagnostic, Severity, SourceFile, offset_of};
@@ -52,16 +53,23 @@ pub(super) fn parse(src: &Arc<SourceFile>) -> Result<RawPlaybook, Vec<Diagnostic
     }
 }
 
+/// Most top-level sections [`per_section`] reads one by one. The language has about a dozen
+/// top-level keys; a file with many more is not a playbook worth a per-section report, and
+/// one diagnostic per section of a hostile file would cost a scan of the file each.
+const MAX_SECTIONS: usize = 64;
+
 /// serde stops at the first error in a document. To report one error per top-level section in
-/// one run, each section (`name:`, `targets:`, `guards:`...) is parsed again on its own, padded
-/// with blank lines so positions stay those of the file. Only used when the document is a block
-/// mapping whose keys start at column 1, and only trusted when it reproduces the error of the
-/// whole-document parse (checked by the caller).
+/// one run, each section (`name:`, `targets:`, `guards:`...) is parsed again on its own and its
+/// errors' lines shifted back to those of the file, so the whole pass parses the file once more
+/// (linear in its size). Only used when the document is a block mapping whose keys start at
+/// column 1 and that has at most [`MAX_SECTIONS`] sections, and only trusted when it
+/// reproduces the error of the whole-document parse (checked by the caller).
 fn per_section(src: &Arc<SourceFile>) -> Vec<Diagnostic> {
     let text = &src.text;
-    let mut starts: Vec<usize> = Vec::new();
+    // (index of the section's first line, byte offset of that line).
+    let mut starts: Vec<(usize, usize)> = Vec::new();
     let mut out = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut offset = 0usize;
     for (i, line) in text.split('\n').enumerate() {
         let line_offset = offset;
@@ -79,8 +87,11 @@ fn per_section(src: &Arc<SourceFile>) -> Vec<Diagnostic> {
         let Some(key) = key else {
             return Vec::new();
         };
+        if starts.len() == MAX_SECTIONS {
+            return Vec::new();
+        }
         // Sections are parsed apart, so a repeated top-level key is caught here.
-        if seen.contains(&key) {
+        if !seen.insert(key) {
             out.push(Diagnostic::at(
                 src,
                 Severity::Error,
@@ -89,19 +100,25 @@ fn per_section(src: &Arc<SourceFile>) -> Vec<Diagnostic> {
                 format!("duplicate key `{key}`: each key may appear once in a mapping"),
             ));
         }
-        seen.push(key);
-        starts.push(i);
+        starts.push((i, line_offset));
     }
-    let lines: Vec<&str> = text.split('\n').collect();
-    for (n, &start) in starts.iter().enumerate() {
-        let end = starts.get(n + 1).copied().unwrap_or(lines.len());
-        let section = format!("{}{}", "\n".repeat(start), lines[start..end].join("\n"));
-        if let Err(e) = serde_saphyr::from_str_with_options::<RawPlaybook>(&section, options()) {
-            out.push(diagnostic(src, &e));
+    for (n, &(line, start)) in starts.iter().enumerate() {
+        let end = starts.get(n + 1).map_or(text.len(), |&(_, next)| next);
+        let section = &text[start..end];
+        if let Err(e) = serde_saphyr::from_str_with_options::<RawPlaybook>(section, options()) {
+            out.push(diagnostic_in(src, &e, line as u64));
         }
     }
     out.sort_by_key(|d| (d.line, d.column));
     out
+}
+
+/// What is said of a playbook larger than [`MAX_PLAYBOOK_BYTES`].
+pub(super) fn too_large_message() -> String {
+    format!(
+        "playbook is larger than {} KiB: refusing to parse it",
+        MAX_PLAYBOOK_BYTES / 1024
+    )
 }
 
 /// Refuse input that is too large or has no content, before parsing.
@@ -113,10 +130,7 @@ fn refuse(src: &Arc<SourceFile>) -> Option<Diagnostic> {
             Severity::Error,
             0,
             0,
-            format!(
-                "playbook is larger than {} KiB: refusing to parse it",
-                MAX_PLAYBOOK_BYTES / 1024
-            ),
+            too_large_message(),
         ));
     }
     if is_blank(text) {
@@ -153,15 +167,26 @@ fn is_blank(text: &str) -> bool {
 
 /// A serde-saphyr error as a diagnostic with a readable message.
 fn diagnostic(src: &Arc<SourceFile>, err: &serde_saphyr::Error) -> Diagnostic {
+    diagnostic_in(src, err, 0)
+}
+
+/// [`diagnostic`] for an error found parsing a part of the file that starts on line
+/// `lines_before + 1`.
+fn diagnostic_in(
+    src: &Arc<SourceFile>,
+    err: &serde_saphyr::Error,
+    lines_before: u64,
+) -> Diagnostic {
     let text = &src.text;
     let (line, column) = err
         .location()
         .map(|l| (l.line(), l.column()))
         .filter(|(l, c)| *l > 0 && *c > 0)
         .unwrap_or((1, 1));
-    let offset = offset_of(text, line, column);
     let raw = err.without_snippet().to_string();
     let message = strip_location(&raw, line, column);
+    let line = line + lines_before;
+    let offset = offset_of(text, line, column);
     // An empty value (`key:` then nothing) is reported by saphyr at the colon: point just
     // after it and name the key.
     let offset = if text[offset..].starts_with(':') {
@@ -328,6 +353,29 @@ mod tests {
         assert_eq!(e.len(), 2, "{e:#?}");
         assert_eq!((e[1].0, e[1].1), (3, 1));
         assert!(e[1].2.starts_with("duplicate key `name`"));
+    }
+
+    #[test]
+    fn many_sections_give_one_error_in_linear_time() {
+        // Hundreds of kilobytes of top-level keys: the whole-document error alone, quickly
+        // (each section re-parsed from the start of the file took minutes).
+        let mut text = String::from("name: t\nsteps: [revoke_sessions]\n");
+        for n in 0..40_000 {
+            text.push_str(&format!("k{n}: 1\n"));
+        }
+        let started = std::time::Instant::now();
+        let e = errs(&text);
+        assert_eq!(e.len(), 1, "{:?}", &e[..e.len().min(3)]);
+        assert_eq!((e[0].0, e[0].1), (3, 1));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        // Up to the cap, every section is still reported, at its line.
+        let mut text = String::from("name: t\n");
+        for n in 0..MAX_SECTIONS - 1 {
+            text.push_str(&format!("k{n}:\n  x: 1\n"));
+        }
+        let e = errs(&text);
+        assert_eq!(e.len(), MAX_SECTIONS - 1);
+        assert_eq!((e[10].0, e[10].1), (2 + 2 * 10, 1));
     }
 
     #[test]

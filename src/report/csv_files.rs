@@ -1,24 +1,14 @@
-//! `targets.csv` and `manual-queue.csv` of `resetctl plan`.
+//! `targets.csv` and `manual-queue.csv` of `resetctl plan`, `results.csv` of a run.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufWriter;
+use std::path::Path;
 
+use super::write::{Existing, ReportError, write_file};
 use crate::engine::execute::StepResult;
 use crate::engine::plan::{Plan, PlannedUser};
 use crate::targeting::Bucket;
-
-/// Why a report file could not be written.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write {path}: {source}")]
-pub struct ReportError {
-    /// The file.
-    pub path: PathBuf,
-    /// What went wrong.
-    #[source]
-    pub source: std::io::Error,
-}
 
 /// The procedure recommended for a user in a manual queue.
 pub fn manual_procedure(bucket: Bucket) -> &'static str {
@@ -38,8 +28,8 @@ pub fn manual_procedure(bucket: Bucket) -> &'static str {
 }
 
 /// Write every resolved user with bucket and reason.
-pub fn write_targets(plan: &Plan, path: &Path) -> Result<(), ReportError> {
-    write_csv(path, |w| {
+pub fn write_targets(plan: &Plan, path: &Path, existing: Existing) -> Result<(), ReportError> {
+    write_csv(path, existing, |w| {
         w.write_record(["user_id", "upn", "display_name", "bucket", "reason"])?;
         for user in &plan.users {
             w.write_record(row(&[
@@ -66,9 +56,14 @@ pub fn write_targets(plan: &Plan, path: &Path) -> Result<(), ReportError> {
 /// Write one row per (user, step) with its outcome: `results.csv` of a run. Planned users
 /// the run never started (it was stopped, or the breaker tripped) get a `not_started` row
 /// per step, so the file is the complete worklist of what remains.
-pub fn write_results(plan: &Plan, results: &[StepResult], path: &Path) -> Result<(), ReportError> {
+pub fn write_results(
+    plan: &Plan,
+    results: &[StepResult],
+    path: &Path,
+    existing: Existing,
+) -> Result<(), ReportError> {
     let started: HashSet<&str> = results.iter().map(|r| r.user_id.as_str()).collect();
-    write_csv(path, |w| {
+    write_csv(path, existing, |w| {
         w.write_record(["user_id", "upn", "step", "outcome", "detail", "time"])?;
         for r in results {
             w.write_record(row(&[
@@ -101,8 +96,8 @@ pub fn write_results(plan: &Plan, results: &[StepResult], path: &Path) -> Result
 }
 
 /// Write the privileged and hybrid users with roles, reason and the manual procedure.
-pub fn write_manual_queue(plan: &Plan, path: &Path) -> Result<(), ReportError> {
-    write_csv(path, |w| {
+pub fn write_manual_queue(plan: &Plan, path: &Path, existing: Existing) -> Result<(), ReportError> {
+    write_csv(path, existing, |w| {
         w.write_record([
             "user_id",
             "upn",
@@ -130,34 +125,25 @@ pub fn write_manual_queue(plan: &Plan, path: &Path) -> Result<(), ReportError> {
 
 fn write_csv(
     path: &Path,
-    body: impl FnOnce(&mut csv::Writer<BufWriter<File>>) -> csv::Result<()>,
+    existing: Existing,
+    body: impl FnOnce(&mut csv::Writer<&mut BufWriter<File>>) -> csv::Result<()>,
 ) -> Result<(), ReportError> {
-    let error = |source| ReportError {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(error)?;
-    let mut writer = csv::Writer::from_writer(BufWriter::new(file));
-    body(&mut writer).map_err(|e| error(std::io::Error::other(e)))?;
-    let mut inner = writer
-        .into_inner()
-        .map_err(|e| error(std::io::Error::other(e.to_string())))?;
-    inner.flush().map_err(error)?;
-    inner.get_ref().sync_all().map_err(error)
+    write_file(path, existing, |out| {
+        let mut writer = csv::Writer::from_writer(out);
+        body(&mut writer).map_err(std::io::Error::other)?;
+        writer
+            .into_inner()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
 }
 
-/// Neutralise each cell of a row.
+/// Neutralise each cell of a row ([`crate::spreadsheet::neutralise`]).
 fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|cell| neutralise(cell)).collect()
-}
-
-/// A cell a spreadsheet would evaluate (starting with `=`, `+`, `-`, `@`, tab or CR) gets a
-/// leading apostrophe, which spreadsheets show as text.
-fn neutralise(cell: &str) -> String {
-    match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
-        _ => cell.to_owned(),
-    }
+    cells
+        .iter()
+        .map(|cell| crate::spreadsheet::neutralise(cell).into_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -218,7 +204,7 @@ mod tests {
     fn targets_lists_every_user_and_the_unresolved_with_formulas_neutralised() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("targets.csv");
-        write_targets(&plan(), &path).unwrap();
+        write_targets(&plan(), &path, Existing::Refuse).unwrap();
         let rows = read(&path);
         assert_eq!(rows.len(), 5);
         assert_eq!(rows[0][2], "'=HYPERLINK(\"http://evil\")");
@@ -231,7 +217,7 @@ mod tests {
     fn manual_queue_holds_privileged_and_hybrid_with_roles_and_procedure() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manual-queue.csv");
-        write_manual_queue(&plan(), &path).unwrap();
+        write_manual_queue(&plan(), &path, Existing::Refuse).unwrap();
         let rows = read(&path);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][0], "g");
@@ -263,7 +249,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("results.csv");
-        write_results(&plan, &[done], &path).unwrap();
+        write_results(&plan, &[done], &path, Existing::Refuse).unwrap();
         let rows = read(&path);
         let summary: Vec<(&str, &str, &str)> = rows
             .iter()
@@ -281,7 +267,12 @@ mod tests {
 
     #[test]
     fn unwritable_path_names_the_file() {
-        let err = write_targets(&plan(), Path::new("/nonexistent/dir/targets.csv")).unwrap_err();
+        let err = write_targets(
+            &plan(),
+            Path::new("/nonexistent/dir/targets.csv"),
+            Existing::Replace,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("/nonexistent/dir/targets.csv"),
             "{err}"

@@ -1,12 +1,19 @@
-//! Reports an operator reads or hands on: the targets list, the manual queue, per-user
-//! results (`results.csv`). CSV for spreadsheets and ticket imports.
+//! Reports an operator reads or hands on: the plan (`plan.json`), the targets list, the manual
+//! queue, per-user results (`results.csv`). CSV for spreadsheets and ticket imports.
 //!
 //! Display names and UPNs can come from hostile input (a breach dump, an attacker-edited
 //! profile), and these files are opened in spreadsheets: every cell that a spreadsheet would
 //! read as a formula is neutralised (OWASP "CSV injection").
 
-mod csv_files;
+//!
+//! Report files are created owner-only (they name the users of an incident), whole or not at
+//! all, never through a symbolic link, and over an existing file only when asked
+//! ([`Existing`]).
 
-pub use csv_files::{
-    ReportError, manual_procedure, write_manual_queue, write_results, write_targets,
-};
+mod csv_files;
+mod plan_json;
+mod write;
+
+pub use csv_files::{manual_procedure, write_manual_queue, write_results, write_targets};
+pub use plan_json::write_plan_json;
+pub use write::{Existing, ReportError};

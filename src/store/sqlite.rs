@@ -76,15 +76,24 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) the store at `path` and start its writer thread.
+    /// Open (creating if needed) the store at `path` and start its writer thread. A new
+    /// store and its folder are owner-only (SQLite gives its `-wal` and `-shm` files the
+    /// database file's mode).
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let display = path.display().to_string();
+        let io = |source| StoreError::Io {
+            path: display.clone(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: display.clone(),
-                source,
-            })?;
+            crate::files::create_dir_owner_only(parent).map_err(io)?;
         }
+        crate::files::owner_only()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
         let sqlite = |source| StoreError::Sqlite {
             path: display.clone(),
             source,

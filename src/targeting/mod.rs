@@ -10,7 +10,6 @@ mod csv_source;
 mod discover;
 mod partition;
 mod resolve;
-pub mod roles;
 
 pub use csv_source::{
     BadRow, CsvError, CsvTargets, TargetKey, TargetRef, read_csv_targets, read_targets,

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::roles::role_name;
 use crate::playbook::pattern::UpnPattern;
+use crate::playbook::roles::role_name;
 
 /// Which queue a user ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -284,7 +284,7 @@ mod tests {
     }
 
     fn critical() -> HashSet<String> {
-        super::super::roles::CRITICAL_ROLES
+        crate::playbook::roles::CRITICAL_ROLES
             .iter()
             .map(|(id, _)| id.to_string())
             .collect()

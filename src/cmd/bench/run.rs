@@ -72,7 +72,6 @@ async fn execution(users: u32) -> Result<(), Failure> {
     let source = PlaybookSource {
         playbook: Arc::new(loaded.playbook),
         path: "bench.yaml".into(),
-        bytes: PLAYBOOK.as_bytes().to_vec(),
     };
     let store = Arc::new(TimedStore::new(
         SqliteStore::open(&dir.path().join("runs.sqlite")).map_err(|e| fail("store", e))?,
@@ -96,7 +95,13 @@ async fn execution(users: u32) -> Result<(), Failure> {
         dir.path().join("runs"),
     );
     let planned = lifecycle
-        .plan(tenant.as_ref(), &source, ResolveOptions::default(), None)
+        .plan(
+            tenant.as_ref(),
+            &source,
+            ResolveOptions::default(),
+            None,
+            false,
+        )
         .await
         .map_err(|e| fail("plan", e))?;
     let automated = gate::automated(&planned.plan);

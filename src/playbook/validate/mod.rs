@@ -181,6 +181,7 @@ pub(super) fn playbook(ctx: &mut Ctx, raw: RawPlaybook, base_dir: &Path) -> Opti
         hybrid_users,
         steps: steps.into_iter().map(|s| s.spec).collect(),
         communications,
+        sha256: super::digest(ctx.src.text.as_bytes()),
     })
 }
 

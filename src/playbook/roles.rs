@@ -1,9 +1,10 @@
-//! The critical directory roles: a user holding one of these (actively, or eligibly through
-//! PIM when the playbook says so) is never reset automatically.
+//! The critical directory roles: what the playbook keyword `privileged: { roles: critical }`
+//! means. A user holding one of these (actively, or eligibly through PIM when the playbook
+//! says so) is never reset automatically.
 //!
-//! Template ids from Microsoft Entra's "permissions reference"
-//! (`docs/identity/role-based-access-control/permissions-reference.md`, see
-//! `shared/reference/graph-api.md` §7). Template ids are the same in every tenant.
+//! Template ids from Microsoft Entra's built-in roles reference
+//! (<https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference>).
+//! Template ids are the same in every tenant.
 
 /// (template id, display name) of every role resetctl treats as critical by default.
 pub const CRITICAL_ROLES: &[(&str, &str)] = &[
