@@ -349,7 +349,8 @@ pub enum AuditAction {
     /// Check the hash chain of a trail; names the first bad record. Exit 0 intact, 1 tampered.
     Verify {
         /// Trail files (put in chain order by their rotation number, the live file last). A single
-        /// live trail file brings its rotated files `FILE.1`, `FILE.2`... along.
+        /// live trail file brings its rotated files `FILE.1`, `FILE.2`... along. Default: the
+        /// configuration's `audit:` trail with its key, else the data directory's trail.
         #[arg(value_name = "FILE", conflicts_with = "trail")]
         files: Vec<PathBuf>,
         /// The live trail file: verify it with every rotated file and its chain head beside it.
@@ -358,6 +359,31 @@ pub enum AuditAction {
         /// HMAC key file (hexadecimal) of a keyed trail.
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
+        /// Run store whose witness of the trail is checked too. Default: the data directory's,
+        /// if there is one.
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+    },
+    /// Make an HMAC key for a keyed trail: 32 random bytes in hexadecimal, written to FILE,
+    /// readable by its owner only. An existing file is never overwritten. Prints the key id.
+    Keygen {
+        /// Where to write the key.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Start a new trail: when the old one was deleted, cut short or broken (writing commands
+    /// refuse it), or to start keyed. Whatever is left of the old trail is moved aside into
+    /// `TRAIL.retired-TIME/`, never deleted; the new trail's first record names the old trail,
+    /// what the run store had witnessed of it, who and why.
+    NewTrail {
+        #[command(flatten)]
+        recovery: RecoveryArgs,
+    },
+    /// Rebuild a lost or damaged chain head of a trail whose records are intact (checked from
+    /// seq 1 and against the run store's witness), and record that it was rebuilt.
+    Reseal {
+        #[command(flatten)]
+        recovery: RecoveryArgs,
     },
     /// Export the trail for a SIEM, after verifying it (nothing is exported from a broken trail).
     Export {
@@ -374,6 +400,28 @@ pub enum AuditAction {
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
     },
+}
+
+/// Arguments of the explicit recoveries `audit new-trail` and `audit reseal`.
+#[derive(Debug, Args)]
+pub struct RecoveryArgs {
+    /// The operator doing it (written into the trail).
+    #[arg(long = "as", value_name = "OPERATOR")]
+    pub operator: String,
+    /// Why (written into the trail).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// The live trail file. Default: the configuration's `audit:` trail (with its key), else
+    /// the data directory's.
+    #[arg(long, value_name = "PATH")]
+    pub trail: Option<PathBuf>,
+    /// HMAC key file (hexadecimal): the new trail is keyed with it, or the resealed trail is
+    /// checked with it. Default: the configuration's key for its trail.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Run store that witnesses the trail. Default: under the user's data directory.
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
 }
 
 /// Arguments of `resetctl render`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use resetctl::audit::{self, AuditConfig, AuditHandle, Details, Event, Key, Outcome};
 use sha2::{Digest, Sha256};
 
-use crate::util::{code, resetctl_in, stderr, stdout};
+use crate::util::{code, resetctl_env, resetctl_in, stderr, stdout};
 
 /// Write `n` records to a new trail `name` in `dir` with the real writer.
 fn write_trail(dir: &Path, name: &str, n: u64, max_file_bytes: u64, key: Option<Key>) -> PathBuf {
@@ -54,12 +54,18 @@ fn put_lines(path: &Path, lines: &[String]) {
     fs::write(path, format!("{}\n", lines.join("\n"))).unwrap();
 }
 
-/// Run `audit verify` on `args` in `dir`; return (exit code, stdout, stderr).
+/// Run `audit verify` on `args` in `dir` (also the data directory, so the run store looked
+/// for is `dir/runs.sqlite`); return (exit code, stdout, stderr).
 fn verify(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let mut all = vec!["audit", "verify"];
     all.extend_from_slice(args);
-    let out = resetctl_in(dir, &all);
+    let out = resetctl_env(dir, &all, &[("RESETCTL_DATA_DIR", dir)]);
     (code(&out), stdout(&out), stderr(&out))
+}
+
+/// The first part of an `ok:` verdict: records, files and head, without the witness and key.
+fn summary(out: &str) -> &str {
+    out.split(';').next().unwrap_or(out)
 }
 
 /// Assert that verifying the trail `name` in `dir` fails naming `line` and `seq`, with a
@@ -82,7 +88,14 @@ fn an_intact_trail_verifies() {
     write_trail(dir.path(), "audit.jsonl", 20, 1 << 20, None);
     let (code, out, err) = verify(dir.path(), &["audit.jsonl"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(out, "ok: 20 records in 1 files, head seq 20\n");
+    let store = dir.path().join("runs.sqlite");
+    assert_eq!(
+        out,
+        format!(
+            "ok: 20 records in 1 files, head seq 20; not witnessed (no run store at {}); unkeyed: proves order, not authorship\n",
+            store.display()
+        )
+    );
 }
 
 #[test]
@@ -283,15 +296,18 @@ fn a_keyed_chain_cannot_be_recomputed_without_the_key() {
     let key_hex = "5a".repeat(32);
     fs::write(dir.path().join("audit.key"), format!("{key_hex}\n")).unwrap();
     let key = Key::from_hex(&key_hex).unwrap();
+    let key_id = key.id();
     let path = write_trail(dir.path(), "audit.jsonl", 10, 1 << 20, Some(key));
     let original = fs::read(&path).unwrap();
     let original_head = fs::read(audit::head_path(&path)).unwrap();
 
     let (code, out, _) = verify(dir.path(), &["audit.jsonl", "--key-file", "audit.key"]);
     assert_eq!(
-        (code, out.as_str()),
-        (0, "ok: 10 records in 1 files, head seq 10\n")
+        (code, summary(&out)),
+        (0, "ok: 10 records in 1 files, head seq 10")
     );
+    let keyed = format!("; keyed (hmac-sha256, key id {})\n", key_id);
+    assert!(out.ends_with(&keyed), "{out}");
     // Without the key: a clear failure, never "ok".
     let (code, out, err) = verify(dir.path(), &["audit.jsonl"]);
     assert_eq!(code, 4, "{out}{err}");
@@ -359,10 +375,13 @@ fn rotation_keeps_the_chain_verifiable_across_files() {
             pair[1].display()
         );
     }
-    let expected = format!("ok: 60 records in {} files, head seq 60\n", files.len());
+    let expected = format!("ok: 60 records in {} files, head seq 60", files.len());
     // The live file alone brings its rotated files along; so does --trail.
-    assert_eq!(verify(dir.path(), &["audit.jsonl"]).1, expected);
-    assert_eq!(verify(dir.path(), &["--trail", "audit.jsonl"]).1, expected);
+    assert_eq!(summary(&verify(dir.path(), &["audit.jsonl"]).1), expected);
+    assert_eq!(
+        summary(&verify(dir.path(), &["--trail", "audit.jsonl"]).1),
+        expected
+    );
     // A glob's order (audit.jsonl audit.jsonl.1 audit.jsonl.10 audit.jsonl.2 ...) is put right.
     let mut names: Vec<String> = files
         .iter()
@@ -371,7 +390,7 @@ fn rotation_keeps_the_chain_verifiable_across_files() {
     names.sort();
     let args: Vec<&str> = names.iter().map(String::as_str).collect();
     let (code, out, err) = verify(dir.path(), &args);
-    assert_eq!((code, out.as_str()), (0, expected.as_str()), "{err}");
+    assert_eq!((code, summary(&out)), (0, expected.as_str()), "{err}");
     // Only rotated files: checked without the head.
     let (code, out, _) = verify(dir.path(), &args[1..]);
     assert_eq!(code, 0);
@@ -446,8 +465,8 @@ fn concurrent_writers_produce_one_continuous_chain() {
     assert_eq!(seqs, (1..=5000).collect::<Vec<u64>>());
     let (code, out, err) = verify(dir.path(), &["audit.jsonl"]);
     assert_eq!(
-        (code, out.as_str()),
-        (0, "ok: 5000 records in 1 files, head seq 5000\n"),
+        (code, summary(&out)),
+        (0, "ok: 5000 records in 1 files, head seq 5000"),
         "{err}"
     );
 }
@@ -484,11 +503,22 @@ fn no_secret_reaches_a_record() {
 }
 
 #[test]
-fn without_files_or_trail_verify_says_nothing_is_configured() {
+fn without_files_verify_checks_the_data_directorys_trail() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = verify(dir.path(), &[]);
-    assert_eq!(code, 4);
-    assert!(err.contains("no audit trail"), "{err}");
+    assert_eq!(code, 1);
+    let expected = dir.path().join("audit.jsonl");
+    assert!(
+        flat(&err).contains(&format!("{}: no such audit trail", expected.display())),
+        "{err}"
+    );
+    write_trail(dir.path(), "audit.jsonl", 2, 1 << 20, None);
+    let (code, out, err) = verify(dir.path(), &[]);
+    assert_eq!(
+        (code, summary(&out)),
+        (0, "ok: 2 records in 1 files, head seq 2"),
+        "{err}"
+    );
     let (code, _, err) = verify(dir.path(), &["missing.jsonl"]);
     assert_eq!(code, 1);
     assert!(err.contains("missing.jsonl"), "{err}");
@@ -590,13 +620,25 @@ fn throughput() {
         .enable_all()
         .build()
         .unwrap();
-    for (tasks, per_task) in [(1u64, 2000u64), (100, 200)] {
-        let path = dir.join(format!("bench-{tasks}.jsonl"));
+    // Without and with the run store as witness (one upsert per batch).
+    for (tasks, per_task, witnessed) in [
+        (1u64, 2000u64, false),
+        (1, 2000, true),
+        (100, 200, false),
+        (100, 200, true),
+    ] {
+        let path = dir.join(format!("bench-{tasks}-{witnessed}.jsonl"));
         let mut config = AuditConfig::new(&path);
         config.max_file_bytes = 1 << 20;
+        let witness: Option<std::sync::Arc<dyn audit::Witness>> = witnessed.then(|| {
+            let store = resetctl::store::SqliteStore::open(&dir.join("bench.sqlite")).unwrap();
+            std::sync::Arc::new(store.audit_witness(&path).unwrap()) as _
+        });
         let start = std::time::Instant::now();
         rt.block_on(async {
-            let handle = AuditHandle::open_with_key(&config, None).await.unwrap();
+            let handle = AuditHandle::open_with(&config, None, witness)
+                .await
+                .unwrap();
             let mut joins = Vec::new();
             for t in 0..tasks {
                 let h = handle.clone();
@@ -625,9 +667,464 @@ fn throughput() {
         let report = audit::verify_trail(&path, None).unwrap();
         assert_eq!(report.records, n);
         println!(
-            "{tasks} concurrent writer(s): {n} durable records in {secs:.2} s = {:.0} records/s; verify {:.0} records/s",
+            "{tasks} concurrent caller(s), witness {witnessed}: {n} durable records in {secs:.2} s = {:.0} records/s; verify {:.0} records/s",
             n as f64 / secs,
             n as f64 / verify_start.elapsed().as_secs_f64()
         );
     }
+}
+
+/// A `resetctl` command in the crate root (for the shipped playbooks) with `data` as its data
+/// directory (run store `data/runs.sqlite`, trail `data/audit.jsonl`).
+fn in_data(data: &Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(crate::util::bin());
+    command
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RESETCTL_DATA_DIR", data)
+        .env_remove("RESETCTL_CONFIG")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    command
+}
+
+fn run_in(data: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = in_data(data, args).output().unwrap();
+    (code(&out), stdout(&out), stderr(&out))
+}
+
+/// Store a planned run to approve (`runs approve` reads only its id, hash and name).
+fn stored_run(data: &Path) -> String {
+    use resetctl::store::{NewRun, PlanDocument, RunId, RunStore, SqliteStore};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(&data.join("runs.sqlite")).unwrap();
+        store
+            .create_run(NewRun {
+                id: RunId("20261123T100000Z-abcdef".into()),
+                created_at: jiff::Timestamp::now(),
+                playbook_name: "password-spray".into(),
+                playbook_path: "playbooks/password-spray.yaml".into(),
+                tenant: "demo".into(),
+                plan_hash: "0".repeat(64),
+                plan: PlanDocument::text("{}"),
+            })
+            .await
+            .unwrap();
+    });
+    "20261123T100000Z-abcdef".into()
+}
+
+/// Every record of the trail at `path` (all files, chain order) as JSON.
+fn records(path: &Path) -> Vec<serde_json::Value> {
+    audit::discover(path)
+        .unwrap()
+        .iter()
+        .flat_map(|f| lines(f))
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect()
+}
+
+#[test]
+fn processes_append_to_one_trail_while_a_run_executes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let trail = data.join("audit.jsonl");
+    let run_id = stored_run(data);
+    // A real run on the demo tenant, writing hundreds of records.
+    let run = in_data(
+        data,
+        &[
+            "run",
+            "playbooks/credential-dump.yaml",
+            "--tenant",
+            "demo",
+            "--execute",
+            "--yes",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = std::time::Instant::now();
+    while !fs::read_to_string(&trail).is_ok_and(|t| t.contains("\"action\":\"run.execute\"")) {
+        assert!(started.elapsed().as_secs() < 60, "the run did not start");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A writer of this process holds the trail open throughout (as a run does), rotating it
+    // every 8 KiB under the processes' feet.
+    let mut config = AuditConfig::new(&trail);
+    config.max_file_bytes = 8192;
+    let held = rt
+        .block_on(AuditHandle::open_with_key(&config, None))
+        .unwrap();
+    let writer = {
+        let held = held.clone();
+        rt.spawn(async move {
+            for i in 0..200u32 {
+                let event =
+                    Event::new("test", "test.write", format!("item{i}"), Outcome::Success).unwrap();
+                held.record(event).await.unwrap();
+            }
+        })
+    };
+    // Meanwhile: approvals and plans, each its own process, all at once.
+    let spawn = |args: &[&str]| {
+        in_data(data, args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut children = Vec::new();
+    for n in 0..6 {
+        let operator = format!("operator{n}@contoso.com");
+        children.push(spawn(&["runs", "approve", &run_id, "--as", &operator]));
+    }
+    for name in ["credential-dump", "password-spray"] {
+        let playbook = format!("playbooks/{name}.yaml");
+        children.push(spawn(&["plan", &playbook, "--tenant", "demo"]));
+    }
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    rt.block_on(writer).unwrap();
+    rt.block_on(held.close()).unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "run: {}", stderr(&out));
+
+    // One chain, intact and witnessed by the store every process used.
+    let (code, out, err) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("witnessed by the run store up to seq"),
+        "{out}"
+    );
+    let all = records(&trail);
+    let seqs: Vec<u64> = all.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=all.len() as u64).collect::<Vec<_>>());
+    assert!(
+        audit::discover(&trail).unwrap().len() > 2,
+        "rotated meanwhile"
+    );
+    // Every record of every writer exactly once.
+    let of = |action: &str| -> Vec<String> {
+        let mut subjects: Vec<String> = all
+            .iter()
+            .filter(|r| r["action"] == action)
+            .map(|r| format!("{}|{}", r["actor"], r["subject"]))
+            .collect();
+        subjects.sort();
+        subjects
+    };
+    let items = of("test.write");
+    assert_eq!(items.len(), 200);
+    assert_eq!(
+        items
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        200
+    );
+    let approvals = of("run.approve");
+    let expected: Vec<String> = (0..6)
+        .map(|n| format!("\"operator{n}@contoso.com\"|\"{run_id}\""))
+        .collect();
+    assert_eq!(approvals, expected);
+    assert_eq!(of("run.plan").len(), 3, "the run's plan and two more");
+    assert_eq!(of("run.execute").len(), 1);
+    assert_eq!(of("run.end").len(), 1);
+}
+
+#[test]
+fn verify_says_whether_the_trail_is_keyed() {
+    let dir = tempfile::tempdir().unwrap();
+    // `audit keygen` makes an owner-only key file and never overwrites one.
+    let out = resetctl_in(dir.path(), &["audit", "keygen", "audit.key"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = Key::from_file(&dir.path().join("audit.key")).unwrap();
+    assert!(stdout(&out).contains(&key.id()), "{}", stdout(&out));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join("audit.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let before = fs::read(dir.path().join("audit.key")).unwrap();
+    let again = resetctl_in(dir.path(), &["audit", "keygen", "audit.key"]);
+    assert_eq!(code(&again), 1);
+    assert!(
+        stderr(&again).contains("never overwritten"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(fs::read(dir.path().join("audit.key")).unwrap(), before);
+
+    write_trail(dir.path(), "keyed.jsonl", 3, 1 << 20, Some(key.clone()));
+    write_trail(dir.path(), "plain.jsonl", 3, 1 << 20, None);
+    let (code, out, _) = verify(dir.path(), &["keyed.jsonl", "--key-file", "audit.key"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.ends_with(&format!("; keyed (hmac-sha256, key id {})\n", key.id())),
+        "{out}"
+    );
+    let (_, out, _) = verify(dir.path(), &["plain.jsonl"]);
+    assert!(
+        out.ends_with("; unkeyed: proves order, not authorship\n"),
+        "{out}"
+    );
+    for (file, keyed) in [("keyed.jsonl", true), ("plain.jsonl", false)] {
+        let mut args = vec!["--output", "json", file];
+        if keyed {
+            args.extend(["--key-file", "audit.key"]);
+        }
+        let (_, out, _) = verify(dir.path(), &args);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["keyed"], keyed, "{out}");
+        assert_eq!(v["alg"], if keyed { "hmac-sha256" } else { "sha256" });
+        assert_eq!(v["key_id"].as_str().is_some(), keyed);
+    }
+}
+
+/// An error message as one line: miette's wrapping and margin removed.
+fn flat(err: &str) -> String {
+    err.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `runs approve` by `operator`: (exit code, stderr as one line).
+fn approve(data: &Path, run: &str, operator: &str) -> (i32, String) {
+    let (code, _, err) = run_in(data, &["runs", "approve", run, "--as", operator]);
+    (code, flat(&err))
+}
+
+#[test]
+fn a_vanished_trail_is_caught_and_refused_until_a_new_trail_is_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let trail = data.join("audit.jsonl");
+    let run = stored_run(data);
+    for who in ["alice", "bob", "carol"] {
+        assert_eq!(approve(data, &run, who).0, 0);
+    }
+    let (code, out, _) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("witnessed by the run store up to seq 3"),
+        "{out}"
+    );
+
+    // Emptied and its head deleted: from its files alone, a trail never written.
+    fs::write(&trail, "").unwrap();
+    fs::remove_file(audit::head_path(&trail)).unwrap();
+    let (code, out, _) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("witnessed up to seq 3") && out.contains("no record of it is left"),
+        "{out}"
+    );
+    // The next writing command refuses, naming the recovery; nothing is written.
+    let (code, err) = approve(data, &run, "dave");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("resetctl audit new-trail"), "{err}");
+    assert_eq!(fs::read(&trail).unwrap(), b"");
+    // Wholly deleted: the same.
+    fs::remove_file(&trail).unwrap();
+    let (code, out, _) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("no file of it is left"), "{out}");
+    let (code, out, _) = verify(data, &["--output", "json", "audit.jsonl"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["witnessed_seq"].as_u64()),
+        (Some(false), Some(3))
+    );
+
+    // The operator starts a new trail explicitly; its first record says what happened.
+    let (code, out, err) = run_in(
+        data,
+        &[
+            "audit",
+            "new-trail",
+            "--as",
+            "alice",
+            "--reason",
+            "trail wiped on host-7",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("witnessed trail") && out.contains("up to seq 3"),
+        "{out}"
+    );
+    assert_eq!(approve(data, &run, "dave").0, 0);
+    let (code, out, _) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("witnessed by the run store up to seq 2"),
+        "{out}"
+    );
+    let first = &records(&trail)[0];
+    assert_eq!(first["action"], "audit.trail.new");
+    assert_eq!(first["actor"], "alice");
+    assert_eq!(first["details"]["witnessed_seq"], 3);
+    assert_eq!(first["details"]["reason"], "trail wiped on host-7");
+}
+
+#[test]
+fn a_truncated_or_rechained_plain_trail_fails_against_the_witness() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let trail = data.join("audit.jsonl");
+    let run = stored_run(data);
+    for who in ["alice", "bob", "carol", "dave"] {
+        assert_eq!(approve(data, &run, who).0, 0);
+    }
+    let original = fs::read(&trail).unwrap();
+    let original_head = fs::read(audit::head_path(&trail)).unwrap();
+    // Rewritten and rechained with plain SHA-256, head re-sealed: the files agree with each
+    // other, so only the witness can object.
+    let forged = String::from_utf8(original.clone()).unwrap().replacen(
+        "\"actor\":\"bob\"",
+        "\"actor\":\"eve\"",
+        1,
+    );
+    fs::write(&trail, forged).unwrap();
+    recompute_chain(&trail, 3, false);
+    let store = data.join("elsewhere.sqlite");
+    let (code, out, _) = verify(data, &["audit.jsonl", "--store", store.to_str().unwrap()]);
+    assert_eq!(code, 4, "an explicit store that does not exist: {out}");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = data.join(format!("runs.sqlite{suffix}"));
+        if from.exists() {
+            fs::rename(from, format!("{}{suffix}", store.display())).unwrap();
+        }
+    }
+    let (code, out, _) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 0, "without the store: ok: {out}");
+    assert!(out.contains("not witnessed") && out.contains("proves order, not authorship"));
+    let (code, out, _) = verify(data, &["audit.jsonl", "--store", store.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("rewritten"), "{out}");
+    // Truncated to two records with a re-sealed head.
+    fs::write(&trail, &original).unwrap();
+    fs::write(audit::head_path(&trail), &original_head).unwrap();
+    let mut l = lines(&trail);
+    l.truncate(2);
+    put_lines(&trail, &l);
+    recompute_chain(&trail, 1, false);
+    let (code, out, _) = verify(data, &["audit.jsonl", "--store", store.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the trail ends at seq 2"), "{out}");
+}
+
+#[test]
+fn a_lost_head_is_rebuilt_only_by_an_explicit_reseal() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let trail = data.join("audit.jsonl");
+    let run = stored_run(data);
+    for who in ["alice", "bob"] {
+        assert_eq!(approve(data, &run, who).0, 0);
+    }
+    fs::remove_file(audit::head_path(&trail)).unwrap();
+    let (code, _, err) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(flat(&err).contains("resetctl audit reseal"), "{err}");
+    let (code, err) = approve(data, &run, "carol");
+    assert_eq!(code, 4);
+    assert!(err.contains("chain head file is missing"), "{err}");
+    let reseal = [
+        "audit",
+        "reseal",
+        "--as",
+        "alice",
+        "--reason",
+        "head lost in restore",
+    ];
+    let (code, out, err) = run_in(data, &reseal);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("at seq 2 (the head was missing)"), "{out}");
+    // Done once; a valid head is not rebuilt again (exit 3: refused).
+    let (code, _, err) = run_in(data, &reseal);
+    assert_eq!(code, 3);
+    assert!(flat(&err).contains("nothing to reseal"), "{err}");
+    assert_eq!(approve(data, &run, "carol").0, 0);
+    let (code, out, _) = verify(data, &["audit.jsonl"]);
+    assert_eq!(code, 0, "{out}");
+    let all = records(&trail);
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[2]["action"], "audit.head.reseal");
+    assert_eq!(all[2]["details"]["head_was"], "missing");
+}
+
+#[test]
+fn the_configured_trail_is_verified_and_recovered_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(dir.path().join("trail")).unwrap();
+    let run = stored_run(&{
+        fs::create_dir_all(&data).unwrap();
+        data.clone()
+    });
+    let out = resetctl_in(dir.path(), &["audit", "keygen", "audit.key"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = Key::from_file(&dir.path().join("audit.key")).unwrap();
+    let config = dir.path().join("resetctl.yaml");
+    fs::write(
+        &config,
+        "audit:\n  path: trail/keyed.jsonl\n  key_file: audit.key\n",
+    )
+    .unwrap();
+    let env: [(&str, &Path); 2] = [("RESETCTL_DATA_DIR", &data), ("RESETCTL_CONFIG", &config)];
+    let resetctl = |args: &[&str]| {
+        let out = resetctl_env(dir.path(), args, &env);
+        (code(&out), stdout(&out), flat(&stderr(&out)))
+    };
+    assert_eq!(resetctl(&["runs", "approve", &run, "--as", "alice"]).0, 0);
+    // No file named: the configured trail, with the configured key, against the store.
+    let (code, out, err) = resetctl(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("witnessed by the run store up to seq 1")
+            && out.ends_with(&format!("; keyed (hmac-sha256, key id {})\n", key.id())),
+        "{out}"
+    );
+    // A new trail at the configured place is keyed with the configured key too.
+    let trail = dir.path().join("trail/keyed.jsonl");
+    fs::remove_file(&trail).unwrap();
+    fs::remove_file(audit::head_path(&trail)).unwrap();
+    let (code, out, _) = resetctl(&["audit", "verify"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("witnessed up to seq 1"), "{out}");
+    let (code, out, err) = resetctl(&["audit", "new-trail", "--as", "alice", "--reason", "lost"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        fs::read_to_string(&trail)
+            .unwrap()
+            .contains("\"alg\":\"hmac-sha256\"")
+    );
+    assert_eq!(resetctl(&["runs", "approve", &run, "--as", "bob"]).0, 0);
+    let (code, out, _) = resetctl(&["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("witnessed by the run store up to seq 2"),
+        "{out}"
+    );
 }

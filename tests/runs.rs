@@ -113,7 +113,11 @@ async fn list_show_and_approve_a_run() {
 
     // Every approval, refused ones too, is in a trail that verifies.
     let trail = data.join("audit.jsonl");
-    let out = resetctl_env(data, &["audit", "verify", trail.to_str().unwrap()], &[]);
+    let out = resetctl_env(
+        data,
+        &["audit", "verify", trail.to_str().unwrap()],
+        &[("RESETCTL_DATA_DIR", data)],
+    );
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("ok: 3 records"), "{}", stdout(&out));
     let text = std::fs::read_to_string(&trail).unwrap();

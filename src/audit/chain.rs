@@ -72,6 +72,31 @@ impl Key {
         })
     }
 
+    /// Make a new key of [`MIN_KEY_BYTES`] random bytes from the operating system and write it
+    /// to `path` in hexadecimal, in a new file only its owner can read (mode 0600 on Unix); an
+    /// existing file is never overwritten. The key bytes live only in zeroed-on-drop buffers.
+    pub fn generate_file(path: &Path) -> Result<Key, AuditError> {
+        use rand::TryRngCore;
+        use secrecy::ExposeSecretMut;
+        use std::io::Write;
+
+        let mut bytes = SecretSlice::from(vec![0u8; MIN_KEY_BYTES]);
+        rand::rngs::OsRng
+            .try_fill_bytes(bytes.expose_secret_mut())
+            .map_err(|e| AuditError::Key(format!("the system random generator failed: {e}")))?;
+        let text = secrecy::SecretString::from(hex::encode(bytes.expose_secret()));
+        let mut file = crate::files::owner_only()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(AuditError::io("create key file", path))?;
+        file.write_all(text.expose_secret().as_bytes())
+            .and_then(|()| file.write_all(b"\n"))
+            .and_then(|()| file.sync_all())
+            .map_err(AuditError::io("write key file", path))?;
+        Key::from_bytes(bytes.expose_secret().to_vec())
+    }
+
     /// A short public id of the key (first 8 bytes of an HMAC of a fixed label), recorded in the
     /// chain head so that verifying with the wrong key says "wrong key", not "tampered".
     pub fn id(&self) -> String {
@@ -134,11 +159,6 @@ impl Linker {
         } else {
             Alg::Sha256
         }
-    }
-
-    /// The key, if keyed.
-    pub fn key(&self) -> Option<&Key> {
-        self.key.as_ref()
     }
 
     /// Id of the key, if keyed.
@@ -231,6 +251,27 @@ mod tests {
         assert!(!shown.contains("abab"), "{shown}");
         assert_eq!(k.id().len(), 16);
         assert_ne!(k.id(), key(1).id());
+    }
+
+    #[test]
+    fn generated_key_files_are_new_owner_only_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        let key = Key::generate_file(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), MIN_KEY_BYTES * 2 + 1, "hex and a newline");
+        assert_eq!(Key::from_file(&path).unwrap().id(), key.id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Never overwritten; two keys are never the same.
+        assert!(Key::generate_file(&path).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let other = Key::generate_file(&dir.path().join("b.key")).unwrap();
+        assert_ne!(other.id(), key.id());
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub enum AuditError {
     /// The chain head file is missing although the trail has records: truncation cannot be
     /// ruled out, so the trail is not accepted.
     #[error(
-        "{}: the chain head file is missing although the trail has records; truncation cannot be ruled out",
+        "{}: the chain head file is missing although the trail has records; truncation cannot be ruled out. If it was lost, rebuild it explicitly (the trail records that it was): `resetctl audit reseal --as OPERATOR --reason TEXT`",
         path.display()
     )]
     HeadMissing {
@@ -150,15 +150,29 @@ pub enum AuditError {
     /// without being durable. Reopen the trail (which re-checks it) to continue.
     #[error("the audit writer stopped after an earlier failure: {0}")]
     WriterFailed(String),
-    /// Another writer holds the trail (another resetctl process, or a second open).
+    /// The trail is not where its witness (the run store, or this writer's own last batch)
+    /// saw it: deleted, emptied, cut short or replaced. Nothing is appended until an operator
+    /// starts a new trail explicitly.
     #[error(
-        "{}: the audit trail is already open for writing by another writer",
+        "{}: the audit trail was witnessed up to seq {seq} of trail {trail}, but {found}: it was deleted, truncated or replaced. Nothing is appended to it. Keep its files as evidence, then start a new trail that records this: `resetctl audit new-trail --as OPERATOR --reason TEXT`",
         path.display()
     )]
-    Locked {
-        /// The lock file.
+    Vanished {
+        /// The trail's live file.
         path: PathBuf,
+        /// The trail id witnessed.
+        trail: uuid::Uuid,
+        /// The last sequence number witnessed.
+        seq: u64,
+        /// What the files show instead.
+        found: String,
     },
+    /// The witness could not be read or updated.
+    #[error("audit witness: {0}")]
+    Witness(String),
+    /// An explicit recovery (`new-trail`, `reseal`) was refused; the reason says what to do.
+    #[error("{0}")]
+    Recovery(String),
     /// No trail files were found or given.
     #[error("no audit trail files found at {}", path.display())]
     NoFiles {

@@ -10,6 +10,8 @@ use super::error::{AuditError, Break};
 use super::files;
 use super::head::{Head, head_path};
 use super::record::{Record, canonical_bytes};
+use super::tail;
+use super::witness::{self, Mark};
 
 /// What a successful verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,9 @@ pub enum HeadCheck {
     },
     /// No head was checked: only rotated files were given (the head describes the live file).
     NotChecked,
+    /// The trail has no records and no head: nothing was ever written, or everything was
+    /// removed (only a witness can tell which).
+    Empty,
 }
 
 /// Checks records one after another; shared by the verifier and by the writer's open check.
@@ -79,6 +84,24 @@ impl<'a> Checker<'a> {
             last: None,
             from_start,
             alg: trail.map(|_| linker.alg()),
+        }
+    }
+
+    /// A checker that continues a chain already checked up to `(seq, hash)` of `trail`: the
+    /// next record must be `seq + 1` and link to `hash`.
+    pub(crate) fn continuing(
+        linker: &'a Linker,
+        trail: uuid::Uuid,
+        seq: u64,
+        hash: String,
+    ) -> Self {
+        Checker {
+            linker,
+            trail: Some(trail),
+            trail_source: "the records already checked",
+            last: Some((seq, hash)),
+            from_start: true,
+            alg: Some(linker.alg()),
         }
     }
 
@@ -254,15 +277,90 @@ pub(crate) fn for_each_line(
 /// The reason given for a record cut short.
 const CUT_SHORT: &str = "the last line is cut short (no newline): the file was truncated mid-record or a write was interrupted";
 
-/// Verify the trail whose live file is `trail`, with all its rotated files and its head.
+/// Verify the trail whose live file is `trail`, with all its rotated files and its chain head
+/// `<trail>.head`. Unlike [`verify`] of a list of files, the head is required whenever the
+/// trail has records, even when the live file itself is gone.
 pub fn verify_trail(trail: &Path, key: Option<&Key>) -> Result<VerifyReport, AuditError> {
+    verify_trail_witnessed(trail, key, None)
+}
+
+/// [`verify_trail`], then [`check_witness`]. A trail with no files at all is vanished when a
+/// mark exists ([`AuditError::NoFiles`] when none does).
+pub fn verify_trail_witnessed(
+    trail: &Path,
+    key: Option<&Key>,
+    mark: Option<&Mark>,
+) -> Result<VerifyReport, AuditError> {
     let files = files::discover(trail)?;
+    let head = head_path(trail);
+    let linker = Linker::new(key.cloned());
     if files.is_empty() {
-        return Err(AuditError::NoFiles {
-            path: trail.to_owned(),
+        let left = Head::load(&head, &linker)?;
+        if let Some(mark) = mark {
+            return Err(witness::vanished(
+                trail,
+                mark,
+                "no file of it is left".into(),
+            ));
+        }
+        return Err(match left {
+            Some(h) => AuditError::Broken(Break {
+                file: trail.to_owned(),
+                line: 1,
+                seq: 1,
+                reason: format!(
+                    "the trail has no files but its chain head records seq {}: records seq 1..{} are missing (deleted)",
+                    h.seq, h.seq
+                ),
+            }),
+            None => AuditError::NoFiles {
+                path: trail.to_owned(),
+            },
         });
     }
-    verify(&files, key)
+    let live = files.last().filter(|f| f.as_path() == trail).cloned();
+    let (report, _) = walk(Walk {
+        files,
+        live,
+        head: Some(head),
+        linker: &linker,
+        probe: None,
+    })?;
+    if let Some(mark) = mark {
+        check_witness(trail, &report, mark, key)?;
+    }
+    Ok(report)
+}
+
+/// Compare a verified trail (`report`, of the trail whose live file is `trail`) with its
+/// witness's mark (see [`Witness`]): the trail must be the witnessed one, reach the witnessed
+/// seq and hold the witnessed record there; otherwise [`AuditError::Vanished`].
+///
+/// [`Witness`]: super::Witness
+pub fn check_witness(
+    trail: &Path,
+    report: &VerifyReport,
+    mark: &Mark,
+    key: Option<&Key>,
+) -> Result<(), AuditError> {
+    let last = report
+        .trail
+        .filter(|_| report.last_seq > 0)
+        .map(|id| (id, report.last_seq, report.last_hash.as_str()));
+    let at_mark = match last {
+        Some((id, last_seq, _)) if id == mark.trail && mark.seq < last_seq => {
+            tail::hash_at(&Linker::new(key.cloned()), id, &report.files, mark.seq)?
+        }
+        _ => None,
+    };
+    witness::check(
+        trail,
+        mark,
+        witness::Found {
+            last,
+            at_mark: at_mark.as_deref(),
+        },
+    )
 }
 
 /// Verify the given trail files (any order: they are put in chain order by their rotation
@@ -281,26 +379,65 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
     let files = files::chain_order(files);
     let linker = Linker::new(key.cloned());
     let live = files.last().filter(|p| !files::is_rotated(p)).cloned();
+    let head = live.as_deref().map(head_path);
+    walk(Walk {
+        files,
+        live,
+        head,
+        linker: &linker,
+        probe: None,
+    })
+    .map(|(report, _)| report)
+}
+
+/// One verification: which files, in chain order, and what to check them against.
+pub(crate) struct Walk<'a> {
+    /// The files, in chain order.
+    pub files: Vec<PathBuf>,
+    /// The live file, when it is the last of `files`: only there may a last record be cut
+    /// short (a write in progress).
+    pub live: Option<PathBuf>,
+    /// The chain head to check (`None`: not checked).
+    pub head: Option<PathBuf>,
+    /// The link function (and key).
+    pub linker: &'a Linker,
+    /// A sequence number whose record's hash is wanted (a witness's mark).
+    pub probe: Option<u64>,
+}
+
+/// Check every record of `walk.files` and the chain head; returns the report and the hash of
+/// the record at `walk.probe`, when the trail holds it.
+pub(crate) fn walk(walk: Walk<'_>) -> Result<(VerifyReport, Option<String>), AuditError> {
+    let Walk {
+        files,
+        live,
+        head: head_file,
+        linker,
+        probe,
+    } = walk;
     // A head whose seal fails is reported after the records: if records were rewritten, naming
     // the first bad record says more than "the head is invalid".
     let mut head_error = None;
-    let head = match &live {
-        Some(live) => {
-            let path = head_path(live);
-            match Head::load(&path, &linker) {
-                Ok(head) => head.map(|head| (path, head)),
-                Err(err @ AuditError::HeadInvalid { .. }) => {
-                    head_error = Some(err);
-                    None
-                }
-                Err(err) => return Err(err),
+    let head = match &head_file {
+        Some(path) => match Head::load(path, linker) {
+            Ok(head) => head.map(|head| (path.clone(), head)),
+            Err(err @ AuditError::HeadInvalid { .. }) => {
+                head_error = Some(err);
+                None
             }
-        }
+            Err(err) => return Err(err),
+        },
         None => None,
     };
-    let mut checker = Checker::new(&linker, head.as_ref().map(|(_, h)| h.trail), true);
+    if files.is_empty() {
+        return Err(AuditError::NoFiles {
+            path: PathBuf::from(""),
+        });
+    }
+    let mut checker = Checker::new(linker, head.as_ref().map(|(_, h)| h.trail), true);
     let mut records = 0u64;
     let mut at_head: Option<(PathBuf, u64, String)> = None;
+    let mut probed: Option<String> = None;
     let mut end = (files[0].clone(), 0u64);
     let mut cut_at: Option<(PathBuf, u64)> = None;
     for (index, file) in files.iter().enumerate() {
@@ -310,7 +447,10 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
             if let Some((_, h)) = &head
                 && record.seq == h.seq
             {
-                at_head = Some((file.clone(), line, record.hash));
+                at_head = Some((file.clone(), line, record.hash.clone()));
+            }
+            if probe == Some(record.seq) {
+                probed = Some(record.hash);
             }
             Ok(())
         })?;
@@ -349,15 +489,13 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
     if let Some(err) = head_error {
         return Err(err);
     }
-    let head_check = match (&live, &head) {
+    let head_check = match (&head_file, &head) {
         (None, _) => HeadCheck::NotChecked,
-        (Some(live), None) => {
+        (Some(path), None) => {
             if records > 0 {
-                return Err(AuditError::HeadMissing {
-                    path: head_path(live),
-                });
+                return Err(AuditError::HeadMissing { path: path.clone() });
             }
-            HeadCheck::NotChecked
+            HeadCheck::Empty
         }
         (Some(_), Some((head_file, h))) => {
             if last_seq < h.seq {
@@ -401,7 +539,7 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
             }
         }
     };
-    Ok(VerifyReport {
+    let report = VerifyReport {
         trail: checker.trail(),
         alg: linker.alg(),
         records,
@@ -410,7 +548,8 @@ pub fn verify(files: &[PathBuf], key: Option<&Key>) -> Result<VerifyReport, Audi
         last_hash,
         head: head_check,
         partial_tail,
-    })
+    };
+    Ok((report, probed))
 }
 
 /// Walk the given files in chain order, checking every record as [`verify`] does, and hand each

@@ -1,31 +1,31 @@
-//! The writer: one task owns the trail's files; callers hold cloneable [`AuditHandle`]s.
+//! The writer: one task per [`AuditHandle`] family owns its hold on the trail; callers hold
+//! cloneable handles.
 //!
 //! A call to [`AuditHandle::record`] sends the event over a bounded channel and waits for the
-//! acknowledgement, which comes only after the record is written, the file fsync'd and the
-//! chain head updated. The writer drains whatever is queued into one batch, writes it,
-//! fsyncs once, stores the head once, then acknowledges the whole batch — so a hundred
-//! concurrent callers cost a few fsyncs, not a hundred.
+//! acknowledgement, which comes only after the record is written, the file fsync'd, the chain
+//! head updated and the witness told. The writer drains whatever is queued into one batch,
+//! takes the trail lock, writes the batch, fsyncs once, stores the head once, lets the lock go,
+//! then acknowledges the whole batch — so a hundred concurrent callers cost a few fsyncs, not a
+//! hundred, and other writers (other resetctl processes) append between batches.
 //!
 //! [`AuditHandle::record_nowait`] only waits for room in the channel. Use it where waiting for
 //! the disk is not wanted (progress notes); a failure to write it is not lost: the writer stops
 //! (fail-stop) and the next `record` or `close` returns [`AuditError::WriterFailed`].
 //!
-//! The writer is fail-stop: after any write, fsync or rename error it acknowledges nothing more
-//! as durable. Reopening the trail re-checks its tail against its head.
+//! The writer is fail-stop: after any write, fsync, rename or witness error, and after finding
+//! the trail changed in a way no writer would change it, it acknowledges nothing more as
+//! durable. Reopening the trail re-checks it.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::chain::{Key, Linker};
+use super::chain::Key;
 use super::config::AuditConfig;
-use super::error::{AuditError, Break};
-use super::files;
-use super::head::{Head, head_path};
-use super::record::{Event, write_record};
-use super::verify::{self, Checker};
+use super::error::AuditError;
+use super::record::Event;
+use super::trail::Trail;
+use super::witness::Witness;
 
 /// Queue length between callers and the writer (callers wait for room beyond it).
 const CHANNEL: usize = 4096;
@@ -48,11 +48,13 @@ enum Msg {
     Close(oneshot::Sender<Result<(), AuditError>>),
 }
 
-/// A cheap, cloneable handle to the trail's single writer. Pass it to whatever must record.
+/// A cheap, cloneable handle to one writer of the trail. Pass it to whatever must record.
 ///
 /// Call [`AuditHandle::close`] before the program ends to flush and stop the writer. When every
 /// handle is dropped without `close`, the writer still writes everything already queued and
 /// then stops. A `record` future dropped after its event was queued does not withdraw it.
+/// Several writers (in this process or others) may append to one trail; each batch is
+/// appended under the trail's OS lock, so the chain stays one chain.
 #[derive(Debug, Clone)]
 pub struct AuditHandle {
     tx: mpsc::Sender<Msg>,
@@ -69,27 +71,52 @@ impl std::fmt::Debug for Msg {
 
 impl AuditHandle {
     /// Open (or create) the trail described by `config`, loading its key, and start the writer.
-    /// Must be called inside a tokio runtime.
+    /// No witness: see [`AuditHandle::open_witnessed`]. Must be called inside a tokio runtime.
     pub async fn open(config: &AuditConfig) -> Result<AuditHandle, AuditError> {
         let key = config.load_key()?;
-        AuditHandle::open_with_key(config, key).await
+        AuditHandle::open_with(config, key, None).await
     }
 
-    /// Open (or create) the trail with an already loaded key (`None`: plain SHA-256).
-    ///
-    /// An existing trail is continued from its chain head after checking that the head is
-    /// valid and that the last file's records chain up to it; a broken trail is refused
-    /// ([`AuditError::Broken`], [`AuditError::HeadMissing`], key errors) and nothing is written.
+    /// [`AuditHandle::open`] with `witness` (the run store), which is compared with the trail
+    /// on opening and told where the trail stands after every batch; see [`Witness`].
+    pub async fn open_witnessed(
+        config: &AuditConfig,
+        witness: Arc<dyn Witness>,
+    ) -> Result<AuditHandle, AuditError> {
+        let key = config.load_key()?;
+        AuditHandle::open_with(config, key, Some(witness)).await
+    }
+
+    /// Open (or create) the trail with an already loaded key (`None`: plain SHA-256), without
+    /// a witness.
     pub async fn open_with_key(
         config: &AuditConfig,
         key: Option<Key>,
     ) -> Result<AuditHandle, AuditError> {
+        AuditHandle::open_with(config, key, None).await
+    }
+
+    /// Open (or create) the trail with an already loaded key and an optional witness.
+    ///
+    /// An existing trail is continued from its chain head after checking that the head is
+    /// valid and that the last file's records chain up to it; a broken trail is refused
+    /// ([`AuditError::Broken`], [`AuditError::HeadMissing`], key errors), and so is a trail
+    /// behind its witness ([`AuditError::Vanished`]). Nothing is written then.
+    pub async fn open_with(
+        config: &AuditConfig,
+        key: Option<Key>,
+        witness: Option<Arc<dyn Witness>>,
+    ) -> Result<AuditHandle, AuditError> {
         config.validate()?;
         let config = config.clone();
-        let writer = tokio::task::spawn_blocking(move || Writer::open(&config, key))
+        let trail = tokio::task::spawn_blocking(move || Trail::open(&config, key, witness))
             .await
             .map_err(|e| AuditError::WriterFailed(format!("the opening task failed: {e}")))??;
         let (tx, rx) = mpsc::channel(CHANNEL);
+        let writer = Writer {
+            trail,
+            failed: None,
+        };
         tokio::task::spawn_blocking(move || writer.run(rx));
         Ok(AuditHandle { tx })
     }
@@ -126,95 +153,11 @@ impl AuditHandle {
 
 /// The state owned by the writer task.
 struct Writer {
-    path: PathBuf,
-    head_path: PathBuf,
-    max_file_bytes: u64,
-    linker: Linker,
-    trail: uuid::Uuid,
-    seq: u64,
-    last_hash: String,
-    file: File,
-    size: u64,
-    next_rotation: u64,
+    trail: Trail,
     failed: Option<String>,
-    /// `<trail>.lock`, locked for as long as this writer lives (released by the OS on exit).
-    _lock: File,
 }
 
 impl Writer {
-    /// Open the trail: create it, or continue it after checking its tail against its head.
-    fn open(config: &AuditConfig, key: Option<Key>) -> Result<Writer, AuditError> {
-        let path = config.path.clone();
-        let lock = lock(&path)?;
-        let linker = Linker::new(key);
-        let head_path = head_path(&path);
-        let head = Head::load(&head_path, &linker)?;
-        let files = files::discover(&path)?;
-        let mut last_nonempty = None;
-        for file in files.iter().rev() {
-            let len = fs::metadata(file)
-                .map_err(AuditError::io("read metadata of", file))?
-                .len();
-            if len > 0 {
-                last_nonempty = Some(file.clone());
-                break;
-            }
-        }
-        let (trail, seq, last_hash) = match (head, last_nonempty) {
-            (None, None) => {
-                let trail = uuid::Uuid::new_v4();
-                let genesis = linker.genesis(&trail);
-                (trail, 0, genesis)
-            }
-            (None, Some(_)) => return Err(AuditError::HeadMissing { path: head_path }),
-            (Some(head), None) => {
-                return Err(AuditError::Broken(Break {
-                    file: path.clone(),
-                    line: 1,
-                    seq: 1,
-                    reason: format!(
-                        "the trail is empty but its chain head records seq {}: records seq 1..{} are missing (truncated)",
-                        head.seq, head.seq
-                    ),
-                }));
-            }
-            (Some(head), Some(last_file)) => {
-                let (seq, hash) = check_tail(&linker, &head, &last_file, &path, &files)?;
-                (head.trail, seq, hash)
-            }
-        };
-        let file = crate::files::owner_only()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(AuditError::io("open", &path))?;
-        files::sync_dir(&path)?;
-        let size = file
-            .metadata()
-            .map_err(AuditError::io("read metadata of", &path))?
-            .len();
-        let next_rotation = files::last_rotation(&path)? + 1;
-        let writer = Writer {
-            path,
-            head_path,
-            max_file_bytes: config.max_file_bytes,
-            linker,
-            trail,
-            seq,
-            last_hash,
-            file,
-            size,
-            next_rotation,
-            failed: None,
-            _lock: lock,
-        };
-        if seq > 0 {
-            // Bring a head that lagged (crash after fsync, before the head write) up to date.
-            writer.store_head()?;
-        }
-        Ok(writer)
-    }
-
     /// The writer loop: batch, write, fsync, store head, acknowledge. Ends on `Close` or when
     /// every handle is dropped.
     fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
@@ -246,8 +189,7 @@ impl Writer {
                     Some(reason) => Err(AuditError::WriterFailed(reason.clone())),
                     None => Ok(()),
                 };
-                // Release the files and the lock before answering, so that the trail can be
-                // reopened as soon as `close` returns.
+                // Release the files before answering.
                 drop(self);
                 let _ = ack.send(result);
                 for ack in rest {
@@ -283,13 +225,12 @@ impl Writer {
             }
             return;
         }
-        let mut acks = Vec::with_capacity(records.len());
-        let result = self.append_all(records, &mut acks);
-        match result {
-            Ok(()) => {
-                for (ack, receipt) in acks {
+        let events: Vec<&Event> = records.iter().map(|(event, _)| event.as_ref()).collect();
+        match self.trail.append(&events) {
+            Ok(results) => {
+                for ((_, ack), result) in records.into_iter().zip(results) {
                     if let Some(ack) = ack {
-                        let _ = ack.send(Ok(receipt));
+                        let _ = ack.send(result);
                     }
                 }
             }
@@ -297,7 +238,7 @@ impl Writer {
                 let reason = err.to_string();
                 tracing::error!(error = %reason, "audit writer stopped");
                 self.failed = Some(reason.clone());
-                for (ack, _) in acks {
+                for (_, ack) in records {
                     if let Some(ack) = ack {
                         let _ = ack.send(Err(AuditError::WriterFailed(reason.clone())));
                     }
@@ -305,286 +246,18 @@ impl Writer {
             }
         }
     }
-
-    /// Serialize, rotate where needed, write, fsync, store the head. `acks` collects who to
-    /// answer (also on failure, so nobody waits forever).
-    fn append_all(
-        &mut self,
-        records: Vec<(Box<Event>, Option<Ack>)>,
-        acks: &mut Vec<(Option<Ack>, Receipt)>,
-    ) -> Result<(), AuditError> {
-        let mut buf: Vec<u8> = Vec::with_capacity(records.len() * 512);
-        let mut first_err = None;
-        for (event, ack) in records {
-            if first_err.is_some() {
-                acks.push((
-                    ack,
-                    Receipt {
-                        seq: 0,
-                        hash: String::new(),
-                    },
-                ));
-                continue;
-            }
-            let seq = self.seq + 1;
-            let written = match write_record(
-                &self.linker,
-                &self.trail,
-                seq,
-                &jiff::Timestamp::now(),
-                &event,
-                &self.last_hash,
-            ) {
-                Ok(w) => w,
-                Err(err) => {
-                    // Not written, no seq used: this caller alone gets the error.
-                    if let Some(ack) = ack {
-                        let _ = ack.send(Err(err));
-                    }
-                    continue;
-                }
-            };
-            let len = written.line.len() as u64 + 1;
-            let pending = self.size + buf.len() as u64;
-            if pending > 0
-                && pending + len > self.max_file_bytes
-                && let Err(err) = self.flush(&mut buf).and_then(|()| self.rotate())
-            {
-                first_err = Some(err);
-                acks.push((
-                    ack,
-                    Receipt {
-                        seq: 0,
-                        hash: String::new(),
-                    },
-                ));
-                continue;
-            }
-            buf.extend_from_slice(written.line.as_bytes());
-            buf.push(b'\n');
-            self.seq = seq;
-            self.last_hash = written.hash.clone();
-            acks.push((
-                ack,
-                Receipt {
-                    seq,
-                    hash: written.hash,
-                },
-            ));
-        }
-        if let Some(err) = first_err {
-            return Err(err);
-        }
-        self.flush(&mut buf)?;
-        self.store_head()
-    }
-
-    /// Write `buf` to the live file and fsync it.
-    fn flush(&mut self, buf: &mut Vec<u8>) -> Result<(), AuditError> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        self.file
-            .write_all(buf)
-            .map_err(AuditError::io("write", &self.path))?;
-        self.file
-            .sync_data()
-            .map_err(AuditError::io("fsync", &self.path))?;
-        self.size += buf.len() as u64;
-        buf.clear();
-        Ok(())
-    }
-
-    /// Close the live file, rename it to the next rotation number, start a new live file.
-    fn rotate(&mut self) -> Result<(), AuditError> {
-        let rotated = files::rotated_path(&self.path, self.next_rotation);
-        if rotated.exists() {
-            return Err(AuditError::Io {
-                action: "rotate to",
-                path: rotated,
-                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            });
-        }
-        fs::rename(&self.path, &rotated).map_err(AuditError::io("rename", &self.path))?;
-        let file = crate::files::owner_only()
-            .create_new(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(AuditError::io("create", &self.path))?;
-        files::sync_dir(&self.path)?;
-        self.file = file;
-        self.size = 0;
-        self.next_rotation += 1;
-        Ok(())
-    }
-
-    fn store_head(&self) -> Result<(), AuditError> {
-        let file = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Head {
-            v: 1,
-            trail: self.trail,
-            alg: self.linker.alg().as_str().to_owned(),
-            kid: self.linker.key_id(),
-            seq: self.seq,
-            hash: self.last_hash.clone(),
-            file,
-        }
-        .store(&self.head_path, &self.linker)
-    }
-}
-
-/// Take the trail's lock file `<trail>.lock` exclusively, so that a second writer (another
-/// resetctl process, or a second `open` in this one) is refused instead of forking the chain.
-/// An advisory OS lock (`flock` on Unix): released when the process ends, so a crash leaves
-/// nothing to clean up.
-fn lock(trail: &Path) -> Result<File, AuditError> {
-    let mut name = trail.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    let file = crate::files::owner_only()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(AuditError::io("open", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(AuditError::Locked { path }),
-        Err(fs::TryLockError::Error(e)) => Err(AuditError::io("lock", &path)(e)),
-    }
-}
-
-/// Check the last non-empty file of an existing trail against its head; return the
-/// `(seq, hash)` to continue from. Falls back to verifying every file when the head lies
-/// before the last file (a crash right after a rotation).
-fn check_tail(
-    linker: &Linker,
-    head: &Head,
-    last_file: &Path,
-    live: &Path,
-    all_files: &[PathBuf],
-) -> Result<(u64, String), AuditError> {
-    let mut checker = Checker::new(linker, Some(head.trail), false);
-    let mut first: Option<(u64, String)> = None;
-    let mut at_head: Option<(u64, String)> = None;
-    let mut lines = 0;
-    // The last file is at most `max_file_bytes` (or a rotated file of that size): read it whole.
-    let bytes = fs::read(last_file).map_err(AuditError::io("read", last_file))?;
-    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    for (index, line) in bytes[..complete]
-        .split_inclusive(|&b| b == b'\n')
-        .enumerate()
-    {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line_no = index as u64 + 1;
-        let record = checker.check(last_file, line_no, line)?;
-        if first.is_none() {
-            first = Some((record.seq, record.prev.clone()));
-        }
-        if record.seq == head.seq {
-            at_head = Some((line_no, record.hash));
-        }
-        lines = line_no;
-    }
-    let cut = bytes.len() - complete;
-    let Some((last_seq, last_hash)) = checker.last().cloned() else {
-        return Err(AuditError::Broken(Break {
-            file: last_file.to_owned(),
-            line: 1,
-            seq: head.seq,
-            reason: "no record could be read".into(),
-        }));
-    };
-    if last_seq < head.seq {
-        return Err(AuditError::Broken(Break {
-            file: last_file.to_owned(),
-            line: lines + 1,
-            seq: last_seq + 1,
-            reason: format!(
-                "the chain head records seq {} but the trail ends at seq {last_seq} (truncated); refusing to append",
-                head.seq
-            ),
-        }));
-    }
-    if cut > 0 {
-        // A record cut short by a crash mid-write: it belongs to a batch that was never
-        // acknowledged (the head, written after the fsync, does not reach it). Only then, and
-        // only in the live file, is it removed; anything else is refused.
-        if last_file != live || last_seq < head.seq {
-            return Err(AuditError::Broken(Break {
-                file: last_file.to_owned(),
-                line: lines + 1,
-                seq: last_seq + 1,
-                reason: "the last line is cut short (no newline): refusing to append".into(),
-            }));
-        }
-        tracing::warn!(
-            file = %last_file.display(),
-            bytes = cut,
-            "audit trail: removing a record cut short by an interrupted write (never acknowledged)"
-        );
-        let file = OpenOptions::new()
-            .write(true)
-            .open(last_file)
-            .map_err(AuditError::io("open", last_file))?;
-        file.set_len(complete as u64)
-            .map_err(AuditError::io("truncate", last_file))?;
-        file.sync_all()
-            .map_err(AuditError::io("fsync", last_file))?;
-    }
-    let (first_seq, first_prev) = first.unwrap_or_default();
-    if head.seq >= first_seq {
-        match at_head {
-            Some((_, hash)) if Linker::same(&hash, &head.hash) => {}
-            Some((line, _)) => {
-                return Err(AuditError::Broken(Break {
-                    file: last_file.to_owned(),
-                    line,
-                    seq: head.seq,
-                    reason: "does not match the chain head: refusing to append".into(),
-                }));
-            }
-            None => {
-                return Err(AuditError::Broken(Break {
-                    file: last_file.to_owned(),
-                    line: lines,
-                    seq: head.seq,
-                    reason: "the chain head's record is not in the trail: refusing to append"
-                        .into(),
-                }));
-            }
-        }
-    } else if head.seq + 1 == first_seq {
-        if !Linker::same(&first_prev, &head.hash) {
-            return Err(AuditError::Broken(Break {
-                file: last_file.to_owned(),
-                line: 1,
-                seq: first_seq,
-                reason: "its prev does not match the chain head: refusing to append".into(),
-            }));
-        }
-    } else {
-        // The head lies in an earlier file: check the whole trail.
-        let report = verify::verify(all_files, linker_key(linker).as_ref())?;
-        return Ok((report.last_seq, report.last_hash));
-    }
-    Ok((last_seq, last_hash))
-}
-
-/// The verifier takes a key; the writer holds a linker. Recover the key (kept inside the linker).
-fn linker_key(linker: &Linker) -> Option<Key> {
-    linker.key().cloned()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::chain::Key;
+    use super::super::files;
+    use super::super::head::head_path;
     use super::super::value::{Details, Outcome};
     use super::super::verify::{HeadCheck, verify_trail};
     use super::*;
+    use std::fs;
+    use std::path::Path;
 
     fn event(i: u64) -> Event {
         Event::new(
@@ -759,20 +432,301 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_writer_is_refused_until_the_first_closes() {
+    async fn two_open_writers_take_turns_on_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let first = AuditHandle::open_with_key(&c, None).await.unwrap();
+        let second = AuditHandle::open_with_key(&c, None).await.unwrap();
+        // Neither has written when both open: the second must not start a second trail.
+        let mut seqs = Vec::new();
+        for i in 0..6 {
+            let handle = if i % 2 == 0 { &first } else { &second };
+            seqs.push(handle.record(event(i)).await.unwrap().seq);
+        }
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+        first.close().await.unwrap();
+        second.record(event(7)).await.unwrap();
+        second.close().await.unwrap();
+        let report = verify_trail(&c.path, None).unwrap();
+        assert_eq!(
+            (report.records, report.head),
+            (7, HeadCheck::Matched { seq: 7 })
+        );
+    }
+
+    #[test]
+    fn writers_on_separate_threads_append_concurrently_across_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.max_file_bytes = 4096;
+        let writers: Vec<_> = (0..4u64)
+            .map(|w| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    // Each thread its own runtime and writer, like separate processes.
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
+                        let mut seqs = Vec::new();
+                        for i in 0..50 {
+                            seqs.push(handle.record(event(w * 1000 + i)).await.unwrap().seq);
+                        }
+                        handle.close().await.unwrap();
+                        seqs
+                    })
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = writers
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+        let report = verify_trail(&c.path, None).unwrap();
+        assert_eq!(report.records, 200);
+        assert!(report.files.len() > 3, "{:?}", report.files);
+        // Every event is there exactly once.
+        let mut subjects: Vec<String> = report
+            .files
+            .iter()
+            .flat_map(|f| {
+                fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .map(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                        v["subject"].as_str().unwrap().to_owned()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        subjects.sort();
+        subjects.dedup();
+        assert_eq!(subjects.len(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_trail_replaced_under_an_open_writer_stops_it() {
+        // Without any witness, the writer's own last position is one: a trail deleted while
+        // it is open is not silently restarted.
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
+        handle.record(event(1)).await.unwrap();
+        handle.record(event(2)).await.unwrap();
+        fs::remove_file(&c.path).unwrap();
+        fs::remove_file(head_path(&c.path)).unwrap();
+        assert!(matches!(
+            handle.record(event(3)).await,
+            Err(AuditError::WriterFailed(reason)) if reason.contains("witnessed up to seq 2")
+        ));
+        assert!(!c.path.exists(), "no new trail was started");
+        assert!(matches!(
+            handle.close().await,
+            Err(AuditError::WriterFailed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn another_writers_damage_is_found_before_appending() {
         let dir = tempfile::tempdir().unwrap();
         let c = config(dir.path());
         let first = AuditHandle::open_with_key(&c, None).await.unwrap();
         first.record(event(1)).await.unwrap();
+        let second = AuditHandle::open_with_key(&c, None).await.unwrap();
+        second.record(event(2)).await.unwrap();
+        // Record 2 is edited after the second writer wrote it: the first writer reads it
+        // before it appends, and refuses.
+        let text = fs::read_to_string(&c.path).unwrap();
+        fs::write(&c.path, text.replace("user2@", "user9@")).unwrap();
+        assert!(matches!(
+            first.record(event(3)).await,
+            Err(AuditError::WriterFailed(reason)) if reason.contains("edited")
+        ));
+        let _ = first.close().await;
+        let _ = second.close().await;
+    }
+
+    use super::super::head::Head;
+    use super::super::witness::tests::MemoryWitness;
+    use super::super::witness::{Mark, Witness};
+
+    fn witnessed(w: &Arc<MemoryWitness>) -> Option<Arc<dyn Witness>> {
+        Some(Arc::clone(w) as Arc<dyn Witness>)
+    }
+
+    async fn write_witnessed(c: &AuditConfig, w: &Arc<MemoryWitness>, n: u64) -> Vec<Receipt> {
+        let handle = AuditHandle::open_with(c, None, witnessed(w)).await.unwrap();
+        let mut receipts = Vec::new();
+        for i in 0..n {
+            receipts.push(handle.record(event(i)).await.unwrap());
+        }
+        handle.close().await.unwrap();
+        receipts
+    }
+
+    fn vanished(result: Result<AuditHandle, AuditError>, why: &str) {
+        match result {
+            Err(err @ AuditError::Vanished { .. }) => {
+                assert!(err.to_string().contains(why), "{err}");
+            }
+            other => panic!("expected Vanished ({why}), got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_witness_follows_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let w = Arc::new(MemoryWitness::default());
+        let receipts = write_witnessed(&c, &w, 3).await;
+        let report = verify_trail(&c.path, None).unwrap();
+        assert_eq!(
+            w.last_seen().unwrap(),
+            Some(Mark {
+                trail: report.trail.unwrap(),
+                seq: 3,
+                hash: receipts[2].hash.clone()
+            })
+        );
+        assert_eq!(*w.writes.lock().unwrap(), 3, "one write per batch");
+        // A trail written without the witness is taken up by it on the next open.
+        let fresh = Arc::new(MemoryWitness::default());
+        write(&c, None, 2).await;
+        let handle = AuditHandle::open_with(&c, None, witnessed(&fresh))
+            .await
+            .unwrap();
+        assert_eq!(fresh.last_seen().unwrap().map(|m| m.seq), Some(5));
+        handle.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_emptied_or_deleted_trail_is_refused_when_witnessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let w = Arc::new(MemoryWitness::default());
+        write_witnessed(&c, &w, 4).await;
+        // Emptied, head deleted: from the files alone, a trail never written.
+        fs::write(&c.path, "").unwrap();
+        fs::remove_file(head_path(&c.path)).unwrap();
+        vanished(
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
+            "no record of it is left",
+        );
+        assert_eq!(fs::read(&c.path).unwrap(), b"", "nothing written");
+        fs::remove_file(&c.path).unwrap();
+        vanished(
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
+            "witnessed up to seq 4",
+        );
+        assert!(!c.path.exists());
+        // Without its witness the same directory starts a new chain: the limit it closes.
+        let handle = AuditHandle::open_with_key(&c, None).await.unwrap();
+        handle.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_truncated_trail_with_a_resealed_head_is_refused_when_witnessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let w = Arc::new(MemoryWitness::default());
+        let receipts = write_witnessed(&c, &w, 5).await;
+        let trail = verify_trail(&c.path, None).unwrap().trail.unwrap();
+        let text = fs::read_to_string(&c.path).unwrap();
+        let kept: Vec<&str> = text.lines().take(2).collect();
+        fs::write(&c.path, format!("{}\n", kept.join("\n"))).unwrap();
+        Head {
+            v: 1,
+            trail,
+            alg: "sha256".into(),
+            kid: None,
+            seq: 2,
+            hash: receipts[1].hash.clone(),
+            file: "audit.jsonl".into(),
+        }
+        .store(&head_path(&c.path), &super::super::chain::Linker::new(None))
+        .unwrap();
+        // The files agree with each other (plain mode cannot tell)...
+        assert_eq!(verify_trail(&c.path, None).unwrap().records, 2);
+        // ...but not with the witness.
+        vanished(
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
+            "the trail ends at seq 2",
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_the_live_file_and_head_after_a_rotation_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.max_file_bytes = 1024;
+        let w = Arc::new(MemoryWitness::default());
+        write_witnessed(&c, &w, 20).await;
+        assert!(files::discover(&c.path).unwrap().len() > 2);
+        fs::remove_file(&c.path).unwrap();
+        fs::remove_file(head_path(&c.path)).unwrap();
+        // Even without a witness: rotated files without their head.
+        assert!(matches!(
+            verify_trail(&c.path, None),
+            Err(AuditError::HeadMissing { .. })
+        ));
         assert!(matches!(
             AuditHandle::open_with_key(&c, None).await,
-            Err(AuditError::Locked { .. })
+            Err(AuditError::HeadMissing { .. })
         ));
-        first.close().await.unwrap();
-        // `close` returns after the lock is released.
-        let second = AuditHandle::open_with_key(&c, None).await.unwrap();
-        assert_eq!(second.record(event(2)).await.unwrap().seq, 2);
-        second.close().await.unwrap();
+        assert!(matches!(
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
+            Err(AuditError::HeadMissing { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn another_trail_in_place_of_the_witnessed_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let w = Arc::new(MemoryWitness::default());
+        write_witnessed(&c, &w, 3).await;
+        for f in files::discover(&c.path).unwrap() {
+            fs::remove_file(f).unwrap();
+        }
+        fs::remove_file(head_path(&c.path)).unwrap();
+        write(&c, None, 6).await;
+        vanished(
+            AuditHandle::open_with(&c, None, witnessed(&w)).await,
+            "is there instead",
+        );
+    }
+
+    /// A witness that fails to record.
+    struct Broken;
+    impl Witness for Broken {
+        fn last_seen(&self) -> Result<Option<Mark>, AuditError> {
+            Ok(None)
+        }
+        fn record(&self, _: &Mark) -> Result<(), AuditError> {
+            Err(AuditError::Witness("disk full".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_witness_that_cannot_record_stops_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config(dir.path());
+        let handle = AuditHandle::open_with(&c, None, Some(Arc::new(Broken)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            handle.record(event(1)).await,
+            Err(AuditError::WriterFailed(reason)) if reason.contains("disk full")
+        ));
+        assert!(matches!(
+            handle.record(event(2)).await,
+            Err(AuditError::WriterFailed(_))
+        ));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use resetctl::audit::AuditHandle;
+use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::config::{Config, Env};
 use resetctl::engine::lifecycle::{Lifecycle, Trail};
 use resetctl::engine::operator::{Operator, OperatorName};
@@ -54,11 +54,18 @@ impl Context {
     }
 
     /// Open the audit trail the configuration's `audit:` section describes (by default
-    /// `<data dir>/audit.jsonl`, unkeyed).
-    pub async fn open_trail(&self) -> Result<Trail, Failure> {
-        let config = self.config.audit_config(paths::audit_path()?);
-        let handle = AuditHandle::open(&config).await?;
+    /// `<data dir>/audit.jsonl`, unkeyed), with `store` as its witness.
+    pub async fn open_trail(&self, store: &SqliteStore) -> Result<Trail, Failure> {
+        let config = self.trail_config()?;
+        let witness = store.audit_witness(&config.path)?;
+        let handle = AuditHandle::open_witnessed(&config, Arc::new(witness)).await?;
         Ok(Trail { handle, config })
+    }
+
+    /// The trail the configuration's `audit:` section describes (by default
+    /// `<data dir>/audit.jsonl`, unkeyed).
+    pub fn trail_config(&self) -> Result<AuditConfig, Failure> {
+        Ok(self.config.audit_config(paths::audit_path()?))
     }
 
     /// Open the run store: `--store`, else the data directory's.
@@ -72,7 +79,7 @@ impl Context {
         store: Option<PathBuf>,
     ) -> Result<Lifecycle<SqliteStore>, Failure> {
         let store = Arc::new(self.open_store(store)?);
-        let trail = self.open_trail().await?;
+        let trail = self.open_trail(&store).await?;
         Ok(Lifecycle::new(
             store,
             trail,

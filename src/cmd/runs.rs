@@ -70,7 +70,7 @@ async fn expire(context: &Context, store: &SqliteStore, at: Option<&str>) -> Cmd
         })?,
         None => Timestamp::now(),
     };
-    let audit = context.open_trail().await?.handle;
+    let audit = context.open_trail(store).await?.handle;
     let result = expire_runs(context, store, &audit, at).await;
     if let Err(err) = audit.close().await {
         eprintln!("warning: audit trail: {err}");
@@ -253,9 +253,10 @@ async fn approve(
     let name = OperatorName::parse(operator)
         .map_err(|e| Failure::new(Exit::Invalid, format!("--as: {e}")))?;
     let approver = Operator::new(name, &context.operator.origin);
+    let trail = context.open_trail(&store).await?;
     let lifecycle = Lifecycle::new(
         std::sync::Arc::new(store),
-        context.open_trail().await?,
+        trail,
         context.operator.clone(),
         paths::data_dir()?.join("runs"),
     );

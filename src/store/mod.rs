@@ -10,6 +10,10 @@
 //! (SQLite in WAL mode, one writer thread with group commit so that thousands of concurrent
 //! user pipelines do not each pay an fsync).
 //!
+//! The store is also the audit trail's second witness ([`StoreWitness`], table
+//! `audit_witness`): it remembers how far each trail got, so a trail deleted or cut short with
+//! its head is noticed.
+//!
 //! Invariant: a (run, user, step) has at most one journal row. The primary key enforces
 //! it, and [`RunStore::record_intent`] reports an existing row instead of overwriting it.
 //!
@@ -18,6 +22,7 @@
 
 mod schema;
 mod sqlite;
+mod witness;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +31,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
+pub use witness::StoreWitness;
 
 /// Identifies one run; printed to operators and passed to `--resume` and `runs approve`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -70,6 +70,19 @@ ALTER TABLE approvals ADD COLUMN audit_hash TEXT;
 ALTER TABLE approvals ADD COLUMN consumed_at TEXT;
 ";
 
+/// Version 5: the audit trail's second witness (see `store::witness`): per trail file, the
+/// trail id and the last record its writers saw durable. Only added; older binaries that
+/// open the store ignore it.
+const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS audit_witness (
+    trail_path TEXT PRIMARY KEY,
+    trail_id   TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    hash       TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 /// Migrations run in one immediate transaction, so two processes opening an old store at
@@ -98,6 +111,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 4 {
         tx.execute_batch(SCHEMA_V4)?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5)?;
     }
     if version < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

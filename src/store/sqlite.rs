@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use std::io::Write;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, MAIN_DB, OptionalExtension, params};
+use rusqlite::{Connection, MAIN_DB, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use super::{
@@ -258,7 +258,10 @@ fn writer(mut conn: Connection, path: &str, queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let tx = match conn.transaction() {
+        // IMMEDIATE: take the write lock up front (waiting for other connections, such as
+        // another resetctl process or the audit witness), so a job that reads then writes
+        // never fails with SQLITE_BUSY when another connection committed in between.
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(err) => {
                 let message = err.to_string();
@@ -1248,6 +1251,47 @@ mod tests {
                 .iter()
                 .all(|e| e.outcome == Some(Outcome::Succeeded))
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_process_holding_the_database_delays_but_does_not_fail_us() {
+        let (dir, store) = store();
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let path = dir.path().join("runs.sqlite");
+        // Another process's writer: mid-transaction for a moment, then committing often.
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let other = std::thread::spawn(move || {
+            let conn = Connection::open(&path).unwrap();
+            // As if written by an older resetctl: opening it must migrate it, a write.
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = {};
+                 BEGIN IMMEDIATE; UPDATE runs SET updated_at = '2026-01-01T00:00:00Z';",
+                schema::VERSION - 1
+            ))
+            .unwrap();
+            locked_tx.send(path).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            conn.execute_batch("COMMIT").unwrap();
+            for i in 0..200 {
+                conn.execute(
+                    "UPDATE runs SET updated_at = ?1 WHERE id = 'r1'",
+                    params![format!("2026-01-01T00:00:{:02}Z", i % 60)],
+                )
+                .unwrap();
+            }
+        });
+        let path = locked.recv().unwrap();
+        // Opening (and migrating) waits for it instead of failing with "database is locked"...
+        let second = SqliteStore::open(&path).unwrap();
+        // ...and jobs that read then write, racing its commits, never fail with SQLITE_BUSY.
+        for i in 0..50 {
+            second
+                .approve(&RunId("r1".into()), approval(&format!("op{i}"), i + 1))
+                .await
+                .unwrap();
+        }
+        other.join().unwrap();
+        drop(dir);
     }
 
     #[tokio::test]
