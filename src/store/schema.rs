@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -83,6 +83,25 @@ CREATE TABLE IF NOT EXISTS audit_witness (
 );
 ";
 
+/// Version 6: a run's incident ticket (`--ticket`, kept for `--resume`), and each execution
+/// attempt's start and end, so a resumed run reports its cumulative time, 429s and
+/// read-backs, and the audit records it spans. Only added; older binaries ignore them.
+const SCHEMA_V6: &str = "
+ALTER TABLE runs ADD COLUMN ticket TEXT;
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id     TEXT NOT NULL REFERENCES runs(id),
+    n          INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    first_seq  INTEGER,
+    ended_at   TEXT,
+    status     TEXT,
+    throttled  INTEGER,
+    read_backs INTEGER,
+    last_seq   INTEGER,
+    PRIMARY KEY (run_id, n)
+);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 /// Migrations run in one immediate transaction, so two processes opening an old store at
@@ -114,6 +133,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 5 {
         tx.execute_batch(SCHEMA_V5)?;
+    }
+    if version < 6 {
+        tx.execute_batch(SCHEMA_V6)?;
     }
     if version < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

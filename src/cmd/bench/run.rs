@@ -23,8 +23,8 @@ use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
 use resetctl::store::{
-    Approval, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
-    RunStatus, RunStore, SqliteStore, StoreError,
+    Approval, Attempt, AttemptEnd, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun,
+    Outcome, RunId, RunRecord, RunStatus, RunStore, SqliteStore, StoreError,
 };
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
@@ -142,37 +142,37 @@ async fn execution(users: u32) -> Result<(), Failure> {
     let quota_per_s = 20.0 * TIME_SCALE;
     let bound = writes as f64 / quota_per_s;
     let journal = store.busy();
-    println!(
+    outln!(
         "bench run: {users} users, scramble + revoke, emulator latency {LATENCY_MS} ms, Graph quotas, time scale {TIME_SCALE}"
     );
-    println!("  automated users       {automated} ({writes} directory writes)");
-    println!(
+    outln!("  automated users       {automated} ({writes} directory writes)");
+    outln!(
         "  succeeded / failed    {} / {}",
         summary.count(Outcome::Succeeded),
         summary.count(Outcome::Failed) + summary.count(Outcome::ManualCheck)
     );
-    println!(
+    outln!(
         "  wall time             {:.2} s  (quota bound {:.2} s: {:.1} % of the quota's pace)",
         wall.as_secs_f64(),
         bound,
         100.0 * bound / wall.as_secs_f64()
     );
-    println!(
+    outln!(
         "  in real time          {:.0} s for {writes} writes = {:.2} writes/s against Graph's 20/s",
         wall.as_secs_f64() * TIME_SCALE,
         writes as f64 / (wall.as_secs_f64() * TIME_SCALE)
     );
-    println!(
+    outln!(
         "  429 share             {throttled} of {requests} requests = {:.2} %",
         100.0 * throttled as f64 / requests.max(1) as f64
     );
-    println!(
+    outln!(
         "  journal               {} calls, {:.2} ms mean, {:.1} % of pipeline time ({concurrency} pipelines)",
         journal.calls,
         1e3 * journal.total.as_secs_f64() / journal.calls.max(1) as f64,
         100.0 * journal.total.as_secs_f64() / (wall.as_secs_f64() * concurrency as f64)
     );
-    println!(
+    outln!(
         "  peak RSS              {} MB (process, emulator included)",
         peak_rss_mb()
     );
@@ -266,6 +266,23 @@ impl<S: RunStore> RunStore for TimedStore<S> {
 
     async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
         self.inner.approvals(id).await
+    }
+    async fn set_ticket(&self, id: &RunId, ticket: Option<String>) -> Result<(), StoreError> {
+        self.inner.set_ticket(id, ticket).await
+    }
+    async fn begin_attempt(
+        &self,
+        id: &RunId,
+        at: Timestamp,
+        first_seq: Option<u64>,
+    ) -> Result<u32, StoreError> {
+        self.inner.begin_attempt(id, at, first_seq).await
+    }
+    async fn end_attempt(&self, id: &RunId, n: u32, end: AttemptEnd) -> Result<(), StoreError> {
+        self.inner.end_attempt(id, n, end).await
+    }
+    async fn attempts(&self, id: &RunId) -> Result<Vec<Attempt>, StoreError> {
+        self.inner.attempts(id).await
     }
     async fn record_intent(
         &self,
