@@ -154,6 +154,7 @@ impl Setup {
             stop,
             progress: Arc::new(Progress::default()),
             notifier,
+            ticket: None,
         })
         .await
         .unwrap()

@@ -35,6 +35,7 @@ pub mod password;
 pub mod plan;
 pub mod planner;
 pub mod read_back;
+pub mod ticket;
 pub mod trail;
 
 use crate::audit::AuditError;
