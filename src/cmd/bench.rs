@@ -159,7 +159,7 @@ async fn emulator(n: usize) -> CmdResult {
         }
         next = page["@odata.nextLink"].as_str().map(str::to_string);
     }
-    println!(
+    outln!(
         "emulator: {} users ({} resettable), {CONCURRENCY} concurrent clients, {n} requests per phase, throttling off",
         all_ids.len(),
         resettable.len()
@@ -168,7 +168,7 @@ async fn emulator(n: usize) -> CmdResult {
         json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Bench-Pass-2024!"}}).to_string(),
     );
     let get_rate = phase(&client, &info.graph_url, &token, Arc::new(all_ids), n, None).await;
-    println!("GET   /users/{{id}}: {}", get_rate.describe());
+    outln!("GET   /users/{{id}}: {}", get_rate.describe());
     let patch_rate = phase(
         &client,
         &info.graph_url,
@@ -178,7 +178,7 @@ async fn emulator(n: usize) -> CmdResult {
         Some(body),
     )
     .await;
-    println!("PATCH /users/{{id}}: {}", patch_rate.describe());
+    outln!("PATCH /users/{{id}}: {}", patch_rate.describe());
     emu.shutdown().await;
     Ok(Exit::Success)
 }

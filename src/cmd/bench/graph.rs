@@ -53,7 +53,7 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
             "--n must be between 1 and 100,000",
         ));
     }
-    println!(
+    outln!(
         "graph: {n} users, force-change + revoke each ({} writes), {}, emulated Graph with real quotas at time scale {scale} \
          (one 150 s window = {:.1} s), latency {} ms real time ({:.1} ms emulated), release build: {}",
         2 * n,
@@ -83,7 +83,7 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
         };
         let ok = share >= target && throttled <= 0.01 && r.failed == 0;
         missed |= !ok;
-        println!(
+        outln!(
             "{apps} app{}: {:.2} writes/s real time against a quota of {quota:.0}/s = {:.1} % (target {:.0} %; \
              {:.1} % without the initial burst); 429s {} of {} requests = {:.2} % (target ≤ 1 %); {} writes in {:.2} s emulated; failed writes {}; {}",
             if apps == 1 { "" } else { "s" },
@@ -100,7 +100,7 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
             if ok { "OK" } else { "MISSED" },
         );
         if !r.statuses.is_empty() {
-            println!("  statuses during the writes: {:?}", r.statuses);
+            outln!("  statuses during the writes: {:?}", r.statuses);
         }
     }
     Ok(if missed { Exit::Partial } else { Exit::Success })

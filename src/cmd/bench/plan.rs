@@ -103,23 +103,23 @@ pub async fn run(users: Option<u64>) -> CmdResult {
     let size_mb = |name: &str| {
         std::fs::metadata(dir.path().join("out").join(name)).map_or(0, |m| m.len() / 1_000_000)
     };
-    println!(
+    outln!(
         "bench plan: `resetctl plan` of {users} CSV targets against a {users}-user emulated tenant \
          (seeded in {:.1} s; client quotas at time scale {TIME_SCALE})",
         seeded.as_secs_f64()
     );
-    println!(
+    outln!(
         "  time                  {:.2} s (goal under 10 s)",
         took.as_secs_f64()
     );
-    println!("  peak RSS              {peak_mb} MB (the plan process alone; goal under 500 MB)");
-    println!(
+    outln!("  peak RSS              {peak_mb} MB (the plan process alone; goal under 500 MB)");
+    outln!(
         "  files                 plan.json {} MB, targets.csv {} MB",
         size_mb("plan.json"),
         size_mb("targets.csv")
     );
     if let Some(high) = high_risk_users(tenant.directory.as_ref()).await {
-        println!(
+        outln!(
             "  at real quotas        risk levels need {} s ({high} high-risk users, 500 per request, 1 request/s)",
             high.div_ceil(500)
         );
