@@ -100,3 +100,26 @@ fn init_logging(global: &cli::GlobalArgs) {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wants_json;
+
+    #[test]
+    fn a_usage_error_knows_whether_json_was_asked_for() {
+        let args = |list: &[&str]| {
+            list.iter()
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+        };
+        assert!(wants_json(args(&["--output", "json", "frob"]).into_iter()));
+        assert!(wants_json(
+            args(&["runs", "--output=json", "show"]).into_iter()
+        ));
+        assert!(!wants_json(args(&["--output", "text", "json"]).into_iter()));
+        assert!(!wants_json(
+            args(&["validate", "--", "--output=json"]).into_iter()
+        ));
+        assert!(!wants_json(args(&["json"]).into_iter()));
+    }
+}

@@ -20,7 +20,7 @@ use resetctl::engine::lifecycle::{
     Cleared, ExecuteOptions, Executed, Lifecycle, PlannedRun, ResumeCheck,
 };
 use resetctl::engine::notify::RecordOnly;
-use resetctl::report::RunReport;
+use resetctl::report::StepCounts;
 use resetctl::store::{RunId, SqliteStore};
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
@@ -351,16 +351,17 @@ async fn execute(
     }
     let executed = executed?;
     print_summary(global, &executed, plan_doc);
-    Ok(exit_of(&executed.report))
+    let report = &executed.report;
+    Ok(exit_of(&report.outcomes, report.stopped_by))
 }
 
 /// The exit code of an executed run: 0 when every step ended well, 2 when some failed or
 /// need a manual check, 5 when the operator stopped it and nothing failed.
-fn exit_of(report: &RunReport) -> Exit {
-    let o = &report.outcomes;
-    if report.complete_success() {
+fn exit_of(outcomes: &StepCounts, stopped_by: Option<&str>) -> Exit {
+    let o = outcomes;
+    if o.failed == 0 && o.manual_check == 0 && o.not_started == 0 {
         Exit::Success
-    } else if o.failed > 0 || o.manual_check > 0 || report.stopped_by != Some("operator") {
+    } else if o.failed > 0 || o.manual_check > 0 || stopped_by != Some("operator") {
         Exit::Partial
     } else {
         Exit::Stopped
@@ -540,6 +541,25 @@ fn print_summary(global: &GlobalArgs, executed: &Executed, plan_doc: Option<serd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stop_without_failures_is_its_own_exit_code() {
+        let counts = |failed, manual_check, not_started| StepCounts {
+            succeeded: 1,
+            failed,
+            manual_check,
+            not_started,
+            ..StepCounts::default()
+        };
+        assert_eq!(exit_of(&counts(0, 0, 0), None), Exit::Success);
+        assert_eq!(exit_of(&counts(0, 0, 3), Some("operator")), Exit::Stopped);
+        assert_eq!(exit_of(&counts(1, 0, 3), Some("operator")), Exit::Partial);
+        assert_eq!(exit_of(&counts(0, 1, 0), None), Exit::Partial);
+        assert_eq!(
+            exit_of(&counts(2, 0, 3), Some("circuit_breaker")),
+            Exit::Partial
+        );
+    }
 
     #[test]
     fn the_progress_line_shows_users_rate_failures_429s_and_eta() {

@@ -748,3 +748,202 @@ fn esc(text: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::plan::{Estimate, PlannedStep, PlannedUser};
+    use crate::store::AttemptEnd;
+
+    fn user(id: &str, bucket: Bucket, steps: &[&str]) -> PlannedUser {
+        PlannedUser {
+            id: id.into(),
+            upn: format!("{id}@contoso.com"),
+            display_name: id.into(),
+            bucket,
+            reason: "r".into(),
+            risk_level: None,
+            roles: vec![],
+            steps: steps
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into(),
+        }
+    }
+
+    fn step(key: &str) -> PlannedStep {
+        PlannedStep {
+            key: key.into(),
+            description: format!("do {key}"),
+            requests_per_user: 1,
+            budget: crate::engine::plan::Budget::DirectoryWrite,
+        }
+    }
+
+    fn result(user: &str, step: &str, outcome: Outcome) -> StepResult {
+        StepResult {
+            user_id: user.into(),
+            upn: format!("{user}@contoso.com"),
+            step: step.into(),
+            outcome,
+            detail: None,
+            at: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_report_counts_users_steps_messages_and_time_over_attempts() {
+        let keys = ["0:reset_password", "1:notify"];
+        let plan = Plan {
+            playbook_name: "p".into(),
+            playbook_sha256: "ab".repeat(32),
+            tenant: "t".into(),
+            tenant_users: 9,
+            steps: vec![step(keys[0]), step(keys[1])],
+            users: vec![
+                user("a", Bucket::Automated, &keys),
+                user("b", Bucket::Automated, &keys),
+                user("c", Bucket::Automated, &keys),
+                user("p", Bucket::Privileged, &[]),
+                user("h", Bucket::Hybrid, &[]),
+                user("x", Bucket::Excluded, &[]),
+            ],
+            unresolved: vec![],
+            bad_rows: vec![],
+            estimate: Estimate::from_quota(&[], 0, 1),
+        };
+        let run = RunRecord {
+            id: RunId("r1".into()),
+            created_at: at("2026-01-01T00:00:00Z"),
+            updated_at: at("2026-01-01T00:00:00Z"),
+            playbook_name: "p".into(),
+            playbook_path: "/p.yaml".into(),
+            tenant: "t".into(),
+            plan_hash: "h".into(),
+            status: RunStatus::Stopped,
+            ticket: Some("INC-1".into()),
+        };
+        let results = [
+            result("a", keys[0], Outcome::Succeeded),
+            result("a", keys[1], Outcome::Skipped),
+            result("b", keys[0], Outcome::Failed),
+            result("b", keys[1], Outcome::Skipped),
+        ];
+        let approval = |operator: &str, hash: &str, consumed: bool| Approval {
+            operator: operator.into(),
+            plan_hash: hash.into(),
+            approved_at: at("2025-12-31T23:00:00Z"),
+            origin: "cli".into(),
+            audit: Some((3, "x".into())),
+            consumed_at: consumed.then(|| at("2026-01-01T00:00:00Z")),
+        };
+        let approvals = [
+            approval("alice", "h", true),
+            approval("bob", "other", true),
+            approval("carol", "h", false),
+        ];
+        let end = |ended: &str, seq| AttemptEnd {
+            ended_at: at(ended),
+            status: RunStatus::Stopped,
+            throttled: 2,
+            read_backs: 1,
+            last_seq: Some(seq),
+        };
+        let attempts = [
+            Attempt {
+                n: 1,
+                started_at: at("2026-01-01T00:00:00Z"),
+                end: Some(end("2026-01-01T00:01:00Z", 20)),
+                first_seq: Some(5),
+            },
+            // Died without an end: no time counted.
+            Attempt {
+                n: 2,
+                started_at: at("2026-01-01T01:00:00Z"),
+                end: None,
+                first_seq: Some(30),
+            },
+            Attempt {
+                n: 3,
+                started_at: at("2026-01-01T02:00:00Z"),
+                end: Some(end("2026-01-01T02:00:30Z", 60)),
+                first_seq: Some(40),
+            },
+        ];
+        let report = RunReport::new(ReportInputs {
+            run: &run,
+            status: RunStatus::Stopped,
+            plan: &plan,
+            playbook_path: "/p.yaml",
+            results: &results,
+            tripped: false,
+            stopped: true,
+            operator: "op",
+            approvals: &approvals,
+            attempts: &attempts,
+            trail: Path::new("/d/audit.jsonl"),
+            out: Path::new("/d/runs/r1"),
+        });
+        assert_eq!(report.seconds, 90.0);
+        assert_eq!((report.attempts, report.attempts_unended), (3, 1));
+        assert_eq!(report.started_at, Some(at("2026-01-01T00:00:00Z")));
+        assert_eq!(report.ended_at, Some(at("2026-01-01T02:00:30Z")));
+        assert_eq!((report.throttled, report.read_backs), (4, 2));
+        assert_eq!(
+            (report.audit.first_seq, report.audit.last_seq),
+            (Some(5), Some(60))
+        );
+        let approvers: Vec<_> = report
+            .approvers
+            .iter()
+            .map(|a| a.operator.as_str())
+            .collect();
+        assert_eq!(approvers, ["alice"], "only consumed approvals of this plan");
+        assert_eq!(
+            (
+                report.users.with_steps,
+                report.users.done,
+                report.users.not_started
+            ),
+            (3, 2, 1)
+        );
+        assert_eq!(report.users.with_problems, 1);
+        assert_eq!(
+            report.steps[0].counts,
+            StepCounts {
+                succeeded: 1,
+                failed: 1,
+                not_started: 1,
+                ..StepCounts::default()
+            }
+        );
+        assert_eq!(report.outcomes.not_started, 2);
+        assert_eq!(report.messages.recorded, 2);
+        assert_eq!(report.manual_queue.users, 2);
+        assert_eq!(report.buckets.excluded, 1);
+        assert_eq!(report.stopped_by, Some("operator"));
+        assert!(!report.complete_success());
+        let md = report.markdown();
+        assert!(md.contains("| Ticket | INC-1 |"), "{md}");
+        assert!(
+            md.contains("60.0 s") || md.contains("90.0 s over 3 attempts"),
+            "{md}"
+        );
+        assert!(md.contains("1 attempt(s) died"), "{md}");
+        assert!(md.contains("seq 5 to 60"), "{md}");
+        let text = report.text();
+        assert!(text.contains("resetctl run --resume r1"), "{text}");
+    }
+
+    #[test]
+    fn names_and_paths_cannot_break_the_markdown() {
+        assert_eq!(esc("a|b*c_[x](y)"), "a\\|b\\*c\\_\\[x\\](y)");
+        assert_eq!(esc("line\nbreak"), "lineU+000Abreak");
+        assert_eq!(code("/tmp/a`b|c\n"), "/tmp/a'b\\|c?");
+    }
+}

@@ -85,9 +85,13 @@ CREATE TABLE IF NOT EXISTS audit_witness (
 
 /// Version 6: a run's incident ticket (`--ticket`, kept for `--resume`), and each execution
 /// attempt's start and end, so a resumed run reports its cumulative time, 429s and
-/// read-backs, and the audit records it spans. Only added; older binaries ignore them.
+/// read-backs, and the audit records it spans. Only added; older binaries ignore them. The
+/// column is added only where it is missing, so a store marked older than it is (a
+/// downgrade's user_version) migrates again cleanly.
+const SCHEMA_V6_TICKET: &str = "ALTER TABLE runs ADD COLUMN ticket TEXT;";
+
+/// Version 6's table.
 const SCHEMA_V6: &str = "
-ALTER TABLE runs ADD COLUMN ticket TEXT;
 CREATE TABLE IF NOT EXISTS attempts (
     run_id     TEXT NOT NULL REFERENCES runs(id),
     n          INTEGER NOT NULL,
@@ -135,12 +139,24 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
         tx.execute_batch(SCHEMA_V5)?;
     }
     if version < 6 {
+        if !has_column(&tx, "runs", "ticket")? {
+            tx.execute_batch(SCHEMA_V6_TICKET)?;
+        }
         tx.execute_batch(SCHEMA_V6)?;
     }
     if version < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;
     }
     tx.commit()
+}
+
+/// Whether `table` has a column `name`.
+fn has_column(conn: &Connection, table: &str, name: &str) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt
+        .query_map([], |row| row.get::<_, String>(1))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names.iter().any(|n| n == name))
 }
 
 /// Give rows written before version 3 their typed facts, so `runs expire` still ends the
