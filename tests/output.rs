@@ -167,6 +167,13 @@ fn every_command_prints_one_json_document_errors_included() {
     assert!(key["key_id"].is_string(), "{key}");
     let (exit, man) = s.json(&["man", "--out", "man"]);
     assert_eq!(exit, 0, "{man}");
+    let (exit, bench) = s.json(&["bench", "plan", "--n", "10"]);
+    assert_eq!(exit, 0, "{bench}");
+    assert_eq!(bench["bench"], "plan");
+    assert!(bench["plan"]["seconds"].is_f64(), "{bench}");
+    let (exit, bench) = s.json(&["bench", "emulator", "--n", "100"]);
+    assert_eq!(exit, 0, "{bench}");
+    assert_eq!(bench["emulator"]["get"]["requests"], 100, "{bench}");
 
     // Failures: one document each, with the exit code the process returns.
     for (args, want) in [
