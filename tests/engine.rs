@@ -806,7 +806,18 @@ async fn temporary_group_memberships_are_removed_once_when_due() {
             "name: group\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, approvals_required: 0 }}\nsteps:\n  - reset_password: {{ mode: scramble, force_change: true, require_mfa: true }}\n  - add_to_group: {{ group_id: {GROUP}, expiry: 72h }}\n"
         ),
     );
-    let out = bench.execute(&playbook).await;
+    let out = bench
+        .resetctl(&[
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+            "--ticket",
+            "INC-88",
+        ])
+        .await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     let adds = |w: &BTreeMap<(String, String), usize>, method: &str| {
         w.iter()
@@ -840,6 +851,18 @@ async fn temporary_group_memberships_are_removed_once_when_due() {
     assert!(
         !group.to_string().contains(GROUP),
         "alice is still a member: {group}"
+    );
+    // The removals are the run's records too: they carry its ticket.
+    let expired: Vec<Value> = bench
+        .read("data/audit.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|r| r["action"] == "user.group_membership_expire")
+        .collect();
+    assert_eq!(expired.len(), 2);
+    assert!(
+        expired.iter().all(|r| r["details"]["ticket"] == "INC-88"),
+        "{expired:?}"
     );
 }
 
