@@ -1292,6 +1292,14 @@ async fn a_second_ctrl_c_aborts_at_once_and_resume_finishes_the_run() {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .any(|r| r["action"] == "run.interrupted" && r["subject"] == id.as_str());
     assert!(marked, "no run.interrupted record");
+    // An interrupted run is unfinished: starting its plan again is refused, resuming is not.
+    let again = bench.execute(&bench.path("ctrlc.yaml")).await;
+    assert_eq!(code(&again), 3, "{}\n{}", stdout(&again), stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("resetctl run --resume {id}")),
+        "{}",
+        stderr(&again)
+    );
     eprintln!(
         "ctrl-c twice: {} steps in flight at the abort",
         bench.journal(&id)["in_flight"]

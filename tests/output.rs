@@ -128,6 +128,14 @@ fn every_command_prints_one_json_document_errors_included() {
     assert_eq!(exit, 0, "{show}");
     assert_eq!(names_run_by_id(&show, &["runs", "show"]), planned);
     assert_eq!(show["attempts"].as_array().map(Vec::len), Some(1), "{show}");
+    // The same key names in every document about a run.
+    for doc in [&plan, &dry, &done, &list[0], &show] {
+        for key in ["id", "ticket", "tenant", "plan_hash"] {
+            assert!(doc.get(key).is_some(), "no `{key}` in {doc}");
+        }
+        assert_eq!(doc["playbook"]["name"], "credential-dump", "{doc}");
+        assert_eq!(doc["playbook"]["path"], pb.as_str(), "{doc}");
+    }
 
     // Approving a run that executed is refused: an error document naming the run.
     let args = ["runs", "approve", &planned, "--as", "alice"];

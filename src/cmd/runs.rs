@@ -215,9 +215,52 @@ fn print_expired(global: &GlobalArgs, runs: &[Expired], removed: usize, failed: 
     }
 }
 
+/// A run as `runs list` and `runs show` print it in JSON, with the key names `plan` and
+/// `run` use (`id`, `playbook: {name, path}`, ...).
+#[derive(Serialize)]
+struct RunJson<'a> {
+    id: &'a RunId,
+    status: resetctl::store::RunStatus,
+    ticket: Option<&'a str>,
+    tenant: &'a str,
+    playbook: PlaybookJson<'a>,
+    plan_hash: &'a str,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+/// The playbook of a run.
+#[derive(Serialize)]
+struct PlaybookJson<'a> {
+    name: &'a str,
+    path: &'a str,
+}
+
+impl<'a> From<&'a RunRecord> for RunJson<'a> {
+    fn from(run: &'a RunRecord) -> Self {
+        RunJson {
+            id: &run.id,
+            status: run.status,
+            ticket: run.ticket.as_deref(),
+            tenant: &run.tenant,
+            playbook: PlaybookJson {
+                name: &run.playbook_name,
+                path: &run.playbook_path,
+            },
+            plan_hash: &run.plan_hash,
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+        }
+    }
+}
+
 fn print_list(global: &GlobalArgs, runs: &[RunRecord]) {
     if global.output == OutputFormat::Json {
-        outln!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
+        let runs: Vec<RunJson<'_>> = runs.iter().map(RunJson::from).collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
         return;
     }
     if runs.is_empty() {
@@ -248,7 +291,7 @@ fn print_list(global: &GlobalArgs, runs: &[RunRecord]) {
 #[derive(Serialize)]
 struct RunView<'a> {
     #[serde(flatten)]
-    run: &'a RunRecord,
+    run: RunJson<'a>,
     attempts: Vec<resetctl::store::Attempt>,
     buckets: BTreeMap<&'static str, usize>,
     approvals: Vec<resetctl::store::Approval>,
@@ -283,7 +326,7 @@ async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult
             .iter()
             .filter(|a| a.plan_hash == run.plan_hash)
             .count(),
-        run: &run,
+        run: RunJson::from(&run),
         attempts,
         buckets,
         approvals,
