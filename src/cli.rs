@@ -137,6 +137,10 @@ pub struct PlanArgs {
     /// Replace files that already exist in the --out directory (refused otherwise).
     #[arg(long)]
     pub overwrite: bool,
+    /// A deliberate second wave: also plan users that earlier runs on this tenant remediated
+    /// within the playbook's guards.remediated_within (default 24h).
+    #[arg(long)]
+    pub include_remediated: bool,
     /// Run store (SQLite). Default: under the user's data directory.
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
@@ -179,6 +183,10 @@ pub struct RunArgs {
     /// Replace files that already exist in the --out directory (refused otherwise).
     #[arg(long)]
     pub overwrite: bool,
+    /// A deliberate second wave: also plan users that earlier runs on this tenant remediated
+    /// within the playbook's guards.remediated_within (default 24h).
+    #[arg(long)]
+    pub include_remediated: bool,
     /// Users whose steps run at once (the throttle paces the writes whatever this is).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,

@@ -13,7 +13,7 @@ use resetctl::directory::Directory;
 use resetctl::engine::execute::{Progress, Summary};
 use resetctl::engine::gate;
 use resetctl::engine::lifecycle::{
-    Cleared, ExecuteOptions, Executed, Lifecycle, PlannedRun, ResumeCheck,
+    Cleared, ExecuteOptions, Executed, Lifecycle, PlanOptions, PlannedRun, ResumeCheck,
 };
 use resetctl::engine::notify::RecordOnly;
 use resetctl::store::{Outcome, RunId, SqliteStore};
@@ -74,12 +74,15 @@ async fn plan_then_act(
         .plan(
             tenant.as_ref(),
             source,
-            ResolveOptions {
-                csv_override: args.targets.clone(),
-                skip_bad_rows: args.skip_bad_rows,
+            PlanOptions {
+                resolve: ResolveOptions {
+                    csv_override: args.targets.clone(),
+                    skip_bad_rows: args.skip_bad_rows,
+                },
+                out: args.out.clone(),
+                overwrite: args.overwrite,
+                include_remediated: args.include_remediated,
             },
-            args.out.clone(),
-            args.overwrite,
         )
         .await?;
     super::plan::print_plan(global, &planned, tenant.emulated);

@@ -744,6 +744,8 @@ mod tests {
                 ),
                 runner_accounts: &[],
                 resolve: ResolveOptions::default(),
+                remediated: &std::collections::HashMap::new(),
+                include_remediated: false,
             },
         )
         .await

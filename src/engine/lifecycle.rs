@@ -14,7 +14,7 @@
 //! [`Lifecycle::resume`] (the stored plan, the same playbook, a tenant that kept its state).
 //! Every refusal is written to the audit trail before it is returned.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,8 +34,8 @@ use crate::directory::Directory;
 use crate::playbook::Playbook;
 use crate::report;
 use crate::store::{
-    Approval, NewApproval, NewRun, Outcome, PlanDocument, RunId, RunRecord, RunStatus, RunStore,
-    StoreError,
+    Approval, NewApproval, NewRun, Outcome, PlanDocument, Remediated, RunId, RunRecord, RunStatus,
+    RunStore, StoreError,
 };
 use crate::targeting::ResolveOptions;
 use crate::throttle::Quotas;
@@ -218,6 +218,19 @@ pub struct ExecuteOptions {
     pub notifier: Arc<dyn Notifier>,
 }
 
+/// How a plan is made, beyond the playbook and the tenant.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// CSV override and bad-row policy.
+    pub resolve: ResolveOptions,
+    /// Where the plan's files go (default: the run's own folder).
+    pub out: Option<PathBuf>,
+    /// Replace files already in `out`.
+    pub overwrite: bool,
+    /// A deliberate second wave: plan users that earlier runs remediated within the window.
+    pub include_remediated: bool,
+}
+
 /// How an execution ended.
 pub struct Executed {
     /// The run.
@@ -292,16 +305,23 @@ impl<S: RunStore + 'static> Lifecycle<S> {
     /// Plan `source` against `tenant` and store it as a run, reusing a planned (never
     /// executed) run of the same plan so approvals gathered for it still attach; write
     /// `plan.json`, `targets.csv` and `manual-queue.csv` (over files already in an `out` the
-    /// operator named only with `overwrite`). Read-only towards the tenant.
+    /// operator named only with `overwrite`). Users that earlier runs on this tenant
+    /// remediated within the playbook's `guards.remediated_within` go to the `remediated`
+    /// bucket unless a second wave is asked for. Read-only towards the tenant.
     pub async fn plan(
         &self,
         tenant: TenantRef<'_>,
         source: &PlaybookSource,
-        resolve: ResolveOptions,
-        out: Option<PathBuf>,
-        overwrite: bool,
+        options: PlanOptions,
     ) -> Result<PlannedRun, LifecycleError> {
+        let PlanOptions {
+            resolve,
+            out,
+            overwrite,
+            include_remediated,
+        } = options;
         let on_existing = out_files(out.as_deref(), overwrite);
+        let remediated = self.recently_remediated(tenant, &source.playbook).await?;
         let plan = planner::build_plan(
             tenant.directory.as_ref(),
             PlanRequest {
@@ -311,6 +331,8 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                 quotas: tenant.quotas,
                 runner_accounts: tenant.runner_accounts,
                 resolve,
+                remediated: &remediated,
+                include_remediated: include_remediated || source.playbook.guards.include_remediated,
             },
         )
         .await?;
@@ -368,6 +390,30 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             out,
             on_existing,
         })
+    }
+
+    /// Users that runs on `tenant` wrote to within the playbook's window, by lower-case id.
+    /// A tenant that starts afresh each time (the demo) has no history to respect.
+    async fn recently_remediated(
+        &self,
+        tenant: TenantRef<'_>,
+        playbook: &Playbook,
+    ) -> Result<HashMap<String, Remediated>, LifecycleError> {
+        let window = playbook.guards.remediated_within;
+        if tenant.ephemeral || window.is_zero() {
+            return Ok(HashMap::new());
+        }
+        let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
+        let since = Timestamp::now()
+            .checked_sub(window)
+            .unwrap_or(Timestamp::MIN);
+        Ok(self
+            .store
+            .remediated_since(tenant.name, since)
+            .await?
+            .into_iter()
+            .map(|r| (r.user_id.to_ascii_lowercase(), r))
+            .collect())
     }
 
     /// Record `approver`'s approval of run `id`'s plan. The trail record comes first and

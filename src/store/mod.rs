@@ -447,4 +447,24 @@ pub trait RunStore: Send + Sync {
         &self,
         run: &RunId,
     ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
+
+    /// Users that runs on `tenant` wrote to successfully since `since` (any step but a
+    /// notice), each with the run and time of its latest such write: a new plan leaves them
+    /// out unless a second wave is asked for.
+    fn remediated_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Remediated>, StoreError>> + Send;
+}
+
+/// A user an earlier run wrote to successfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remediated {
+    /// The user's object id.
+    pub user_id: String,
+    /// The run that wrote to them last.
+    pub run: RunId,
+    /// When.
+    pub at: Timestamp,
 }

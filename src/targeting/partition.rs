@@ -30,9 +30,22 @@ pub enum Bucket {
     Disabled,
     /// Goes through the automated steps.
     Automated,
+    /// An earlier run on this tenant already wrote to the user within the playbook's
+    /// `guards.remediated_within`: not written again unless a second wave is asked for.
+    Remediated,
 }
 
 impl Bucket {
+    /// Every bucket, in the order plans list them.
+    pub const ALL: [Bucket; 6] = [
+        Bucket::Automated,
+        Bucket::Privileged,
+        Bucket::Hybrid,
+        Bucket::Disabled,
+        Bucket::Remediated,
+        Bucket::Excluded,
+    ];
+
     /// The name used in CSVs and summaries.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +54,7 @@ impl Bucket {
             Bucket::Hybrid => "hybrid",
             Bucket::Disabled => "disabled",
             Bucket::Automated => "automated",
+            Bucket::Remediated => "remediated",
         }
     }
 }

@@ -18,15 +18,14 @@ use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::emulator::EmulatorConfig;
 use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
-use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlaybookSource, Trail};
+use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlanOptions, PlaybookSource, Trail};
 use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
 use resetctl::store::{
-    Approval, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, RunId, RunRecord,
-    RunStatus, RunStore, SqliteStore, StoreError,
+    Approval, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, Remediated, RunId,
+    RunRecord, RunStatus, RunStore, SqliteStore, StoreError,
 };
-use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
 
 use super::ScratchDir;
@@ -95,13 +94,7 @@ async fn execution(users: u32) -> Result<(), Failure> {
         dir.path().join("runs"),
     );
     let planned = lifecycle
-        .plan(
-            tenant.as_ref(),
-            &source,
-            ResolveOptions::default(),
-            None,
-            false,
-        )
+        .plan(tenant.as_ref(), &source, PlanOptions::default())
         .await
         .map_err(|e| fail("plan", e))?;
     let automated = gate::automated(&planned.plan);
@@ -305,5 +298,13 @@ impl<S: RunStore> RunStore for TimedStore<S> {
     }
     async fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
         self.inner.journal(run).await
+    }
+
+    async fn remediated_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Remediated>, StoreError> {
+        self.inner.remediated_since(tenant, since).await
     }
 }
