@@ -1775,3 +1775,45 @@ async fn a_second_run_leaves_out_the_users_the_first_remediated() {
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     assert!(bench.writes().await.values().all(|&n| n == 2));
 }
+
+/// No playbook step may make a user an administrator: add_to_group with a role-assignable
+/// group, or with a group that holds a directory role or a PIM eligibility, refuses the plan
+/// (exit 3), naming the step; an ordinary group still plans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_to_group_never_grants_administrative_rights() {
+    const ASSIGNABLE: &str = "1a1a1a1a-0000-4000-8000-000000000001";
+    const HOLDS_ROLE: &str = "2b2b2b2b-0000-4000-8000-000000000002";
+    const ELIGIBLE: &str = "3c3c3c3c-0000-4000-8000-000000000003";
+    const PLAIN: &str = "4d4d4d4d-0000-4000-8000-000000000004";
+    let tenant = format!(
+        "verified_domain: contoso.example\nusers:\n  - {{ upn: alice@contoso.example }}\ngroups:\n  - {{ id: {ASSIGNABLE}, display_name: Tier0-Empty, role_assignable: true, members: [] }}\n  - {{ id: {HOLDS_ROLE}, display_name: Helpdesk-Admins, role_assignable: true, roles: [Helpdesk Administrator], members: [] }}\n  - {{ id: {ELIGIBLE}, display_name: PIM-Ops, role_assignable: true, eligible_roles: [User Administrator], members: [] }}\n  - {{ id: {PLAIN}, display_name: CA-Exclusion, members: [] }}\n"
+    );
+    let bench = Bench::from_tenant_file_with(&tenant, |config| config.time_scale = 10.0).await;
+    let playbook = |group: &str| {
+        bench.write(
+            "grant.yaml",
+            &format!(
+                "name: grant\ntargets: [all_users: {{}}]\nprivileged: {{ roles: critical, include_eligible: false, handling: manual }}\nguards: {{ max_fraction_of_tenant: 1.0, approvals_required: 0 }}\nsteps:\n  - add_to_group: {{ group_id: {group}, expiry: 72h }}\n"
+            ),
+        )
+    };
+    for group in [ASSIGNABLE, HOLDS_ROLE, ELIGIBLE] {
+        let path = playbook(group);
+        let out = bench
+            .resetctl(&["plan", path.to_str().unwrap(), "--tenant", "t"])
+            .await;
+        assert_eq!(code(&out), 3, "{group}: {}\n{}", stdout(&out), stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("add_to_group {group}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let path = playbook(PLAIN);
+    let out = bench.execute(&path).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        bench.runs().len() == 1,
+        "only the plain group's plan is stored"
+    );
+}

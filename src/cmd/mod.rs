@@ -105,13 +105,16 @@ impl From<ConfigError> for Failure {
     }
 }
 
-/// A bad breach CSV is bad input; a protected entry that protects no one is a refusal; any
+/// A bad breach CSV is bad input; a protected entry that protects no one, or a step that would
+/// grant administrative rights, is a refusal; any
 /// other engine failure is the setup's (Graph, store, trail).
 fn engine_exit(err: &EngineError) -> Exit {
     match err {
         EngineError::Resolve(ResolveError::Csv(_) | ResolveError::BadRows { .. }) => Exit::Invalid,
         // A break-glass or runner account that matches nothing is a guard refusing.
-        EngineError::Resolve(ResolveError::UnresolvedExclusions(_)) => Exit::Refused,
+        EngineError::Resolve(
+            ResolveError::UnresolvedExclusions(_) | ResolveError::GrantingGroups(_),
+        ) => Exit::Refused,
         _ => Exit::Config,
     }
 }

@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::wire::{
-    WireAuthMethod, WireEligibility, WireList, WireRiskyUser, WireRoleAssignment, WireTap, WireUser,
+    WireAuthMethod, WireEligibility, WireGroup, WireList, WireRiskyUser, WireRoleAssignment,
+    WireTap, WireUser,
 };
 use super::{
     DirFuture, Directory, DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail,
@@ -254,6 +255,22 @@ impl Directory for GraphDirectory {
                 .await
                 .and_then(|r| r.json::<WireUser>());
             not_found_is_none(r).map(|o| o.map(WireUser::into_user))
+        }
+        .boxed()
+    }
+
+    fn get_group<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<Group>> {
+        async move {
+            // https://learn.microsoft.com/graph/api/group-get: `isAssignableToRole` is
+            // returned only when selected.
+            let req = Request::get("/groups/{}", &[id])
+                .query("$select", "id,displayName,isAssignableToRole");
+            let r = self
+                .client
+                .send(req)
+                .await
+                .and_then(|r| r.json::<WireGroup>());
+            not_found_is_none(r).map(|o| o.map(WireGroup::into_group))
         }
         .boxed()
     }

@@ -68,6 +68,18 @@ impl ObjectKind {
     }
 }
 
+/// A group, as the planner needs it before adding users to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Object id.
+    pub id: String,
+    /// `displayName`.
+    pub display_name: Option<String>,
+    /// `isAssignableToRole`: directory roles can be assigned to the group, so membership
+    /// can make a user an administrator.
+    pub role_assignable: bool,
+}
+
 /// A user's manager (a user or an org contact).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manager {

@@ -9,6 +9,25 @@ fn ts(s: Option<String>) -> Option<jiff::Timestamp> {
     s.and_then(|v| v.parse().ok())
 }
 
+/// `microsoft.graph.group` (the properties we select).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireGroup {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub is_assignable_to_role: Option<bool>,
+}
+
+impl WireGroup {
+    pub fn into_group(self) -> Group {
+        Group {
+            id: self.id,
+            display_name: self.display_name,
+            role_assignable: self.is_assignable_to_role.unwrap_or(false),
+        }
+    }
+}
+
 /// `microsoft.graph.user` (the properties we select).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

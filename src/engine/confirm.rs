@@ -96,6 +96,9 @@ mod tests {
         fn get_user<'a>(&'a self, _: &'a str) -> DirFuture<'a, Option<User>> {
             never()
         }
+        fn get_group<'a>(&'a self, _: &'a str) -> DirFuture<'a, Option<crate::directory::Group>> {
+            never()
+        }
         fn get_manager<'a>(&'a self, _: &'a str) -> DirFuture<'a, Option<Manager>> {
             never()
         }

@@ -46,6 +46,7 @@ pub async fn build_plan(
     let playbook = request.playbook;
     let started = Instant::now();
     let grants = targeting::role_grants(directory, playbook).await?;
+    targeting::check_step_groups(directory, playbook, &grants).await?;
     let resolution = targeting::resolve(
         directory,
         playbook,
