@@ -22,6 +22,7 @@
 
 mod schema;
 mod sqlite;
+mod timed;
 mod witness;
 
 use std::future::Future;
@@ -31,6 +32,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
+pub use timed::{Busy, TimedStore};
 pub use witness::StoreWitness;
 
 /// Identifies one run; printed to operators and passed to `--resume` and `runs approve`.

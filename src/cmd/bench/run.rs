@@ -10,10 +10,8 @@
 //! Everything runs in this process (emulator included), so RSS figures include the emulator.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use jiff::Timestamp;
 use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::emulator::EmulatorConfig;
 use resetctl::engine::execute::Progress;
@@ -22,10 +20,7 @@ use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlanOptions, Playbo
 use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
-use resetctl::store::{
-    Approval, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, Remediated, RunId,
-    RunRecord, RunStatus, RunStore, SqliteStore, StoreError,
-};
+use resetctl::store::{Outcome, SqliteStore, TimedStore};
 use tokio::sync::watch;
 
 use super::ScratchDir;
@@ -187,124 +182,4 @@ fn status_mb(field: &str) -> u64 {
 
 fn peak_rss_mb() -> u64 {
     status_mb("VmHWM:")
-}
-
-/// Time spent in journal calls.
-struct Busy {
-    calls: u64,
-    total: Duration,
-}
-
-/// A `RunStore` that measures how long the engine waits on the journal.
-struct TimedStore<S> {
-    inner: S,
-    calls: AtomicU64,
-    nanos: AtomicU64,
-}
-
-impl<S> TimedStore<S> {
-    fn new(inner: S) -> Self {
-        TimedStore {
-            inner,
-            calls: AtomicU64::new(0),
-            nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn busy(&self) -> Busy {
-        Busy {
-            calls: self.calls.load(Ordering::Relaxed),
-            total: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
-        }
-    }
-
-    async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        let started = Instant::now();
-        let result = call.await;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        result
-    }
-}
-
-impl<S: RunStore> RunStore for TimedStore<S> {
-    async fn create_run(&self, run: NewRun) -> Result<(), StoreError> {
-        self.inner.create_run(run).await
-    }
-    async fn run(&self, id: &RunId) -> Result<RunRecord, StoreError> {
-        self.inner.run(id).await
-    }
-    async fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.inner.runs().await
-    }
-    async fn plan_json(&self, id: &RunId) -> Result<String, StoreError> {
-        self.inner.plan_json(id).await
-    }
-    async fn set_status(
-        &self,
-        id: &RunId,
-        status: RunStatus,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.set_status(id, status, at).await
-    }
-    async fn approve(&self, id: &RunId, approval: NewApproval) -> Result<Approval, StoreError> {
-        self.inner.approve(id, approval).await
-    }
-
-    async fn begin_execution(&self, id: &RunId, at: Timestamp) -> Result<(), StoreError> {
-        self.inner.begin_execution(id, at).await
-    }
-
-    async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
-        self.inner.approvals(id).await
-    }
-    async fn record_intent(
-        &self,
-        run: &RunId,
-        user_id: &str,
-        step: &str,
-        facts: Option<Facts>,
-        at: Timestamp,
-    ) -> Result<IntentRecorded, StoreError> {
-        self.timed(self.inner.record_intent(run, user_id, step, facts, at))
-            .await
-    }
-    async fn record_facts(
-        &self,
-        run: &RunId,
-        user_id: &str,
-        step: &str,
-        facts: Facts,
-    ) -> Result<(), StoreError> {
-        self.timed(self.inner.record_facts(run, user_id, step, facts))
-            .await
-    }
-    async fn record_outcome(
-        &self,
-        run: &RunId,
-        user_id: &str,
-        step: &str,
-        outcome: Outcome,
-        detail: Option<String>,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.timed(
-            self.inner
-                .record_outcome(run, user_id, step, outcome, detail, at),
-        )
-        .await
-    }
-    async fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        self.inner.journal(run).await
-    }
-
-    async fn remediated_since(
-        &self,
-        tenant: &str,
-        since: Timestamp,
-    ) -> Result<Vec<Remediated>, StoreError> {
-        self.inner.remediated_since(tenant, since).await
-    }
 }
