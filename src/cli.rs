@@ -1,4 +1,4 @@
-//! The command line of design §3, parsed with clap's derive API.
+//! The command line (README, Command line), parsed with clap's derive API.
 //!
 //! This file only describes arguments; `main.rs` turns them into calls into the library.
 //! The names and flags here are a contract that scripts and tests rely on: add freely,
@@ -70,7 +70,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// The subcommands of design §3.
+/// The subcommands (README, Command line).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks for syntax and semantic errors; exits 0 when all are valid, 1 otherwise.

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr;
-            // usage errors are invalid input: exit 1, as design §3 says.
+            // usage errors are invalid input: exit 1 (README, Exit codes).
             let _ = err.print();
             return if err.use_stderr() {
                 ExitCode::from(Exit::Invalid as u8)

@@ -15,3 +15,4 @@ mod notify;
 mod playbook;
 mod runs;
 mod tenants;
+mod tidy;

@@ -1,5 +1,6 @@
 //! One file per subcommand: each turns parsed arguments into library calls and prints
-//! the result. Library errors become a [`Failure`] carrying the exit code of design §3.
+//! the result. Library errors become a [`Failure`] carrying one of the documented exit codes
+//! (README, Exit codes).
 
 mod audit;
 mod bench;
@@ -24,13 +25,10 @@ use resetctl::targeting::ResolveError;
 
 use crate::cli::{Cli, Command};
 
-/// Process exit codes, design §3. Scripts branch on these; never renumber.
+/// Process exit codes, documented in the README (Exit codes). Scripts branch on these; never
+/// renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-#[allow(
-    dead_code,
-    reason = "Partial and Refused are returned by `run` (issue 5)"
-)]
 pub enum Exit {
     /// Everything requested was done.
     Success = 0,
@@ -153,7 +151,8 @@ pub async fn dispatch(cli: Cli) -> Exit {
     }
 }
 
-/// The honest answer of a subcommand that a later issue fills: exit 4, say what is missing.
+/// The honest answer of a subcommand this build does not have yet: exit 4, say what is
+/// missing.
 pub fn not_yet(command: &str, feature: &str) -> CmdResult {
     Err(Failure::new(
         Exit::Config,

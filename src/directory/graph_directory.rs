@@ -19,7 +19,8 @@ use super::{
 use crate::graph::{BatchItem, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_SIZE, Request};
 
 /// Properties selected when listing or getting users (the default set lacks
-/// `accountEnabled`, `department`, `onPremisesSyncEnabled`: reference §2).
+/// `accountEnabled`, `department`, `onPremisesSyncEnabled`:
+/// <https://learn.microsoft.com/graph/api/user-list>).
 pub const USER_SELECT: &str = "id,userPrincipalName,displayName,mail,department,jobTitle,mobilePhone,\
 businessPhones,accountEnabled,onPremisesSyncEnabled,userType,lastPasswordChangeDateTime,\
 signInSessionsValidFromDateTime,createdDateTime";
@@ -146,8 +147,9 @@ fn odata_string(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// `PATCH /users/{id}` with `passwordProfile` (reference §3): both flags explicit, the
-/// password when given. The body is serialized straight into the request's secret buffer.
+/// `PATCH /users/{id}` with `passwordProfile`
+/// (<https://learn.microsoft.com/graph/api/user-update>): both flags explicit, the password
+/// when given. The body is serialized straight into the request's secret buffer.
 fn password_request(user_id: &str, change: &PasswordChange) -> Result<Request, DirectoryError> {
     let mut profile = serde_json::Map::new();
     profile.insert(

@@ -1,4 +1,4 @@
-//! The `Directory` trait (design §2): every directory read and write the engine, targeting,
+//! The `Directory` trait: every directory read and write the engine, targeting,
 //! verification and comms need, as typed operations. The engine talks to Graph only through
 //! it, so tests and the emulator can plug in behind the same trait.
 //!

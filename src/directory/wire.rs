@@ -1,5 +1,6 @@
-//! Graph JSON shapes (reference §2, §6-§8, written from the reference, not shared with the
-//! emulator) and their conversion into the domain types.
+//! Graph JSON shapes (users, authentication methods, roles and PIM, risky users; written from
+//! Graph's documentation, not shared with the emulator) and their conversion into the domain
+//! types.
 
 use serde::Deserialize;
 

@@ -1,10 +1,11 @@
 //! The run store: runs, their plans, approvals, and the per-user per-step journal.
 //!
-//! The journal is what makes a mass reset resumable without doing any user twice
-//! (design §6, invariant 5): before the engine calls Graph for a (run, user, step) it
-//! records the *intent*, durably; after the call it records the *outcome*. A row with an
-//! intent and no outcome is exactly the set of writes whose fate is unknown after a crash,
-//! and `--resume` resolves those by reading the tenant back — never by repeating them.
+//! The journal is what makes a mass reset resumable without doing any user twice: each
+//! (run, user, step) happens at most once, and every planned one happens or is reported.
+//! Before the engine calls Graph for a (run, user, step) it records the *intent*, durably;
+//! after the call it records the *outcome*. A row with an intent and no outcome is exactly
+//! the set of writes whose fate is unknown after a crash, and `--resume` resolves those by
+//! reading the tenant back — never by repeating them.
 //!
 //! [`RunStore`] is the trait the engine talks to; [`SqliteStore`] is the implementation
 //! (SQLite in WAL mode, one writer thread with group commit so that thousands of concurrent

@@ -159,7 +159,7 @@ pub async fn check_step_groups(
 /// Build the privilege index for `playbook` from its role grants. `is_user` tells a user
 /// principal from a group where Graph did not say.
 ///
-/// Invariant 2: every group that holds any directory role is role-assignable (only those can
+/// Invariant: every group that holds any directory role is role-assignable (only those can
 /// be assigned roles), so its members are privileged whatever the role; members of a group
 /// holding a critical role get that role's name in their reason.
 pub async fn privileges(

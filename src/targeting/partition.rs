@@ -1,6 +1,6 @@
 //! The partition: every resolved user lands in exactly one bucket, with a reason.
 //!
-//! Invariant (design §6, 1–3): break-glass accounts, the runner's own accounts and anything
+//! Invariant: break-glass accounts, the runner's own accounts and anything
 //! the playbook excludes are *excluded* (never written to); holders of a critical role —
 //! active, PIM-eligible when the playbook says so, directly or through a group — and members
 //! of role-assignable groups are *privileged* and go to the manual queue, never the automated

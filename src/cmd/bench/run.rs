@@ -29,7 +29,7 @@ use crate::cmd::{CmdResult, Exit, Failure};
 
 /// Time scale of the execution benchmark: quotas and latency run this much faster.
 const TIME_SCALE: f64 = 50.0;
-/// Mean latency before scaling (issue 5: 100 ms).
+/// Mean latency before scaling (100 ms: a typical Graph write latency).
 const LATENCY_MS: u64 = 100;
 fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
