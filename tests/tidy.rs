@@ -136,3 +136,121 @@ fn no_citations_of_documents_outside_the_repository() {
         hits.join("\n")
     );
 }
+
+/// Code lines of `file` (comments dropped), numbered from 1.
+fn code_lines(file: &SourceFile) -> impl Iterator<Item = (usize, &str)> {
+    file.text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim_start()))
+        .filter(|(_, line)| !line.starts_with("//"))
+}
+
+/// Every `file:line` under `dir` (a `src/` prefix) whose code contains one of `needles`.
+fn offenders(files: &[SourceFile], dir: &str, needles: &[&str]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| f.path.starts_with(dir))
+        .flat_map(|f| {
+            code_lines(f)
+                .filter(|(_, line)| needles.iter().any(|n| line.contains(n)))
+                .map(move |(n, line)| format!("{}:{n}: {line}", f.path))
+        })
+        .collect()
+}
+
+/// ARCHITECTURE.md's invariants, as what is deliberately absent from each layer. Each rule
+/// names the files that break it.
+#[test]
+fn the_layers_keep_to_themselves() {
+    let files = source_files();
+    let rules: [(&str, &str, Vec<&str>); 5] = [
+        (
+            "engine/ sees the tenant only through the Directory trait",
+            "src/engine/",
+            vec!["crate::graph", "GraphError"],
+        ),
+        (
+            "targeting/ sees the tenant only through the Directory trait",
+            "src/targeting/",
+            vec!["crate::graph", "GraphError"],
+        ),
+        (
+            "the emulator shares no type with the client",
+            "src/emulator/",
+            vec!["crate::graph", "crate::directory"],
+        ),
+        (
+            "cmd/ decides nothing: it never writes to the run store itself",
+            "src/cmd/",
+            vec![
+                "create_run(",
+                "set_status(",
+                "begin_execution(",
+                "record_intent(",
+                "record_outcome(",
+                "store.approve(",
+            ],
+        ),
+        (
+            "only the library's error types decide exit codes: cmd/ maps them in cmd/mod.rs",
+            "src/cmd/",
+            vec!["std::process::exit(2)", "std::process::exit(3)"],
+        ),
+    ];
+    let mut broken = Vec::new();
+    for (rule, dir, needles) in &rules {
+        let found = offenders(&files, dir, needles);
+        if !found.is_empty() {
+            broken.push(format!("{rule}:\n  {}", found.join("\n  ")));
+        }
+    }
+    // playbook/ is data: it names no other module of the crate.
+    let outside: Vec<String> = files
+        .iter()
+        .filter(|f| f.path.starts_with("src/playbook/"))
+        .flat_map(|f| {
+            code_lines(f)
+                .filter(|(_, line)| {
+                    line.match_indices("crate::")
+                        .any(|(at, _)| !line[at..].starts_with("crate::playbook"))
+                })
+                .map(move |(n, line)| format!("{}:{n}: {line}", f.path))
+        })
+        .collect();
+    if !outside.is_empty() {
+        broken.push(format!(
+            "playbook/ depends on nothing else in the crate:\n  {}",
+            outside.join("\n  ")
+        ));
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// The rules above catch what they claim: a line that breaks each is found, one that does not
+/// is not (so a rule cannot pass by matching nothing).
+#[test]
+fn the_layering_rules_catch_what_they_claim() {
+    let file = |path: &str, text: &str| SourceFile {
+        path: path.into(),
+        text: text.into(),
+    };
+    let files = [
+        file(
+            "src/engine/x.rs",
+            "use crate::graph::GraphError;\n// crate::graph in a comment\n",
+        ),
+        file(
+            "src/cmd/x.rs",
+            "store.set_status(&id, s, now).await?;\nlifecycle.approve(id, &op)\n",
+        ),
+    ];
+    assert_eq!(
+        offenders(&files, "src/engine/", &["crate::graph"]),
+        vec!["src/engine/x.rs:1: use crate::graph::GraphError;".to_owned()]
+    );
+    assert_eq!(
+        offenders(&files, "src/cmd/", &["set_status(", "store.approve("]).len(),
+        1
+    );
+}
