@@ -175,6 +175,26 @@ pub fn out_files(out: Option<&Path>, overwrite: bool) -> report::Existing {
     }
 }
 
+impl PlannedRun {
+    /// A stored run of `plan`, made from `source`, with its files under `out`.
+    fn of(
+        source: &PlaybookSource,
+        plan: Arc<Plan>,
+        run: RunRecord,
+        out: PathBuf,
+        on_existing: report::Existing,
+    ) -> PlannedRun {
+        PlannedRun {
+            playbook: Arc::clone(&source.playbook),
+            playbook_path: source.path.clone(),
+            plan,
+            run,
+            out,
+            on_existing,
+        }
+    }
+}
+
 /// A run the gate (or a resume's checks) let through: the only thing
 /// [`Lifecycle::execute`] takes.
 pub struct Cleared {
@@ -382,14 +402,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             path: out.clone(),
             message: e.to_string(),
         })??;
-        Ok(PlannedRun {
-            playbook: Arc::clone(&source.playbook),
-            playbook_path: source.path.clone(),
-            plan,
-            run,
-            out,
-            on_existing,
-        })
+        Ok(PlannedRun::of(source, plan, run, out, on_existing))
     }
 
     /// Users that runs on `tenant` wrote to within the playbook's window, by lower-case id.
@@ -711,14 +724,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         .await?;
         let out = out.unwrap_or_else(|| self.runs_dir.join(&run.id.0));
         Ok(Cleared {
-            planned: PlannedRun {
-                playbook: Arc::clone(&source.playbook),
-                playbook_path: source.path.clone(),
-                plan,
-                run,
-                out,
-                on_existing,
-            },
+            planned: PlannedRun::of(source, plan, run, out, on_existing),
             first: false,
         })
     }
