@@ -1,4 +1,4 @@
-//! The command line of design §3, parsed with clap's derive API.
+//! The command line (README, Command line), parsed with clap's derive API.
 //!
 //! This file only describes arguments; `main.rs` turns them into calls into the library.
 //! The names and flags here are a contract that scripts and tests rely on: add freely,
@@ -81,7 +81,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// The subcommands of design §3.
+/// The subcommands (README, Command line).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check playbooks for syntax and semantic errors; exits 0 when all are valid, 1 otherwise.
@@ -151,6 +151,10 @@ pub struct PlanArgs {
     /// Replace files that already exist in the --out directory (refused otherwise).
     #[arg(long)]
     pub overwrite: bool,
+    /// A deliberate second wave: also plan users that earlier runs on this tenant remediated
+    /// within the playbook's guards.remediated_within (default 24h).
+    #[arg(long)]
+    pub include_remediated: bool,
     /// Run store (SQLite). Default: under the user's data directory.
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
@@ -198,6 +202,10 @@ pub struct RunArgs {
     /// Replace files that already exist in the --out directory (refused otherwise).
     #[arg(long)]
     pub overwrite: bool,
+    /// A deliberate second wave: also plan users that earlier runs on this tenant remediated
+    /// within the playbook's guards.remediated_within (default 24h).
+    #[arg(long)]
+    pub include_remediated: bool,
     /// Users whose steps run at once (the throttle paces the writes whatever this is).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr;
-            // usage errors are invalid input: exit 1. Under `--output json` a usage error is
+            // usage errors are invalid input: exit 1 (README, Exit codes). Under `--output json` a usage error is
             // the one JSON document on stdout, like every other failure.
             if err.use_stderr() && wants_json(std::env::args_os().skip(1)) {
                 let doc = serde_json::json!({

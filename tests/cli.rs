@@ -1,4 +1,5 @@
-//! The command-line contract of design §3: subcommands, exit codes, completions.
+//! The command-line contract (README, Command line and Exit codes): subcommands, exit codes,
+//! completions.
 
 use crate::util::{code, resetctl, stderr, stdout};
 

@@ -1,4 +1,4 @@
-//! Integration tests of the emulated tenant over real HTTP on 127.0.0.1 (issue 3).
+//! Integration tests of the emulated tenant over real HTTP on 127.0.0.1.
 
 use std::collections::HashSet;
 use std::path::PathBuf;

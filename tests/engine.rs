@@ -1380,7 +1380,7 @@ async fn approvals_are_identities_bound_to_the_trail_and_used_once() {
     );
     let playbook = bench.write(
         "approve.yaml",
-        "name: approve\ntargets: [csv: { path: t.csv, column: upn }]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 2 }\nsteps: [revoke_sessions]\n",
+        "name: approve\ntargets: [csv: { path: t.csv, column: upn }]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 2, remediated_within: 0m }\nsteps: [revoke_sessions]\n",
     );
     let pb = playbook.to_str().unwrap();
     let as_carol = [
@@ -1780,5 +1780,99 @@ async fn protected_entries_that_match_no_one_refuse_the_plan() {
         stderr(&out).contains("runner_accounts: ops.runer@contoso.example"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// No second wave by accident: rerunning a playbook resets nobody its first run already
+/// reset; the plan names that run and when, and only --include-remediated writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_leaves_out_the_users_the_first_remediated() {
+    let bench =
+        Bench::from_tenant_file_with(&plain_tenant(5), |config| config.time_scale = 10.0).await;
+    bench.write("t.csv", "upn\nu00@contoso.example\nu01@contoso.example\n");
+    let playbook = bench.write(
+        "wave.yaml",
+        "name: wave\ntargets: [csv: { path: t.csv, column: upn }]\nguards: { max_fraction_of_tenant: 1.0, approvals_required: 0 }\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n  - revoke_sessions\n",
+    );
+    let out = bench.execute(&playbook).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let first = bench.run_id().unwrap();
+    assert_eq!(bench.writes().await.len(), 4);
+
+    // The breach list grows by one user: only that user is planned.
+    bench.write(
+        "t.csv",
+        "upn\nu00@contoso.example\nu01@contoso.example\nu02@contoso.example\n",
+    );
+    let out = bench.execute(&playbook).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("  remediated         2"), "{text}");
+    assert!(
+        text.contains(&format!("remediated by run {first} at ")),
+        "{text}"
+    );
+    let writes = bench.writes().await;
+    assert_eq!(writes.len(), 6, "only u02 was written: {writes:?}");
+    assert!(
+        writes.values().all(|&n| n == 1),
+        "a user was written twice: {writes:?}"
+    );
+
+    // A deliberate second wave says so and writes again.
+    let out = bench
+        .resetctl(&[
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+            "--include-remediated",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    assert!(bench.writes().await.values().all(|&n| n == 2));
+}
+
+/// No playbook step may make a user an administrator: add_to_group with a role-assignable
+/// group, or with a group that holds a directory role or a PIM eligibility, refuses the plan
+/// (exit 3), naming the step; an ordinary group still plans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_to_group_never_grants_administrative_rights() {
+    const ASSIGNABLE: &str = "1a1a1a1a-0000-4000-8000-000000000001";
+    const HOLDS_ROLE: &str = "2b2b2b2b-0000-4000-8000-000000000002";
+    const ELIGIBLE: &str = "3c3c3c3c-0000-4000-8000-000000000003";
+    const PLAIN: &str = "4d4d4d4d-0000-4000-8000-000000000004";
+    let tenant = format!(
+        "verified_domain: contoso.example\nusers:\n  - {{ upn: alice@contoso.example }}\ngroups:\n  - {{ id: {ASSIGNABLE}, display_name: Tier0-Empty, role_assignable: true, members: [] }}\n  - {{ id: {HOLDS_ROLE}, display_name: Helpdesk-Admins, role_assignable: true, roles: [Helpdesk Administrator], members: [] }}\n  - {{ id: {ELIGIBLE}, display_name: PIM-Ops, role_assignable: true, eligible_roles: [User Administrator], members: [] }}\n  - {{ id: {PLAIN}, display_name: CA-Exclusion, members: [] }}\n"
+    );
+    let bench = Bench::from_tenant_file_with(&tenant, |config| config.time_scale = 10.0).await;
+    let playbook = |group: &str| {
+        bench.write(
+            "grant.yaml",
+            &format!(
+                "name: grant\ntargets: [all_users: {{}}]\nprivileged: {{ roles: critical, include_eligible: false, handling: manual }}\nguards: {{ max_fraction_of_tenant: 1.0, approvals_required: 0 }}\nsteps:\n  - add_to_group: {{ group_id: {group}, expiry: 72h }}\n"
+            ),
+        )
+    };
+    for group in [ASSIGNABLE, HOLDS_ROLE, ELIGIBLE] {
+        let path = playbook(group);
+        let out = bench
+            .resetctl(&["plan", path.to_str().unwrap(), "--tenant", "t"])
+            .await;
+        assert_eq!(code(&out), 3, "{group}: {}\n{}", stdout(&out), stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("add_to_group {group}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let path = playbook(PLAIN);
+    let out = bench.execute(&path).await;
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        bench.runs().len() == 1,
+        "only the plain group's plan is stored"
     );
 }

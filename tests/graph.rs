@@ -244,7 +244,8 @@ async fn token_refresh_under_20_concurrent_callers_makes_one_request() {
     }
     assert_eq!(stub.token_requests.lock().unwrap().len(), 1);
     assert_eq!(c.token_sources()[0].token_requests(), 1);
-    // The form is the client-credentials grant of reference §1.
+    // The form is the client-credentials grant
+    // (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
     let form = String::from_utf8(stub.token_requests.lock().unwrap()[0].body.to_vec()).unwrap();
     assert!(form.contains("grant_type=client_credentials"), "{form}");
     assert!(form.contains("client_id=app-0"), "{form}");

@@ -1,6 +1,6 @@
 //! The Graph client (`graph`, `throttle`, `config`, `directory`) against the emulated tenant
 //! (`emulator`), both in-process over real HTTP on 127.0.0.1. The two sides were written
-//! independently from the reference and share no wire types (design §2): these tests are
+//! independently from Graph's documentation and share no wire types: these tests are
 //! where a disagreement between them shows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -307,7 +307,8 @@ async fn reads_of_a_stated_tenant() {
         .await
         .unwrap();
     assert_eq!(roles.len(), 1, "{roles:?}");
-    // Global Administrator's template id (reference §4).
+    // Global Administrator's template id
+    // (https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference).
     assert_eq!(
         roles[0].role_definition_id,
         "62e90394-69f5-4237-9190-012177145e10"
@@ -367,7 +368,7 @@ async fn writes_are_applied_and_read_back() {
     let changed = after
         .last_password_change
         .expect("lastPasswordChangeDateTime");
-    // Whole seconds on the wire (reference: Graph's timestamps).
+    // Whole seconds on the wire, as Graph writes its timestamps.
     assert!(
         changed.as_second() >= before.as_second(),
         "{changed} < {before}"

@@ -444,7 +444,7 @@ async fn reports_neutralise_formulas_and_read_back_as_targets() {
     // The results of one run are the targets of the next.
     let again = lab.write(
         "again.yaml",
-        "name: again\ntargets: [csv: { path: first/results.csv, column: upn }]\nguards: { max_users: 100, max_fraction_of_tenant: 1.0 }\nsteps: [revoke_sessions]\n",
+        "name: again\ntargets: [csv: { path: first/results.csv, column: upn }]\nguards: { max_users: 100, max_fraction_of_tenant: 1.0, include_remediated: true }\nsteps: [revoke_sessions]\n",
     );
     let (out, summary) = lab.plan_json(&again, &[]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));

@@ -103,6 +103,8 @@ impl Setup {
                 ),
                 runner_accounts: &[],
                 resolve: ResolveOptions::default(),
+                remediated: &std::collections::HashMap::new(),
+                include_remediated: false,
             },
         )
         .await

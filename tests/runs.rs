@@ -180,7 +180,13 @@ async fn the_audit_section_of_the_configuration_opens_a_keyed_trail() {
     );
     let trail = std::fs::read_to_string(dir.path().join("trail/keyed.jsonl")).unwrap();
     assert!(trail.contains("\"alg\":\"hmac-sha256\""), "{trail}");
-    let unkeyed = resetctl_env(dir.path(), &["audit", "verify", "trail/keyed.jsonl"], &[]);
+    // The data directory is named so `audit verify` reads this test's run store, not $HOME's.
+    let data_only: [(&str, &Path); 1] = [("RESETCTL_DATA_DIR", &data)];
+    let unkeyed = resetctl_env(
+        dir.path(),
+        &["audit", "verify", "trail/keyed.jsonl"],
+        &data_only,
+    );
     assert_ne!(code(&unkeyed), 0, "a keyed trail verified without its key");
     let keyed = resetctl_env(
         dir.path(),
@@ -191,7 +197,7 @@ async fn the_audit_section_of_the_configuration_opens_a_keyed_trail() {
             "--key-file",
             "audit.key",
         ],
-        &[],
+        &data_only,
     );
     assert_eq!(code(&keyed), 0, "{}{}", stdout(&keyed), stderr(&keyed));
 

@@ -122,3 +122,28 @@ fn the_demo_tenant_is_only_for_rehearsals_and_says_so_first() {
         serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
     assert_eq!(plan["emulated"], true);
 }
+
+/// README's configuration reference is a configuration resetctl accepts, key for key.
+#[test]
+fn the_readme_configuration_reference_parses() {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split("### Every key of `resetctl.yaml`")
+        .nth(1)
+        .expect("README has the configuration reference");
+    let yaml = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a yaml block");
+    let yaml = yaml.replace("<tenant_id>", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+    let config = resetctl::config::Config::parse(
+        &yaml,
+        Some(Path::new("/etc/resetctl/resetctl.yaml")),
+        &resetctl::config::Env::default(),
+    )
+    .unwrap_or_else(|e| panic!("README's reference does not parse: {e}"));
+    let contoso = &config.tenants["contoso"];
+    assert_eq!(contoso.apps.len(), 2);
+    assert_eq!(config.operator.as_deref(), Some("alice@contoso.com"));
+}

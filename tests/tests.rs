@@ -16,3 +16,4 @@ mod output;
 mod playbook;
 mod runs;
 mod tenants;
+mod tidy;

@@ -23,14 +23,19 @@ pub fn resetctl_in(dir: &Path, args: &[&str]) -> Output {
     resetctl_env(dir, args, &[])
 }
 
-/// Run `resetctl` with `args` in `dir` and extra environment variables.
+/// Run `resetctl` with `args` in `dir` and extra environment variables. The data directory
+/// defaults to one under cargo's scratch folder, never the user's own (`$HOME`), so a test
+/// reads nothing outside the repository and its build; a test that cares names its own.
 pub fn resetctl_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut command = Command::new(bin());
     command
         .args(args)
         .current_dir(dir)
         .env_remove("RESETCTL_CONFIG")
-        .env_remove("RESETCTL_DATA_DIR")
+        .env(
+            "RESETCTL_DATA_DIR",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("default-data"),
+        )
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1");
     for (name, value) in env {

@@ -138,7 +138,7 @@ pub use recover::{NewTrail, Recovery, Resealed, new_trail, reseal};
 /// The seal of [`AuditValue`], for other modules of this crate (see `value.rs`).
 #[allow(
     unused_imports,
-    reason = "for the modules of later issues that let their own enums into details"
+    reason = "for modules that will let their own enums into details; none does yet"
 )]
 pub(crate) use value::sealed;
 pub use value::{AuditValue, DetailValue, Details, Outcome};

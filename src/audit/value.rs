@@ -1,6 +1,6 @@
 //! The redaction layer: what may go into a record's `details`.
 //!
-//! Two defences, so that invariant 7 of the design ("secrets never reach the audit trail")
+//! Two defences, so that the invariant "secrets never reach the audit trail"
 //! does not rest on every caller remembering it:
 //!
 //! 1. **At compile time**: a detail value must implement the sealed [`AuditValue`] trait, which

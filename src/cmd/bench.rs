@@ -3,11 +3,11 @@
 //! `resetctl bench emulator`: requests per second the emulated tenant sustains for
 //! `GET /users/{id}` and `PATCH /users/{id}` (passwordProfile) with throttling off, driven by
 //! concurrent HTTP clients over loopback. The emulator must never be the bottleneck of a
-//! run (issue 3 target: at least 5,000 requests/s on 2 cores, release build).
+//! run (target: at least 5,000 requests/s on 2 cores, release build).
 //!
-//! `resetctl bench graph`: the Graph client's write rate against Graph's quotas (issue 4),
-//! see `bench/graph.rs`. `resetctl bench run` and `bench plan`: a whole run and planning at
-//! a million users (issue 5), see `bench/run.rs` and `bench/plan.rs`.
+//! `resetctl bench graph`: the Graph client's write rate against Graph's quotas, see
+//! `bench/graph.rs`. `resetctl bench run` and `bench plan`: a whole run and planning at a
+//! million users, see `bench/run.rs` and `bench/plan.rs`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

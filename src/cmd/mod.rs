@@ -1,5 +1,6 @@
 //! One file per subcommand: each turns parsed arguments into library calls and prints
-//! the result. Library errors become a [`Failure`] carrying its exit code ([`Exit`]).
+//! the result. Library errors become a [`Failure`] carrying one of the documented exit codes
+//! (README, Exit codes; [`Exit`]).
 //!
 //! Under `--output json` every command prints exactly one JSON document on standard output,
 //! a failure included: `{"error": "...", "exit": N}` (with `"id"` when it concerns a run;
@@ -33,7 +34,8 @@ use resetctl::targeting::ResolveError;
 
 use crate::cli::{Cli, Command};
 
-/// Process exit codes, design §3. Scripts branch on these; never renumber.
+/// Process exit codes, documented in the README (Exit codes). Scripts branch on these; never
+/// renumber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
@@ -148,13 +150,16 @@ impl From<ConfigError> for Failure {
     }
 }
 
-/// A bad breach CSV is bad input; a protected entry that protects no one is a refusal; any
+/// A bad breach CSV is bad input; a protected entry that protects no one, or a step that would
+/// grant administrative rights, is a refusal; any
 /// other engine failure is the setup's (Graph, store, trail).
 fn engine_exit(err: &EngineError) -> Exit {
     match err {
         EngineError::Resolve(ResolveError::Csv(_) | ResolveError::BadRows { .. }) => Exit::Invalid,
         // A break-glass or runner account that matches nothing is a guard refusing.
-        EngineError::Resolve(ResolveError::UnresolvedExclusions(_)) => Exit::Refused,
+        EngineError::Resolve(
+            ResolveError::UnresolvedExclusions(_) | ResolveError::GrantingGroups(_),
+        ) => Exit::Refused,
         _ => Exit::Config,
     }
 }
@@ -200,7 +205,8 @@ pub async fn dispatch(cli: Cli) -> Exit {
     }
 }
 
-/// The honest answer of a subcommand that a later issue fills: exit 4, say what is missing.
+/// The honest answer of a subcommand this build does not have yet: exit 4, say what is
+/// missing.
 pub fn not_yet(command: &str, feature: &str) -> CmdResult {
     Err(Failure::new(
         Exit::Config,

@@ -3,7 +3,7 @@
 //! Read-only towards the tenant.
 
 use resetctl::engine::gate;
-use resetctl::engine::lifecycle::PlannedRun;
+use resetctl::engine::lifecycle::{PlanOptions, PlannedRun};
 use resetctl::engine::plan::Plan;
 use resetctl::targeting::{Bucket, ResolveOptions};
 
@@ -29,12 +29,15 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
         .plan(
             tenant.as_ref(),
             &source,
-            ResolveOptions {
-                csv_override: args.targets,
-                skip_bad_rows: args.skip_bad_rows,
+            PlanOptions {
+                resolve: ResolveOptions {
+                    csv_override: args.targets,
+                    skip_bad_rows: args.skip_bad_rows,
+                },
+                out: args.out,
+                overwrite: args.overwrite,
+                include_remediated: args.include_remediated,
             },
-            args.out,
-            args.overwrite,
         )
         .await;
     let tenant_emulated = tenant.emulated;
@@ -69,6 +72,7 @@ pub fn plan_json(planned: &PlannedRun, emulated: bool) -> serde_json::Value {
         "buckets": bucket_counts(plan).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "automated_with_steps": gate::automated(plan),
         "hybrid_with_cloud_steps": hybrid_with_steps(plan),
+        "remediated_within_secs": planned.playbook.guards.remediated_within.as_secs(),
         "unresolved": plan.unresolved.len(),
         "bad_rows": plan.bad_rows.len(),
         "estimate": plan.estimate,
@@ -109,6 +113,24 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
         outln!("  {bucket:<12} {count:>7}");
     }
     outln!("  {:<12} {:>7}", "unresolved", plan.unresolved.len());
+    let remediated: Vec<_> = plan
+        .users
+        .iter()
+        .filter(|u| u.bucket == Bucket::Remediated)
+        .collect();
+    if !remediated.is_empty() {
+        outln!(
+            "  remediated users were written to by an earlier run within {} and are not written \
+             again (--include-remediated plans a second wave):",
+            humanize(planned.playbook.guards.remediated_within)
+        );
+        for user in remediated.iter().take(5) {
+            outln!("    {:<40} {}", user.upn, user.reason);
+        }
+        if remediated.len() > 5 {
+            outln!("    ... and {} more (targets.csv)", remediated.len() - 5);
+        }
+    }
     let hybrid = hybrid_with_steps(plan);
     if hybrid > 0 {
         outln!(
@@ -129,6 +151,16 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
     outln!("files     {}", planned.out.display());
 }
 
+/// A window as the playbook would write it (`24h`, `90m`, `7d`).
+fn humanize(window: std::time::Duration) -> String {
+    let secs = window.as_secs();
+    match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s => format!("{}m", s / 60),
+    }
+}
+
 /// Hybrid users with steps: `hybrid_users: cloud_actions` gives them the cloud-side ones.
 fn hybrid_with_steps(plan: &Plan) -> usize {
     plan.users
@@ -138,14 +170,8 @@ fn hybrid_with_steps(plan: &Plan) -> usize {
 }
 
 fn bucket_counts(plan: &Plan) -> Vec<(&'static str, usize)> {
-    [
-        Bucket::Automated,
-        Bucket::Privileged,
-        Bucket::Hybrid,
-        Bucket::Disabled,
-        Bucket::Excluded,
-    ]
-    .into_iter()
-    .map(|b| (b.as_str(), plan.count(b)))
-    .collect()
+    Bucket::ALL
+        .into_iter()
+        .map(|b| (b.as_str(), plan.count(b)))
+        .collect()
 }

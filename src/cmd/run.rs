@@ -17,7 +17,7 @@ use resetctl::directory::Directory;
 use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
 use resetctl::engine::lifecycle::{
-    Cleared, ExecuteOptions, Executed, Lifecycle, PlannedRun, ResumeCheck,
+    Cleared, ExecuteOptions, Executed, Lifecycle, PlanOptions, PlannedRun, ResumeCheck,
 };
 use resetctl::engine::notify::RecordOnly;
 use resetctl::report::StepCounts;
@@ -82,12 +82,15 @@ async fn plan_then_act(
         .plan(
             tenant.as_ref(),
             source,
-            ResolveOptions {
-                csv_override: args.targets.clone(),
-                skip_bad_rows: args.skip_bad_rows,
+            PlanOptions {
+                resolve: ResolveOptions {
+                    csv_override: args.targets.clone(),
+                    skip_bad_rows: args.skip_bad_rows,
+                },
+                out: args.out.clone(),
+                overwrite: args.overwrite,
+                include_remediated: args.include_remediated,
             },
-            args.out.clone(),
-            args.overwrite,
         )
         .await?;
     // In JSON the plan goes into the command's one document; in text it is shown now.

@@ -311,16 +311,10 @@ async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult
     let approvals = store.approvals(id).await?;
     let attempts = store.attempts(id).await?;
     let journal = store.journal(id).await?;
-    let buckets = [
-        Bucket::Automated,
-        Bucket::Privileged,
-        Bucket::Hybrid,
-        Bucket::Disabled,
-        Bucket::Excluded,
-    ]
-    .into_iter()
-    .map(|b| (b.as_str(), plan.count(b)))
-    .collect();
+    let buckets = Bucket::ALL
+        .into_iter()
+        .map(|b| (b.as_str(), plan.count(b)))
+        .collect();
     let view = RunView {
         approvals_of_this_plan: approvals
             .iter()

@@ -1,5 +1,5 @@
 //! `resetctl.yaml`: tenants, their app registrations (a credential pool), Graph and token
-//! endpoints, runner accounts and throttle quotas (design §4).
+//! endpoints, runner accounts and throttle quotas (README, Configuration).
 //!
 //! The file is parsed into raw serde types ([`raw`]) with unknown keys rejected, then turned
 //! into validated [`TenantSettings`] ([`tenant`]). Secrets are never read from the file itself:

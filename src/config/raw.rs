@@ -1,5 +1,6 @@
-//! Raw serde shapes of `resetctl.yaml`. Key names are a contract (design §4): add keys, never
-//! rename one. Unknown keys are rejected so a typo cannot silently drop a setting.
+//! Raw serde shapes of `resetctl.yaml`. Key names are a contract (scripts and tests write such
+//! files): add keys, never rename one. Unknown keys are rejected so a typo cannot silently
+//! drop a setting.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

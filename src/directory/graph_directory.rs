@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::wire::{
-    WireAuthMethod, WireEligibility, WireList, WireRiskyUser, WireRoleAssignment, WireTap, WireUser,
+    WireAuthMethod, WireEligibility, WireGroup, WireList, WireRiskyUser, WireRoleAssignment,
+    WireTap, WireUser,
 };
 use super::{
     DirFuture, Directory, DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail,
@@ -18,7 +19,8 @@ use super::{
 use crate::graph::{BatchItem, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_SIZE, Request};
 
 /// Properties selected when listing or getting users (the default set lacks
-/// `accountEnabled`, `department`, `onPremisesSyncEnabled`: reference §2).
+/// `accountEnabled`, `department`, `onPremisesSyncEnabled`:
+/// <https://learn.microsoft.com/graph/api/user-list>).
 pub const USER_SELECT: &str = "id,userPrincipalName,displayName,mail,department,jobTitle,mobilePhone,\
 businessPhones,accountEnabled,onPremisesSyncEnabled,userType,lastPasswordChangeDateTime,\
 signInSessionsValidFromDateTime,createdDateTime";
@@ -145,8 +147,9 @@ fn odata_string(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// `PATCH /users/{id}` with `passwordProfile` (reference §3): both flags explicit, the
-/// password when given. The body is serialized straight into the request's secret buffer.
+/// `PATCH /users/{id}` with `passwordProfile`
+/// (<https://learn.microsoft.com/graph/api/user-update>): both flags explicit, the password
+/// when given. The body is serialized straight into the request's secret buffer.
 fn password_request(user_id: &str, change: &PasswordChange) -> Result<Request, DirectoryError> {
     let mut profile = serde_json::Map::new();
     profile.insert(
@@ -254,6 +257,22 @@ impl Directory for GraphDirectory {
                 .await
                 .and_then(|r| r.json::<WireUser>());
             not_found_is_none(r).map(|o| o.map(WireUser::into_user))
+        }
+        .boxed()
+    }
+
+    fn get_group<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<Group>> {
+        async move {
+            // https://learn.microsoft.com/graph/api/group-get: `isAssignableToRole` is
+            // returned only when selected.
+            let req = Request::get("/groups/{}", &[id])
+                .query("$select", "id,displayName,isAssignableToRole");
+            let r = self
+                .client
+                .send(req)
+                .await
+                .and_then(|r| r.json::<WireGroup>());
+            not_found_is_none(r).map(|o| o.map(WireGroup::into_group))
         }
         .boxed()
     }

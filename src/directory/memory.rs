@@ -13,9 +13,9 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 
 use super::{
-    AuthMethod, DirFuture, Directory, DirectoryError, DirectoryErrorKind, ErrorDetail, ItemStream,
-    Mail, Manager, PasswordChange, RiskLevel, RiskyUser, RoleAssignment, RoleEligibility,
-    TapRequest, TemporaryAccessPass, User, UserQuery, UserWrite,
+    AuthMethod, DirFuture, Directory, DirectoryError, DirectoryErrorKind, ErrorDetail, Group,
+    ItemStream, Mail, Manager, PasswordChange, RiskLevel, RiskyUser, RoleAssignment,
+    RoleEligibility, TapRequest, TemporaryAccessPass, User, UserQuery, UserWrite,
 };
 
 /// The operations of the trait, to script failures and count calls by.
@@ -27,6 +27,8 @@ pub enum Op {
     CountUsers,
     /// `get_user`.
     GetUser,
+    /// `get_group`.
+    GetGroup,
     /// `list_group_members`.
     ListGroupMembers,
     /// `is_group_member`.
@@ -65,6 +67,8 @@ struct State {
     users: Vec<User>,
     /// Group id → direct member ids.
     groups: HashMap<String, Vec<String>>,
+    /// Groups created with `isAssignableToRole`.
+    role_assignable: std::collections::HashSet<String>,
     methods: HashMap<String, Vec<AuthMethod>>,
     risky: Vec<RiskyUser>,
     /// What `count_users` answers instead of the number of users.
@@ -144,6 +148,12 @@ impl MemoryDirectory {
             group_id.to_owned(),
             members.iter().map(|m| (*m).to_owned()).collect(),
         );
+        self
+    }
+
+    /// Marks a group role-assignable (`isAssignableToRole`).
+    pub fn with_role_assignable(self, group_id: &str) -> Self {
+        self.state().role_assignable.insert(group_id.to_owned());
         self
     }
 
@@ -293,6 +303,16 @@ impl Directory for MemoryDirectory {
                 .iter()
                 .find(|u| u.id == id_or_upn || u.upn.eq_ignore_ascii_case(id_or_upn))
                 .cloned()
+        }))
+    }
+
+    fn get_group<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<Group>> {
+        ready(self.read(Op::GetGroup, |s| {
+            s.groups.contains_key(id).then(|| Group {
+                id: id.to_owned(),
+                display_name: None,
+                role_assignable: s.role_assignable.contains(id),
+            })
         }))
     }
 

@@ -1,4 +1,4 @@
-//! The `Directory` trait (design §2): every directory read and write the engine, targeting,
+//! The `Directory` trait: every directory read and write the engine, targeting,
 //! verification and comms need, as typed operations. The engine talks to Graph only through
 //! it, so tests and the emulator can plug in behind the same trait.
 //!
@@ -50,6 +50,9 @@ pub trait Directory: Send + Sync {
 
     /// One user by object id or UPN; `None` when it does not exist.
     fn get_user<'a>(&'a self, id_or_upn: &'a str) -> DirFuture<'a, Option<User>>;
+
+    /// One group by object id; `None` when it does not exist.
+    fn get_group<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<Group>>;
 
     /// A user's manager; `None` when the user has none (Graph answers 404).
     fn get_manager<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, Option<Manager>>;

@@ -68,6 +68,18 @@ impl ObjectKind {
     }
 }
 
+/// A group, as the planner needs it before adding users to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Object id.
+    pub id: String,
+    /// `displayName`.
+    pub display_name: Option<String>,
+    /// `isAssignableToRole`: directory roles can be assigned to the group, so membership
+    /// can make a user an administrator.
+    pub role_assignable: bool,
+}
+
 /// A user's manager (a user or an org contact).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manager {
@@ -195,7 +207,8 @@ pub struct RiskyUser {
     pub last_updated: Option<jiff::Timestamp>,
 }
 
-/// A forced password change (`PATCH /users/{id}` with `passwordProfile`, reference §3).
+/// A forced password change (`PATCH /users/{id}` with `passwordProfile`,
+/// <https://learn.microsoft.com/graph/api/resources/passwordprofile>).
 /// Both flags are always sent explicitly; the password is sent except in the playbook's
 /// `keep` mode. `Debug` never shows the password.
 #[derive(Clone)]
@@ -204,8 +217,9 @@ pub struct PasswordChange {
     pub force_change_next_sign_in: bool,
     /// `forceChangePasswordNextSignInWithMfa`.
     pub force_change_with_mfa: bool,
-    /// The new password; `None` only in `keep` mode (reference §3 warns a PATCH without a
-    /// password has been seen to do nothing: the engine must verify it).
+    /// The new password; `None` only in `keep` mode (a PATCH without a password has been seen
+    /// to answer 204 and do nothing, github.com/microsoftgraph/microsoft-graph-docs/issues/4267:
+    /// the engine must verify it).
     pub password: Option<SecretString>,
 }
 
@@ -219,7 +233,8 @@ impl std::fmt::Debug for PasswordChange {
     }
 }
 
-/// A registered authentication method type (reference §6).
+/// A registered authentication method type
+/// (<https://learn.microsoft.com/graph/api/resources/authenticationmethods-overview>).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AuthMethodKind {
     /// Password (cannot be deleted through this API).
@@ -341,7 +356,8 @@ impl std::fmt::Debug for TemporaryAccessPass {
     }
 }
 
-/// An email sent as a mailbox through Graph `sendMail` (reference §12).
+/// An email sent as a mailbox through Graph `sendMail`
+/// (<https://learn.microsoft.com/graph/api/user-sendmail>).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mail {
     /// Subject line.

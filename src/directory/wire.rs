@@ -1,5 +1,6 @@
-//! Graph JSON shapes (reference §2, §6-§8, written from the reference, not shared with the
-//! emulator) and their conversion into the domain types.
+//! Graph JSON shapes (users, authentication methods, roles and PIM, risky users; written from
+//! Graph's documentation, not shared with the emulator) and their conversion into the domain
+//! types.
 
 use serde::Deserialize;
 
@@ -7,6 +8,25 @@ use super::types::*;
 
 fn ts(s: Option<String>) -> Option<jiff::Timestamp> {
     s.and_then(|v| v.parse().ok())
+}
+
+/// `microsoft.graph.group` (the properties we select).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireGroup {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub is_assignable_to_role: Option<bool>,
+}
+
+impl WireGroup {
+    pub fn into_group(self) -> Group {
+        Group {
+            id: self.id,
+            display_name: self.display_name,
+            role_assignable: self.is_assignable_to_role.unwrap_or(false),
+        }
+    }
 }
 
 /// `microsoft.graph.user` (the properties we select).

@@ -1,6 +1,7 @@
 //! The v2.0 token endpoint (`POST /{tenant}/oauth2/v2.0/token`, client credentials with a
 //! secret — form field or HTTP Basic — or a certificate assertion) and bearer-token checks
-//! on Graph requests (reference §1).
+//! on Graph requests
+//! (<https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>).
 //!
 //! Entra's error body: `{"error","error_description":"AADSTSnnnn: …","error_codes":[n],
 //! "timestamp","trace_id","correlation_id","error_uri"}`. The AADSTS codes used here are
@@ -360,9 +361,11 @@ fn bad_assertion(code: u32, message: &str) -> TokenAnswer {
     entra_error(401, "invalid_client", code, message)
 }
 
-/// Check a client assertion JWT (reference §1): header `alg` PS256 or RS256 with `x5t#S256`
-/// (SHA-256) or `x5t` (SHA-1) naming a registered certificate, a valid signature by that
-/// certificate's key, `iss` = `sub` = client id, `aud` = the token endpoint, `nbf`/`exp`.
+/// Check a client assertion JWT
+/// (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>): header
+/// `alg` PS256 or RS256 with `x5t#S256` (SHA-256) or `x5t` (SHA-1) naming a registered
+/// certificate, a valid signature by that certificate's key, `iss` = `sub` = client id, `aud` =
+/// the token endpoint, `nbf`/`exp`.
 fn verify_assertion(
     jwt: &str,
     client_id: &str,

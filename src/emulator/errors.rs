@@ -1,7 +1,7 @@
 //! Graph's response shapes that are not entities: the error body
 //! `{"error":{"code","message","innerError":{"date","request-id","client-request-id"}}}`
-//! (reference §11) and the emulator's transport-neutral [`GraphResponse`], which the HTTP
-//! layer and `$batch` both turn into their own framing.
+//! (<https://learn.microsoft.com/graph/errors>) and the emulator's transport-neutral
+//! [`GraphResponse`], which the HTTP layer and `$batch` both turn into their own framing.
 
 use serde_json::{Value, json};
 
@@ -105,7 +105,8 @@ impl Fail {
         }
     }
 
-    /// 404 for an object that does not exist (reference §11).
+    /// 404 `Request_ResourceNotFound` for an object that does not exist
+    /// (<https://learn.microsoft.com/graph/errors>).
     pub fn not_found(id: &str) -> Self {
         Fail::new(
             404,
@@ -116,7 +117,7 @@ impl Fail {
         )
     }
 
-    /// 403 for a role too low (reference §3).
+    /// 403 `Authorization_RequestDenied` for a caller whose role is below the target's.
     pub fn denied() -> Self {
         Fail::new(
             403,

@@ -13,7 +13,7 @@
 //!   steps (and its circuit breaker can be rehearsed). Only directory writes (`POST`,
 //!   `PATCH`, `DELETE` under `/users`, `/groups`, `/roleManagement`, `/directoryObjects`,
 //!   also as `$batch` items) are denied; reads, `sendMail` (Outlook) and Identity Protection
-//!   actions never are, since the reference gives this error body for the directory only.
+//!   actions never are, since Graph documents this error body for the directory only.
 //!
 //! Each request takes one draw, whatever kinds apply to it, from a generator seeded by the
 //! tenant seed, so a sequential client sees the same faults on every run, and adding `403`

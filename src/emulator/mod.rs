@@ -1,10 +1,11 @@
 //! The emulated tenant: a Graph v1.0-compatible HTTP server on loopback for demos, tabletop
-//! exercises and tests (issue 3, design §8).
+//! exercises and tests.
 //!
 //! Start it with [`RunningEmulator::start`]; [`ConnectionInfo`] says where the Graph root
 //! (`graph_url`, ending in `/v1.0`) and the v2.0 token endpoint (`token_url`) are, and which
 //! app registrations may call it. It shares no wire types with the `graph` client: every JSON
-//! shape here is written from `reference/graph-api.md` and the v1.0 CSDL.
+//! shape here is written from Graph's documentation (<https://learn.microsoft.com/graph/>)
+//! and its v1.0 metadata (CSDL, `https://graph.microsoft.com/v1.0/$metadata`).
 //!
 //! Code map:
 //! - [`model`]: the tenant in compact form; the "who can reset whose password" table.
@@ -23,7 +24,7 @@
 //! - Every app registration holds the **User Administrator** role unless a tenant file says
 //!   otherwise: a mass reset of ordinary users passes, while admins and members of
 //!   role-assignable groups answer 403 `Authorization_RequestDenied`, as Graph does for an
-//!   app granted the least role the reference names. Give an app `Privileged Authentication
+//!   app granted the least role Graph's documentation names. Give an app `Privileged Authentication
 //!   Administrator` in a tenant file to reach everyone.
 //! - `--time-scale K` divides every throttling window, every `Retry-After`, the token
 //!   lifetime and the added latency by K.
@@ -31,7 +32,7 @@
 //! - An injected `403` denies a directory write without applying it: a permission or
 //!   Conditional Access change mid-run, for rehearsing a run going bad (see [`faults`]).
 //! - Throttling is a set of token buckets; throttled calls are charged too (see [`throttle`]).
-//! - Where the reference marks a detail unconfirmed, the emulator picks the strict reading:
+//! - Where Graph's documentation leaves a detail open, the emulator picks the strict reading:
 //!   role gating also applies to `revokeSignInSessions` and to authentication-method writes;
 //!   a password complexity failure is `400 Request_BadRequest`; a `PATCH` with a
 //!   `passwordProfile` but no password answers 204 and changes nothing.

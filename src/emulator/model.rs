@@ -11,8 +11,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use uuid::Uuid;
 
-/// Built-in directory role template ids (reference §7). Only the ones the emulator reasons
-/// about are named; any other id is accepted as "some other role".
+/// Built-in directory role template ids
+/// (<https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference>).
+/// Only the ones the emulator reasons about are named; any other id is accepted as "some
+/// other role".
 pub mod roles {
     /// Global Administrator.
     pub const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
@@ -68,7 +70,10 @@ pub mod roles {
     ];
 }
 
-/// Fixed method ids Graph uses (reference §4 and §6).
+/// Fixed method ids Graph uses: the password method's
+/// (<https://learn.microsoft.com/graph/api/authenticationmethod-resetpassword>), the phone
+/// method's (<https://learn.microsoft.com/graph/api/resources/phoneauthenticationmethod>) and
+/// the email method's (<https://learn.microsoft.com/graph/api/emailauthenticationmethod-delete>).
 pub mod method_ids {
     /// The password method's id, the same for every user.
     pub const PASSWORD: &str = "28c10230-6103-485e-b985-444c60001490";
@@ -155,7 +160,8 @@ impl MethodKind {
         }
     }
 
-    /// The path segment under `/users/{id}/authentication/` (reference §6).
+    /// The path segment under `/users/{id}/authentication/`
+    /// (<https://learn.microsoft.com/graph/api/resources/authenticationmethods-overview>).
     pub fn segment(self) -> &'static str {
         match self {
             MethodKind::Authenticator => "microsoftAuthenticatorMethods",
@@ -427,7 +433,7 @@ pub fn static_role(id: &str) -> Option<&'static str> {
         .copied()
 }
 
-/// The caller roles of the "who can reset whose password" table (reference §3).
+/// The caller roles of the "who can reset whose password" table (see [`may_reset`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ResetRole {
     Password,
@@ -452,8 +458,8 @@ fn reset_role(role: &str) -> Option<ResetRole> {
 
 /// Whether a caller holding `caller_role` may reset the password of (or revoke sessions of) a
 /// target holding `target_roles`, per the "who can reset passwords" table of
-/// privileged-roles-permissions.md (reference §3). `in_role_assignable_group` marks a target
-/// that is a member of a role-assignable group.
+/// <https://learn.microsoft.com/entra/identity/role-based-access-control/privileged-roles-permissions>.
+/// `in_role_assignable_group` marks a target that is a member of a role-assignable group.
 pub fn may_reset(caller_role: &str, target_roles: &[&str], in_role_assignable_group: bool) -> bool {
     use ResetRole::*;
     let Some(caller) = reset_role(caller_role) else {
@@ -572,7 +578,8 @@ impl Tenant {
             .collect()
     }
 
-    /// Whether the app's role may reset this user's password (reference §3 table).
+    /// Whether the app's role may reset this user's password (the "who can reset passwords"
+    /// table).
     pub fn may_reset(&self, app_role: &str, idx: u32) -> bool {
         let in_group = !self.role_assignable_groups_of(idx).is_empty();
         may_reset(app_role, &self.active_roles(idx), in_group)
@@ -603,7 +610,8 @@ impl Tenant {
         out
     }
 
-    /// Tenant size class for the resource-unit quota (reference §10.2).
+    /// Tenant size class for the resource-unit quota: under 50 users small, 50 to 500
+    /// medium, above 500 large (<https://learn.microsoft.com/graph/throttling-limits>).
     pub fn size_class(&self) -> SizeClass {
         match self.users.len() {
             0..50 => SizeClass::Small,

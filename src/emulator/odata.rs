@@ -3,9 +3,10 @@
 //! their `$select`)
 //! and the opaque `$skiptoken` of `@odata.nextLink`.
 //!
-//! Advanced queries (reference §2): `ne`, `not`, `endswith` and `$count` need the header
-//! `ConsistencyLevel: eventual` and `$count=true`; without them `$count=true` is silently
-//! ignored and the operators are refused with `Request_UnsupportedQuery`.
+//! Advanced queries (<https://learn.microsoft.com/graph/aad-advanced-queries>): `ne`, `not`,
+//! `endswith` and `$count` need the header `ConsistencyLevel: eventual` and `$count=true`;
+//! without them `$count=true` is silently ignored and the operators are refused with
+//! `Request_UnsupportedQuery`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -548,7 +549,7 @@ pub fn parse_query(
             ))
         })?;
         if !(1..=999).contains(&n) {
-            // Graph's words (reference §2).
+            // Graph's words (https://learn.microsoft.com/en-us/answers/questions/1129204).
             return Err(bad(format!(
                 "Invalid page size specified: '{n}'. Must be between 1 and 999 inclusive."
             )));

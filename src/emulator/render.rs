@@ -1,5 +1,7 @@
 //! Entity JSON as Graph v1.0 returns it. Property names and types follow the CSDL
-//! (`reference/graph-v1.0.csdl.xml`); the contract test checks every one of them.
+//! (Graph's v1.0 metadata, `https://graph.microsoft.com/v1.0/$metadata`); the contract test
+//! (`tests/csdl.rs`, against the part vendored in `tests/fixtures/graph-csdl/`) checks every
+//! one of them.
 
 use serde_json::{Map, Value, json};
 
@@ -38,7 +40,7 @@ pub const USER_PROPERTIES: &[&str] = &[
     "otherMails",
 ];
 
-/// Graph's default property set for users (reference §2).
+/// Graph's default property set for users (<https://learn.microsoft.com/graph/api/user-list>).
 pub const USER_DEFAULT: &[&str] = &[
     "businessPhones",
     "displayName",

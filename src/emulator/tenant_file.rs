@@ -197,6 +197,9 @@ pub struct GroupSpec {
     /// Roles assigned to the group.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// PIM eligibilities of the group (a role-assignable group can be made eligible).
+    #[serde(default)]
+    pub eligible_roles: Vec<String>,
 }
 
 const ROLE_NAMES: &[(&str, &str)] = &[
@@ -456,6 +459,16 @@ impl TenantFile {
                     id,
                     role,
                     principal: Principal::Group(gi as u32),
+                });
+            }
+            for r in &g.eligible_roles {
+                let role = role(r)?;
+                let id = format!("{}-{}", fresh().simple(), t.eligibilities.len());
+                t.eligibilities.push(Eligibility {
+                    id,
+                    role,
+                    principal: Principal::Group(gi as u32),
+                    start_s: now_ms / 1000 - 86_400,
                 });
             }
         }

@@ -1,4 +1,5 @@
-//! Graph's throttling as documented (reference §10): token buckets per scope.
+//! Graph's throttling as documented (<https://learn.microsoft.com/graph/throttling-limits>):
+//! token buckets per scope.
 //!
 //! Model: every limit "N per W" is a token bucket of capacity N refilled continuously at
 //! N/W per second (W divided by the time scale). A request is admitted when every bucket it
@@ -18,8 +19,8 @@
 //! - Outlook sendMail: 10,000 per 10 min per app+mailbox;
 //! - optionally, `/users/{id}/authentication/*` at N requests per 10 s per app+tenant: the
 //!   throttling page lists `authenticationMethod` under the reports limits (5 / 10 s), but
-//!   whether method CRUD is metered that tightly is unconfirmed (reference §10.3), so it is
-//!   off unless configured.
+//!   whether method CRUD is metered that tightly is not documented, so it is off unless
+//!   configured.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -189,8 +190,9 @@ pub struct Throttle {
     buckets: Mutex<HashMap<Scope, Bucket>>,
 }
 
-/// The resource-unit cost of a directory request (reference §10.2): base cost by path,
-/// then `$select` −1, `$expand` +1, `$top` < 20 −1, minimum 1.
+/// The resource-unit cost of a directory request
+/// (<https://learn.microsoft.com/graph/throttling-limits>): base cost by path, then `$select`
+/// −1, `$expand` +1, `$top` < 20 −1, minimum 1.
 pub fn directory_cost(base: u32, select: bool, expand: bool, top: Option<u32>) -> u32 {
     let mut cost = base as i64;
     if select {

@@ -1,10 +1,12 @@
 //! `confirm_compromised` for many users at once.
 //!
-//! Identity Protection allows one request per second per tenant (reference §10.3), but
+//! Identity Protection allows one request per second per tenant
+//! (<https://learn.microsoft.com/graph/throttling-limits>), but
 //! `POST /identityProtection/riskyUsers/confirmCompromised` takes a list of user ids
-//! (reference §8). Each user's pipeline hands its id to one [`Confirmer`] task, which sends
-//! whatever has queued up as one request and answers every waiting pipeline with its result:
-//! 10,000 users take a few hundred requests instead of 10,000 seconds.
+//! (<https://learn.microsoft.com/graph/api/riskyuser-confirmcompromised>). Each user's
+//! pipeline hands its id to one [`Confirmer`] task, which sends whatever has queued up as one
+//! request and answers every waiting pipeline with its result: 10,000 users take a few
+//! hundred requests instead of 10,000 seconds.
 
 use std::sync::Arc;
 
@@ -94,6 +96,9 @@ mod tests {
             unreachable!()
         }
         fn get_user<'a>(&'a self, _: &'a str) -> DirFuture<'a, Option<User>> {
+            never()
+        }
+        fn get_group<'a>(&'a self, _: &'a str) -> DirFuture<'a, Option<crate::directory::Group>> {
             never()
         }
         fn get_manager<'a>(&'a self, _: &'a str) -> DirFuture<'a, Option<Manager>> {

@@ -2,14 +2,14 @@
 //! Graph client's throttle.
 //!
 //! For every (user, step) the journal records the intent before the call and the outcome
-//! after (invariant 5). When the journal already holds the step — a resumed run — the
+//! after. When the journal already holds the step — a resumed run — the
 //! outcome is reused; when it holds only the intent, the call's fate is unknown, and the
 //! tenant is read back: a password changed, or sessions revoked, after the intent proves the
 //! write landed. Only a read-back that proves it did *not* land lets the step run (that is
 //! its first application, not a repeat); what cannot be read back goes to manual check.
 //!
 //! A rolling error rate above the playbook's `stop_when_error_rate_above` trips the circuit
-//! breaker (invariant 6): no new user starts, users in flight finish their current pipeline.
+//! breaker: no new user starts, users in flight finish their current pipeline.
 //! The breaker counts only steps decided in this attempt: outcomes a resumed run reads back
 //! from the journal are history, and counting them would trip a resumed run again before it
 //! started anyone.
@@ -756,6 +756,8 @@ mod tests {
                 ),
                 runner_accounts: &[],
                 resolve: ResolveOptions::default(),
+                remediated: &std::collections::HashMap::new(),
+                include_remediated: false,
             },
         )
         .await

@@ -1,8 +1,9 @@
 //! The gate between a plan and `--execute`: guards and approvals.
 //!
-//! Invariant (design §6, 4): a refusal here means nothing is written. The checks read only
-//! the plan, the playbook and the approvals, so a dry run shows exactly what `--execute`
-//! would decide.
+//! Invariant: nothing is written unless `--execute` was given and the playbook's approvals
+//! and guards pass, so a refusal here means nothing is written. The checks read only the
+//! plan, the playbook and the approvals, so a dry run shows exactly what `--execute` would
+//! decide.
 
 use std::collections::BTreeSet;
 

@@ -14,7 +14,7 @@
 //! [`Lifecycle::resume`] (the stored plan, the same playbook, a tenant that kept its state).
 //! Every refusal is written to the audit trail before it is returned.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,8 +35,8 @@ use crate::directory::Directory;
 use crate::playbook::Playbook;
 use crate::report;
 use crate::store::{
-    Approval, AttemptEnd, NewApproval, NewRun, Outcome, PlanDocument, RunId, RunRecord, RunStatus,
-    RunStore, StoreError,
+    Approval, AttemptEnd, NewApproval, NewRun, Outcome, PlanDocument, Remediated, RunId, RunRecord,
+    RunStatus, RunStore, StoreError,
 };
 use crate::targeting::ResolveOptions;
 use crate::throttle::Quotas;
@@ -176,6 +176,26 @@ pub fn out_files(out: Option<&Path>, overwrite: bool) -> report::Existing {
     }
 }
 
+impl PlannedRun {
+    /// A stored run of `plan`, made from `source`, with its files under `out`.
+    fn of(
+        source: &PlaybookSource,
+        plan: Arc<Plan>,
+        run: RunRecord,
+        out: PathBuf,
+        on_existing: report::Existing,
+    ) -> PlannedRun {
+        PlannedRun {
+            playbook: Arc::clone(&source.playbook),
+            playbook_path: source.path.clone(),
+            plan,
+            run,
+            out,
+            on_existing,
+        }
+    }
+}
+
 /// A run the gate (or a resume's checks) let through: the only thing
 /// [`Lifecycle::execute`] takes.
 pub struct Cleared {
@@ -217,6 +237,19 @@ pub struct ExecuteOptions {
     pub progress: Arc<Progress>,
     /// Delivers notices and the secrets steps create.
     pub notifier: Arc<dyn Notifier>,
+}
+
+/// How a plan is made, beyond the playbook and the tenant.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// CSV override and bad-row policy.
+    pub resolve: ResolveOptions,
+    /// Where the plan's files go (default: the run's own folder).
+    pub out: Option<PathBuf>,
+    /// Replace files already in `out`.
+    pub overwrite: bool,
+    /// A deliberate second wave: plan users that earlier runs remediated within the window.
+    pub include_remediated: bool,
 }
 
 /// How an execution ended.
@@ -304,16 +337,23 @@ impl<S: RunStore + 'static> Lifecycle<S> {
     /// Plan `source` against `tenant` and store it as a run, reusing a planned (never
     /// executed) run of the same plan so approvals gathered for it still attach; write
     /// `plan.json`, `targets.csv` and `manual-queue.csv` (over files already in an `out` the
-    /// operator named only with `overwrite`). Read-only towards the tenant.
+    /// operator named only with `overwrite`). Users that earlier runs on this tenant
+    /// remediated within the playbook's `guards.remediated_within` go to the `remediated`
+    /// bucket unless a second wave is asked for. Read-only towards the tenant.
     pub async fn plan(
         &self,
         tenant: TenantRef<'_>,
         source: &PlaybookSource,
-        resolve: ResolveOptions,
-        out: Option<PathBuf>,
-        overwrite: bool,
+        options: PlanOptions,
     ) -> Result<PlannedRun, LifecycleError> {
+        let PlanOptions {
+            resolve,
+            out,
+            overwrite,
+            include_remediated,
+        } = options;
         let on_existing = out_files(out.as_deref(), overwrite);
+        let remediated = self.recently_remediated(tenant, &source.playbook).await?;
         let plan = planner::build_plan(
             tenant.directory.as_ref(),
             PlanRequest {
@@ -323,6 +363,8 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                 quotas: tenant.quotas,
                 runner_accounts: tenant.runner_accounts,
                 resolve,
+                remediated: &remediated,
+                include_remediated: include_remediated || source.playbook.guards.include_remediated,
             },
         )
         .await?;
@@ -383,14 +425,31 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             path: out.clone(),
             message: e.to_string(),
         })??;
-        Ok(PlannedRun {
-            playbook: Arc::clone(&source.playbook),
-            playbook_path: source.path.clone(),
-            plan,
-            run,
-            out,
-            on_existing,
-        })
+        Ok(PlannedRun::of(source, plan, run, out, on_existing))
+    }
+
+    /// Users that runs on `tenant` wrote to within the playbook's window, by lower-case id.
+    /// A tenant that starts afresh each time (the demo) has no history to respect.
+    async fn recently_remediated(
+        &self,
+        tenant: TenantRef<'_>,
+        playbook: &Playbook,
+    ) -> Result<HashMap<String, Remediated>, LifecycleError> {
+        let window = playbook.guards.remediated_within;
+        if tenant.ephemeral || window.is_zero() {
+            return Ok(HashMap::new());
+        }
+        let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
+        let since = Timestamp::now()
+            .checked_sub(window)
+            .unwrap_or(Timestamp::MIN);
+        Ok(self
+            .store
+            .remediated_since(tenant.name, since)
+            .await?
+            .into_iter()
+            .map(|r| (r.user_id.to_ascii_lowercase(), r))
+            .collect())
     }
 
     /// Record `approver`'s approval of run `id`'s plan. The trail record comes first and
@@ -692,14 +751,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         .await?;
         let out = out.unwrap_or_else(|| self.runs_dir.join(&run.id.0));
         Ok(Cleared {
-            planned: PlannedRun {
-                playbook: Arc::clone(&source.playbook),
-                playbook_path: source.path.clone(),
-                plan,
-                run,
-                out,
-                on_existing,
-            },
+            planned: PlannedRun::of(source, plan, run, out, on_existing),
             first: false,
         })
     }

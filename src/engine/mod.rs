@@ -17,8 +17,8 @@
 //! - [`password`]: the generated passwords.
 //! - [`operator`]: operator names as identities (normalised, compared, printed safely).
 //!
-//! Invariant (design §6, 4): nothing is written unless `--execute` was given and the gate
-//! passed. Invariant 5: each (run, user, step) is journaled before its call and its outcome
+//! Invariant: nothing is written unless `--execute` was given and the gate passed.
+//! Invariant: each (run, user, step) is journaled before its call and its outcome
 //! after; a journaled step whose outcome is unknown is resolved by reading the tenant back,
 //! never by repeating the call blindly.
 

@@ -1,7 +1,7 @@
 //! Planning: resolve a playbook's targets, partition them, and decide each automated user's
 //! steps. Read-only: nothing here writes to the tenant.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,6 +9,7 @@ use super::EngineError;
 use super::plan::{Budget, Estimate, Plan, PlannedStep, PlannedUser, Unresolved};
 use crate::directory::Directory;
 use crate::playbook::{Playbook, RiskLevel, Step, UserFacts};
+use crate::store::Remediated;
 use crate::targeting::{
     self, Bucket, Candidate, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
 };
@@ -29,6 +30,12 @@ pub struct PlanRequest<'a> {
     pub runner_accounts: &'a [String],
     /// CSV override and bad-row policy.
     pub resolve: ResolveOptions,
+    /// Users earlier runs on this tenant remediated within the playbook's window, by
+    /// lower-case object id: placed in the `remediated` bucket, not written again…
+    pub remediated: &'a HashMap<String, Remediated>,
+    /// …unless a second wave is asked for (`--include-remediated` or the playbook's
+    /// `guards.include_remediated`).
+    pub include_remediated: bool,
 }
 
 /// Resolve, partition and plan.
@@ -39,6 +46,7 @@ pub async fn build_plan(
     let playbook = request.playbook;
     let started = Instant::now();
     let grants = targeting::role_grants(directory, playbook).await?;
+    targeting::check_step_groups(directory, playbook, &grants).await?;
     let resolution = targeting::resolve(
         directory,
         playbook,
@@ -64,7 +72,13 @@ pub async fn build_plan(
     let users: Vec<PlannedUser> = resolution
         .users
         .into_iter()
-        .map(|resolved| plan_user(playbook, resolved, &exclusions, &privileges, &mut interner))
+        .map(|resolved| {
+            let mut user = plan_user(playbook, resolved, &exclusions, &privileges, &mut interner);
+            if !request.include_remediated {
+                hold_back_remediated(&mut user, request.remediated, &mut interner);
+            }
+            user
+        })
         .collect();
     let automated = users.iter().filter(|u| !u.steps.is_empty()).count() as u64;
     let unresolved: Vec<Unresolved> = resolution
@@ -171,6 +185,30 @@ fn plan_user(
         roles,
         steps,
     }
+}
+
+/// A user an earlier run already wrote to within the window is not written again: moved to
+/// the `remediated` bucket with that run's id and time, no steps.
+fn hold_back_remediated(
+    user: &mut PlannedUser,
+    remediated: &HashMap<String, Remediated>,
+    interner: &mut StepLists,
+) {
+    if user.steps.is_empty() {
+        return;
+    }
+    let Some(earlier) = remediated.get(&user.id.to_ascii_lowercase()) else {
+        return;
+    };
+    user.bucket = Bucket::Remediated;
+    user.reason = format!(
+        "remediated by run {} at {}; not written again (a second wave needs \
+         --include-remediated or guards.include_remediated)",
+        earlier.run,
+        earlier.at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    )
+    .into();
+    user.steps = interner.intern(Vec::new());
 }
 
 /// The journal keys of the steps `user` gets, in execution order: the playbook's order,

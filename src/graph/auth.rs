@@ -1,6 +1,8 @@
 //! App-only authentication: OAuth2 client credentials against the v2.0 token endpoint
-//! (reference §1), with a client secret or a certificate assertion JWT, and a token cache
-//! that refreshes before expiry with one refresh at a time.
+//! (<https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>),
+//! with a client secret or a certificate assertion JWT
+//! (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>), and a
+//! token cache that refreshes before expiry with one refresh at a time.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +22,7 @@ use super::error::{GraphError, GraphErrorKind};
 use crate::config::{AppSpec, ConfigError, ConfigErrorKind, CredentialSource, Env, SigningAlg};
 use crate::files::{MAX_PEM_BYTES, MAX_SECRET_BYTES, is_world_readable, read_to_string_bounded};
 
-/// `client_assertion_type` for certificate credentials (reference §1).
+/// `client_assertion_type` of a certificate credential in the client-credentials grant.
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Lifetime of an assertion: Entra asks for 5-10 minutes after `nbf`.
 const ASSERTION_LIFETIME_SECS: i64 = 600;
@@ -146,8 +148,10 @@ impl CertificateCredential {
         self.alg
     }
 
-    /// A signed client assertion (reference §1): header `alg`, `typ`, `x5t#S256`; claims
-    /// `aud` (the token endpoint), `iss` = `sub` = client id, `jti`, `nbf`, `iat`, `exp`.
+    /// A signed client assertion
+    /// (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>):
+    /// header `alg`, `typ`, `x5t#S256`; claims `aud` (the token endpoint), `iss` = `sub` =
+    /// client id, `jti`, `nbf`, `iat`, `exp`.
     pub fn assertion(
         &self,
         client_id: &str,

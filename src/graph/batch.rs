@@ -1,6 +1,7 @@
-//! JSON batching (reference §9): up to 20 requests per `$batch`, results matched by id,
-//! `dependsOn`, and per-item throttling handled by re-sending only the throttled items (and
-//! the items that depended on them) in a later batch after their Retry-After.
+//! JSON batching (<https://learn.microsoft.com/graph/json-batching>): up to 20 requests per
+//! `$batch`, results matched by id, `dependsOn`, and per-item throttling handled by re-sending
+//! only the throttled items (and the items that depended on them) in a later batch after their
+//! Retry-After.
 //!
 //! Graph evaluates every item against the throttling limits on its own, so a batch of `k`
 //! writes is charged `k` cells of the write budget before it is sent.

@@ -89,7 +89,8 @@ impl GraphError {
     }
 
     /// Builds an error from a non-2xx status and its JSON body (Graph's error shape,
-    /// reference §11: `{"error":{"code","message","innerError":{"request-id",...}}}`).
+    /// <https://learn.microsoft.com/graph/errors>:
+    /// `{"error":{"code","message","innerError":{"request-id",...}}}`).
     pub fn from_response(status: u16, body: &[u8], request_id: Option<String>) -> Self {
         let parsed: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
         let (code, message, inner_id) = match parsed.and_then(|e| e.error) {

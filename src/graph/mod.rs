@@ -1,4 +1,5 @@
-//! Microsoft Graph HTTP client (design §2, reference §1-§3, §5-§12, §14).
+//! Microsoft Graph HTTP client: app-only tokens, requests under the throttle, paging,
+//! `$batch` and typed errors.
 //!
 //! - [`auth`]: client-credentials tokens (secret or certificate assertion), cached and
 //!   refreshed early, one refresh at a time.
@@ -9,8 +10,8 @@
 //! - [`batch`]: `$batch` with per-item retries of throttled items only.
 //! - [`error`]: [`GraphError`] with a `#[non_exhaustive]` [`GraphErrorKind`].
 //!
-//! This module shares no wire types with the emulator (design §2): the JSON shapes here are
-//! written from the reference alone.
+//! This module shares no wire types with the emulator, so a wrong JSON shape cannot hide by
+//! being wrong on both sides: the shapes here are written from Graph's documentation alone.
 //!
 //! Invariant: tokens, client secrets, assertions and request bodies never reach a log line,
 //! an error or `Debug` output (`secrecy` types and hand-written `Debug`).

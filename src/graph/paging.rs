@@ -1,5 +1,5 @@
 //! Paging: a `Stream` of items that follows `@odata.nextLink` until it is absent
-//! (https://learn.microsoft.com/graph/paging; reference §2).
+//! (<https://learn.microsoft.com/graph/paging>).
 
 use std::collections::VecDeque;
 

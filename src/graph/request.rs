@@ -129,7 +129,8 @@ impl Request {
         self
     }
 
-    /// Marks an advanced query (reference §2): `ConsistencyLevel: eventual` and `$count=true`.
+    /// Marks an advanced query (<https://learn.microsoft.com/graph/aad-advanced-queries>):
+    /// `ConsistencyLevel: eventual` and `$count=true`.
     pub fn advanced_query(self) -> Self {
         self.header("ConsistencyLevel", "eventual")
             .query("$count", "true")
@@ -239,9 +240,9 @@ impl Request {
     }
 
     /// The budget this request draws on: explicit, or derived from the path and method with
-    /// Graph's resource-unit table (reference §10.2: `GET users` 2, `groups/{id}/members` 3,
-    /// `transitiveMembers` 5, other GETs 1; `$select` -1, `$expand` +1, `$top` < 20 -1,
-    /// minimum 1; every write 1).
+    /// Graph's resource-unit table (<https://learn.microsoft.com/graph/throttling-limits>:
+    /// `GET users` 2, `groups/{id}/members` 3, `transitiveMembers` 5, other GETs 1; `$select`
+    /// -1, `$expand` +1, `$top` < 20 -1, minimum 1; every write 1).
     pub fn effective_charge(&self) -> Charge {
         if let Some(c) = self.charge {
             return c;

@@ -242,6 +242,11 @@ pub struct Guards {
     pub stop_when_error_rate_above: f64,
     /// Operators who must approve before `--execute` writes anything.
     pub approvals_required: u32,
+    /// Users an earlier run on the same tenant remediated within this window are not written
+    /// again (a second wave by accident); zero looks back at nothing.
+    pub remediated_within: Duration,
+    /// Write to recently remediated users anyway (a deliberate second wave).
+    pub include_remediated: bool,
 }
 
 /// Default of `guards.max_fraction_of_tenant`: a quarter of the tenant.
@@ -250,6 +255,8 @@ pub const DEFAULT_MAX_FRACTION_OF_TENANT: f64 = 0.25;
 pub const DEFAULT_STOP_WHEN_ERROR_RATE_ABOVE: f64 = 0.05;
 /// Default of `guards.approvals_required`.
 pub const DEFAULT_APPROVALS_REQUIRED: u32 = 1;
+/// Default of `guards.remediated_within`: a day.
+pub const DEFAULT_REMEDIATED_WITHIN: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for Guards {
     fn default() -> Self {
@@ -258,6 +265,8 @@ impl Default for Guards {
             max_fraction_of_tenant: DEFAULT_MAX_FRACTION_OF_TENANT,
             stop_when_error_rate_above: DEFAULT_STOP_WHEN_ERROR_RATE_ABOVE,
             approvals_required: DEFAULT_APPROVALS_REQUIRED,
+            remediated_within: DEFAULT_REMEDIATED_WITHIN,
+            include_remediated: false,
         }
     }
 }

@@ -246,6 +246,12 @@ pub struct RawGuards {
     /// `approvals_required`
     #[serde(default)]
     pub approvals_required: Option<Spanned<u32>>,
+    /// `remediated_within`
+    #[serde(default)]
+    pub remediated_within: Option<Spanned<String>>,
+    /// `include_remediated`
+    #[serde(default)]
+    pub include_remediated: Option<Spanned<bool>>,
 }
 
 /// `rate_limit:`

@@ -20,8 +20,10 @@ pub fn manual_procedure(bucket: Bucket) -> &'static str {
              phishing-resistant method."
         }
         Bucket::Hybrid => {
-            "Reset in on-premises AD (or through SSPR with password writeback) and let it sync; \
-             then revoke cloud sessions, which works for synced users."
+            "Reset in on-premises AD (or through SSPR with password writeback) and let it sync. \
+             The playbook's cloud-side steps (revoking sessions, confirming compromise, removing \
+             methods) ran for this user unless the playbook says hybrid_users: manual_only; then \
+             revoke cloud sessions by hand, which works for synced users."
         }
         _ => "",
     }

@@ -146,6 +146,8 @@ pub struct Buckets {
     pub disabled: usize,
     /// Never touched (break-glass, runner accounts, exclusions).
     pub excluded: usize,
+    /// Written to by an earlier run within the playbook's window: not written again.
+    pub remediated: usize,
 }
 
 /// Users with steps, by how far they got.
@@ -317,6 +319,7 @@ impl RunReport {
             hybrid: plan.count(Bucket::Hybrid),
             disabled: plan.count(Bucket::Disabled),
             excluded: plan.count(Bucket::Excluded),
+            remediated: plan.count(Bucket::Remediated),
         };
         let run = inputs.run;
         let approvers = inputs
@@ -448,6 +451,7 @@ impl RunReport {
             ("hybrid (manual queue)", b.hybrid),
             ("disabled", b.disabled),
             ("excluded", b.excluded),
+            ("remediated by an earlier run", b.remediated),
             ("unresolved targets", self.unresolved),
         ] {
             let _ = writeln!(md, "| {name} | {n} |");
@@ -553,8 +557,15 @@ impl RunReport {
         line(
             "buckets",
             format!(
-                "automated {}, privileged {}, hybrid {}, disabled {}, excluded {}; unresolved {}",
-                b.automated, b.privileged, b.hybrid, b.disabled, b.excluded, self.unresolved
+                "automated {}, privileged {}, hybrid {}, disabled {}, excluded {}, remediated {}; \
+                 unresolved {}",
+                b.automated,
+                b.privileged,
+                b.hybrid,
+                b.disabled,
+                b.excluded,
+                b.remediated,
+                self.unresolved
             ),
         );
         let u = &self.users;

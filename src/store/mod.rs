@@ -1,10 +1,11 @@
 //! The run store: runs, their plans, approvals, and the per-user per-step journal.
 //!
-//! The journal is what makes a mass reset resumable without doing any user twice
-//! (design §6, invariant 5): before the engine calls Graph for a (run, user, step) it
-//! records the *intent*, durably; after the call it records the *outcome*. A row with an
-//! intent and no outcome is exactly the set of writes whose fate is unknown after a crash,
-//! and `--resume` resolves those by reading the tenant back — never by repeating them.
+//! The journal is what makes a mass reset resumable without doing any user twice: each
+//! (run, user, step) happens at most once, and every planned one happens or is reported.
+//! Before the engine calls Graph for a (run, user, step) it records the *intent*, durably;
+//! after the call it records the *outcome*. A row with an intent and no outcome is exactly
+//! the set of writes whose fate is unknown after a crash, and `--resume` resolves those by
+//! reading the tenant back — never by repeating them.
 //!
 //! [`RunStore`] is the trait the engine talks to; [`SqliteStore`] is the implementation
 //! (SQLite in WAL mode, one writer thread with group commit so that thousands of concurrent
@@ -22,6 +23,7 @@
 
 mod schema;
 mod sqlite;
+mod timed;
 mod witness;
 
 use std::future::Future;
@@ -31,6 +33,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
+pub use timed::{Busy, TimedStore};
 pub use witness::StoreWitness;
 
 /// Identifies one run; printed to operators and passed to `--resume` and `runs approve`.
@@ -520,4 +523,24 @@ pub trait RunStore: Send + Sync {
         &self,
         run: &RunId,
     ) -> impl Future<Output = Result<Vec<JournalEntry>, StoreError>> + Send;
+
+    /// Users that runs on `tenant` wrote to successfully since `since` (any step but a
+    /// notice), each with the run and time of its latest such write: a new plan leaves them
+    /// out unless a second wave is asked for.
+    fn remediated_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Remediated>, StoreError>> + Send;
+}
+
+/// A user an earlier run wrote to successfully.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remediated {
+    /// The user's object id.
+    pub user_id: String,
+    /// The run that wrote to them last.
+    pub run: RunId,
+    /// When.
+    pub at: Timestamp,
 }

@@ -20,7 +20,8 @@ use tokio::sync::oneshot;
 
 use super::{
     Approval, Attempt, AttemptEnd, Facts, IntentRecorded, JournalEntry, Membership, NewApproval,
-    NewRun, Outcome, Removal, RunId, RunRecord, RunStatus, RunStore, StoreError, schema,
+    NewRun, Outcome, Remediated, Removal, RunId, RunRecord, RunStatus, RunStore, StoreError,
+    schema,
 };
 
 /// Most jobs committed together; bounds the latency one commit adds to the first caller.
@@ -67,6 +68,7 @@ enum Job {
         reply: Reply<()>,
     },
     Journal(RunId, Reply<Vec<JournalEntry>>),
+    Remediated(String, Timestamp, Reply<Vec<Remediated>>),
 }
 
 /// The SQLite run store. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -258,6 +260,15 @@ impl RunStore for SqliteStore {
     async fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
         self.ask(|reply| Job::Journal(run.clone(), reply)).await
     }
+
+    async fn remediated_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Remediated>, StoreError> {
+        self.ask(|reply| Job::Remediated(tenant.to_owned(), since, reply))
+            .await
+    }
 }
 
 /// An answer held back until the group's commit is known.
@@ -336,6 +347,7 @@ fn defer_error(job: Job) -> Deferred {
         Job::Attempts(_, r) => defer(r, Err(unreachable())),
         Job::Intent { reply, .. } => defer(reply, Err(unreachable())),
         Job::Journal(_, r) => defer(r, Err(unreachable())),
+        Job::Remediated(_, _, r) => defer(r, Err(unreachable())),
     }
 }
 
@@ -406,6 +418,7 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
             db.record_outcome(&run, &user_id, &step, outcome, detail.as_deref(), at),
         ),
         Job::Journal(id, reply) => settle(reply, db.journal(&id)),
+        Job::Remediated(tenant, since, reply) => settle(reply, db.remediated_since(&tenant, since)),
     }
 }
 
@@ -940,6 +953,62 @@ impl Db<'_> {
         rows.into_iter()
             .map(|raw| self.journal_entry(raw))
             .collect()
+    }
+
+    fn remediated_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Remediated>, StoreError> {
+        // Times are RFC 3339 text; the text comparison narrows the rows (a second early, as
+        // fractions sort after the whole second), the parsed times decide.
+        let coarse = since
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(since)
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT j.user_id, j.run_id, j.outcome_at FROM journal j
+                 JOIN runs r ON r.id = j.run_id
+                 WHERE r.tenant = ?1 AND j.outcome = 'succeeded' AND j.outcome_at >= ?2
+                   AND j.step NOT LIKE '%:notify'",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map(params![tenant, coarse], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        let mut latest: std::collections::HashMap<String, Remediated> =
+            std::collections::HashMap::new();
+        for (user_id, run, at) in rows {
+            let at = self.time("journal.outcome_at", &at)?;
+            if at < since {
+                continue;
+            }
+            let newer = latest.get(&user_id).is_none_or(|seen| seen.at < at);
+            if newer {
+                latest.insert(
+                    user_id.clone(),
+                    Remediated {
+                        user_id,
+                        run: RunId(run),
+                        at,
+                    },
+                );
+            }
+        }
+        let mut out: Vec<Remediated> = latest.into_values().collect();
+        out.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        Ok(out)
     }
 
     fn journal_entry(&self, raw: RawEntry) -> Result<JournalEntry, StoreError> {

@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use super::partition::{Exclusions, PrivilegeIndex, RoleGrant};
 use super::resolve::{ResolveError, read_error};
 use crate::directory::{Directory, DirectoryError, DirectoryErrorKind, ObjectKind};
-use crate::playbook::{AccountRef, Playbook};
+use crate::playbook::{AccountRef, Playbook, Step};
 
 /// Transitive user members of a group, lower-case ids; a group that no longer exists has none.
 async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, ResolveError> {
@@ -100,10 +100,66 @@ pub async fn role_grants(
     Ok(out)
 }
 
+/// Refuse `add_to_group` steps whose group grants administrative rights: a role-assignable
+/// group, or any group that holds a directory role or a PIM eligibility. Adding a user to
+/// one would make them an administrator for the membership's lifetime, and no playbook step
+/// may escalate a user. A group that does not exist is refused too (the write would fail
+/// for every user). `grants` are the role grants already read (eligibilities only with
+/// `include_eligible`; otherwise the group's eligibilities are asked for here).
+pub async fn check_step_groups(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    grants: &RoleGrants,
+) -> Result<(), ResolveError> {
+    let mut refused = Vec::new();
+    for spec in &playbook.steps {
+        let Step::AddToGroup { group_id, .. } = &spec.step else {
+            continue;
+        };
+        let id = group_id.to_string();
+        let group = directory
+            .get_group(&id)
+            .await
+            .map_err(read_error(format!("group {id}")))?;
+        let Some(group) = group else {
+            refused.push(format!("add_to_group {id}: no such group"));
+            continue;
+        };
+        let name = group.display_name.as_deref().unwrap_or("");
+        if group.role_assignable {
+            refused.push(format!(
+                "add_to_group {id} ({name}): a role-assignable group; its members can hold \
+                 directory roles"
+            ));
+            continue;
+        }
+        let holds_role = grants.grants.iter().any(|(g, _)| g.principal_id == id);
+        let holds_eligibility = !holds_role
+            && !playbook.privileged.include_eligible
+            && directory
+                .list_role_eligibilities(Some(format!("principalId eq '{id}'")))
+                .try_next()
+                .await
+                .map_err(read_error(format!("PIM eligibilities of group {id}")))?
+                .is_some();
+        if holds_role || holds_eligibility {
+            refused.push(format!(
+                "add_to_group {id} ({name}): the group holds a directory role or PIM \
+                 eligibility; its members become administrators"
+            ));
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(ResolveError::GrantingGroups(refused))
+    }
+}
+
 /// Build the privilege index for `playbook` from its role grants. `is_user` tells a user
 /// principal from a group where Graph did not say.
 ///
-/// Invariant 2: every group that holds any directory role is role-assignable (only those can
+/// Invariant: every group that holds any directory role is role-assignable (only those can
 /// be assigned roles), so its members are privileged whatever the role; members of a group
 /// holding a critical role get that role's name in their reason.
 pub async fn privileges(

@@ -14,7 +14,7 @@ mod resolve;
 pub use csv_source::{
     BadRow, CsvError, CsvTargets, TargetKey, TargetRef, read_csv_targets, read_targets,
 };
-pub use discover::{RoleGrants, exclusions, privileges, role_grants};
+pub use discover::{RoleGrants, check_step_groups, exclusions, privileges, role_grants};
 pub use partition::{
     Bucket, Candidate, Exclusions, Placement, Privilege, PrivilegeIndex, RoleGrant, place,
 };

@@ -1,6 +1,6 @@
 //! The partition: every resolved user lands in exactly one bucket, with a reason.
 //!
-//! Invariant (design §6, 1–3): break-glass accounts, the runner's own accounts and anything
+//! Invariant: break-glass accounts, the runner's own accounts and anything
 //! the playbook excludes are *excluded* (never written to); holders of a critical role —
 //! active, PIM-eligible when the playbook says so, directly or through a group — and members
 //! of role-assignable groups are *privileged* and go to the manual queue, never the automated
@@ -30,9 +30,22 @@ pub enum Bucket {
     Disabled,
     /// Goes through the automated steps.
     Automated,
+    /// An earlier run on this tenant already wrote to the user within the playbook's
+    /// `guards.remediated_within`: not written again unless a second wave is asked for.
+    Remediated,
 }
 
 impl Bucket {
+    /// Every bucket, in the order plans list them.
+    pub const ALL: [Bucket; 6] = [
+        Bucket::Automated,
+        Bucket::Privileged,
+        Bucket::Hybrid,
+        Bucket::Disabled,
+        Bucket::Remediated,
+        Bucket::Excluded,
+    ];
+
     /// The name used in CSVs and summaries.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -41,6 +54,7 @@ impl Bucket {
             Bucket::Hybrid => "hybrid",
             Bucket::Disabled => "disabled",
             Bucket::Automated => "automated",
+            Bucket::Remediated => "remediated",
         }
     }
 }

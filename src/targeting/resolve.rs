@@ -123,6 +123,14 @@ pub enum ResolveError {
         .0.join(", ")
     )]
     UnresolvedExclusions(Vec<String>),
+    /// `add_to_group` steps whose group would make its new members administrators (or does
+    /// not exist): no step may escalate a user, so nothing is planned.
+    #[error(
+        "these add_to_group steps would grant administrative rights, so nothing was planned: {}; \
+         use a group that holds no directory role and is not role-assignable",
+        .0.join("; ")
+    )]
+    GrantingGroups(Vec<String>),
     /// The directory refused or failed a read.
     #[error("reading {what} from the directory: {source}")]
     Directory {

@@ -16,7 +16,8 @@ use super::clock::{Limiter, TokioClock};
 use super::gate::Gate;
 use super::quota::{Pacing, Quotas, Rate, pacing};
 
-/// Which Graph throttling budget a request draws on (reference §10).
+/// Which Graph throttling budget a request draws on
+/// (<https://learn.microsoft.com/graph/throttling-limits>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Bucket {
     /// Identity and access reads: resource units per app and tenant.

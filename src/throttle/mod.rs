@@ -1,5 +1,5 @@
-//! Throttle governor: run a tenant at Graph's quotas, never into them (design §7, reference
-//! §10).
+//! Throttle governor: run a tenant at Graph's quotas, never into them
+//! (<https://learn.microsoft.com/graph/throttling-limits>).
 //!
 //! - [`quota`]: Graph's documented quotas, per-tenant overrides and `time_scale`, and the
 //!   pacing math that keeps any window under its quota.

@@ -1,6 +1,6 @@
 //! `resetctl bench graph`: the write rate the Graph client (governor, credential pool,
 //! `Directory`) achieves against Graph's quotas, on the emulated tenant with Graph's real
-//! quotas and latency at a time scale (issue 4 benchmark).
+//! quotas and latency at a time scale.
 //!
 //! Each phase starts a fresh emulator (full buckets, `apps: 3`), builds the client from a
 //! generated `resetctl.yaml` the way a configured tenant is built, and does force-change +

@@ -1,5 +1,5 @@
 //! `resetctl bench plan`: planning a breach CSV of 1,000,000 users against a 1,000,000-user
-//! emulated tenant (issue 5: goal under 10 s and under 500 MB).
+//! emulated tenant (target: under 10 s and under 500 MB).
 //!
 //! What is measured is the real command an operator runs, `resetctl plan`, as a child
 //! process against the emulator served from this one over loopback: resolution (the CSV,

@@ -10,23 +10,17 @@
 //! Everything runs in this process (emulator included), so RSS figures include the emulator.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use jiff::Timestamp;
 use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::emulator::EmulatorConfig;
 use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
-use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlaybookSource, Trail};
+use resetctl::engine::lifecycle::{ExecuteOptions, Lifecycle, PlanOptions, PlaybookSource, Trail};
 use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
-use resetctl::store::{
-    Approval, Attempt, AttemptEnd, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun,
-    Outcome, RunId, RunRecord, RunStatus, RunStore, SqliteStore, StoreError,
-};
-use resetctl::targeting::ResolveOptions;
+use resetctl::store::{Outcome, SqliteStore, TimedStore};
 use tokio::sync::watch;
 
 use super::{Figures, ScratchDir};
@@ -35,7 +29,7 @@ use crate::cmd::{CmdResult, Exit, Failure};
 
 /// Time scale of the execution benchmark: quotas and latency run this much faster.
 const TIME_SCALE: f64 = 50.0;
-/// Mean latency before scaling (issue 5: 100 ms).
+/// Mean latency before scaling (100 ms: a typical Graph write latency).
 const LATENCY_MS: u64 = 100;
 fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
@@ -95,13 +89,7 @@ async fn execution(figures: &mut Figures, users: u32) -> Result<(), Failure> {
         dir.path().join("runs"),
     );
     let planned = lifecycle
-        .plan(
-            tenant.as_ref(),
-            &source,
-            ResolveOptions::default(),
-            None,
-            false,
-        )
+        .plan(tenant.as_ref(), &source, PlanOptions::default())
         .await
         .map_err(|e| fail("plan", e))?;
     let automated = gate::automated(&planned.plan);
@@ -217,133 +205,4 @@ fn status_mb(field: &str) -> u64 {
 
 fn peak_rss_mb() -> u64 {
     status_mb("VmHWM:")
-}
-
-/// Time spent in journal calls.
-struct Busy {
-    calls: u64,
-    total: Duration,
-}
-
-/// A `RunStore` that measures how long the engine waits on the journal.
-struct TimedStore<S> {
-    inner: S,
-    calls: AtomicU64,
-    nanos: AtomicU64,
-}
-
-impl<S> TimedStore<S> {
-    fn new(inner: S) -> Self {
-        TimedStore {
-            inner,
-            calls: AtomicU64::new(0),
-            nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn busy(&self) -> Busy {
-        Busy {
-            calls: self.calls.load(Ordering::Relaxed),
-            total: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
-        }
-    }
-
-    async fn timed<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        let started = Instant::now();
-        let result = call.await;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        result
-    }
-}
-
-impl<S: RunStore> RunStore for TimedStore<S> {
-    async fn create_run(&self, run: NewRun) -> Result<(), StoreError> {
-        self.inner.create_run(run).await
-    }
-    async fn run(&self, id: &RunId) -> Result<RunRecord, StoreError> {
-        self.inner.run(id).await
-    }
-    async fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.inner.runs().await
-    }
-    async fn plan_json(&self, id: &RunId) -> Result<String, StoreError> {
-        self.inner.plan_json(id).await
-    }
-    async fn set_status(
-        &self,
-        id: &RunId,
-        status: RunStatus,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.set_status(id, status, at).await
-    }
-    async fn approve(&self, id: &RunId, approval: NewApproval) -> Result<Approval, StoreError> {
-        self.inner.approve(id, approval).await
-    }
-
-    async fn begin_execution(&self, id: &RunId, at: Timestamp) -> Result<(), StoreError> {
-        self.inner.begin_execution(id, at).await
-    }
-
-    async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
-        self.inner.approvals(id).await
-    }
-    async fn set_ticket(&self, id: &RunId, ticket: Option<String>) -> Result<(), StoreError> {
-        self.inner.set_ticket(id, ticket).await
-    }
-    async fn begin_attempt(
-        &self,
-        id: &RunId,
-        at: Timestamp,
-        first_seq: Option<u64>,
-    ) -> Result<u32, StoreError> {
-        self.inner.begin_attempt(id, at, first_seq).await
-    }
-    async fn end_attempt(&self, id: &RunId, n: u32, end: AttemptEnd) -> Result<(), StoreError> {
-        self.inner.end_attempt(id, n, end).await
-    }
-    async fn attempts(&self, id: &RunId) -> Result<Vec<Attempt>, StoreError> {
-        self.inner.attempts(id).await
-    }
-    async fn record_intent(
-        &self,
-        run: &RunId,
-        user_id: &str,
-        step: &str,
-        facts: Option<Facts>,
-        at: Timestamp,
-    ) -> Result<IntentRecorded, StoreError> {
-        self.timed(self.inner.record_intent(run, user_id, step, facts, at))
-            .await
-    }
-    async fn record_facts(
-        &self,
-        run: &RunId,
-        user_id: &str,
-        step: &str,
-        facts: Facts,
-    ) -> Result<(), StoreError> {
-        self.timed(self.inner.record_facts(run, user_id, step, facts))
-            .await
-    }
-    async fn record_outcome(
-        &self,
-        run: &RunId,
-        user_id: &str,
-        step: &str,
-        outcome: Outcome,
-        detail: Option<String>,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.timed(
-            self.inner
-                .record_outcome(run, user_id, step, outcome, detail, at),
-        )
-        .await
-    }
-    async fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        self.inner.journal(run).await
-    }
 }

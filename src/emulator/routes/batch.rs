@@ -1,8 +1,8 @@
-//! `POST /$batch` (reference §9): up to 20 requests, ids unique (case-insensitive),
-//! `dependsOn` answered 424 when a prerequisite failed, envelope 200 whatever the items
-//! did. Each item goes through the same dispatcher as a direct request, so it is charged,
-//! throttled (per-item 429 with Retry-After in its headers) and logged on its own. Items run
-//! in order, which satisfies every `dependsOn` ordering.
+//! `POST /$batch` (<https://learn.microsoft.com/graph/json-batching>): up to 20 requests, ids
+//! unique (case-insensitive), `dependsOn` answered 424 when a prerequisite failed, envelope
+//! 200 whatever the items did. Each item goes through the same dispatcher as a direct
+//! request, so it is charged, throttled (per-item 429 with Retry-After in its headers) and
+//! logged on its own. Items run in order, which satisfies every `dependsOn` ordering.
 
 use axum::http::Method;
 use serde_json::{Map, Value, json};

@@ -1,6 +1,8 @@
 //! `/groups`: list, get, `members` and `transitiveMembers` (paged, `$select`, `$count`), and
-//! membership writes `POST members/$ref` / `DELETE members/{id}/$ref` (reference §14) of
-//! users and nested groups, which check the app's permissions as Graph does.
+//! membership writes `POST members/$ref` / `DELETE members/{id}/$ref`
+//! (<https://learn.microsoft.com/graph/api/group-post-members>,
+//! <https://learn.microsoft.com/graph/api/group-delete-members>) of users and nested groups,
+//! which check the app's permissions as Graph does.
 
 use axum::http::Method;
 use serde_json::{Value, json};

@@ -1,4 +1,5 @@
-//! `POST /users/{id|upn}/sendMail` → 202, the message kept in the outbox (reference §12).
+//! `POST /users/{id|upn}/sendMail` → 202, the message kept in the outbox
+//! (<https://learn.microsoft.com/graph/api/user-sendmail>).
 
 use serde_json::Value;
 

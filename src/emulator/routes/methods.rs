@@ -1,7 +1,8 @@
 //! `/users/{id}/authentication/...`: list methods, get/delete one per type, and issue a
-//! temporary access pass (reference §6). Writes follow the password-reset role table
-//! (role gating of app-only method writes on admins is unconfirmed; this is the cautious
-//! reading).
+//! temporary access pass
+//! (<https://learn.microsoft.com/graph/api/authentication-post-temporaryaccesspassmethods>).
+//! Writes follow the password-reset role table (role gating of app-only method writes on
+//! admins is not documented; this is the cautious reading).
 
 use axum::http::Method;
 use rand::Rng;

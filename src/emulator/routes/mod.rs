@@ -195,7 +195,8 @@ pub fn context_with_select(base: &str, q: &Query) -> String {
     }
 }
 
-/// How a request is charged (reference §10.2 cost table).
+/// How a request is charged: the identity and access cost table of
+/// <https://learn.microsoft.com/graph/throttling-limits>.
 fn charge_for(req: &Req<'_>) -> Charge {
     let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
     let get = |n: &str| {
@@ -375,7 +376,8 @@ fn throttled(ctx: &Ctx<'_>, d: &super::throttle::Decision) -> GraphResponse {
             t.tenant_id.to_string(),
         )
     };
-    // Body as observed (reference §10.4): code TooManyRequests.
+    // Body as observed from the directory (github.com/jsa2/AADAppAudit/issues/9; the shape of
+    // https://learn.microsoft.com/graph/throttling): code TooManyRequests.
     let mut r = Fail::new(
         429,
         "TooManyRequests",

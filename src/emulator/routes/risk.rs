@@ -1,5 +1,8 @@
 //! `/identityProtection/riskyUsers` (`$filter=riskLevel eq '…'`), `confirmCompromised` and
-//! `dismiss` (reference §8). Throttled at 1 request/s per tenant without Retry-After.
+//! `dismiss` (<https://learn.microsoft.com/graph/api/riskyuser-list>,
+//! <https://learn.microsoft.com/graph/api/riskyuser-confirmcompromised>,
+//! <https://learn.microsoft.com/graph/api/riskyuser-dismiss>). Throttled at 1 request/s per
+//! tenant without Retry-After (<https://learn.microsoft.com/graph/throttling-limits>).
 
 use axum::http::Method;
 use serde_json::{Value, json};

@@ -1,5 +1,7 @@
 //! `/roleManagement/directory/roleAssignments` (`$filter` on principalId/roleDefinitionId,
-//! `$expand=principal`) and `/roleEligibilityScheduleInstances` (reference §7).
+//! `$expand=principal`) and `/roleEligibilityScheduleInstances`
+//! (<https://learn.microsoft.com/graph/api/rbacapplication-list-roleassignments>,
+//! <https://learn.microsoft.com/graph/api/rbacapplication-list-roleeligibilityscheduleinstances>).
 
 use axum::http::Method;
 use serde_json::Value;

@@ -1,6 +1,9 @@
 //! `/users`: list with `$filter`/`$select`/`$top`/`$count` and paging, `/users/$count`,
 //! `/users/{id|upn}`, `/manager`, `PATCH` (passwordProfile and a few sensitive
-//! properties, role-gated) and `revokeSignInSessions` (reference §2, §3, §5).
+//! properties, role-gated) and `revokeSignInSessions`
+//! (<https://learn.microsoft.com/graph/api/user-list>,
+//! <https://learn.microsoft.com/graph/api/user-update>,
+//! <https://learn.microsoft.com/graph/api/user-revokesigninsessions>).
 
 use axum::http::Method;
 use serde_json::{Value, json};
@@ -100,7 +103,8 @@ fn list(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
 
 fn count(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
     if !ctx.eventual {
-        // Graph's answer without the advanced-query header (reference §2).
+        // Graph's answer without the advanced-query header
+        // (https://learn.microsoft.com/graph/aad-advanced-queries).
         return Err(Fail::new(
             400,
             "Request_BadRequest",
@@ -170,7 +174,8 @@ fn manager(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fai
     let idx = t.find_user(key).ok_or_else(|| Fail::not_found(key))?;
     let mgr = t.users[idx as usize].manager;
     if mgr == crate::emulator::model::NONE {
-        // By design (reference §2).
+        // No manager is a 404 `Request_ResourceNotFound`, by design
+        // (github.com/microsoftgraph/entra-powershell/issues/237).
         return Err(Fail::not_found("manager"));
     }
     let mut body = serde_json::Map::new();
@@ -202,7 +207,9 @@ pub fn password_complex_enough(p: &str) -> bool {
 const SYNCED_MESSAGE: &str = "Unable to update the specified properties for on-premises mastered Directory Sync objects or objects currently undergoing migration.";
 
 /// Properties whose change is a "sensitive action", gated by the caller's role like a
-/// password reset (reference §3). The properties a PATCH may carry are [`body::USER`]'s.
+/// password reset ("Who can perform sensitive actions" in
+/// <https://learn.microsoft.com/entra/identity/role-based-access-control/privileged-roles-permissions>).
+/// The properties a PATCH may carry are [`body::USER`]'s.
 const SENSITIVE: &[&str] = &[
     "passwordProfile",
     "accountEnabled",
@@ -292,7 +299,8 @@ fn patch(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail>
                 .unwrap_or(false);
             new_password = Some((force, force_mfa));
         }
-        // Without a password Graph answers 204 and changes nothing (reference §3).
+        // Without a password Graph answers 204 and changes nothing
+        // (github.com/microsoftgraph/microsoft-graph-docs/issues/4267).
     }
     let str_or_null = |v: &Value| -> Result<Option<String>, Fail> {
         match v {
@@ -385,7 +393,8 @@ fn revoke(ctx: &Ctx<'_>, key: &str) -> Result<GraphResponse, Fail> {
     };
     let mut t = ctx.emu.write();
     let idx = t.find_user(key).ok_or_else(|| Fail::not_found(key))?;
-    // "Reset passwords and invalidate refresh tokens" follow the same role table (reference §5).
+    // "Reset passwords and invalidate refresh tokens" follow the same role table
+    // (privileged-roles-permissions on learn.microsoft.com, see `SENSITIVE`).
     if !t.may_reset(app_role, idx) {
         return Err(Fail::denied());
     }

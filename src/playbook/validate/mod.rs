@@ -604,8 +604,27 @@ fn guards(ctx: &mut Ctx, g: &RawGuards) -> Guards {
     {
         out.approvals_required = n;
     }
+    if let Some(v) = &g.remediated_within {
+        match parse_duration(&v.value) {
+            Some(window) if window <= MAX_REMEDIATED_WITHIN => out.remediated_within = window,
+            _ => ctx.error(
+                ctx.at(v),
+                format!(
+                    "guards.remediated_within must be a duration up to 30d such as `24h` (`0m` \
+                     looks back at nothing), found `{}`",
+                    v.value
+                ),
+            ),
+        }
+    }
+    if let Some(v) = &g.include_remediated {
+        out.include_remediated = v.value;
+    }
     out
 }
+
+/// Longest `guards.remediated_within`.
+const MAX_REMEDIATED_WITHIN: Duration = Duration::from_secs(30 * 86_400);
 
 /// Rules: `max_writes_per_second` in (0, 20] (Graph's write quota per app is 20/s; a playbook
 /// can only slow down); `max_in_flight` in 1..=64; `batch_size` in 1..=20 (the `$batch` limit).
