@@ -91,7 +91,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a playbook: a dry run unless --execute is given.
     Run(RunArgs),
-    /// List, show and approve stored runs.
+    /// List, show and approve stored runs; end their temporary group memberships.
     Runs(RunsArgs),
     /// (not yet available) Run a playbook as a tabletop exercise against the emulated tenant.
     Tabletop(TabletopArgs),

@@ -316,6 +316,14 @@ fn runs_show_takes_a_prefix_or_latest_and_runs_list_says_utc() {
 
     let list = stdout(&s.run(&["runs", "list"]));
     assert!(list.contains("CREATED (UTC)"), "{list}");
+    // The columns line up under their headings.
+    let status_at = list.lines().next().unwrap().find("STATUS").unwrap();
+    for row in list.lines().skip(1) {
+        assert!(
+            row[status_at..].starts_with("finished") || row[status_at..].starts_with("planned"),
+            "{list}"
+        );
+    }
     let created = &first[..4];
     let row = list.lines().find(|l| l.starts_with(&first)).unwrap();
     let time = row.split_whitespace().nth(3).unwrap();

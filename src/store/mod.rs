@@ -53,7 +53,8 @@ impl RunId {
 
 impl std::fmt::Display for RunId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, so that `{:<26}` lines up the columns of `runs list`.
+        f.pad(&self.0)
     }
 }
 
