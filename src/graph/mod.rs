@@ -7,7 +7,10 @@
 //! - [`request`]: [`Request`] built from path templates, [`Response`].
 //! - [`paging`]: collections as a `Stream` following `@odata.nextLink`.
 //! - [`batch`]: `$batch` with per-item retries of throttled items only.
+//! - [`claims`]: what an access token says about its app (granted permissions), unverified.
 //! - [`error`]: [`GraphError`] with a `#[non_exhaustive]` [`GraphErrorKind`].
+//! - [`transport`]: a request with no answer described by host and cause (refused, DNS,
+//!   TLS, timeout).
 //!
 //! This module shares no wire types with the emulator (design §2): the JSON shapes here are
 //! written from the reference alone.
@@ -17,13 +20,16 @@
 
 pub mod auth;
 pub mod batch;
+pub mod claims;
 pub mod client;
 pub mod error;
 pub mod paging;
 pub mod request;
+pub mod transport;
 
 pub use auth::{AppCredential, CertificateCredential, ClientAuth, TokenSource};
 pub use batch::{BatchItem, BatchOutcome};
+pub use claims::AccessClaims;
 pub use client::{ClientOptions, ClientStats, GraphClient, http_client};
 pub use error::{GraphError, GraphErrorKind};
 pub use paging::MAX_PAGE_SIZE;
