@@ -560,8 +560,9 @@ async fn release<S: RunStore>(
                 Timestamp::now(),
             )
             .await?;
+        // Counted as this attempt's failure once; the user's pipeline, resumed, replays it
+        // (and the progress line counts it then).
         execution.breaker.record(true);
-        execution.progress.failed.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
 }

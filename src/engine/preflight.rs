@@ -422,14 +422,14 @@ pub async fn explain_refusal(directory: &dyn Directory, step: &Step) -> String {
     let mut parts: Vec<String> = step_needs
         .needs
         .iter()
-        .map(|need| format!("{}: one of {}", need.operation, need.any_of.join(", ")))
+        .map(|need| format!("one of {} to {}", need.any_of.join(", "), need.operation))
         .collect();
     if step_needs.reset_role {
         parts.push(
             "a tenant-wide directory role that may reset passwords (User Administrator)".into(),
         );
     }
-    let mut text = format!("the step needs {}", parts.join("; and "));
+    let mut text = format!("the step needs {}", parts.join(", and "));
     let apps = directory.access().await.unwrap_or_default();
     for app in apps {
         let Ok(grant) = &app.token else { continue };
@@ -614,7 +614,10 @@ mod tests {
         let lacking = with_access(MemoryDirectory::new(), &["User.RevokeSessions.All"]);
         let text = explain_refusal(&lacking, step).await;
         assert!(
-            text.contains("one of User-PasswordProfile.ReadWrite.All, User.ReadWrite.All"),
+            text.starts_with(
+                "the step needs one of User-PasswordProfile.ReadWrite.All, User.ReadWrite.All, \
+                 Directory.ReadWrite.All to set the password profile"
+            ),
             "{text}"
         );
         assert!(
