@@ -81,6 +81,10 @@ pub enum Command {
     Run(RunArgs),
     /// List, show and approve stored runs.
     Runs(RunsArgs),
+    /// Check a tenant's app registrations before a run: tokens, the Graph permissions each
+    /// step needs, the directory role, Graph reachable. Exits 0 when nothing is missing, 4
+    /// otherwise.
+    Doctor(DoctorArgs),
     /// Run a playbook as a tabletop exercise against the emulated tenant.
     Tabletop(TabletopArgs),
     /// Reset one user's password through the two-path verification flow.
@@ -190,6 +194,16 @@ pub struct RunArgs {
     /// Users whose steps run at once (the throttle paces the writes whatever this is).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,
+}
+
+/// Arguments of `resetctl doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The playbook whose steps to check (default: every step resetctl can run).
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
 }
 
 /// Arguments of `resetctl runs`.

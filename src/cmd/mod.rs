@@ -6,6 +6,7 @@ mod audit;
 mod bench;
 mod completions;
 mod context;
+mod doctor;
 mod emulator;
 mod paths;
 mod plan;
@@ -136,6 +137,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Plan(args) => plan::run(global, args).await,
         Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
+        Command::Doctor(args) => doctor::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),

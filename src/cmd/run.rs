@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 use resetctl::directory::Directory;
 use resetctl::engine::execute::{Progress, Summary};
 use resetctl::engine::gate;
+use resetctl::engine::journal_key::StepKey;
 use resetctl::engine::lifecycle::{
     Cleared, ExecuteOptions, Executed, Lifecycle, PlanOptions, PlannedRun, ResumeCheck,
 };
 use resetctl::engine::notify::RecordOnly;
+use resetctl::engine::preflight;
+use resetctl::playbook::Playbook;
 use resetctl::store::{Outcome, RunId, SqliteStore};
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
@@ -92,6 +95,8 @@ async fn plan_then_act(
     }
     // Until the communications module exists: notices are recorded, never sent.
     let cleared = lifecycle.gate(planned, &RecordOnly).await?;
+    // Tokens, permissions and role before the first write, not 403s after it.
+    lifecycle.preflight(&cleared, tenant.as_ref()).await?;
     if !args.yes {
         confirm(&cleared, tenant)?;
     }
@@ -207,6 +212,7 @@ async fn resume(
                 args.overwrite,
             )
             .await?;
+        lifecycle.preflight(&cleared, tenant.as_ref()).await?;
         execute(global, args, lifecycle, &tenant, cleared).await
     }
     .await;
@@ -222,6 +228,7 @@ async fn execute(
     tenant: &Tenant,
     cleared: Cleared,
 ) -> CmdResult {
+    let playbook = Arc::clone(&cleared.planned().playbook);
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = spawn_interrupts(stop_tx, &cleared.planned().run.id);
     let progress = Arc::new(Progress::default());
@@ -247,11 +254,39 @@ async fn execute(
     }
     let executed = executed?;
     print_summary(global, &executed);
+    if !executed.summary.refused.is_empty() {
+        return Err(refused(&executed, &playbook, tenant).await);
+    }
     Ok(if executed.summary.complete_success() {
         Exit::Success
     } else {
         Exit::Partial
     })
+}
+
+/// A run stopped because a step's writes were refused wholesale: exit 4, naming what the
+/// step needs and what the tokens lack, and how to go on.
+async fn refused(executed: &Executed, playbook: &Playbook, tenant: &Tenant) -> Failure {
+    let id = &executed.run;
+    let mut message =
+        format!("run {id} stopped: writes were refused wholesale, nothing more was sent");
+    for refused in &executed.summary.refused {
+        let step = StepKey::parse(&refused.step).and_then(|k| k.step(playbook));
+        let why = match step {
+            Some(step) => preflight::explain_refusal(tenant.directory.as_ref(), step).await,
+            None => String::new(),
+        };
+        message.push_str(&format!(
+            "\n  - step {}: refused for {} user(s), e.g. {}\n    {why}",
+            refused.step, refused.users, refused.example
+        ));
+    }
+    message.push_str(&format!(
+        "\nNothing refused was applied. Grant what is missing, check with `resetctl doctor \
+         --tenant {}`, then `resetctl run --resume {id}` makes the refused writes.",
+        tenant.name
+    ));
+    Failure::new(Exit::Config, message)
 }
 
 /// Ctrl-C once: the engine starts no new user and the users in flight finish; twice: exit
@@ -391,6 +426,7 @@ fn summary_json(
         "skipped": summary.count(Outcome::Skipped),
         "tripped": summary.tripped,
         "stopped": summary.stopped,
+        "refused": summary.refused,
         "throttled": summary.throttled,
         "seconds": elapsed.as_secs_f64(),
         "results": results,
@@ -408,6 +444,8 @@ fn summary_text(
     let mut out = String::from("\n");
     let ending = if summary.complete_success() {
         "finished"
+    } else if !summary.refused.is_empty() {
+        "stopped: a step's writes were refused wholesale, no new user started"
     } else if summary.stopped {
         "stopped: users in flight finished, no new user started"
     } else {
