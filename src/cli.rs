@@ -93,6 +93,10 @@ pub enum Command {
     Run(RunArgs),
     /// List, show and approve stored runs; end their temporary group memberships.
     Runs(RunsArgs),
+    /// Check a tenant's app registrations before a run: tokens, the Graph permissions each
+    /// step needs, the directory role, Graph reachable. Exits 0 when nothing is missing, 4
+    /// otherwise.
+    Doctor(DoctorArgs),
     /// (not yet available) Run a playbook as a tabletop exercise against the emulated tenant.
     Tabletop(TabletopArgs),
     /// (not yet available) Reset one user's password through the two-path verification flow.
@@ -217,6 +221,16 @@ pub struct RunArgs {
     /// line; JSON under `--log-format json`). 0: never.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub progress_every: u64,
+}
+
+/// Arguments of `resetctl doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The playbook whose steps to check (default: every step resetctl can run).
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
+    #[command(flatten)]
+    pub tenant: TenantArgs,
 }
 
 /// Arguments of `resetctl runs`.

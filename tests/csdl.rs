@@ -36,6 +36,7 @@ pub const ROOTS: &[&str] = &[
     "windowsHelloForBusinessAuthenticationMethod",
     "temporaryAccessPassAuthenticationMethod",
     "unifiedRoleAssignment",
+    "servicePrincipal",
     "unifiedRoleEligibilityScheduleInstance",
     "riskyUser",
 ];

@@ -565,29 +565,36 @@ async fn approvals_are_bound_to_the_exact_plan() {
 async fn the_circuit_breaker_stops_a_failing_run() {
     // The app is a Helpdesk Administrator: it may not reset Groups Administrators (not a
     // critical role, so they are automated) and every one of those writes fails with 403.
+    // One user in four is an ordinary user it may reset, and the first one comes first:
+    // the refusals are ordinary failures (not a step refused wholesale), which the breaker
+    // counts.
     let mut tenant = String::from(
         "verified_domain: contoso.example\napps:\n  - { display_name: runner, role: Helpdesk Administrator }\nusers:\n",
     );
     for i in 0..60 {
-        tenant.push_str(&format!(
-            "  - {{ upn: ga{i:02}@contoso.example, roles: [Groups Administrator] }}\n"
-        ));
+        let roles = if i % 4 == 0 {
+            ""
+        } else {
+            ", roles: [Groups Administrator]"
+        };
+        tenant.push_str(&format!("  - {{ upn: u{i:02}@contoso.example{roles} }}\n"));
     }
     let bench = Bench::from_tenant_file(&tenant).await;
     let playbook = bench.write(
         "breaker.yaml",
         "name: breaker\ntargets: [all_users: {}]\nguards: { max_fraction_of_tenant: 1.0, stop_when_error_rate_above: 0.2, approvals_required: 0 }\nsteps:\n  - reset_password: { mode: scramble, force_change: true, require_mfa: true }\n",
     );
-    let out = bench.execute_json(&playbook, 4).await;
+    let out = bench.execute_one_at_a_time(&playbook).await;
     assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
     assert_eq!(summary["stopped_by"], "circuit_breaker", "{summary}");
+    assert_eq!(summary["refused"], serde_json::json!([]), "{summary}");
     assert!(
         summary["users"]["not_started"].as_u64().unwrap() > 0,
         "{summary}"
     );
     assert!(
-        summary["outcomes"]["failed"].as_u64().unwrap() >= 20,
+        summary["outcomes"]["failed"].as_u64().unwrap() >= 15,
         "{summary}"
     );
 }

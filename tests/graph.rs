@@ -732,6 +732,52 @@ async fn connection_refused_is_a_transport_error_after_bounded_retries() {
         .unwrap();
     let e = c.send(req).await.unwrap_err();
     assert_eq!(e.kind, GraphErrorKind::Transport, "{e}");
+    // The message names Graph's host and the cause, never the token endpoint (which
+    // answered) nor authentication.
+    assert!(
+        e.message.starts_with(&format!(
+            "no answer from Microsoft Graph at {addr}: connection refused"
+        )),
+        "{e}"
+    );
+    assert!(!e.to_string().to_lowercase().contains("auth"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_a_transport_error_naming_it() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let stub = stub(|_, _| Reply::empty(204)).await;
+    let http = http_client(Duration::from_secs(2)).unwrap();
+    let source = TokenSource::new(
+        http.clone(),
+        format!("http://{addr}/tenant/oauth2/v2.0/token"),
+        "s".into(),
+        AppCredential {
+            client_id: "a".into(),
+            auth: ClientAuth::Secret(SecretString::from(CLIENT_SECRET)),
+        },
+    );
+    let gov = TenantGovernor::new(Quotas::graph_defaults(TenantSize::Small, 100.0), 1);
+    let c = GraphClient::new(
+        &format!("{}/v1.0", stub.base),
+        http,
+        vec![source],
+        gov,
+        ClientOptions::scaled(100.0, Duration::from_secs(2)),
+    )
+    .unwrap();
+    let e = c.send(Request::get("/users/{}", &["u"])).await.unwrap_err();
+    assert_eq!(e.kind, GraphErrorKind::Transport, "{e}");
+    assert!(
+        e.message.starts_with(&format!(
+            "no token: no answer from the token endpoint {addr}: connection refused"
+        )),
+        "{e}"
+    );
+    assert!(!e.to_string().contains(CLIENT_SECRET));
+    assert!(stub.graph_requests().is_empty(), "Graph was never asked");
 }
 
 #[tokio::test]

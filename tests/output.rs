@@ -175,6 +175,12 @@ fn every_command_prints_one_json_document_errors_included() {
     assert!(key["key_id"].is_string(), "{key}");
     let (exit, man) = s.json(&["man", "--out", "man"]);
     assert_eq!(exit, 0, "{man}");
+    let (exit, doctor) = s.json(&["doctor", "--tenant", "demo"]);
+    assert_eq!(
+        (exit, &doctor["passed"]),
+        (0, &Value::Bool(true)),
+        "{doctor}"
+    );
     let (exit, bench) = s.json(&["bench", "plan", "--n", "10"]);
     assert_eq!(exit, 0, "{bench}");
     assert_eq!(bench["bench"], "plan");

@@ -15,6 +15,7 @@ mod audit;
 mod bench;
 mod completions;
 mod context;
+mod doctor;
 mod emulator;
 mod paths;
 mod plan;
@@ -65,6 +66,9 @@ pub struct Failure {
     pub report: miette::Report,
     /// The run it concerns, when there is one (given as `id` in the JSON error).
     pub run: Option<String>,
+    /// What the command had to say besides the failure (a run's summary), as the JSON
+    /// document the error is added to.
+    pub document: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -74,7 +78,14 @@ impl Failure {
             exit,
             report: miette::miette!("{message}"),
             run: None,
+            document: None,
         }
+    }
+
+    /// The same failure, whose JSON document is `document` (an object) with the error added.
+    pub fn with_document(mut self, document: serde_json::Value) -> Self {
+        self.document = Some(document);
+        self
     }
 
     /// The same failure, about run `id`.
@@ -85,10 +96,12 @@ impl Failure {
 
     /// The JSON document of this failure under `--output json`.
     pub fn json(&self) -> serde_json::Value {
-        let mut doc = serde_json::json!({
-            "error": self.report.to_string(),
-            "exit": self.exit as u8,
-        });
+        let mut doc = match &self.document {
+            Some(serde_json::Value::Object(fields)) => serde_json::Value::Object(fields.clone()),
+            _ => serde_json::json!({}),
+        };
+        doc["error"] = self.report.to_string().into();
+        doc["exit"] = (self.exit as u8).into();
         if let Some(id) = &self.run {
             doc["id"] = serde_json::Value::String(id.clone());
         }
@@ -185,6 +198,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Plan(args) => plan::run(global, args).await,
         Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
+        Command::Doctor(args) => doctor::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),

@@ -16,10 +16,13 @@ use std::time::{Duration, Instant};
 use resetctl::directory::Directory;
 use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
+use resetctl::engine::journal_key::StepKey;
 use resetctl::engine::lifecycle::{
     Cleared, ExecuteOptions, Executed, Lifecycle, PlanOptions, PlannedRun, ResumeCheck,
 };
 use resetctl::engine::notify::RecordOnly;
+use resetctl::engine::preflight;
+use resetctl::playbook::Playbook;
 use resetctl::report::StepCounts;
 use resetctl::store::{RunId, SqliteStore};
 use resetctl::targeting::ResolveOptions;
@@ -108,6 +111,8 @@ async fn plan_then_act(
     let id = planned.run.id.clone();
     // Until the communications module exists: notices are recorded, never sent.
     let cleared = lifecycle.gate(planned, &RecordOnly).await?;
+    // Tokens, permissions and role before the first write, not 403s after it.
+    lifecycle.preflight(&cleared, tenant.as_ref()).await?;
     if !args.yes {
         confirm(&cleared, tenant).map_err(|f| f.about(&id))?;
     }
@@ -268,6 +273,7 @@ async fn resume_run(
                 args.overwrite,
             )
             .await?;
+        lifecycle.preflight(&cleared, tenant.as_ref()).await?;
         execute(global, args, lifecycle, &tenant, cleared, None).await
     }
     .await;
@@ -294,6 +300,7 @@ async fn execute(
     cleared: Cleared,
     plan_doc: Option<serde_json::Value>,
 ) -> CmdResult {
+    let playbook = Arc::clone(&cleared.planned().playbook);
     let id = cleared.planned().run.id.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut interrupts = match interrupts() {
@@ -353,6 +360,19 @@ async fn execute(
         }
     }
     let executed = executed?;
+    if !executed.summary.refused.is_empty() {
+        // Exit 4, naming what is missing. In JSON the summary and the error are one document.
+        let failure = refused(&executed, &playbook, tenant)
+            .await
+            .about(&executed.run);
+        return Err(match global.output {
+            OutputFormat::Json => failure.with_document(summary_doc(&executed, plan_doc)),
+            OutputFormat::Text => {
+                print_summary(global, &executed, None);
+                failure
+            }
+        });
+    }
     print_summary(global, &executed, plan_doc);
     let report = &executed.report;
     Ok(exit_of(&report.outcomes, report.stopped_by))
@@ -369,6 +389,31 @@ fn exit_of(outcomes: &StepCounts, stopped_by: Option<&str>) -> Exit {
     } else {
         Exit::Stopped
     }
+}
+
+/// A run stopped because a step's writes were refused wholesale: exit 4, naming what the
+/// step needs and what the tokens lack, and how to go on.
+async fn refused(executed: &Executed, playbook: &Playbook, tenant: &Tenant) -> Failure {
+    let id = &executed.run;
+    let mut message =
+        format!("run {id} stopped: writes were refused wholesale, nothing more was sent");
+    for refused in &executed.summary.refused {
+        let step = StepKey::parse(&refused.step).and_then(|k| k.step(playbook));
+        let why = match step {
+            Some(step) => preflight::explain_refusal(tenant.directory.as_ref(), step).await,
+            None => String::new(),
+        };
+        message.push_str(&format!(
+            "\n  - step {}: refused for {} user(s), e.g. {}\n    {why}",
+            refused.step, refused.users, refused.example
+        ));
+    }
+    message.push_str(&format!(
+        "\nNothing refused was applied. Grant what is missing, check with `resetctl doctor \
+         --tenant {}`, then `resetctl run --resume {id}` makes the refused writes.",
+        tenant.name
+    ));
+    Failure::new(Exit::Config, message)
 }
 
 /// The second Ctrl-C: mark the run `interrupted` (bounded in time: the operator wants out),
@@ -523,18 +568,23 @@ fn progress_line(v: &ProgressView) -> String {
     )
 }
 
+/// The run's JSON document: its report, with the plan's figures when this command planned it.
+fn summary_doc(executed: &Executed, plan_doc: Option<serde_json::Value>) -> serde_json::Value {
+    let mut doc = serde_json::to_value(&executed.report).unwrap_or_default();
+    doc["dry_run"] = false.into();
+    doc["seconds_this_attempt"] = executed.elapsed.as_secs_f64().into();
+    if let Some(plan) = plan_doc {
+        doc["plan"] = plan;
+    }
+    doc
+}
+
 /// The end-of-run summary: the report as text, or one JSON document (the report, with the
 /// plan's figures when this command planned it).
 fn print_summary(global: &GlobalArgs, executed: &Executed, plan_doc: Option<serde_json::Value>) {
     let report = &executed.report;
     if global.output == OutputFormat::Json {
-        let mut doc = serde_json::to_value(report).unwrap_or_default();
-        doc["dry_run"] = false.into();
-        doc["seconds_this_attempt"] = executed.elapsed.as_secs_f64().into();
-        if let Some(plan) = plan_doc {
-            doc["plan"] = plan;
-        }
-        outln!("{doc}");
+        outln!("{}", summary_doc(executed, plan_doc));
     } else {
         outln!("\nrun {}", executed.run);
         out!("{}", report.text());

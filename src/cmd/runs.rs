@@ -19,7 +19,7 @@ use resetctl::engine::expire;
 use resetctl::engine::lifecycle::{ApprovalReceipt, Lifecycle};
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::engine::plan::Plan;
-use resetctl::store::{JournalEntry, RunId, RunRecord, RunStore, SqliteStore};
+use resetctl::store::{Facts, JournalEntry, RunId, RunRecord, RunStore, SqliteStore};
 use resetctl::targeting::Bucket;
 
 /// Dispatch `runs list | show | approve | expire`.
@@ -387,7 +387,12 @@ async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult
 fn journal_counts(journal: &[JournalEntry]) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for entry in journal {
-        let key = entry.outcome.map_or("in_flight", |o| o.as_str()).to_owned();
+        // A refused write left open for the resume is not in flight: nothing was applied.
+        let open = match entry.facts {
+            Some(Facts::Refused) => "refused_left_for_resume",
+            _ => "in_flight",
+        };
+        let key = entry.outcome.map_or(open, |o| o.as_str()).to_owned();
         *counts.entry(key).or_default() += 1;
     }
     counts

@@ -13,8 +13,8 @@ use super::wire::{
     WireTap, WireUser,
 };
 use super::{
-    DirFuture, Directory, DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail,
-    ItemStream, types::*,
+    AppAccess, DirFuture, Directory, DirectoryError, DirectoryErrorKind, DirectoryStats,
+    ErrorDetail, ItemStream, TokenGrant, types::*,
 };
 use crate::graph::{BatchItem, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_SIZE, Request};
 
@@ -177,7 +177,43 @@ fn not_found_is_none<T>(r: Result<T, GraphError>) -> Result<Option<T>, Directory
     }
 }
 
+/// What a token's claims say, for the preflight; an unreadable token says nothing.
+fn grant_of(token: &SecretString) -> TokenGrant {
+    match crate::graph::claims::decode(token) {
+        Ok(claims) => TokenGrant {
+            readable: true,
+            app_id: claims.app_id().map(str::to_owned),
+            tenant_id: claims.tid,
+            service_principal_id: claims.oid,
+            permissions: claims.roles,
+            directory_roles: claims.wids,
+            expires: claims
+                .exp
+                .and_then(|s| jiff::Timestamp::from_second(s).ok()),
+        },
+        Err(_) => TokenGrant::default(),
+    }
+}
+
 impl Directory for GraphDirectory {
+    fn access(&self) -> DirFuture<'_, Vec<AppAccess>> {
+        async move {
+            let mut apps = Vec::new();
+            for source in self.client.token_sources() {
+                let token = match source.token().await {
+                    Ok(token) => Ok(grant_of(&token)),
+                    Err(err) => Err(DirectoryError::from(err)),
+                };
+                apps.push(AppAccess {
+                    client_id: source.client_id().to_owned(),
+                    token,
+                });
+            }
+            Ok(apps)
+        }
+        .boxed()
+    }
+
     fn stats(&self) -> DirectoryStats {
         DirectoryStats {
             throttled: self.client.stats().throttled,

@@ -13,9 +13,9 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 
 use super::{
-    AuthMethod, DirFuture, Directory, DirectoryError, DirectoryErrorKind, ErrorDetail, Group,
-    ItemStream, Mail, Manager, PasswordChange, RiskLevel, RiskyUser, RoleAssignment,
-    RoleEligibility, TapRequest, TemporaryAccessPass, User, UserQuery, UserWrite,
+    AppAccess, AuthMethod, DirFuture, Directory, DirectoryError, DirectoryErrorKind, ErrorDetail,
+    Group, ItemStream, Mail, Manager, PasswordChange, RiskLevel, RiskyUser, RoleAssignment,
+    RoleEligibility, TapRequest, TemporaryAccessPass, TokenGrant, User, UserQuery, UserWrite,
 };
 
 /// The operations of the trait, to script failures and count calls by.
@@ -73,6 +73,11 @@ struct State {
     risky: Vec<RiskyUser>,
     /// What `count_users` answers instead of the number of users.
     count: Option<u64>,
+    /// What `access` answers (default: [`MemoryDirectory::APP`] granted
+    /// [`MemoryDirectory::GRANTED`], its service principal `sp-memory-app`).
+    access: Option<Vec<AppAccess>>,
+    /// Active role assignments.
+    assignments: Vec<RoleAssignment>,
     scripted: HashMap<Op, VecDeque<Scripted>>,
     calls: HashMap<Op, usize>,
 }
@@ -160,6 +165,56 @@ impl MemoryDirectory {
     /// Gives a user these registered methods.
     pub fn with_methods(self, user_id: &str, methods: Vec<AuthMethod>) -> Self {
         self.state().methods.insert(user_id.to_owned(), methods);
+        self
+    }
+
+    /// The client id of the one app a memory directory has by default.
+    pub const APP: &'static str = "memory-app";
+
+    /// The application permissions its token grants by default: every permission resetctl's
+    /// steps and planning need.
+    pub const GRANTED: &'static [&'static str] = &[
+        "User.ReadWrite.All",
+        "User.RevokeSessions.All",
+        "UserAuthenticationMethod.ReadWrite.All",
+        "GroupMember.ReadWrite.All",
+        "RoleManagement.Read.Directory",
+        "RoleEligibilitySchedule.Read.Directory",
+        "IdentityRiskyUser.ReadWrite.All",
+    ];
+
+    /// The default app's grant with these permissions instead (a readable token of the
+    /// memory tenant, service principal `sp-memory-app`).
+    pub fn grant(permissions: &[&str]) -> TokenGrant {
+        TokenGrant {
+            readable: true,
+            app_id: Some(Self::APP.into()),
+            tenant_id: Some("memory-tenant".into()),
+            service_principal_id: Some("sp-memory-app".into()),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            directory_roles: Vec::new(),
+            expires: None,
+        }
+    }
+
+    /// Makes `access` answer `apps`.
+    pub fn with_access(self, apps: Vec<AppAccess>) -> Self {
+        self.state().access = Some(apps);
+        self
+    }
+
+    /// Assigns the directory role `role` (a template id) to `principal_id`, tenant-wide.
+    pub fn with_role_assignment(self, principal_id: &str, role: &str) -> Self {
+        let mut state = self.state();
+        let id = format!("assignment-{}", state.assignments.len());
+        state.assignments.push(RoleAssignment {
+            id,
+            role_definition_id: role.to_owned(),
+            principal_id: principal_id.to_owned(),
+            directory_scope_id: Some("/".into()),
+            principal: None,
+        });
+        drop(state);
         self
     }
 
@@ -320,8 +375,31 @@ impl Directory for MemoryDirectory {
         ready(Ok(None))
     }
 
-    fn list_role_assignments(&self, _filter: Option<String>) -> ItemStream<'_, RoleAssignment> {
-        items(Ok(Vec::new()))
+    fn list_role_assignments(&self, filter: Option<String>) -> ItemStream<'_, RoleAssignment> {
+        // The one filter the memory directory understands: `principalId eq '{id}'`.
+        let principal = filter.map(|f| {
+            f.strip_prefix("principalId eq '")
+                .and_then(|rest| rest.strip_suffix('\''))
+                .unwrap_or_else(|| panic!("the memory directory cannot filter by {f}"))
+                .to_owned()
+        });
+        items(Ok(self
+            .state()
+            .assignments
+            .iter()
+            .filter(|a| principal.as_ref().is_none_or(|p| &a.principal_id == p))
+            .cloned()
+            .collect()))
+    }
+
+    fn access(&self) -> DirFuture<'_, Vec<AppAccess>> {
+        let apps = self.state().access.clone().unwrap_or_else(|| {
+            vec![AppAccess {
+                client_id: Self::APP.into(),
+                token: Ok(Self::grant(Self::GRANTED)),
+            }]
+        });
+        ready(Ok(apps))
     }
 
     fn list_role_eligibilities(&self, _filter: Option<String>) -> ItemStream<'_, RoleEligibility> {

@@ -7,6 +7,7 @@
 //!
 //! - [`error`]: [`DirectoryError`], the one error type of every operation, and
 //!   [`DirectoryStats`].
+//! - [`access`]: [`AppAccess`], what each app's access token says it was granted.
 //!
 //! The trait is object-safe: methods return boxed futures and streams, so callers can hold an
 //! `Arc<dyn Directory>` (or be generic over `D: Directory`). Errors are [`DirectoryError`]s,
@@ -14,6 +15,7 @@
 //! implementation; [`DirectoryErrorKind::OutcomeUnknown`] on a write means "read the state
 //! back before retrying". Wire details (headers, query options) stay inside implementations.
 
+pub mod access;
 pub mod error;
 mod graph_directory;
 #[cfg(test)]
@@ -24,6 +26,7 @@ mod wire;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+pub use access::{AppAccess, TokenGrant};
 pub use error::{DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail};
 pub use graph_directory::{GraphDirectory, USER_SELECT};
 pub use types::*;
@@ -115,6 +118,11 @@ pub trait Directory: Send + Sync {
         &self,
         writes: Vec<UserWrite>,
     ) -> DirFuture<'_, Vec<Result<(), DirectoryError>>>;
+
+    /// Each app of the credential pool with what its access token says it was granted
+    /// (fetching a token when none is cached): the preflight's view of permissions. A
+    /// token is never returned, only what it says.
+    fn access(&self) -> DirFuture<'_, Vec<AppAccess>>;
 
     /// What the directory has counted so far (429s, for a run's progress line and summary).
     /// Zeros for a directory that counts nothing, such as a test fake.

@@ -290,7 +290,7 @@ impl AccessToken<'_> {
         let header = json!({ "typ": "JWT", "alg": "RS256", "x5t": kid, "kid": kid });
         let now = jiff::Timestamp::now().as_second();
         let issuer = format!("https://sts.windows.net/{}/", self.tenant_id);
-        let principal = service_principal_id(&self.app.client_id);
+        let principal = self.app.service_principal_id();
         let claims = json!({
             "aud": self.audience,
             "iss": issuer,
@@ -320,17 +320,6 @@ impl AccessToken<'_> {
             URL_SAFE_NO_PAD.encode(signature)
         )
     }
-}
-
-/// The object id of an app's service principal in the emulated tenant (derived from the
-/// client id, so the same app has the same id in every token).
-fn service_principal_id(client_id: &uuid::Uuid) -> String {
-    let digest = Sha256::digest([b"servicePrincipal:".as_slice(), client_id.as_bytes()].concat());
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .to_string()
 }
 
 /// A v1.0 token's `aud`: the resource of the first `/.default` scope

@@ -360,6 +360,21 @@ pub struct App {
 }
 
 impl App {
+    /// The object id of the app's service principal in the emulated tenant: its tokens'
+    /// `oid`, and the principal of its directory role assignment. Derived from the client
+    /// id, so the same app has the same id in every emulator that serves it.
+    pub fn service_principal_id(&self) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(
+            [b"servicePrincipal:".as_slice(), self.client_id.as_bytes()].concat(),
+        );
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+
     /// Whether the app was granted any of `permissions`.
     pub fn granted_any(&self, permissions: &[&str]) -> bool {
         self.permissions

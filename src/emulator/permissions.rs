@@ -5,6 +5,13 @@
 //! A client-credentials token carries the app's granted application permissions as a JSON
 //! array of names in its `roles` claim
 //! (<https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference>).
+//! A write whose permission the token lacks is refused with 403 `Authorization_RequestDenied`
+//! "Insufficient privileges to complete the operation."; the handlers check it before they
+//! look the target up, unless the permission depends on the target (a role-assignable
+//! group). Which of a missing permission and a missing target Graph reports first is not
+//! documented.
+
+use super::model::MethodKind;
 
 /// The application permissions resetctl's README lists as required: every app registration
 /// holds exactly these unless a tenant file states its own `permissions`.
@@ -17,6 +24,90 @@ pub const DEFAULT: &[&str] = &[
     "RoleEligibilitySchedule.Read.Directory",
     "IdentityRiskyUser.ReadWrite.All",
 ];
+
+/// Any one of these lets an app set a user's `passwordProfile` (`PATCH /users/{id}`):
+/// "In application-only access, the calling app must be assigned the User.ReadWrite.All
+/// application permission and at least the User Administrator Microsoft Entra role"
+/// (<https://learn.microsoft.com/graph/api/user-update>), Directory.ReadWrite.All being the
+/// page's higher privileged permission, and User-PasswordProfile.ReadWrite.All the
+/// permission to "read and write password profiles and reset passwords for all users"
+/// (<https://learn.microsoft.com/graph/permissions-reference#user-passwordprofilereadwriteall>).
+pub const PASSWORD_PROFILE_WRITE: &[&str] = &[
+    "User-PasswordProfile.ReadWrite.All",
+    "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+
+/// Any one of these lets an app update other properties of a user
+/// (<https://learn.microsoft.com/graph/api/user-update>).
+pub const USER_WRITE: &[&str] = &["User.ReadWrite.All", "Directory.ReadWrite.All"];
+
+/// Any one of these lets an app set `mobilePhone` and `businessPhones`: the user-update set,
+/// or User-Phone.ReadWrite.All, scoped to those properties
+/// (<https://learn.microsoft.com/graph/permissions-reference#user-phonereadwriteall>).
+pub const PHONE_WRITE: &[&str] = &[
+    "User-Phone.ReadWrite.All",
+    "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+
+/// Any one of these lets an app set `accountEnabled`: the user-update set, or
+/// User.EnableDisableAccount.All, scoped to that property
+/// (<https://learn.microsoft.com/graph/permissions-reference#userenabledisableaccountall>).
+pub const ACCOUNT_ENABLED_WRITE: &[&str] = &[
+    "User.EnableDisableAccount.All",
+    "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+
+/// The permissions that allow a `PATCH /users/{id}` to carry the property `name`.
+pub fn user_property_write(name: &str) -> &'static [&'static str] {
+    match name {
+        "passwordProfile" => PASSWORD_PROFILE_WRITE,
+        "mobilePhone" | "businessPhones" => PHONE_WRITE,
+        "accountEnabled" => ACCOUNT_ENABLED_WRITE,
+        _ => USER_WRITE,
+    }
+}
+
+/// Any one of these lets an app revoke a user's sign-in sessions
+/// (<https://learn.microsoft.com/graph/api/user-revokesigninsessions>: least privileged
+/// User.RevokeSessions.All; higher Directory.ReadWrite.All, User.ReadWrite.All).
+pub const REVOKE_SESSIONS: &[&str] = &[
+    "User.RevokeSessions.All",
+    "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+
+/// The permission that writes every kind of authentication method
+/// (e.g. <https://learn.microsoft.com/graph/api/phoneauthenticationmethod-delete>).
+pub const METHODS_WRITE: &str = "UserAuthenticationMethod.ReadWrite.All";
+
+/// Any one of these lets an app create or delete a Temporary Access Pass
+/// (<https://learn.microsoft.com/graph/api/authentication-post-temporaryaccesspassmethods>,
+/// <https://learn.microsoft.com/graph/api/temporaryaccesspassauthenticationmethod-delete>).
+pub const TAP_WRITE: &[&str] = &[METHODS_WRITE, "UserAuthMethod-TAP.ReadWrite.All"];
+
+/// Any one of these lets an app delete a method of `kind`: the all-methods permission, or
+/// the one for that kind alone (<https://learn.microsoft.com/graph/permissions-reference>,
+/// `UserAuthMethod-*`; each kind's delete page, e.g.
+/// <https://learn.microsoft.com/graph/api/softwareoathauthenticationmethod-delete>).
+pub fn method_write(kind: MethodKind) -> [&'static str; 2] {
+    let narrow = match kind {
+        MethodKind::Authenticator => "UserAuthMethod-MicrosoftAuthApp.ReadWrite.All",
+        MethodKind::Phone => "UserAuthMethod-Phone.ReadWrite.All",
+        MethodKind::Fido2 => "UserAuthMethod-Passkey.ReadWrite.All",
+        MethodKind::SoftwareOath => "UserAuthMethod-SoftwareOATH.ReadWrite.All",
+        MethodKind::Email => "UserAuthMethod-Email.ReadWrite.All",
+        MethodKind::WindowsHello => "UserAuthMethod-WindowsHello.ReadWrite.All",
+    };
+    [METHODS_WRITE, narrow]
+}
+
+/// The one permission that lets an app confirm users compromised or dismiss their risk
+/// (<https://learn.microsoft.com/graph/api/riskyuser-confirmcompromised>,
+/// <https://learn.microsoft.com/graph/api/riskyuser-dismiss>).
+pub const RISKY_USER_WRITE: &[&str] = &["IdentityRiskyUser.ReadWrite.All"];
 
 /// Any one of these lets an app add or remove group members
 /// (<https://learn.microsoft.com/graph/api/group-post-members>,
@@ -61,6 +152,22 @@ mod tests {
 
     #[test]
     fn permission_names() {
+        let kinds = MethodKind::ALL.iter().flat_map(|k| method_write(*k));
+        let sets = DEFAULT
+            .iter()
+            .chain(GROUP_MEMBER_WRITE)
+            .chain(PASSWORD_PROFILE_WRITE)
+            .chain(USER_WRITE)
+            .chain(PHONE_WRITE)
+            .chain(ACCOUNT_ENABLED_WRITE)
+            .chain(REVOKE_SESSIONS)
+            .chain(TAP_WRITE)
+            .chain(RISKY_USER_WRITE)
+            .copied()
+            .chain(kinds);
+        for name in sets {
+            assert!(well_formed(name), "{name}");
+        }
         for name in DEFAULT.iter().chain(GROUP_MEMBER_WRITE) {
             assert!(well_formed(name), "{name}");
         }

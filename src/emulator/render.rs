@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::errors::Fail;
-use super::model::{Eligibility, MethodKind, Principal, RoleAssignment, Tenant, method_ids};
+use super::model::{App, Eligibility, MethodKind, Principal, RoleAssignment, Tenant, method_ids};
 use super::odata::{Filterable, Value as FValue};
 use super::state::ms_rfc3339;
 
@@ -299,6 +299,30 @@ pub fn role_assignment(t: &Tenant, a: &RoleAssignment, expand_principal: bool) -
     });
     if expand_principal {
         v["principal"] = principal(t, a.principal, &None);
+    }
+    v
+}
+
+/// The unifiedRoleAssignment of an app's directory role to its service principal.
+pub fn app_role_assignment(t: &Tenant, app: &App, expand_principal: bool) -> Value {
+    let principal = app.service_principal_id();
+    let mut v = json!({
+        "id": format!("{}-sp", principal.replace('-', "")),
+        "principalId": principal,
+        "roleDefinitionId": app.role,
+        "directoryScopeId": "/",
+        "appScopeId": null,
+        "condition": null,
+        "principalOrganizationId": t.tenant_id.to_string(),
+    });
+    if expand_principal {
+        v["principal"] = json!({
+            "@odata.type": "#microsoft.graph.servicePrincipal",
+            "id": principal,
+            "appId": app.client_id.to_string(),
+            "displayName": app.display_name,
+            "servicePrincipalType": "Application",
+        });
     }
     v
 }

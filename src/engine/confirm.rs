@@ -89,6 +89,9 @@ mod tests {
         fn count_users(&self) -> DirFuture<'_, u64> {
             never()
         }
+        fn access(&self) -> DirFuture<'_, Vec<AppAccess>> {
+            never()
+        }
         fn is_group_member<'a>(&'a self, _: &'a str, _: &'a str) -> DirFuture<'a, bool> {
             never()
         }

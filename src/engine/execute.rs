@@ -13,6 +13,10 @@
 //! The breaker counts only steps decided in this attempt: outcomes a resumed run reads back
 //! from the journal are history, and counting them would trip a resumed run again before it
 //! started anyone.
+//!
+//! Writes refused wholesale (the first writes of a step all answer 403 alike: a missing
+//! permission or role) stop the run sooner than the breaker could ([`refusal`]): their rows
+//! stay open, typed as refused, and a resume makes them once the operator fixed the cause.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +35,7 @@ use super::notify::{Delivery, Notice, Notifier, UserSecret, secret_created_by};
 use super::password;
 use super::plan::{Plan, PlannedUser};
 use super::read_back::{ReadBack, matches_type, read_back};
+use super::refusal::{self, Decision, Refusals, Wholesale, Withheld};
 use super::trail;
 use crate::audit::{self, AuditHandle, Details, Event};
 use crate::directory::{Directory, DirectoryError, DirectoryErrorKind, PasswordChange, TapRequest};
@@ -105,7 +110,7 @@ pub struct Summary {
     pub results: Vec<StepResult>,
     /// Users whose pipelines ran to the end.
     pub users_done: usize,
-    /// Users not started (stop or breaker).
+    /// Users not started or not finished (stop, breaker, or a step refused wholesale).
     pub users_not_started: usize,
     /// The circuit breaker stopped the run (tripped with users left to start).
     pub tripped: bool,
@@ -114,9 +119,19 @@ pub struct Summary {
     /// Responses Graph answered 429 while this execution ran (the client waited and
     /// re-sent them), from the directory's [`Directory::stats`].
     pub throttled: u64,
+    /// Steps whose writes were refused wholesale: the run stopped for them, and their
+    /// users are counted as not started (a resume makes the refused writes).
+    pub refused: Vec<Wholesale>,
 }
 
 impl Summary {
+    /// A user whose pipeline ran to the end.
+    fn done(&mut self, progress: &Progress, results: Vec<StepResult>) {
+        self.results.extend(results);
+        self.users_done += 1;
+        progress.users_done.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Steps with `outcome`.
     pub fn count(&self, outcome: Outcome) -> usize {
         self.results.iter().filter(|r| r.outcome == outcome).count()
@@ -137,6 +152,38 @@ struct Runner<S> {
     ex: Execution<S>,
     /// Batches `confirm_compromised` across users (Identity Protection: 1 request/s).
     confirmer: Confirmer,
+    /// The rolling failure rate of this attempt.
+    breaker: Breaker,
+    /// The verdicts on refused writes of this attempt.
+    refusals: Refusals,
+}
+
+/// One user's pipeline as far as it went.
+struct UserRun {
+    /// The results of the steps that ended.
+    results: Vec<StepResult>,
+    /// A step's write was refused and withheld: the pipeline paused there.
+    withheld: bool,
+}
+
+/// How a step of a pipeline ended.
+enum StepEnd {
+    /// With an outcome; `replayed` when it was only read from the journal.
+    Decided {
+        outcome: Outcome,
+        detail: Option<String>,
+        replayed: bool,
+    },
+    /// Refused and withheld: no outcome yet, the user's pipeline pauses.
+    Withheld,
+}
+
+/// What making a step's call came to.
+enum Attempt {
+    /// It ended (succeeded, failed, or went to manual check).
+    Ended(Ended),
+    /// The directory refused it (HTTP 403): nothing was applied.
+    Refused(DirectoryError),
 }
 
 impl<S> std::ops::Deref for Runner<S> {
@@ -152,11 +199,10 @@ pub async fn execute<S: RunStore + 'static>(
 ) -> Result<Summary, EngineError> {
     let execution = Arc::new(Runner {
         confirmer: Confirmer::spawn(Arc::clone(&execution.directory)),
+        breaker: Breaker::new(execution.playbook.guards.stop_when_error_rate_above),
+        refusals: Refusals::new(refusal::WHOLESALE),
         ex: execution,
     });
-    let breaker = Arc::new(Breaker::new(
-        execution.playbook.guards.stop_when_error_rate_above,
-    ));
     let users: Vec<PlannedUser> = execution
         .plan
         .users
@@ -173,29 +219,56 @@ pub async fn execute<S: RunStore + 'static>(
 
     let per_user = futures::stream::iter(users)
         .take_while(|_| {
-            let go = !*execution.stop.borrow() && !breaker.tripped();
+            let go = !*execution.stop.borrow()
+                && !execution.breaker.tripped()
+                && !execution.refusals.tripped();
             async move { go }
         })
         .map(|user| {
             let execution = Arc::clone(&execution);
-            let breaker = Arc::clone(&breaker);
-            async move { pipeline(&execution, &breaker, &user).await }
+            async move {
+                let run = pipeline(&execution, &user).await;
+                (user, run)
+            }
         })
         .buffer_unordered(execution.concurrency.max(1));
     let mut per_user = std::pin::pin!(per_user);
 
     let mut summary = Summary::default();
-    while let Some(results) = per_user.next().await {
-        summary.results.extend(results?);
-        summary.users_done += 1;
-        execution
-            .progress
-            .users_done
-            .fetch_add(1, Ordering::Relaxed);
+    let mut paused = Vec::new();
+    while let Some((user, run)) = per_user.next().await {
+        let run = run?;
+        if run.withheld {
+            paused.push((user, run.results));
+        } else {
+            summary.done(&execution.progress, run.results);
+        }
     }
+    // Users paused on a refused write: where the step's refusals turned out ordinary, their
+    // rows are recorded as failed and their pipelines go on (earlier steps replay from the
+    // journal); where they were wholesale, the users stay for the resume.
+    while !paused.is_empty() {
+        execution.refusals.finish();
+        let withheld = execution.refusals.withheld_users();
+        let mut still = Vec::new();
+        for (user, partial) in paused {
+            if withheld.contains(&user.id) {
+                summary.results.extend(partial);
+                continue;
+            }
+            let run = pipeline(&execution, &user).await?;
+            if run.withheld {
+                still.push((user, run.results));
+            } else {
+                summary.done(&execution.progress, run.results);
+            }
+        }
+        paused = still;
+    }
+    summary.refused = execution.refusals.finish();
     summary.users_not_started = total - summary.users_done;
     // The breaker "stopped" the run only if it left users unstarted.
-    summary.tripped = breaker.tripped() && summary.users_not_started > 0;
+    summary.tripped = execution.breaker.tripped() && summary.users_not_started > 0;
     summary.stopped = *execution.stop.borrow() && !summary.tripped;
     summary.throttled = execution
         .directory
@@ -205,12 +278,11 @@ pub async fn execute<S: RunStore + 'static>(
     Ok(summary)
 }
 
-/// One user's steps, in the plan's order.
+/// One user's steps, in the plan's order, until one is withheld.
 async fn pipeline<S: RunStore>(
     execution: &Runner<S>,
-    breaker: &Breaker,
     user: &PlannedUser,
-) -> Result<Vec<StepResult>, EngineError> {
+) -> Result<UserRun, EngineError> {
     let mut results = Vec::with_capacity(user.steps.len());
     let mut earlier_failed = false;
     // Secrets created for this user in this attempt, for its notify steps only.
@@ -231,7 +303,20 @@ async fn pipeline<S: RunStore>(
             lost_secret,
             secrets: &mut secrets,
         };
-        let (outcome, detail, replayed) = run_step(execution, user, key, step, context).await?;
+        let (outcome, detail, replayed) =
+            match run_step(execution, user, key, step, context).await? {
+                StepEnd::Decided {
+                    outcome,
+                    detail,
+                    replayed,
+                } => (outcome, detail, replayed),
+                StepEnd::Withheld => {
+                    return Ok(UserRun {
+                        results,
+                        withheld: true,
+                    });
+                }
+            };
         if outcome == Outcome::Succeeded && secrets.len() == created {
             lost_secret = secret_created_by(step).or(lost_secret);
         }
@@ -242,7 +327,7 @@ async fn pipeline<S: RunStore>(
             )
             && !matches!(step, Step::Notify { .. })
         {
-            breaker.record(outcome != Outcome::Succeeded);
+            execution.breaker.record(outcome != Outcome::Succeeded);
         }
         match outcome {
             Outcome::Succeeded => execution.progress.succeeded.fetch_add(1, Ordering::Relaxed),
@@ -261,7 +346,10 @@ async fn pipeline<S: RunStore>(
             at: Timestamp::now(),
         });
     }
-    Ok(results)
+    Ok(UserRun {
+        results,
+        withheld: false,
+    })
 }
 
 /// What a step of a pipeline knows of the steps before it.
@@ -287,15 +375,16 @@ struct StepCall<'a> {
 /// How a step ended: the outcome and its secret-free detail.
 type Ended = (Outcome, Option<String>);
 
-/// Journal, perform (or resolve) and record one step. The flag is true when the outcome
-/// was only read from the journal (decided in an earlier attempt of this run).
+/// Journal, perform (or resolve) and record one step. A step decided in an earlier attempt
+/// of this run is only read from the journal (`replayed`); a refused write may be withheld
+/// ([`refusal`]).
 async fn run_step<S: RunStore>(
     execution: &Runner<S>,
     user: &PlannedUser,
     key: &str,
     step: &Step,
     context: StepContext<'_>,
-) -> Result<(Outcome, Option<String>, bool), EngineError> {
+) -> Result<StepEnd, EngineError> {
     let StepContext {
         earlier_failed,
         lost_secret,
@@ -304,7 +393,7 @@ async fn run_step<S: RunStore>(
     let store = &execution.store;
     let intent_at = Timestamp::now();
     let facts = intent_facts(step, intent_at);
-    let (outcome, detail, resumed) = match store
+    let (attempt, resumed) = match store
         .record_intent(&execution.run, &user.id, key, facts, intent_at)
         .await?
     {
@@ -312,7 +401,28 @@ async fn run_step<S: RunStore>(
             outcome: Some(outcome),
             detail,
             ..
-        }) => return Ok((outcome, detail, true)), // done in an earlier attempt of this run
+        }) => {
+            // Done in an earlier attempt of this run.
+            return Ok(StepEnd::Decided {
+                outcome,
+                detail,
+                replayed: true,
+            });
+        }
+        IntentRecorded::Existing(JournalEntry {
+            facts: Some(Facts::Refused),
+            ..
+        }) => {
+            // Refused before it was applied, and left for this resume: made now, for the
+            // first time that can land.
+            let call = StepCall {
+                user,
+                key,
+                step,
+                intent_at,
+            };
+            (attempt_or_withhold(execution, &call, secrets).await?, true)
+        }
         IntentRecorded::Existing(entry) => {
             let call = StepCall {
                 user,
@@ -320,17 +430,18 @@ async fn run_step<S: RunStore>(
                 step,
                 intent_at: entry.intent_at,
             };
-            let (outcome, detail) =
-                resolve_unknown(execution, &call, entry.facts, true, secrets).await?;
-            (outcome, detail, true)
+            (
+                resolve_unknown(execution, &call, entry.facts, true, secrets).await?,
+                true,
+            )
         }
         IntentRecorded::New => {
-            let (outcome, detail) = match (step, lost_secret) {
-                (Step::Notify { .. }, _) if earlier_failed => (
+            let attempt = match (step, lost_secret) {
+                (Step::Notify { .. }, _) if earlier_failed => Attempt::Ended((
                     Outcome::Skipped,
                     Some("an earlier step failed; nothing to announce".into()),
-                ),
-                (Step::Notify { .. }, Some(kind)) => (
+                )),
+                (Step::Notify { .. }, Some(kind)) => Attempt::Ended((
                     Outcome::ManualCheck,
                     Some(format!(
                         "the {kind} was created, but its value never reached this attempt \
@@ -338,7 +449,7 @@ async fn run_step<S: RunStore>(
                              it is never stored, so it cannot be delivered; issue a new one by \
                              hand"
                     )),
-                ),
+                )),
                 _ => {
                     let call = StepCall {
                         user,
@@ -346,10 +457,35 @@ async fn run_step<S: RunStore>(
                         step,
                         intent_at,
                     };
-                    perform(execution, &call, secrets).await?
+                    attempt_or_withhold(execution, &call, secrets).await?
                 }
             };
-            (outcome, detail, false)
+            (attempt, false)
+        }
+    };
+    let (outcome, detail) = match attempt {
+        Attempt::Ended(ended) => {
+            if !matches!(step, Step::Notify { .. }) {
+                release(execution, execution.refusals.decided(key)).await?;
+            }
+            ended
+        }
+        Attempt::Refused(err) => {
+            let row = Withheld {
+                user_id: user.id.clone(),
+                key: key.to_owned(),
+                detail: err.to_string(),
+            };
+            match execution.refusals.denied(row, err.detail.code.clone()) {
+                Decision::Withhold => {
+                    withhold(execution, user, key, &err.to_string(), resumed).await?;
+                    return Ok(StepEnd::Withheld);
+                }
+                Decision::Record(earlier) => {
+                    release(execution, earlier).await?;
+                    (Outcome::Failed, Some(err.to_string()))
+                }
+            }
         }
     };
     store
@@ -363,7 +499,77 @@ async fn run_step<S: RunStore>(
         )
         .await?;
     audit_step(execution, user, key, outcome, detail.as_deref(), resumed).await?;
-    Ok((outcome, detail, false))
+    Ok(StepEnd::Decided {
+        outcome,
+        detail,
+        replayed: false,
+    })
+}
+
+/// Make the step's call, unless its writes are already known to be refused wholesale: then
+/// it is not sent, and counts as refused like the others.
+async fn attempt_or_withhold<S: RunStore>(
+    execution: &Runner<S>,
+    call: &StepCall<'_>,
+    secrets: &mut Vec<UserSecret>,
+) -> Result<Attempt, EngineError> {
+    if execution.refusals.refused(call.key) {
+        return Ok(Attempt::Refused(DirectoryError::new(
+            DirectoryErrorKind::Denied,
+            "not sent: every earlier write of this step was refused",
+        )));
+    }
+    perform(execution, call, secrets).await
+}
+
+/// Leave a refused write's row open: typed as refused (a resume makes the write without
+/// reading back), audited as the failure it was.
+async fn withhold<S: RunStore>(
+    execution: &Runner<S>,
+    user: &PlannedUser,
+    key: &str,
+    detail: &str,
+    resumed: bool,
+) -> Result<(), EngineError> {
+    execution
+        .store
+        .record_facts(&execution.run, &user.id, key, Facts::Refused)
+        .await?;
+    let detail = format!("{detail}; not applied, left for the resume");
+    audit_step(
+        execution,
+        user,
+        key,
+        Outcome::Failed,
+        Some(&detail),
+        resumed,
+    )
+    .await
+}
+
+/// Record withheld refusals whose step turned out to be refused only now and then: the
+/// failures they are (their trail records were written when they were withheld).
+async fn release<S: RunStore>(
+    execution: &Runner<S>,
+    rows: Vec<Withheld>,
+) -> Result<(), EngineError> {
+    for row in rows {
+        execution
+            .store
+            .record_outcome(
+                &execution.run,
+                &row.user_id,
+                &row.key,
+                Outcome::Failed,
+                Some(row.detail),
+                Timestamp::now(),
+            )
+            .await?;
+        // Counted as this attempt's failure once; the user's pipeline, resumed, replays it
+        // (and the progress line counts it then).
+        execution.breaker.record(true);
+    }
+    Ok(())
 }
 
 /// The typed facts a step's intent carries: for `add_to_group`, the group and when the
@@ -430,7 +636,7 @@ async fn perform<S: RunStore>(
     execution: &Runner<S>,
     call: &StepCall<'_>,
     secrets: &mut Vec<UserSecret>,
-) -> Result<Ended, EngineError> {
+) -> Result<Attempt, EngineError> {
     let directory = execution.directory.as_ref();
     let user = call.user;
     let result: Result<Option<String>, DirectoryError> = match call.step {
@@ -505,19 +711,22 @@ async fn perform<S: RunStore>(
                 to: *to,
                 secrets: secrets.as_slice(),
             };
-            return Ok(match execution.notifier.notify(notice).await {
-                Delivery::Delivered(detail) => (Outcome::Succeeded, Some(detail)),
-                Delivery::Recorded(detail) => (Outcome::Skipped, Some(detail)),
-                Delivery::Failed(detail) => (Outcome::Failed, Some(detail)),
-            });
+            return Ok(Attempt::Ended(
+                match execution.notifier.notify(notice).await {
+                    Delivery::Delivered(detail) => (Outcome::Succeeded, Some(detail)),
+                    Delivery::Recorded(detail) => (Outcome::Skipped, Some(detail)),
+                    Delivery::Failed(detail) => (Outcome::Failed, Some(detail)),
+                },
+            ));
         }
     };
     match result {
-        Ok(detail) => Ok((Outcome::Succeeded, detail)),
+        Ok(detail) => Ok(Attempt::Ended((Outcome::Succeeded, detail))),
         Err(err) if err.kind == DirectoryErrorKind::OutcomeUnknown => {
             lost_answer(execution, call, &err, None, secrets).await
         }
-        Err(err) => Ok((Outcome::Failed, Some(err.to_string()))),
+        Err(err) if err.kind == DirectoryErrorKind::Denied => Ok(Attempt::Refused(err)),
+        Err(err) => Ok(Attempt::Ended((Outcome::Failed, Some(err.to_string())))),
     }
 }
 
@@ -530,7 +739,7 @@ async fn lost_answer<S: RunStore>(
     err: &DirectoryError,
     facts: Option<Facts>,
     secrets: &mut Vec<UserSecret>,
-) -> Result<Ended, EngineError> {
+) -> Result<Attempt, EngineError> {
     tracing::warn!(message = "Write outcome unknown; reading back.", user = %call.user.upn, %err);
     resolve_unknown(execution, call, facts, false, secrets).await
 }
@@ -543,7 +752,7 @@ async fn lost_answer<S: RunStore>(
 async fn add_to_group<S: RunStore>(
     execution: &Runner<S>,
     call: &StepCall<'_>,
-) -> Result<Ended, EngineError> {
+) -> Result<Attempt, EngineError> {
     let Some(Facts::Membership(mut membership)) = intent_facts(call.step, call.intent_at) else {
         return Err(EngineError::CorruptPlan {
             run: execution.run.0.clone(),
@@ -555,13 +764,14 @@ async fn add_to_group<S: RunStore>(
     let group = membership.group_id.clone();
     let was_member = match directory.is_group_member(&group, user).await {
         Ok(was) => was,
+        Err(err) if err.kind == DirectoryErrorKind::Denied => return Ok(Attempt::Refused(err)),
         Err(err) => {
-            return Ok((
+            return Ok(Attempt::Ended((
                 Outcome::Failed,
                 Some(format!(
                     "reading the members of {group} before adding: {err}"
                 )),
-            ));
+            )));
         }
     };
     membership.member_before = Some(was_member);
@@ -574,25 +784,29 @@ async fn add_to_group<S: RunStore>(
                 membership.member_before = Some(false);
                 record_membership(execution, call, &membership).await?;
             }
-            Ok((Outcome::Succeeded, Some(added(&membership))))
+            Ok(Attempt::Ended((
+                Outcome::Succeeded,
+                Some(added(&membership)),
+            )))
         }
         Err(err) if already_a_member(&err) => {
             if !was_member {
                 membership.member_before = Some(true);
                 record_membership(execution, call, &membership).await?;
             }
-            Ok((
+            Ok(Attempt::Ended((
                 Outcome::Succeeded,
                 Some(format!(
                     "already a member of {group} before this step; it will be left in place"
                 )),
-            ))
+            )))
         }
         Err(err) if err.kind == DirectoryErrorKind::OutcomeUnknown => {
             let facts = Some(Facts::Membership(membership));
             lost_answer(execution, call, &err, facts, &mut Vec::new()).await
         }
-        Err(err) => Ok((Outcome::Failed, Some(err.to_string()))),
+        Err(err) if err.kind == DirectoryErrorKind::Denied => Ok(Attempt::Refused(err)),
+        Err(err) => Ok(Attempt::Ended((Outcome::Failed, Some(err.to_string())))),
     }
 }
 
@@ -654,7 +868,7 @@ async fn resolve_unknown<S: RunStore>(
     facts: Option<Facts>,
     may_perform: bool,
     secrets: &mut Vec<UserSecret>,
-) -> Result<Ended, EngineError> {
+) -> Result<Attempt, EngineError> {
     let unsent = matches!(
         &facts,
         Some(Facts::Membership(Membership {
@@ -677,7 +891,7 @@ async fn resolve_unknown<S: RunStore>(
         )
         .await
     };
-    Ok(match found {
+    Ok(Attempt::Ended(match found {
         Ok(ReadBack::Applied(evidence)) => {
             if facts.is_none()
                 && let Some(Facts::Membership(mut membership)) =
@@ -693,7 +907,7 @@ async fn resolve_unknown<S: RunStore>(
         Ok(ReadBack::NotApplied) if may_perform => {
             tracing::info!(message = "Read-back shows the write did not land; performing it.", user = %call.user.upn);
             // Boxed: perform may come back here on an unknown outcome (with may_perform off).
-            Box::pin(perform(execution, call, secrets)).await?
+            return Box::pin(perform(execution, call, secrets)).await;
         }
         Ok(ReadBack::NotApplied) => (
             Outcome::ManualCheck,
@@ -704,7 +918,7 @@ async fn resolve_unknown<S: RunStore>(
             Outcome::ManualCheck,
             Some(format!("outcome unknown; read-back failed: {err}")),
         ),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -712,9 +926,9 @@ mod tests {
     use super::*;
     use crate::audit::AuditConfig;
     use crate::directory::memory::{MemoryDirectory, Op};
-    use crate::engine::breaker;
     use crate::engine::notify::RecordOnly;
     use crate::engine::planner::{PlanRequest, build_plan};
+    use crate::engine::{breaker, refusal};
     use crate::store::{NewRun, PlanDocument, SqliteStore};
     use crate::targeting::ResolveOptions;
 
@@ -865,9 +1079,11 @@ mod tests {
     #[tokio::test]
     async fn the_breaker_stops_new_users_once_the_window_fails_and_forgets_history() {
         let f = fixture(users(40), RESET, 0.5).await;
+        // Refused the way a password policy refuses: ordinary failures, not a missing
+        // permission (see the refusal tests below).
         for _ in 0..breaker::MIN_SAMPLES {
             f.directory
-                .fail_next(Op::ForcePasswordChange, DirectoryErrorKind::Denied);
+                .fail_next(Op::ForcePasswordChange, DirectoryErrorKind::Rejected);
         }
         let summary = f.execute().await.unwrap();
         assert!(summary.tripped);
@@ -881,7 +1097,7 @@ mod tests {
         assert_eq!(failed.outcome, Outcome::Failed);
         assert_eq!(
             failed.detail.as_deref(),
-            Some("denied: scripted failure"),
+            Some("rejected: scripted failure"),
             "the error's one Display"
         );
 
@@ -893,6 +1109,92 @@ mod tests {
         assert_eq!(resumed.count(Outcome::Failed), breaker::MIN_SAMPLES);
         assert_eq!(resumed.count(Outcome::Succeeded), 40 - breaker::MIN_SAMPLES);
         assert_eq!(f.directory.calls(Op::ForcePasswordChange), 40);
+    }
+
+    const REVOKE: &str = "  - revoke_sessions\n";
+
+    #[tokio::test]
+    async fn writes_refused_alike_stop_the_run_and_the_resume_makes_them() {
+        let f = fixture(users(40), &format!("{RESET}{REVOKE}"), 0.5).await;
+        for _ in 0..refusal::WHOLESALE {
+            f.directory
+                .fail_next(Op::ForcePasswordChange, DirectoryErrorKind::Denied);
+        }
+        let summary = f.execute().await.unwrap();
+        assert_eq!(summary.refused.len(), 1, "{:?}", summary.refused);
+        let refused = &summary.refused[0];
+        assert_eq!(refused.step, "0:reset_password");
+        assert_eq!(refused.users, refusal::WHOLESALE);
+        assert_eq!(refused.example, "denied: scripted failure");
+        assert!(!summary.tripped, "not the breaker");
+        assert_eq!(summary.users_done, 0);
+        assert_eq!(summary.users_not_started, 40);
+        assert!(summary.results.is_empty(), "{:?}", summary.results);
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            refusal::WHOLESALE,
+            "no user started after the fifth refusal"
+        );
+        assert_eq!(
+            f.directory.calls(Op::RevokeSessions),
+            0,
+            "no step out of order"
+        );
+        let journal = f.journal().await;
+        assert_eq!(journal.len(), refusal::WHOLESALE);
+        assert!(
+            journal
+                .iter()
+                .all(|e| e.outcome.is_none() && e.facts == Some(Facts::Refused)),
+            "{journal:?}"
+        );
+
+        // The permission granted: the resume makes the refused writes, then everyone else's.
+        let resumed = f.execute().await.unwrap();
+        assert!(resumed.complete_success(), "{:?}", resumed.results);
+        assert_eq!(resumed.users_done, 40);
+        assert_eq!(
+            f.directory.calls(Op::ForcePasswordChange),
+            40 + refusal::WHOLESALE
+        );
+        assert_eq!(f.directory.calls(Op::RevokeSessions), 40);
+        assert!(
+            f.verify_trail().await > 80,
+            "refusals and writes are on the trail"
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_among_successes_are_ordinary_failures_and_pipelines_go_on() {
+        let f = fixture(users(6), &format!("{RESET}{REVOKE}"), 1.0).await;
+        f.directory
+            .fail_next(Op::ForcePasswordChange, DirectoryErrorKind::Denied);
+        let summary = f.execute().await.unwrap();
+        assert!(summary.refused.is_empty());
+        assert_eq!(summary.users_done, 6);
+        assert_eq!(summary.users_not_started, 0);
+        assert_eq!(summary.count(Outcome::Failed), 1);
+        assert_eq!(summary.count(Outcome::Succeeded), 11);
+        // u00's reset was refused; its revocation still ran, after the reset was settled.
+        let reset = f.row("id-u00@x", "0:reset_password").await;
+        assert_eq!(reset.outcome, Some(Outcome::Failed));
+        let revoke = f.row("id-u00@x", "1:revoke_sessions").await;
+        assert_eq!(revoke.outcome, Some(Outcome::Succeeded));
+        assert!(revoke.intent_at >= reset.outcome_at.unwrap());
+        assert_eq!(f.directory.calls(Op::RevokeSessions), 6);
+        let results: Vec<_> = summary
+            .results
+            .iter()
+            .filter(|r| r.user_id == "id-u00@x")
+            .map(|r| (r.step.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("0:reset_password", Outcome::Failed),
+                ("1:revoke_sessions", Outcome::Succeeded)
+            ]
+        );
     }
 
     #[tokio::test]

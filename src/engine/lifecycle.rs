@@ -25,10 +25,12 @@ use tokio::sync::watch;
 use super::EngineError;
 use super::execute::{self, Execution, Progress, Summary};
 use super::gate::{self, Drift, Refusal};
+use super::journal_key::StepKey;
 use super::notify::Notifier;
 use super::operator::Operator;
 use super::plan::Plan;
 use super::planner::{self, PlanRequest};
+use super::preflight;
 use super::ticket::Ticket;
 use crate::audit::{self, AuditConfig, AuditError, AuditHandle, Details, Event, Receipt};
 use crate::directory::Directory;
@@ -100,6 +102,19 @@ pub enum LifecycleError {
         path: PathBuf,
         /// What failed.
         message: String,
+    },
+    /// The preflight found a token, permission or directory role missing: the run was
+    /// refused before its first write (and the refusal audited).
+    #[error(
+        "run {run} refused before any write: the tenant's app registration cannot do what \
+         the plan needs (`resetctl doctor` shows every check):\n  - {}",
+        missing.join("\n  - ")
+    )]
+    Preflight {
+        /// The run.
+        run: RunId,
+        /// What is missing, one line each.
+        missing: Vec<String>,
     },
 }
 
@@ -839,7 +854,11 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             .and_then(|d| d.with("not_started", summary.users_not_started as u64))
             .and_then(|d| d.with("tripped", summary.tripped))
             .and_then(|d| d.with("throttled", summary.throttled))
-            .and_then(|d| d.with("read_backs", read_backs));
+            .and_then(|d| d.with("read_backs", read_backs))
+            .and_then(|d| {
+                let refused: Vec<&str> = summary.refused.iter().map(|r| r.step.as_str()).collect();
+                d.with("refused_steps", refused.join(",").as_str())
+            });
         let outcome = if summary.complete_success() {
             audit::Outcome::Success
         } else {
@@ -864,6 +883,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             results: &summary.results,
             tripped: summary.tripped,
             stopped: summary.stopped,
+            refused: &summary.refused,
             operator: self.operator.name.as_str(),
             approvals: &approvals,
             attempts: &attempts,
@@ -919,6 +939,56 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             self.store.end_attempt(id, open.n, end).await?;
         }
         Ok(())
+    }
+
+    /// The preflight of a cleared run, before its first write: every app's token, the
+    /// application permissions the plan's steps need, and the directory role a password
+    /// reset needs ([`preflight`]). Audited as `run.preflight`; a missing one refuses the
+    /// run ([`LifecycleError::Preflight`]).
+    pub async fn preflight(
+        &self,
+        cleared: &Cleared,
+        tenant: TenantRef<'_>,
+    ) -> Result<preflight::Report, LifecycleError> {
+        let planned = &cleared.planned;
+        let keys: BTreeSet<&str> = planned
+            .plan
+            .users
+            .iter()
+            .flat_map(|u| u.steps.iter().map(String::as_str))
+            .collect();
+        let steps = keys
+            .into_iter()
+            .filter_map(|key| {
+                let step = StepKey::parse(key).and_then(|k| k.step(&planned.playbook))?;
+                Some((key.to_owned(), step))
+            })
+            .collect();
+        let scope = preflight::Scope {
+            steps,
+            planning: Vec::new(),
+            reach_graph: false,
+        };
+        let report = preflight::check(tenant.directory.as_ref(), &scope).await;
+        let missing = report.missing_lines();
+        let outcome = if missing.is_empty() {
+            audit::Outcome::Success
+        } else {
+            audit::Outcome::Refused
+        };
+        let details = Details::new()
+            .with("checks", report.checks.len() as u64)
+            .and_then(|d| d.with("missing", missing.join("; ").as_str()));
+        self.record("run.preflight", &planned.run.id, outcome, details)
+            .await?;
+        if missing.is_empty() {
+            Ok(report)
+        } else {
+            Err(LifecycleError::Preflight {
+                run: planned.run.id.clone(),
+                missing,
+            })
+        }
     }
 
     /// Append one `run.*` event about `run` as this lifecycle's actor.

@@ -7,6 +7,9 @@
 //! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
 //!   the same code resumes a dead run.
 //! - [`breaker`]: the circuit breaker's rolling failure rate.
+//! - [`refusal`]: the stop for writes refused wholesale (a missing permission or role).
+//! - [`permissions`]: which Graph permissions and directory role each step needs.
+//! - [`preflight`]: tokens, permissions, role and Graph checked before anything is written.
 //! - [`read_back`]: what the tenant says about a write whose answer was lost.
 //! - [`journal_key`]: journal keys as types (`index:name`, removal attempts).
 //! - [`trail`]: directory values escaped for the audit trail.
@@ -32,9 +35,12 @@ pub mod lifecycle;
 pub mod notify;
 pub mod operator;
 pub mod password;
+pub mod permissions;
 pub mod plan;
 pub mod planner;
+pub mod preflight;
 pub mod read_back;
+pub mod refusal;
 pub mod ticket;
 pub mod trail;
 

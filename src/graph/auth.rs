@@ -474,17 +474,25 @@ impl TokenSource {
             .send()
             .await
             .map_err(|e| {
+                // The endpoint was not reached: a transport failure, not a refusal of the
+                // app's credentials.
                 GraphError::new(
-                    GraphErrorKind::Auth,
-                    format!("token request failed: {}", e.without_url()),
+                    GraphErrorKind::Transport,
+                    format!(
+                        "no token: no answer from {}",
+                        super::transport::describe("the token endpoint", &self.token_url, &e)
+                    ),
                 )
             })?;
         let status = response.status().as_u16();
         span.record("status", status);
         let body = response.bytes().await.map_err(|e| {
             GraphError::new(
-                GraphErrorKind::Auth,
-                format!("token response unreadable: {}", e.without_url()),
+                GraphErrorKind::Transport,
+                format!(
+                    "no token: the answer was lost from {}",
+                    super::transport::describe("the token endpoint", &self.token_url, &e)
+                ),
             )
         })?;
         if !(200..300).contains(&status) {

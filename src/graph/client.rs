@@ -12,6 +12,7 @@ use tracing::Instrument as _;
 use super::auth::{AppCredential, TokenSource};
 use super::error::{GraphError, GraphErrorKind};
 use super::request::{Request, Response};
+use super::transport;
 use crate::config::{ConfigError, ConfigErrorKind, Env, TenantSettings};
 use crate::throttle::{Quotas, TenantGovernor, full_jitter, parse_retry_after};
 
@@ -295,7 +296,7 @@ impl GraphClient {
                 Err(e) => {
                     drop(permit);
                     let never_sent = e.is_connect() || e.is_builder();
-                    let e = e.without_url();
+                    let e = transport::describe("Microsoft Graph at", &url, &e);
                     if never_sent || req.idempotent {
                         transient_attempts += 1;
                         if transient_attempts < inner.options.max_attempts {
@@ -320,14 +321,15 @@ impl GraphClient {
                         } else {
                             kind
                         };
-                        return Err(GraphError::new(kind, format!("request failed: {e}"))
+                        return Err(GraphError::new(kind, format!("no answer from {e}"))
                             .with_request(describe));
                     }
                     span.in_scope(|| tracing::warn!(message = "Write outcome unknown; not re-sending.", error = %e));
                     return Err(GraphError::new(
                         GraphErrorKind::OutcomeUnknown,
                         format!(
-                            "no response to a write (it may or may not have been applied): {e}"
+                            "no response to a write (it may or may not have been applied) \
+                             from {e}"
                         ),
                     )
                     .with_request(describe));
@@ -354,7 +356,7 @@ impl GraphClient {
                 Ok(b) => b.to_vec(),
                 Err(e) => {
                     drop(permit);
-                    let e = e.without_url();
+                    let e = transport::describe("Microsoft Graph at", &url, &e);
                     if req.idempotent && transient_attempts + 1 < inner.options.max_attempts {
                         transient_attempts += 1;
                         continue;

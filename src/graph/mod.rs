@@ -8,7 +8,10 @@
 //! - [`request`]: [`Request`] built from path templates, [`Response`].
 //! - [`paging`]: collections as a `Stream` following `@odata.nextLink`.
 //! - [`batch`]: `$batch` with per-item retries of throttled items only.
+//! - [`claims`]: what an access token says about its app (granted permissions), unverified.
 //! - [`error`]: [`GraphError`] with a `#[non_exhaustive]` [`GraphErrorKind`].
+//! - [`transport`]: a request with no answer described by host and cause (refused, DNS,
+//!   TLS, timeout).
 //!
 //! This module shares no wire types with the emulator, so a wrong JSON shape cannot hide by
 //! being wrong on both sides: the shapes here are written from Graph's documentation alone.
@@ -18,13 +21,16 @@
 
 pub mod auth;
 pub mod batch;
+pub mod claims;
 pub mod client;
 pub mod error;
 pub mod paging;
 pub mod request;
+pub mod transport;
 
 pub use auth::{AppCredential, CertificateCredential, ClientAuth, TokenSource};
 pub use batch::{BatchItem, BatchOutcome};
+pub use claims::AccessClaims;
 pub use client::{ClientOptions, ClientStats, GraphClient, http_client};
 pub use error::{GraphError, GraphErrorKind};
 pub use paging::MAX_PAGE_SIZE;

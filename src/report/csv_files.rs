@@ -55,16 +55,22 @@ pub fn write_targets(plan: &Plan, path: &Path, existing: Existing) -> Result<(),
     })
 }
 
-/// Write one row per (user, step) with its outcome: `results.csv` of a run. Planned users
-/// the run never started (it was stopped, or the breaker tripped) get a `not_started` row
-/// per step, so the file is the complete worklist of what remains.
+/// Write one row per (user, step) with its outcome: `results.csv` of a run. Planned steps
+/// the run did not get to (it was stopped, the breaker tripped, or a step's writes were
+/// refused wholesale and left for the resume) get a `not_started` row, so the file is the
+/// complete worklist of what remains.
 pub fn write_results(
     plan: &Plan,
     results: &[StepResult],
     path: &Path,
     existing: Existing,
 ) -> Result<(), ReportError> {
+    // Users with some result (a step refused wholesale has none: it was not applied).
     let started: HashSet<&str> = results.iter().map(|r| r.user_id.as_str()).collect();
+    let ended: HashSet<(&str, &str)> = results
+        .iter()
+        .map(|r| (r.user_id.as_str(), r.step.as_str()))
+        .collect();
     write_csv(path, existing, |w| {
         w.write_record(["user_id", "upn", "step", "outcome", "detail", "time"])?;
         for r in results {
@@ -77,20 +83,19 @@ pub fn write_results(
                 &r.at.to_string(),
             ]))?;
         }
-        let not_started = plan
-            .users
-            .iter()
-            .filter(|u| !u.steps.is_empty() && !started.contains(u.id.as_str()));
-        for user in not_started {
-            for step in user.steps.iter() {
-                w.write_record(row(&[
-                    &user.id,
-                    &user.upn,
-                    step,
-                    "not_started",
-                    "the run stopped before this user started; resume the run to do them",
-                    "",
-                ]))?;
+        for user in plan.users.iter() {
+            let detail = if started.contains(user.id.as_str()) {
+                "not done: the run stopped before this step was applied; resume the run to do it"
+            } else {
+                "not done: the run stopped before this user's steps were applied; resume the \
+                 run to do them"
+            };
+            let left = user
+                .steps
+                .iter()
+                .filter(|step| !ended.contains(&(user.id.as_str(), step.as_str())));
+            for step in left {
+                w.write_record(row(&[&user.id, &user.upn, step, "not_started", detail, ""]))?;
             }
         }
         Ok(())
@@ -230,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn results_list_every_step_of_the_users_not_started() {
+    fn results_list_every_step_not_done() {
         let mut plan = plan();
         let steps: std::sync::Arc<[String]> = vec![
             "0:reset_password".to_owned(),
@@ -261,9 +266,20 @@ mod tests {
             summary,
             [
                 ("a", "0:reset_password", "succeeded"),
+                ("a", "1:revoke_sessions", "not_started"),
                 ("c", "0:reset_password", "not_started"),
                 ("c", "1:revoke_sessions", "not_started"),
             ]
+        );
+        assert!(
+            rows[1][4].contains("before this step was applied"),
+            "{:?}",
+            rows[1]
+        );
+        assert!(
+            rows[2][4].contains("user's steps were applied"),
+            "{:?}",
+            rows[2]
         );
     }
 

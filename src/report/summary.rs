@@ -20,6 +20,7 @@ use super::write::{Existing, ReportError, write_file};
 use crate::engine::execute::StepResult;
 use crate::engine::journal_key::StepKey;
 use crate::engine::plan::Plan;
+use crate::engine::refusal::Wholesale;
 use crate::store::{Approval, Attempt, Outcome, RunId, RunRecord, RunStatus};
 use crate::targeting::Bucket;
 
@@ -40,6 +41,8 @@ pub struct ReportInputs<'a> {
     pub tripped: bool,
     /// True when an operator stopped the run (Ctrl-C).
     pub stopped: bool,
+    /// Steps whose writes were refused wholesale (the run stopped for them).
+    pub refused: &'a [Wholesale],
     /// Who executed it.
     pub operator: &'a str,
     /// The run's approvals (those of this plan that an execution consumed are listed).
@@ -61,8 +64,11 @@ pub struct RunReport {
     pub ticket: Option<String>,
     /// How the run stands: finished, stopped or interrupted.
     pub status: RunStatus,
-    /// What stopped it early: `operator` (Ctrl-C) or `circuit_breaker`; `None` otherwise.
+    /// What stopped it early: `operator` (Ctrl-C), `circuit_breaker`, or `refused_wholesale`
+    /// (a step's writes were all refused: a missing permission or role); `None` otherwise.
     pub stopped_by: Option<&'static str>,
+    /// The steps whose writes were refused wholesale in this attempt, with an example.
+    pub refused: Vec<Wholesale>,
     /// The tenant's configured name.
     pub tenant: String,
     /// The playbook.
@@ -157,7 +163,8 @@ pub struct Users {
     pub with_steps: usize,
     /// Users whose steps all ran.
     pub done: usize,
-    /// Users never started (stopped or tripped run; resume to do them).
+    /// Users not started, or not finished (a stopped, tripped or refused run; resume to do
+    /// them).
     pub not_started: usize,
     /// Users with at least one failed step or one in manual check.
     pub with_problems: usize,
@@ -174,7 +181,7 @@ pub struct StepCounts {
     pub manual_check: usize,
     /// Condition false or not applicable; nothing written.
     pub skipped: usize,
-    /// Its user was never started.
+    /// Not applied: its user was not started, or stopped before this step.
     pub not_started: usize,
 }
 
@@ -272,12 +279,12 @@ impl RunReport {
             }
         };
         let mut messages = Messages::default();
-        let mut started = std::collections::HashSet::new();
+        let mut ended = std::collections::HashSet::new();
         let mut with_problems = std::collections::HashSet::new();
         for r in inputs.results {
             let i = line_of(&mut steps, &r.step);
             steps[i].counts.add(r.outcome);
-            started.insert(r.user_id.as_str());
+            ended.insert((r.user_id.as_str(), r.step.as_str()));
             if matches!(r.outcome, Outcome::Failed | Outcome::ManualCheck) {
                 with_problems.insert(r.user_id.as_str());
             }
@@ -293,14 +300,20 @@ impl RunReport {
             with_problems: with_problems.len(),
             ..Users::default()
         };
+        // A (user, step) without a result was not applied, as `results.csv` lists it.
         for user in plan.users.iter().filter(|u| !u.steps.is_empty()) {
             users.with_steps += 1;
-            if started.contains(user.id.as_str()) {
+            let left: Vec<&String> = user
+                .steps
+                .iter()
+                .filter(|key| !ended.contains(&(user.id.as_str(), key.as_str())))
+                .collect();
+            if left.is_empty() {
                 users.done += 1;
                 continue;
             }
             users.not_started += 1;
-            for key in user.steps.iter() {
+            for key in left {
                 let i = line_of(&mut steps, key);
                 steps[i].counts.not_started += 1;
             }
@@ -348,7 +361,9 @@ impl RunReport {
             })
             .sum();
         let last = attempts.last();
-        let stopped_by = if inputs.tripped {
+        let stopped_by = if !inputs.refused.is_empty() {
+            Some("refused_wholesale")
+        } else if inputs.tripped {
             Some("circuit_breaker")
         } else if inputs.stopped || inputs.status == RunStatus::Interrupted {
             Some("operator")
@@ -360,6 +375,7 @@ impl RunReport {
             ticket: run.ticket.clone(),
             status: inputs.status,
             stopped_by,
+            refused: inputs.refused.to_vec(),
             tenant: run.tenant.clone(),
             playbook: PlaybookInfo {
                 name: run.playbook_name.clone(),
@@ -511,10 +527,20 @@ impl RunReport {
             "- Messages: {} delivered, {} recorded but not sent, {} failed",
             m.delivered, m.recorded, m.failed
         );
+        for refused in &self.refused {
+            let _ = writeln!(
+                md,
+                "- Step `{}` refused wholesale for {} users ({}): nothing refused was applied; \
+                 grant what is missing (`resetctl doctor`), then resume",
+                code(&refused.step),
+                refused.users,
+                esc(refused.code.as_deref().unwrap_or("no error code"))
+            );
+        }
         if self.users.not_started > 0 {
             let _ = writeln!(
                 md,
-                "- {} users not started: `resetctl run --resume {}`",
+                "- {} users not started or not finished: `resetctl run --resume {}`",
                 self.users.not_started, self.id
             );
         }
@@ -602,6 +628,17 @@ impl RunReport {
                 self.manual_queue.path.display()
             ),
         );
+        for refused in &self.refused {
+            line(
+                "refused",
+                format!(
+                    "step {} for {} users ({}); nothing refused was applied",
+                    refused.step,
+                    refused.users,
+                    refused.code.as_deref().unwrap_or("no error code")
+                ),
+            );
+        }
         line("read-backs", self.read_backs.to_string());
         line(
             "429s",
@@ -642,6 +679,11 @@ impl RunReport {
         match (self.status, self.stopped_by) {
             (RunStatus::Finished, _) if self.complete_success() => "finished".into(),
             (RunStatus::Finished, _) => "finished with problems".into(),
+            (RunStatus::Stopped, Some("refused_wholesale")) => {
+                "stopped: a step's writes were refused wholesale (a missing permission or role); \
+                 nothing refused was applied"
+                    .into()
+            }
             (RunStatus::Stopped, Some("circuit_breaker")) => {
                 "stopped by the circuit breaker (the error rate passed the playbook's threshold)"
                     .into()
@@ -894,6 +936,7 @@ mod tests {
             results: &results,
             tripped: false,
             stopped: true,
+            refused: &[],
             operator: "op",
             approvals: &approvals,
             attempts: &attempts,
@@ -949,6 +992,69 @@ mod tests {
         assert!(md.contains("seq 5 to 60"), "{md}");
         let text = report.text();
         assert!(text.contains("resetctl run --resume r1"), "{text}");
+    }
+
+    #[test]
+    fn a_user_paused_on_a_refused_step_is_not_done_and_its_steps_left_are_counted() {
+        let keys = ["0:reset_password", "1:revoke_sessions"];
+        let plan = Plan {
+            playbook_name: "p".into(),
+            playbook_sha256: "ab".repeat(32),
+            tenant: "t".into(),
+            tenant_users: 2,
+            steps: vec![step(keys[0]), step(keys[1])],
+            users: vec![
+                user("a", Bucket::Automated, &keys),
+                user("b", Bucket::Automated, &keys),
+            ],
+            unresolved: vec![],
+            bad_rows: vec![],
+            estimate: Estimate::from_quota(&[], 0, 1),
+        };
+        let run = RunRecord {
+            id: RunId("r2".into()),
+            created_at: at("2026-01-01T00:00:00Z"),
+            updated_at: at("2026-01-01T00:00:00Z"),
+            playbook_name: "p".into(),
+            playbook_path: "/p.yaml".into(),
+            tenant: "t".into(),
+            plan_hash: "h".into(),
+            status: RunStatus::Stopped,
+            ticket: None,
+        };
+        // `a` finished; `b` ran its first step, then paused on the refused second one.
+        let results = [
+            result("a", keys[0], Outcome::Succeeded),
+            result("a", keys[1], Outcome::Succeeded),
+            result("b", keys[0], Outcome::Succeeded),
+        ];
+        let refused = [Wholesale {
+            step: keys[1].into(),
+            code: Some("Authorization_RequestDenied".into()),
+            users: 1,
+            example: "HTTP 403".into(),
+        }];
+        let report = RunReport::new(ReportInputs {
+            run: &run,
+            status: RunStatus::Stopped,
+            plan: &plan,
+            playbook_path: "/p.yaml",
+            results: &results,
+            tripped: false,
+            stopped: false,
+            refused: &refused,
+            operator: "op",
+            approvals: &[],
+            attempts: &[],
+            trail: Path::new("/d/audit.jsonl"),
+            out: Path::new("/d/runs/r2"),
+        });
+        assert_eq!((report.users.done, report.users.not_started), (1, 1));
+        assert_eq!(report.steps[1].counts.not_started, 1);
+        assert_eq!(report.outcomes.succeeded, 3);
+        assert_eq!(report.stopped_by, Some("refused_wholesale"));
+        assert!(report.markdown().contains("refused wholesale for 1 users"));
+        assert_eq!(report.seconds, 0.0, "no attempt recorded, no time");
     }
 
     #[test]

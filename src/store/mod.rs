@@ -293,6 +293,9 @@ pub enum Facts {
     Membership(Membership),
     /// An attempt to end the membership another row of the same run and user made.
     Removal(Removal),
+    /// The directory refused the write (HTTP 403) before applying it, and the run stopped
+    /// for it with the row left open: a resume makes the write, reading nothing back.
+    Refused,
 }
 
 /// The membership an `add_to_group` step is about.

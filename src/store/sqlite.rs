@@ -1039,6 +1039,9 @@ impl Db<'_> {
         let Some(kind) = raw.facts.as_deref() else {
             return Ok(None);
         };
+        if kind == REFUSED {
+            return Ok(Some(Facts::Refused));
+        }
         let group_id = raw
             .group_id
             .clone()
@@ -1079,6 +1082,8 @@ impl Db<'_> {
 const MEMBERSHIP: &str = "membership";
 /// `journal.facts` of a [`Facts::Removal`].
 const REMOVAL: &str = "removal";
+/// `journal.facts` of [`Facts::Refused`] (no other column).
+const REFUSED: &str = "refused";
 
 /// A row's facts as their columns.
 #[derive(Default)]
@@ -1107,6 +1112,10 @@ impl<'a> FactColumns<'a> {
                 member_until: None,
                 member_before: None,
                 of_step: Some(&r.of_step),
+            },
+            Some(Facts::Refused) => FactColumns {
+                kind: Some(REFUSED),
+                ..FactColumns::default()
             },
         }
     }
@@ -1644,6 +1653,32 @@ mod tests {
             matches!(err, StoreError::OutcomeWithoutIntent { .. }),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_row_stays_open_with_its_facts_until_an_outcome() {
+        let (_dir, store) = store();
+        let run = RunId("r1".into());
+        store.create_run(new_run("r1", "h")).await.unwrap();
+        let at: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let step = "0:reset_password";
+        store
+            .record_intent(&run, "u1", step, None, at)
+            .await
+            .unwrap();
+        store
+            .record_facts(&run, "u1", step, Facts::Refused)
+            .await
+            .unwrap();
+        let journal = store.journal(&run).await.unwrap();
+        assert_eq!(journal[0].facts, Some(Facts::Refused));
+        assert_eq!(journal[0].outcome, None, "left open for the resume");
+        store
+            .record_outcome(&run, "u1", step, Outcome::Succeeded, None, at)
+            .await
+            .unwrap();
+        let journal = store.journal(&run).await.unwrap();
+        assert_eq!(journal[0].outcome, Some(Outcome::Succeeded));
     }
 
     #[tokio::test]

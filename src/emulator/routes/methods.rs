@@ -9,10 +9,10 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::{Ctx, Req};
-use crate::emulator::body;
 use crate::emulator::errors::{Fail, GraphResponse};
 use crate::emulator::model::{MethodKind, Tap};
 use crate::emulator::render;
+use crate::emulator::{body, permissions};
 
 /// Dispatch within `/users/{id}/authentication`.
 pub fn handle(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
@@ -104,10 +104,11 @@ fn app_role(ctx: &Ctx<'_>) -> &'static str {
 }
 
 fn delete_kind(ctx: &Ctx<'_>, key: &str, seg: &str, id: &str) -> Result<GraphResponse, Fail> {
+    let kind = MethodKind::from_segment(seg).ok_or_else(|| Fail::no_segment(seg))?;
+    ctx.require_any(&permissions::method_write(kind))?;
     let role = app_role(ctx);
     let mut t = ctx.emu.write();
     let idx = t.find_user(key).ok_or_else(|| Fail::not_found(key))?;
-    let kind = MethodKind::from_segment(seg).ok_or_else(|| Fail::no_segment(seg))?;
     if !t.may_reset(role, idx) {
         return Err(Fail::denied());
     }
@@ -132,6 +133,7 @@ fn list_tap(ctx: &Ctx<'_>, key: &str) -> Result<GraphResponse, Fail> {
 }
 
 fn delete_tap(ctx: &Ctx<'_>, key: &str, id: &str) -> Result<GraphResponse, Fail> {
+    ctx.require_any(permissions::TAP_WRITE)?;
     let role = app_role(ctx);
     let mut t = ctx.emu.write();
     let idx = t.find_user(key).ok_or_else(|| Fail::not_found(key))?;
@@ -149,6 +151,7 @@ fn delete_tap(ctx: &Ctx<'_>, key: &str, id: &str) -> Result<GraphResponse, Fail>
 }
 
 fn create_tap(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail> {
+    ctx.require_any(permissions::TAP_WRITE)?;
     let body = req.json()?;
     let Value::Object(body) = body else {
         return Err(Fail::bad_json());

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Ctx, Req, page};
 use crate::emulator::errors::{Fail, GraphResponse};
+use crate::emulator::permissions;
 use crate::emulator::render::{self, RISKY_FILTERABLE};
 
 /// Dispatch within `/identityProtection`.
@@ -67,6 +68,7 @@ fn get_one(ctx: &Ctx<'_>, id: &str) -> Result<GraphResponse, Fail> {
 }
 
 fn act(ctx: &Ctx<'_>, req: &Req<'_>, confirm: bool) -> Result<GraphResponse, Fail> {
+    ctx.require_any(permissions::RISKY_USER_WRITE)?;
     let body = req.json()?;
     let Some(ids) = body.get("userIds").and_then(Value::as_array) else {
         return Err(Fail::new(

@@ -58,24 +58,38 @@ fn list(ctx: &Ctx<'_>, req: &Req<'_>, which: &str) -> Result<GraphResponse, Fail
     let t = ctx.emu.read();
     let filter = q.filter.as_ref().map(|(_, f)| f);
     let assignments = which == "roleAssignments";
+    // Assignments list users', groups' and then the apps' service principals' roles: an
+    // app's directory role is an assignment to its service principal, listed like any
+    // other (https://learn.microsoft.com/graph/api/rbacapplication-list-roleassignments).
+    let people = t.assignments.len();
     let total = if assignments {
-        t.assignments.len()
+        people + t.apps.len()
     } else {
         t.eligibilities.len()
     };
     let matches = |i: usize| {
-        let (p, role) = if assignments {
-            (t.assignments[i].principal, t.assignments[i].role)
+        let view = if !assignments {
+            let e = &t.eligibilities[i];
+            render::role_view(&t, e.principal, e.role)
+        } else if i < people {
+            let a = &t.assignments[i];
+            render::role_view(&t, a.principal, a.role)
         } else {
-            (t.eligibilities[i].principal, t.eligibilities[i].role)
+            let app = &t.apps[i - people];
+            render::RoleView {
+                principal_id: app.service_principal_id(),
+                role: app.role,
+            }
         };
-        filter.is_none_or(|f| f.matches(&render::role_view(&t, p, role)))
+        filter.is_none_or(|f| f.matches(&view))
     };
     let render_one = |i: usize| -> Value {
-        if assignments {
+        if !assignments {
+            render::eligibility(&t, &t.eligibilities[i], expand)
+        } else if i < people {
             render::role_assignment(&t, &t.assignments[i], expand)
         } else {
-            render::eligibility(&t, &t.eligibilities[i], expand)
+            render::app_role_assignment(&t, &t.apps[i - people], expand)
         }
     };
     Ok(page(

@@ -9,9 +9,9 @@ use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::{Ctx, Req, context_with_select, page};
-use crate::emulator::body;
 use crate::emulator::errors::{Body, Fail, GraphResponse};
 use crate::emulator::render::{self, USER_FILTERABLE, USER_PROPERTIES, UserView};
+use crate::emulator::{body, permissions};
 
 /// Dispatch within `/users`.
 pub fn handle(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
@@ -254,6 +254,10 @@ fn patch(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail>
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
+    // Each property needs a permission that covers it.
+    for name in props.keys() {
+        ctx.require_any(permissions::user_property_write(name))?;
+    }
     let sensitive = props.keys().any(|k| SENSITIVE.contains(&k.as_str()));
     let app_role = {
         let t = ctx.emu.read();
@@ -387,6 +391,7 @@ fn patch(ctx: &Ctx<'_>, req: &Req<'_>, key: &str) -> Result<GraphResponse, Fail>
 }
 
 fn revoke(ctx: &Ctx<'_>, key: &str) -> Result<GraphResponse, Fail> {
+    ctx.require_any(permissions::REVOKE_SESSIONS)?;
     let app_role = {
         let t = ctx.emu.read();
         t.apps.get(ctx.app as usize).map(|a| a.role).unwrap_or("")
