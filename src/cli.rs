@@ -8,11 +8,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use resetctl::engine::ticket::Ticket;
+
+/// The version `--version` prints: the package version and the commit it was built from
+/// (`-dirty` when the work tree had changes; `unknown` outside a git checkout), from
+/// `build.rs`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RESETCTL_COMMIT"),
+    ")"
+);
 
 /// resetctl: run an identity incident response (mass password resets, session revocation,
 /// MFA re-registration) through Microsoft Graph, from a validated YAML playbook.
 #[derive(Debug, Parser)]
-#[command(name = "resetctl", version, about, long_about = None, propagate_version = true)]
+#[command(name = "resetctl", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// Options every subcommand understands.
     #[command(flatten)]
@@ -75,30 +86,33 @@ pub enum OutputFormat {
 pub enum Command {
     /// Check playbooks for syntax and semantic errors; exits 0 when all are valid, 1 otherwise.
     Validate(ValidateArgs),
-    /// Resolve and partition a playbook's targets without writing anything; write the plan.
+    /// Resolve and partition a playbook's targets, store the plan as a run and write its
+    /// files; nothing is written to the tenant.
     Plan(PlanArgs),
     /// Run a playbook: a dry run unless --execute is given.
     Run(RunArgs),
-    /// List, show and approve stored runs.
+    /// List, show and approve stored runs; end their temporary group memberships.
     Runs(RunsArgs),
     /// Check a tenant's app registrations before a run: tokens, the Graph permissions each
     /// step needs, the directory role, Graph reachable. Exits 0 when nothing is missing, 4
     /// otherwise.
     Doctor(DoctorArgs),
-    /// Run a playbook as a tabletop exercise against the emulated tenant.
+    /// (not yet available) Run a playbook as a tabletop exercise against the emulated tenant.
     Tabletop(TabletopArgs),
-    /// Reset one user's password through the two-path verification flow.
+    /// (not yet available) Reset one user's password through the two-path verification flow.
     Reset(ResetArgs),
-    /// Serve triggers, request intake and approval pages over HTTP.
+    /// (not yet available) Serve triggers, request intake and approval pages over HTTP.
     Serve(ServeArgs),
     /// Run the Graph-compatible emulated tenant on loopback.
     Emulator(EmulatorArgs),
     /// Verify or export the tamper-evident audit trail.
     Audit(AuditArgs),
-    /// Preview one communication rendered for one user.
+    /// (not yet available) Preview one communication rendered for one user.
     Render(RenderArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command to a folder.
+    Man(ManArgs),
     /// Measure throughput of the emulator, the Graph client or a whole run.
     Bench(BenchArgs),
 }
@@ -148,6 +162,10 @@ pub struct PlanArgs {
     /// Run store (SQLite). Default: under the user's data directory.
     #[arg(long, value_name = "FILE")]
     pub store: Option<PathBuf>,
+    /// The incident ticket (e.g. INC-1234): stored with the run, written into every audit
+    /// record about it and into its summary. Letters, digits and -_.:/#, at most 64.
+    #[arg(long, value_name = "ID")]
+    pub ticket: Option<Ticket>,
 }
 
 /// Arguments of `resetctl run`.
@@ -165,7 +183,8 @@ pub struct RunArgs {
     /// Continue when some CSV rows cannot be read (they are listed in the plan).
     #[arg(long)]
     pub skip_bad_rows: bool,
-    /// Evaluate every step and list the calls, writing nothing (the default).
+    /// Evaluate every step and list the calls; nothing is written to the tenant (the
+    /// default). Like `plan`, it stores the plan as a run and writes its files.
     #[arg(long)]
     pub dry_run: bool,
     /// Write to the tenant, once guards and approvals pass.
@@ -194,6 +213,14 @@ pub struct RunArgs {
     /// Users whose steps run at once (the throttle paces the writes whatever this is).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub concurrency: usize,
+    /// The incident ticket (e.g. INC-1234): stored with the run (`--resume` keeps it),
+    /// written into every audit record about it and into its summary.
+    #[arg(long, value_name = "ID", conflicts_with = "resume")]
+    pub ticket: Option<Ticket>,
+    /// When standard error is not a terminal, log progress every SECS seconds (an info
+    /// line; JSON under `--log-format json`). 0: never.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub progress_every: u64,
 }
 
 /// Arguments of `resetctl doctor`.
@@ -224,7 +251,7 @@ pub enum RunsAction {
     List,
     /// Show one run: plan, approvals, progress and outcomes.
     Show {
-        /// The run to show.
+        /// The run to show: its id, a unique prefix of it, or `latest` (the newest run).
         run_id: String,
     },
     /// Approve a run's exact plan as one operator.
@@ -468,6 +495,8 @@ pub enum Shell {
     Zsh,
     /// fish.
     Fish,
+    /// PowerShell.
+    Powershell,
 }
 
 /// Arguments of `resetctl completions`.
@@ -476,6 +505,15 @@ pub struct CompletionsArgs {
     /// The shell to generate completions for.
     #[arg(value_enum)]
     pub shell: Shell,
+}
+
+/// Arguments of `resetctl man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `resetctl.1` and one page per subcommand (`resetctl-run.1`, ...) into DIR
+    /// instead of printing `resetctl.1`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// What `resetctl bench` measures.

@@ -27,6 +27,7 @@ fn help_lists_every_subcommand_and_exits_zero() {
         "audit",
         "render",
         "completions",
+        "man",
     ] {
         assert!(help.contains(sub), "--help does not mention {sub}:\n{help}");
     }
@@ -52,7 +53,7 @@ fn unfinished_subcommands_say_so_with_exit_4() {
 
 #[test]
 fn completions_are_generated_for_each_shell() {
-    for shell in ["bash", "zsh", "fish"] {
+    for shell in ["bash", "zsh", "fish", "powershell"] {
         let out = resetctl(&["completions", shell]);
         assert_eq!(code(&out), 0, "{shell}");
         assert!(

@@ -133,7 +133,7 @@ impl Site {
             .resetctl(&["--output", "json", "runs", "show", id])
             .await;
         let show: Value = serde_json::from_str(&stdout(&out)).unwrap();
-        show["run"]["status"].as_str().unwrap().to_owned()
+        show["status"].as_str().unwrap().to_owned()
     }
 }
 
@@ -165,8 +165,8 @@ const READ_ONLY_APP: &str = "permissions: [User.Read.All, RoleManagement.Read.Di
 
 fn json(out: &Output) -> Value {
     let text = stdout(out);
-    serde_json::from_str(text.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("{e}: {text}\n{}", stderr(out)))
+    // The whole of stdout: one document, the summary and any error together.
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}\n{}", stderr(out)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,8 +310,20 @@ async fn writes_refused_wholesale_stop_the_run_with_exit_4_and_resume_finishes_o
         summary["refused"][0]["step"], "0:reset_password",
         "{summary}"
     );
-    assert_eq!(summary["users_done"], 0, "{summary}");
-    assert_eq!(summary["users_not_started"], USERS, "{summary}");
+    assert_eq!(summary["users"]["done"], 0, "{summary}");
+    assert_eq!(summary["users"]["not_started"], USERS, "{summary}");
+    assert_eq!(summary["stopped_by"], "refused_wholesale", "{summary}");
+    assert_eq!(
+        summary["exit"], 4,
+        "one document: the summary with the error"
+    );
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("writes were refused wholesale"),
+        "{summary}"
+    );
 
     // Only the first refusals and the users in flight were tried; nothing landed, and no
     // revocation was attempted before its reset.
@@ -357,8 +369,8 @@ async fn writes_refused_wholesale_stop_the_run_with_exit_4_and_resume_finishes_o
         .await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     let summary = json(&out);
-    assert_eq!(summary["users_done"], USERS, "{summary}");
-    assert_eq!(summary["succeeded"], 2 * USERS, "{summary}");
+    assert_eq!(summary["users"]["done"], USERS, "{summary}");
+    assert_eq!(summary["outcomes"]["succeeded"], 2 * USERS, "{summary}");
     let writes = site.writes().await;
     let (attempts, applied) = tally(&writes);
     assert_eq!(applied, 2 * USERS, "{writes:?}");

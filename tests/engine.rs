@@ -541,7 +541,7 @@ async fn approvals_are_bound_to_the_exact_plan() {
         .resetctl(&["--output", "json", "plan", pb, "--tenant", "t"])
         .await;
     let plan: Value = serde_json::from_str(&stdout(&plan)).unwrap();
-    let run_id = plan["run"].as_str().unwrap();
+    let run_id = plan["id"].as_str().unwrap();
     for operator in ["alice.soc", "bob.soc"] {
         let out = bench
             .resetctl(&["runs", "approve", run_id, "--as", operator])
@@ -587,13 +587,16 @@ async fn the_circuit_breaker_stops_a_failing_run() {
     let out = bench.execute_one_at_a_time(&playbook).await;
     assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
     let summary: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
-    assert_eq!(summary["tripped"], true, "{summary}");
+    assert_eq!(summary["stopped_by"], "circuit_breaker", "{summary}");
     assert_eq!(summary["refused"], serde_json::json!([]), "{summary}");
     assert!(
-        summary["users_not_started"].as_u64().unwrap() > 0,
+        summary["users"]["not_started"].as_u64().unwrap() > 0,
         "{summary}"
     );
-    assert!(summary["failed"].as_u64().unwrap() >= 15, "{summary}");
+    assert!(
+        summary["outcomes"]["failed"].as_u64().unwrap() >= 15,
+        "{summary}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -639,11 +642,7 @@ async fn bad_csv_rows_stop_the_plan_unless_skipped() {
         .await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let summary: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(
-        summary["buckets"][0],
-        serde_json::json!(["automated", 2]),
-        "{summary}"
-    );
+    assert_eq!(summary["buckets"]["automated"], 2, "{summary}");
     assert_eq!(summary["unresolved"], 1);
     assert_eq!(summary["bad_rows"], 1);
     assert!(bench.writes().await.is_empty(), "plan is read-only");
@@ -814,7 +813,18 @@ async fn temporary_group_memberships_are_removed_once_when_due() {
             "name: group\ntargets: [all_users: {{}}]\nguards: {{ max_fraction_of_tenant: 1.0, approvals_required: 0 }}\nsteps:\n  - reset_password: {{ mode: scramble, force_change: true, require_mfa: true }}\n  - add_to_group: {{ group_id: {GROUP}, expiry: 72h }}\n"
         ),
     );
-    let out = bench.execute(&playbook).await;
+    let out = bench
+        .resetctl(&[
+            "run",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+            "--execute",
+            "--yes",
+            "--ticket",
+            "INC-88",
+        ])
+        .await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
     let adds = |w: &BTreeMap<(String, String), usize>, method: &str| {
         w.iter()
@@ -848,6 +858,18 @@ async fn temporary_group_memberships_are_removed_once_when_due() {
     assert!(
         !group.to_string().contains(GROUP),
         "alice is still a member: {group}"
+    );
+    // The removals are the run's records too: they carry its ticket.
+    let expired: Vec<Value> = bench
+        .read("data/audit.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|r| r["action"] == "user.group_membership_expire")
+        .collect();
+    assert_eq!(expired.len(), 2);
+    assert!(
+        expired.iter().all(|r| r["details"]["ticket"] == "INC-88"),
+        "{expired:?}"
     );
 }
 
@@ -945,7 +967,7 @@ async fn run_status(bench: &Bench, run: &str) -> (String, Value) {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let show: Value = serde_json::from_str(&stdout(&out)).unwrap();
     (
-        show["run"]["status"].as_str().unwrap().to_owned(),
+        show["status"].as_str().unwrap().to_owned(),
         show["journal"].clone(),
     )
 }
@@ -961,19 +983,21 @@ async fn injected_403s_trip_the_breaker_and_resume_starts_only_the_users_left() 
     let out = bench.execute_one_at_a_time(&playbook).await;
     assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
     let first = summary(&out);
-    assert_eq!(first["tripped"], true, "{first}");
-    assert_eq!(first["stopped"], false, "{first}");
+    assert_eq!(first["stopped_by"], "circuit_breaker", "{first}");
     assert!(
         stderr(&out).contains("Circuit breaker tripped"),
         "{}",
         stderr(&out)
     );
-    let done = first["users_done"].as_u64().unwrap();
-    let left = first["users_not_started"].as_u64().unwrap();
+    let done = first["users"]["done"].as_u64().unwrap();
+    let left = first["users"]["not_started"].as_u64().unwrap();
     assert_eq!(done + left, USERS, "{first}");
     // The window needs 20 outcomes (10 users of 2 steps) before it may trip.
     assert!((10..USERS / 2).contains(&done), "{first}");
-    assert!(first["failed"].as_u64().unwrap() >= 3, "{first}");
+    assert!(
+        first["outcomes"]["failed"].as_u64().unwrap() >= 3,
+        "{first}"
+    );
 
     let id = bench.run_id().unwrap();
     let (listed, results): (Vec<StepRow>, Vec<StepRow>) = bench
@@ -982,7 +1006,7 @@ async fn injected_403s_trip_the_breaker_and_resume_starts_only_the_users_left() 
         .partition(|r| r.outcome == "not_started");
     assert_eq!(results.len() as u64, 2 * done);
     let failed = results.iter().filter(|r| r.outcome == "failed").count();
-    assert_eq!(failed as u64, first["failed"].as_u64().unwrap());
+    assert_eq!(failed as u64, first["outcomes"]["failed"].as_u64().unwrap());
     assert_results_match_the_tenant(&bench, &results).await;
     let waiting = not_started(&bench, &id, &results);
     assert_eq!(waiting.len() as u64, left, "{waiting:?}");
@@ -1013,7 +1037,7 @@ async fn injected_403s_trip_the_breaker_and_resume_starts_only_the_users_left() 
             ])
             .await;
         assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
-        let now = summary(&out)["users_not_started"].as_u64().unwrap();
+        let now = summary(&out)["users"]["not_started"].as_u64().unwrap();
         assert!(
             now < left,
             "resume {resumes} started nobody: {}",
@@ -1041,10 +1065,10 @@ async fn a_few_injected_403s_are_reported_per_user_without_tripping() {
     let out = bench.execute_one_at_a_time(&playbook).await;
     assert_eq!(code(&out), 2, "{}\n{}", stdout(&out), stderr(&out));
     let summary = summary(&out);
-    assert_eq!(summary["tripped"], false, "{summary}");
-    assert_eq!(summary["users_done"], 40, "{summary}");
-    assert_eq!(summary["users_not_started"], 0, "{summary}");
-    let failed = summary["failed"].as_u64().unwrap();
+    assert_eq!(summary["stopped_by"], Value::Null, "{summary}");
+    assert_eq!(summary["users"]["done"], 40, "{summary}");
+    assert_eq!(summary["users"]["not_started"], 0, "{summary}");
+    let failed = summary["outcomes"]["failed"].as_u64().unwrap();
     assert!((1..=8).contains(&failed), "{summary}");
 
     let id = bench.run_id().unwrap();
@@ -1142,7 +1166,8 @@ async fn written_users(bench: &Bench) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// One Ctrl-C drains: users in flight finish every step, no user starts after the stop, the
-/// run is recorded as stopped (exit 2), and `--resume` finishes it without repeating a write.
+/// run is recorded as stopped (exit 5: stopped, nothing failed), and `--resume` finishes it
+/// without repeating a write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ctrl_c_drains_the_users_in_flight_and_resume_finishes_the_run() {
     let bench = ctrlc_bench(5).await;
@@ -1158,13 +1183,15 @@ async fn one_ctrl_c_drains_the_users_in_flight_and_resume_finishes_the_run() {
     let (out, err) = (bench.read("first.out"), bench.read("first.err"));
     assert_eq!(
         status.code(),
-        Some(2),
-        "a stopped run is partial\n{out}\n{err}"
+        Some(5),
+        "a run stopped with no failure has its own exit code\n{out}\n{err}"
     );
-    let summary: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["stopped"], true, "{summary}");
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["stopped_by"], "operator", "{summary}");
+    assert_eq!(summary["status"], "stopped", "{summary}");
+    assert_eq!(summary["outcomes"]["failed"], 0, "{summary}");
     assert!(
-        summary["users_not_started"].as_u64().unwrap() > 0,
+        summary["users"]["not_started"].as_u64().unwrap() > 0,
         "{summary}"
     );
 
@@ -1202,7 +1229,7 @@ async fn one_ctrl_c_drains_the_users_in_flight_and_resume_finishes_the_run() {
         drained.len()
     );
     assert_eq!(
-        summary["users_done"].as_u64().unwrap() as usize,
+        summary["users"]["done"].as_u64().unwrap() as usize,
         drained.len()
     );
 
@@ -1240,8 +1267,10 @@ async fn one_ctrl_c_drains_the_users_in_flight_and_resume_finishes_the_run() {
         .await;
 }
 
-/// A second Ctrl-C aborts at once with exit 130; `--resume` reads back the steps whose
-/// outcome was unknown and finishes the run with every planned write made exactly once.
+/// A second Ctrl-C aborts at once with exit 130 and leaves the run `interrupted` (never
+/// `running`), its attempt's end and a `run.interrupted` record written; `--resume` reads
+/// back the steps whose outcome was unknown, finishes the run with every planned write made
+/// exactly once, and reports the time of both attempts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_aborts_at_once_and_resume_finishes_the_run() {
     let bench = ctrlc_bench(6).await;
@@ -1260,18 +1289,48 @@ async fn a_second_ctrl_c_aborts_at_once_and_resume_finishes_the_run() {
         err.contains(&format!("resetctl run --resume {id}")),
         "{err}"
     );
-    assert_eq!(
-        bench.status(&id),
-        "running",
-        "the abort left no time to record an end"
+    let aborted: Value = serde_json::from_str(&bench.read("first.out")).unwrap();
+    assert_eq!(aborted["exit"], 130, "{aborted}");
+    assert_eq!(aborted["id"], id.as_str(), "{aborted}");
+    assert_eq!(bench.status(&id), "interrupted", "{err}");
+    let trail = bench.read("data/audit.jsonl");
+    let marked = trail
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .any(|r| r["action"] == "run.interrupted" && r["subject"] == id.as_str());
+    assert!(marked, "no run.interrupted record");
+    // An interrupted run is unfinished: starting its plan again is refused, resuming is not.
+    let again = bench.execute(&bench.path("ctrlc.yaml")).await;
+    assert_eq!(code(&again), 3, "{}\n{}", stdout(&again), stderr(&again));
+    assert!(
+        stderr(&again).contains(&format!("resetctl run --resume {id}")),
+        "{}",
+        stderr(&again)
     );
     eprintln!(
         "ctrl-c twice: {} steps in flight at the abort",
         bench.journal(&id)["in_flight"]
     );
 
-    let out = bench.resetctl(&["run", "--resume", &id]).await;
+    let out = bench
+        .resetctl(&["--output", "json", "run", "--resume", &id])
+        .await;
     assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["attempts"], 2, "{report}");
+    assert_eq!(report["attempts_unended"], 0, "{report}");
+    let this_attempt = report["seconds_this_attempt"].as_f64().unwrap();
+    let cumulative = report["seconds"].as_f64().unwrap();
+    assert!(
+        cumulative > this_attempt + 0.1,
+        "the first attempt's time is not counted: {report}"
+    );
+    assert!(
+        bench
+            .read(&format!("data/runs/{id}/summary.md"))
+            .contains("over 2 attempts"),
+        "summary.md"
+    );
     let journal = bench.journal(&id);
     assert!(journal.get("in_flight").is_none(), "{journal}");
     bench
@@ -1348,7 +1407,7 @@ async fn approvals_are_identities_bound_to_the_trail_and_used_once() {
             .unwrap();
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         let plan: Value = serde_json::from_str(&stdout(&out)).unwrap();
-        plan["run"].as_str().unwrap().to_owned()
+        plan["id"].as_str().unwrap().to_owned()
     };
     let approve = |bench: &Bench, run: &str, name: &str| {
         bench

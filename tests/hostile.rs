@@ -192,7 +192,7 @@ async fn a_look_alike_upn_is_a_bad_row_never_a_match() {
     let planned: Value = serde_json::from_str(
         &std::fs::read_to_string(
             lab.path("data/runs")
-                .join(summary["run"].as_str().unwrap())
+                .join(summary["id"].as_str().unwrap())
                 .join("plan.json"),
         )
         .unwrap(),
@@ -473,7 +473,7 @@ async fn run_data_is_created_owner_only() {
     let (out, summary) = lab.plan_json(&playbook, &[]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let data = lab.path("data");
-    let run = data.join("runs").join(summary["run"].as_str().unwrap());
+    let run = data.join("runs").join(summary["id"].as_str().unwrap());
     let mut checked = 0;
     for dir in [&data, &data.join("runs"), &run] {
         assert_eq!(mode(dir), 0o700, "{}", dir.display());

@@ -156,6 +156,7 @@ impl Setup {
             stop,
             progress: Arc::new(Progress::default()),
             notifier,
+            ticket: None,
         })
         .await
         .unwrap()

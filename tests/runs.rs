@@ -109,7 +109,7 @@ async fn list_show_and_approve_a_run() {
     assert_eq!(view["approvals_of_this_plan"], 2);
     assert_eq!(view["buckets"]["automated"], 2);
     assert_eq!(view["buckets"]["privileged"], 1);
-    assert_eq!(view["run"]["plan_hash"], hash);
+    assert_eq!(view["plan_hash"], hash);
 
     // Every approval, refused ones too, is in a trail that verifies.
     let trail = data.join("audit.jsonl");

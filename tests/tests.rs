@@ -13,6 +13,7 @@ mod graph;
 mod graph_emulator;
 mod hostile;
 mod notify;
+mod output;
 mod playbook;
 mod runs;
 mod tenants;

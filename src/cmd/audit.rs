@@ -225,7 +225,7 @@ fn print_ok(global: &GlobalArgs, report: &VerifyReport, key: Option<&Key>, witne
         None => "unkeyed: proves order, not authorship".to_owned(),
     };
     match global.output {
-        OutputFormat::Text => println!(
+        OutputFormat::Text => outln!(
             "ok: {} records in {} files, {head}{partial}; {witnessed}; {keyed}",
             report.records,
             report.files.len()
@@ -237,7 +237,7 @@ fn print_ok(global: &GlobalArgs, report: &VerifyReport, key: Option<&Key>, witne
                 WitnessView::Unwitnessed(path) => ("unwitnessed", Some(path), None),
                 WitnessView::Witnessed(path, mark) => ("witnessed", Some(path), Some(mark.seq)),
             };
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({
                     "ok": true,
@@ -266,8 +266,8 @@ fn verdict_failure(global: &GlobalArgs, err: AuditError) -> CmdResult {
     match err {
         AuditError::Broken(b) => {
             match global.output {
-                OutputFormat::Text => println!("{b}"),
-                OutputFormat::Json => println!(
+                OutputFormat::Text => outln!("{b}"),
+                OutputFormat::Json => outln!(
                     "{}",
                     serde_json::json!({
                         "ok": false,
@@ -290,7 +290,7 @@ fn verdict_failure(global: &GlobalArgs, err: AuditError) -> CmdResult {
                         seq,
                         found,
                     },
-                ) => println!(
+                ) => outln!(
                     "{}",
                     serde_json::json!({
                         "ok": false,
@@ -302,7 +302,7 @@ fn verdict_failure(global: &GlobalArgs, err: AuditError) -> CmdResult {
                         "reason": err.to_string(),
                     })
                 ),
-                _ => println!("{err}"),
+                _ => outln!("{err}"),
             }
             Ok(Exit::Invalid)
         }
@@ -328,12 +328,12 @@ fn keygen(global: &GlobalArgs, file: &Path) -> CmdResult {
         _ => Failure::new(Exit::Config, err),
     })?;
     match global.output {
-        OutputFormat::Text => println!(
+        OutputFormat::Text => outln!(
             "wrote a new HMAC key to {} (key id {}); set audit.key_file to it in resetctl.yaml",
             file.display(),
             key.id()
         ),
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             serde_json::json!({ "file": file, "key_id": key.id() })
         ),
@@ -391,26 +391,27 @@ fn new_trail(global: &GlobalArgs, args: RecoveryArgs) -> CmdResult {
         audit::new_trail(&r.config, r.key, Some(r.witness), &r.who).map_err(recovery_failure)?;
     match global.output {
         OutputFormat::Text => {
-            println!(
+            outln!(
                 "started trail {} at {} (record seq {})",
                 done.trail,
                 r.config.path.display(),
                 done.receipt.seq
             );
             match &done.archived {
-                Some(dir) => println!("the old trail's files were moved to {}", dir.display()),
-                None => println!("no file of the old trail was left"),
+                Some(dir) => outln!("the old trail's files were moved to {}", dir.display()),
+                None => outln!("no file of the old trail was left"),
             }
-            println!("the old trail was: {}", done.found);
+            outln!("the old trail was: {}", done.found);
             match &done.previous {
-                Some(mark) => println!(
+                Some(mark) => outln!(
                     "the run store had witnessed trail {} up to seq {}",
-                    mark.trail, mark.seq
+                    mark.trail,
+                    mark.seq
                 ),
-                None => println!("the run store had witnessed no earlier trail here"),
+                None => outln!("the run store had witnessed no earlier trail here"),
             }
         }
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             serde_json::json!({
                 "trail": done.trail,
@@ -432,11 +433,14 @@ fn reseal(global: &GlobalArgs, args: RecoveryArgs) -> CmdResult {
     let done =
         audit::reseal(&r.config, r.key, Some(r.witness), &r.who).map_err(recovery_failure)?;
     match global.output {
-        OutputFormat::Text => println!(
+        OutputFormat::Text => outln!(
             "resealed trail {} at seq {} (the head was {}); recorded as seq {}",
-            done.trail, done.sealed_seq, done.head_was, done.receipt.seq
+            done.trail,
+            done.sealed_seq,
+            done.head_was,
+            done.receipt.seq
         ),
-        OutputFormat::Json => println!(
+        OutputFormat::Json => outln!(
             "{}",
             serde_json::json!({
                 "trail": done.trail,

@@ -22,7 +22,7 @@ use super::{CmdResult, Exit, Failure};
 mod graph;
 mod plan;
 mod run;
-use crate::cli::{BenchArgs, BenchTarget, GlobalArgs};
+use crate::cli::{BenchArgs, BenchTarget, GlobalArgs, OutputFormat};
 
 /// Concurrent client tasks.
 const CONCURRENCY: usize = 64;
@@ -30,12 +30,59 @@ const CONCURRENCY: usize = 64;
 const USERS: u32 = 10_000;
 
 /// Run the chosen benchmark.
-pub async fn run(_global: &GlobalArgs, args: BenchArgs) -> CmdResult {
-    match args.target {
-        BenchTarget::Emulator => emulator(args.n.unwrap_or(50_000) as usize).await,
-        BenchTarget::Graph => graph::run(&args).await,
-        BenchTarget::Run => run::run(args.n).await,
-        BenchTarget::Plan => plan::run(args.n).await,
+pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CmdResult {
+    let mut figures = Figures::new(global, args.target);
+    let exit = match args.target {
+        BenchTarget::Emulator => emulator(&mut figures, args.n.unwrap_or(50_000) as usize).await,
+        BenchTarget::Graph => graph::run(&mut figures, &args).await,
+        BenchTarget::Run => run::run(&mut figures, args.n).await,
+        BenchTarget::Plan => plan::run(&mut figures, args.n).await,
+    }?;
+    figures.finish();
+    Ok(exit)
+}
+
+/// Where a benchmark's results go: lines of text as it measures, or under `--output json`
+/// one document of its figures (`{"bench": NAME, NAME: {...}}`; `bench run` has `run` and
+/// `plan`), printed at the end.
+pub struct Figures {
+    json: Option<serde_json::Map<String, Value>>,
+}
+
+impl Figures {
+    fn new(global: &GlobalArgs, target: BenchTarget) -> Figures {
+        let json = (global.output == OutputFormat::Json).then(|| {
+            let name = match target {
+                BenchTarget::Emulator => "emulator",
+                BenchTarget::Graph => "graph",
+                BenchTarget::Run => "run",
+                BenchTarget::Plan => "plan",
+            };
+            let mut doc = serde_json::Map::new();
+            doc.insert("bench".into(), name.into());
+            doc
+        });
+        Figures { json }
+    }
+
+    /// A line for people (text output only).
+    pub fn line(&self, text: impl std::fmt::Display) {
+        if self.json.is_none() {
+            outln!("{text}");
+        }
+    }
+
+    /// One benchmark's figures (JSON output only).
+    pub fn set(&mut self, name: &str, figures: Value) {
+        if let Some(doc) = &mut self.json {
+            doc.insert(name.into(), figures);
+        }
+    }
+
+    fn finish(self) {
+        if let Some(doc) = self.json {
+            outln!("{}", Value::Object(doc));
+        }
     }
 }
 
@@ -70,7 +117,7 @@ impl Drop for ScratchDir {
     }
 }
 
-async fn emulator(n: usize) -> CmdResult {
+async fn emulator(figures: &mut Figures, n: usize) -> CmdResult {
     let mut config = EmulatorConfig::seeded(USERS, 1);
     config.throttle = false;
     let bind = "127.0.0.1:0".parse().map_err(|e| fail("bind address", e))?;
@@ -159,16 +206,15 @@ async fn emulator(n: usize) -> CmdResult {
         }
         next = page["@odata.nextLink"].as_str().map(str::to_string);
     }
-    println!(
-        "emulator: {} users ({} resettable), {CONCURRENCY} concurrent clients, {n} requests per phase, throttling off",
-        all_ids.len(),
-        resettable.len()
-    );
+    let (users, resettable_count) = (all_ids.len(), resettable.len());
+    figures.line(format_args!(
+        "emulator: {users} users ({resettable_count} resettable), {CONCURRENCY} concurrent clients, {n} requests per phase, throttling off"
+    ));
     let body = Arc::new(
         json!({"passwordProfile": {"forceChangePasswordNextSignIn": true, "password": "Bench-Pass-2024!"}}).to_string(),
     );
     let get_rate = phase(&client, &info.graph_url, &token, Arc::new(all_ids), n, None).await;
-    println!("GET   /users/{{id}}: {}", get_rate.describe());
+    figures.line(format_args!("GET   /users/{{id}}: {}", get_rate.describe()));
     let patch_rate = phase(
         &client,
         &info.graph_url,
@@ -178,7 +224,21 @@ async fn emulator(n: usize) -> CmdResult {
         Some(body),
     )
     .await;
-    println!("PATCH /users/{{id}}: {}", patch_rate.describe());
+    figures.line(format_args!(
+        "PATCH /users/{{id}}: {}",
+        patch_rate.describe()
+    ));
+    figures.set(
+        "emulator",
+        json!({
+            "users": users,
+            "resettable": resettable_count,
+            "concurrency": CONCURRENCY,
+            "requests_per_phase": n,
+            "get": get_rate.json(),
+            "patch": patch_rate.json(),
+        }),
+    );
     emu.shutdown().await;
     Ok(Exit::Success)
 }
@@ -191,6 +251,16 @@ struct Rate {
 }
 
 impl Rate {
+    fn json(&self) -> Value {
+        json!({
+            "requests_per_second": self.requests as f64 / self.seconds,
+            "requests": self.requests,
+            "seconds": self.seconds,
+            "statuses": self.statuses,
+            "transport_errors": self.errors,
+        })
+    }
+
     fn describe(&self) -> String {
         format!(
             "{:.0} requests/s ({} requests in {:.2} s; statuses {:?}; transport errors {})",

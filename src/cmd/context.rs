@@ -57,6 +57,11 @@ impl Context {
     /// `<data dir>/audit.jsonl`, unkeyed), with `store` as its witness.
     pub async fn open_trail(&self, store: &SqliteStore) -> Result<Trail, Failure> {
         let config = self.trail_config()?;
+        if config.path == paths::audit_path()? {
+            // The data directory may not exist yet (a first run with `--store` elsewhere).
+            // A trail the configuration names must be where it says: never created here.
+            paths::create_data_dir()?;
+        }
         let witness = store.audit_witness(&config.path)?;
         let handle = AuditHandle::open_witnessed(&config, Arc::new(witness)).await?;
         Ok(Trail { handle, config })

@@ -38,13 +38,13 @@ pub async fn run(global: &GlobalArgs, args: DoctorArgs) -> CmdResult {
             "checks": report.checks,
             "not_checked": report.not_checked,
         });
-        println!("{json}");
+        outln!("{json}");
     } else {
         let what = match &source {
             Some(s) => format!("the steps of {}", s.path.display()),
             None => "every step resetctl can run".to_owned(),
         };
-        print!("{}", text(&name, emulated, &what, &report));
+        out!("{}", text(&name, emulated, &what, &report));
     }
     Ok(if report.passed() {
         Exit::Success

@@ -1,6 +1,15 @@
 //! One file per subcommand: each turns parsed arguments into library calls and prints
 //! the result. Library errors become a [`Failure`] carrying one of the documented exit codes
-//! (README, Exit codes).
+//! (README, Exit codes; [`Exit`]).
+//!
+//! Under `--output json` every command prints exactly one JSON document on standard output,
+//! a failure included: `{"error": "...", "exit": N}` (with `"id"` when it concerns a run;
+//! the message is on standard error too, for people).
+//! A run is `id` in every document. The exceptions print a format of their own:
+//! `completions` and `man` (a script, a manual page) and `audit export` (JSON Lines or CEF).
+
+#[macro_use]
+pub mod out;
 
 mod audit;
 mod bench;
@@ -41,6 +50,12 @@ pub enum Exit {
     Refused = 3,
     /// Configuration or authentication error (also: a feature this build does not have yet).
     Config = 4,
+    /// Stopped by the operator (one Ctrl-C) with no failure: users in flight finished, the
+    /// rest were not started; `run --resume` finishes the run.
+    Stopped = 5,
+    /// Aborted by a second Ctrl-C: the run is marked `interrupted`; `run --resume` reads back
+    /// what was in flight and finishes it. 128 + SIGINT, as shells report an interrupt.
+    Interrupted = 130,
 }
 
 /// A command that could not do its job: what to tell the user and how to exit.
@@ -49,6 +64,11 @@ pub struct Failure {
     pub exit: Exit,
     /// The message with its context chain, rendered by miette.
     pub report: miette::Report,
+    /// The run it concerns, when there is one (given as `id` in the JSON error).
+    pub run: Option<String>,
+    /// What the command had to say besides the failure (a run's summary), as the JSON
+    /// document the error is added to.
+    pub document: Option<serde_json::Value>,
 }
 
 impl Failure {
@@ -57,7 +77,35 @@ impl Failure {
         Failure {
             exit,
             report: miette::miette!("{message}"),
+            run: None,
+            document: None,
         }
+    }
+
+    /// The same failure, whose JSON document is `document` (an object) with the error added.
+    pub fn with_document(mut self, document: serde_json::Value) -> Self {
+        self.document = Some(document);
+        self
+    }
+
+    /// The same failure, about run `id`.
+    pub fn about(mut self, id: impl fmt::Display) -> Self {
+        self.run = Some(id.to_string());
+        self
+    }
+
+    /// The JSON document of this failure under `--output json`.
+    pub fn json(&self) -> serde_json::Value {
+        let mut doc = match &self.document {
+            Some(serde_json::Value::Object(fields)) => serde_json::Value::Object(fields.clone()),
+            _ => serde_json::json!({}),
+        };
+        doc["error"] = self.report.to_string().into();
+        doc["exit"] = (self.exit as u8).into();
+        if let Some(id) = &self.run {
+            doc["id"] = serde_json::Value::String(id.clone());
+        }
+        doc
     }
 }
 
@@ -76,7 +124,18 @@ impl From<LifecycleError> for Failure {
             LifecycleError::Store(store) => store_exit(store),
             _ => Exit::Config,
         };
-        Failure::new(exit, err)
+        let run = match &err {
+            LifecycleError::Refused { run, .. }
+            | LifecycleError::NotResumable { run, .. }
+            | LifecycleError::NotApprovable { run, .. }
+            | LifecycleError::EphemeralTenant { run, .. } => Some(run.to_string()),
+            _ => None,
+        };
+        let failure = Failure::new(exit, err);
+        match run {
+            Some(id) => failure.about(id),
+            None => failure,
+        }
     }
 }
 
@@ -129,9 +188,11 @@ fn store_exit(err: &StoreError) -> Exit {
 /// Run the chosen subcommand and turn its outcome into an exit code.
 pub async fn dispatch(cli: Cli) -> Exit {
     let global = &cli.global;
+    let json = global.output == crate::cli::OutputFormat::Json;
     let result = match cli.command {
         Command::Validate(args) => validate::run(global, args),
         Command::Completions(args) => completions::run(args),
+        Command::Man(args) => completions::man(global, args),
         Command::Emulator(args) => emulator::run(global, args).await,
         Command::Audit(args) => audit::run(global, args),
         Command::Plan(args) => plan::run(global, args).await,
@@ -147,7 +208,12 @@ pub async fn dispatch(cli: Cli) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(failure) => {
-            eprintln!("{:?}", failure.report);
+            // People read standard error whatever the output format; scripts read the one
+            // document on standard output.
+            eoutln!("{:?}", failure.report);
+            if json {
+                outln!("{}", failure.json());
+            }
             failure.exit
         }
     }

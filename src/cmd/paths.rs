@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::{Exit, Failure};
 
-/// The data directory (not created here).
+/// The data directory (not created here: see [`create_data_dir`]).
 pub fn data_dir() -> Result<PathBuf, Failure> {
     let var = |name| {
         std::env::var_os(name)
@@ -28,6 +28,19 @@ pub fn data_dir() -> Result<PathBuf, Failure> {
         Exit::Config,
         "cannot find a data directory: set RESETCTL_DATA_DIR or HOME, or pass --store",
     ))
+}
+
+/// Create the data directory and its missing parents, owner-only (0700 on Unix): it holds
+/// the run store, the audit trail and the run folders. One that exists is left as it is.
+pub fn create_data_dir() -> Result<PathBuf, Failure> {
+    let dir = data_dir()?;
+    resetctl::files::create_dir_owner_only(&dir).map_err(|e| {
+        Failure::new(
+            Exit::Config,
+            format!("cannot create the data directory {}: {e}", dir.display()),
+        )
+    })?;
+    Ok(dir)
 }
 
 /// The run store: `--store` if given, else `<data dir>/runs.sqlite`.

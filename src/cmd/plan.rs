@@ -19,7 +19,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
         .connect_read_only(args.tenant.tenant.as_deref())
         .await?;
     let lifecycle = match context.lifecycle(args.store).await {
-        Ok(lifecycle) => lifecycle,
+        Ok(lifecycle) => lifecycle.with_ticket(args.ticket),
         Err(failure) => {
             tenant.close().await;
             return Err(failure);
@@ -43,7 +43,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let tenant_emulated = tenant.emulated;
     tenant.close().await;
     if let Err(err) = lifecycle.close().await {
-        eprintln!("warning: audit trail: {err}");
+        eoutln!("warning: audit trail: {err}");
     }
     let planned = result?;
     print_plan(global, &planned, tenant_emulated);
@@ -53,85 +53,102 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
     Ok(Exit::Success)
 }
 
+/// The plan as one JSON document (`id` is the run's), for `plan` and `run` under
+/// `--output json`.
+pub fn plan_json(planned: &PlannedRun, emulated: bool) -> serde_json::Value {
+    let plan = &planned.plan;
+    serde_json::json!({
+        "id": planned.run.id,
+        "emulated": emulated,
+        "ticket": planned.run.ticket,
+        "plan_hash": planned.run.plan_hash,
+        "playbook": {
+            "name": plan.playbook_name,
+            "path": planned.playbook_path,
+            "sha256": plan.playbook_sha256,
+        },
+        "tenant": plan.tenant,
+        "tenant_users": plan.tenant_users,
+        "buckets": bucket_counts(plan).into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "automated_with_steps": gate::automated(plan),
+        "hybrid_with_cloud_steps": hybrid_with_steps(plan),
+        "remediated_within_secs": planned.playbook.guards.remediated_within.as_secs(),
+        "unresolved": plan.unresolved.len(),
+        "bad_rows": plan.bad_rows.len(),
+        "estimate": plan.estimate,
+        "out": planned.out,
+    })
+}
+
 /// The plan summary: buckets, unresolved targets, estimate, where the files are.
 pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
     let plan = &planned.plan;
     if global.output == OutputFormat::Json {
-        let summary = serde_json::json!({
-            "emulated": emulated,
-            "run": planned.run.id,
-            "plan_hash": planned.run.plan_hash,
-            "tenant": plan.tenant,
-            "tenant_users": plan.tenant_users,
-            "buckets": bucket_counts(plan),
-            "automated_with_steps": gate::automated(plan),
-            "hybrid_with_cloud_steps": hybrid_with_steps(plan),
-            "remediated_within_secs": planned.playbook.guards.remediated_within.as_secs(),
-            "unresolved": plan.unresolved.len(),
-            "bad_rows": plan.bad_rows.len(),
-            "estimate": plan.estimate,
-            "out": planned.out,
-        });
-        println!("{summary}");
+        outln!("{}", plan_json(planned, emulated));
         return;
     }
     if emulated {
-        println!(
+        outln!(
             "EMULATED TENANT {}: a rehearsal, no real directory is read or written",
             plan.tenant
         );
     }
-    println!(
+    outln!(
         "plan      {} ({})",
         planned.run.id,
         &planned.run.plan_hash[..12]
     );
-    println!(
+    outln!(
         "playbook  {} ({})",
         plan.playbook_name,
         planned.playbook_path.display()
     );
-    println!("tenant    {} ({} users)", plan.tenant, plan.tenant_users);
-    println!();
-    println!("  {:<12} {:>7}", "BUCKET", "USERS");
-    for (bucket, count) in bucket_counts(plan) {
-        println!("  {bucket:<12} {count:>7}");
+    outln!("tenant    {} ({} users)", plan.tenant, plan.tenant_users);
+    if let Some(ticket) = &planned.run.ticket {
+        outln!("ticket    {ticket}");
     }
-    println!("  {:<12} {:>7}", "unresolved", plan.unresolved.len());
+    outln!();
+    outln!("  {:<12} {:>7}", "BUCKET", "USERS");
+    for (bucket, count) in bucket_counts(plan) {
+        outln!("  {bucket:<12} {count:>7}");
+    }
+    outln!("  {:<12} {:>7}", "unresolved", plan.unresolved.len());
     let remediated: Vec<_> = plan
         .users
         .iter()
         .filter(|u| u.bucket == Bucket::Remediated)
         .collect();
     if !remediated.is_empty() {
-        println!(
+        outln!(
             "  remediated users were written to by an earlier run within {} and are not written \
              again (--include-remediated plans a second wave):",
             humanize(planned.playbook.guards.remediated_within)
         );
         for user in remediated.iter().take(5) {
-            println!("    {:<40} {}", user.upn, user.reason);
+            outln!("    {:<40} {}", user.upn, user.reason);
         }
         if remediated.len() > 5 {
-            println!("    ... and {} more (targets.csv)", remediated.len() - 5);
+            outln!("    ... and {} more (targets.csv)", remediated.len() - 5);
         }
     }
     let hybrid = hybrid_with_steps(plan);
     if hybrid > 0 {
-        println!(
+        outln!(
             "  hybrid users get the cloud-side steps ({hybrid}); their passwords are reset \
              on-premises (manual-queue.csv)"
         );
     }
     if !plan.bad_rows.is_empty() {
-        println!("  {:<12} {:>7}", "bad rows", plan.bad_rows.len());
+        outln!("  {:<12} {:>7}", "bad rows", plan.bad_rows.len());
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "estimate  {} directory writes, about {:.0} s at {:.0} writes/s (Graph's quota)",
-        plan.estimate.directory_writes, plan.estimate.seconds, plan.estimate.writes_per_second
+        plan.estimate.directory_writes,
+        plan.estimate.seconds,
+        plan.estimate.writes_per_second
     );
-    println!("files     {}", planned.out.display());
+    outln!("files     {}", planned.out.display());
 }
 
 /// A window as the playbook would write it (`24h`, `90m`, `7d`).

@@ -1,8 +1,12 @@
 //! `resetctl run`: plan, then a dry run (the default) or — with `--execute`, guards passed and
 //! approvals given — the real thing; `--resume RUN_ID` continues a run that stopped.
 //!
-//! Ctrl-C once: no new user starts, users in flight finish; twice: exit at once (the journal
+//! Ctrl-C once: no new user starts, users in flight finish (exit 5 when nothing failed);
+//! twice: the run is marked `interrupted` and the process exits 130 at once (the journal
 //! holds every intent, so `--resume` sorts out what was in flight).
+//!
+//! Under `--output json` the command prints one document: the plan with the dry run's calls,
+//! or the run's summary (with the plan under `plan`), or `{"error": ..., "exit": N, "id": ...}`.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -10,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use resetctl::directory::Directory;
-use resetctl::engine::execute::{Progress, Summary};
+use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
 use resetctl::engine::journal_key::StepKey;
 use resetctl::engine::lifecycle::{
@@ -19,7 +23,8 @@ use resetctl::engine::lifecycle::{
 use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::preflight;
 use resetctl::playbook::Playbook;
-use resetctl::store::{Outcome, RunId, SqliteStore};
+use resetctl::report::StepCounts;
+use resetctl::store::{RunId, SqliteStore};
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
 
@@ -31,13 +36,16 @@ use crate::cli::{GlobalArgs, OutputFormat, RunArgs};
 /// `resetctl run`.
 pub async fn run(global: &GlobalArgs, args: RunArgs) -> CmdResult {
     let context = Context::load(global)?;
-    let lifecycle = context.lifecycle(args.store.clone()).await?;
+    let lifecycle = context
+        .lifecycle(args.store.clone())
+        .await?
+        .with_ticket(args.ticket.clone());
     let result = match &args.resume {
         Some(id) => resume(global, &args, &context, &lifecycle, RunId(id.clone())).await,
         None => start(global, &args, &context, &lifecycle).await,
     };
     if let Err(err) = lifecycle.close().await {
-        eprintln!("warning: audit trail: {err}");
+        eoutln!("warning: audit trail: {err}");
     }
     result
 }
@@ -88,23 +96,37 @@ async fn plan_then_act(
             },
         )
         .await?;
-    super::plan::print_plan(global, &planned, tenant.emulated);
+    // In JSON the plan goes into the command's one document; in text it is shown now.
+    let plan_doc = match global.output {
+        OutputFormat::Json => Some(super::plan::plan_json(&planned, tenant.emulated)),
+        OutputFormat::Text => {
+            super::plan::print_plan(global, &planned, tenant.emulated);
+            None
+        }
+    };
     if !args.execute {
-        dry_run(global, lifecycle, &planned);
+        dry_run(lifecycle, &planned, plan_doc);
         return Ok(Exit::Success);
     }
+    let id = planned.run.id.clone();
     // Until the communications module exists: notices are recorded, never sent.
     let cleared = lifecycle.gate(planned, &RecordOnly).await?;
     // Tokens, permissions and role before the first write, not 403s after it.
     lifecycle.preflight(&cleared, tenant.as_ref()).await?;
     if !args.yes {
-        confirm(&cleared, tenant)?;
+        confirm(&cleared, tenant).map_err(|f| f.about(&id))?;
     }
-    execute(global, args, lifecycle, tenant, cleared).await
+    execute(global, args, lifecycle, tenant, cleared, plan_doc).await
 }
 
-/// List the calls `--execute` would make, write nothing.
-fn dry_run(global: &GlobalArgs, lifecycle: &Lifecycle<SqliteStore>, planned: &PlannedRun) {
+/// List the calls `--execute` would make; nothing is written to the tenant (the plan is
+/// stored and its files written, as `plan` does). `plan_doc` is the plan's JSON document
+/// under `--output json`: the calls are added to it and it is printed, as one document.
+fn dry_run(
+    lifecycle: &Lifecycle<SqliteStore>,
+    planned: &PlannedRun,
+    plan_doc: Option<serde_json::Value>,
+) {
     let plan = &planned.plan;
     let describe = |key: &str| {
         plan.steps
@@ -121,37 +143,50 @@ fn dry_run(global: &GlobalArgs, lifecycle: &Lifecycle<SqliteStore>, planned: &Pl
                 .map(move |key| (u.upn.clone(), describe(key)))
         })
         .collect();
-    if global.output == OutputFormat::Json {
+    let refusals = lifecycle.would_refuse(planned, &RecordOnly);
+    let approvals = planned.playbook.guards.approvals_required;
+    if let Some(mut doc) = plan_doc {
         let calls: Vec<_> = would
             .iter()
             .map(|(upn, call)| serde_json::json!({"user": upn, "call": call}))
             .collect();
-        println!("{}", serde_json::json!({"dry_run": true, "would": calls}));
+        doc["dry_run"] = true.into();
+        doc["would"] = calls.into();
+        doc["would_refuse"] = refusals
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .into();
+        doc["approvals_required"] = approvals.into();
+        outln!("{doc}");
         return;
     }
-    println!();
-    println!(
-        "dry run: nothing was written. --execute would make these {} calls:",
+    outln!();
+    outln!(
+        "dry run: nothing was written to the tenant (the plan is stored as run {} and its \
+         files are in {}). --execute would make these {} calls:",
+        planned.run.id,
+        planned.out.display(),
         would.len()
     );
     const SHOWN: usize = 20;
     for (upn, call) in would.iter().take(SHOWN) {
-        println!("  {upn:<40} {call}");
+        outln!("  {upn:<40} {call}");
     }
     if would.len() > SHOWN {
-        println!(
+        outln!(
             "  ... and {} more (all in {})",
             would.len() - SHOWN,
             planned.out.join("plan.json").display()
         );
     }
-    for refusal in &lifecycle.would_refuse(planned, &RecordOnly) {
-        println!("note: --execute would be refused: {refusal}");
+    for refusal in &refusals {
+        outln!("note: --execute would be refused: {refusal}");
     }
-    if planned.playbook.guards.approvals_required > 0 {
-        println!(
-            "approvals: {} required; approve with `resetctl runs approve {} --as NAME`",
-            planned.playbook.guards.approvals_required, planned.run.id
+    if approvals > 0 {
+        outln!(
+            "approvals: {approvals} required; approve with `resetctl runs approve {} --as NAME`",
+            planned.run.id
         );
     }
 }
@@ -166,7 +201,7 @@ fn confirm(cleared: &Cleared, tenant: &Tenant) -> Result<(), Failure> {
             "--execute without --yes needs a terminal to confirm; pass --yes in scripts",
         ));
     }
-    eprint!(
+    eout!(
         "This writes to {count} users of tenant {}. Type {count} to go on: ",
         tenant.name
     );
@@ -192,9 +227,35 @@ async fn resume(
     lifecycle: &Lifecycle<SqliteStore>,
     id: RunId,
 ) -> CmdResult {
-    let resumable = match lifecycle.resumable(&id).await? {
-        ResumeCheck::Finished(_) => {
-            println!("run {id} is already finished");
+    resume_run(global, args, context, lifecycle, &id)
+        .await
+        .map_err(|failure| match failure.run {
+            Some(_) => failure,
+            None => failure.about(&id),
+        })
+}
+
+async fn resume_run(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    context: &Context,
+    lifecycle: &Lifecycle<SqliteStore>,
+    id: &RunId,
+) -> CmdResult {
+    let resumable = match lifecycle.resumable(id).await? {
+        ResumeCheck::Finished(run) => {
+            match global.output {
+                OutputFormat::Json => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "id": run.id,
+                        "status": run.status,
+                        "ticket": run.ticket,
+                        "already_finished": true,
+                    })
+                ),
+                OutputFormat::Text => outln!("run {id} is already finished"),
+            }
             return Ok(Exit::Success);
         }
         ResumeCheck::Resumable(resumable) => resumable,
@@ -213,55 +274,121 @@ async fn resume(
             )
             .await?;
         lifecycle.preflight(&cleared, tenant.as_ref()).await?;
-        execute(global, args, lifecycle, &tenant, cleared).await
+        execute(global, args, lifecycle, &tenant, cleared, None).await
     }
     .await;
     tenant.close().await;
     result
 }
 
-/// Execute a cleared run with Ctrl-C handling and a progress line, then print the summary.
+/// Execute a cleared run with Ctrl-C handling and progress, then print the summary.
+///
+/// Ctrl-C once: the engine starts no new user and the users in flight finish; the run ends
+/// `stopped` (exit 5 when nothing failed). Twice: the run is marked `interrupted` (its open
+/// attempt ended, `run.interrupted` recorded) and the process exits 130 at once; the journal
+/// holds every intent, so `--resume` reads back what was in flight.
+///
+/// One listener is registered before the run starts and serves both presses: a second
+/// `tokio::signal::ctrl_c()` would listen only from its first poll, losing a press that
+/// lands in between. Without a listener (a warning says so) Ctrl-C kills the run, which
+/// stays `running` until resumed.
 async fn execute(
     global: &GlobalArgs,
     args: &RunArgs,
     lifecycle: &Lifecycle<SqliteStore>,
     tenant: &Tenant,
     cleared: Cleared,
+    plan_doc: Option<serde_json::Value>,
 ) -> CmdResult {
     let playbook = Arc::clone(&cleared.planned().playbook);
+    let id = cleared.planned().run.id.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = spawn_interrupts(stop_tx, &cleared.planned().run.id);
+    let mut interrupts = match interrupts() {
+        Ok(interrupts) => Some(interrupts),
+        Err(err) => {
+            eoutln!(
+                "warning: cannot listen for Ctrl-C ({err}): it will kill the run \
+                 (continue it with `resetctl run --resume {id}`)"
+            );
+            None
+        }
+    };
     let progress = Arc::new(Progress::default());
-    let ticker = spawn_progress(Arc::clone(&progress), Arc::clone(&tenant.directory));
-    let executed = lifecycle
-        .execute(
-            cleared,
-            tenant.as_ref(),
-            ExecuteOptions {
-                concurrency: args.concurrency,
-                stop: stop_rx,
-                progress,
-                notifier: Arc::new(RecordOnly),
-            },
-        )
-        .await;
-    if let Some(signals) = signals {
-        signals.abort();
-    }
-    if let Some(ticker) = ticker {
+    let throttled_before = tenant.directory.stats().throttled;
+    let ticker = spawn_progress(
+        Arc::clone(&progress),
+        Arc::clone(&tenant.directory),
+        &id,
+        args.progress_every,
+    );
+    let run = lifecycle.execute(
+        cleared,
+        tenant.as_ref(),
+        ExecuteOptions {
+            concurrency: args.concurrency,
+            stop: stop_rx,
+            progress: Arc::clone(&progress),
+            notifier: Arc::new(RecordOnly),
+        },
+    );
+    let mut run = std::pin::pin!(run);
+    let mut presses = 0;
+    let executed = loop {
+        tokio::select! {
+            executed = &mut run => break executed,
+            () = next_press(&mut interrupts) => {
+                presses += 1;
+                if presses == 1 {
+                    // Stop first, then say so: once this line is out, no new user starts.
+                    let _ = stop_tx.send(true);
+                    eoutln!(
+                        "\nstopping: no new users start; users in flight finish \
+                         (Ctrl-C again to abort)"
+                    );
+                    continue;
+                }
+                let throttled = tenant.directory.stats().throttled.saturating_sub(throttled_before);
+                let read_backs = progress.read_backs.load(Ordering::Relaxed);
+                abort(global, lifecycle, &id, throttled, read_backs).await;
+            }
+        }
+    };
+    if let Some((ticker, on_terminal)) = ticker {
         ticker.abort();
-        eprintln!();
+        if on_terminal {
+            eoutln!();
+        }
     }
     let executed = executed?;
-    print_summary(global, &executed);
     if !executed.summary.refused.is_empty() {
-        return Err(refused(&executed, &playbook, tenant).await);
+        // Exit 4, naming what is missing. In JSON the summary and the error are one document.
+        let failure = refused(&executed, &playbook, tenant)
+            .await
+            .about(&executed.run);
+        return Err(match global.output {
+            OutputFormat::Json => failure.with_document(summary_doc(&executed, plan_doc)),
+            OutputFormat::Text => {
+                print_summary(global, &executed, None);
+                failure
+            }
+        });
     }
-    Ok(if executed.summary.complete_success() {
+    print_summary(global, &executed, plan_doc);
+    let report = &executed.report;
+    Ok(exit_of(&report.outcomes, report.stopped_by))
+}
+
+/// The exit code of an executed run: 0 when every step ended well, 2 when some failed or
+/// need a manual check, 5 when the operator stopped it and nothing failed.
+fn exit_of(outcomes: &StepCounts, stopped_by: Option<&str>) -> Exit {
+    let o = outcomes;
+    if o.failed == 0 && o.manual_check == 0 && o.not_started == 0 {
         Exit::Success
-    } else {
+    } else if o.failed > 0 || o.manual_check > 0 || stopped_by != Some("operator") {
         Exit::Partial
-    })
+    } else {
+        Exit::Stopped
+    }
 }
 
 /// A run stopped because a step's writes were refused wholesale: exit 4, naming what the
@@ -289,64 +416,87 @@ async fn refused(executed: &Executed, playbook: &Playbook, tenant: &Tenant) -> F
     Failure::new(Exit::Config, message)
 }
 
-/// Ctrl-C once: the engine starts no new user and the users in flight finish; twice: exit
-/// 130 at once (the journal holds every intent, so `--resume` sorts out what was in flight).
-///
-/// One listener is registered before the run starts and serves both presses: a second
-/// `tokio::signal::ctrl_c()` would listen only from its first poll, losing a press that
-/// lands in between. `None` (with a warning) when the listener cannot be installed.
-fn spawn_interrupts(stop: watch::Sender<bool>, id: &RunId) -> Option<tokio::task::JoinHandle<()>> {
-    let mut interrupts = match interrupts() {
-        Ok(interrupts) => interrupts,
-        Err(err) => {
-            eprintln!(
-                "warning: cannot listen for Ctrl-C ({err}): it will kill the run \
-                 (continue it with `resetctl run --resume {id}`)"
-            );
-            return None;
-        }
+/// The second Ctrl-C: mark the run `interrupted` (bounded in time: the operator wants out),
+/// say how to resume, exit 130.
+async fn abort(
+    global: &GlobalArgs,
+    lifecycle: &Lifecycle<SqliteStore>,
+    id: &RunId,
+    throttled: u64,
+    read_backs: u64,
+) -> ! {
+    const LIMIT: Duration = Duration::from_secs(5);
+    let marked = tokio::time::timeout(LIMIT, lifecycle.interrupt(id, throttled, read_backs)).await;
+    let note = match marked {
+        Ok(Ok(())) => format!("run {id} is marked interrupted"),
+        Ok(Err(err)) => format!("run {id} could not be marked interrupted ({err})"),
+        Err(_) => format!("run {id} could not be marked interrupted in {LIMIT:?}"),
     };
-    let id = id.clone();
-    Some(tokio::spawn(async move {
-        if interrupts.recv().await.is_none() {
-            return;
-        }
-        // Stop first, then say so: once this line is out, no new user starts.
-        let _ = stop.send(true);
-        eprintln!("\nstopping: no new users start; users in flight finish (Ctrl-C again to abort)");
-        if interrupts.recv().await.is_some() {
-            eprintln!("aborted: resume with `resetctl run --resume {id}`");
-            std::process::exit(130);
-        }
-    }))
+    let _ = tokio::time::timeout(LIMIT, lifecycle.close()).await;
+    let message = format!("aborted: {note}; resume with `resetctl run --resume {id}`");
+    eoutln!("\n{message}");
+    if global.output == OutputFormat::Json {
+        let failure = Failure::new(Exit::Interrupted, &message).about(id);
+        outln!("{}", failure.json());
+    }
+    std::process::exit(Exit::Interrupted as i32);
+}
+
+/// The next Ctrl-C; never, when there is no listener.
+async fn next_press(interrupts: &mut Option<Interrupts>) {
+    if let Some(interrupts) = interrupts
+        && interrupts.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// SIGINT as a stream.
 #[cfg(unix)]
-fn interrupts() -> std::io::Result<tokio::signal::unix::Signal> {
+type Interrupts = tokio::signal::unix::Signal;
+
+/// Ctrl-C as a stream.
+#[cfg(windows)]
+type Interrupts = tokio::signal::windows::CtrlC;
+
+/// SIGINT as a stream.
+#[cfg(unix)]
+fn interrupts() -> std::io::Result<Interrupts> {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
 }
 
 /// Ctrl-C as a stream.
 #[cfg(windows)]
-fn interrupts() -> std::io::Result<tokio::signal::windows::CtrlC> {
+fn interrupts() -> std::io::Result<Interrupts> {
     tokio::signal::windows::ctrl_c()
 }
 
-/// On a terminal, one status line a second on stderr: users done, steps/s, failures, 429s
-/// (this run's, from the directory's client), ETA.
+/// Progress while the run executes: on a terminal, a status line redrawn every second on
+/// stderr (users done, steps/s, failures, 429s, ETA); otherwise the same figures as an info
+/// log line (target `progress`) every `every` seconds, JSON under `--log-format json`, so a
+/// run under a scheduler or CI shows it is alive. The flag says whether it draws on a terminal.
 fn spawn_progress(
     progress: Arc<Progress>,
     directory: Arc<dyn Directory>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if !std::io::stderr().is_terminal() {
+    id: &RunId,
+    every: u64,
+) -> Option<(tokio::task::JoinHandle<()>, bool)> {
+    let on_terminal = std::io::stderr().is_terminal();
+    if !on_terminal && every == 0 {
         return None;
     }
+    let period = if on_terminal {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(every)
+    };
     let throttled_before = directory.stats().throttled;
-    Some(tokio::spawn(async move {
+    let id = id.clone();
+    let task = tokio::spawn(async move {
         let started = Instant::now();
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(period).await;
             let view = ProgressView {
                 done: progress.users_done.load(Ordering::Relaxed),
                 total: progress.users_total.load(Ordering::Relaxed),
@@ -356,10 +506,33 @@ fn spawn_progress(
                 throttled: directory.stats().throttled.saturating_sub(throttled_before),
                 elapsed: started.elapsed(),
             };
-            eprint!("\r{}   ", progress_line(&view));
-            let _ = std::io::stderr().flush();
+            if on_terminal {
+                eout!("\r{}   ", progress_line(&view));
+            } else {
+                log_progress(&id, &view);
+            }
         }
-    }))
+    });
+    Some((task, on_terminal))
+}
+
+/// One progress log line.
+fn log_progress(id: &RunId, v: &ProgressView) {
+    let secs = v.elapsed.as_secs_f64();
+    let eta = (v.done > 0).then(|| secs / v.done as f64 * v.total.saturating_sub(v.done) as f64);
+    tracing::info!(
+        target: "progress",
+        run = %id,
+        users_done = v.done,
+        users_total = v.total,
+        steps = v.steps,
+        steps_per_second = v.steps as f64 / secs.max(0.001),
+        failed = v.failed,
+        throttled = v.throttled,
+        eta_seconds = eta,
+        elapsed_seconds = secs,
+        "Run progress."
+    );
 }
 
 /// What the progress line shows, read from the live counters.
@@ -395,98 +568,51 @@ fn progress_line(v: &ProgressView) -> String {
     )
 }
 
-fn print_summary(global: &GlobalArgs, executed: &Executed) {
-    let Executed {
-        run,
-        summary,
-        elapsed,
-        results,
-    } = executed;
+/// The run's JSON document: its report, with the plan's figures when this command planned it.
+fn summary_doc(executed: &Executed, plan_doc: Option<serde_json::Value>) -> serde_json::Value {
+    let mut doc = serde_json::to_value(&executed.report).unwrap_or_default();
+    doc["dry_run"] = false.into();
+    doc["seconds_this_attempt"] = executed.elapsed.as_secs_f64().into();
+    if let Some(plan) = plan_doc {
+        doc["plan"] = plan;
+    }
+    doc
+}
+
+/// The end-of-run summary: the report as text, or one JSON document (the report, with the
+/// plan's figures when this command planned it).
+fn print_summary(global: &GlobalArgs, executed: &Executed, plan_doc: Option<serde_json::Value>) {
+    let report = &executed.report;
     if global.output == OutputFormat::Json {
-        println!("{}", summary_json(run, summary, *elapsed, results));
+        outln!("{}", summary_doc(executed, plan_doc));
     } else {
-        print!("{}", summary_text(run, summary, *elapsed, results));
+        outln!("\nrun {}", executed.run);
+        out!("{}", report.text());
     }
-}
-
-/// The end-of-run summary for `--output json`.
-fn summary_json(
-    id: &RunId,
-    summary: &Summary,
-    elapsed: Duration,
-    results: &std::path::Path,
-) -> serde_json::Value {
-    serde_json::json!({
-        "run": id,
-        "users_done": summary.users_done,
-        "users_not_started": summary.users_not_started,
-        "succeeded": summary.count(Outcome::Succeeded),
-        "failed": summary.count(Outcome::Failed),
-        "manual_check": summary.count(Outcome::ManualCheck),
-        "skipped": summary.count(Outcome::Skipped),
-        "tripped": summary.tripped,
-        "stopped": summary.stopped,
-        "refused": summary.refused,
-        "throttled": summary.throttled,
-        "seconds": elapsed.as_secs_f64(),
-        "results": results,
-    })
-}
-
-/// The end-of-run summary as text, one line per figure.
-fn summary_text(
-    id: &RunId,
-    summary: &Summary,
-    elapsed: Duration,
-    results: &std::path::Path,
-) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::from("\n");
-    let ending = if summary.complete_success() {
-        "finished"
-    } else if !summary.refused.is_empty() {
-        "stopped: a step's writes were refused wholesale, no new user started"
-    } else if summary.stopped {
-        "stopped: users in flight finished, no new user started"
-    } else {
-        "ended with problems"
-    };
-    let _ = writeln!(out, "run {id} {ending}");
-    let _ = writeln!(out, "  users done    {}", summary.users_done);
-    if summary.users_not_started > 0 {
-        let _ = writeln!(
-            out,
-            "  not started   {} (resume with `resetctl run --resume {id}`)",
-            summary.users_not_started
-        );
-    }
-    let _ = writeln!(out, "  succeeded     {}", summary.count(Outcome::Succeeded));
-    let _ = writeln!(out, "  failed        {}", summary.count(Outcome::Failed));
-    let _ = writeln!(
-        out,
-        "  manual check  {}",
-        summary.count(Outcome::ManualCheck)
-    );
-    let _ = writeln!(out, "  skipped       {}", summary.count(Outcome::Skipped));
-    let _ = writeln!(
-        out,
-        "  429s          {} (Graph throttled; each was waited out and re-sent)",
-        summary.throttled
-    );
-    if summary.tripped {
-        let _ = writeln!(
-            out,
-            "  circuit breaker tripped: the error rate passed the playbook's threshold"
-        );
-    }
-    let _ = writeln!(out, "  time          {:.1} s", elapsed.as_secs_f64());
-    let _ = writeln!(out, "  results       {}", results.display());
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stop_without_failures_is_its_own_exit_code() {
+        let counts = |failed, manual_check, not_started| StepCounts {
+            succeeded: 1,
+            failed,
+            manual_check,
+            not_started,
+            ..StepCounts::default()
+        };
+        assert_eq!(exit_of(&counts(0, 0, 0), None), Exit::Success);
+        assert_eq!(exit_of(&counts(0, 0, 3), Some("operator")), Exit::Stopped);
+        assert_eq!(exit_of(&counts(1, 0, 3), Some("operator")), Exit::Partial);
+        assert_eq!(exit_of(&counts(0, 1, 0), None), Exit::Partial);
+        assert_eq!(
+            exit_of(&counts(2, 0, 3), Some("circuit_breaker")),
+            Exit::Partial
+        );
+    }
 
     #[test]
     fn the_progress_line_shows_users_rate_failures_429s_and_eta() {
@@ -513,29 +639,6 @@ mod tests {
             progress_line(&start).ends_with("429s 0  eta ?"),
             "{}",
             progress_line(&start)
-        );
-    }
-
-    #[test]
-    fn the_summary_reports_429s_in_text_and_json() {
-        let summary = Summary {
-            users_done: 3,
-            users_not_started: 2,
-            stopped: true,
-            throttled: 12,
-            ..Summary::default()
-        };
-        let id = RunId("r1".into());
-        let results = std::path::Path::new("results.csv");
-        let json = summary_json(&id, &summary, Duration::from_secs(1), results);
-        assert_eq!(json["throttled"], 12);
-        assert_eq!(json["stopped"], true);
-        let text = summary_text(&id, &summary, Duration::from_secs(1), results);
-        assert!(text.contains("\n  429s          12 "), "{text}");
-        assert!(text.contains("run r1 stopped"), "{text}");
-        assert!(
-            text.contains("not started   2 (resume with `resetctl run --resume r1`)"),
-            "{text}"
         );
     }
 }

@@ -1,4 +1,7 @@
-//! `resetctl runs`: list, show and approve stored runs.
+//! `resetctl runs`: list, show and approve stored runs, and end temporary memberships.
+//!
+//! `runs show` takes a run's id, a unique prefix of it, or `latest`. Times are UTC and say
+//! so (`Z`).
 //!
 //! An approval is bound to the run's plan hash: `run --execute` counts only approvals of the
 //! exact plan it is about to carry out. Every approval is written to the audit trail.
@@ -31,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: RunsArgs) -> CmdResult {
                 Ok(Exit::Success)
             }
             RunsAction::Expire { .. } => {
-                println!("no runs, nothing to expire");
+                print_expired(global, &[], 0, 0);
                 Ok(Exit::Success)
             }
             _ => Err(Failure::new(
@@ -51,16 +54,62 @@ pub async fn run(global: &GlobalArgs, args: RunsArgs) -> CmdResult {
             print_list(global, &runs);
             Ok(Exit::Success)
         }
-        RunsAction::Show { run_id } => show(global, &store, &RunId(run_id)).await,
+        RunsAction::Show { run_id } => {
+            let id = find_run(&store, &run_id).await?;
+            show(global, &store, &id).await
+        }
         RunsAction::Approve { run_id, operator } => {
             approve(global, &context, store, &RunId(run_id), &operator).await
         }
-        RunsAction::Expire { at } => expire(&context, &store, at.as_deref()).await,
+        RunsAction::Expire { at } => expire(global, &context, &store, at.as_deref()).await,
+    }
+}
+
+/// The run `text` names: an exact id, `latest` (the newest run), or a prefix of exactly one
+/// run's id.
+async fn find_run(store: &SqliteStore, text: &str) -> Result<RunId, Failure> {
+    let runs = store.runs().await?;
+    if text == "latest" {
+        return runs
+            .first()
+            .map(|r| r.id.clone())
+            .ok_or_else(|| Failure::new(Exit::Invalid, "no runs yet: `latest` names none"));
+    }
+    if let Some(run) = runs.iter().find(|r| r.id.0 == text) {
+        return Ok(run.id.clone());
+    }
+    let matching: Vec<&RunRecord> = runs
+        .iter()
+        .filter(|r| !text.is_empty() && r.id.0.starts_with(text))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(Failure::new(
+            Exit::Invalid,
+            format!("no run with id {text}"),
+        )),
+        many => {
+            let ids: Vec<&str> = many.iter().take(10).map(|r| r.id.0.as_str()).collect();
+            let more = if many.len() > ids.len() { ", ..." } else { "" };
+            Err(Failure::new(
+                Exit::Invalid,
+                format!(
+                    "{text} names {} runs ({}{more}): give more of the id",
+                    many.len(),
+                    ids.join(", ")
+                ),
+            ))
+        }
     }
 }
 
 /// Remove every temporary group membership that is due, run by run.
-async fn expire(context: &Context, store: &SqliteStore, at: Option<&str>) -> CmdResult {
+async fn expire(
+    global: &GlobalArgs,
+    context: &Context,
+    store: &SqliteStore,
+    at: Option<&str>,
+) -> CmdResult {
     let at: Timestamp = match at {
         Some(text) => text.parse().map_err(|e| {
             Failure::new(
@@ -71,14 +120,15 @@ async fn expire(context: &Context, store: &SqliteStore, at: Option<&str>) -> Cmd
         None => Timestamp::now(),
     };
     let audit = context.open_trail(store).await?.handle;
-    let result = expire_runs(context, store, &audit, at).await;
+    let result = expire_runs(global, context, store, &audit, at).await;
     if let Err(err) = audit.close().await {
-        eprintln!("warning: audit trail: {err}");
+        eoutln!("warning: audit trail: {err}");
     }
     result
 }
 
 async fn expire_runs(
+    global: &GlobalArgs,
     context: &Context,
     store: &SqliteStore,
     audit: &AuditHandle,
@@ -87,6 +137,7 @@ async fn expire_runs(
     let mut tenants: BTreeMap<String, super::tenant::Tenant> = BTreeMap::new();
     let mut failed = 0;
     let mut removed = 0;
+    let mut per_run = Vec::new();
     let runs = store.runs().await?;
     for run in runs
         .iter()
@@ -102,26 +153,28 @@ async fn expire_runs(
         }
         let tenant = &tenants[&run.tenant];
         if tenant.emulator.is_some() {
-            println!(
-                "run {}: on the built-in demo tenant, which starts afresh each time; skipped",
-                run.id
-            );
+            per_run.push(Expired {
+                id: run.id.clone(),
+                removed: 0,
+                failed: 0,
+                skipped: Some("on the built-in demo tenant, which starts afresh each time"),
+            });
             continue;
         }
         let summary = expire::expire(store, tenant.directory.as_ref(), audit, &run.id, at).await?;
-        println!(
-            "run {}: {} membership(s) removed, {} failed",
-            run.id, summary.removed, summary.failed
-        );
+        per_run.push(Expired {
+            id: run.id.clone(),
+            removed: summary.removed,
+            failed: summary.failed,
+            skipped: None,
+        });
         removed += summary.removed;
         failed += summary.failed;
     }
     for (_, tenant) in tenants {
         tenant.close().await;
     }
-    if removed == 0 && failed == 0 {
-        println!("nothing due");
-    }
+    print_expired(global, &per_run, removed, failed);
     Ok(if failed == 0 {
         Exit::Success
     } else {
@@ -129,35 +182,117 @@ async fn expire_runs(
     })
 }
 
+/// What `runs expire` did for one run.
+#[derive(Serialize)]
+struct Expired {
+    id: RunId,
+    removed: usize,
+    failed: usize,
+    skipped: Option<&'static str>,
+}
+
+fn print_expired(global: &GlobalArgs, runs: &[Expired], removed: usize, failed: usize) {
+    if global.output == OutputFormat::Json {
+        outln!(
+            "{}",
+            serde_json::json!({ "runs": runs, "removed": removed, "failed": failed })
+        );
+        return;
+    }
+    for run in runs {
+        match run.skipped {
+            Some(why) => outln!("run {}: {why}; skipped", run.id),
+            None => outln!(
+                "run {}: {} membership(s) removed, {} failed",
+                run.id,
+                run.removed,
+                run.failed
+            ),
+        }
+    }
+    if removed == 0 && failed == 0 {
+        outln!("nothing due");
+    }
+}
+
+/// A run as `runs list` and `runs show` print it in JSON, with the key names `plan` and
+/// `run` use (`id`, `playbook: {name, path}`, ...).
+#[derive(Serialize)]
+struct RunJson<'a> {
+    id: &'a RunId,
+    status: resetctl::store::RunStatus,
+    ticket: Option<&'a str>,
+    tenant: &'a str,
+    playbook: PlaybookJson<'a>,
+    plan_hash: &'a str,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+/// The playbook of a run.
+#[derive(Serialize)]
+struct PlaybookJson<'a> {
+    name: &'a str,
+    path: &'a str,
+}
+
+impl<'a> From<&'a RunRecord> for RunJson<'a> {
+    fn from(run: &'a RunRecord) -> Self {
+        RunJson {
+            id: &run.id,
+            status: run.status,
+            ticket: run.ticket.as_deref(),
+            tenant: &run.tenant,
+            playbook: PlaybookJson {
+                name: &run.playbook_name,
+                path: &run.playbook_path,
+            },
+            plan_hash: &run.plan_hash,
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+        }
+    }
+}
+
 fn print_list(global: &GlobalArgs, runs: &[RunRecord]) {
     if global.output == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
+        let runs: Vec<RunJson<'_>> = runs.iter().map(RunJson::from).collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
         return;
     }
     if runs.is_empty() {
-        println!("no runs");
+        outln!("no runs");
         return;
     }
-    println!(
-        "{:<26} {:<9} {:<20} {:<10} PLAYBOOK",
-        "RUN", "STATUS", "CREATED", "TENANT"
+    outln!(
+        "{:<26} {:<11} {:<21} {:<10} PLAYBOOK",
+        "RUN",
+        "STATUS",
+        "CREATED (UTC)",
+        "TENANT"
     );
     for run in runs {
-        println!(
-            "{:<26} {:<9} {:<20} {:<10} {}",
+        outln!(
+            "{:<26} {:<11} {:<21} {:<10} {}",
             run.id,
             run.status.as_str(),
-            run.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            run.created_at.strftime("%Y-%m-%d %H:%M:%SZ"),
             run.tenant,
             run.playbook_name
         );
     }
 }
 
-/// What `runs show` reports about one run.
+/// What `runs show` reports about one run: the run's own fields (`id`, `status`, ...) at
+/// the top, then its plan's buckets, approvals, execution attempts and journal.
 #[derive(Serialize)]
 struct RunView<'a> {
-    run: &'a RunRecord,
+    #[serde(flatten)]
+    run: RunJson<'a>,
+    attempts: Vec<resetctl::store::Attempt>,
     buckets: BTreeMap<&'static str, usize>,
     approvals: Vec<resetctl::store::Approval>,
     approvals_of_this_plan: usize,
@@ -174,6 +309,7 @@ async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult
         )
     })?;
     let approvals = store.approvals(id).await?;
+    let attempts = store.attempts(id).await?;
     let journal = store.journal(id).await?;
     let buckets = Bucket::ALL
         .into_iter()
@@ -184,45 +320,65 @@ async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult
             .iter()
             .filter(|a| a.plan_hash == run.plan_hash)
             .count(),
-        run: &run,
+        run: RunJson::from(&run),
+        attempts,
         buckets,
         approvals,
         journal: journal_counts(&journal),
     };
     if global.output == OutputFormat::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&view).unwrap_or_default()
         );
         return Ok(Exit::Success);
     }
-    println!("run       {}", run.id);
-    println!("status    {}", run.status.as_str());
-    println!("playbook  {} ({})", run.playbook_name, run.playbook_path);
-    println!("tenant    {}", run.tenant);
-    println!("created   {}", run.created_at);
-    println!("plan      {}", run.plan_hash);
-    println!("users     {}", plan.users.len());
-    for (bucket, count) in &view.buckets {
-        println!("  {bucket:<11} {count}");
+    outln!("run       {}", run.id);
+    outln!("status    {}", run.status.as_str());
+    outln!("playbook  {} ({})", run.playbook_name, run.playbook_path);
+    outln!("tenant    {}", run.tenant);
+    if let Some(ticket) = &run.ticket {
+        outln!("ticket    {ticket}");
     }
-    println!(
+    outln!("created   {}", run.created_at);
+    outln!("plan      {}", run.plan_hash);
+    outln!("users     {}", plan.users.len());
+    for (bucket, count) in &view.buckets {
+        outln!("  {bucket:<11} {count}");
+    }
+    outln!(
         "estimate  {} directory writes, {:.0} s at {:.0} writes/s",
-        plan.estimate.directory_writes, plan.estimate.seconds, plan.estimate.writes_per_second
+        plan.estimate.directory_writes,
+        plan.estimate.seconds,
+        plan.estimate.writes_per_second
     );
-    println!("approvals {} of this plan", view.approvals_of_this_plan);
+    outln!("approvals {} of this plan", view.approvals_of_this_plan);
     for approval in &view.approvals {
         let stale = if approval.plan_hash == run.plan_hash {
             ""
         } else {
             " (another plan)"
         };
-        println!("  {} at {}{stale}", approval.operator, approval.approved_at);
+        outln!("  {} at {}{stale}", approval.operator, approval.approved_at);
+    }
+    for attempt in &view.attempts {
+        let end = match &attempt.end {
+            Some(end) => format!(
+                "to {} ({}, {:.1} s)",
+                end.ended_at,
+                end.status.as_str(),
+                end.ended_at
+                    .duration_since(attempt.started_at)
+                    .as_secs_f64()
+            ),
+            None => "(no end recorded: running, or its process died)".to_owned(),
+        };
+        outln!("attempt {} from {} {end}", attempt.n, attempt.started_at);
     }
     if !view.journal.is_empty() {
-        println!("journal");
+        outln!("journal");
         for (outcome, count) in &view.journal {
-            println!("  {outcome:<13} {count}");
+            outln!("  {outcome:<13} {count}");
         }
     }
     Ok(Exit::Success)
@@ -263,12 +419,12 @@ async fn approve(
     lifecycle.close().await?;
     let ApprovalReceipt { approval, count } = result?;
     if global.output == OutputFormat::Json {
-        println!(
+        outln!(
             "{}",
-            serde_json::json!({"run": id, "operator": approval.operator, "plan_hash": approval.plan_hash, "approvals": count})
+            serde_json::json!({"id": id, "operator": approval.operator, "plan_hash": approval.plan_hash, "approvals": count})
         );
     } else {
-        println!(
+        outln!(
             "approved run {id} (plan {}) as {}; {count} approval(s) of this plan",
             &approval.plan_hash[..approval.plan_hash.len().min(12)],
             approval.operator

@@ -66,6 +66,9 @@ pub struct Execution<S> {
     pub progress: Arc<Progress>,
     /// Delivers the notify steps' notices, and the secrets earlier steps created.
     pub notifier: Arc<dyn Notifier>,
+    /// The incident ticket the run is carried out under (a checked
+    /// [`Ticket`](super::ticket::Ticket) id): written into every step's record.
+    pub ticket: Option<String>,
 }
 
 /// Counters a progress display reads while the run goes on.
@@ -79,6 +82,8 @@ pub struct Progress {
     pub succeeded: AtomicU64,
     /// Steps that ended failed or in manual check.
     pub failed: AtomicU64,
+    /// Writes whose unknown outcome was looked up by reading the tenant back.
+    pub read_backs: AtomicU64,
 }
 
 /// One (user, step) result, for `results.csv` and the summary.
@@ -610,6 +615,9 @@ async fn audit_step<S>(
     if resumed {
         details = details.with("resolved_on_resume", true)?;
     }
+    if let Some(ticket) = &execution.ticket {
+        details = details.with("ticket", ticket.as_str())?;
+    }
     // The UPN is the directory's: escaped for the trail, so an odd one cannot stop the run.
     let event = Event::new(
         execution.actor.as_str(),
@@ -871,6 +879,10 @@ async fn resolve_unknown<S: RunStore>(
     let found = if unsent {
         Ok(ReadBack::NotApplied)
     } else {
+        execution
+            .progress
+            .read_backs
+            .fetch_add(1, Ordering::Relaxed);
         read_back(
             execution.directory.as_ref(),
             &call.user.id,
@@ -1009,6 +1021,7 @@ mod tests {
                 stop,
                 progress: Arc::new(Progress::default()),
                 notifier: Arc::new(RecordOnly),
+                ticket: None,
             })
             .await
         }

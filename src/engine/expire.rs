@@ -84,7 +84,8 @@ pub struct ExpireSummary {
     pub failed: usize,
 }
 
-/// Remove every due membership of `run`.
+/// Remove every due membership of `run` (each removal is audited with the run's ticket,
+/// when it has one).
 pub async fn expire<S: RunStore>(
     store: &S,
     directory: &dyn Directory,
@@ -93,6 +94,7 @@ pub async fn expire<S: RunStore>(
     at: Timestamp,
 ) -> Result<ExpireSummary, EngineError> {
     let journal = store.journal(run).await?;
+    let ticket = store.run(run).await?.ticket;
     let mut summary = ExpireSummary::default();
     for removal in due(&journal, at) {
         let attempts: Vec<&JournalEntry> = journal
@@ -150,11 +152,14 @@ pub async fn expire<S: RunStore>(
                 Timestamp::now(),
             )
             .await?;
-        let details = Details::new()
+        let mut details = Details::new()
             .with("run", run.0.as_str())?
             .with("group", removal.group_id.as_str())?
             .with("user_id", removal.user_id.as_str())?
             .with("detail", detail.as_str())?;
+        if let Some(ticket) = &ticket {
+            details = details.with("ticket", ticket.as_str())?;
+        }
         let audit_outcome = if outcome == Outcome::Succeeded {
             audit::Outcome::Success
         } else {

@@ -31,13 +31,14 @@ use super::operator::Operator;
 use super::plan::Plan;
 use super::planner::{self, PlanRequest};
 use super::preflight;
-use crate::audit::{self, AuditConfig, AuditError, AuditHandle, Details, Event};
+use super::ticket::Ticket;
+use crate::audit::{self, AuditConfig, AuditError, AuditHandle, Details, Event, Receipt};
 use crate::directory::Directory;
 use crate::playbook::Playbook;
 use crate::report;
 use crate::store::{
-    Approval, NewApproval, NewRun, Outcome, PlanDocument, Remediated, RunId, RunRecord, RunStatus,
-    RunStore, StoreError,
+    Approval, AttemptEnd, NewApproval, NewRun, Outcome, PlanDocument, Remediated, RunId, RunRecord,
+    RunStatus, RunStore, StoreError,
 };
 use crate::targeting::ResolveOptions;
 use crate::throttle::Quotas;
@@ -276,6 +277,8 @@ pub struct Executed {
     pub elapsed: Duration,
     /// Where `results.csv` was written.
     pub results: PathBuf,
+    /// The run's summary (also written as `summary.md` beside `results.csv`).
+    pub report: report::RunReport,
 }
 
 /// An approval recorded, with the count it brings the plan to.
@@ -302,6 +305,7 @@ pub struct Lifecycle<S> {
     trail: AuditConfig,
     operator: Operator,
     runs_dir: PathBuf,
+    ticket: Option<Ticket>,
 }
 
 impl<S: RunStore + 'static> Lifecycle<S> {
@@ -314,7 +318,15 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             trail: trail.config,
             operator,
             runs_dir,
+            ticket: None,
         }
+    }
+
+    /// Plan under the incident ticket `ticket` (`--ticket`): the run stores it (a planned run
+    /// planned again takes the new one), and every audit record about the run carries it.
+    pub fn with_ticket(mut self, ticket: Option<Ticket>) -> Self {
+        self.ticket = ticket;
+        self
     }
 
     /// Who this lifecycle acts as.
@@ -389,7 +401,14 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             move || write_plan_files(&plan, &out, on_existing)
         });
         let run = match existing {
-            Some(run) => run,
+            Some(mut run) => {
+                let ticket = self.ticket.as_ref().map(|t| t.as_str().to_owned());
+                if ticket.is_some() && ticket != run.ticket {
+                    self.store.set_ticket(&run.id, ticket.clone()).await?;
+                    run.ticket = ticket;
+                }
+                run
+            }
             None => {
                 self.store
                     .create_run(NewRun {
@@ -402,6 +421,10 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                         plan: PlanDocument::of(Arc::clone(&plan)),
                     })
                     .await?;
+                if let Some(ticket) = &self.ticket {
+                    let ticket = Some(ticket.as_str().to_owned());
+                    self.store.set_ticket(&id, ticket).await?;
+                }
                 let details = Details::new()
                     .with("plan_hash", hash.as_str())
                     .and_then(|d| d.with("playbook", source.playbook.name.as_str()))
@@ -459,6 +482,10 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             .with("plan_hash", run.plan_hash.as_str())
             .and_then(|d| d.with("playbook", run.playbook_name.as_str()))
             .and_then(|d| d.with("origin", approver.origin.as_str()))?;
+        let details = match &run.ticket {
+            Some(ticket) => details.with("ticket", ticket.as_str())?,
+            None => details,
+        };
         let duplicate = self
             .store
             .approvals(id)
@@ -583,7 +610,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             .collect();
         let mut refusals = Vec::new();
         for run in self.store.runs().await? {
-            let unfinished = matches!(run.status, RunStatus::Running | RunStatus::Stopped);
+            let unfinished = run.status.unfinished();
             if !unfinished || run.tenant != planned.run.tenant || run.id == planned.run.id {
                 continue;
             }
@@ -690,7 +717,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                             .into(),
                 });
             }
-            RunStatus::Running | RunStatus::Stopped => {}
+            RunStatus::Running | RunStatus::Stopped | RunStatus::Interrupted => {}
         }
         let json = self.store.plan_json(id).await?;
         let plan: Plan = serde_json::from_str(&json).map_err(|e| LifecycleError::NotResumable {
@@ -776,8 +803,14 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         let details = Details::new()
             .with("plan_hash", run.plan_hash.as_str())
             .and_then(|d| d.with("users", gate::automated(&plan) as u64));
-        self.record("run.execute", &run.id, audit::Outcome::Attempt, details)
+        let opened = self
+            .record("run.execute", &run.id, audit::Outcome::Attempt, details)
             .await?;
+        let attempt = self
+            .store
+            .begin_attempt(&run.id, Timestamp::now(), Some(opened.seq))
+            .await?;
+        let progress = Arc::clone(&options.progress);
         let started = Instant::now();
         let summary = execute::execute(Execution {
             directory: Arc::clone(tenant.directory),
@@ -791,9 +824,13 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             stop: options.stop,
             progress: options.progress,
             notifier: options.notifier,
+            ticket: run.ticket.clone(),
         })
         .await?;
         let elapsed = started.elapsed();
+        let read_backs = progress
+            .read_backs
+            .load(std::sync::atomic::Ordering::Relaxed);
         let status = if summary.users_not_started == 0 {
             RunStatus::Finished
         } else {
@@ -816,6 +853,8 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             .and_then(|d| d.with("manual_check", summary.count(Outcome::ManualCheck) as u64))
             .and_then(|d| d.with("not_started", summary.users_not_started as u64))
             .and_then(|d| d.with("tripped", summary.tripped))
+            .and_then(|d| d.with("throttled", summary.throttled))
+            .and_then(|d| d.with("read_backs", read_backs))
             .and_then(|d| {
                 let refused: Vec<&str> = summary.refused.iter().map(|r| r.step.as_str()).collect();
                 d.with("refused_steps", refused.join(",").as_str())
@@ -825,13 +864,81 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         } else {
             audit::Outcome::Failure
         };
-        self.record("run.end", &run.id, outcome, details).await?;
+        let closed = self.record("run.end", &run.id, outcome, details).await?;
+        let end = AttemptEnd {
+            ended_at: Timestamp::now(),
+            status,
+            throttled: summary.throttled,
+            read_backs,
+            last_seq: Some(closed.seq),
+        };
+        self.store.end_attempt(&run.id, attempt, end).await?;
+        let approvals = self.store.approvals(&run.id).await?;
+        let attempts = self.store.attempts(&run.id).await?;
+        let report = report::RunReport::new(report::ReportInputs {
+            run: &run,
+            status,
+            plan: &plan,
+            playbook_path: &run.playbook_path,
+            results: &summary.results,
+            tripped: summary.tripped,
+            stopped: summary.stopped,
+            refused: &summary.refused,
+            operator: self.operator.name.as_str(),
+            approvals: &approvals,
+            attempts: &attempts,
+            trail: &self.trail.path,
+            out: &out,
+        });
+        report::write_summary(&report, &report.files.summary, on_existing)
+            .map_err(|e| files(&e))?;
         Ok(Executed {
             run: run.id,
             summary,
             elapsed,
             results,
+            report,
         })
+    }
+
+    /// Mark run `id`, whose execution is being abandoned at once (a second Ctrl-C), as
+    /// `interrupted`: resumable, never left `running`. Its open attempt ends now (with the
+    /// 429s and read-backs it saw) and `run.interrupted` is recorded. Steps in flight keep
+    /// their journaled intents; `--resume` reads them back.
+    pub async fn interrupt(
+        &self,
+        id: &RunId,
+        throttled: u64,
+        read_backs: u64,
+    ) -> Result<(), LifecycleError> {
+        let now = Timestamp::now();
+        self.store
+            .set_status(id, RunStatus::Interrupted, now)
+            .await?;
+        let details = Details::new()
+            .with("throttled", throttled)
+            .and_then(|d| d.with("read_backs", read_backs));
+        let receipt = self
+            .record("run.interrupted", id, audit::Outcome::Failure, details)
+            .await?;
+        let open = self
+            .store
+            .attempts(id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|a| a.end.is_none());
+        if let Some(open) = open {
+            let end = AttemptEnd {
+                ended_at: now,
+                status: RunStatus::Interrupted,
+                throttled,
+                read_backs,
+                last_seq: Some(receipt.seq),
+            };
+            self.store.end_attempt(id, open.n, end).await?;
+        }
+        Ok(())
     }
 
     /// The preflight of a cleared run, before its first write: every app's token, the
@@ -891,12 +998,14 @@ impl<S: RunStore + 'static> Lifecycle<S> {
         run: &RunId,
         outcome: audit::Outcome,
         details: Result<Details, AuditError>,
-    ) -> Result<(), LifecycleError> {
-        let details = details?.with("origin", self.operator.origin.as_str())?;
+    ) -> Result<Receipt, LifecycleError> {
+        let mut details = details?.with("origin", self.operator.origin.as_str())?;
+        if let Some(ticket) = self.store.run(run).await?.ticket {
+            details = details.with("ticket", ticket.as_str())?;
+        }
         let event = Event::new(self.operator.name.as_str(), action, run.0.as_str(), outcome)?
             .with_details(details);
-        self.audit.record(event).await?;
-        Ok(())
+        Ok(self.audit.record(event).await?)
     }
 }
 

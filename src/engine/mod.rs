@@ -41,6 +41,7 @@ pub mod planner;
 pub mod preflight;
 pub mod read_back;
 pub mod refusal;
+pub mod ticket;
 pub mod trail;
 
 use crate::audit::AuditError;

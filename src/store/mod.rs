@@ -53,7 +53,8 @@ impl RunId {
 
 impl std::fmt::Display for RunId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        // `pad`, so that `{:<26}` lines up the columns of `runs list`.
+        f.pad(&self.0)
     }
 }
 
@@ -67,6 +68,9 @@ pub enum RunStatus {
     Running,
     /// Stopped by the operator (Ctrl-C) or by the circuit breaker; resumable.
     Stopped,
+    /// Aborted by a second Ctrl-C: users in flight were cut off (the journal holds their
+    /// intents); resumable like a stopped run.
+    Interrupted,
     /// Every planned (user, step) has an outcome.
     Finished,
 }
@@ -78,8 +82,18 @@ impl RunStatus {
             RunStatus::Planned => "planned",
             RunStatus::Running => "running",
             RunStatus::Stopped => "stopped",
+            RunStatus::Interrupted => "interrupted",
             RunStatus::Finished => "finished",
         }
+    }
+
+    /// True for a run that began executing and did not finish (running, or died running,
+    /// stopped, interrupted): it must be resumed, never started again.
+    pub fn unfinished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::Stopped | RunStatus::Interrupted
+        )
     }
 
     fn parse(text: &str) -> Option<RunStatus> {
@@ -87,6 +101,7 @@ impl RunStatus {
             "planned" => RunStatus::Planned,
             "running" => RunStatus::Running,
             "stopped" => RunStatus::Stopped,
+            "interrupted" => RunStatus::Interrupted,
             "finished" => RunStatus::Finished,
             _ => return None,
         })
@@ -167,6 +182,37 @@ pub struct RunRecord {
     pub plan_hash: String,
     /// Where the run stands.
     pub status: RunStatus,
+    /// The incident ticket the run is carried out under (`--ticket`), if any.
+    pub ticket: Option<String>,
+}
+
+/// One execution attempt of a run: the first `--execute`, then each `--resume`. A resumed
+/// run's time is the sum of its attempts'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// 1 for the first execution, then 2, 3, ... for each resume.
+    pub n: u32,
+    /// When it started executing.
+    pub started_at: Timestamp,
+    /// How it ended; `None` while it runs, or when its process died without recording it.
+    pub end: Option<AttemptEnd>,
+    /// The audit record that opened it (`run.execute`), by seq.
+    pub first_seq: Option<u64>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttemptEnd {
+    /// When.
+    pub ended_at: Timestamp,
+    /// The run's status it left (finished, stopped, interrupted).
+    pub status: RunStatus,
+    /// Responses Graph answered 429 during it.
+    pub throttled: u64,
+    /// Writes whose outcome was established by reading the tenant back during it.
+    pub read_backs: u64,
+    /// The last audit record it wrote (`run.end` or `run.interrupted`), by seq.
+    pub last_seq: Option<u64>,
 }
 
 /// One operator's approval of one exact plan, for one execution.
@@ -407,6 +453,34 @@ pub trait RunStore: Send + Sync {
         id: &RunId,
         at: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Set (or clear) the incident ticket the run is carried out under.
+    fn set_ticket(
+        &self,
+        id: &RunId,
+        ticket: Option<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Record that an execution attempt of run `id` started (after its `run.execute`
+    /// record, seq `first_seq`); returns its number.
+    fn begin_attempt(
+        &self,
+        id: &RunId,
+        at: Timestamp,
+        first_seq: Option<u64>,
+    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Record how attempt `n` of run `id` ended (only the first end is kept).
+    fn end_attempt(
+        &self,
+        id: &RunId,
+        n: u32,
+        end: AttemptEnd,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every execution attempt of run `id`, oldest first.
+    fn attempts(&self, id: &RunId)
+    -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
 
     /// Every approval of the run, of any plan hash (the gate counts the matching ones).
     fn approvals(

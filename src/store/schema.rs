@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -83,6 +83,29 @@ CREATE TABLE IF NOT EXISTS audit_witness (
 );
 ";
 
+/// Version 6: a run's incident ticket (`--ticket`, kept for `--resume`), and each execution
+/// attempt's start and end, so a resumed run reports its cumulative time, 429s and
+/// read-backs, and the audit records it spans. Only added; older binaries ignore them. The
+/// column is added only where it is missing, so a store marked older than it is (a
+/// downgrade's user_version) migrates again cleanly.
+const SCHEMA_V6_TICKET: &str = "ALTER TABLE runs ADD COLUMN ticket TEXT;";
+
+/// Version 6's table.
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id     TEXT NOT NULL REFERENCES runs(id),
+    n          INTEGER NOT NULL,
+    started_at TEXT NOT NULL,
+    first_seq  INTEGER,
+    ended_at   TEXT,
+    status     TEXT,
+    throttled  INTEGER,
+    read_backs INTEGER,
+    last_seq   INTEGER,
+    PRIMARY KEY (run_id, n)
+);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 /// Migrations run in one immediate transaction, so two processes opening an old store at
@@ -115,10 +138,25 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     if version < 5 {
         tx.execute_batch(SCHEMA_V5)?;
     }
+    if version < 6 {
+        if !has_column(&tx, "runs", "ticket")? {
+            tx.execute_batch(SCHEMA_V6_TICKET)?;
+        }
+        tx.execute_batch(SCHEMA_V6)?;
+    }
     if version < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;
     }
     tx.commit()
+}
+
+/// Whether `table` has a column `name`.
+fn has_column(conn: &Connection, table: &str, name: &str) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let names = stmt
+        .query_map([], |row| row.get::<_, String>(1))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names.iter().any(|n| n == name))
 }
 
 /// Give rows written before version 3 their typed facts, so `runs expire` still ends the

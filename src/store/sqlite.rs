@@ -19,8 +19,9 @@ use rusqlite::{Connection, MAIN_DB, OptionalExtension, TransactionBehavior, para
 use tokio::sync::oneshot;
 
 use super::{
-    Approval, Facts, IntentRecorded, JournalEntry, Membership, NewApproval, NewRun, Outcome,
-    Remediated, Removal, RunId, RunRecord, RunStatus, RunStore, StoreError, schema,
+    Approval, Attempt, AttemptEnd, Facts, IntentRecorded, JournalEntry, Membership, NewApproval,
+    NewRun, Outcome, Remediated, Removal, RunId, RunRecord, RunStatus, RunStore, StoreError,
+    schema,
 };
 
 /// Most jobs committed together; bounds the latency one commit adds to the first caller.
@@ -38,6 +39,10 @@ enum Job {
     Approve(RunId, NewApproval, Reply<Approval>),
     BeginExecution(RunId, Timestamp, Reply<()>),
     Approvals(RunId, Reply<Vec<Approval>>),
+    SetTicket(RunId, Option<String>, Reply<()>),
+    BeginAttempt(RunId, Timestamp, Option<u64>, Reply<u32>),
+    EndAttempt(RunId, u32, AttemptEnd, Reply<()>),
+    Attempts(RunId, Reply<Vec<Attempt>>),
     Intent {
         run: RunId,
         user_id: String,
@@ -165,6 +170,30 @@ impl RunStore for SqliteStore {
     async fn begin_execution(&self, id: &RunId, at: Timestamp) -> Result<(), StoreError> {
         self.ask(|reply| Job::BeginExecution(id.clone(), at, reply))
             .await
+    }
+
+    async fn set_ticket(&self, id: &RunId, ticket: Option<String>) -> Result<(), StoreError> {
+        self.ask(|reply| Job::SetTicket(id.clone(), ticket, reply))
+            .await
+    }
+
+    async fn begin_attempt(
+        &self,
+        id: &RunId,
+        at: Timestamp,
+        first_seq: Option<u64>,
+    ) -> Result<u32, StoreError> {
+        self.ask(|reply| Job::BeginAttempt(id.clone(), at, first_seq, reply))
+            .await
+    }
+
+    async fn end_attempt(&self, id: &RunId, n: u32, end: AttemptEnd) -> Result<(), StoreError> {
+        self.ask(|reply| Job::EndAttempt(id.clone(), n, end, reply))
+            .await
+    }
+
+    async fn attempts(&self, id: &RunId) -> Result<Vec<Attempt>, StoreError> {
+        self.ask(|reply| Job::Attempts(id.clone(), reply)).await
     }
 
     async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
@@ -304,6 +333,8 @@ fn defer_error(job: Job) -> Deferred {
     match job {
         Job::CreateRun(_, r)
         | Job::SetStatus(_, _, _, r)
+        | Job::SetTicket(_, _, r)
+        | Job::EndAttempt(_, _, _, r)
         | Job::Outcome { reply: r, .. }
         | Job::Facts { reply: r, .. } => defer(r, Err(unreachable())),
         Job::Run(_, r) => defer(r, Err(unreachable())),
@@ -312,6 +343,8 @@ fn defer_error(job: Job) -> Deferred {
         Job::Approve(_, _, r) => defer(r, Err(unreachable())),
         Job::BeginExecution(_, _, r) => defer(r, Err(unreachable())),
         Job::Approvals(_, r) => defer(r, Err(unreachable())),
+        Job::BeginAttempt(_, _, _, r) => defer(r, Err(unreachable())),
+        Job::Attempts(_, r) => defer(r, Err(unreachable())),
         Job::Intent { reply, .. } => defer(reply, Err(unreachable())),
         Job::Journal(_, r) => defer(r, Err(unreachable())),
         Job::Remediated(_, _, r) => defer(r, Err(unreachable())),
@@ -350,6 +383,10 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
         Job::Approve(id, approval, reply) => settle(reply, db.approve(&id, approval)),
         Job::BeginExecution(id, at, reply) => settle(reply, db.begin_execution(&id, at)),
         Job::Approvals(id, reply) => settle(reply, db.approvals(&id)),
+        Job::SetTicket(id, ticket, reply) => settle(reply, db.set_ticket(&id, ticket.as_deref())),
+        Job::BeginAttempt(id, at, seq, reply) => settle(reply, db.begin_attempt(&id, at, seq)),
+        Job::EndAttempt(id, n, end, reply) => settle(reply, db.end_attempt(&id, n, &end)),
+        Job::Attempts(id, reply) => settle(reply, db.attempts(&id)),
         Job::Intent {
             run,
             user_id,
@@ -470,7 +507,7 @@ impl Db<'_> {
             .conn
             .query_row(
                 "SELECT id, created_at, updated_at, playbook_name, playbook_path, tenant,
-                        plan_hash, status FROM runs WHERE id = ?1",
+                        plan_hash, status, ticket FROM runs WHERE id = ?1",
                 params![id.0],
                 raw_run,
             )
@@ -487,7 +524,7 @@ impl Db<'_> {
             .conn
             .prepare(
                 "SELECT id, created_at, updated_at, playbook_name, playbook_path, tenant,
-                        plan_hash, status FROM runs ORDER BY created_at DESC, id DESC",
+                        plan_hash, status, ticket FROM runs ORDER BY created_at DESC, id DESC",
             )
             .map_err(|e| self.sqlite(e))?;
         let rows = stmt
@@ -528,7 +565,125 @@ impl Db<'_> {
             playbook_path: raw.playbook_path,
             tenant: raw.tenant,
             plan_hash: raw.plan_hash,
+            ticket: raw.ticket,
         })
+    }
+
+    fn set_ticket(&self, id: &RunId, ticket: Option<&str>) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE runs SET ticket = ?2 WHERE id = ?1",
+                params![id.0, ticket],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if changed == 0 {
+            return Err(StoreError::UnknownRun(id.clone()));
+        }
+        Ok(())
+    }
+
+    fn begin_attempt(
+        &self,
+        id: &RunId,
+        at: Timestamp,
+        first_seq: Option<u64>,
+    ) -> Result<u32, StoreError> {
+        self.run(id)?;
+        let n: u32 = self
+            .conn
+            .query_row(
+                "SELECT coalesce(max(n), 0) + 1 FROM attempts WHERE run_id = ?1",
+                params![id.0],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.sqlite(e))?;
+        self.conn
+            .execute(
+                "INSERT INTO attempts (run_id, n, started_at, first_seq) VALUES (?1, ?2, ?3, ?4)",
+                params![id.0, n, at.to_string(), first_seq.map(|s| s as i64)],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(n)
+    }
+
+    fn end_attempt(&self, id: &RunId, n: u32, end: &AttemptEnd) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE attempts SET ended_at = ?3, status = ?4, throttled = ?5, read_backs = ?6,
+                                     last_seq = ?7
+                 WHERE run_id = ?1 AND n = ?2 AND ended_at IS NULL",
+                params![
+                    id.0,
+                    n,
+                    end.ended_at.to_string(),
+                    end.status.as_str(),
+                    end.throttled as i64,
+                    end.read_backs as i64,
+                    end.last_seq.map(|s| s as i64)
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    fn attempts(&self, id: &RunId) -> Result<Vec<Attempt>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT n, started_at, first_seq, ended_at, status, throttled, read_backs, last_seq
+                 FROM attempts WHERE run_id = ?1 ORDER BY n",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        type Row = (
+            u32,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows = stmt
+            .query_map(params![id.0], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<Row>, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        rows.into_iter()
+            .map(
+                |(n, started, first_seq, ended, status, throttled, read_backs, last_seq)| {
+                    let end = match (ended, status) {
+                        (Some(ended), Some(status)) => Some(AttemptEnd {
+                            ended_at: self.time("attempts.ended_at", &ended)?,
+                            status: RunStatus::parse(&status)
+                                .ok_or_else(|| self.corrupt("attempts.status", &status))?,
+                            throttled: throttled.unwrap_or(0).max(0) as u64,
+                            read_backs: read_backs.unwrap_or(0).max(0) as u64,
+                            last_seq: last_seq.map(|s| s as u64),
+                        }),
+                        _ => None,
+                    };
+                    Ok(Attempt {
+                        n,
+                        started_at: self.time("attempts.started_at", &started)?,
+                        end,
+                        first_seq: first_seq.map(|s| s as u64),
+                    })
+                },
+            )
+            .collect()
     }
 
     fn set_status(&self, id: &RunId, status: RunStatus, at: Timestamp) -> Result<(), StoreError> {
@@ -990,6 +1145,7 @@ struct RawRun {
     tenant: String,
     plan_hash: String,
     status: String,
+    ticket: Option<String>,
 }
 
 fn raw_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
@@ -1002,6 +1158,7 @@ fn raw_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
         tenant: row.get(5)?,
         plan_hash: row.get(6)?,
         status: row.get(7)?,
+        ticket: row.get(8)?,
     })
 }
 
@@ -1284,6 +1441,61 @@ mod tests {
             store.journal(&RunId("r-new".into())).await.unwrap().len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn tickets_and_attempts_are_kept_with_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.sqlite");
+        let id = RunId("r".into());
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-01-01T00:01:30Z".parse().unwrap();
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.create_run(new_run("r", "h")).await.unwrap();
+            assert_eq!(store.run(&id).await.unwrap().ticket, None);
+            store.set_ticket(&id, Some("INC-42".into())).await.unwrap();
+            assert_eq!(store.begin_attempt(&id, t0, Some(7)).await.unwrap(), 1);
+            let end = AttemptEnd {
+                ended_at: t1,
+                status: RunStatus::Interrupted,
+                throttled: 3,
+                read_backs: 2,
+                last_seq: Some(90),
+            };
+            store.end_attempt(&id, 1, end.clone()).await.unwrap();
+            // Only the first end counts.
+            let later = AttemptEnd {
+                status: RunStatus::Finished,
+                ..end
+            };
+            store.end_attempt(&id, 1, later).await.unwrap();
+            assert_eq!(store.begin_attempt(&id, t1, None).await.unwrap(), 2);
+            assert!(matches!(
+                store.set_ticket(&RunId("nope".into()), None).await,
+                Err(StoreError::UnknownRun(_))
+            ));
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.run(&id).await.unwrap().ticket.as_deref(),
+            Some("INC-42")
+        );
+        let attempts = store.attempts(&id).await.unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].first_seq, Some(7));
+        let end = attempts[0].end.as_ref().unwrap();
+        assert_eq!(
+            (
+                end.ended_at,
+                end.status,
+                end.throttled,
+                end.read_backs,
+                end.last_seq
+            ),
+            (t1, RunStatus::Interrupted, 3, 2, Some(90))
+        );
+        assert_eq!((attempts[1].n, attempts[1].end.as_ref()), (2, None));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::{
-    Approval, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun, Outcome, Remediated, RunId,
-    RunRecord, RunStatus, RunStore, StoreError,
+    Approval, Attempt, AttemptEnd, Facts, IntentRecorded, JournalEntry, NewApproval, NewRun,
+    Outcome, Remediated, RunId, RunRecord, RunStatus, RunStore, StoreError,
 };
 
 /// Time spent in journal calls.
@@ -86,6 +86,23 @@ impl<S: RunStore> RunStore for TimedStore<S> {
 
     async fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
         self.inner.approvals(id).await
+    }
+    async fn set_ticket(&self, id: &RunId, ticket: Option<String>) -> Result<(), StoreError> {
+        self.inner.set_ticket(id, ticket).await
+    }
+    async fn begin_attempt(
+        &self,
+        id: &RunId,
+        at: Timestamp,
+        first_seq: Option<u64>,
+    ) -> Result<u32, StoreError> {
+        self.inner.begin_attempt(id, at, first_seq).await
+    }
+    async fn end_attempt(&self, id: &RunId, n: u32, end: AttemptEnd) -> Result<(), StoreError> {
+        self.inner.end_attempt(id, n, end).await
+    }
+    async fn attempts(&self, id: &RunId) -> Result<Vec<Attempt>, StoreError> {
+        self.inner.attempts(id).await
     }
     async fn record_intent(
         &self,

@@ -222,11 +222,9 @@ mod tests {
             // A store of the version before: no audit_witness table.
             drop(SqliteStore::open(&db).unwrap());
             let conn = Connection::open(&db).unwrap();
-            conn.execute_batch(&format!(
-                "DROP TABLE audit_witness; PRAGMA user_version = {};",
-                schema::VERSION - 1
-            ))
-            .unwrap();
+            // Version 4: the last before the witness table.
+            conn.execute_batch("DROP TABLE audit_witness; PRAGMA user_version = 4;")
+                .unwrap();
         }
         let ro = StoreWitness::read_only(&db, &trail).unwrap().unwrap();
         assert_eq!(ro.last_seen().unwrap(), None);

@@ -19,8 +19,9 @@ use resetctl::directory::{
 };
 use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator};
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::Figures;
 use crate::cli::BenchArgs;
 use crate::cmd::{CmdResult, Exit, Failure};
 
@@ -38,7 +39,7 @@ const APPS: usize = 3;
 const PIPELINES: usize = 64;
 
 /// Run both phases and print the figures.
-pub async fn run(args: &BenchArgs) -> CmdResult {
+pub async fn run(figures: &mut Figures, args: &BenchArgs) -> CmdResult {
     let n = args.n.unwrap_or(2_000) as usize;
     let scale = args.time_scale;
     if !(scale.is_finite() && scale >= 1.0) {
@@ -53,7 +54,8 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
             "--n must be between 1 and 100,000",
         ));
     }
-    println!(
+    let mut phases = Vec::new();
+    figures.line(format_args!(
         "graph: {n} users, force-change + revoke each ({} writes), {}, emulated Graph with real quotas at time scale {scale} \
          (one 150 s window = {:.1} s), latency {} ms real time ({:.1} ms emulated), release build: {}",
         2 * n,
@@ -66,7 +68,7 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
         args.latency_ms,
         args.latency_ms as f64 / scale,
         !cfg!(debug_assertions),
-    );
+    ));
     let mut missed = false;
     for (apps, target) in [(1usize, 0.95), (APPS, 0.90)] {
         let r = phase(n, apps, scale, args.latency_ms, args.batch).await?;
@@ -83,7 +85,23 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
         };
         let ok = share >= target && throttled <= 0.01 && r.failed == 0;
         missed |= !ok;
-        println!(
+        phases.push(json!({
+            "apps": apps,
+            "writes_per_second": real_rate,
+            "quota_per_second": quota,
+            "share_of_quota": share,
+            "target_share": target,
+            "sustained_share": sustained,
+            "throttled": r.throttled,
+            "requests": r.requests,
+            "throttled_share": throttled,
+            "writes": r.writes,
+            "emulated_seconds": r.seconds,
+            "failed": r.failed,
+            "statuses": r.statuses,
+            "ok": ok,
+        }));
+        figures.line(format_args!(
             "{apps} app{}: {:.2} writes/s real time against a quota of {quota:.0}/s = {:.1} % (target {:.0} %; \
              {:.1} % without the initial burst); 429s {} of {} requests = {:.2} % (target ≤ 1 %); {} writes in {:.2} s emulated; failed writes {}; {}",
             if apps == 1 { "" } else { "s" },
@@ -98,11 +116,26 @@ pub async fn run(args: &BenchArgs) -> CmdResult {
             r.seconds,
             r.failed,
             if ok { "OK" } else { "MISSED" },
-        );
+        ));
         if !r.statuses.is_empty() {
-            println!("  statuses during the writes: {:?}", r.statuses);
+            figures.line(format_args!(
+                "  statuses during the writes: {:?}",
+                r.statuses
+            ));
         }
     }
+    figures.set(
+        "graph",
+        json!({
+            "users": n,
+            "writes": 2 * n,
+            "batch": args.batch,
+            "time_scale": scale,
+            "latency_ms": args.latency_ms,
+            "release_build": !cfg!(debug_assertions),
+            "phases": phases,
+        }),
+    );
     Ok(if missed { Exit::Partial } else { Exit::Success })
 }
 

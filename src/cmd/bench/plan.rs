@@ -17,7 +17,7 @@ use futures::TryStreamExt;
 use resetctl::directory::{Directory, RiskLevel, UserQuery};
 use resetctl::emulator::EmulatorConfig;
 
-use super::ScratchDir;
+use super::{Figures, ScratchDir};
 use crate::cmd::{CmdResult, Exit, Failure, tenant};
 
 /// Users of the tenant and rows of the CSV.
@@ -42,7 +42,7 @@ fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
 }
 
 /// Run the planning benchmark; `users` overrides the tenant size.
-pub async fn run(users: Option<u64>) -> CmdResult {
+pub async fn run(figures: &mut Figures, users: Option<u64>) -> CmdResult {
     let users = users.map_or(USERS, |n| n.clamp(10, u64::from(USERS)) as u32);
     let dir = ScratchDir::new("plan")?;
     let seeded = Instant::now();
@@ -103,27 +103,42 @@ pub async fn run(users: Option<u64>) -> CmdResult {
     let size_mb = |name: &str| {
         std::fs::metadata(dir.path().join("out").join(name)).map_or(0, |m| m.len() / 1_000_000)
     };
-    println!(
+    let took_s = took.as_secs_f64();
+    figures.line(format_args!(
         "bench plan: `resetctl plan` of {users} CSV targets against a {users}-user emulated tenant \
          (seeded in {:.1} s; client quotas at time scale {TIME_SCALE})",
         seeded.as_secs_f64()
-    );
-    println!(
-        "  time                  {:.2} s (goal under 10 s)",
-        took.as_secs_f64()
-    );
-    println!("  peak RSS              {peak_mb} MB (the plan process alone; goal under 500 MB)");
-    println!(
+    ));
+    figures.line(format_args!(
+        "  time                  {took_s:.2} s (goal under 10 s)"
+    ));
+    figures.line(format_args!(
+        "  peak RSS              {peak_mb} MB (the plan process alone; goal under 500 MB)"
+    ));
+    figures.line(format_args!(
         "  files                 plan.json {} MB, targets.csv {} MB",
         size_mb("plan.json"),
         size_mb("targets.csv")
-    );
-    if let Some(high) = high_risk_users(tenant.directory.as_ref()).await {
-        println!(
+    ));
+    let high = high_risk_users(tenant.directory.as_ref()).await;
+    if let Some(high) = high {
+        figures.line(format_args!(
             "  at real quotas        risk levels need {} s ({high} high-risk users, 500 per request, 1 request/s)",
             high.div_ceil(500)
-        );
+        ));
     }
+    figures.set(
+        "plan",
+        serde_json::json!({
+            "users": users,
+            "seconds": took_s,
+            "peak_rss_mb": peak_mb,
+            "plan_json_mb": size_mb("plan.json"),
+            "targets_csv_mb": size_mb("targets.csv"),
+            "high_risk_users": high,
+            "time_scale": TIME_SCALE,
+        }),
+    );
     tenant.close().await;
     Ok(Exit::Success)
 }

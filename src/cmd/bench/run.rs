@@ -23,7 +23,7 @@ use resetctl::playbook;
 use resetctl::store::{Outcome, SqliteStore, TimedStore};
 use tokio::sync::watch;
 
-use super::ScratchDir;
+use super::{Figures, ScratchDir};
 use crate::cmd::tenant;
 use crate::cmd::{CmdResult, Exit, Failure};
 
@@ -36,9 +36,9 @@ fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
 }
 
 /// Run both benchmarks; `users` sizes the execution one.
-pub async fn run(users: Option<u64>) -> CmdResult {
-    execution(users.unwrap_or(10_000) as u32).await?;
-    super::plan::run(None).await
+pub async fn run(figures: &mut Figures, users: Option<u64>) -> CmdResult {
+    execution(figures, users.unwrap_or(10_000) as u32).await?;
+    super::plan::run(figures, None).await
 }
 
 const PLAYBOOK: &str = "name: bench
@@ -51,7 +51,7 @@ steps:
   - revoke_sessions
 ";
 
-async fn execution(users: u32) -> Result<(), Failure> {
+async fn execution(figures: &mut Figures, users: u32) -> Result<(), Failure> {
     let dir = ScratchDir::new("run")?;
     let mut config = EmulatorConfig::seeded(users, 42);
     config.time_scale = TIME_SCALE;
@@ -130,39 +130,62 @@ async fn execution(users: u32) -> Result<(), Failure> {
     let quota_per_s = 20.0 * TIME_SCALE;
     let bound = writes as f64 / quota_per_s;
     let journal = store.busy();
-    println!(
+    let wall_s = wall.as_secs_f64();
+    let succeeded = summary.count(Outcome::Succeeded);
+    let failed = summary.count(Outcome::Failed) + summary.count(Outcome::ManualCheck);
+    let journal_mean_ms = 1e3 * journal.total.as_secs_f64() / journal.calls.max(1) as f64;
+    let journal_share = journal.total.as_secs_f64() / (wall_s * concurrency as f64);
+    let peak = peak_rss_mb();
+    figures.line(format_args!(
         "bench run: {users} users, scramble + revoke, emulator latency {LATENCY_MS} ms, Graph quotas, time scale {TIME_SCALE}"
-    );
-    println!("  automated users       {automated} ({writes} directory writes)");
-    println!(
-        "  succeeded / failed    {} / {}",
-        summary.count(Outcome::Succeeded),
-        summary.count(Outcome::Failed) + summary.count(Outcome::ManualCheck)
-    );
-    println!(
-        "  wall time             {:.2} s  (quota bound {:.2} s: {:.1} % of the quota's pace)",
-        wall.as_secs_f64(),
-        bound,
-        100.0 * bound / wall.as_secs_f64()
-    );
-    println!(
+    ));
+    figures.line(format_args!(
+        "  automated users       {automated} ({writes} directory writes)"
+    ));
+    figures.line(format_args!(
+        "  succeeded / failed    {succeeded} / {failed}"
+    ));
+    figures.line(format_args!(
+        "  wall time             {wall_s:.2} s  (quota bound {bound:.2} s: {:.1} % of the quota's pace)",
+        100.0 * bound / wall_s
+    ));
+    figures.line(format_args!(
         "  in real time          {:.0} s for {writes} writes = {:.2} writes/s against Graph's 20/s",
-        wall.as_secs_f64() * TIME_SCALE,
-        writes as f64 / (wall.as_secs_f64() * TIME_SCALE)
-    );
-    println!(
+        wall_s * TIME_SCALE,
+        writes as f64 / (wall_s * TIME_SCALE)
+    ));
+    figures.line(format_args!(
         "  429 share             {throttled} of {requests} requests = {:.2} %",
         100.0 * throttled as f64 / requests.max(1) as f64
-    );
-    println!(
-        "  journal               {} calls, {:.2} ms mean, {:.1} % of pipeline time ({concurrency} pipelines)",
+    ));
+    figures.line(format_args!(
+        "  journal               {} calls, {journal_mean_ms:.2} ms mean, {:.1} % of pipeline time ({concurrency} pipelines)",
         journal.calls,
-        1e3 * journal.total.as_secs_f64() / journal.calls.max(1) as f64,
-        100.0 * journal.total.as_secs_f64() / (wall.as_secs_f64() * concurrency as f64)
-    );
-    println!(
-        "  peak RSS              {} MB (process, emulator included)",
-        peak_rss_mb()
+        100.0 * journal_share
+    ));
+    figures.line(format_args!(
+        "  peak RSS              {peak} MB (process, emulator included)"
+    ));
+    figures.set(
+        "run",
+        serde_json::json!({
+            "users": users,
+            "automated": automated,
+            "directory_writes": writes,
+            "succeeded": succeeded,
+            "failed": failed,
+            "wall_seconds": wall_s,
+            "quota_bound_seconds": bound,
+            "time_scale": TIME_SCALE,
+            "latency_ms": LATENCY_MS,
+            "requests": requests,
+            "throttled": throttled,
+            "journal_calls": journal.calls,
+            "journal_mean_ms": journal_mean_ms,
+            "journal_share": journal_share,
+            "concurrency": concurrency,
+            "peak_rss_mb": peak,
+        }),
     );
     Ok(())
 }
