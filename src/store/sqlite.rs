@@ -433,6 +433,18 @@ struct Db<'a> {
 }
 
 impl Db<'_> {
+    /// Every row `sql` answers for `params`, read as the tuple type `T` (column by column).
+    fn rows<T>(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+    {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sqlite(e))?;
+        stmt.query_map(params, |row| T::try_from(row))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<T>, _>>()
+            .map_err(|e| self.sqlite(e))
+    }
+
     fn sqlite(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.to_owned(),
@@ -628,13 +640,6 @@ impl Db<'_> {
     }
 
     fn attempts(&self, id: &RunId) -> Result<Vec<Attempt>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT n, started_at, first_seq, ended_at, status, throttled, read_backs, last_seq
-                 FROM attempts WHERE run_id = ?1 ORDER BY n",
-            )
-            .map_err(|e| self.sqlite(e))?;
         type Row = (
             u32,
             String,
@@ -645,22 +650,11 @@ impl Db<'_> {
             Option<i64>,
             Option<i64>,
         );
-        let rows = stmt
-            .query_map(params![id.0], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                    row.get(7)?,
-                ))
-            })
-            .map_err(|e| self.sqlite(e))?
-            .collect::<Result<Vec<Row>, _>>()
-            .map_err(|e| self.sqlite(e))?;
+        let rows: Vec<Row> = self.rows(
+            "SELECT n, started_at, first_seq, ended_at, status, throttled, read_backs, last_seq
+             FROM attempts WHERE run_id = ?1 ORDER BY n",
+            params![id.0],
+        )?;
         rows.into_iter()
             .map(
                 |(n, started, first_seq, ended, status, throttled, read_backs, last_seq)| {
@@ -761,13 +755,6 @@ impl Db<'_> {
     }
 
     fn approvals(&self, id: &RunId) -> Result<Vec<Approval>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT operator, plan_hash, approved_at, origin, audit_seq, audit_hash, consumed_at
-                 FROM approvals WHERE run_id = ?1 ORDER BY approved_at, operator",
-            )
-            .map_err(|e| self.sqlite(e))?;
         type Row = (
             String,
             String,
@@ -777,21 +764,11 @@ impl Db<'_> {
             Option<String>,
             Option<String>,
         );
-        let rows = stmt
-            .query_map(params![id.0], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                ))
-            })
-            .map_err(|e| self.sqlite(e))?
-            .collect::<Result<Vec<Row>, _>>()
-            .map_err(|e| self.sqlite(e))?;
+        let rows: Vec<Row> = self.rows(
+            "SELECT operator, plan_hash, approved_at, origin, audit_seq, audit_hash, consumed_at
+             FROM approvals WHERE run_id = ?1 ORDER BY approved_at, operator",
+            params![id.0],
+        )?;
         rows.into_iter()
             .map(|(operator, plan_hash, at, origin, seq, hash, consumed)| {
                 Ok(Approval {
@@ -967,26 +944,13 @@ impl Db<'_> {
             .unwrap_or(since)
             .strftime("%Y-%m-%dT%H:%M:%S")
             .to_string();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT j.user_id, j.run_id, j.outcome_at FROM journal j
-                 JOIN runs r ON r.id = j.run_id
-                 WHERE r.tenant = ?1 AND j.outcome = 'succeeded' AND j.outcome_at >= ?2
-                   AND j.step NOT LIKE '%:notify'",
-            )
-            .map_err(|e| self.sqlite(e))?;
-        let rows = stmt
-            .query_map(params![tenant, coarse], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| self.sqlite(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.sqlite(e))?;
+        let rows: Vec<(String, String, String)> = self.rows(
+            "SELECT j.user_id, j.run_id, j.outcome_at FROM journal j
+             JOIN runs r ON r.id = j.run_id
+             WHERE r.tenant = ?1 AND j.outcome = 'succeeded' AND j.outcome_at >= ?2
+               AND j.step NOT LIKE '%:notify'",
+            params![tenant, coarse],
+        )?;
         let mut latest: std::collections::HashMap<String, Remediated> =
             std::collections::HashMap::new();
         for (user_id, run, at) in rows {
