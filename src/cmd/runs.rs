@@ -17,7 +17,7 @@ use crate::cli::{GlobalArgs, OutputFormat, RunsAction, RunsArgs};
 use resetctl::audit::AuditHandle;
 use resetctl::engine::expire;
 use resetctl::engine::lifecycle::{ApprovalReceipt, Lifecycle};
-use resetctl::engine::operator::{Operator, OperatorName};
+use resetctl::engine::operator::OperatorName;
 use resetctl::engine::plan::Plan;
 use resetctl::store::{Facts, JournalEntry, RunId, RunRecord, RunStore, SqliteStore};
 use resetctl::targeting::Bucket;
@@ -407,7 +407,7 @@ async fn approve(
 ) -> CmdResult {
     let name = OperatorName::parse(operator)
         .map_err(|e| Failure::new(Exit::Invalid, format!("--as: {e}")))?;
-    let approver = Operator::new(name, &context.operator.origin);
+    let approver = context.operator.named(name);
     let trail = context.open_trail(&store).await?;
     let lifecycle = Lifecycle::new(
         std::sync::Arc::new(store),

@@ -95,6 +95,14 @@ impl Operator {
             origin: escape(origin),
         }
     }
+
+    /// Another operator acting through this one's origin (kept as it is: already escaped).
+    pub fn named(&self, name: OperatorName) -> Operator {
+        Operator {
+            name,
+            origin: self.origin.clone(),
+        }
+    }
 }
 
 /// `text` with control and format characters (and backslashes) escaped as `\u{..}`, safe to
@@ -176,6 +184,14 @@ mod tests {
             OperatorName::parse(&"a".repeat(MAX_NAME_CHARS + 1)),
             Err(OperatorError::TooLong)
         );
+    }
+
+    #[test]
+    fn an_operator_named_through_another_keeps_its_origin_escaped_once() {
+        let cli = Operator::new(OperatorName::parse("ops").unwrap(), "cli CORP\\ops@ws");
+        assert_eq!(cli.origin, "cli CORP\\\\ops@ws");
+        let approver = cli.named(OperatorName::parse("alice").unwrap());
+        assert_eq!(approver.origin, cli.origin);
     }
 
     #[test]
