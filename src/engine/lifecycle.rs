@@ -368,7 +368,13 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             include_remediated,
         } = options;
         let on_existing = out_files(out.as_deref(), overwrite);
-        let remediated = self.recently_remediated(tenant, &source.playbook).await?;
+        let include_remediated = include_remediated || source.playbook.guards.include_remediated;
+        // A deliberate second wave plans everyone: the earlier runs need not be read.
+        let remediated = if include_remediated {
+            HashMap::new()
+        } else {
+            self.recently_remediated(tenant, &source.playbook).await?
+        };
         let plan = planner::build_plan(
             tenant.directory.as_ref(),
             PlanRequest {
@@ -379,7 +385,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                 runner_accounts: tenant.runner_accounts,
                 resolve,
                 remediated: &remediated,
-                include_remediated: include_remediated || source.playbook.guards.include_remediated,
+                include_remediated,
             },
         )
         .await?;
