@@ -869,6 +869,18 @@ impl Db<'_> {
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
+        self.intent_was_there(changed, run, user_id, step)
+    }
+
+    /// An update of a journal row that `changed` nothing is fine when the row exists (an
+    /// outcome, once known, is kept); without the row it had no intent to update.
+    fn intent_was_there(
+        &self,
+        changed: usize,
+        run: &RunId,
+        user_id: &str,
+        step: &str,
+    ) -> Result<(), StoreError> {
         if changed == 0 && self.entry(run, user_id, step)?.is_none() {
             return Err(StoreError::OutcomeWithoutIntent {
                 run: run.clone(),
@@ -903,14 +915,7 @@ impl Db<'_> {
                 ],
             )
             .map_err(|e| self.sqlite(e))?;
-        if changed == 0 && self.entry(run, user_id, step)?.is_none() {
-            return Err(StoreError::OutcomeWithoutIntent {
-                run: run.clone(),
-                user_id: user_id.to_owned(),
-                step: step.to_owned(),
-            });
-        }
-        Ok(())
+        self.intent_was_there(changed, run, user_id, step)
     }
 
     fn journal(&self, run: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
