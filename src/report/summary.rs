@@ -455,7 +455,10 @@ impl RunReport {
                 ),
             ),
         ];
-        let mut md = format!("# resetctl run {}\n\n| | |\n|---|---|\n", self.id);
+        let mut md = format!(
+            "# resetctl run {}\n\n| field | value |\n|---|---|\n",
+            self.id
+        );
         for (label, value) in facts {
             let _ = writeln!(md, "| {label} | {value} |");
         }
