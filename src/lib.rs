@@ -10,6 +10,7 @@
 //! - [`playbook`]: the playbook language: types, loading with `file:line:col`
 //!   diagnostics, semantic validation.
 //! - [`audit`]: the append-only, hash-chained audit trail and its verifier.
+//! - [`comms`]: what a run tells people: templates, channels, delivery.
 //! - [`engine`]: plan, gate and execute a playbook's per-user steps; resume.
 //! - [`report`]: the CSV files an operator reads (targets, manual queue).
 //! - [`spreadsheet`]: formula neutralisation of CSV cells, and its exact inverse.
@@ -26,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod comms;
 pub mod config;
 pub mod directory;
 pub mod emulator;

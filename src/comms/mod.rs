@@ -1,0 +1,17 @@
+//! Communications: what a run tells people, rendered from templates and sent over the
+//! channels the organisation configured.
+//!
+//! - [`channel`]: the [`Channel`] seam every sender implements (Graph mail, SMTP, Twilio,
+//!   ACS SMS, Teams Workflows, a generic webhook), with its own error and limits.
+//! - [`message`]: one outbound message: its address, its rendered content and the key that
+//!   makes a re-send recognisable.
+//!
+//! Recipients come from the directory only (the user's `mail` and `mobilePhone`, the
+//! manager's); nothing a requester types becomes an address.
+
+pub mod channel;
+pub mod context;
+pub mod message;
+
+pub use channel::{Channel, ChannelError, ChannelErrorKind, ChannelTraits, Limits, Receipt};
+pub use message::{Address, Content, Outbound};
