@@ -30,7 +30,9 @@ impl Address {
         match self {
             Address::Email(mail) => mask_email(mail),
             Address::Phone(number) => mask_phone(number),
-            Address::Teams { mention: Some((upn, _)) } => format!("teams:{}", mask_email(upn)),
+            Address::Teams {
+                mention: Some((upn, _)),
+            } => format!("teams:{}", mask_email(upn)),
             Address::Teams { mention: None } => "teams:channel".into(),
             Address::Webhook => "webhook".into(),
         }
@@ -137,7 +139,10 @@ mod tests {
             Address::Email("alice@contoso.com".into()).masked(),
             "a***@contoso.com"
         );
-        assert_eq!(Address::Phone("+447700900123".into()).masked(), "+44*******123");
+        assert_eq!(
+            Address::Phone("+447700900123".into()).masked(),
+            "+44*******123"
+        );
         assert_eq!(Address::Phone("+1234".into()).masked(), "*****");
     }
 

@@ -9,6 +9,7 @@
 //! Recipients come from the directory only (the user's `mail` and `mobilePhone`, the
 //! manager's); nothing a requester types becomes an address.
 
+pub mod card;
 pub mod channel;
 pub mod context;
 pub mod message;
