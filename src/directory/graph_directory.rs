@@ -21,12 +21,12 @@ use crate::graph::{BatchItem, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_
 /// Properties selected when listing or getting users (the default set lacks
 /// `accountEnabled`, `department`, `onPremisesSyncEnabled`:
 /// <https://learn.microsoft.com/graph/api/user-list>).
-pub const USER_SELECT: &str = "id,userPrincipalName,displayName,mail,department,jobTitle,mobilePhone,\
+pub const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,preferredLanguage,mail,department,jobTitle,mobilePhone,\
 businessPhones,accountEnabled,onPremisesSyncEnabled,userType,lastPasswordChangeDateTime,\
 signInSessionsValidFromDateTime,createdDateTime";
 
 /// Properties selected on a manager (user or org contact).
-const MANAGER_SELECT: &str = "id,displayName,userPrincipalName,mail,mobilePhone";
+const MANAGER_SELECT: &str = "id,displayName,givenName,preferredLanguage,userPrincipalName,mail,mobilePhone";
 
 /// The directory of one tenant, through Graph.
 #[derive(Debug, Clone)]

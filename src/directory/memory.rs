@@ -80,6 +80,8 @@ struct State {
     assignments: Vec<RoleAssignment>,
     scripted: HashMap<Op, VecDeque<Scripted>>,
     calls: HashMap<Op, usize>,
+    /// User id → the id of the user's manager.
+    managers: HashMap<String, String>,
 }
 
 /// A tenant in memory. Build it with [`MemoryDirectory::with_user`] and friends.
@@ -132,6 +134,8 @@ impl MemoryDirectory {
             id: format!("id-{upn}"),
             upn: upn.to_owned(),
             display_name: None,
+            given_name: None,
+            preferred_language: None,
             mail: None,
             department: None,
             job_title: None,
@@ -144,6 +148,38 @@ impl MemoryDirectory {
             sign_in_sessions_valid_from: None,
             created: None,
         });
+        self
+    }
+
+    /// Sets the contact details of the user `upn` (added before): display name, mail, mobile
+    /// phone and preferred language, as the directory holds them.
+    pub fn with_contact(
+        self,
+        upn: &str,
+        mail: Option<&str>,
+        mobile: Option<&str>,
+        language: Option<&str>,
+    ) -> Self {
+        {
+            let mut state = self.state();
+            let user = state
+                .users
+                .iter_mut()
+                .find(|u| u.upn == upn)
+                .unwrap_or_else(|| panic!("with_contact: no user {upn}"));
+            user.display_name = Some(upn.split('@').next().unwrap_or(upn).to_owned());
+            user.mail = mail.map(str::to_owned);
+            user.mobile_phone = mobile.map(str::to_owned);
+            user.preferred_language = language.map(str::to_owned);
+        }
+        self
+    }
+
+    /// Makes the user `manager_upn` (added before) the manager of `upn`.
+    pub fn with_manager(self, upn: &str, manager_upn: &str) -> Self {
+        self.state()
+            .managers
+            .insert(format!("id-{upn}"), format!("id-{manager_upn}"));
         self
     }
 
@@ -371,8 +407,21 @@ impl Directory for MemoryDirectory {
         }))
     }
 
-    fn get_manager<'a>(&'a self, _user_id: &'a str) -> DirFuture<'a, Option<Manager>> {
-        ready(Ok(None))
+    fn get_manager<'a>(&'a self, user_id: &'a str) -> DirFuture<'a, Option<Manager>> {
+        let state = self.state();
+        let manager = state.managers.get(user_id).and_then(|id| {
+            state.users.iter().find(|u| &u.id == id).map(|u| Manager {
+                kind: super::ObjectKind::User,
+                id: u.id.clone(),
+                display_name: u.display_name.clone(),
+                upn: Some(u.upn.clone()),
+                given_name: u.given_name.clone(),
+                preferred_language: u.preferred_language.clone(),
+                mail: u.mail.clone(),
+                mobile_phone: u.mobile_phone.clone(),
+            })
+        });
+        ready(Ok(manager))
     }
 
     fn list_role_assignments(&self, filter: Option<String>) -> ItemStream<'_, RoleAssignment> {

@@ -12,6 +12,10 @@ pub struct User {
     pub upn: String,
     /// `displayName`.
     pub display_name: Option<String>,
+    /// `givenName` (how a message greets the user).
+    pub given_name: Option<String>,
+    /// `preferredLanguage` (ISO 639-1 and region, `de-DE`: the language of messages).
+    pub preferred_language: Option<String>,
     /// `mail`.
     pub mail: Option<String>,
     /// `department` (targeting filters).
@@ -91,6 +95,10 @@ pub struct Manager {
     pub display_name: Option<String>,
     /// `userPrincipalName` (users only).
     pub upn: Option<String>,
+    /// `givenName`.
+    pub given_name: Option<String>,
+    /// `preferredLanguage` (users only).
+    pub preferred_language: Option<String>,
     /// `mail`.
     pub mail: Option<String>,
     /// `mobilePhone` (the manager-approval SMS goes here).
