@@ -65,6 +65,10 @@ impl Notifier for Capture {
         ));
         Box::pin(std::future::ready(Delivery::Delivered("sms".into())))
     }
+
+    fn missing(&self, channel: Channel, _out_of_band: bool) -> Option<String> {
+        (channel != Channel::Sms).then(|| format!("channels.{}", channel.as_str()))
+    }
 }
 
 /// An emulated tenant of [`TENANT`], planned for [`PLAYBOOK`] and stored as a run.

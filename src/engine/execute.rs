@@ -290,6 +290,8 @@ async fn pipeline<S: RunStore>(
     // A secret created without its value reaching this attempt (before a resume, or seen
     // only by read-back): never stored, so it cannot be delivered now.
     let mut lost_secret: Option<&'static str> = None;
+    // Steps that succeeded so far, for the notices that say what was done.
+    let mut done: Vec<&Step> = Vec::new();
     for key in user.steps.iter() {
         let Some(step) = StepKey::parse(key).and_then(|k| k.step(&execution.playbook)) else {
             return Err(EngineError::CorruptPlan {
@@ -302,6 +304,7 @@ async fn pipeline<S: RunStore>(
             earlier_failed,
             lost_secret,
             secrets: &mut secrets,
+            done: &done,
         };
         let (outcome, detail, replayed) =
             match run_step(execution, user, key, step, context).await? {
@@ -319,6 +322,9 @@ async fn pipeline<S: RunStore>(
             };
         if outcome == Outcome::Succeeded && secrets.len() == created {
             lost_secret = secret_created_by(step).or(lost_secret);
+        }
+        if outcome == Outcome::Succeeded {
+            done.push(step);
         }
         if !replayed
             && matches!(
@@ -362,6 +368,8 @@ struct StepContext<'a> {
     lost_secret: Option<&'static str>,
     /// Secrets created so far; a step that creates one adds it.
     secrets: &'a mut Vec<UserSecret>,
+    /// The steps that succeeded before this one.
+    done: &'a [&'a Step],
 }
 
 /// One (user, step) being carried out: who, which step, and its journal row's intent.
@@ -370,6 +378,8 @@ struct StepCall<'a> {
     key: &'a str,
     step: &'a Step,
     intent_at: Timestamp,
+    /// The steps that succeeded before this one (what a notice announces).
+    done: &'a [&'a Step],
 }
 
 /// How a step ended: the outcome and its secret-free detail.
@@ -389,6 +399,7 @@ async fn run_step<S: RunStore>(
         earlier_failed,
         lost_secret,
         secrets,
+        done,
     } = context;
     let store = &execution.store;
     let intent_at = Timestamp::now();
@@ -420,8 +431,25 @@ async fn run_step<S: RunStore>(
                 key,
                 step,
                 intent_at,
+                done,
             };
             (attempt_or_withhold(execution, &call, secrets).await?, true)
+        }
+        IntentRecorded::Existing(entry) if matches!(step, Step::Notify { .. }) => {
+            // A notice begun before an interruption: the notifier's delivery journal knows,
+            // per channel, what went out, and sends only what certainly did not.
+            let call = StepCall {
+                user,
+                key,
+                step,
+                intent_at: entry.intent_at,
+                done,
+            };
+            let attempt = match notice_precheck(execution, step, earlier_failed, lost_secret) {
+                Some(ended) => Attempt::Ended(ended),
+                None => perform(execution, &call, secrets).await?,
+            };
+            (attempt, true)
         }
         IntentRecorded::Existing(entry) => {
             let call = StepCall {
@@ -429,6 +457,7 @@ async fn run_step<S: RunStore>(
                 key,
                 step,
                 intent_at: entry.intent_at,
+                done,
             };
             (
                 resolve_unknown(execution, &call, entry.facts, true, secrets).await?,
@@ -436,26 +465,15 @@ async fn run_step<S: RunStore>(
             )
         }
         IntentRecorded::New => {
-            let attempt = match (step, lost_secret) {
-                (Step::Notify { .. }, _) if earlier_failed => Attempt::Ended((
-                    Outcome::Skipped,
-                    Some("an earlier step failed; nothing to announce".into()),
-                )),
-                (Step::Notify { .. }, Some(kind)) => Attempt::Ended((
-                    Outcome::ManualCheck,
-                    Some(format!(
-                        "the {kind} was created, but its value never reached this attempt \
-                             of the run (made before a resume, or its response was lost) and \
-                             it is never stored, so it cannot be delivered; issue a new one by \
-                             hand"
-                    )),
-                )),
-                _ => {
+            let attempt = match notice_precheck(execution, step, earlier_failed, lost_secret) {
+                Some(ended) => Attempt::Ended(ended),
+                None => {
                     let call = StepCall {
                         user,
                         key,
                         step,
                         intent_at,
+                        done,
                     };
                     attempt_or_withhold(execution, &call, secrets).await?
                 }
@@ -503,6 +521,38 @@ async fn run_step<S: RunStore>(
         outcome,
         detail,
         replayed: false,
+    })
+}
+
+/// Whether a notify step ends before anything is sent: an earlier step failed (the notice
+/// would announce what did not happen), or the notice is the carrier of a secret whose value
+/// this attempt never had (it is never stored). A notice that carries no secret goes out
+/// even after a lost one.
+fn notice_precheck<S>(
+    execution: &Runner<S>,
+    step: &Step,
+    earlier_failed: bool,
+    lost_secret: Option<&'static str>,
+) -> Option<Ended> {
+    let Step::Notify { channels, to, .. } = step else {
+        return None;
+    };
+    if earlier_failed {
+        return Some((
+            Outcome::Skipped,
+            Some("an earlier step failed; nothing to announce".into()),
+        ));
+    }
+    let kind = lost_secret?;
+    execution.notifier.delivers_secrets(channels, *to).then(|| {
+        (
+            Outcome::ManualCheck,
+            Some(format!(
+                "the {kind} was created, but its value never reached this attempt of the run \
+                 (made before a resume, or its response was lost) and it is never stored, so \
+                 it cannot be delivered; issue a new one by hand"
+            )),
+        )
     })
 }
 
@@ -703,12 +753,17 @@ async fn perform<S: RunStore>(
             template,
             channels,
             to,
+            out_of_band,
         } => {
             let notice = Notice {
+                run: execution.run.0.as_str(),
                 user,
+                step: call.key,
                 template,
                 channels,
                 to: *to,
+                out_of_band: *out_of_band,
+                done: call.done,
                 secrets: secrets.as_slice(),
             };
             return Ok(Attempt::Ended(
@@ -716,6 +771,7 @@ async fn perform<S: RunStore>(
                     Delivery::Delivered(detail) => (Outcome::Succeeded, Some(detail)),
                     Delivery::Recorded(detail) => (Outcome::Skipped, Some(detail)),
                     Delivery::Failed(detail) => (Outcome::Failed, Some(detail)),
+                    Delivery::ManualCheck(detail) => (Outcome::ManualCheck, Some(detail)),
                 },
             ));
         }

@@ -6,8 +6,9 @@
 //! the [`Notifier`] of the later `notify` steps, and nowhere else (not the journal, the audit
 //! trail, the results or a log line). A secret that cannot reach the user is worse than
 //! none, so the gate refuses `--execute` unless the notifier can deliver every secret the
-//! playbook creates ([`undeliverable`]). This build has no communications module yet: its
-//! notifier, [`RecordOnly`], records each notice's intent and delivers nothing.
+//! playbook creates, and every channel the playbook names is configured ([`undeliverable`]).
+//! The communications module (`comms::CommsNotifier`) is the notifier of a real run;
+//! [`RecordOnly`] records each notice's intent and delivers nothing (benchmarks, tests).
 
 use futures::future::BoxFuture;
 use secrecy::SecretString;
@@ -54,14 +55,24 @@ impl std::fmt::Debug for UserSecret {
 /// One notice of one user's `notify` step.
 #[derive(Debug)]
 pub struct Notice<'a> {
+    /// The run.
+    pub run: &'a str,
     /// The user the run is about.
     pub user: &'a PlannedUser,
+    /// The step's journal key (`4:notify`): with the run, the user and a channel it names
+    /// one delivery, so a resumed run never sends it twice.
+    pub step: &'a str,
     /// The template to render.
     pub template: &'a str,
-    /// Channels to send over, in the playbook's order of preference.
+    /// Channels to send over: one message per channel.
     pub channels: &'a [Channel],
     /// Who receives it.
     pub to: Recipient,
+    /// Only over channels outside the tenant.
+    pub out_of_band: bool,
+    /// The steps that succeeded for this user before this one, so the notice says what was
+    /// done.
+    pub done: &'a [&'a Step],
     /// The secrets earlier steps created for the user, in step order (whether they may go to
     /// this recipient over these channels is the notifier's [`Notifier::delivers_secrets`]).
     pub secrets: &'a [UserSecret],
@@ -76,6 +87,10 @@ pub enum Delivery {
     Recorded(String),
     /// Sending failed; the detail says why.
     Failed(String),
+    /// A person must look: the recipient cannot be reached as the directory stands (no
+    /// manager, a mobile number that does not parse) or a message may have been sent before
+    /// an interruption over a channel that cannot tell.
+    ManualCheck(String),
 }
 
 /// The communications module as the engine sees it.
@@ -86,6 +101,10 @@ pub trait Notifier: Send + Sync {
 
     /// Render and send one notice.
     fn notify<'a>(&'a self, notice: Notice<'a>) -> BoxFuture<'a, Delivery>;
+
+    /// When no configured sender can carry messages of `channel` (outside the tenant when
+    /// `out_of_band`), the configuration key that would provide one (`channels.sms`).
+    fn missing(&self, channel: Channel, out_of_band: bool) -> Option<String>;
 }
 
 /// The notifier of a build without communications: records what would be sent.
@@ -110,6 +129,10 @@ impl Notifier for RecordOnly {
         );
         Box::pin(std::future::ready(Delivery::Recorded(detail)))
     }
+
+    fn missing(&self, _channel: Channel, _out_of_band: bool) -> Option<String> {
+        None
+    }
 }
 
 /// The kind of secret `step` creates for the user to be told (as [`UserSecret::kind`]
@@ -130,6 +153,9 @@ pub fn secret_created_by(step: &Step) -> Option<&'static str> {
 /// (Validation already demands such a step, over SMS or Teams or to the manager; this asks
 /// whether this build's notifier can actually carry it.)
 pub fn undeliverable(playbook: &Playbook, notifier: &dyn Notifier) -> Option<String> {
+    if let Some(problem) = unconfigured(playbook, notifier) {
+        return Some(problem);
+    }
     for (index, spec) in playbook.steps.iter().enumerate() {
         if secret_created_by(&spec.step).is_none() {
             continue;
@@ -158,6 +184,56 @@ pub fn undeliverable(playbook: &Playbook, notifier: &dyn Notifier) -> Option<Str
     None
 }
 
+/// The first channel a message of `playbook` needs that `notifier` has no sender for, said
+/// with the configuration key that would provide one.
+fn unconfigured(playbook: &Playbook, notifier: &dyn Notifier) -> Option<String> {
+    let notices = playbook.steps.iter().enumerate().filter_map(|(index, spec)| {
+        let Step::Notify {
+            template,
+            channels,
+            out_of_band,
+            ..
+        } = &spec.step
+        else {
+            return None;
+        };
+        Some((
+            format!("step {} (notify `{template}`)", index + 1),
+            channels,
+            *out_of_band,
+        ))
+    });
+    let comms = &playbook.communications;
+    let run_level = [
+        ("helpdesk_brief", &comms.helpdesk_brief),
+        ("manual_queue", &comms.manual_queue),
+        ("soc_summary", &comms.soc_summary),
+    ]
+    .into_iter()
+    .filter_map(|(name, message)| {
+        message.as_ref().map(|m| {
+            (
+                format!("communications.{name} (`{}`)", m.template),
+                &m.channels,
+                comms.out_of_band,
+            )
+        })
+    });
+    for (what, channels, out_of_band) in notices.chain(run_level) {
+        for channel in channels {
+            if let Some(key) = notifier.missing(*channel, out_of_band) {
+                return Some(format!(
+                    "{what} sends over {}{}, but no such channel is configured: set `{key}` in \
+                     resetctl.yaml",
+                    channel.as_str(),
+                    if out_of_band { " out of band" } else { "" },
+                ));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +249,11 @@ mod tests {
 
         fn notify<'a>(&'a self, _notice: Notice<'a>) -> BoxFuture<'a, Delivery> {
             Box::pin(std::future::ready(Delivery::Delivered("sms".into())))
+        }
+
+        fn missing(&self, channel: Channel, _out_of_band: bool) -> Option<String> {
+            matches!(channel, Channel::Teams | Channel::Webhook)
+                .then(|| format!("channels.{}", channel.as_str()))
         }
     }
 
@@ -202,6 +283,27 @@ mod tests {
 
         let scramble = playbook("  - reset_password: { mode: scramble }\n");
         assert_eq!(undeliverable(&scramble, &RecordOnly), None);
+    }
+
+    #[test]
+    fn a_channel_without_a_sender_is_named_with_its_configuration_key() {
+        let card = playbook(
+            "  - reset_password: { mode: scramble }\n  - notify: { template: n, channels: [sms, teams] }\n",
+        );
+        let refusal = undeliverable(&card, &SmsOnly).unwrap();
+        assert!(
+            refusal.contains("step 2 (notify `n`) sends over teams")
+                && refusal.contains("`channels.teams`"),
+            "{refusal}"
+        );
+        let summary = load_str(
+            "t.yaml",
+            "name: t\ntargets: [all_users: {}]\nsteps:\n  - revoke_sessions\ncommunications:\n  soc_summary: { template: s, channels: [webhook] }\n",
+        )
+        .unwrap()
+        .playbook;
+        let refusal = undeliverable(&summary, &SmsOnly).unwrap();
+        assert!(refusal.contains("communications.soc_summary"), "{refusal}");
     }
 
     #[test]

@@ -364,6 +364,7 @@ mod tests {
             template: "t".into(),
             channels: Vec::new(),
             to: crate::playbook::Recipient::User,
+            out_of_band: false,
         };
         assert_eq!(for_step(&notify).needs, []);
     }

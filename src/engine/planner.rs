@@ -292,14 +292,16 @@ pub fn describe(step: &Step) -> String {
             template,
             channels,
             to,
+            out_of_band,
         } => format!(
-            "notify {} with `{template}` over {}",
+            "notify {} with `{template}` over {}{}",
             format!("{to:?}").to_lowercase(),
             channels
                 .iter()
                 .map(|c| c.as_str())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if *out_of_band { " (out of band)" } else { "" }
         ),
     }
 }

@@ -249,6 +249,7 @@ mod tests {
             template: "t".into(),
             channels: vec![Channel::Email],
             to: Recipient::User,
+            out_of_band: false,
         };
         let tap = Step::TemporaryAccessPass {
             lifetime_minutes: 60,

@@ -355,6 +355,10 @@ pub enum Step {
         channels: Vec<Channel>,
         /// Recipient.
         to: Recipient,
+        /// Only over channels outside the (possibly compromised) tenant: SMS, an external
+        /// SMTP relay, never Graph mail or Teams (this step's `out_of_band`, or the
+        /// playbook's `communications.out_of_band`).
+        out_of_band: bool,
     },
 }
 
@@ -470,7 +474,7 @@ pub enum Recipient {
 }
 
 /// Run-level messages; each is optional.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Communications {
     /// Summary to the SOC when a run ends (or stops).
     pub soc_summary: Option<Message>,
@@ -478,6 +482,27 @@ pub struct Communications {
     pub manual_queue: Option<Message>,
     /// Heads-up to the helpdesk when a run starts, before users start calling.
     pub helpdesk_brief: Option<Message>,
+    /// Every message of the playbook avoids channels inside the tenant (see
+    /// [`Step::Notify`]'s `out_of_band`).
+    pub out_of_band: bool,
+    /// How soon every user must have been told: the plan warns when the configured channels
+    /// cannot deliver that fast (default 15 minutes).
+    pub deliver_within: std::time::Duration,
+}
+
+/// `communications.deliver_within` when the playbook does not say.
+pub const DEFAULT_DELIVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+impl Default for Communications {
+    fn default() -> Self {
+        Communications {
+            soc_summary: None,
+            manual_queue: None,
+            helpdesk_brief: None,
+            out_of_band: false,
+            deliver_within: DEFAULT_DELIVER_WITHIN,
+        }
+    }
 }
 
 /// A template sent over channels.

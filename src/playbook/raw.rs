@@ -485,6 +485,9 @@ pub struct RawNotify {
     /// `to`
     #[serde(default)]
     pub to: Option<Spanned<RawRecipient>>,
+    /// `out_of_band`
+    #[serde(default)]
+    pub out_of_band: Option<Spanned<bool>>,
 }
 
 /// `notify.to`
@@ -510,6 +513,12 @@ pub struct RawCommunications {
     /// `helpdesk_brief`
     #[serde(default)]
     pub helpdesk_brief: Option<RawMessage>,
+    /// `out_of_band`
+    #[serde(default)]
+    pub out_of_band: Option<Spanned<bool>>,
+    /// `deliver_within`
+    #[serde(default)]
+    pub deliver_within: Option<SpStr>,
 }
 
 /// `{ template, channels }`

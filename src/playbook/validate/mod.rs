@@ -179,7 +179,17 @@ pub(super) fn playbook(ctx: &mut Ctx, raw: RawPlaybook, base_dir: &Path) -> Opti
         rate_limit,
         disabled_users,
         hybrid_users,
-        steps: steps.into_iter().map(|s| s.spec).collect(),
+        steps: steps
+            .into_iter()
+            .map(|s| {
+                let mut spec = s.spec;
+                // The playbook's `out_of_band` holds for every notice it sends.
+                if let Step::Notify { out_of_band, .. } = &mut spec.step {
+                    *out_of_band |= communications.out_of_band;
+                }
+                spec
+            })
+            .collect(),
         communications,
         sha256: super::digest(ctx.src.text.as_bytes()),
     })
@@ -667,9 +677,30 @@ fn communications(ctx: &mut Ctx, c: &RawCommunications) -> Communications {
             channels: channels(ctx, &m.channels, true),
         })
     };
-    Communications {
+    let mut out = Communications {
         soc_summary: msg(&c.soc_summary),
         manual_queue: msg(&c.manual_queue),
         helpdesk_brief: msg(&c.helpdesk_brief),
+        out_of_band: c.out_of_band.as_ref().is_some_and(|b| b.value),
+        ..Communications::default()
+    };
+    if let Some(v) = &c.deliver_within {
+        match parse_duration(&v.value) {
+            Some(within) if within >= Duration::from_secs(60) && within <= MAX_DELIVER_WITHIN => {
+                out.deliver_within = within
+            }
+            _ => ctx.error(
+                ctx.at(v),
+                format!(
+                    "communications.deliver_within must be a duration from 1m to 24h such as \
+                     `15m`, found `{}`",
+                    v.value
+                ),
+            ),
+        }
     }
+    out
 }
+
+/// Longest `communications.deliver_within`: a notice a day late is no longer a notice.
+const MAX_DELIVER_WITHIN: Duration = Duration::from_secs(24 * 3600);

@@ -313,6 +313,7 @@ fn notify(ctx: &mut Ctx, n: &RawNotify) -> Step {
             None | Some(RawRecipient::User) => Recipient::User,
             Some(RawRecipient::Manager) => Recipient::Manager,
         },
+        out_of_band: n.out_of_band.as_ref().is_some_and(|b| b.value),
     }
 }
 

@@ -507,7 +507,8 @@ fn defaults_are_filled_in() {
         Step::Notify {
             template: "t".into(),
             channels: vec![Channel::Teams],
-            to: Recipient::User
+            to: Recipient::User,
+            out_of_band: false,
         }
     );
     // TAP present: no SSPR warning even though every method is removed.
