@@ -12,6 +12,8 @@
 pub mod card;
 pub mod channel;
 pub mod context;
+pub mod delivery;
+pub mod recipient;
 pub mod message;
 
 pub use channel::{Channel, ChannelError, ChannelErrorKind, ChannelTraits, Limits, Receipt};

@@ -21,7 +21,7 @@ use crate::graph::{BatchItem, GraphClient, GraphError, GraphErrorKind, MAX_PAGE_
 /// Properties selected when listing or getting users (the default set lacks
 /// `accountEnabled`, `department`, `onPremisesSyncEnabled`:
 /// <https://learn.microsoft.com/graph/api/user-list>).
-pub const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,preferredLanguage,mail,department,jobTitle,mobilePhone,\
+pub const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,preferredLanguage,usageLocation,mail,department,jobTitle,mobilePhone,\
 businessPhones,accountEnabled,onPremisesSyncEnabled,userType,lastPasswordChangeDateTime,\
 signInSessionsValidFromDateTime,createdDateTime";
 

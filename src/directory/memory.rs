@@ -136,6 +136,7 @@ impl MemoryDirectory {
             display_name: None,
             given_name: None,
             preferred_language: None,
+            usage_location: None,
             mail: None,
             department: None,
             job_title: None,

@@ -16,6 +16,8 @@ pub struct User {
     pub given_name: Option<String>,
     /// `preferredLanguage` (ISO 639-1 and region, `de-DE`: the language of messages).
     pub preferred_language: Option<String>,
+    /// `usageLocation` (ISO 3166 two-letter country: how a national mobile number is read).
+    pub usage_location: Option<String>,
     /// `mail`.
     pub mail: Option<String>,
     /// `department` (targeting filters).

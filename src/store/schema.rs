@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -106,6 +106,26 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 ";
 
+/// Version 7: the delivery journal of messages, one row per (run, user, step, channel slot),
+/// written before a message leaves and completed after (see `comms::delivery`). Only added.
+const SCHEMA_V7: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    run_id      TEXT NOT NULL REFERENCES runs(id),
+    user_id     TEXT NOT NULL,
+    step        TEXT NOT NULL,
+    channel     TEXT NOT NULL,
+    message_key TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    intent_at   TEXT NOT NULL,
+    state       TEXT,
+    outcome_at  TEXT,
+    provider_id TEXT,
+    detail      TEXT,
+    PRIMARY KEY (run_id, user_id, step, channel)
+);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 /// Migrations run in one immediate transaction, so two processes opening an old store at
@@ -143,6 +163,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
             tx.execute_batch(SCHEMA_V6_TICKET)?;
         }
         tx.execute_batch(SCHEMA_V6)?;
+    }
+    if version < 7 {
+        tx.execute_batch(SCHEMA_V7)?;
     }
     if version < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

@@ -16,7 +16,12 @@ use std::io::Write;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, MAIN_DB, OptionalExtension, TransactionBehavior, params};
+use futures::future::BoxFuture;
 use tokio::sync::oneshot;
+
+use crate::comms::delivery::{
+    Begun, DeliveryJournal, DeliveryKey, DeliveryRecord, DeliveryState, JournalError,
+};
 
 use super::{
     Approval, Attempt, AttemptEnd, Facts, IntentRecorded, JournalEntry, Membership, NewApproval,
@@ -69,6 +74,16 @@ enum Job {
     },
     Journal(RunId, Reply<Vec<JournalEntry>>),
     Remediated(String, Timestamp, Reply<Vec<Remediated>>),
+    DeliveryBegin(Box<DeliveryRecord>, Reply<Begun>),
+    DeliveryFinish {
+        key: DeliveryKey,
+        state: DeliveryState,
+        provider_id: Option<String>,
+        detail: Option<String>,
+        at: Timestamp,
+        reply: Reply<()>,
+    },
+    Deliveries(String, Reply<Vec<DeliveryRecord>>),
 }
 
 /// The SQLite run store. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -336,7 +351,10 @@ fn defer_error(job: Job) -> Deferred {
         | Job::SetTicket(_, _, r)
         | Job::EndAttempt(_, _, _, r)
         | Job::Outcome { reply: r, .. }
+        | Job::DeliveryFinish { reply: r, .. }
         | Job::Facts { reply: r, .. } => defer(r, Err(unreachable())),
+        Job::DeliveryBegin(_, r) => defer(r, Err(unreachable())),
+        Job::Deliveries(_, r) => defer(r, Err(unreachable())),
         Job::Run(_, r) => defer(r, Err(unreachable())),
         Job::Runs(r) => defer(r, Err(unreachable())),
         Job::PlanJson(_, r) => defer(r, Err(unreachable())),
@@ -418,12 +436,105 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
             db.record_outcome(&run, &user_id, &step, outcome, detail.as_deref(), at),
         ),
         Job::Journal(id, reply) => settle(reply, db.journal(&id)),
+        Job::DeliveryBegin(record, reply) => settle(reply, db.delivery_begin(&record)),
+        Job::DeliveryFinish {
+            key,
+            state,
+            provider_id,
+            detail,
+            at,
+            reply,
+        } => settle(
+            reply,
+            db.delivery_finish(&key, state, provider_id.as_deref(), detail.as_deref(), at),
+        ),
+        Job::Deliveries(run, reply) => settle(reply, db.deliveries(&run)),
         Job::Remediated(tenant, since, reply) => settle(reply, db.remediated_since(&tenant, since)),
     }
 }
 
 fn settle<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> (bool, Deferred) {
     (result.is_ok(), defer(reply, result))
+}
+
+/// A `deliveries` row as stored.
+struct DeliveryRow {
+    key: DeliveryKey,
+    message_key: String,
+    sender: String,
+    recipient: String,
+    intent_at: String,
+    state: Option<String>,
+    provider_id: Option<String>,
+    detail: Option<String>,
+}
+
+impl TryFrom<&rusqlite::Row<'_>> for DeliveryRow {
+    type Error = rusqlite::Error;
+
+    fn try_from(row: &rusqlite::Row<'_>) -> Result<Self, Self::Error> {
+        Ok(DeliveryRow {
+            key: DeliveryKey {
+                run: row.get(0)?,
+                user_id: row.get(1)?,
+                step: row.get(2)?,
+                channel: row.get(3)?,
+            },
+            message_key: row.get(4)?,
+            sender: row.get(5)?,
+            recipient: row.get(6)?,
+            intent_at: row.get(7)?,
+            state: row.get(8)?,
+            provider_id: row.get(9)?,
+            detail: row.get(10)?,
+        })
+    }
+}
+
+/// The delivery journal of messages lives in the run store, beside the journal of writes.
+impl DeliveryJournal for SqliteStore {
+    fn begin<'a>(
+        &'a self,
+        record: &'a DeliveryRecord,
+    ) -> BoxFuture<'a, Result<Begun, JournalError>> {
+        Box::pin(async move {
+            self.ask(|reply| Job::DeliveryBegin(Box::new(record.clone()), reply))
+                .await
+                .map_err(|e| JournalError(e.to_string()))
+        })
+    }
+
+    fn finish<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+        state: DeliveryState,
+        provider_id: Option<&'a str>,
+        detail: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            self.ask(|reply| Job::DeliveryFinish {
+                key: key.clone(),
+                state,
+                provider_id: provider_id.map(str::to_owned),
+                detail: detail.map(str::to_owned),
+                at: Timestamp::now(),
+                reply,
+            })
+            .await
+            .map_err(|e| JournalError(e.to_string()))
+        })
+    }
+
+    fn deliveries<'a>(
+        &'a self,
+        run: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryRecord>, JournalError>> {
+        Box::pin(async move {
+            self.ask(|reply| Job::Deliveries(run.to_owned(), reply))
+                .await
+                .map_err(|e| JournalError(e.to_string()))
+        })
+    }
 }
 
 /// The SQL of each operation, on the writer thread's connection.
@@ -935,6 +1046,109 @@ impl Db<'_> {
         rows.into_iter()
             .map(|raw| self.journal_entry(raw))
             .collect()
+    }
+
+    /// Insert a delivery's intent, or return the row an earlier attempt wrote.
+    fn delivery_begin(&self, record: &DeliveryRecord) -> Result<Begun, StoreError> {
+        let key = &record.key;
+        let earlier = self.delivery(key)?;
+        if let Some(earlier) = earlier {
+            return Ok(Begun::Existing(earlier));
+        }
+        self.conn
+            .execute(
+                "INSERT INTO deliveries (run_id, user_id, step, channel, message_key, sender,
+                                         recipient, intent_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    key.run,
+                    key.user_id,
+                    key.step,
+                    key.channel,
+                    record.message_key.to_string(),
+                    record.sender,
+                    record.recipient,
+                    record.intent_at.to_string()
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(Begun::New)
+    }
+
+    /// One delivery row.
+    fn delivery(&self, key: &DeliveryKey) -> Result<Option<DeliveryRecord>, StoreError> {
+        let rows: Vec<DeliveryRow> = self.rows(
+            "SELECT run_id, user_id, step, channel, message_key, sender, recipient, intent_at,
+                    state, provider_id, detail
+             FROM deliveries WHERE run_id = ?1 AND user_id = ?2 AND step = ?3 AND channel = ?4",
+            params![key.run, key.user_id, key.step, key.channel],
+        )?;
+        rows.into_iter().next().map(|r| self.delivery_record(r)).transpose()
+    }
+
+    /// Record how a delivery ended.
+    fn delivery_finish(
+        &self,
+        key: &DeliveryKey,
+        state: DeliveryState,
+        provider_id: Option<&str>,
+        detail: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE deliveries SET state = ?5, outcome_at = ?6, provider_id = ?7, detail = ?8
+                 WHERE run_id = ?1 AND user_id = ?2 AND step = ?3 AND channel = ?4",
+                params![
+                    key.run,
+                    key.user_id,
+                    key.step,
+                    key.channel,
+                    state.as_str(),
+                    at.to_string(),
+                    provider_id,
+                    detail
+                ],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if changed == 0 {
+            return Err(self.corrupt("deliveries", &format!("no intent for {key:?}")));
+        }
+        Ok(())
+    }
+
+    /// Every delivery of a run.
+    fn deliveries(&self, run: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows: Vec<DeliveryRow> = self.rows(
+            "SELECT run_id, user_id, step, channel, message_key, sender, recipient, intent_at,
+                    state, provider_id, detail
+             FROM deliveries WHERE run_id = ?1 ORDER BY user_id, step, channel",
+            params![run],
+        )?;
+        rows.into_iter().map(|r| self.delivery_record(r)).collect()
+    }
+
+    fn delivery_record(&self, row: DeliveryRow) -> Result<DeliveryRecord, StoreError> {
+        Ok(DeliveryRecord {
+            message_key: row
+                .message_key
+                .parse()
+                .map_err(|_| self.corrupt("deliveries.message_key", &row.message_key))?,
+            intent_at: self.time("deliveries.intent_at", &row.intent_at)?,
+            state: match row.state.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    DeliveryState::parse(text)
+                        .ok_or_else(|| self.corrupt("deliveries.state", text))?,
+                ),
+            },
+            key: row.key,
+            sender: row.sender,
+            recipient: row.recipient,
+            provider_id: row.provider_id,
+            detail: row.detail,
+        })
     }
 
     fn remediated_since(
