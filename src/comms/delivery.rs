@@ -85,7 +85,7 @@ pub enum Begun {
     /// No earlier record: this one was written.
     New,
     /// An earlier attempt began (and maybe ended) this delivery.
-    Existing(DeliveryRecord),
+    Existing(Box<DeliveryRecord>),
 }
 
 /// A journal operation failed; the delivery must not proceed (it could not be made
@@ -97,7 +97,10 @@ pub struct JournalError(pub String);
 /// Where deliveries are journaled (the run store; a map in tests).
 pub trait DeliveryJournal: Send + Sync {
     /// Record the intent of `record` unless its key has one; then return the earlier one.
-    fn begin<'a>(&'a self, record: &'a DeliveryRecord) -> BoxFuture<'a, Result<Begun, JournalError>>;
+    fn begin<'a>(
+        &'a self,
+        record: &'a DeliveryRecord,
+    ) -> BoxFuture<'a, Result<Begun, JournalError>>;
 
     /// Record how the delivery of `key` ended.
     fn finish<'a>(
@@ -109,7 +112,10 @@ pub trait DeliveryJournal: Send + Sync {
     ) -> BoxFuture<'a, Result<(), JournalError>>;
 
     /// Every delivery of a run, for its report.
-    fn deliveries<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<Vec<DeliveryRecord>, JournalError>>;
+    fn deliveries<'a>(
+        &'a self,
+        run: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryRecord>, JournalError>>;
 }
 
 /// A journal in memory, for tests and previews.
@@ -117,10 +123,13 @@ pub trait DeliveryJournal: Send + Sync {
 pub struct MemoryJournal(Mutex<HashMap<DeliveryKey, DeliveryRecord>>);
 
 impl DeliveryJournal for MemoryJournal {
-    fn begin<'a>(&'a self, record: &'a DeliveryRecord) -> BoxFuture<'a, Result<Begun, JournalError>> {
+    fn begin<'a>(
+        &'a self,
+        record: &'a DeliveryRecord,
+    ) -> BoxFuture<'a, Result<Begun, JournalError>> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let begun = match map.get(&record.key) {
-            Some(earlier) => Begun::Existing(earlier.clone()),
+            Some(earlier) => Begun::Existing(Box::new(earlier.clone())),
             None => {
                 map.insert(record.key.clone(), record.clone());
                 Begun::New
@@ -149,11 +158,20 @@ impl DeliveryJournal for MemoryJournal {
         Box::pin(std::future::ready(result))
     }
 
-    fn deliveries<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<Vec<DeliveryRecord>, JournalError>> {
+    fn deliveries<'a>(
+        &'a self,
+        run: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryRecord>, JournalError>> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let mut records: Vec<DeliveryRecord> =
             map.values().filter(|r| r.key.run == run).cloned().collect();
-        records.sort_by(|a, b| (&a.key.user_id, &a.key.step, &a.key.channel).cmp(&(&b.key.user_id, &b.key.step, &b.key.channel)));
+        records.sort_by(|a, b| {
+            (&a.key.user_id, &a.key.step, &a.key.channel).cmp(&(
+                &b.key.user_id,
+                &b.key.step,
+                &b.key.channel,
+            ))
+        });
         Box::pin(std::future::ready(Ok(records)))
     }
 }

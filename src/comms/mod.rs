@@ -13,8 +13,9 @@ pub mod card;
 pub mod channel;
 pub mod context;
 pub mod delivery;
-pub mod recipient;
 pub mod message;
+pub mod notifier;
+pub mod recipient;
 
 pub use channel::{Channel, ChannelError, ChannelErrorKind, ChannelTraits, Limits, Receipt};
 pub use message::{Address, Content, Outbound};

@@ -32,7 +32,10 @@ impl Contact {
         let region = user.usage_location.as_deref().or(region);
         Contact {
             person: Person {
-                display_name: user.display_name.clone().unwrap_or_else(|| user.upn.clone()),
+                display_name: user
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| user.upn.clone()),
                 given_name: user.given_name.clone(),
                 upn: user.upn.clone(),
             },
@@ -99,17 +102,15 @@ pub fn e164(raw: &str, region: Option<&str>) -> Result<String, String> {
     // Only types that certainly cannot take a text message are refused: the metadata does
     // not always tell a mobile range from a fixed one, and a false refusal costs a manual check.
     match number.number_type(&phonenumber::metadata::DATABASE) {
-        Type::TollFree | Type::PremiumRate | Type::SharedCost | Type::Voicemail | Type::Uan => {}
-        _ => return Ok(number.format().mode(Mode::E164).to_string()),
-    }
-    {
-        let other = number.number_type(&phonenumber::metadata::DATABASE);
-        {
-            return Err(format!(
-                "mobile number {shown} is not a mobile number ({other:?}); a text message \
-                 would not arrive"
-            ));
-        }
+        other @ (Type::TollFree
+        | Type::PremiumRate
+        | Type::SharedCost
+        | Type::Voicemail
+        | Type::Uan) => Err(format!(
+            "mobile number {shown} is not a mobile number ({other:?}); a text message would \
+             not arrive"
+        )),
+        _ => Ok(number.format().mode(Mode::E164).to_string()),
     }
 }
 
@@ -119,12 +120,30 @@ mod tests {
 
     #[test]
     fn national_and_international_numbers_become_e164() {
-        assert_eq!(e164("+1 (425) 555-0100", None).as_deref(), Ok("+14255550100"));
-        assert_eq!(e164("(425) 555-0100", Some("US")).as_deref(), Ok("+14255550100"));
-        assert_eq!(e164("0151 2345 6789", Some("de")).as_deref(), Ok("+4915123456789"));
-        assert_eq!(e164("+49 151 23456789", Some("US")).as_deref(), Ok("+4915123456789"));
-        assert_eq!(e164("+49 1512 3456789", Some("US")).as_deref(), Ok("+4915123456789"));
-        assert_eq!(e164("07911 123456", Some("GB")).as_deref(), Ok("+447911123456"));
+        assert_eq!(
+            e164("+1 (425) 555-0100", None).as_deref(),
+            Ok("+14255550100")
+        );
+        assert_eq!(
+            e164("(425) 555-0100", Some("US")).as_deref(),
+            Ok("+14255550100")
+        );
+        assert_eq!(
+            e164("0151 2345 6789", Some("de")).as_deref(),
+            Ok("+4915123456789")
+        );
+        assert_eq!(
+            e164("+49 151 23456789", Some("US")).as_deref(),
+            Ok("+4915123456789")
+        );
+        assert_eq!(
+            e164("+49 1512 3456789", Some("US")).as_deref(),
+            Ok("+4915123456789")
+        );
+        assert_eq!(
+            e164("07911 123456", Some("GB")).as_deref(),
+            Ok("+447911123456")
+        );
     }
 
     #[test]

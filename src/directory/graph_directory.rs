@@ -26,7 +26,8 @@ businessPhones,accountEnabled,onPremisesSyncEnabled,userType,lastPasswordChangeD
 signInSessionsValidFromDateTime,createdDateTime";
 
 /// Properties selected on a manager (user or org contact).
-const MANAGER_SELECT: &str = "id,displayName,givenName,preferredLanguage,userPrincipalName,mail,mobilePhone";
+const MANAGER_SELECT: &str =
+    "id,displayName,givenName,preferredLanguage,userPrincipalName,mail,mobilePhone";
 
 /// The directory of one tenant, through Graph.
 #[derive(Debug, Clone)]

@@ -187,22 +187,26 @@ pub fn undeliverable(playbook: &Playbook, notifier: &dyn Notifier) -> Option<Str
 /// The first channel a message of `playbook` needs that `notifier` has no sender for, said
 /// with the configuration key that would provide one.
 fn unconfigured(playbook: &Playbook, notifier: &dyn Notifier) -> Option<String> {
-    let notices = playbook.steps.iter().enumerate().filter_map(|(index, spec)| {
-        let Step::Notify {
-            template,
-            channels,
-            out_of_band,
-            ..
-        } = &spec.step
-        else {
-            return None;
-        };
-        Some((
-            format!("step {} (notify `{template}`)", index + 1),
-            channels,
-            *out_of_band,
-        ))
-    });
+    let notices = playbook
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(index, spec)| {
+            let Step::Notify {
+                template,
+                channels,
+                out_of_band,
+                ..
+            } = &spec.step
+            else {
+                return None;
+            };
+            Some((
+                format!("step {} (notify `{template}`)", index + 1),
+                channels,
+                *out_of_band,
+            ))
+        });
     let comms = &playbook.communications;
     let run_level = [
         ("helpdesk_brief", &comms.helpdesk_brief),

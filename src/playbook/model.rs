@@ -464,7 +464,7 @@ impl Channel {
 }
 
 /// Who receives a per-user notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Recipient {
     /// The user.
     #[default]

@@ -14,9 +14,9 @@ use std::thread;
 use jiff::Timestamp;
 use std::io::Write;
 
+use futures::future::BoxFuture;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, MAIN_DB, OptionalExtension, TransactionBehavior, params};
-use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::comms::delivery::{
@@ -1053,7 +1053,7 @@ impl Db<'_> {
         let key = &record.key;
         let earlier = self.delivery(key)?;
         if let Some(earlier) = earlier {
-            return Ok(Begun::Existing(earlier));
+            return Ok(Begun::Existing(Box::new(earlier)));
         }
         self.conn
             .execute(
@@ -1083,7 +1083,10 @@ impl Db<'_> {
              FROM deliveries WHERE run_id = ?1 AND user_id = ?2 AND step = ?3 AND channel = ?4",
             params![key.run, key.user_id, key.step, key.channel],
         )?;
-        rows.into_iter().next().map(|r| self.delivery_record(r)).transpose()
+        rows.into_iter()
+            .next()
+            .map(|r| self.delivery_record(r))
+            .transpose()
     }
 
     /// Record how a delivery ended.
