@@ -1288,3 +1288,23 @@ async fn count_and_membership_reads_send_the_advanced_query_flags() {
         seen[1].query
     );
 }
+
+/// Graph "send mail in MIME format": `Content-Type: text/plain`, the body the base64 of the
+/// MIME message, answered 202 (<https://learn.microsoft.com/graph/api/user-sendmail>).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mime_mail_goes_as_base64_text_plain() {
+    use base64::Engine as _;
+    let stub = stub(|_, _| Reply::empty(202)).await;
+    let dir: Arc<dyn Directory> = Arc::new(GraphDirectory::new(default_client(&stub)));
+    let mime = b"From: noreply@contoso.com\r\nTo: a@contoso.com\r\nSubject: x\r\n\r\nHello\r\n";
+    dir.send_mime("noreply@contoso.com", mime).await.unwrap();
+    let seen = stub.graph_requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].path, "/v1.0/users/noreply@contoso.com/sendMail");
+    assert_eq!(seen[0].headers["content-type"], "text/plain");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&seen[0].body)
+        .expect("the body is base64");
+    assert_eq!(decoded, mime);
+}

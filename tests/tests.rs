@@ -6,6 +6,7 @@ mod util;
 
 mod audit;
 mod cli;
+mod comms;
 mod doctor;
 mod emulator;
 mod engine;

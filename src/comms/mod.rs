@@ -5,17 +5,22 @@
 //!   ACS SMS, Teams Workflows, a generic webhook), with its own error and limits.
 //! - [`message`]: one outbound message: its address, its rendered content and the key that
 //!   makes a re-send recognisable.
+//! - [`channels`]: the senders, built from the `channels:` configuration into a
+//!   [`channels::ChannelSet`].
+//! - [`pace`]: what wraps every channel the same way: rate, concurrency, retries.
 //!
 //! Recipients come from the directory only (the user's `mail` and `mobilePhone`, the
 //! manager's); nothing a requester types becomes an address.
 
 pub mod card;
 pub mod channel;
+pub mod channels;
 pub mod context;
 pub mod delivery;
 pub mod message;
 pub mod notifier;
 pub mod recipient;
+pub mod pace;
 
 pub use channel::{Channel, ChannelError, ChannelErrorKind, ChannelTraits, Limits, Receipt};
 pub use message::{Address, Content, Outbound};

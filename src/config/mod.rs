@@ -11,11 +11,18 @@
 //! `Debug` output, log line or error of this module; errors never quote a value of the file.
 //! A tenant's `graph_url` and `token_url` belong to the same cloud ([`Cloud`]).
 
+mod channels;
+mod channels_raw;
 mod cloud;
 mod error;
 mod raw;
 mod tenant;
 
+pub use channels::{
+    AcsSettings, Audience, ChannelsSection, GraphMailSettings, SecretSource, SmtpAuth,
+    SmtpSettings, SmtpTls, TwilioSender, TwilioSettings, WebhookSettings, WorkflowSettings,
+    is_e164, is_loopback_host, service_url,
+};
 pub use cloud::Cloud;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use raw::QuotaOverrides;

@@ -20,14 +20,18 @@ pub(crate) struct RawConfig {
     /// One entry per tenant, by the name used with `--tenant`.
     #[serde(default)]
     pub tenants: BTreeMap<String, RawTenant>,
-    /// Communication channels. Not available in this build: accepted as a key only to say
-    /// so precisely (a section this build would ignore must not pass validation).
+    /// Communication channels: the senders of mail, SMS, Teams cards and webhook posts.
     #[serde(default)]
-    pub channels: Option<Spanned<IgnoredAny>>,
-    /// Push-verification providers (Duo, Okta). Not available in this build; as `channels`.
+    pub channels: Option<Spanned<super::channels_raw::RawChannels>>,
+    /// Who receives run-level messages, by audience name.
+    #[serde(default)]
+    pub audiences: Option<super::channels_raw::RawAudiences>,
+    /// Push-verification providers (Duo, Okta). Not available in this build: accepted as a
+    /// key only to say so precisely (a section this build would ignore must not pass
+    /// validation).
     #[serde(default)]
     pub push: Option<Spanned<IgnoredAny>>,
-    /// Ticket systems. Not available in this build; as `channels`.
+    /// Ticket systems. Not available in this build; as `push`.
     #[serde(default)]
     pub tickets: Option<Spanned<IgnoredAny>>,
     /// The audit trail: where it lives, when it rotates, where its HMAC key comes from.

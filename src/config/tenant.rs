@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::channels::{Audience, ChannelsSection, audiences_from_raw};
 use super::cloud::Cloud;
 use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
@@ -156,6 +157,10 @@ pub struct Config {
     /// The `audit:` section, validated; [`Config::audit_config`] turns it into the trail's
     /// settings.
     pub audit: AuditSection,
+    /// The `channels:` section: the configured senders (none when absent).
+    pub channels: ChannelsSection,
+    /// The `audiences:` section: who receives run-level messages, by name.
+    pub audiences: BTreeMap<String, Audience>,
     /// The file it came from, for diagnostics.
     pub source: Option<PathBuf>,
 }
@@ -192,11 +197,7 @@ impl Config {
         let raw: RawConfig = serde_saphyr::from_str(text)
             .map_err(|e| ConfigError::yaml(&e).at(file.clone(), None))?;
         let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
-        for (key, section) in [
-            ("channels", &raw.channels),
-            ("push", &raw.push),
-            ("tickets", &raw.tickets),
-        ] {
+        for (key, section) in [("push", &raw.push), ("tickets", &raw.tickets)] {
             if let Some(spanned) = section {
                 return Err(ConfigError::new(
                     ConfigErrorKind::Invalid,
@@ -208,6 +209,13 @@ impl Config {
                 .at(file.clone(), Some(position(&spanned.referenced))));
             }
         }
+        let channels = match raw.channels {
+            Some(section) => ChannelsSection::from_raw(section.value, base_dir.as_deref())
+                .map_err(|e| e.at(file.clone(), Some(position(&section.referenced))))?,
+            None => ChannelsSection::default(),
+        };
+        let audiences = audiences_from_raw(raw.audiences.unwrap_or_default(), &channels)
+            .map_err(|e| e.at(file.clone(), None))?;
         let audit = match raw.audit {
             Some(section) => {
                 let at = position(&section.referenced);
@@ -226,6 +234,8 @@ impl Config {
             operator: raw.operator,
             tenants,
             audit,
+            channels,
+            audiences,
             source: file,
         })
     }
@@ -387,7 +397,7 @@ impl Config {
 }
 
 /// A relative path in the configuration is relative to the file's directory.
-fn resolve(base_dir: Option<&Path>, path: PathBuf) -> PathBuf {
+pub(super) fn resolve(base_dir: Option<&Path>, path: PathBuf) -> PathBuf {
     match base_dir {
         Some(base) if path.is_relative() => base.join(path),
         _ => path,
@@ -395,7 +405,7 @@ fn resolve(base_dir: Option<&Path>, path: PathBuf) -> PathBuf {
 }
 
 /// 1-based line and column of a YAML location.
-fn position(location: &serde_saphyr::Location) -> (u32, u32) {
+pub(super) fn position(location: &serde_saphyr::Location) -> (u32, u32) {
     (location.line() as u32, location.column() as u32)
 }
 
@@ -510,7 +520,7 @@ fn check_same_cloud(tenant: &str, graph_url: &str, token_url: &str) -> Result<()
 
 /// Whether `name` can be an environment variable's name: letters, digits and `_`, not
 /// starting with a digit (POSIX). Anything else in `client_secret_env` is likely the secret.
-fn is_env_name(name: &str) -> bool {
+pub(super) fn is_env_name(name: &str) -> bool {
     name.chars().next().is_some_and(|c| !c.is_ascii_digit())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
@@ -835,13 +845,13 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
     #[test]
     fn sections_this_build_does_not_have_are_refused_not_ignored() {
         let err = Config::parse(
-            "tenants: {}\nchannels: { email: { provider: graph } }\n",
+            "tenants: {}\npush: { duo: { host: api-1.duosecurity.com } }\n",
             Some(Path::new("r.yaml")),
             &Env::default(),
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("r.yaml:2:"), "{err}");
-        assert!(err.to_string().contains("channels"), "{err}");
+        assert!(err.to_string().contains("push"), "{err}");
     }
 
     #[test]

@@ -526,6 +526,20 @@ impl Directory for GraphDirectory {
         .boxed()
     }
 
+    fn send_mime<'a>(&'a self, sender: &'a str, mime: &'a [u8]) -> DirFuture<'a, ()> {
+        async move {
+            // "Send mail in MIME format": `Content-Type: text/plain`, the body the base64 of
+            // the MIME message; 202 Accepted (bad base64 is 400
+            // ErrorMimeContentInvalidBase64String)
+            // (<https://learn.microsoft.com/graph/api/user-sendmail>).
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(mime);
+            let req = Request::post("/users/{}/sendMail", &[sender]).text_body(encoded);
+            self.send(req).await.map(|_| ())
+        }
+        .boxed()
+    }
+
     fn batch_writes(
         &self,
         writes: Vec<UserWrite>,

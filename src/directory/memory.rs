@@ -51,6 +51,8 @@ pub enum Op {
     ConfirmCompromised,
     /// `list_risky_users`.
     ListRiskyUsers,
+    /// `send_mime`.
+    SendMime,
 }
 
 /// A scripted failure of one call.
@@ -82,6 +84,8 @@ struct State {
     calls: HashMap<Op, usize>,
     /// User id → the id of the user's manager.
     managers: HashMap<String, String>,
+    /// MIME messages accepted by `send_mime`: (sender, message bytes).
+    outbox: Vec<(String, Vec<u8>)>,
 }
 
 /// A tenant in memory. Build it with [`MemoryDirectory::with_user`] and friends.
@@ -304,6 +308,11 @@ impl MemoryDirectory {
             .get(group_id)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The MIME messages `send_mime` accepted, in order: (sender, message bytes).
+    pub fn sent_mime(&self) -> Vec<(String, Vec<u8>)> {
+        self.state().outbox.clone()
     }
 
     /// A user as the tenant holds it now.
@@ -583,6 +592,21 @@ impl Directory for MemoryDirectory {
             DirectoryErrorKind::Rejected,
             "the memory directory sends no mail",
         )))
+    }
+
+    fn send_mime<'a>(&'a self, sender: &'a str, mime: &'a [u8]) -> DirFuture<'a, ()> {
+        ready(self.write(Op::SendMime, |state| {
+            // Graph answers 404 ErrorInvalidUser for a sender that is not a mailbox.
+            if !state
+                .users
+                .iter()
+                .any(|u| u.upn == sender || u.id == sender)
+            {
+                return Err(not_found(sender));
+            }
+            state.outbox.push((sender.to_owned(), mime.to_vec()));
+            Ok(())
+        }))
     }
 
     fn batch_writes(

@@ -112,6 +112,11 @@ pub trait Directory: Send + Sync {
     /// Sends an email as `sender` (a mailbox UPN or id).
     fn send_mail<'a>(&'a self, sender: &'a str, mail: &'a Mail) -> DirFuture<'a, ()>;
 
+    /// Sends a complete MIME message (RFC 5322 bytes: headers, `multipart/alternative`
+    /// body) as `sender`, recipients taken from its `To` header. Accepted is not delivered.
+    /// The message may hold a secret: it never reaches a log or an error.
+    fn send_mime<'a>(&'a self, sender: &'a str, mime: &'a [u8]) -> DirFuture<'a, ()>;
+
     /// Runs many writes efficiently (`$batch`, `dependsOn` for `after`), one result per write
     /// in order. A write depending on a failed one fails as [`DirectoryErrorKind::Rejected`].
     fn batch_writes(

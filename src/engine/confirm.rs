@@ -155,6 +155,9 @@ mod tests {
         fn send_mail<'a>(&'a self, _: &'a str, _: &'a Mail) -> DirFuture<'a, ()> {
             never()
         }
+        fn send_mime<'a>(&'a self, _: &'a str, _: &'a [u8]) -> DirFuture<'a, ()> {
+            never()
+        }
         fn batch_writes(
             &self,
             _: Vec<UserWrite>,

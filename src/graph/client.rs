@@ -287,7 +287,7 @@ impl GraphClient {
             }
             if let Some(body) = req.body_bytes() {
                 builder = builder
-                    .header(CONTENT_TYPE, "application/json")
+                    .header(CONTENT_TYPE, req.content_type())
                     .body(body.to_vec());
             }
             let sent = builder.send().instrument(span.clone()).await;

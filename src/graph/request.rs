@@ -38,6 +38,11 @@ pub fn encode_query(value: &str) -> String {
     encode(value, b"$',():@")
 }
 
+/// The media type of a JSON body.
+const JSON: &str = "application/json";
+/// The media type of a plain-text body (a base64 MIME message).
+const TEXT_PLAIN: &str = "text/plain";
+
 /// One Graph request. `Debug` shows method and template only: bodies may hold passwords.
 pub struct Request {
     /// HTTP method.
@@ -52,8 +57,10 @@ pub struct Request {
     pub(crate) absolute: Option<String>,
     /// Extra request headers (e.g. `ConsistencyLevel`).
     pub(crate) headers: Vec<(&'static str, String)>,
-    /// JSON body bytes, kept as a secret (zeroized on drop, never printed).
+    /// Body bytes, kept as a secret (zeroized on drop, never printed).
     pub(crate) body: Option<SecretSlice<u8>>,
+    /// The body's media type: `application/json` unless [`Request::text_body`] set another.
+    pub(crate) content_type: &'static str,
     /// Explicit budget charge; derived from method and template when `None`.
     pub(crate) charge: Option<Charge>,
     /// Whether re-sending after an unknown outcome is harmless.
@@ -91,6 +98,7 @@ impl Request {
             absolute: None,
             headers: Vec::new(),
             body: None,
+            content_type: JSON,
             charge: None,
             idempotent,
             accept: Vec::new(),
@@ -145,7 +153,18 @@ impl Request {
             )
         })?;
         self.body = Some(SecretSlice::from(bytes));
+        self.content_type = JSON;
         Ok(self)
+    }
+
+    /// Sets a `text/plain` body: what Graph takes where a JSON body would not do, such as a
+    /// base64 MIME message to `sendMail`
+    /// (<https://learn.microsoft.com/graph/api/user-sendmail>, "send mail in MIME format").
+    /// The bytes are held as a secret, like a JSON body.
+    pub fn text_body(mut self, text: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(SecretSlice::from(text.into()));
+        self.content_type = TEXT_PLAIN;
+        self
     }
 
     /// Declares whether the request may be re-sent when its outcome is unknown (e.g.
@@ -228,6 +247,7 @@ impl Request {
             absolute: Some(url),
             headers: self.headers.clone(),
             body: None,
+            content_type: self.content_type,
             charge: Some(self.effective_charge()),
             idempotent: self.idempotent,
             accept: self.accept.clone(),
@@ -237,6 +257,11 @@ impl Request {
     /// The body bytes (for sending).
     pub(crate) fn body_bytes(&self) -> Option<&[u8]> {
         self.body.as_ref().map(|b| b.expose_secret())
+    }
+
+    /// The body's `Content-Type`.
+    pub(crate) fn content_type(&self) -> &'static str {
+        self.content_type
     }
 
     /// The budget this request draws on: explicit, or derived from the path and method with
@@ -366,6 +391,10 @@ mod tests {
         assert_eq!(c.bucket, Bucket::IdentityProtection);
         let c = Request::post("/users/{}/sendMail", &["u"]).effective_charge();
         assert_eq!(c.bucket, Bucket::Mail);
+        let mime = Request::post("/users/{}/sendMail", &["u"]).text_body("TUlNRQ==");
+        assert_eq!(mime.effective_charge().bucket, Bucket::Mail);
+        assert_eq!(mime.content_type(), "text/plain");
+        assert_eq!(mime.body_bytes(), Some(&b"TUlNRQ=="[..]));
         let c = Request::delete("/users/{}/authentication/phoneMethods/{}", &["u", "m"])
             .effective_charge();
         assert!(c.auth_methods);
