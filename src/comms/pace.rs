@@ -109,6 +109,32 @@ pub struct Paced {
     counters: Counters,
 }
 
+/// A paced channel is a channel: the notifier sends through it without knowing the pacing.
+impl Channel for Paced {
+    fn name(&self) -> &'static str {
+        self.channel.name()
+    }
+
+    fn kind(&self) -> Kind {
+        self.channel.kind()
+    }
+
+    fn traits(&self) -> super::ChannelTraits {
+        self.channel.traits()
+    }
+
+    fn limits(&self) -> super::Limits {
+        self.channel.limits()
+    }
+
+    fn send<'a>(
+        &'a self,
+        message: &'a Outbound,
+    ) -> futures::future::BoxFuture<'a, Result<super::Receipt, ChannelError>> {
+        Box::pin(async move { Paced::send(self, message).await.map(|d| d.receipt) })
+    }
+}
+
 impl std::fmt::Debug for Paced {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Paced")
