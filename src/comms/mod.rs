@@ -19,8 +19,8 @@ pub mod context;
 pub mod delivery;
 pub mod message;
 pub mod notifier;
-pub mod recipient;
 pub mod pace;
+pub mod recipient;
 
 pub use channel::{Channel, ChannelError, ChannelErrorKind, ChannelTraits, Limits, Receipt};
 pub use message::{Address, Content, Outbound};

@@ -18,10 +18,12 @@
 //! permission or role) stop the run sooner than the breaker could ([`refusal`]): their rows
 //! stay open, typed as refused, and a resume makes them once the operator fixed the cause.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use jiff::Timestamp;
 use secrecy::SecretString;
 use serde::Serialize;
@@ -147,6 +149,10 @@ impl Summary {
     }
 }
 
+/// Users whose notices are being sent at once, apart from the writes (each waits for its
+/// channel's pace; the bound keeps directory lookups and memory in proportion).
+const NOTICES_IN_FLIGHT: usize = 256;
+
 /// An execution with the helpers it spawns for itself.
 struct Runner<S> {
     ex: Execution<S>,
@@ -227,7 +233,7 @@ pub async fn execute<S: RunStore + 'static>(
         .map(|user| {
             let execution = Arc::clone(&execution);
             async move {
-                let run = pipeline(&execution, &user).await;
+                let run = pipeline(&execution, &user, true).await;
                 (user, run)
             }
         })
@@ -236,12 +242,38 @@ pub async fn execute<S: RunStore + 'static>(
 
     let mut summary = Summary::default();
     let mut paused = Vec::new();
-    while let Some((user, run)) = per_user.next().await {
-        let run = run?;
-        if run.withheld {
-            paused.push((user, run.results));
-        } else {
-            summary.done(&execution.progress, run.results);
+    // Users whose writes are done and whose notices wait for their channels: sent alongside
+    // the next users' writes, a bounded number at a time (a stop lets them finish: their
+    // users were reset and must be told).
+    let mut waiting: VecDeque<NoticeTail> = VecDeque::new();
+    let mut sending = FuturesUnordered::new();
+    let mut writes_done = false;
+    loop {
+        while sending.len() < NOTICES_IN_FLIGHT {
+            let Some(tail) = waiting.pop_front() else {
+                break;
+            };
+            let execution = Arc::clone(&execution);
+            sending.push(async move { notice_tail(&execution, tail).await });
+        }
+        tokio::select! {
+            next = per_user.next(), if !writes_done => match next {
+                None => writes_done = true,
+                Some((user, run)) => match run? {
+                    (run, _) if run.withheld => paused.push((user, run.results)),
+                    (_, Some((from, state))) => waiting.push_back(NoticeTail { user, from, state }),
+                    (run, None) => summary.done(&execution.progress, run.results),
+                },
+            },
+            Some(sent) = sending.next(), if !sending.is_empty() => {
+                let (user, run) = sent?;
+                if run.withheld {
+                    paused.push((user, run.results));
+                } else {
+                    summary.done(&execution.progress, run.results);
+                }
+            }
+            else => break,
         }
     }
     // Users paused on a refused write: where the step's refusals turned out ordinary, their
@@ -256,7 +288,7 @@ pub async fn execute<S: RunStore + 'static>(
                 summary.results.extend(partial);
                 continue;
             }
-            let run = pipeline(&execution, &user).await?;
+            let (run, _) = pipeline(&execution, &user, false).await?;
             if run.withheld {
                 still.push((user, run.results));
             } else {
@@ -278,32 +310,141 @@ pub async fn execute<S: RunStore + 'static>(
     Ok(summary)
 }
 
-/// One user's steps, in the plan's order, until one is withheld.
+/// Where a user's pipeline stands between its steps: what the steps so far leave for the
+/// ones after.
+#[derive(Default)]
+struct PipelineState {
+    /// Results of the steps that ended.
+    results: Vec<StepResult>,
+    /// A step failed (a later notice would announce what did not happen).
+    earlier_failed: bool,
+    /// Secrets created for this user in this attempt, for its notify steps only.
+    secrets: Vec<UserSecret>,
+    /// A secret created without its value reaching this attempt (before a resume, or seen
+    /// only by read-back): never stored, so it cannot be delivered now.
+    lost_secret: Option<&'static str>,
+    /// Journal keys of the steps that succeeded, for the notices that say what was done.
+    done: Vec<String>,
+}
+
+/// A user's trailing notify steps, left to run apart from the writes: the next user's resets
+/// do not wait for a mail channel's pace.
+struct NoticeTail {
+    user: PlannedUser,
+    /// Index in `user.steps` of the first notify step of the tail.
+    from: usize,
+    state: PipelineState,
+}
+
+/// One user's steps, in the plan's order, until one is withheld. With `detach_notices`, the
+/// trailing run of notify steps (when every step after the writes is a notice) is returned
+/// instead of run, for the caller to send alongside the next users' writes.
 async fn pipeline<S: RunStore>(
     execution: &Runner<S>,
     user: &PlannedUser,
-) -> Result<UserRun, EngineError> {
-    let mut results = Vec::with_capacity(user.steps.len());
-    let mut earlier_failed = false;
-    // Secrets created for this user in this attempt, for its notify steps only.
-    let mut secrets: Vec<UserSecret> = Vec::new();
-    // A secret created without its value reaching this attempt (before a resume, or seen
-    // only by read-back): never stored, so it cannot be delivered now.
-    let mut lost_secret: Option<&'static str> = None;
-    // Steps that succeeded so far, for the notices that say what was done.
-    let mut done: Vec<&Step> = Vec::new();
-    for key in user.steps.iter() {
-        let Some(step) = StepKey::parse(key).and_then(|k| k.step(&execution.playbook)) else {
-            return Err(EngineError::CorruptPlan {
-                run: execution.run.0.clone(),
-                message: format!("step {key} is not in the playbook"),
-            });
-        };
-        let created = secrets.len();
+    detach_notices: bool,
+) -> Result<(UserRun, Option<(usize, PipelineState)>), EngineError> {
+    let tail_from = if detach_notices {
+        trailing_notices(execution, user)
+    } else {
+        None
+    };
+    let end = tail_from.unwrap_or(user.steps.len());
+    let (run, state) = steps(execution, user, 0, end, PipelineState::default()).await?;
+    match (run, tail_from) {
+        (Ok(()), Some(from)) => Ok((
+            UserRun {
+                results: Vec::new(),
+                withheld: false,
+            },
+            Some((from, state)),
+        )),
+        (Ok(()), None) => Ok((
+            UserRun {
+                results: state.results,
+                withheld: false,
+            },
+            None,
+        )),
+        (Err(Paused), _) => Ok((
+            UserRun {
+                results: state.results,
+                withheld: true,
+            },
+            None,
+        )),
+    }
+}
+
+/// The index of the first of the user's trailing notify steps, if the user has any after a
+/// write (a pipeline of notices only has nothing to overlap).
+fn trailing_notices<S>(execution: &Runner<S>, user: &PlannedUser) -> Option<usize> {
+    let mut from = user.steps.len();
+    for (index, key) in user.steps.iter().enumerate().rev() {
+        // A key not in the playbook stops the scan; running the steps reports it.
+        if matches!(resolve_step(execution, key), Some(Step::Notify { .. })) {
+            from = index;
+        } else {
+            break;
+        }
+    }
+    (from > 0 && from < user.steps.len()).then_some(from)
+}
+
+/// Send a detached tail of notices; the user's whole results come back.
+async fn notice_tail<S: RunStore>(
+    execution: &Runner<S>,
+    tail: NoticeTail,
+) -> Result<(PlannedUser, UserRun), EngineError> {
+    let NoticeTail { user, from, state } = tail;
+    let (run, state) = steps(execution, &user, from, user.steps.len(), state).await?;
+    let withheld = run.is_err();
+    Ok((
+        user,
+        UserRun {
+            results: state.results,
+            withheld,
+        },
+    ))
+}
+
+/// The step a journal key stands for.
+fn resolve_step<'p, S>(execution: &'p Runner<S>, key: &str) -> Option<&'p Step> {
+    StepKey::parse(key).and_then(|k| k.step(&execution.playbook))
+}
+
+/// The error of a plan naming a step its playbook does not have.
+fn unknown_step<S>(execution: &Runner<S>, key: &str) -> EngineError {
+    EngineError::CorruptPlan {
+        run: execution.run.0.clone(),
+        message: format!("step {key} is not in the playbook"),
+    }
+}
+
+/// A step's write was refused and withheld: the pipeline pauses.
+struct Paused;
+
+/// Run the user's steps `from..end` on from `state`.
+async fn steps<S: RunStore>(
+    execution: &Runner<S>,
+    user: &PlannedUser,
+    from: usize,
+    end: usize,
+    mut state: PipelineState,
+) -> Result<(Result<(), Paused>, PipelineState), EngineError> {
+    for key in user.steps[from..end].iter() {
+        let step = resolve_step(execution, key).ok_or_else(|| unknown_step(execution, key))?;
+        let created = state.secrets.len();
+        // Keys of steps that ran, so they resolve.
+        let done: Vec<&Step> = state
+            .done
+            .iter()
+            .filter_map(|k| resolve_step(execution, k))
+            .collect();
         let context = StepContext {
-            earlier_failed,
-            lost_secret,
-            secrets: &mut secrets,
+            earlier_failed: state.earlier_failed,
+            lost_secret: state.lost_secret,
+            secrets: &mut state.secrets,
             done: &done,
         };
         let (outcome, detail, replayed) =
@@ -313,18 +454,13 @@ async fn pipeline<S: RunStore>(
                     detail,
                     replayed,
                 } => (outcome, detail, replayed),
-                StepEnd::Withheld => {
-                    return Ok(UserRun {
-                        results,
-                        withheld: true,
-                    });
-                }
+                StepEnd::Withheld => return Ok((Err(Paused), state)),
             };
-        if outcome == Outcome::Succeeded && secrets.len() == created {
-            lost_secret = secret_created_by(step).or(lost_secret);
+        if outcome == Outcome::Succeeded && state.secrets.len() == created {
+            state.lost_secret = secret_created_by(step).or(state.lost_secret);
         }
         if outcome == Outcome::Succeeded {
-            done.push(step);
+            state.done.push(key.clone());
         }
         if !replayed
             && matches!(
@@ -342,8 +478,8 @@ async fn pipeline<S: RunStore>(
             }
             Outcome::Skipped => 0,
         };
-        earlier_failed |= matches!(outcome, Outcome::Failed | Outcome::ManualCheck);
-        results.push(StepResult {
+        state.earlier_failed |= matches!(outcome, Outcome::Failed | Outcome::ManualCheck);
+        state.results.push(StepResult {
             user_id: user.id.clone(),
             upn: user.upn.clone(),
             step: key.clone(),
@@ -352,10 +488,7 @@ async fn pipeline<S: RunStore>(
             at: Timestamp::now(),
         });
     }
-    Ok(UserRun {
-        results,
-        withheld: false,
-    })
+    Ok((Ok(()), state))
 }
 
 /// What a step of a pipeline knows of the steps before it.
