@@ -13,6 +13,8 @@ pub mod card;
 pub mod channel;
 pub mod context;
 pub mod message;
+pub mod sms_text;
+pub mod template;
 
 pub use channel::{Channel, ChannelError, ChannelErrorKind, ChannelTraits, Limits, Receipt};
 pub use message::{Address, Content, Outbound};
