@@ -3,6 +3,9 @@
 //! `RESETCTL_COMMIT` is `git rev-parse --short HEAD`, with `-dirty` when tracked files have
 //! changes, or `unknown` where there is no git or no repository (a source tarball). It never
 //! fails the build.
+//!
+//! It also lists every file under `templates/` into `$OUT_DIR/embedded_templates.rs`, so the
+//! binary embeds all of them (a file added to the directory cannot be silently left out).
 
 use std::path::Path;
 use std::process::Command;
@@ -22,11 +25,57 @@ fn main() {
     {
         println!("cargo:rerun-if-changed={file}");
     }
-    for path in ["src", "tests", "Cargo.toml", "Cargo.lock", "build.rs"] {
+    embed_templates();
+    for path in [
+        "src",
+        "tests",
+        "templates",
+        "Cargo.toml",
+        "Cargo.lock",
+        "build.rs",
+    ] {
         if Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
+}
+
+/// Write `EMBEDDED: &[(&str, &str)]`: every file under `templates/` as (relative path with
+/// `/`, `include_str!` of it), sorted by path.
+fn embed_templates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(relative) = path.strip_prefix(&root) {
+                let name: Vec<String> = relative
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                files.push((name.join("/"), path.clone()));
+            }
+        }
+    }
+    files.sort();
+    let mut out = String::from("/// Every file under `templates/`, by relative path.\n");
+    out.push_str("pub(crate) const EMBEDDED: &[(&str, &str)] = &[\n");
+    for (name, path) in &files {
+        out.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    out.push_str("];\n");
+    let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("embedded_templates.rs");
+    std::fs::write(dest, out).expect("OUT_DIR is writable");
 }
 
 /// The short commit, `-dirty` when tracked files differ from it.

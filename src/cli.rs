@@ -123,6 +123,10 @@ pub struct ValidateArgs {
     /// Playbook files to check.
     #[arg(required = true, value_name = "PLAYBOOK")]
     pub playbooks: Vec<PathBuf>,
+    /// Template files that replace the embedded ones of the same name (default: the
+    /// configuration's `templates:`).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
 }
 
 /// Which tenant a command talks to.
@@ -166,6 +170,10 @@ pub struct PlanArgs {
     /// record about it and into its summary. Letters, digits and -_.:/#, at most 64.
     #[arg(long, value_name = "ID")]
     pub ticket: Option<Ticket>,
+    /// Template files that replace the embedded ones of the same name (default: the
+    /// configuration's `templates:`).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
 }
 
 /// Arguments of `resetctl run`.
@@ -221,6 +229,10 @@ pub struct RunArgs {
     /// line; JSON under `--log-format json`). 0: never.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub progress_every: u64,
+    /// Template files that replace the embedded ones of the same name (default: the
+    /// configuration's `templates:`).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
 }
 
 /// Arguments of `resetctl doctor`.

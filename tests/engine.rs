@@ -512,7 +512,7 @@ async fn undeliverable_secrets_refuse_with_exit_3_and_write_nothing() {
         "tap.yaml",
         &PLAYBOOK.replace(
             "  - require_mfa_reregistration: { remove: [phone, softwareOath] }\n",
-            "  - temporary_access_pass: { lifetime_minutes: 60 }\n  - notify: { template: tap, channels: [sms] }\n",
+            "  - temporary_access_pass: { lifetime_minutes: 60 }\n  - notify: { template: tap-for-manager, channels: [sms], to: manager }\n",
         ),
     );
     let out = bench.execute(&playbook).await;

@@ -76,8 +76,8 @@ bad! {
     error_rate_out_of_range: "error-rate-out-of-range.yaml" at "8:31" says "stop_when_error_rate_above must be in [0, 1]";
     tap_lifetime_out_of_range: "tap-lifetime.yaml" at "6:48" says "lifetime_minutes must be between 10 and 43200";
     batch_size_out_of_range: "batch-size.yaml" at "8:15" says "batch_size must be between 1 and 20";
-    temporary_password_without_notify: "temporary-without-notify.yaml" at "7:5" says "needs a later notify step over sms or teams, or to: manager";
-    temporary_password_to_own_mailbox: "temporary-email-only.yaml" at "6:5" says "needs a later notify step over sms or teams, or to: manager";
+    temporary_password_without_notify: "temporary-without-notify.yaml" at "7:5" says "needs a later notify step over sms, or over email to: manager";
+    temporary_password_to_own_mailbox: "temporary-email-only.yaml" at "6:5" says "needs a later notify step over sms, or over email to: manager";
     temporary_password_not_delivered_to_everyone: "temporary-not-delivered-to-all.yaml" at "7:5" says "is not delivered to every user it applies to";
     temporary_password_without_force_change: "temporary-no-force-change.yaml" at "6:54" says "needs force_change: true";
     add_to_group_without_expiry: "add-to-group-no-expiry.yaml" at "7:5" says "add_to_group needs an expiry";

@@ -17,5 +17,6 @@ mod notify;
 mod output;
 mod playbook;
 mod runs;
+mod templates;
 mod tenants;
 mod tidy;

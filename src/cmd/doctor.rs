@@ -13,10 +13,11 @@ use crate::cli::{DoctorArgs, GlobalArgs, OutputFormat};
 /// `resetctl doctor`.
 pub async fn run(global: &GlobalArgs, args: DoctorArgs) -> CmdResult {
     let context = Context::load(global)?;
+    let templates = validate::Templates::new(&context.config, None)?;
     let source = args
         .playbook
         .as_deref()
-        .map(validate::load_playbook)
+        .map(|path| validate::load_playbook(path, &templates))
         .transpose()?;
     let tenant = context
         .connect_read_only(args.tenant.tenant.as_deref())

@@ -14,7 +14,8 @@ use crate::cli::{GlobalArgs, OutputFormat, PlanArgs};
 /// `resetctl plan`.
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
     let context = Context::load(global)?;
-    let source = validate::load_playbook(&args.playbook)?;
+    let templates = validate::Templates::new(&context.config, args.templates.as_deref())?;
+    let source = validate::load_playbook(&args.playbook, &templates)?;
     let tenant = context
         .connect_read_only(args.tenant.tenant.as_deref())
         .await?;

@@ -62,7 +62,8 @@ async fn start(
             "a playbook is needed (or --resume RUN_ID)",
         ));
     };
-    let source = validate::load_playbook(playbook_path)?;
+    let templates = validate::Templates::new(&context.config, args.templates.as_deref())?;
+    let source = validate::load_playbook(playbook_path, &templates)?;
     let requested = args.tenant.tenant.as_deref();
     let tenant = if args.execute {
         context.connect(requested).await?
@@ -261,7 +262,8 @@ async fn resume_run(
         ResumeCheck::Resumable(resumable) => resumable,
     };
     let path = std::path::PathBuf::from(&resumable.run.playbook_path);
-    let source = validate::load_playbook(&path)?;
+    let templates = validate::Templates::new(&context.config, args.templates.as_deref())?;
+    let source = validate::load_playbook(&path, &templates)?;
     let tenant = context.connect(Some(&resumable.run.tenant)).await?;
     let result = async {
         let cleared = lifecycle

@@ -6,21 +6,64 @@
 //! `{file, line, column, message, severity}` on stdout, nothing else. Validation writes no file.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 
-use super::{CmdResult, Exit};
+use super::context::Context;
+use super::{CmdResult, Exit, Failure};
 use crate::cli::{GlobalArgs, OutputFormat, ValidateArgs};
+use resetctl::comms::context::Organisation;
+use resetctl::comms::template::{self, Catalog};
+use resetctl::config::Config;
 use resetctl::engine::lifecycle::PlaybookSource;
-use resetctl::playbook::{self, Diagnostic};
+use resetctl::playbook::{self, Diagnostic, Loaded};
+
+/// The templates playbooks are checked against: the catalog (embedded, with `--templates` or
+/// the configuration's `templates:` over it) and the organisation the samples name.
+pub struct Templates {
+    catalog: Catalog,
+    org: Organisation,
+}
+
+impl Templates {
+    /// The catalog `--templates DIR` (else the configuration's `templates:`) gives.
+    pub fn new(config: &Config, cli: Option<&Path>) -> Result<Templates, Failure> {
+        let dir = cli
+            .map(Path::to_path_buf)
+            .or_else(|| config.templates.clone());
+        let catalog = Catalog::load(dir.as_deref())
+            .map_err(|e| Failure::new(Exit::Invalid, e.to_string()))?;
+        let org = config
+            .organisation
+            .clone()
+            .unwrap_or_else(template::sample_organisation);
+        Ok(Templates { catalog, org })
+    }
+
+    /// The template findings of a loaded playbook: errors first, then warnings.
+    fn check(&self, loaded: &Loaded) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+        let found = template::check_playbook(loaded, &self.catalog, &self.org);
+        (found.errors, found.warnings)
+    }
+}
 
 /// Validate every playbook named on the command line; exit 0 when all are valid, 1 otherwise.
 pub fn run(global: &GlobalArgs, args: ValidateArgs) -> CmdResult {
+    let context = Context::load(global)?;
+    let templates = Templates::new(&context.config, args.templates.as_deref())?;
     let mut all_valid = true;
     let mut json = Vec::new();
     let snippets = global.output == OutputFormat::Text && std::io::stderr().is_terminal();
     let mut stdout = std::io::stdout().lock();
     for path in &args.playbooks {
         let (valid, diagnostics) = match playbook::load(path) {
-            Ok(loaded) => (true, loaded.warnings),
+            Ok(loaded) => {
+                let (errors, warnings) = templates.check(&loaded);
+                let mut all: Vec<Diagnostic> = loaded.warnings;
+                all.extend(errors.iter().cloned());
+                all.extend(warnings);
+                all.sort_by_key(|d| (d.line, d.column));
+                (errors.is_empty(), all)
+            }
             Err(d) => {
                 let all = d.all().into_iter().cloned().collect();
                 (false, all)
@@ -53,14 +96,29 @@ pub fn run(global: &GlobalArgs, args: ValidateArgs) -> CmdResult {
 }
 
 /// Load one playbook for a command that acts on it: diagnostics are printed as `validate`
-/// prints them, and an invalid playbook is a failure with exit 1 (nothing has started).
-/// The stored path is absolute, so `run --resume` works from any directory.
-pub fn load_playbook(path: &std::path::Path) -> Result<PlaybookSource, super::Failure> {
+/// prints them, and an invalid playbook (its templates included) is a failure with exit 1
+/// (nothing has started). The stored path is absolute, so `run --resume` works from any
+/// directory.
+pub fn load_playbook(
+    path: &std::path::Path,
+    templates: &Templates,
+) -> Result<PlaybookSource, super::Failure> {
     let snippets = std::io::stderr().is_terminal();
     match playbook::load(path) {
         Ok(loaded) => {
-            for warning in &loaded.warnings {
-                report(warning, snippets);
+            let (errors, warnings) = templates.check(&loaded);
+            let mut all: Vec<&Diagnostic> = loaded
+                .warnings
+                .iter()
+                .chain(&errors)
+                .chain(&warnings)
+                .collect();
+            all.sort_by_key(|d| (d.line, d.column));
+            for d in all {
+                report(d, snippets);
+            }
+            if !errors.is_empty() {
+                return Err(invalid_playbook(path));
             }
             let unreadable = |err: std::io::Error| {
                 super::Failure::new(Exit::Invalid, format!("{}: {err}", path.display()))
@@ -76,15 +134,19 @@ pub fn load_playbook(path: &std::path::Path) -> Result<PlaybookSource, super::Fa
             for d in diagnostics.all() {
                 report(d, snippets);
             }
-            Err(super::Failure::new(
-                Exit::Invalid,
-                format!(
-                    "{} is not a valid playbook; nothing was done",
-                    path.display()
-                ),
-            ))
+            Err(invalid_playbook(path))
         }
     }
+}
+
+fn invalid_playbook(path: &Path) -> Failure {
+    Failure::new(
+        Exit::Invalid,
+        format!(
+            "{} is not a valid playbook; nothing was done",
+            path.display()
+        ),
+    )
 }
 
 /// Print one diagnostic: the plain line, then the snippet when stderr is a terminal.

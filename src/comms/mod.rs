@@ -21,6 +21,8 @@ pub mod message;
 pub mod notifier;
 pub mod pace;
 pub mod recipient;
+pub mod sms_text;
+pub mod template;
 
 pub use channel::{Channel, ChannelError, ChannelErrorKind, ChannelTraits, Limits, Receipt};
 pub use message::{Address, Content, Outbound};

@@ -37,6 +37,29 @@ pub(crate) struct RawConfig {
     /// The audit trail: where it lives, when it rotates, where its HMAC key comes from.
     #[serde(default)]
     pub audit: Option<Spanned<RawAudit>>,
+    /// What messages call the organisation (name, help desk, SSPR and notice-check pages).
+    #[serde(default)]
+    pub organisation: Option<Spanned<RawOrganisation>>,
+    /// A directory of template files that replace the embedded ones of the same name
+    /// (relative to the configuration file).
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
+}
+
+/// The `organisation:` section: only `name` is required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOrganisation {
+    /// The name people recognise.
+    pub name: String,
+    /// The help desk's number, as people dial it.
+    pub helpdesk_phone: Option<String>,
+    /// The help desk's web page.
+    pub helpdesk_url: Option<String>,
+    /// Self-service password reset (default `https://aka.ms/sspr`).
+    pub sspr_url: Option<String>,
+    /// Where a notice can be checked as genuine.
+    pub verify_url: Option<String>,
 }
 
 /// The `audit:` section. Every key is optional: the trail defaults to the data directory,

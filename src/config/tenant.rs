@@ -163,6 +163,10 @@ pub struct Config {
     pub audiences: BTreeMap<String, Audience>,
     /// The file it came from, for diagnostics.
     pub source: Option<PathBuf>,
+    /// `organisation:`: what messages call the organisation, when configured.
+    pub organisation: Option<crate::comms::context::Organisation>,
+    /// `templates:`: the template override directory, resolved against the file's directory.
+    pub templates: Option<PathBuf>,
 }
 
 impl Config {
@@ -224,6 +228,20 @@ impl Config {
             }
             None => AuditSection::default(),
         };
+        let organisation = match raw.organisation {
+            Some(section) => {
+                let at = position(&section.referenced);
+                Some(
+                    organisation_from_raw(section.value)
+                        .map_err(|e| e.at(file.clone(), Some(at)))?,
+                )
+            }
+            None => None,
+        };
+        let templates = raw.templates.map(|dir| match &base_dir {
+            Some(base) if dir.is_relative() => base.join(dir),
+            _ => dir,
+        });
         let mut tenants = BTreeMap::new();
         for (name, tenant) in raw.tenants {
             let settings = tenant_from_raw(&name, tenant, base_dir.as_deref(), env)
@@ -237,6 +255,8 @@ impl Config {
             channels,
             audiences,
             source: file,
+            organisation,
+            templates,
         })
     }
 
@@ -405,6 +425,45 @@ pub(super) fn resolve(base_dir: Option<&Path>, path: PathBuf) -> PathBuf {
 }
 
 /// 1-based line and column of a YAML location.
+/// The `organisation:` section: a name, and pages that are `https://` addresses (people are
+/// told to type them; a message must never point anywhere else).
+fn organisation_from_raw(
+    raw: super::raw::RawOrganisation,
+) -> Result<crate::comms::context::Organisation, ConfigError> {
+    let invalid = |m: String| ConfigError::new(ConfigErrorKind::Invalid, m);
+    if raw.name.trim().is_empty() {
+        return Err(invalid("organisation.name is empty".into()));
+    }
+    let page = |key: &str, value: Option<String>| -> Result<String, ConfigError> {
+        let value = value.unwrap_or_default();
+        let ok = value.is_empty()
+            || (value.starts_with("https://")
+                && value.len() > "https://".len()
+                && !value.chars().any(|c| c.is_whitespace() || c.is_control()));
+        if ok {
+            Ok(value)
+        } else {
+            Err(invalid(format!(
+                "organisation.{key} must be an https:// address without spaces"
+            )))
+        }
+    };
+    Ok(crate::comms::context::Organisation {
+        name: raw.name.trim().to_owned(),
+        helpdesk_phone: raw.helpdesk_phone.unwrap_or_default().trim().to_owned(),
+        helpdesk_url: page("helpdesk_url", raw.helpdesk_url)?,
+        sspr_url: page(
+            "sspr_url",
+            Some(raw.sspr_url.unwrap_or_else(|| DEFAULT_SSPR_URL.to_owned())),
+        )?,
+        verify_url: page("verify_url", raw.verify_url)?,
+    })
+}
+
+/// Self-service password reset for Microsoft Entra ID, the default `organisation.sspr_url`
+/// (<https://learn.microsoft.com/entra/identity/authentication/concept-sspr-howitworks>).
+pub const DEFAULT_SSPR_URL: &str = "https://aka.ms/sspr";
+
 pub(super) fn position(location: &serde_saphyr::Location) -> (u32, u32) {
     (location.line() as u32, location.column() as u32)
 }

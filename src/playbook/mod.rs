@@ -38,6 +38,23 @@ pub struct Loaded {
     pub playbook: Playbook,
     /// Things worth a second look that do not make the playbook invalid.
     pub warnings: Vec<Diagnostic>,
+    /// Every template the playbook names, in file order, with the position of its name.
+    pub templates: Vec<TemplateUse>,
+    /// The text the playbook was validated from, for diagnostics found later (templates).
+    pub source: Arc<SourceFile>,
+}
+
+impl Loaded {
+    /// A diagnostic at the name of a template the playbook uses.
+    pub fn diagnostic_at(
+        &self,
+        used: &TemplateUse,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let len = used.span.end.saturating_sub(used.span.start);
+        Diagnostic::at(&self.source, severity, used.span.start, len, message)
+    }
 }
 
 /// Read and check the playbook at `path`. Diagnostics name the file as `path` displays.
@@ -94,7 +111,12 @@ fn check(name: String, text: String, base_dir: &Path) -> Result<Loaded, Diagnost
     sort(&mut errors);
     sort(&mut warnings);
     match playbook {
-        Some(playbook) if errors.is_empty() => Ok(Loaded { playbook, warnings }),
+        Some(playbook) if errors.is_empty() => Ok(Loaded {
+            playbook,
+            warnings,
+            templates: ctx.templates,
+            source: src,
+        }),
         _ => Err(Diagnostics {
             file: name,
             errors,

@@ -505,6 +505,36 @@ impl Default for Communications {
     }
 }
 
+/// Where a playbook names a template, kept so that the templates can be checked against the
+/// playbook after it loaded and a problem reported at the `template:` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateUse {
+    /// Template name.
+    pub template: String,
+    /// The channels it is sent over (each needs its form of the template).
+    pub channels: Vec<Channel>,
+    /// Who reads it.
+    pub purpose: TemplatePurpose,
+    /// Byte range of the template name in the playbook file.
+    pub span: std::ops::Range<usize>,
+}
+
+/// What a named template is used for, which decides the context it is rendered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplatePurpose {
+    /// A `notify` step: a per-user notice to the user or their manager.
+    Notice {
+        /// Who receives it.
+        to: Recipient,
+        /// Whether an earlier step creates a temporary password the notice can carry.
+        temporary_password_before: bool,
+        /// Whether an earlier step issues a Temporary Access Pass the notice can carry.
+        access_pass_before: bool,
+    },
+    /// A `communications:` entry (`soc_summary`, `manual_queue`, `helpdesk_brief`).
+    RunLevel(&'static str),
+}
+
 /// A template sent over channels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {

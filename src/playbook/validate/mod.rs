@@ -42,6 +42,10 @@ pub(super) struct Ctx {
     pub errors: Vec<Diagnostic>,
     /// Warnings found so far.
     pub warnings: Vec<Diagnostic>,
+    /// Templates named so far, with their positions.
+    pub templates: Vec<TemplateUse>,
+    /// Whether a step read so far creates a temporary password, and a Temporary Access Pass.
+    secrets_before: (bool, bool),
 }
 
 /// Where a node is: byte offset and byte length in the file.
@@ -57,6 +61,8 @@ impl Ctx {
             src,
             errors: Vec::new(),
             warnings: Vec::new(),
+            templates: Vec::new(),
+            secrets_before: (false, false),
         }
     }
 
@@ -72,6 +78,17 @@ impl Ctx {
             offset,
             len: usize::try_from(len).unwrap_or(0),
         }
+    }
+
+    /// Remember that `name` is used as a template, for the checks after loading.
+    fn use_template(&mut self, name: &SpStr, channels: &[Channel], purpose: TemplatePurpose) {
+        let pos = self.at(name);
+        self.templates.push(TemplateUse {
+            template: name.value.clone(),
+            channels: channels.to_vec(),
+            purpose,
+            span: pos.offset..pos.offset + pos.len,
+        });
     }
 
     fn at<T>(&self, node: &Spanned<T>) -> Pos {
@@ -671,16 +688,21 @@ fn rate_limit(ctx: &mut Ctx, r: &RawRateLimit) -> RateLimit {
 }
 
 fn communications(ctx: &mut Ctx, c: &RawCommunications) -> Communications {
-    let mut msg = |m: &Option<RawMessage>| {
-        m.as_ref().map(|m| Message {
-            template: template(ctx, &m.template),
-            channels: channels(ctx, &m.channels, true),
+    let mut msg = |m: &Option<RawMessage>, key: &'static str| {
+        m.as_ref().map(|m| {
+            let message = Message {
+                template: template(ctx, &m.template),
+                channels: channels(ctx, &m.channels, true),
+            };
+            let purpose = TemplatePurpose::RunLevel(key);
+            ctx.use_template(&m.template, &message.channels, purpose);
+            message
         })
     };
     let mut out = Communications {
-        soc_summary: msg(&c.soc_summary),
-        manual_queue: msg(&c.manual_queue),
-        helpdesk_brief: msg(&c.helpdesk_brief),
+        soc_summary: msg(&c.soc_summary, "soc_summary"),
+        manual_queue: msg(&c.manual_queue, "manual_queue"),
+        helpdesk_brief: msg(&c.helpdesk_brief, "helpdesk_brief"),
         out_of_band: c.out_of_band.as_ref().is_some_and(|b| b.value),
         ..Communications::default()
     };

@@ -59,11 +59,14 @@ fn same_action(a: &Step, b: &Step) -> bool {
     }
 }
 
-/// Whether a notify step can carry a secret: it does not go (only) to the user's own mailbox,
-/// which an attacker may be reading. SMS, Teams, or anything to the manager qualify.
+/// Whether a notify step can carry a secret to one verified person: an SMS to the user's or
+/// the manager's mobile from the directory, or mail to the manager. Not the user's own mailbox
+/// (an attacker may be reading it), and not Teams: a card is posted by a flow into a chat or
+/// channel, which is not a channel to one verified person.
 fn delivers_secret(step: &Step) -> bool {
     matches!(step, Step::Notify { channels, to, .. }
-        if *to == Recipient::Manager || channels.iter().any(|c| matches!(c, Channel::Sms | Channel::Teams)))
+        if channels.contains(&Channel::Sms)
+            || (*to == Recipient::Manager && channels.contains(&Channel::Email)))
 }
 
 /// Rule: `reset_password` with mode `temporary` and `temporary_access_pass` need a LATER
@@ -88,12 +91,12 @@ pub(super) fn rule_temporary_secret_delivery(ctx: &mut Ctx, steps: &[Checked]) {
         if carriers.is_empty() {
             ctx.error(
                 s.key,
-                format!("{what} needs a later notify step over sms or teams, or to: manager: the secret must not go only to the mailbox of an account that may be compromised"),
+                format!("{what} needs a later notify step over sms, or over email to: manager: the secret must not go only to the mailbox of an account that may be compromised, nor to a Teams chat or channel"),
             );
         } else if !covers(s.spec.when.as_ref(), &carriers) {
             ctx.error(
                 s.key,
-                format!("{what} is not delivered to every user it applies to: the notify steps that can carry it (sms, teams, or to: manager) have `when:` conditions that do not cover this step's; give one the same condition as this step, or none"),
+                format!("{what} is not delivered to every user it applies to: the notify steps that can carry it (sms, or email to: manager) have `when:` conditions that do not cover this step's; give one the same condition as this step, or none"),
             );
         }
     }

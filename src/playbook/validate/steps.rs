@@ -35,11 +35,19 @@ pub(super) fn steps(ctx: &mut Ctx, list: &SpList<RawStep>) -> Vec<Checked> {
         );
         return Vec::new();
     }
-    let checked: Vec<Checked> = list
-        .value
-        .iter()
-        .filter_map(|item| step(ctx, item))
-        .collect();
+    let mut checked: Vec<Checked> = Vec::new();
+    for item in &list.value {
+        let Some(c) = step(ctx, item) else { continue };
+        match c.spec.step {
+            Step::ResetPassword {
+                mode: PasswordMode::Temporary,
+                ..
+            } => ctx.secrets_before.0 = true,
+            Step::TemporaryAccessPass { .. } => ctx.secrets_before.1 = true,
+            _ => {}
+        }
+        checked.push(c);
+    }
     rule_duplicate_steps(ctx, &checked);
     rule_temporary_secret_delivery(ctx, &checked);
     rule_keep_with_reregistration(ctx, &checked);
@@ -306,13 +314,23 @@ fn add_to_group(ctx: &mut Ctx, start: Pos, g: &RawAddToGroup) -> Option<Step> {
 }
 
 fn notify(ctx: &mut Ctx, n: &RawNotify) -> Step {
+    let template = template(ctx, &n.template);
+    let channels = channels(ctx, &n.channels, false);
+    let to = match n.to.as_ref().map(|t| t.value) {
+        None | Some(RawRecipient::User) => Recipient::User,
+        Some(RawRecipient::Manager) => Recipient::Manager,
+    };
+    let (temporary_password_before, access_pass_before) = ctx.secrets_before;
+    let purpose = TemplatePurpose::Notice {
+        to,
+        temporary_password_before,
+        access_pass_before,
+    };
+    ctx.use_template(&n.template, &channels, purpose);
     Step::Notify {
-        template: template(ctx, &n.template),
-        channels: channels(ctx, &n.channels, false),
-        to: match n.to.as_ref().map(|t| t.value) {
-            None | Some(RawRecipient::User) => Recipient::User,
-            Some(RawRecipient::Manager) => Recipient::Manager,
-        },
+        template,
+        channels,
+        to,
         out_of_band: n.out_of_band.as_ref().is_some_and(|b| b.value),
     }
 }

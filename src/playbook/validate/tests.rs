@@ -121,7 +121,7 @@ fn temporary_password_needs_out_of_band_notify() {
     );
     assert_eq!((l, c), (6, 5));
     assert!(
-        m.contains("needs a later notify step over sms or teams, or to: manager"),
+        m.contains("needs a later notify step over sms, or over email to: manager"),
         "{m}"
     );
     ok(
@@ -130,6 +130,22 @@ fn temporary_password_needs_out_of_band_notify() {
     ok(
         "steps:\n  - reset_password: { mode: temporary }\n  - notify: { template: t, channels: [email], to: manager }\n",
     );
+    ok(
+        "steps:\n  - reset_password: { mode: temporary }\n  - notify: { template: t, channels: [sms], to: manager }\n",
+    );
+}
+
+/// A Teams card is posted into a chat or channel by a flow: not a channel to one verified
+/// person, so it carries no secret, to the user or to the manager.
+#[test]
+fn teams_does_not_carry_a_secret() {
+    for to in ["user", "manager"] {
+        let (l, c, m) = one_error(&format!(
+            "steps:\n  - temporary_access_pass\n  - notify: {{ template: t, channels: [teams], to: {to} }}\n"
+        ));
+        assert_eq!((l, c), (6, 5), "{to}");
+        assert!(m.contains("nor to a Teams chat or channel"), "{m}");
+    }
 }
 
 #[test]
@@ -148,10 +164,10 @@ fn temporary_password_must_reach_every_user_it_resets() {
         "steps:\n  - reset_password: { mode: temporary }\n    when: has_mobile and not synced\n  - notify: { template: t, channels: [sms] }\n    when: has_mobile\n",
     );
     ok(
-        "steps:\n  - temporary_access_pass\n  - notify: { template: t, channels: [sms] }\n    when: has_mobile\n  - notify: { template: m, channels: [teams], to: manager }\n    when: not has_mobile\n",
+        "steps:\n  - temporary_access_pass\n  - notify: { template: t, channels: [sms] }\n    when: has_mobile\n  - notify: { template: m, channels: [email], to: manager }\n    when: not has_mobile\n",
     );
     ok(
-        "steps:\n  - temporary_access_pass:\n    when: risk_level >= medium\n  - notify: { template: t, channels: [teams] }\n    when: risk_level >= medium\n",
+        "steps:\n  - temporary_access_pass:\n    when: risk_level >= medium\n  - notify: { template: t, channels: [sms] }\n    when: risk_level >= medium\n",
     );
 }
 
@@ -470,7 +486,7 @@ fn repeated_notify_and_group_steps() {
 
 #[test]
 fn defaults_are_filled_in() {
-    let l = load_str("t.yaml", "name: t\ntargets: [risky_users]\nsteps:\n  - require_mfa_reregistration:\n  - reset_password: { mode: scramble }\n  - temporary_access_pass:\n  - notify: { template: t, channels: [teams] }\n").unwrap();
+    let l = load_str("t.yaml", "name: t\ntargets: [risky_users]\nsteps:\n  - require_mfa_reregistration:\n  - reset_password: { mode: scramble }\n  - temporary_access_pass:\n  - notify: { template: t, channels: [sms] }\n").unwrap();
     let p = &l.playbook;
     assert_eq!(
         p.targets,
@@ -506,7 +522,7 @@ fn defaults_are_filled_in() {
         p.steps[3].step,
         Step::Notify {
             template: "t".into(),
-            channels: vec![Channel::Teams],
+            channels: vec![Channel::Sms],
             to: Recipient::User,
             out_of_band: false,
         }
