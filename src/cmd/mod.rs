@@ -13,6 +13,7 @@ pub mod out;
 
 mod audit;
 mod bench;
+mod comms;
 mod completions;
 mod context;
 mod doctor;

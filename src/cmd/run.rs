@@ -28,6 +28,9 @@ use resetctl::store::{RunId, SqliteStore};
 use resetctl::targeting::ResolveOptions;
 use tokio::sync::watch;
 
+use resetctl::comms::notifier::CommsNotifier;
+
+use super::comms;
 use super::context::Context;
 use super::tenant::Tenant;
 use super::{CmdResult, Exit, Failure, validate};
@@ -70,18 +73,47 @@ async fn start(
     } else {
         context.connect_read_only(requested).await?
     };
-    let result = plan_then_act(global, args, lifecycle, &tenant, &source).await;
+    let setting = Setting {
+        context,
+        lifecycle,
+        tenant: &tenant,
+        templates: &templates,
+    };
+    let result = plan_then_act(global, args, &setting, &source).await;
     tenant.close().await;
     result
+}
+
+/// What a run command works with: the configuration, the lifecycle, the tenant, the
+/// templates.
+struct Setting<'a> {
+    context: &'a Context,
+    lifecycle: &'a Lifecycle<SqliteStore>,
+    tenant: &'a Tenant,
+    templates: &'a validate::Templates,
+}
+
+impl Setting<'_> {
+    /// The notifier of `planned`: the configured channels, templates and audiences.
+    fn notifier(&self, planned: &PlannedRun) -> Result<Arc<CommsNotifier>, Failure> {
+        comms::notifier(
+            self.context,
+            self.tenant,
+            self.lifecycle,
+            planned,
+            self.templates.catalog(),
+        )
+        .map(Arc::new)
+    }
 }
 
 async fn plan_then_act(
     global: &GlobalArgs,
     args: &RunArgs,
-    lifecycle: &Lifecycle<SqliteStore>,
-    tenant: &Tenant,
+    setting: &Setting<'_>,
     source: &resetctl::engine::lifecycle::PlaybookSource,
 ) -> CmdResult {
+    let (lifecycle, tenant) = (setting.lifecycle, setting.tenant);
     let planned = lifecycle
         .plan(
             tenant.as_ref(),
@@ -106,18 +138,21 @@ async fn plan_then_act(
         }
     };
     if !args.execute {
-        dry_run(lifecycle, &planned, plan_doc);
+        // The dry run says what --execute would refuse, channels included; a channel
+        // whose secret is not set here is a note, not an error (nothing is sent).
+        let notifier = setting.notifier(&planned);
+        dry_run(lifecycle, &planned, plan_doc, notifier);
         return Ok(Exit::Success);
     }
     let id = planned.run.id.clone();
-    // Until the communications module exists: notices are recorded, never sent.
-    let cleared = lifecycle.gate(planned, &RecordOnly).await?;
+    let notifier = setting.notifier(&planned).map_err(|f| f.about(&id))?;
+    let cleared = lifecycle.gate(planned, notifier.as_ref()).await?;
     // Tokens, permissions and role before the first write, not 403s after it.
     lifecycle.preflight(&cleared, tenant.as_ref()).await?;
     if !args.yes {
         confirm(&cleared, tenant).map_err(|f| f.about(&id))?;
     }
-    execute(global, args, lifecycle, tenant, cleared, plan_doc).await
+    execute(global, args, lifecycle, tenant, cleared, plan_doc, notifier).await
 }
 
 /// List the calls `--execute` would make; nothing is written to the tenant (the plan is
@@ -127,6 +162,7 @@ fn dry_run(
     lifecycle: &Lifecycle<SqliteStore>,
     planned: &PlannedRun,
     plan_doc: Option<serde_json::Value>,
+    notifier: Result<Arc<CommsNotifier>, Failure>,
 ) {
     let plan = &planned.plan;
     let describe = |key: &str| {
@@ -144,7 +180,27 @@ fn dry_run(
                 .map(move |key| (u.upn.clone(), describe(key)))
         })
         .collect();
-    let refusals = lifecycle.would_refuse(planned, &RecordOnly);
+    let (mut refusals, capacity): (Vec<String>, Vec<comms::Capacity>) = match &notifier {
+        Ok(notifier) => (
+            lifecycle
+                .would_refuse(planned, notifier.as_ref())
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            comms::capacity(notifier.senders(), planned),
+        ),
+        Err(_) => (
+            lifecycle
+                .would_refuse(planned, &RecordOnly)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Vec::new(),
+        ),
+    };
+    if let Err(failure) = &notifier {
+        refusals.push(format!("the messages cannot be set up: {}", failure.report));
+    }
     let approvals = planned.playbook.guards.approvals_required;
     if let Some(mut doc) = plan_doc {
         let calls: Vec<_> = would
@@ -153,11 +209,8 @@ fn dry_run(
             .collect();
         doc["dry_run"] = true.into();
         doc["would"] = calls.into();
-        doc["would_refuse"] = refusals
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .into();
+        doc["would_refuse"] = refusals.clone().into();
+        doc["delivery"] = serde_json::to_value(&capacity).unwrap_or_default();
         doc["approvals_required"] = approvals.into();
         outln!("{doc}");
         return;
@@ -180,6 +233,9 @@ fn dry_run(
             would.len() - SHOWN,
             planned.out.join("plan.json").display()
         );
+    }
+    for line in comms::capacity_lines(&capacity, planned.playbook.communications.deliver_within) {
+        outln!("{line}");
     }
     for refusal in &refusals {
         outln!("note: --execute would be refused: {refusal}");
@@ -265,6 +321,12 @@ async fn resume_run(
     let templates = validate::Templates::new(&context.config, args.templates.as_deref())?;
     let source = validate::load_playbook(&path, &templates)?;
     let tenant = context.connect(Some(&resumable.run.tenant)).await?;
+    let setting = Setting {
+        context,
+        lifecycle,
+        tenant: &tenant,
+        templates: &templates,
+    };
     let result = async {
         let cleared = lifecycle
             .resume(
@@ -275,8 +337,9 @@ async fn resume_run(
                 args.overwrite,
             )
             .await?;
+        let notifier = setting.notifier(cleared.planned())?;
         lifecycle.preflight(&cleared, tenant.as_ref()).await?;
-        execute(global, args, lifecycle, &tenant, cleared, None).await
+        execute(global, args, lifecycle, &tenant, cleared, None, notifier).await
     }
     .await;
     tenant.close().await;
@@ -301,9 +364,15 @@ async fn execute(
     tenant: &Tenant,
     cleared: Cleared,
     plan_doc: Option<serde_json::Value>,
+    notifier: Arc<CommsNotifier>,
 ) -> CmdResult {
     let playbook = Arc::clone(&cleared.planned().playbook);
     let id = cleared.planned().run.id.clone();
+    // The help desk and the manual queue hear before the first user is reset.
+    let announcer = comms::Announcer::new(Arc::clone(&notifier), cleared.planned());
+    for line in announcer.start().await {
+        eoutln!("message: {line}");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut interrupts = match interrupts() {
         Ok(interrupts) => Some(interrupts),
@@ -330,7 +399,7 @@ async fn execute(
             concurrency: args.concurrency,
             stop: stop_rx,
             progress: Arc::clone(&progress),
-            notifier: Arc::new(RecordOnly),
+            notifier: Arc::clone(&notifier) as Arc<dyn resetctl::engine::notify::Notifier>,
         },
     );
     let mut run = std::pin::pin!(run);
@@ -362,6 +431,10 @@ async fn execute(
         }
     }
     let executed = executed?;
+    // The SOC hears how it ended, stopped or not.
+    for line in announcer.end(&executed).await {
+        eoutln!("message: {line}");
+    }
     if !executed.summary.refused.is_empty() {
         // Exit 4, naming what is missing. In JSON the summary and the error are one document.
         let failure = refused(&executed, &playbook, tenant)

@@ -35,6 +35,11 @@ pub struct Tenant {
     /// True for an emulated tenant (the demo, or a configured one on loopback): every
     /// output about it says so first.
     pub emulated: bool,
+    /// The tenant's time scale (1 for a real tenant; an emulated one compresses time).
+    pub time_scale: f64,
+    /// Where this tenant's messages go when not the configuration's channels: the demo
+    /// tenant's own sinks (a demo never sends to a real channel).
+    pub messaging: Option<super::comms::Messaging>,
 }
 
 impl Tenant {
@@ -80,6 +85,8 @@ pub async fn connect(
         runner_accounts: settings.runner_accounts.clone(),
         directory: Arc::new(directory),
         emulator: None,
+        time_scale: settings.time_scale,
+        messaging: None,
     })
 }
 
@@ -172,5 +179,7 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
         runner_accounts: Vec::new(),
         emulator: Some(emulator),
         emulated: true,
+        time_scale,
+        messaging: None,
     })
 }

@@ -20,7 +20,7 @@ use resetctl::playbook::{self, Diagnostic, Loaded};
 /// The templates playbooks are checked against: the catalog (embedded, with `--templates` or
 /// the configuration's `templates:` over it) and the organisation the samples name.
 pub struct Templates {
-    catalog: Catalog,
+    catalog: std::sync::Arc<Catalog>,
     org: Organisation,
 }
 
@@ -36,7 +36,15 @@ impl Templates {
             .organisation
             .clone()
             .unwrap_or_else(template::sample_organisation);
-        Ok(Templates { catalog, org })
+        Ok(Templates {
+            catalog: std::sync::Arc::new(catalog),
+            org,
+        })
+    }
+
+    /// The catalog, shared with the notifier of a run.
+    pub fn catalog(&self) -> std::sync::Arc<Catalog> {
+        std::sync::Arc::clone(&self.catalog)
     }
 
     /// The template findings of a loaded playbook: errors first, then warnings.

@@ -24,11 +24,15 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 
 use super::channel::{Channel as Sender, ChannelErrorKind};
-use super::context::{ActionsTaken, Incident, NoticeContext, Organisation, SecretContext};
+use super::context::{
+    ActionsTaken, Incident, NoticeContext, Organisation, RunContext, SecretContext,
+};
 use super::delivery::{Begun, DeliveryJournal, DeliveryKey, DeliveryRecord, DeliveryState};
 use super::message::{Address, Content, Outbound};
 use super::recipient::Contact;
+use super::template::{Catalog, Form};
 use crate::audit::{self, AuditHandle, Details, Event};
+use crate::config::Audience;
 use crate::directory::Directory;
 use crate::engine::notify::{Delivery, Notice, Notifier, UserSecret};
 use crate::engine::trail;
@@ -45,6 +49,56 @@ pub trait Render: Send + Sync {
         language: Option<&str>,
         context: &NoticeContext,
     ) -> Result<Content, String>;
+
+    /// Render a run-level message for `channel`; `key` identifies it (the webhook body
+    /// carries it).
+    fn run_level(
+        &self,
+        template: &str,
+        channel: Channel,
+        context: &RunContext,
+        key: uuid::Uuid,
+    ) -> Result<Content, String>;
+}
+
+/// The template catalogue renders for the notifier.
+impl Render for Catalog {
+    fn notice(
+        &self,
+        template: &str,
+        channel: Channel,
+        language: Option<&str>,
+        context: &NoticeContext,
+    ) -> Result<Content, String> {
+        if channel == Channel::Webhook {
+            return Err("a per-user notice is never posted to the webhook".into());
+        }
+        self.render(template, Form::for_channel(channel), language, context)
+            .map_err(|e| e.to_string())
+    }
+
+    fn run_level(
+        &self,
+        template: &str,
+        channel: Channel,
+        context: &RunContext,
+        key: uuid::Uuid,
+    ) -> Result<Content, String> {
+        match channel {
+            Channel::Webhook => self.render_webhook(template, None, context, key),
+            other => self.render(template, Form::for_channel(other), None, context),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The audience (`audiences.<name>` in resetctl.yaml) of a run-level message.
+pub fn audience_of(message: &str) -> &'static str {
+    match message {
+        "helpdesk_brief" => "helpdesk",
+        "manual_queue" => "manual_queue",
+        _ => "soc",
+    }
 }
 
 /// What the notifier needs to know about the run it serves.
@@ -105,6 +159,8 @@ pub struct CommsNotifier {
     journal: Arc<dyn DeliveryJournal>,
     audit: Option<AuditHandle>,
     info: RunInfo,
+    /// Who receives run-level messages, by audience name.
+    audiences: std::collections::BTreeMap<String, Audience>,
     stats: Arc<CommsStats>,
     /// Recipients already looked up (a user's notices come one after another).
     contacts: Mutex<HashMap<(String, Recipient), Option<Contact>>>,
@@ -146,14 +202,201 @@ impl CommsNotifier {
             journal,
             audit,
             info,
+            audiences: std::collections::BTreeMap::new(),
             stats: Arc::new(CommsStats::default()),
             contacts: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Who receives run-level messages (`audiences:`).
+    pub fn with_audiences(
+        mut self,
+        audiences: std::collections::BTreeMap<String, Audience>,
+    ) -> Self {
+        self.audiences = audiences;
+        self
+    }
+
+    /// Send the run-level message `name` (`helpdesk_brief`, `manual_queue`, `soc_summary`)
+    /// rendered from `template` over `channels` to its audience: one message per address
+    /// (a mail address may be a distribution group, which Exchange expands). Journaled like
+    /// a notice under `@<name>:<state>`, so a resumed run does not send it twice. Returns one
+    /// secret-free line per delivery.
+    pub async fn announce(
+        &self,
+        name: &str,
+        template: &str,
+        channels: &[Channel],
+        out_of_band: bool,
+        context: &RunContext,
+    ) -> Vec<String> {
+        let audience_name = audience_of(name);
+        let Some(audience) = self.audiences.get(audience_name) else {
+            return vec![format!(
+                "{name}: not sent: no `audiences.{audience_name}` in resetctl.yaml"
+            )];
+        };
+        let mut lines = Vec::new();
+        for channel in channels {
+            let addresses: Vec<Address> = match channel {
+                Channel::Email => audience.email.iter().cloned().map(Address::Email).collect(),
+                Channel::Sms => audience.sms.iter().cloned().map(Address::Phone).collect(),
+                Channel::Teams if audience.teams => vec![Address::Teams { mention: None }],
+                Channel::Webhook if audience.webhook => vec![Address::Webhook],
+                _ => Vec::new(),
+            };
+            if addresses.is_empty() {
+                lines.push(format!(
+                    "{name}: {}: no address in audiences.{audience_name}",
+                    channel.as_str()
+                ));
+                continue;
+            }
+            let Some(sender) = self.sender(*channel, out_of_band, false) else {
+                lines.push(format!(
+                    "{name}: {}: no configured sender",
+                    channel.as_str()
+                ));
+                continue;
+            };
+            for (slot, to) in addresses.into_iter().enumerate() {
+                let key = DeliveryKey {
+                    run: context.incident.run_id.clone(),
+                    user_id: String::new(),
+                    step: format!("@{name}:{}", context.state),
+                    channel: format!("{}#{slot}", channel.as_str()),
+                };
+                let line = self
+                    .announce_one(key, sender, &to, template, *channel, context)
+                    .await
+                    .unwrap_or_else(|why| format!("delivery journal: {why}"));
+                lines.push(format!("{name}: {line}"));
+            }
+        }
+        lines
+    }
+
+    async fn announce_one(
+        &self,
+        key: DeliveryKey,
+        sender: &Arc<dyn Sender>,
+        to: &Address,
+        template: &str,
+        channel: Channel,
+        context: &RunContext,
+    ) -> Result<String, String> {
+        let record = DeliveryRecord {
+            key: key.clone(),
+            message_key: uuid::Uuid::new_v4(),
+            sender: sender.name().to_owned(),
+            recipient: to.masked(),
+            intent_at: Timestamp::now(),
+            state: None,
+            provider_id: None,
+            detail: None,
+        };
+        let (message_key, first_sent) = match self
+            .journal
+            .begin(&record)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Begun::New => (record.message_key, record.intent_at),
+            Begun::Existing(earlier) if earlier.state == Some(DeliveryState::Sent) => {
+                return Ok(format!(
+                    "{} to {} sent earlier",
+                    earlier.sender, earlier.recipient
+                ));
+            }
+            Begun::Existing(earlier) => (earlier.message_key, earlier.intent_at),
+        };
+        let content = match self
+            .render
+            .run_level(template, channel, context, message_key)
+        {
+            Ok(content) => content,
+            Err(why) => {
+                let detail = format!("template `{template}`: {why}");
+                self.journal
+                    .finish(&key, DeliveryState::Failed, None, Some(&detail))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(detail);
+            }
+        };
+        let outbound = Outbound {
+            key: message_key,
+            first_sent,
+            to: to.clone(),
+            content,
+            carries_secret: false,
+        };
+        let (state, id, line) = match sender.send(&outbound).await {
+            Ok(receipt) => (
+                DeliveryState::Sent,
+                receipt.provider_id.clone(),
+                format!("{} to {} sent", sender.name(), to.masked()),
+            ),
+            Err(err) if err.kind == ChannelErrorKind::OutcomeUnknown => (
+                DeliveryState::Unknown,
+                None,
+                format!(
+                    "{} to {} may have been sent: {err}",
+                    sender.name(),
+                    to.masked()
+                ),
+            ),
+            Err(err) => (
+                DeliveryState::Failed,
+                None,
+                format!("{} to {} failed: {err}", sender.name(), to.masked()),
+            ),
+        };
+        self.journal
+            .finish(&key, state, id.as_deref(), Some(&line))
+            .await
+            .map_err(|e| e.to_string())?;
+        let counter = match state {
+            DeliveryState::Sent => &self.stats.sent,
+            DeliveryState::Failed => &self.stats.failed,
+            DeliveryState::Unknown => &self.stats.unknown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .count(sender.name(), state == DeliveryState::Sent);
+        if let Some(audit) = &self.audit {
+            let (action, outcome) = match state {
+                DeliveryState::Sent => ("message.sent", audit::Outcome::Success),
+                DeliveryState::Failed => ("message.failed", audit::Outcome::Failure),
+                DeliveryState::Unknown => ("message.unknown", audit::Outcome::Failure),
+            };
+            let event = (|| -> Result<Event, audit::AuditError> {
+                let details = Details::new()
+                    .with("run", key.run.as_str())?
+                    .with("message", key.step.as_str())?
+                    .with("channel", key.channel.as_str())?
+                    .with("sender", sender.name())?
+                    .with("to", to.masked().as_str())?
+                    .with("template", template)?;
+                Ok(
+                    Event::new(self.info.actor.as_str(), action, "run", outcome)?
+                        .with_details(details),
+                )
+            })()
+            .map_err(|e| e.to_string())?;
+            audit.record(event).await.map_err(|e| e.to_string())?;
+        }
+        Ok(line)
+    }
+
     /// The counters, shared (the summary reads them while the run goes on).
     pub fn stats(&self) -> Arc<CommsStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// What the notifier knows of the run (organisation, incident, actor).
+    pub fn info(&self) -> &RunInfo {
+        &self.info
     }
 
     /// The senders, for capacity estimates.
@@ -607,6 +850,18 @@ impl Notifier for CommsNotifier {
         Box::pin(self.deliver(notice))
     }
 
+    fn missing_audience(&self, message: &str, channel: Channel) -> Option<String> {
+        let name = audience_of(message);
+        let audience = self.audiences.get(name);
+        let has = audience.is_some_and(|a| match channel {
+            Channel::Email => !a.email.is_empty(),
+            Channel::Sms => !a.sms.is_empty(),
+            Channel::Teams => a.teams,
+            Channel::Webhook => a.webhook,
+        });
+        (!has).then(|| format!("audiences.{name}.{}", channel.as_str()))
+    }
+
     fn missing(&self, channel: Channel, out_of_band: bool) -> Option<String> {
         if self.sender(channel, out_of_band, false).is_some() {
             return None;
@@ -728,6 +983,18 @@ mod tests {
                     summary: text,
                 },
                 Channel::Webhook => Content::Json(serde_json::json!({ "text": text })),
+            })
+        }
+
+        fn run_level(
+            &self,
+            template: &str,
+            _channel: Channel,
+            context: &RunContext,
+            _key: uuid::Uuid,
+        ) -> Result<Content, String> {
+            Ok(Content::Sms {
+                text: format!("{template}|{}", context.state),
             })
         }
     }

@@ -105,6 +105,13 @@ pub trait Notifier: Send + Sync {
     /// When no configured sender can carry messages of `channel` (outside the tenant when
     /// `out_of_band`), the configuration key that would provide one (`channels.sms`).
     fn missing(&self, channel: Channel, out_of_band: bool) -> Option<String>;
+
+    /// When the run-level message `message` (`soc_summary`) has nobody to go to over
+    /// `channel`, the configuration key that would name them (`audiences.soc.email`).
+    fn missing_audience(&self, message: &str, channel: Channel) -> Option<String> {
+        let _ = (message, channel);
+        None
+    }
 }
 
 /// The notifier of a build without communications: records what would be sent.
@@ -220,11 +227,21 @@ fn unconfigured(playbook: &Playbook, notifier: &dyn Notifier) -> Option<String> 
                 format!("communications.{name} (`{}`)", m.template),
                 &m.channels,
                 comms.out_of_band,
+                Some(name),
             )
         })
     });
-    for (what, channels, out_of_band) in notices.chain(run_level) {
+    let notices = notices.map(|(what, channels, oob)| (what, channels, oob, None));
+    for (what, channels, out_of_band, run_level) in notices.chain(run_level) {
         for channel in channels {
+            if let Some(name) = run_level
+                && let Some(key) = notifier.missing_audience(name, *channel)
+            {
+                return Some(format!(
+                    "{what} goes over {} to an audience resetctl.yaml does not name: set `{key}`",
+                    channel.as_str()
+                ));
+            }
             if let Some(key) = notifier.missing(*channel, out_of_band) {
                 return Some(format!(
                     "{what} sends over {}{}, but no such channel is configured: set `{key}` in \
