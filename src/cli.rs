@@ -107,7 +107,7 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// Verify or export the tamper-evident audit trail.
     Audit(AuditArgs),
-    /// (not yet available) Preview one communication rendered for one user.
+    /// Preview one communication rendered for one user of a tenant (nothing is sent).
     Render(RenderArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
@@ -491,9 +491,21 @@ pub struct RenderArgs {
     /// Template name (from templates/).
     #[arg(value_name = "TEMPLATE")]
     pub template: String,
-    /// The user the communication is rendered for.
+    /// The user the communication is rendered for (looked up in the tenant).
     #[arg(long, value_name = "UPN")]
     pub user: String,
+    /// Render only this channel's form (email, sms, teams); default every form it has.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// Render for the user's manager (a notice `to: manager`).
+    #[arg(long)]
+    pub to_manager: bool,
+    /// Template override directory (else the configuration's `templates:`).
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Write the HTML preview here (default: the data directory's `previews/`).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub tenant: TenantArgs,
 }

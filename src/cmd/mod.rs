@@ -20,6 +20,7 @@ mod doctor;
 mod emulator;
 mod paths;
 mod plan;
+mod render;
 mod run;
 mod runs;
 mod tenant;
@@ -203,7 +204,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
-        Command::Render(_) => not_yet("render", "communications"),
+        Command::Render(args) => render::run(global, args).await,
         Command::Bench(args) => bench::run(global, args).await,
     };
     match result {
