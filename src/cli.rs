@@ -551,6 +551,9 @@ pub enum BenchTarget {
     Run,
     /// `resetctl plan` of a 1,000,000-row breach CSV against a 1,000,000-user tenant.
     Plan,
+    /// Rendering messages (per second, peak memory) and delivering them into the emulated
+    /// tenant's sinks at each channel's documented limit.
+    Comms,
 }
 
 /// Arguments of `resetctl bench`.
@@ -562,8 +565,9 @@ pub struct BenchArgs {
     /// Size of the workload (users or requests, per benchmark).
     #[arg(long, value_name = "N")]
     pub n: Option<u64>,
-    /// `bench graph`: emulated time runs this many times faster than real time (quotas,
-    /// Retry-After, latency); figures are reported in real-time terms.
+    /// `bench graph` and `bench comms`: emulated time runs this many times faster than real
+    /// time (quotas, channel limits, Retry-After, latency); figures are reported in real-time
+    /// terms.
     #[arg(long, value_name = "K", default_value_t = 20.0)]
     pub time_scale: f64,
     /// `bench graph`: mean latency Graph adds per request, in real-time milliseconds.

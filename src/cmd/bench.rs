@@ -1,4 +1,4 @@
-//! `resetctl bench`: `emulator` here; `graph` and `run` in `bench/`.
+//! `resetctl bench`: `emulator` here; `graph`, `run`, `plan` and `comms` in `bench/`.
 //!
 //! `resetctl bench emulator`: requests per second the emulated tenant sustains for
 //! `GET /users/{id}` and `PATCH /users/{id}` (passwordProfile) with throttling off, driven by
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::{CmdResult, Exit, Failure};
 
+mod comms;
 mod graph;
 mod plan;
 mod run;
@@ -37,6 +38,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CmdResult {
         BenchTarget::Graph => graph::run(&mut figures, &args).await,
         BenchTarget::Run => run::run(&mut figures, args.n).await,
         BenchTarget::Plan => plan::run(&mut figures, args.n).await,
+        BenchTarget::Comms => comms::run(&mut figures, args.n, args.time_scale).await,
     }?;
     figures.finish();
     Ok(exit)
@@ -57,6 +59,7 @@ impl Figures {
                 BenchTarget::Graph => "graph",
                 BenchTarget::Run => "run",
                 BenchTarget::Plan => "plan",
+                BenchTarget::Comms => "comms",
             };
             let mut doc = serde_json::Map::new();
             doc.insert("bench".into(), name.into());

@@ -203,6 +203,6 @@ fn status_mb(field: &str) -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-fn peak_rss_mb() -> u64 {
+pub(super) fn peak_rss_mb() -> u64 {
     status_mb("VmHWM:")
 }
