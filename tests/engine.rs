@@ -1582,7 +1582,7 @@ async fn a_lying_listing_refuses_the_plan() {
     let playbook = "name: everyone\ntargets: [all_users: {}]\nguards: { max_users: 100000, max_fraction_of_tenant: 1.0 }\nsteps:\n  - revoke_sessions\n";
     for (faults, expected) in [
         ("dup_page=1", "was listed twice"),
-        ("drop_nextlink=1", "but the directory counts 1500"),
+        ("drop_nextlink=1", "but the directory counts 1501"),
     ] {
         let mut config = EmulatorConfig::seeded(1500, 7);
         config.faults = resetctl::emulator::faults::FaultSpec::parse(faults).unwrap();

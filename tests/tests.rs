@@ -16,5 +16,6 @@ mod notify;
 mod output;
 mod playbook;
 mod runs;
+mod sinks;
 mod tenants;
 mod tidy;
