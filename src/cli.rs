@@ -361,7 +361,8 @@ pub struct EmulatorArgs {
     /// 503 refuses a request (retryable); 504 and reset apply a write, then time out or drop
     /// the connection; 403 denies a directory write (Authorization_RequestDenied, not
     /// applied, not retryable) to rehearse a run going bad; dup_page serves a listing's page
-    /// twice and drop_nextlink ends a listing early (a page without its nextLink).
+    /// twice and drop_nextlink ends a listing early (a page without its nextLink);
+    /// twilio_429, acs_429 and teams_429 throttle the message sinks.
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Divide every throttling window and latency by K (tabletops of large tenants).

@@ -39,7 +39,6 @@ fn unfinished_subcommands_say_so_with_exit_4() {
         &["tabletop", "playbooks/credential-dump.yaml"][..],
         &["reset", "someone@contoso.com"][..],
         &["serve"][..],
-        &["render", "mass-reset-notice", "--user", "a@b.c"][..],
     ] {
         let out = resetctl(args);
         assert_eq!(code(&out), 4, "{args:?}: {}", stderr(&out));

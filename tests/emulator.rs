@@ -172,7 +172,7 @@ async fn paging_through_10000_users_returns_each_exactly_once() {
             s.to_string()
         });
     }
-    assert_eq!(seen.len(), 10_000);
+    assert_eq!(seen.len(), 10_001, "10,000 and the shared mailbox");
     assert_eq!(pages, 11);
 
     // Default page size is 100; $count needs ConsistencyLevel: eventual, else it is ignored.
@@ -188,7 +188,7 @@ async fn paging_through_10000_users_returns_each_exactly_once() {
         .await
         .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["@odata.count"], 10_000);
+    assert_eq!(body["@odata.count"], 10_001);
     let r = api
         .client
         .get(api.url("/users/$count"))
@@ -204,7 +204,7 @@ async fn paging_through_10000_users_returns_each_exactly_once() {
             .unwrap()
             .starts_with("text/plain")
     );
-    assert_eq!(r.text().await.unwrap(), "10000");
+    assert_eq!(r.text().await.unwrap(), "10001");
     let (status, body) = api.get_json("/users/$count").await;
     assert_eq!(status, 400);
     assert_eq!(
@@ -1583,7 +1583,7 @@ fn resetctl_emulator_prints_connection_info_and_stops_on_sigterm() {
     ] {
         assert!(info.get(key).is_some(), "{key} in {line}");
     }
-    assert_eq!(info["users"], 50);
+    assert_eq!(info["users"], 51, "50 and the shared mailbox");
     assert!(info["graph_url"].as_str().unwrap().ends_with("/v1.0"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -2131,7 +2131,7 @@ fn the_written_config_plans_against_the_emulator_at_its_time_scale() {
         crate::util::stderr(&out)
     );
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["tenant_users"], 100);
+    assert_eq!(summary["tenant_users"], 101, "100 and the shared mailbox");
     let estimate = &summary["estimate"];
     assert_eq!(estimate["writes_per_second"], 400.0, "{summary}");
     let writes = estimate["directory_writes"].as_f64().unwrap();

@@ -503,10 +503,11 @@ async fn guards_refuse_with_exit_3_and_write_nothing() {
     assert!(bench.writes().await.is_empty());
 }
 
-/// A temporary password or pass that no channel of this build can deliver would only lock
-/// the user out: `--execute` refuses it (exit 3) and writes nothing.
+/// A temporary password or pass that no configured channel can deliver would only lock the
+/// user out: `--execute` refuses it (exit 3), naming the channel and the configuration key
+/// that would provide it, and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn undeliverable_secrets_refuse_with_exit_3_and_write_nothing() {
+async fn an_unconfigured_channel_refuses_with_exit_3_and_writes_nothing() {
     let bench = Bench::from_tenant_file(TENANT).await;
     let playbook = bench.write(
         "tap.yaml",
@@ -518,7 +519,8 @@ async fn undeliverable_secrets_refuse_with_exit_3_and_write_nothing() {
     let out = bench.execute(&playbook).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("temporary_access_pass") && stderr(&out).contains("verified channel"),
+        stderr(&out).contains("notify `tap-for-manager`) sends over sms")
+            && stderr(&out).contains("`channels.sms`"),
         "{}",
         stderr(&out)
     );
@@ -1582,7 +1584,7 @@ async fn a_lying_listing_refuses_the_plan() {
     let playbook = "name: everyone\ntargets: [all_users: {}]\nguards: { max_users: 100000, max_fraction_of_tenant: 1.0 }\nsteps:\n  - revoke_sessions\n";
     for (faults, expected) in [
         ("dup_page=1", "was listed twice"),
-        ("drop_nextlink=1", "but the directory counts 1500"),
+        ("drop_nextlink=1", "but the directory counts 1501"),
     ] {
         let mut config = EmulatorConfig::seeded(1500, 7);
         config.faults = resetctl::emulator::faults::FaultSpec::parse(faults).unwrap();

@@ -28,6 +28,7 @@ fn plan() -> Plan {
         steps: vec!["0:revoke_sessions".to_owned()].into(),
     };
     Plan {
+        unusable_mobiles: 0,
         playbook_name: "password-spray".into(),
         playbook_sha256: "0".repeat(64),
         tenant: "demo".into(),

@@ -17,6 +17,7 @@ mod notify;
 mod output;
 mod playbook;
 mod runs;
+mod sinks;
 mod templates;
 mod tenants;
 mod tidy;

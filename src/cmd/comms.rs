@@ -105,7 +105,12 @@ pub fn notifier(
         .clone()
         .unwrap_or_else(|| Messaging::configured(context, tenant));
     let senders = senders(&messaging, tenant)?;
-    let org = match (&messaging.organisation, sends_messages(&planned.playbook)) {
+    // Without any sender the gate refuses the playbook's messages by channel; with senders,
+    // messages must be signed by the organisation.
+    let org = match (
+        &messaging.organisation,
+        sends_messages(&planned.playbook) && !senders.is_empty(),
+    ) {
         (Some(org), _) => org.clone(),
         (None, false) => resetctl::comms::template::sample_organisation(),
         (None, true) => {
@@ -145,6 +150,19 @@ pub fn incident(planned: &PlannedRun) -> Incident {
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string(),
     }
+}
+
+/// The delivery estimate of `planned` over the channels `tenant`'s messages would use.
+pub fn capacity_of(
+    context: &Context,
+    tenant: &Tenant,
+    planned: &PlannedRun,
+) -> Result<Vec<Capacity>, Failure> {
+    let messaging = tenant
+        .messaging
+        .clone()
+        .unwrap_or_else(|| Messaging::configured(context, tenant));
+    Ok(capacity(&senders(&messaging, tenant)?, planned))
 }
 
 /// The run-level messages of one execution: the help-desk brief and the manual queue before

@@ -6,13 +6,17 @@
 //! scripts and tests can connect; the secret is an emulator-only test credential and is
 //! printed nowhere else. With `--write-config FILE` it also writes a `resetctl.yaml` naming
 //! the emulator as a tenant, so `resetctl plan --config FILE --tenant NAME` runs against it
-//! once the secret is in the environment variable the file names.
+//! once the secret is in the environment variable the file names. The file also points
+//! every communication channel at the emulator's sinks (`organisation:`, `channels:`,
+//! `audiences:`), their secrets named by `{secret_env}_TWILIO_TOKEN`, `_ACS_KEY`,
+//! `_TEAMS_URL` and `_WEBHOOK_SECRET` (values in the first stdout line's `channels`).
 
 use std::io::Write;
 
-use resetctl::emulator::{EmulatorConfig, RunningEmulator};
+use resetctl::config::{Config, Env};
+use resetctl::emulator::{ConnectionInfo, EmulatorConfig, RunningEmulator, channels};
 
-use super::tenant::emulator_yaml;
+use super::tenant::{emulator_yaml, secret_var};
 use super::{CmdResult, Exit, Failure};
 use crate::cli::{EmulatorArgs, GlobalArgs};
 
@@ -58,12 +62,13 @@ pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
             other => Failure::new(Exit::Invalid, other),
         })?;
     if let Some(path) = &args.write_config {
-        let yaml = emulator_yaml(
+        let tenant = emulator_yaml(
             &args.tenant_name,
             emulator.info(),
             args.time_scale,
             &args.secret_env,
         );
+        let yaml = with_channels(tenant, emulator.info(), &args.secret_env, path)?;
         std::fs::write(path, yaml).map_err(|e| {
             Failure::new(
                 Exit::Config,
@@ -91,6 +96,46 @@ pub async fn run(_global: &GlobalArgs, args: EmulatorArgs) -> CmdResult {
     wait_for_signal().await;
     emulator.shutdown().await;
     Ok(Exit::Success)
+}
+
+/// The tenant entry followed by the `organisation:`, `channels:` and `audiences:` sections
+/// pointing every channel at this emulator, checked by loading it as `resetctl` would. A
+/// build whose configuration does not read those sections yet gets the tenant entry alone,
+/// with a warning naming why: `--write-config` never writes a file resetctl refuses.
+fn with_channels(
+    tenant: String,
+    info: &ConnectionInfo,
+    secret_env: &str,
+    path: &std::path::Path,
+) -> Result<String, Failure> {
+    let comms = channels::config_yaml(&info.channels, &info.verified_domain, secret_env);
+    let full = format!("{tenant}{comms}");
+    let env = Env::from_pairs(
+        channels::secret_env(&info.channels, secret_env)
+            .into_iter()
+            .chain(
+                info.apps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, app)| (secret_var(secret_env, i), app.client_secret.clone())),
+            ),
+    );
+    match Config::parse(&full, Some(path), &env) {
+        Ok(_) => Ok(full),
+        Err(refused) => {
+            Config::parse(&tenant, Some(path), &env).map_err(|e| {
+                Failure::new(
+                    Exit::Config,
+                    format!("the configuration written for the emulator does not load: {e}"),
+                )
+            })?;
+            tracing::warn!(
+                message = "This build's configuration does not read the channel sections;                            the file names the tenant only.",
+                reason = %refused
+            );
+            Ok(tenant)
+        }
+    }
 }
 
 /// What `--write-config` needs to write a file `resetctl.yaml` loads: a plain tenant name,

@@ -42,12 +42,31 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
         )
         .await;
     let tenant_emulated = tenant.emulated;
+    // How long each channel needs for the plan's messages (nothing is sent; a channel whose
+    // secret is missing here only leaves its estimate out).
+    let delivery = match &result {
+        Ok(planned) => super::comms::capacity_of(&context, &tenant, planned).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
     tenant.close().await;
     if let Err(err) = lifecycle.close().await {
         eoutln!("warning: audit trail: {err}");
     }
     let planned = result?;
-    print_plan(global, &planned, tenant_emulated);
+    let within = planned.playbook.communications.deliver_within;
+    match global.output {
+        OutputFormat::Json => {
+            let mut doc = plan_json(&planned, tenant_emulated);
+            doc["delivery"] = serde_json::to_value(&delivery).unwrap_or_default();
+            outln!("{doc}");
+        }
+        OutputFormat::Text => {
+            print_plan(global, &planned, tenant_emulated);
+            for line in super::comms::capacity_lines(&delivery, within) {
+                outln!("{line}");
+            }
+        }
+    }
     // The process exits next; freeing a million planned users one by one would only add
     // half a second before the prompt returns.
     std::mem::forget(planned);
@@ -76,6 +95,7 @@ pub fn plan_json(planned: &PlannedRun, emulated: bool) -> serde_json::Value {
         "remediated_within_secs": planned.playbook.guards.remediated_within.as_secs(),
         "unresolved": plan.unresolved.len(),
         "bad_rows": plan.bad_rows.len(),
+        "unusable_mobiles": plan.unusable_mobiles,
         "estimate": plan.estimate,
         "out": planned.out,
     })
@@ -131,6 +151,14 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
         if remediated.len() > 5 {
             outln!("    ... and {} more (targets.csv)", remediated.len() - 5);
         }
+    }
+    if plan.unusable_mobiles > 0 {
+        outln!(
+            "  warning: {} target(s) have a mobilePhone no text message can be addressed to \
+             (not a number, or national without a usageLocation): `has_mobile` is false for \
+             them; fix their numbers in the directory",
+            plan.unusable_mobiles
+        );
     }
     let hybrid = hybrid_with_steps(plan);
     if hybrid > 0 {

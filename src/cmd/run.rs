@@ -146,6 +146,13 @@ async fn plan_then_act(
     }
     let id = planned.run.id.clone();
     let notifier = setting.notifier(&planned).map_err(|f| f.about(&id))?;
+    if global.output == OutputFormat::Text {
+        let delivery = comms::capacity(notifier.senders(), &planned);
+        let within = planned.playbook.communications.deliver_within;
+        for line in comms::capacity_lines(&delivery, within) {
+            outln!("{line}");
+        }
+    }
     let cleared = lifecycle.gate(planned, notifier.as_ref()).await?;
     // Tokens, permissions and role before the first write, not 403s after it.
     lifecycle.preflight(&cleared, tenant.as_ref()).await?;

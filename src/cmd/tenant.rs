@@ -157,18 +157,42 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
         Failure::new(Exit::Config, format!("cannot start the demo tenant: {err}"))
     })?;
     let info = emulator.info();
-    // The emulator's secret reaches the client through a private environment map, the
-    // same path a configured secret takes; it is never put on a command line or in a log.
-    let yaml = emulator_yaml(name, info, time_scale, "RESETCTL_DEMO_SECRET");
-    let env = Env::from_pairs(info.apps.iter().enumerate().map(|(i, app)| {
-        (
-            secret_var("RESETCTL_DEMO_SECRET", i),
-            app.client_secret.clone(),
-        )
-    }));
-    let settings: TenantSettings = Config::parse(&yaml, None, &env)
-        .and_then(|c| c.tenant(name, &env))
+    // The emulator's secrets reach the clients through a private environment map, the
+    // same path a configured secret takes; they are never put on a command line or in a log.
+    // Its messages go to its own sinks: an emulated tenant never sends to a real channel.
+    let mut yaml = emulator_yaml(name, info, time_scale, "RESETCTL_DEMO_SECRET");
+    yaml.push_str(&resetctl::emulator::channels::config_yaml(
+        &info.channels,
+        &info.verified_domain,
+        "RESETCTL_DEMO",
+    ));
+    let env = Env::from_pairs(
+        info.apps
+            .iter()
+            .enumerate()
+            .map(|(i, app)| {
+                (
+                    secret_var("RESETCTL_DEMO_SECRET", i),
+                    app.client_secret.clone(),
+                )
+            })
+            .chain(resetctl::emulator::channels::secret_env(
+                &info.channels,
+                "RESETCTL_DEMO",
+            )),
+    );
+    let config = Config::parse(&yaml, None, &env)
         .map_err(|err| Failure::new(Exit::Config, format!("{name} tenant: {err}")))?;
+    let settings: TenantSettings = config
+        .tenant(name, &env)
+        .map_err(|err| Failure::new(Exit::Config, format!("{name} tenant: {err}")))?;
+    let messaging = super::comms::Messaging {
+        channels: config.channels.clone(),
+        audiences: config.audiences.clone(),
+        organisation: config.organisation.clone(),
+        env: env.clone(),
+        time_scale,
+    };
     let directory = GraphDirectory::from_settings(&settings, &env)
         .map_err(|err| Failure::new(Exit::Config, err))?;
     Ok(Tenant {
@@ -176,10 +200,23 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
         directory: Arc::new(directory),
         apps: settings.apps.len() as u32,
         quotas: Quotas::for_tenant(&settings),
-        runner_accounts: Vec::new(),
+        // The shared mailbox the notices are sent from is never a target.
+        runner_accounts: vec![info.channels.sender_mailbox.clone()],
         emulator: Some(emulator),
         emulated: true,
         time_scale,
-        messaging: None,
+        messaging: Some(messaging),
     })
+}
+
+/// The demo tenant at `time_scale`, with where its messages go (for `bench comms`).
+pub async fn demo_with(time_scale: f64) -> Result<(Tenant, super::comms::Messaging), Failure> {
+    let mut config = EmulatorConfig::seeded(DEMO_USERS, DEMO_SEED);
+    config.time_scale = time_scale;
+    let tenant = emulated("demo", config).await?;
+    let messaging = tenant
+        .messaging
+        .clone()
+        .ok_or_else(|| Failure::new(Exit::Config, "the demo tenant has no message sinks"))?;
+    Ok((tenant, messaging))
 }

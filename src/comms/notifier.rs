@@ -704,7 +704,7 @@ impl CommsNotifier {
                 .with("sender", sender)?
                 .with("to", to.masked().as_str())?
                 .with("template", notice.template)?
-                .with("carries_secret", carries_secret)?;
+                .with("confidential", carries_secret)?;
             if let Some(id) = provider_id {
                 details = details.with("provider_id", trail::escaped(id).as_ref())?;
             }

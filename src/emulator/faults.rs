@@ -29,6 +29,11 @@
 //!
 //! A client that believes such a listing counts the tenant wrong and may act on a user
 //! twice; the count Graph serves apart from the listing (`/users/$count`) stays true.
+//!
+//! Three more kinds throttle the message sinks, each request to a sink with a draw of its
+//! own (so adding them moves no Graph fault): `twilio_429` (Twilio's 429, code 20429),
+//! `acs_429` (Azure Communication Services' 429) and `teams_429` (the workflow trigger's
+//! 429). A throttled message is not delivered.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -54,17 +59,24 @@ pub struct FaultSpec {
     pub duplicate_page: f64,
     /// Probability that a page of a listing comes without its `@odata.nextLink`.
     pub dropped_next_link: f64,
+    /// Probability that a Twilio request is answered 429 (code 20429).
+    pub twilio_throttled: f64,
+    /// Probability that an ACS SMS request is answered 429.
+    pub acs_throttled: f64,
+    /// Probability that a Teams workflow trigger is answered 429.
+    pub teams_throttled: f64,
 }
 
 impl FaultSpec {
-    /// Parse `503=0.02,504=0.01,reset=0.005,403=0.1,dup_page=0.1,drop_nextlink=0.1`.
+    /// Parse `503=0.02,504=0.01,reset=0.005,403=0.1,dup_page=0.1,drop_nextlink=0.1`
+    /// (and the sinks' `twilio_429`, `acs_429`, `teams_429`).
     pub fn parse(spec: &str) -> Result<FaultSpec, EmulatorError> {
         let mut out = FaultSpec::default();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let bad = || {
                 EmulatorError::Faults(format!(
                     "`{part}`: expected KIND=PROBABILITY with KIND one of 503, 504, reset, 403, \
-                     dup_page, drop_nextlink"
+                     dup_page, drop_nextlink, twilio_429, acs_429, teams_429"
                 ))
             };
             let (kind, p) = part.split_once('=').ok_or_else(bad)?;
@@ -81,6 +93,9 @@ impl FaultSpec {
                 "403" => out.denied = p,
                 "dup_page" => out.duplicate_page = p,
                 "drop_nextlink" => out.dropped_next_link = p,
+                "twilio_429" => out.twilio_throttled = p,
+                "acs_429" => out.acs_throttled = p,
+                "teams_429" => out.teams_throttled = p,
                 _ => return Err(bad()),
             }
         }
@@ -99,7 +114,9 @@ impl FaultSpec {
 
     /// Whether any fault is configured.
     pub fn any(&self) -> bool {
-        self.total() > 0.0 || self.listing_total() > 0.0
+        self.total() > 0.0
+            || self.listing_total() > 0.0
+            || self.twilio_throttled + self.acs_throttled + self.teams_throttled > 0.0
     }
 
     /// The request faults' share of a request's draw.
@@ -137,6 +154,17 @@ pub enum PageLink {
     Drop,
 }
 
+/// A message sink that can be throttled by a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Twilio Programmable Messaging.
+    Twilio,
+    /// Azure Communication Services SMS.
+    Acs,
+    /// A Teams Workflows trigger.
+    Teams,
+}
+
 /// The fault and latency generator.
 #[derive(Debug)]
 pub struct Faults {
@@ -144,6 +172,8 @@ pub struct Faults {
     latency_ms: f64,
     scale: f64,
     rng: Mutex<ChaCha8Rng>,
+    /// The sinks' draws: apart, so sink traffic moves no Graph fault.
+    sink_rng: Mutex<ChaCha8Rng>,
     /// Pages (by their own position token) whose link was just pointed back at them: the
     /// repeat is served plainly, so a page is repeated once and a listing always ends.
     repeated: Mutex<HashSet<String>>,
@@ -157,6 +187,7 @@ impl Faults {
             latency_ms: latency_ms as f64,
             scale,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xfa17)),
+            sink_rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5147)),
             repeated: Mutex::new(HashSet::new()),
         }
     }
@@ -216,6 +247,21 @@ impl Faults {
             }
         }
         None
+    }
+
+    /// Whether this request to `sink` is throttled (one draw per request).
+    pub fn sink_throttled(&self, sink: Sink) -> bool {
+        let p = match sink {
+            Sink::Twilio => self.spec.twilio_throttled,
+            Sink::Acs => self.spec.acs_throttled,
+            Sink::Teams => self.spec.teams_throttled,
+        };
+        if p <= 0.0 {
+            return false;
+        }
+        self.sink_rng
+            .lock()
+            .is_ok_and(|mut rng| rng.random::<f64>() < p)
     }
 
     /// The latency to add to one request: uniform in [0.5, 1.5] × mean, divided by the scale.
@@ -357,6 +403,31 @@ mod tests {
         let count = |l: PageLink| links.iter().filter(|x| **x == l).count();
         assert!((1700..2300).contains(&count(PageLink::Repeat)));
         assert!((2700..3300).contains(&count(PageLink::Drop)));
+    }
+
+    #[test]
+    fn sink_kinds_parse_and_draw_on_their_own() {
+        let s = FaultSpec::parse("twilio_429=1,acs_429=0.5,teams_429=0,503=1").unwrap();
+        assert_eq!(
+            (s.twilio_throttled, s.acs_throttled, s.teams_throttled),
+            (1.0, 0.5, 0.0)
+        );
+        assert!(FaultSpec::parse("twilio_429=1.5").is_err());
+        assert!(FaultSpec::parse("teams_429=0.1").unwrap().any());
+        let f = Faults::new(FaultSpec::parse("twilio_429=1").unwrap(), 0, 1.0, 1);
+        assert!((0..50).all(|_| f.sink_throttled(Sink::Twilio)));
+        assert!((0..50).all(|_| !f.sink_throttled(Sink::Acs)));
+        assert_eq!(f.draw(true, true), None, "not a Graph fault");
+        // Sink draws leave the Graph draws where they were.
+        let spec = FaultSpec::parse("503=0.3,acs_429=0.5").unwrap();
+        let (a, b) = (Faults::new(spec, 0, 1.0, 9), Faults::new(spec, 0, 1.0, 9));
+        for _ in 0..200 {
+            let _ = b.sink_throttled(Sink::Acs);
+            assert_eq!(a.draw(true, true), b.draw(true, true));
+        }
+        let f = Faults::new(FaultSpec::parse("acs_429=0.5").unwrap(), 0, 1.0, 3);
+        let hits = (0..2000).filter(|_| f.sink_throttled(Sink::Acs)).count();
+        assert!((850..1150).contains(&hits), "{hits}");
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! - [`faults`]: latency and fault injection. [`errors`]: Graph error bodies.
 //! - [`body`]: request bodies: declared properties beside OData instance annotations.
 //! - `render`: entity JSON. `routes/`: handlers by area. `server`: accept loop, shutdown.
+//! - [`sinks`]: the message providers (Twilio, ACS SMS, Teams Workflows, a webhook) beside
+//!   Graph's sendMail (JSON and MIME, `mime`); [`outbox`]: what they all received
+//!   (`/_emulator/outbox`); [`channels`]: their endpoints and credentials in
+//!   [`ConnectionInfo`], and the `channels:` configuration that points at them.
 //!
 //! Choices worth knowing:
 //! - Every app registration is granted the application permissions README.md lists as
@@ -42,16 +46,20 @@
 //!   reading its own write back compares at second precision.
 
 pub mod body;
+pub mod channels;
 pub mod errors;
 pub mod faults;
 pub mod model;
 pub mod odata;
+pub mod outbox;
 pub mod permissions;
 pub mod seed;
+pub mod sinks;
 pub mod tenant_file;
 pub mod throttle;
 
 mod auth;
+mod mime;
 mod render;
 mod routes;
 mod server;
@@ -67,6 +75,7 @@ use tokio::task::JoinHandle;
 
 pub use self::render::USER_PROPERTIES;
 
+use self::channels::ChannelInfo;
 use self::faults::FaultSpec;
 use self::state::Emu;
 use self::tenant_file::TenantFile;
@@ -104,7 +113,8 @@ pub enum EmulatorError {
 /// [`EmulatorConfig::from_tenant_file`], then adjust the public fields.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
-    /// Number of seeded users (10 to 1,000,000); ignored with a tenant file.
+    /// Number of seeded users (10 to 1,000,000), besides the shared mailbox notices are sent
+    /// from; ignored with a tenant file.
     pub users: u32,
     /// Seed of the synthetic tenant (and of generated ids, secrets, fault draws).
     pub seed: u64,
@@ -267,6 +277,8 @@ pub struct ConnectionInfo {
     pub verified_domain: String,
     /// Inspection API root (`/_emulator`).
     pub inspect_url: String,
+    /// The message sinks: sender mailbox, Twilio, ACS, Teams workflow, webhook, audiences.
+    pub channels: ChannelInfo,
 }
 
 impl std::fmt::Debug for ConnectionInfo {
@@ -280,6 +292,7 @@ impl std::fmt::Debug for ConnectionInfo {
             .field("apps", &self.apps)
             .field("users", &self.users)
             .field("time_scale", &self.time_scale)
+            .field("channels", &self.channels)
             .finish()
     }
 }
@@ -348,6 +361,11 @@ impl RunningEmulator {
             },
             verified_domain: tenant.verified_domain.clone(),
             inspect_url: format!("{base}/_emulator"),
+            channels: ChannelInfo::new(
+                &base,
+                &tenant,
+                &sinks::SinkCredentials::generate(config.seed),
+            ),
         };
         let state = Arc::new(Emu::new(tenant, &config, &base));
         let (stop, stopped) = oneshot::channel();

@@ -259,6 +259,9 @@ pub struct User {
     pub job_title: u32,
     /// Interned office location.
     pub office: u32,
+    /// Interned `preferredLanguage` (an ISO 639-1 language and ISO 3166 country, `en-US`;
+    /// [`NONE`]: null, as Graph serves it for a user nobody set it on).
+    pub preferred_language: u32,
     /// Index of the manager ([`NONE`]: no manager).
     pub manager: u32,
     /// Bitmask of [`MethodKind`] bits.

@@ -118,7 +118,7 @@ fn user_prop(t: &Tenant, idx: u32, name: &str) -> Value {
         ),
         "jobTitle" => json!(t.opt(u.job_title)),
         "officeLocation" => json!(t.opt(u.office)),
-        "preferredLanguage" => json!("en-US"),
+        "preferredLanguage" => json!(t.opt(u.preferred_language)),
         "department" => json!(t.opt(u.department)),
         "companyName" => Value::Null,
         "employeeId" => Value::Null,
@@ -438,7 +438,9 @@ pub fn method(t: &Tenant, idx: u32, kind: MethodKind) -> Value {
         }),
         MethodKind::Phone => json!({
             "@odata.type": odata_type, "id": id,
-            "phoneNumber": u.mobile.as_deref().unwrap_or("+1 425 555 0100"),
+            // The method's number is registered apart from the directory's `mobilePhone`,
+            // which may hold text no phone could be registered with (`n/a`).
+            "phoneNumber": u.mobile.as_deref().filter(|m| m.chars().filter(char::is_ascii_digit).count() >= 7).unwrap_or("+1 425 555 0100"),
             "phoneType": "mobile",
             "smsSignInState": "notAllowedByPolicy",
         }),

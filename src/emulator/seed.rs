@@ -28,6 +28,51 @@ pub struct SeedSpec {
     pub apps: u32,
 }
 
+/// The local part of the seeded shared mailbox notices are sent from
+/// (`incident-noreply@` the verified domain): disabled, never a person.
+pub const SENDER_MAILBOX_LOCAL: &str = "incident-noreply";
+
+/// Seeds of the generators beside the main one (XORed with the tenant seed).
+const LOOK_STREAM: u64 = 0x1a9e_0b0e;
+const MAILBOX_STREAM: u64 = 0x3a11_b0c5;
+
+/// A seeded user's `preferredLanguage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Language {
+    EnUs,
+    DeDe,
+    None,
+}
+
+/// Most users `en-US`, some `de-DE`, some never set (null).
+fn pick_language(rng: &mut ChaCha8Rng) -> Language {
+    match rng.random_range(0..100) {
+        0..80 => Language::EnUs,
+        80..92 => Language::DeDe,
+        _ => Language::None,
+    }
+}
+
+/// A mobile number written the way directories hold them: E.164, E.164 with spaces,
+/// national formats with brackets and dashes, German numbers for German speakers, and a
+/// few entries no parser can read. Always one draw from `rng`, so the stream stays aligned.
+fn mobile_shape(rng: &mut ChaCha8Rng, language: Language, area: u32, line: u32) -> String {
+    let draw = rng.random_range(0..1000u32);
+    if draw < 30 {
+        return ["n/a", "ext 4411", "-", "call reception"][draw as usize % 4].to_string();
+    }
+    if language == Language::DeDe {
+        let prefix = [151, 152, 160, 170, 171, 176][draw as usize % 6];
+        return format!("+49 {prefix} {area:03}{line:05}");
+    }
+    match draw % 5 {
+        0 | 1 => format!("+1 {area} 555 {line:04}"),
+        2 => format!("+1{area}555{line:04}"),
+        3 => format!("({area}) 555-{line:04}"),
+        _ => format!("+1 ({area}) 555-{line:04}"),
+    }
+}
+
 /// The verified custom domain of seeded tenants.
 pub const VERIFIED_DOMAIN: &str = "northwind-demo.com";
 /// The initial `onmicrosoft.com` domain of seeded tenants.
@@ -473,6 +518,9 @@ pub fn generate(spec: &SeedSpec) -> Tenant {
     let offices: Vec<u32> = OFFICES.iter().map(|o| t.strings.intern(o)).collect();
     let now_s = jiff::Timestamp::now().as_second();
     let base_s = now_s - 6 * 365 * 86_400;
+    let mut look = ChaCha8Rng::seed_from_u64(spec.seed ^ LOOK_STREAM);
+    let en_us = t.strings.intern("en-US");
+    let de_de = t.strings.intern("de-DE");
 
     // Two break-glass accounts and a few service accounts sit at the end of the user list.
     let service_count = (3 + n / 1000).min(n / 4);
@@ -497,14 +545,20 @@ pub fn generate(spec: &SeedSpec) -> Tenant {
         } else {
             titles[rng.random_range(0..titles.len())]
         };
+        // The main generator draws exactly what it always drew (so the same seed gives the
+        // same people, buckets and admins); language and the phone's written shape come from
+        // a generator of their own.
+        let language = pick_language(&mut look);
         let mobile = (!rng.random_bool(spec.missing_mobile.clamp(0.0, 1.0))).then(|| {
-            format!(
-                "+1 {} 555 {:04}",
-                200 + rng.random_range(0..700),
-                rng.random_range(0..10_000)
-            )
-            .into_boxed_str()
+            let area = 200 + rng.random_range(0..700);
+            let line = rng.random_range(0..10_000);
+            mobile_shape(&mut look, language, area, line).into_boxed_str()
         });
+        let language = match language {
+            Language::None => NONE,
+            Language::EnUs => en_us,
+            Language::DeDe => de_de,
+        };
         let business = rng
             .random_bool(0.7)
             .then(|| format!("+1 425 555 {:04}", rng.random_range(0..10_000)).into_boxed_str());
@@ -549,6 +603,7 @@ pub fn generate(spec: &SeedSpec) -> Tenant {
             department: *dept,
             job_title: title,
             office: offices[rng.random_range(0..offices.len())],
+            preferred_language: language,
             // An 8-ary management tree: every person but the CEO has a manager.
             manager: if i == 0 { NONE } else { (i - 1) / 8 },
             methods,
@@ -563,6 +618,7 @@ pub fn generate(spec: &SeedSpec) -> Tenant {
     let it_dept = t.strings.intern("IT");
     let svc_title = t.strings.intern("Service Account");
     let bg_title = t.strings.intern("Emergency Access Account");
+    let t_shared = t.strings.intern("Shared mailbox");
     let push_special = |t: &mut Tenant,
                         rng: &mut ChaCha8Rng,
                         local: String,
@@ -588,6 +644,7 @@ pub fn generate(spec: &SeedSpec) -> Tenant {
             department: it_dept,
             job_title: title,
             office: NONE,
+            preferred_language: NONE,
             manager: 0,
             methods,
             enabled: true,
@@ -618,6 +675,23 @@ pub fn generate(spec: &SeedSpec) -> Tenant {
         let display = format!("Service account {local}");
         push_special(&mut t, &mut rng, local, &display, svc_title, 0, true);
     }
+    // The shared mailbox notices are sent from, last of all and from its own generator so
+    // that every other user stays as it was. Exchange Online blocks sign-in for a shared
+    // mailbox's account (<https://learn.microsoft.com/exchange/collaboration-exo/shared-mailboxes>):
+    // it is disabled, on the verified domain, and has a mail address.
+    let mut mailbox_rng = ChaCha8Rng::seed_from_u64(spec.seed ^ MAILBOX_STREAM);
+    push_special(
+        &mut t,
+        &mut mailbox_rng,
+        SENDER_MAILBOX_LOCAL.to_string(),
+        "Incident notifications (no reply)",
+        t_shared,
+        0,
+        false,
+    );
+    let mailbox = t.users.len() - 1;
+    t.users[mailbox].domain = verified;
+    t.users[mailbox].enabled = false;
     t.reindex();
 
     // Roles. Break-glass accounts are Global Administrators.
@@ -804,7 +878,7 @@ mod tests {
         let a = generate(&spec(500));
         let b = generate(&spec(500));
         assert_eq!(a.tenant_id, b.tenant_id);
-        assert_eq!(a.users.len(), 500);
+        assert_eq!(a.users.len(), 501, "500 and the shared mailbox");
         for i in 0..500u32 {
             assert_eq!(a.upn(i), b.upn(i));
             assert_eq!(a.users[i as usize].id, b.users[i as usize].id);

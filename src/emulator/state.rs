@@ -1,6 +1,6 @@
 //! The shared state of a running emulator: the tenant behind a read-write lock (reads are
 //! concurrent, writes are short), issued tokens, throttling buckets, the write log, the
-//! outbox and counters.
+//! outbox of every message sink, the sinks' credentials and counters.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,11 +8,13 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::EmulatorConfig;
 use super::faults::Faults;
 use super::model::Tenant;
+use super::outbox::Outbox;
+use super::sinks::SinkCredentials;
+use super::sinks::acs::AcsRepeat;
 use super::throttle::Throttle;
 
 /// An issued access token.
@@ -47,31 +49,6 @@ pub struct WriteRecord {
     pub fault: Option<&'static str>,
     /// Whether it came inside a `$batch`.
     pub batch: bool,
-}
-
-/// One message accepted by sendMail.
-#[derive(Debug, Clone, Serialize)]
-pub struct OutboxMessage {
-    /// Order of arrival.
-    pub seq: u64,
-    /// RFC 3339 time.
-    pub time: String,
-    /// Calling app.
-    pub client_id: String,
-    /// Sender (the mailbox of the URL).
-    pub from: String,
-    /// Recipients' addresses.
-    pub to: Vec<String>,
-    /// Subject.
-    pub subject: String,
-    /// Body content type.
-    pub content_type: String,
-    /// Body content.
-    pub content: String,
-    /// saveToSentItems.
-    pub save_to_sent_items: bool,
-    /// The message as posted.
-    pub message: Value,
 }
 
 /// Request counters (atomics: no lock on the request path).
@@ -117,8 +94,12 @@ pub struct Emu {
     pub faults: Faults,
     /// The write log.
     pub writes: Mutex<Vec<WriteRecord>>,
-    /// Sent mail.
-    pub outbox: Mutex<Vec<OutboxMessage>>,
+    /// What every message sink received (sendMail, Twilio, ACS, Teams, webhooks).
+    pub outbox: Outbox,
+    /// The sinks' credentials.
+    pub sinks: SinkCredentials,
+    /// ACS SMS repeatable requests seen so far (by `repeatabilityRequestId`).
+    pub acs_repeats: Mutex<HashMap<String, AcsRepeat>>,
     /// Counters.
     pub counters: Counters,
     /// The time scale.
@@ -158,7 +139,9 @@ impl Emu {
                 config.seed,
             ),
             writes: Mutex::new(Vec::new()),
-            outbox: Mutex::new(Vec::new()),
+            outbox: Outbox::default(),
+            sinks: SinkCredentials::generate(config.seed),
+            acs_repeats: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             scale: config.time_scale,
             token_lifetime: Duration::from_secs_f64(3599.0 / config.time_scale),

@@ -15,6 +15,7 @@
 //!     display_name: Alice Jones
 //!     department: Finance
 //!     mobile_phone: "+1 425 555 0100"
+//!     preferred_language: en-US                # optional; absent: null
 //!     manager: ceo@contoso.example             # UPN or id of another user in the file
 //!     synced: false
 //!     account_enabled: true
@@ -129,6 +130,9 @@ pub struct UserSpec {
     /// mobilePhone.
     #[serde(default)]
     pub mobile_phone: Option<String>,
+    /// preferredLanguage (`en-US`, `de-DE`; absent: null).
+    #[serde(default)]
+    pub preferred_language: Option<String>,
     /// The first (and only settable) entry of `businessPhones`.
     #[serde(default)]
     pub business_phone: Option<String>,
@@ -335,6 +339,7 @@ impl TenantFile {
                 department: intern(&u.department),
                 job_title: intern(&u.job_title),
                 office: intern(&u.office),
+                preferred_language: intern(&u.preferred_language),
                 manager: NONE,
                 methods,
                 enabled: u.account_enabled,

@@ -478,7 +478,10 @@ async fn steps<S: RunStore>(
             }
             Outcome::Skipped => 0,
         };
-        state.earlier_failed |= matches!(outcome, Outcome::Failed | Outcome::ManualCheck);
+        // A notice that failed does not stop the next one (over another channel): only a
+        // write that failed leaves nothing to announce.
+        state.earlier_failed |= matches!(outcome, Outcome::Failed | Outcome::ManualCheck)
+            && !matches!(step, Step::Notify { .. });
         state.results.push(StepResult {
             user_id: user.id.clone(),
             upn: user.upn.clone(),

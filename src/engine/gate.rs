@@ -263,6 +263,7 @@ mod tests {
             steps: vec!["0:revoke_sessions".to_owned()].into(),
         };
         Plan {
+            unusable_mobiles: 0,
             playbook_name: "g".into(),
             playbook_sha256: String::new(),
             tenant: "demo".into(),

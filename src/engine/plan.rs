@@ -146,6 +146,11 @@ impl Estimate {
 }
 
 /// Everything `plan` resolved, and what `run` will execute.
+/// Whether a count is zero (left out of the plan's JSON).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The playbook's `name`.
@@ -166,6 +171,10 @@ pub struct Plan {
     pub bad_rows: Vec<BadRow>,
     /// Duration estimate of the automated part.
     pub estimate: Estimate,
+    /// Targets whose `mobilePhone` no text message can be addressed to (`has_mobile` is
+    /// false for them): a data-hygiene finding the plan reports.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unusable_mobiles: u64,
 }
 
 impl Plan {
@@ -247,6 +256,7 @@ mod tests {
             users: vec![user("a", Bucket::Automated), user("b", Bucket::Privileged)],
             unresolved: vec![],
             bad_rows: vec![],
+            unusable_mobiles: 0,
         }
     }
 

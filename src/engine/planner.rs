@@ -69,10 +69,12 @@ pub async fn build_plan(
 
     let steps = planned_steps(playbook);
     let mut interner = StepLists::default();
+    let mut unusable_mobiles = 0u64;
     let users: Vec<PlannedUser> = resolution
         .users
         .into_iter()
         .map(|resolved| {
+            unusable_mobiles += u64::from(resolved.unusable_mobile);
             let mut user = plan_user(playbook, resolved, &exclusions, &privileges, &mut interner);
             if !request.include_remediated {
                 hold_back_remediated(&mut user, request.remediated, &mut interner);
@@ -104,6 +106,7 @@ pub async fn build_plan(
             .into_iter()
             .map(|(_, row)| row)
             .collect(),
+        unusable_mobiles,
     })
     .inspect(|plan| {
         tracing::info!(

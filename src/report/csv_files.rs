@@ -173,6 +173,7 @@ mod tests {
 
     fn plan() -> Plan {
         Plan {
+            unusable_mobiles: 0,
             playbook_name: "p".into(),
             playbook_sha256: "h".into(),
             tenant: "demo".into(),

@@ -107,7 +107,8 @@ pub struct RunReport {
     pub read_backs: u64,
     /// Responses Graph answered 429 (each was waited out and re-sent).
     pub throttled: u64,
-    /// The notify steps: messages delivered, only recorded, or failed.
+    /// The notify steps: notices delivered, not sent (nothing to announce, nobody to reach,
+    /// or recorded only), to check by hand, or failed.
     pub messages: Messages,
     /// Where the records of this run are in the audit trail.
     pub audit: AuditRange,
@@ -220,10 +221,14 @@ pub struct ManualQueue {
 /// The notify steps' messages.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Messages {
-    /// Delivered by a channel.
+    /// Delivered over at least one channel.
     pub delivered: usize,
-    /// Recorded, not sent (this build has no communications channels).
-    pub recorded: usize,
+    /// Not sent: an earlier step failed (nothing to announce), no address for the channel,
+    /// or only recorded (benchmarks).
+    pub not_sent: usize,
+    /// A person must look: no manager, a mobile number that does not parse, a lost secret,
+    /// or a message that may have been sent before an interruption.
+    pub to_check: usize,
     /// Delivery failed.
     pub failed: usize,
 }
@@ -291,8 +296,9 @@ impl RunReport {
             if StepKey::parse(&r.step).is_some_and(|k| k.name == "notify") {
                 match r.outcome {
                     Outcome::Succeeded => messages.delivered += 1,
-                    Outcome::Skipped => messages.recorded += 1,
-                    Outcome::Failed | Outcome::ManualCheck => messages.failed += 1,
+                    Outcome::Skipped => messages.not_sent += 1,
+                    Outcome::ManualCheck => messages.to_check += 1,
+                    Outcome::Failed => messages.failed += 1,
                 }
             }
         }
@@ -527,8 +533,8 @@ impl RunReport {
         );
         let _ = writeln!(
             md,
-            "- Messages: {} delivered, {} recorded but not sent, {} failed",
-            m.delivered, m.recorded, m.failed
+            "- Notices: {} delivered, {} not sent, {} to check, {} failed",
+            m.delivered, m.not_sent, m.to_check, m.failed
         );
         for refused in &self.refused {
             let _ = writeln!(
@@ -654,8 +660,8 @@ impl RunReport {
         line(
             "messages",
             format!(
-                "{} delivered, {} recorded (not sent), {} failed",
-                m.delivered, m.recorded, m.failed
+                "{} delivered, {} not sent, {} to check, {} failed",
+                m.delivered, m.not_sent, m.to_check, m.failed
             ),
         );
         line(
@@ -856,6 +862,7 @@ mod tests {
     fn the_report_counts_users_steps_messages_and_time_over_attempts() {
         let keys = ["0:reset_password", "1:notify"];
         let plan = Plan {
+            unusable_mobiles: 0,
             playbook_name: "p".into(),
             playbook_sha256: "ab".repeat(32),
             tenant: "t".into(),
@@ -980,7 +987,7 @@ mod tests {
             }
         );
         assert_eq!(report.outcomes.not_started, 2);
-        assert_eq!(report.messages.recorded, 2);
+        assert_eq!(report.messages.not_sent, 2);
         assert_eq!(report.manual_queue.users, 2);
         assert_eq!(report.buckets.excluded, 1);
         assert_eq!(report.stopped_by, Some("operator"));
@@ -1001,6 +1008,7 @@ mod tests {
     fn a_user_paused_on_a_refused_step_is_not_done_and_its_steps_left_are_counted() {
         let keys = ["0:reset_password", "1:revoke_sessions"];
         let plan = Plan {
+            unusable_mobiles: 0,
             playbook_name: "p".into(),
             playbook_sha256: "ab".repeat(32),
             tenant: "t".into(),

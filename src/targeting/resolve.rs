@@ -34,8 +34,12 @@ pub struct ResolvedUser {
     pub department: Option<String>,
     /// `jobTitle`, read only when a `when:` condition compares it.
     pub job_title: Option<String>,
-    /// A mobile phone is on record.
+    /// A mobile number a text message can be addressed to is on record (read in the user's
+    /// `usageLocation` when national).
     pub has_mobile: bool,
+    /// A `mobilePhone` is on record that no text message can be addressed to (`n/a`, an
+    /// extension, a national number without a country): `has_mobile` is false.
+    pub unusable_mobile: bool,
     /// `onPremisesSyncEnabled`: synced (hybrid) users cannot get cloud password writes.
     pub synced: bool,
     /// `accountEnabled` (unknown counts as enabled).
@@ -48,11 +52,17 @@ pub struct ResolvedUser {
 
 impl ResolvedUser {
     fn from_user(user: User, first_seen: u64) -> ResolvedUser {
+        let on_record = user
+            .mobile_phone
+            .as_deref()
+            .is_some_and(|m| !m.trim().is_empty());
+        let has_mobile = on_record
+            && user.mobile_phone.as_deref().is_some_and(|m| {
+                crate::comms::recipient::textable(m, user.usage_location.as_deref())
+            });
         ResolvedUser {
-            has_mobile: user
-                .mobile_phone
-                .as_deref()
-                .is_some_and(|m| !m.trim().is_empty()),
+            has_mobile,
+            unusable_mobile: on_record && !has_mobile,
             synced: user.on_premises_sync_enabled == Some(true),
             account_enabled: user.account_enabled != Some(false),
             id: user.id,
@@ -384,6 +394,8 @@ fn user_select(playbook: &Playbook) -> Vec<String> {
         "accountEnabled",
         "onPremisesSyncEnabled",
         "mobilePhone",
+        // How a national mobile number is read (`has_mobile`).
+        "usageLocation",
     ]
     .map(String::from)
     .into();

@@ -57,13 +57,19 @@ fn render(figures: &Figures, n: u64) -> Result<serde_json::Value, Failure> {
                             upn: format!("user{i}@contoso.com"),
                         };
                         ctx.recipient = ctx.user.clone();
-                        let language = if i % 5 == 0 { Some("de-DE") } else { Some("en-US") };
+                        let language = if i % 5 == 0 {
+                            Some("de-DE")
+                        } else {
+                            Some("en-US")
+                        };
                         for form in [Form::Email, Form::Sms, Form::Card] {
                             let content = catalog
                                 .render(TEMPLATE, form, language, &ctx)
                                 .map_err(|e| e.to_string())?;
                             bytes += match content {
-                                Content::Email { html, text, .. } => (html.len() + text.len()) as u64,
+                                Content::Email { html, text, .. } => {
+                                    (html.len() + text.len()) as u64
+                                }
                                 Content::Sms { text } => text.len() as u64,
                                 Content::Card { summary, .. } => summary.len() as u64,
                                 Content::Json(_) => 0,
@@ -76,7 +82,11 @@ fn render(figures: &Figures, n: u64) -> Result<serde_json::Value, Failure> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().map_err(|_| "a render thread panicked".to_owned()).and_then(|r| r))
+            .map(|h| {
+                h.join()
+                    .map_err(|_| "a render thread panicked".to_owned())
+                    .and_then(|r| r)
+            })
             .sum::<Result<u64, String>>()
     })
     .map_err(|e| fail("render", e))?;
@@ -102,10 +112,13 @@ async fn deliver(figures: &Figures, n: u64, time_scale: f64) -> Result<serde_jso
     let (tenant, messaging) = crate::cmd::tenant::demo_with(time_scale)
         .await
         .map_err(|f| fail("emulated tenant", f.report))?;
-    let senders = crate::cmd::comms::senders(&messaging, &tenant)
-        .map_err(|f| fail("senders", f.report))?;
+    let senders =
+        crate::cmd::comms::senders(&messaging, &tenant).map_err(|f| fail("senders", f.report))?;
     let mut rows = Vec::new();
-    for sender in senders.iter().filter(|s| s.kind() != resetctl::playbook::Channel::Webhook) {
+    for sender in senders
+        .iter()
+        .filter(|s| s.kind() != resetctl::playbook::Channel::Webhook)
+    {
         let row = deliver_one(figures, sender, n, time_scale).await?;
         rows.push(row);
     }

@@ -195,11 +195,24 @@ pub fn handle(ctx: &Ctx<'_>, body: &[u8]) -> GraphResponse {
                 eventual,
                 batch: true,
             };
+            let content_type = item
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .and_then(|(_, v)| v.as_str())
+                .map(str::to_string);
+            // A body that is not JSON travels in a batch as a JSON string
+            // (<https://learn.microsoft.com/graph/json-batching>): hand over its text.
+            let text_body = content_type
+                .as_deref()
+                .filter(|ct| !ct.to_ascii_lowercase().contains("json"))
+                .and_then(|_| serde_json::from_slice::<String>(&item.body).ok());
             let req = Req {
                 method: &item.method,
                 segs: split_path(&item.path),
                 pairs: query_pairs(&item.query),
-                body: &item.body,
+                body: text_body.as_ref().map_or(&item.body[..], |t| t.as_bytes()),
+                content_type,
             };
             match dispatch(&sub, &req, false) {
                 Outcome::Respond(r) => r,

@@ -32,10 +32,17 @@ pub async fn writes(State(emu): State<Arc<Emu>>, Query(q): Query<Since>) -> Resp
     Json(json!({ "writes": items })).into_response()
 }
 
-/// `GET /_emulator/outbox`.
-pub async fn outbox(State(emu): State<Arc<Emu>>) -> Response {
-    let outbox = emu.outbox.lock().unwrap_or_else(|e| e.into_inner());
-    Json(json!({ "messages": *outbox })).into_response()
+/// `?channel=`: only the entries of one channel (`email`, `sms`, `teams`, `webhook`).
+#[derive(Debug, Deserialize)]
+pub struct ChannelFilter {
+    /// The channel, or all.
+    channel: Option<String>,
+}
+
+/// `GET /_emulator/outbox[?channel=sms]`: `{"messages":[…]}`, oldest first.
+pub async fn outbox(State(emu): State<Arc<Emu>>, Query(q): Query<ChannelFilter>) -> Response {
+    let messages = emu.outbox.list(q.channel.as_deref());
+    Json(json!({ "messages": messages })).into_response()
 }
 
 /// `GET /_emulator/stats`.

@@ -30,6 +30,7 @@ use super::errors::{Body, Fail, GraphResponse};
 use super::faults::{Fault, PageLink};
 use super::odata::{self, Query, encode_skiptoken, percent_decode, query_pairs};
 use super::server::KillSwitch;
+use super::sinks;
 use super::state::{Emu, WriteRecord, now_rfc3339};
 use super::throttle::{Charge, directory_cost};
 
@@ -41,6 +42,16 @@ pub fn router(emu: Arc<Emu>) -> Router {
         .route("/_emulator/users/{id}", get(inspect::user))
         .route("/_emulator/outbox", get(inspect::outbox))
         .route("/_emulator/stats", get(inspect::stats))
+        .route(
+            "/twilio/2010-04-01/Accounts/{sid}/Messages.json",
+            post(sinks::twilio::create),
+        )
+        .route("/acs/sms", post(sinks::acs::send))
+        .route(
+            "/teams/workflows/{id}/triggers/manual/paths/invoke",
+            post(sinks::teams::invoke),
+        )
+        .route("/hooks/{name}", post(sinks::webhook::receive))
         .route("/v1.0", axum::routing::any(graph_entry))
         .route("/v1.0/{*rest}", axum::routing::any(graph_entry))
         .fallback(unknown_root)
@@ -93,6 +104,8 @@ pub struct Req<'a> {
     pub pairs: Vec<(String, String)>,
     /// Raw body.
     pub body: &'a [u8],
+    /// The body's `Content-Type`, when one was sent.
+    pub content_type: Option<String>,
 }
 
 impl Req<'_> {
@@ -526,6 +539,7 @@ async fn graph_entry(
         segs,
         pairs: query_pairs(uri.query().unwrap_or("")),
         body: &body,
+        content_type: header(&headers, "content-type").map(str::to_string),
     };
     let outcome = if req.segs.len() == 1 && req.segs[0] == "$batch" {
         if method == Method::POST {

@@ -1,0 +1,245 @@
+//! Where a running emulator's message sinks are and how to authenticate to them
+//! ([`ChannelInfo`], part of [`ConnectionInfo`](super::ConnectionInfo)), and the
+//! `organisation:`, `channels:` and `audiences:` sections of a `resetctl.yaml` that point
+//! every channel at this emulator ([`config_yaml`]), the secrets named by environment
+//! variables ([`secret_env`] gives their values).
+
+use serde::Serialize;
+
+use super::model::Tenant;
+use super::seed::SENDER_MAILBOX_LOCAL;
+use super::sinks::SinkCredentials;
+
+/// The sinks of one emulator. `Debug` hides every secret; serialised (the first stdout line
+/// of `resetctl emulator`) it shows them, like the app's client secret: emulator-only test
+/// credentials.
+#[derive(Clone, Serialize)]
+pub struct ChannelInfo {
+    /// The mailbox Graph `sendMail` sends from: a shared mailbox seeded in the tenant
+    /// (`incident-noreply@…`), disabled like every shared mailbox's account, never a person.
+    pub sender_mailbox: String,
+    /// Twilio: `base_url` (`{root}/twilio`), account, auth token, API key, numbers.
+    pub twilio: TwilioInfo,
+    /// Azure Communication Services SMS.
+    pub acs: AcsInfo,
+    /// The Teams Workflows trigger URL (its `sig` makes it a secret).
+    pub teams_workflow_url: String,
+    /// The generic webhook.
+    pub webhook: WebhookInfo,
+    /// Who receives run-level messages: addresses of people in the tenant.
+    pub audiences: AudienceInfo,
+}
+
+/// Twilio's endpoint and credentials.
+#[derive(Clone, Serialize)]
+pub struct TwilioInfo {
+    /// What a client puts before `/2010-04-01/…`.
+    pub base_url: String,
+    /// `AC…`.
+    pub account_sid: String,
+    /// The auth token (secret).
+    pub auth_token: String,
+    /// An API key SID (`SK…`), usable with its secret instead of the account's.
+    pub api_key_sid: String,
+    /// The API key's secret.
+    pub api_key_secret: String,
+    /// The account's number.
+    pub from: String,
+    /// The account's Messaging Service (`MG…`).
+    pub messaging_service_sid: String,
+}
+
+/// ACS's endpoint and key.
+#[derive(Clone, Serialize)]
+pub struct AcsInfo {
+    /// The resource endpoint (`{root}/acs`).
+    pub endpoint: String,
+    /// The access key, base64 as the portal shows it (secret).
+    pub access_key: String,
+    /// The resource's number.
+    pub from: String,
+}
+
+/// The generic webhook.
+#[derive(Clone, Serialize)]
+pub struct WebhookInfo {
+    /// `{root}/hooks/{name}`.
+    pub url: String,
+    /// The HMAC key (secret).
+    pub secret: String,
+}
+
+/// Audience addresses (the emulated tenant's own people).
+#[derive(Clone, Debug, Serialize)]
+pub struct AudienceInfo {
+    /// The helpdesk's mailbox.
+    pub helpdesk_email: String,
+    /// The helpdesk's phone for SMS.
+    pub helpdesk_sms: String,
+    /// The SOC's mailbox.
+    pub soc_email: String,
+    /// The identity team's mailbox (the manual queue).
+    pub manual_queue_email: String,
+}
+
+impl std::fmt::Debug for ChannelInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelInfo")
+            .field("sender_mailbox", &self.sender_mailbox)
+            .field("twilio_base_url", &self.twilio.base_url)
+            .field("twilio_account_sid", &self.twilio.account_sid)
+            .field("acs_endpoint", &self.acs.endpoint)
+            .field("teams_workflow_url", &"<redacted>")
+            .field("webhook_url", &self.webhook.url)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelInfo {
+    /// The sinks of an emulator serving `tenant` at `base` (`http://host:port`).
+    pub(crate) fn new(base: &str, tenant: &Tenant, creds: &SinkCredentials) -> Self {
+        ChannelInfo {
+            sender_mailbox: sender_mailbox(tenant),
+            twilio: TwilioInfo {
+                base_url: format!("{base}/twilio"),
+                account_sid: creds.twilio_account_sid.clone(),
+                auth_token: creds.twilio_auth_token.clone(),
+                api_key_sid: creds.twilio_api_key_sid.clone(),
+                api_key_secret: creds.twilio_api_key_secret.clone(),
+                from: creds.twilio_from.clone(),
+                messaging_service_sid: creds.twilio_messaging_service_sid.clone(),
+            },
+            acs: AcsInfo {
+                endpoint: format!("{base}/acs"),
+                access_key: creds.acs_access_key.clone(),
+                from: creds.acs_from.clone(),
+            },
+            teams_workflow_url: format!(
+                "{base}/teams/workflows/{}/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig={}",
+                creds.teams_workflow_id, creds.teams_sig
+            ),
+            webhook: WebhookInfo {
+                url: format!("{base}/hooks/{}", creds.webhook_name),
+                secret: creds.webhook_secret.clone(),
+            },
+            audiences: audiences(tenant),
+        }
+    }
+}
+
+/// The sender mailbox: the seeded shared mailbox, else (a tenant file) a user whose local
+/// part is `incident-noreply`, else the first user.
+fn sender_mailbox(t: &Tenant) -> String {
+    (0..t.users.len() as u32)
+        .find(|&i| &*t.users[i as usize].upn_local == SENDER_MAILBOX_LOCAL)
+        .or((!t.users.is_empty()).then_some(0))
+        .map(|i| t.upn(i))
+        .unwrap_or_default()
+}
+
+/// Three people who could staff the helpdesk, the SOC and the identity team: enabled,
+/// cloud-only people on the verified domain, preferring the IT department.
+fn audiences(t: &Tenant) -> AudienceInfo {
+    let candidates = |it_only: bool| {
+        (0..t.users.len() as u32).filter(move |&i| {
+            let u = &t.users[i as usize];
+            // People: a given name, on the verified domain (break-glass and service
+            // accounts are neither).
+            u.enabled
+                && !u.synced
+                && !u.service
+                && u.given != super::model::NONE
+                && t.strings.get(u.domain) == t.verified_domain
+                && &*u.upn_local != SENDER_MAILBOX_LOCAL
+                && (!it_only || t.opt(u.department) == Some("IT"))
+        })
+    };
+    let mut chosen: Vec<u32> = candidates(true).take(3).collect();
+    let others: Vec<u32> = candidates(false)
+        .filter(|i| !chosen.contains(i))
+        .take(3)
+        .collect();
+    chosen.extend(others);
+    let email = |k: usize| {
+        chosen
+            .get(k)
+            .or(chosen.first())
+            .map(|&i| t.upn(i))
+            .unwrap_or_else(|| format!("helpdesk@{}", t.verified_domain))
+    };
+    AudienceInfo {
+        helpdesk_email: email(0),
+        // A number reserved for fiction, in E.164.
+        helpdesk_sms: "+14255550100".into(),
+        soc_email: email(1),
+        manual_queue_email: email(2),
+    }
+}
+
+/// The environment variables [`config_yaml`] names, each with its value: `{prefix}_TWILIO_TOKEN`,
+/// `{prefix}_ACS_KEY`, `{prefix}_TEAMS_URL`, `{prefix}_WEBHOOK_SECRET`.
+pub fn secret_env(info: &ChannelInfo, prefix: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            format!("{prefix}_TWILIO_TOKEN"),
+            info.twilio.auth_token.clone(),
+        ),
+        (format!("{prefix}_ACS_KEY"), info.acs.access_key.clone()),
+        (
+            format!("{prefix}_TEAMS_URL"),
+            info.teams_workflow_url.clone(),
+        ),
+        (
+            format!("{prefix}_WEBHOOK_SECRET"),
+            info.webhook.secret.clone(),
+        ),
+    ]
+}
+
+/// The `organisation:`, `channels:` and `audiences:` sections of `resetctl.yaml` (key names
+/// as the configuration documents them) pointing every channel this emulator serves at it:
+/// Graph mail from the shared mailbox, Twilio and ACS SMS, the Teams workflow, the webhook.
+/// Secrets are named by variables `{prefix}_…` ([`secret_env`]), never written.
+/// `domain` is the tenant's verified domain (the organisation's name and URLs derive from it).
+pub fn config_yaml(info: &ChannelInfo, domain: &str, prefix: &str) -> String {
+    let name: String = domain
+        .split('.')
+        .next()
+        .unwrap_or(domain)
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let a = &info.audiences;
+    format!(
+        "organisation:\n  name: {name}\n  helpdesk_phone: \"{helpdesk_sms}\"\n  \
+         helpdesk_url: https://help.{domain}\n  sspr_url: https://aka.ms/sspr\n  \
+         verify_url: https://intranet.{domain}/security/notices\n\
+         channels:\n  email:\n    graph:\n      mailboxes: [{mailbox}]\n      per_mailbox_per_minute: 30\n  \
+         sms:\n    twilio:\n      base_url: {twilio_url}\n      account_sid: {sid}\n      \
+         auth_token_env: {prefix}_TWILIO_TOKEN\n      from: \"{twilio_from}\"\n    \
+         acs:\n      endpoint: {acs_url}\n      access_key_env: {prefix}_ACS_KEY\n      from: \"{acs_from}\"\n  \
+         teams:\n    workflow:\n      url_env: {prefix}_TEAMS_URL\n  \
+         webhook:\n    url: {hook}\n    secret_env: {prefix}_WEBHOOK_SECRET\n\
+         audiences:\n  helpdesk: {{ email: [{helpdesk}], sms: [\"{helpdesk_sms}\"], teams: true }}\n  \
+         soc: {{ email: [{soc}], teams: true, webhook: true }}\n  \
+         manual_queue: {{ email: [{queue}], teams: true }}\n",
+        helpdesk_sms = a.helpdesk_sms,
+        mailbox = info.sender_mailbox,
+        twilio_url = info.twilio.base_url,
+        sid = info.twilio.account_sid,
+        twilio_from = info.twilio.from,
+        acs_url = info.acs.endpoint,
+        acs_from = info.acs.from,
+        hook = info.webhook.url,
+        helpdesk = a.helpdesk_email,
+        soc = a.soc_email,
+        queue = a.manual_queue_email,
+    )
+}
