@@ -13,6 +13,7 @@ mod engine;
 mod graph;
 mod graph_emulator;
 mod hostile;
+mod messages;
 mod notify;
 mod output;
 mod playbook;

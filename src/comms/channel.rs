@@ -151,4 +151,23 @@ pub trait Channel: Send + Sync {
     /// must match the channel's kind (mail content to a mail channel, and so on); a mismatch
     /// is [`ChannelErrorKind::Rejected`].
     fn send<'a>(&'a self, message: &'a Outbound) -> BoxFuture<'a, Result<Receipt, ChannelError>>;
+
+    /// Send one message, first awaiting `leaving` at the last moment before the first request
+    /// leaves: after any wait for the channel's pace, so a delivery journal records the
+    /// intent of a message that is really on its way, not one still queued (a crash while
+    /// queued then leaves nothing "maybe sent"). When `leaving` fails nothing is sent and the
+    /// error is [`ChannelErrorKind::Unavailable`]. A paced channel overrides this; a bare one
+    /// sends at once.
+    fn send_when_leaving<'a>(
+        &'a self,
+        message: &'a Outbound,
+        leaving: BoxFuture<'a, Result<(), String>>,
+    ) -> BoxFuture<'a, Result<Receipt, ChannelError>> {
+        Box::pin(async move {
+            leaving
+                .await
+                .map_err(|why| ChannelError::new(ChannelErrorKind::Unavailable, why))?;
+            self.send(message).await
+        })
+    }
 }

@@ -102,6 +102,12 @@ pub trait DeliveryJournal: Send + Sync {
         record: &'a DeliveryRecord,
     ) -> BoxFuture<'a, Result<Begun, JournalError>>;
 
+    /// The record of `key`, if an earlier attempt began it.
+    fn find<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Option<DeliveryRecord>, JournalError>>;
+
     /// Record how the delivery of `key` ended.
     fn finish<'a>(
         &'a self,
@@ -123,6 +129,14 @@ pub trait DeliveryJournal: Send + Sync {
 pub struct MemoryJournal(Mutex<HashMap<DeliveryKey, DeliveryRecord>>);
 
 impl DeliveryJournal for MemoryJournal {
+    fn find<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Option<DeliveryRecord>, JournalError>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Box::pin(std::future::ready(Ok(map.get(key).cloned())))
+    }
+
     fn begin<'a>(
         &'a self,
         record: &'a DeliveryRecord,

@@ -175,6 +175,10 @@ impl std::fmt::Debug for CommsNotifier {
     }
 }
 
+/// A message whose intent could not be journaled: it was not sent.
+#[derive(Debug)]
+struct Unjournaled(String);
+
 /// How one channel of a notice went.
 #[derive(Debug)]
 enum Leg {
@@ -285,44 +289,41 @@ impl CommsNotifier {
         channel: Channel,
         context: &RunContext,
     ) -> Result<String, String> {
-        let record = DeliveryRecord {
-            key: key.clone(),
-            message_key: uuid::Uuid::new_v4(),
-            sender: sender.name().to_owned(),
-            recipient: to.masked(),
-            intent_at: Timestamp::now(),
-            state: None,
-            provider_id: None,
-            detail: None,
-        };
-        let (message_key, first_sent) = match self
-            .journal
-            .begin(&record)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Begun::New => (record.message_key, record.intent_at),
-            Begun::Existing(earlier) if earlier.state == Some(DeliveryState::Sent) => {
+        let earlier = self.journal.find(&key).await.map_err(|e| e.to_string())?;
+        let (message_key, first_sent, journaled) = match earlier {
+            None => (uuid::Uuid::new_v4(), Timestamp::now(), false),
+            Some(earlier) if earlier.state == Some(DeliveryState::Sent) => {
                 return Ok(format!(
                     "{} to {} sent earlier",
                     earlier.sender, earlier.recipient
                 ));
             }
-            Begun::Existing(earlier) => (earlier.message_key, earlier.intent_at),
+            Some(earlier)
+                if earlier.state != Some(DeliveryState::Failed) && !sender.traits().idempotent =>
+            {
+                return Ok(format!(
+                    "{} to {} may have been sent before the interruption; not sent again",
+                    earlier.sender, earlier.recipient
+                ));
+            }
+            Some(earlier) => (earlier.message_key, earlier.intent_at, true),
+        };
+        let record = DeliveryRecord {
+            key: key.clone(),
+            message_key,
+            sender: sender.name().to_owned(),
+            recipient: to.masked(),
+            intent_at: first_sent,
+            state: None,
+            provider_id: None,
+            detail: None,
         };
         let content = match self
             .render
             .run_level(template, channel, context, message_key)
         {
             Ok(content) => content,
-            Err(why) => {
-                let detail = format!("template `{template}`: {why}");
-                self.journal
-                    .finish(&key, DeliveryState::Failed, None, Some(&detail))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(detail);
-            }
+            Err(why) => return Ok(format!("not sent: template `{template}`: {why}")),
         };
         let outbound = Outbound {
             key: message_key,
@@ -331,13 +332,23 @@ impl CommsNotifier {
             content,
             carries_secret: false,
         };
-        let (state, id, line) = match sender.send(&outbound).await {
-            Ok(receipt) => (
+        let (state, id, line) = match self
+            .send_journaled(sender, &outbound, &record, journaled)
+            .await
+        {
+            Err(Unjournaled(why)) => {
+                return Ok(format!(
+                    "{} to {} not sent: {why}",
+                    sender.name(),
+                    to.masked()
+                ));
+            }
+            Ok(Ok(receipt)) => (
                 DeliveryState::Sent,
                 receipt.provider_id.clone(),
                 format!("{} to {} sent", sender.name(), to.masked()),
             ),
-            Err(err) if err.kind == ChannelErrorKind::OutcomeUnknown => (
+            Ok(Err(err)) if err.kind == ChannelErrorKind::OutcomeUnknown => (
                 DeliveryState::Unknown,
                 None,
                 format!(
@@ -346,7 +357,7 @@ impl CommsNotifier {
                     to.masked()
                 ),
             ),
-            Err(err) => (
+            Ok(Err(err)) => (
                 DeliveryState::Failed,
                 None,
                 format!("{} to {} failed: {err}", sender.name(), to.masked()),
@@ -516,24 +527,15 @@ impl CommsNotifier {
             step: notice.step.to_owned(),
             channel: channel.as_str().to_owned(),
         };
-        let record = DeliveryRecord {
-            key: key.clone(),
-            message_key: uuid::Uuid::new_v4(),
-            sender: sender.name().to_owned(),
-            recipient: to.masked(),
-            intent_at: Timestamp::now(),
-            state: None,
-            provider_id: None,
-            detail: None,
+        // Only a notice an earlier attempt began can have deliveries journaled already.
+        let earlier = if notice.resumed {
+            self.journal.find(&key).await.map_err(|e| e.to_string())?
+        } else {
+            None
         };
-        let begun = self
-            .journal
-            .begin(&record)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (message_key, first_sent) = match begun {
-            Begun::New => (record.message_key, record.intent_at),
-            Begun::Existing(earlier) => match earlier.state {
+        let (message_key, first_sent, journaled) = match earlier {
+            None => (uuid::Uuid::new_v4(), Timestamp::now(), false),
+            Some(earlier) => match earlier.state {
                 Some(DeliveryState::Sent) => {
                     self.stats.earlier.fetch_add(1, Ordering::Relaxed);
                     return Ok(Leg::Earlier(format!(
@@ -547,7 +549,7 @@ impl CommsNotifier {
                     )));
                 }
                 // Certainly not sent: send now, under the same key.
-                Some(DeliveryState::Failed) => (earlier.message_key, earlier.intent_at),
+                Some(DeliveryState::Failed) => (earlier.message_key, earlier.intent_at, true),
                 None | Some(DeliveryState::Unknown) => {
                     let idempotent = self
                         .senders
@@ -563,7 +565,8 @@ impl CommsNotifier {
                         );
                         return Ok(Leg::Manual(detail));
                     }
-                    (earlier.message_key, earlier.intent_at)
+                    // The provider recognises the same key and sends it at most once.
+                    (earlier.message_key, earlier.intent_at, true)
                 }
             },
         };
@@ -590,24 +593,14 @@ impl CommsNotifier {
             &context,
         ) {
             Ok(content) => content,
+            // Nothing was journaled or sent: a resume renders it again.
             Err(why) => {
-                let detail = format!(
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                return Ok(Leg::Failed(format!(
                     "{}: template `{}`: {why}",
                     channel.as_str(),
                     notice.template
-                );
-                self.finish(
-                    &key,
-                    sender.name(),
-                    &to,
-                    DeliveryState::Failed,
-                    None,
-                    &detail,
-                    notice,
-                    carries,
-                )
-                .await?;
-                return Ok(Leg::Failed(detail));
+                )));
             }
         };
         let outbound = Outbound {
@@ -617,8 +610,29 @@ impl CommsNotifier {
             content,
             carries_secret: carries,
         };
-        let (state, provider_id, leg) = match sender.send(&outbound).await {
-            Ok(receipt) => {
+        let record = DeliveryRecord {
+            key: key.clone(),
+            message_key,
+            sender: sender.name().to_owned(),
+            recipient: to.masked(),
+            intent_at: first_sent,
+            state: None,
+            provider_id: None,
+            detail: None,
+        };
+        let result = self
+            .send_journaled(sender, &outbound, &record, journaled)
+            .await;
+        let (state, provider_id, leg) = match result {
+            Err(Unjournaled(why)) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                return Ok(Leg::Failed(format!(
+                    "{} to {}: not sent: {why}",
+                    sender.name(),
+                    to.masked()
+                )));
+            }
+            Ok(Ok(receipt)) => {
                 let id = receipt.provider_id.clone();
                 (
                     DeliveryState::Sent,
@@ -631,7 +645,7 @@ impl CommsNotifier {
                     )),
                 )
             }
-            Err(err) if err.kind == ChannelErrorKind::OutcomeUnknown => (
+            Ok(Err(err)) if err.kind == ChannelErrorKind::OutcomeUnknown => (
                 DeliveryState::Unknown,
                 None,
                 Leg::Manual(format!(
@@ -640,7 +654,7 @@ impl CommsNotifier {
                     to.masked()
                 )),
             ),
-            Err(err) => (
+            Ok(Err(err)) => (
                 DeliveryState::Failed,
                 None,
                 Leg::Failed(format!("{} to {}: {err}", sender.name(), to.masked())),
@@ -662,6 +676,42 @@ impl CommsNotifier {
         )
         .await?;
         Ok(leg)
+    }
+
+    /// Send `outbound`, journaling `record`'s intent at the last moment before it leaves
+    /// (after the sender's pace), unless `journaled` already. `Err` when the intent could not
+    /// be journaled, so nothing was sent and there is no row to complete.
+    async fn send_journaled(
+        &self,
+        sender: &Arc<dyn Sender>,
+        outbound: &Outbound,
+        record: &DeliveryRecord,
+        journaled: bool,
+    ) -> Result<Result<super::Receipt, super::ChannelError>, Unjournaled> {
+        let began = std::sync::atomic::AtomicBool::new(journaled);
+        let leaving: BoxFuture<'_, Result<(), String>> = if journaled {
+            Box::pin(std::future::ready(Ok(())))
+        } else {
+            Box::pin(async {
+                match self.journal.begin(record).await {
+                    Ok(Begun::New) => {
+                        began.store(true, Ordering::SeqCst);
+                        Ok(())
+                    }
+                    Ok(Begun::Existing(_)) => Err("another attempt began this delivery".to_owned()),
+                    Err(e) => Err(format!("delivery journal: {e}")),
+                }
+            })
+        };
+        let result = sender.send_when_leaving(outbound, leaving).await;
+        if began.load(Ordering::SeqCst) {
+            Ok(result)
+        } else {
+            Err(Unjournaled(match result {
+                Err(err) => err.to_string(),
+                Ok(_) => "sent without a journal row".to_owned(),
+            }))
+        }
     }
 
     /// Journal and audit how a delivery ended, and count it.
@@ -1101,6 +1151,7 @@ mod tests {
             to,
             out_of_band: false,
             done: &[],
+            resumed: false,
             secrets,
         }
     }
@@ -1238,15 +1289,14 @@ mod tests {
             ))
             .await;
         assert!(matches!(first, Delivery::ManualCheck(_)), "{first:?}");
-        let again = s
-            .notifier
-            .notify(notice(
-                &alice,
-                &[Channel::Sms, Channel::Email],
-                Recipient::User,
-                &[],
-            ))
-            .await;
+        let mut resumed = notice(
+            &alice,
+            &[Channel::Sms, Channel::Email],
+            Recipient::User,
+            &[],
+        );
+        resumed.resumed = true;
+        let again = s.notifier.notify(resumed).await;
         let Delivery::ManualCheck(detail) = again else {
             panic!("{again:?}")
         };
@@ -1262,10 +1312,9 @@ mod tests {
             .notify(notice(&alice, &[Channel::Sms], Recipient::User, &[]))
             .await;
         let key = s.journal.deliveries("run-1").await.unwrap()[0].message_key;
-        let again = s
-            .notifier
-            .notify(notice(&alice, &[Channel::Sms], Recipient::User, &[]))
-            .await;
+        let mut resumed = notice(&alice, &[Channel::Sms], Recipient::User, &[]);
+        resumed.resumed = true;
+        let again = s.notifier.notify(resumed).await;
         assert!(matches!(again, Delivery::Delivered(_)), "{again:?}");
         assert_eq!(s.sms.sent()[0].key, key);
     }

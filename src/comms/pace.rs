@@ -133,6 +133,18 @@ impl Channel for Paced {
     ) -> futures::future::BoxFuture<'a, Result<super::Receipt, ChannelError>> {
         Box::pin(async move { Paced::send(self, message).await.map(|d| d.receipt) })
     }
+
+    fn send_when_leaving<'a>(
+        &'a self,
+        message: &'a Outbound,
+        leaving: futures::future::BoxFuture<'a, Result<(), String>>,
+    ) -> futures::future::BoxFuture<'a, Result<super::Receipt, ChannelError>> {
+        Box::pin(async move {
+            self.send_after(message, Some(leaving))
+                .await
+                .map(|d| d.receipt)
+        })
+    }
 }
 
 impl std::fmt::Debug for Paced {
@@ -201,6 +213,17 @@ impl Paced {
     /// Sends `message`, waiting for the rate limit and a free slot, retrying what may be
     /// retried. The error is the last attempt's (or the denial that stopped the channel).
     pub async fn send(&self, message: &Outbound) -> Result<Delivered, ChannelError> {
+        self.send_after(message, None).await
+    }
+
+    /// As [`Paced::send`], awaiting `leaving` once, after the first attempt's wait for the
+    /// pace and a slot and right before the request leaves (see
+    /// [`Channel::send_when_leaving`]).
+    pub async fn send_after(
+        &self,
+        message: &Outbound,
+        mut leaving: Option<futures::future::BoxFuture<'_, Result<(), String>>>,
+    ) -> Result<Delivered, ChannelError> {
         let idempotent = self.channel.traits().idempotent;
         let mut attempt = 0u32;
         loop {
@@ -224,6 +247,12 @@ impl Paced {
                     // Denied while this one waited: it does not go out.
                     self.counters.failed.fetch_add(1, Ordering::Relaxed);
                     return Err(denied);
+                }
+                if let Some(leaving) = leaving.take()
+                    && let Err(why) = leaving.await
+                {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(ChannelError::new(ChannelErrorKind::Unavailable, why));
                 }
                 self.channel.send(message).await
             };

@@ -516,6 +516,8 @@ struct StepCall<'a> {
     intent_at: Timestamp,
     /// The steps that succeeded before this one (what a notice announces).
     done: &'a [&'a Step],
+    /// An earlier attempt journaled this step's intent.
+    resumed: bool,
 }
 
 /// How a step ended: the outcome and its secret-free detail.
@@ -568,6 +570,7 @@ async fn run_step<S: RunStore>(
                 step,
                 intent_at,
                 done,
+                resumed: false,
             };
             (attempt_or_withhold(execution, &call, secrets).await?, true)
         }
@@ -580,6 +583,7 @@ async fn run_step<S: RunStore>(
                 step,
                 intent_at: entry.intent_at,
                 done,
+                resumed: true,
             };
             let attempt = match notice_precheck(execution, step, earlier_failed, lost_secret) {
                 Some(ended) => Attempt::Ended(ended),
@@ -594,6 +598,7 @@ async fn run_step<S: RunStore>(
                 step,
                 intent_at: entry.intent_at,
                 done,
+                resumed: true,
             };
             (
                 resolve_unknown(execution, &call, entry.facts, true, secrets).await?,
@@ -610,6 +615,7 @@ async fn run_step<S: RunStore>(
                         step,
                         intent_at,
                         done,
+                        resumed: false,
                     };
                     attempt_or_withhold(execution, &call, secrets).await?
                 }
@@ -900,6 +906,7 @@ async fn perform<S: RunStore>(
                 to: *to,
                 out_of_band: *out_of_band,
                 done: call.done,
+                resumed: call.resumed,
                 secrets: secrets.as_slice(),
             };
             return Ok(Attempt::Ended(

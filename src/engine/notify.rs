@@ -73,6 +73,9 @@ pub struct Notice<'a> {
     /// The steps that succeeded for this user before this one, so the notice says what was
     /// done.
     pub done: &'a [&'a Step],
+    /// An earlier attempt of the run began this notice (its journal row had an intent): its
+    /// deliveries may be in the delivery journal already.
+    pub resumed: bool,
     /// The secrets earlier steps created for the user, in step order (whether they may go to
     /// this recipient over these channels is the notifier's [`Notifier::delivers_secrets`]).
     pub secrets: &'a [UserSecret],

@@ -84,6 +84,7 @@ enum Job {
         reply: Reply<()>,
     },
     Deliveries(String, Reply<Vec<DeliveryRecord>>),
+    Delivery(DeliveryKey, Reply<Option<DeliveryRecord>>),
 }
 
 /// The SQLite run store. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -355,6 +356,7 @@ fn defer_error(job: Job) -> Deferred {
         | Job::Facts { reply: r, .. } => defer(r, Err(unreachable())),
         Job::DeliveryBegin(_, r) => defer(r, Err(unreachable())),
         Job::Deliveries(_, r) => defer(r, Err(unreachable())),
+        Job::Delivery(_, r) => defer(r, Err(unreachable())),
         Job::Run(_, r) => defer(r, Err(unreachable())),
         Job::Runs(r) => defer(r, Err(unreachable())),
         Job::PlanJson(_, r) => defer(r, Err(unreachable())),
@@ -449,6 +451,7 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
             db.delivery_finish(&key, state, provider_id.as_deref(), detail.as_deref(), at),
         ),
         Job::Deliveries(run, reply) => settle(reply, db.deliveries(&run)),
+        Job::Delivery(key, reply) => settle(reply, db.delivery(&key)),
         Job::Remediated(tenant, since, reply) => settle(reply, db.remediated_since(&tenant, since)),
     }
 }
@@ -493,6 +496,17 @@ impl TryFrom<&rusqlite::Row<'_>> for DeliveryRow {
 
 /// The delivery journal of messages lives in the run store, beside the journal of writes.
 impl DeliveryJournal for SqliteStore {
+    fn find<'a>(
+        &'a self,
+        key: &'a DeliveryKey,
+    ) -> BoxFuture<'a, Result<Option<DeliveryRecord>, JournalError>> {
+        Box::pin(async move {
+            self.ask(|reply| Job::Delivery(key.clone(), reply))
+                .await
+                .map_err(|e| JournalError(e.to_string()))
+        })
+    }
+
     fn begin<'a>(
         &'a self,
         record: &'a DeliveryRecord,
