@@ -3,10 +3,10 @@
 //! 1. **Rendering**: `--n` messages (default 100,000) rendered from the shipped templates,
 //!    each as one HTML + text mail, one SMS and one Adaptive Card (schema-checked) for a
 //!    different user: messages per second and the process's peak RSS.
-//! 2. **Delivery**: 10,000 notices (a tenth of `--n`), shared out over the senders of the
-//!    emulated tenant's sinks (Graph mail, ACS and Twilio SMS, the Teams workflow), each
-//!    paced at its documented limit with time compressed by `--time-scale` (use about 500:
-//!    2,500 mails at 30 a minute are 83 minutes of real time): the achieved rate as a share of
+//! 2. **Delivery**: 10,000 notices (a tenth of `--n`) through each sender of the emulated
+//!    tenant's sinks (Graph mail, ACS and Twilio SMS, the Teams workflow), each paced at its
+//!    documented limit with time compressed by `--time-scale` (use 500: 10,000 mails at 30 a
+//!    minute are 5.5 hours of real time, 40 s at that scale): the achieved rate as a share of
 //!    the limit (goal ≥ 95 %) and the capacity estimate's error against the measured time
 //!    (goal within 10 %), in real-time terms.
 
