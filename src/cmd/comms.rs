@@ -371,8 +371,9 @@ pub fn capacity_lines(capacity: &[Capacity], deliver_within: std::time::Duration
             let advice = match c.channel {
                 "email" => format!(
                     "add sender mailboxes to channels.email.graph.mailboxes (about {} in all), \
-                     use an SMTP relay (channels.email.smtp), or send one broadcast to a \
-                     distribution group instead of one mail per user",
+                     use an SMTP relay (channels.email.smtp), or tell everyone at once with \
+                     a run-level message to a distribution group (an audiences address; \
+                     Exchange expands it) instead of one mail per user",
                     (c.per_minute * c.minutes / (within * 30.0)).ceil().max(1.0)
                 ),
                 "sms" => "raise the provider's throughput (a short code or a messaging service), or add a second SMS provider".into(),
