@@ -175,6 +175,38 @@ impl std::fmt::Debug for CommsNotifier {
     }
 }
 
+/// One message to deliver: which delivery, through which sender, to whom.
+struct Job<'a> {
+    key: DeliveryKey,
+    sender: &'a Arc<dyn Sender>,
+    to: &'a Address,
+    /// The content holds a secret.
+    carries: bool,
+    /// Look for an earlier attempt's delivery first.
+    look_back: bool,
+    facts: AuditFacts<'a>,
+}
+
+/// What the audit record of a delivery names besides the delivery itself.
+struct AuditFacts<'a> {
+    /// The record's subject: the user's UPN, or `run`.
+    subject: &'a str,
+    /// The detail key of `DeliveryKey::step`: `step` (a notify step) or `message`.
+    step_name: &'a str,
+    template: &'a str,
+}
+
+/// How a delivery ended, to journal, count and audit.
+struct Ended<'a> {
+    key: &'a DeliveryKey,
+    sender: &'static str,
+    to: &'a Address,
+    state: DeliveryState,
+    provider_id: Option<&'a str>,
+    detail: &'a str,
+    carries_secret: bool,
+}
+
 /// A message whose intent could not be journaled: it was not sent.
 #[derive(Debug)]
 struct Unjournaled(String);
@@ -187,6 +219,21 @@ enum Leg {
     Skipped(String),
     Manual(String),
     Failed(String),
+}
+
+impl Leg {
+    /// The leg's secret-free line.
+    fn detail(&self) -> &str {
+        match self {
+            Leg::Sent(d) | Leg::Earlier(d) | Leg::Skipped(d) | Leg::Manual(d) | Leg::Failed(d) => d,
+        }
+    }
+
+    fn into_detail(self) -> String {
+        match self {
+            Leg::Sent(d) | Leg::Earlier(d) | Leg::Skipped(d) | Leg::Manual(d) | Leg::Failed(d) => d,
+        }
+    }
 }
 
 impl CommsNotifier {
@@ -289,115 +336,25 @@ impl CommsNotifier {
         channel: Channel,
         context: &RunContext,
     ) -> Result<String, String> {
-        let earlier = self.journal.find(&key).await.map_err(|e| e.to_string())?;
-        let (message_key, first_sent, journaled) = match earlier {
-            None => (uuid::Uuid::new_v4(), Timestamp::now(), false),
-            Some(earlier) if earlier.state == Some(DeliveryState::Sent) => {
-                return Ok(format!(
-                    "{} to {} sent earlier",
-                    earlier.sender, earlier.recipient
-                ));
-            }
-            Some(earlier)
-                if earlier.state != Some(DeliveryState::Failed) && !sender.traits().idempotent =>
-            {
-                return Ok(format!(
-                    "{} to {} may have been sent before the interruption; not sent again",
-                    earlier.sender, earlier.recipient
-                ));
-            }
-            Some(earlier) => (earlier.message_key, earlier.intent_at, true),
+        let job = Job {
+            key,
+            sender,
+            to,
+            carries: false,
+            look_back: true,
+            facts: AuditFacts {
+                subject: "run",
+                step_name: "message",
+                template,
+            },
         };
-        let record = DeliveryRecord {
-            key: key.clone(),
-            message_key,
-            sender: sender.name().to_owned(),
-            recipient: to.masked(),
-            intent_at: first_sent,
-            state: None,
-            provider_id: None,
-            detail: None,
-        };
-        let content = match self
-            .render
-            .run_level(template, channel, context, message_key)
-        {
-            Ok(content) => content,
-            Err(why) => return Ok(format!("not sent: template `{template}`: {why}")),
-        };
-        let outbound = Outbound {
-            key: message_key,
-            first_sent,
-            to: to.clone(),
-            content,
-            carries_secret: false,
-        };
-        let (state, id, line) = match self
-            .send_journaled(sender, &outbound, &record, journaled)
-            .await
-        {
-            Err(Unjournaled(why)) => {
-                return Ok(format!(
-                    "{} to {} not sent: {why}",
-                    sender.name(),
-                    to.masked()
-                ));
-            }
-            Ok(Ok(receipt)) => (
-                DeliveryState::Sent,
-                receipt.provider_id.clone(),
-                format!("{} to {} sent", sender.name(), to.masked()),
-            ),
-            Ok(Err(err)) if err.kind == ChannelErrorKind::OutcomeUnknown => (
-                DeliveryState::Unknown,
-                None,
-                format!(
-                    "{} to {} may have been sent: {err}",
-                    sender.name(),
-                    to.masked()
-                ),
-            ),
-            Ok(Err(err)) => (
-                DeliveryState::Failed,
-                None,
-                format!("{} to {} failed: {err}", sender.name(), to.masked()),
-            ),
-        };
-        self.journal
-            .finish(&key, state, id.as_deref(), Some(&line))
-            .await
-            .map_err(|e| e.to_string())?;
-        let counter = match state {
-            DeliveryState::Sent => &self.stats.sent,
-            DeliveryState::Failed => &self.stats.failed,
-            DeliveryState::Unknown => &self.stats.unknown,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .count(sender.name(), state == DeliveryState::Sent);
-        if let Some(audit) = &self.audit {
-            let (action, outcome) = match state {
-                DeliveryState::Sent => ("message.sent", audit::Outcome::Success),
-                DeliveryState::Failed => ("message.failed", audit::Outcome::Failure),
-                DeliveryState::Unknown => ("message.unknown", audit::Outcome::Failure),
-            };
-            let event = (|| -> Result<Event, audit::AuditError> {
-                let details = Details::new()
-                    .with("run", key.run.as_str())?
-                    .with("message", key.step.as_str())?
-                    .with("channel", key.channel.as_str())?
-                    .with("sender", sender.name())?
-                    .with("to", to.masked().as_str())?
-                    .with("template", template)?;
-                Ok(
-                    Event::new(self.info.actor.as_str(), action, "run", outcome)?
-                        .with_details(details),
-                )
-            })()
-            .map_err(|e| e.to_string())?;
-            audit.record(event).await.map_err(|e| e.to_string())?;
-        }
-        Ok(line)
+        let leg = self
+            .send_one(job, |message_key| {
+                self.render
+                    .run_level(template, channel, context, message_key)
+            })
+            .await?;
+        Ok(leg.into_detail())
     }
 
     /// The counters, shared (the summary reads them while the run goes on).
@@ -527,8 +484,65 @@ impl CommsNotifier {
             step: notice.step.to_owned(),
             channel: channel.as_str().to_owned(),
         };
-        // Only a notice an earlier attempt began can have deliveries journaled already.
-        let earlier = if notice.resumed {
+        let context = NoticeContext {
+            org: self.info.org.clone(),
+            recipient: contact.person.clone(),
+            recipient_role: match notice.to {
+                Recipient::User => "user",
+                Recipient::Manager => "manager",
+            },
+            user: user.person.clone(),
+            incident: self.info.incident.clone(),
+            actions: actions.clone(),
+            secret: if carries {
+                notice.secrets.last().map(secret_context)
+            } else {
+                None
+            },
+        };
+        let job = Job {
+            key,
+            sender,
+            to: &to,
+            carries,
+            // Only a notice an earlier attempt began can have deliveries journaled already.
+            look_back: notice.resumed,
+            facts: AuditFacts {
+                subject: &notice.user.upn,
+                step_name: "step",
+                template: notice.template,
+            },
+        };
+        self.send_one(job, |_| {
+            self.render.notice(
+                notice.template,
+                channel,
+                contact.language.as_deref(),
+                &context,
+            )
+        })
+        .await
+    }
+
+    /// Deliver one message exactly once across attempts: look for an earlier attempt's
+    /// delivery (sent: done; maybe sent over a channel without an idempotency key: a person
+    /// checks; certainly not sent, or idempotent: again under the same key), render it, send
+    /// it with its intent journaled at the last moment, and journal, count and audit how it
+    /// ended.
+    async fn send_one(
+        &self,
+        job: Job<'_>,
+        render: impl FnOnce(uuid::Uuid) -> Result<Content, String>,
+    ) -> Result<Leg, String> {
+        let Job {
+            key,
+            sender,
+            to,
+            carries,
+            look_back,
+            facts,
+        } = job;
+        let earlier = if look_back {
             self.journal.find(&key).await.map_err(|e| e.to_string())?
         } else {
             None
@@ -558,48 +572,25 @@ impl CommsNotifier {
                         .is_some_and(|s| s.traits().idempotent);
                     if !idempotent {
                         self.stats.unknown.fetch_add(1, Ordering::Relaxed);
-                        let detail = format!(
+                        return Ok(Leg::Manual(format!(
                             "{} to {} may have been sent before the interruption: {} takes no \
                              idempotency key, so it is not sent again; check with the recipient",
                             earlier.sender, earlier.recipient, earlier.sender
-                        );
-                        return Ok(Leg::Manual(detail));
+                        )));
                     }
                     // The provider recognises the same key and sends it at most once.
                     (earlier.message_key, earlier.intent_at, true)
                 }
             },
         };
-        let context = NoticeContext {
-            org: self.info.org.clone(),
-            recipient: contact.person.clone(),
-            recipient_role: match notice.to {
-                Recipient::User => "user",
-                Recipient::Manager => "manager",
-            },
-            user: user.person.clone(),
-            incident: self.info.incident.clone(),
-            actions: actions.clone(),
-            secret: if carries {
-                notice.secrets.last().map(secret_context)
-            } else {
-                None
-            },
-        };
-        let content = match self.render.notice(
-            notice.template,
-            channel,
-            contact.language.as_deref(),
-            &context,
-        ) {
+        let content = match render(message_key) {
             Ok(content) => content,
             // Nothing was journaled or sent: a resume renders it again.
             Err(why) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 return Ok(Leg::Failed(format!(
                     "{}: template `{}`: {why}",
-                    channel.as_str(),
-                    notice.template
+                    key.channel, facts.template
                 )));
             }
         };
@@ -620,61 +611,40 @@ impl CommsNotifier {
             provider_id: None,
             detail: None,
         };
-        let result = self
+        let (name, masked) = (sender.name(), to.masked());
+        let (state, provider_id, leg) = match self
             .send_journaled(sender, &outbound, &record, journaled)
-            .await;
-        let (state, provider_id, leg) = match result {
+            .await
+        {
             Err(Unjournaled(why)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                return Ok(Leg::Failed(format!(
-                    "{} to {}: not sent: {why}",
-                    sender.name(),
-                    to.masked()
-                )));
+                return Ok(Leg::Failed(format!("{name} to {masked}: not sent: {why}")));
             }
             Ok(Ok(receipt)) => {
-                let id = receipt.provider_id.clone();
-                (
-                    DeliveryState::Sent,
-                    id.clone(),
-                    Leg::Sent(format!(
-                        "{} to {}{}",
-                        sender.name(),
-                        to.masked(),
-                        id.map(|id| format!(" ({id})")).unwrap_or_default()
-                    )),
-                )
+                let id = receipt.provider_id;
+                let shown = id.as_ref().map(|id| format!(" ({id})")).unwrap_or_default();
+                let leg = Leg::Sent(format!("{name} to {masked}{shown}"));
+                (DeliveryState::Sent, id, leg)
             }
-            Ok(Err(err)) if err.kind == ChannelErrorKind::OutcomeUnknown => (
-                DeliveryState::Unknown,
-                None,
-                Leg::Manual(format!(
-                    "{} to {} may have been sent: {err}",
-                    sender.name(),
-                    to.masked()
-                )),
-            ),
-            Ok(Err(err)) => (
-                DeliveryState::Failed,
-                None,
-                Leg::Failed(format!("{} to {}: {err}", sender.name(), to.masked())),
-            ),
+            Ok(Err(err)) if err.kind == ChannelErrorKind::OutcomeUnknown => {
+                let leg = Leg::Manual(format!("{name} to {masked} may have been sent: {err}"));
+                (DeliveryState::Unknown, None, leg)
+            }
+            Ok(Err(err)) => {
+                let leg = Leg::Failed(format!("{name} to {masked}: {err}"));
+                (DeliveryState::Failed, None, leg)
+            }
         };
-        let detail = match &leg {
-            Leg::Sent(d) | Leg::Manual(d) | Leg::Failed(d) => d.clone(),
-            Leg::Earlier(d) | Leg::Skipped(d) => d.clone(),
-        };
-        self.finish(
-            &key,
-            sender.name(),
-            &to,
+        let ended = Ended {
+            key: &key,
+            sender: name,
+            to,
             state,
-            provider_id.as_deref(),
-            &detail,
-            notice,
-            carries,
-        )
-        .await?;
+            provider_id: provider_id.as_deref(),
+            detail: leg.detail(),
+            carries_secret: carries,
+        };
+        self.finish(ended, &facts).await?;
         Ok(leg)
     }
 
@@ -715,18 +685,16 @@ impl CommsNotifier {
     }
 
     /// Journal and audit how a delivery ended, and count it.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish(
-        &self,
-        key: &DeliveryKey,
-        sender: &'static str,
-        to: &Address,
-        state: DeliveryState,
-        provider_id: Option<&str>,
-        detail: &str,
-        notice: &Notice<'_>,
-        carries_secret: bool,
-    ) -> Result<(), String> {
+    async fn finish(&self, ended: Ended<'_>, facts: &AuditFacts<'_>) -> Result<(), String> {
+        let Ended {
+            key,
+            sender,
+            to,
+            state,
+            provider_id,
+            detail,
+            carries_secret,
+        } = ended;
         self.journal
             .finish(key, state, provider_id, Some(detail))
             .await
@@ -748,12 +716,12 @@ impl CommsNotifier {
         };
         let build = || -> Result<Event, audit::AuditError> {
             let mut details = Details::new()
-                .with("run", notice.run)?
-                .with("step", notice.step)?
+                .with("run", key.run.as_str())?
+                .with(facts.step_name, key.step.as_str())?
                 .with("channel", key.channel.as_str())?
                 .with("sender", sender)?
                 .with("to", to.masked().as_str())?
-                .with("template", notice.template)?
+                .with("template", facts.template)?
                 .with("confidential", carries_secret)?;
             if let Some(id) = provider_id {
                 details = details.with("provider_id", trail::escaped(id).as_ref())?;
@@ -764,7 +732,7 @@ impl CommsNotifier {
             Ok(Event::new(
                 self.info.actor.as_str(),
                 action,
-                trail::escaped(&notice.user.upn),
+                trail::escaped(facts.subject),
                 outcome,
             )?
             .with_details(details))
