@@ -37,6 +37,7 @@ pub mod engine;
 pub mod files;
 pub mod graph;
 pub mod playbook;
+pub mod providers;
 pub mod report;
 pub mod spreadsheet;
 pub mod store;
