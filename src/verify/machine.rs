@@ -881,7 +881,8 @@ mod tests {
 
     #[test]
     fn high_risk_and_privileged_users_go_straight_to_the_manual_path() {
-        let cases: [(fn(&mut Context), EscalationReason); 4] = [
+        type Case = (fn(&mut Context), EscalationReason);
+        let cases: [Case; 4] = [
             (|c| c.high_risk = true, EscalationReason::HighRisk),
             (|c| c.critical_role = true, EscalationReason::CriticalRole),
             (
