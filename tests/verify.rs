@@ -249,3 +249,77 @@ async fn okta_refuses_a_wrong_token() {
     let outbox = inspect(&info, "outbox?channel=push").await;
     assert!(outbox["messages"].as_array().unwrap().is_empty());
 }
+
+/// The flow's actions carried out against the emulated Duo: the push the machine asks for
+/// goes out, and the answer comes back as the machine's event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flow_drives_a_real_push_and_reads_its_answer() {
+    use resetctl::verify::{
+        Action, Context, EscalationReason, Flow, Manager, Person, Policy, State, Via, step,
+    };
+    let emu = emulator(600.0).await;
+    let info = emu.info().clone();
+    let duo = duo_client(&info, &info.channels.push.duo_secret_key, Digest::Sha1);
+    let policy = Policy::default();
+    for script in [Script::Approve, Script::Deny] {
+        let upn = user_who(&info, script).await;
+        let context = Context {
+            user: Person {
+                id: "user-1".into(),
+                upn: upn.clone(),
+            },
+            requester: Person {
+                id: "helpdesk-1".into(),
+                upn: "helpdesk@example.com".into(),
+            },
+            manager: Some(Manager {
+                person: Person {
+                    id: "manager-1".into(),
+                    upn: "manager@example.com".into(),
+                },
+                mobile: Some("+14255550123".into()),
+            }),
+            push_enrolled: true,
+            device_available: true,
+            high_risk: false,
+            in_open_mass_reset: false,
+            critical_role: false,
+            previous_request_at: None,
+            recent_pushes: Vec::new(),
+            recent_denials: Vec::new(),
+        };
+        let now = jiff::Timestamp::now();
+        let (flow, actions) =
+            step(&Flow::new("req-1", context), &Event::Start, now, &policy).unwrap();
+        let Some(Action::SendPush { user }) = actions.first() else {
+            panic!("no push: {actions:?}");
+        };
+        let status = push(&duo, &user.upn, Duration::from_secs(10)).await;
+        let event = status.event().unwrap();
+        let (flow, actions) = step(&flow, &event, now, &policy).unwrap();
+        match script {
+            Script::Approve => {
+                assert!(matches!(flow.state, State::Verified { via: Via::Push, .. }));
+                assert!(matches!(actions[1], Action::ResetPassword { .. }));
+            }
+            _ => {
+                let State::Escalated {
+                    reasons,
+                    suspicious,
+                    ..
+                } = &flow.state
+                else {
+                    panic!("{:?}", flow.state);
+                };
+                assert_eq!(reasons, &[EscalationReason::PushDenied]);
+                assert!(suspicious);
+                assert!(
+                    !actions
+                        .iter()
+                        .any(|a| matches!(a, Action::SendManagerCard { .. })),
+                    "a denial never reaches the manager"
+                );
+            }
+        }
+    }
+}

@@ -45,6 +45,9 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(delay) = emu.faults.latency() {
+        tokio::time::sleep(delay).await;
+    }
     let raw = if method == Method::GET || method == Method::DELETE {
         uri.query().unwrap_or("").to_string()
     } else {

@@ -40,6 +40,9 @@ pub(crate) async fn handle(
     Path(rest): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(delay) = emu.faults.latency() {
+        tokio::time::sleep(delay).await;
+    }
     let authorised = header(&headers, "authorization")
         .and_then(|h| h.strip_prefix("SSWS "))
         .is_some_and(|t| same_secret(t.trim().as_bytes(), emu.sinks.okta_api_token.as_bytes()));
