@@ -23,6 +23,8 @@
 //! - [`graph`]: the Graph HTTP client: tokens, one `send()` choke point, paging, `$batch`.
 //! - [`throttle`]: per-tenant budgets and adaptive back-off on 429 / Retry-After.
 //! - [`directory`]: the `Directory` trait the engine uses, and its Graph implementation.
+//! - [`verify`]: the single-user verification flow (push, manager approval, escalation).
+//! - [`providers`]: clients of third-party services the flows use (MFA push).
 
 #![forbid(unsafe_code)]
 
@@ -35,8 +37,10 @@ pub mod engine;
 pub mod files;
 pub mod graph;
 pub mod playbook;
+pub mod providers;
 pub mod report;
 pub mod spreadsheet;
 pub mod store;
 pub mod targeting;
 pub mod throttle;
+pub mod verify;

@@ -22,3 +22,4 @@ mod sinks;
 mod templates;
 mod tenants;
 mod tidy;
+mod verify;

@@ -28,6 +28,23 @@ pub struct ChannelInfo {
     pub webhook: WebhookInfo,
     /// Who receives run-level messages: addresses of people in the tenant.
     pub audiences: AudienceInfo,
+    /// The MFA push providers (Duo, Okta).
+    pub push: PushInfo,
+}
+
+/// The emulated Duo Auth API and Okta org, and their credentials (emulator-only secrets).
+#[derive(Clone, Serialize)]
+pub struct PushInfo {
+    /// Duo's API host as a base URL (`{root}/duo`).
+    pub duo_base_url: String,
+    /// Duo's integration key.
+    pub duo_integration_key: String,
+    /// Duo's secret key (secret).
+    pub duo_secret_key: String,
+    /// The Okta org's base URL (`{root}/okta`).
+    pub okta_base_url: String,
+    /// The Okta API token (secret).
+    pub okta_api_token: String,
 }
 
 /// Twilio's endpoint and credentials.
@@ -92,6 +109,8 @@ impl std::fmt::Debug for ChannelInfo {
             .field("teams_workflow_url", &"<redacted>")
             .field("webhook_url", &self.webhook.url)
             .field("audiences", &self.audiences)
+            .field("duo_base_url", &self.push.duo_base_url)
+            .field("okta_base_url", &self.push.okta_base_url)
             .finish_non_exhaustive()
     }
 }
@@ -124,6 +143,13 @@ impl ChannelInfo {
                 secret: creds.webhook_secret.clone(),
             },
             audiences: audiences(tenant),
+            push: PushInfo {
+                duo_base_url: format!("{base}/duo"),
+                duo_integration_key: creds.duo_integration_key.clone(),
+                duo_secret_key: creds.duo_secret_key.clone(),
+                okta_base_url: format!("{base}/okta"),
+                okta_api_token: creds.okta_api_token.clone(),
+            },
         }
     }
 }

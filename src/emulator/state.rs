@@ -15,6 +15,7 @@ use super::model::Tenant;
 use super::outbox::Outbox;
 use super::sinks::SinkCredentials;
 use super::sinks::acs::AcsRepeat;
+use super::sinks::push::Pushes;
 use super::throttle::Throttle;
 
 /// An issued access token.
@@ -98,6 +99,8 @@ pub struct Emu {
     pub outbox: Outbox,
     /// The sinks' credentials.
     pub sinks: SinkCredentials,
+    /// Pushes in flight at the emulated Duo and Okta.
+    pub pushes: Pushes,
     /// ACS SMS repeatable requests seen so far (by `repeatabilityRequestId`).
     pub acs_repeats: Mutex<HashMap<String, AcsRepeat>>,
     /// Counters.
@@ -141,6 +144,7 @@ impl Emu {
             writes: Mutex::new(Vec::new()),
             outbox: Outbox::default(),
             sinks: SinkCredentials::generate(config.seed),
+            pushes: Pushes::default(),
             acs_repeats: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             scale: config.time_scale,

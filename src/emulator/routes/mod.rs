@@ -52,6 +52,14 @@ pub fn router(emu: Arc<Emu>) -> Router {
             post(sinks::teams::invoke),
         )
         .route("/hooks/{name}", post(sinks::webhook::receive))
+        .route(
+            "/duo/auth/v2/{*rest}",
+            axum::routing::any(sinks::duo::handle),
+        )
+        .route(
+            "/okta/api/v1/users/{*rest}",
+            axum::routing::any(sinks::okta::handle),
+        )
         .route("/v1.0", axum::routing::any(graph_entry))
         .route("/v1.0/{*rest}", axum::routing::any(graph_entry))
         .fallback(unknown_root)

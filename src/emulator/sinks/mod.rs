@@ -9,6 +9,8 @@
 //!   authorised by its `sig`; the reply is 202 even for a bad card, as the real flow's is.
 //! - [`webhook`]: the generic webhook, `POST /hooks/{name}`, signed with HMAC-SHA256.
 //! - [`segments`]: how SMS providers count message segments (GSM-7 and UCS-2).
+//! - [`duo`], [`okta`]: MFA push providers (Duo Auth API v2 with its request signature
+//!   checked, Okta Verify through the Factors API); [`push`]: each user's scripted answer.
 //!
 //! Every accepted message lands in the [`Outbox`](super::outbox::Outbox). Each sink answers
 //! with its provider's own error bodies, never Graph's: they share nothing with the clients
@@ -16,6 +18,9 @@
 //! The credentials are generated from the tenant seed ([`SinkCredentials::generate`]).
 
 pub mod acs;
+pub mod duo;
+pub mod okta;
+pub mod push;
 pub mod segments;
 pub mod teams;
 pub mod twilio;
@@ -60,6 +65,14 @@ pub struct SinkCredentials {
     pub webhook_name: String,
     /// The generic webhook's HMAC key.
     pub webhook_secret: String,
+    /// The Duo Auth API application's integration key (`DI` + 18 characters).
+    pub duo_integration_key: String,
+    /// The Duo application's secret key (40 characters).
+    pub duo_secret_key: String,
+    /// The Okta API token (`00` + 40 characters).
+    pub okta_api_token: String,
+    /// The seed of the users' scripted push answers (the tenant seed).
+    pub push_seed: u64,
 }
 
 impl std::fmt::Debug for SinkCredentials {
@@ -76,6 +89,9 @@ impl std::fmt::Debug for SinkCredentials {
             .field("teams_sig", &"<redacted>")
             .field("webhook_name", &self.webhook_name)
             .field("webhook_secret", &"<redacted>")
+            .field("duo_integration_key", &self.duo_integration_key)
+            .field("duo_secret_key", &"<redacted>")
+            .field("okta_api_token", &"<redacted>")
             .finish()
     }
 }
@@ -97,6 +113,14 @@ impl SinkCredentials {
         let webhook_secret = hex(32);
         let key: Vec<u8> = (0..64).map(|_| rng.random()).collect();
         let sig: Vec<u8> = (0..32).map(|_| rng.random()).collect();
+        // Drawn after the others so that adding them changed none of the older credentials.
+        let mut hex = |n: usize| -> String {
+            let bytes: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+            hex::encode(bytes)
+        };
+        let duo_integration_key = format!("DI{}", hex(9).to_uppercase());
+        let duo_secret_key = hex(20);
+        let okta_api_token = format!("00{}", hex(20));
         SinkCredentials {
             twilio_account_sid,
             twilio_auth_token,
@@ -111,6 +135,10 @@ impl SinkCredentials {
             teams_sig: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig),
             webhook_name: "resetctl".into(),
             webhook_secret,
+            duo_integration_key,
+            duo_secret_key,
+            okta_api_token,
+            push_seed: seed,
         }
     }
 }
@@ -180,6 +208,8 @@ mod tests {
             &a.acs_access_key,
             &a.teams_sig,
             &a.webhook_secret,
+            &a.duo_secret_key,
+            &a.okta_api_token,
         ] {
             assert!(!shown.contains(secret.as_str()), "{shown}");
         }
