@@ -73,6 +73,11 @@ pub async fn run(global: &GlobalArgs, args: RenderArgs) -> CmdResult {
         Ok::<_, Failure>((user, manager))
     }
     .await;
+    // The organisation the tenant's messages are signed with (the demo tenant has its own).
+    let tenant_org = tenant
+        .messaging
+        .as_ref()
+        .and_then(|m| m.organisation.clone());
     tenant.close().await;
     let (user, manager) = looked_up?;
     let user = Contact::of_user(&user, None);
@@ -86,10 +91,8 @@ pub async fn run(global: &GlobalArgs, args: RenderArgs) -> CmdResult {
         }
         _ => user.clone(),
     };
-    let org = context
-        .config
-        .organisation
-        .clone()
+    let org = tenant_org
+        .or_else(|| context.config.organisation.clone())
         .unwrap_or_else(resetctl::comms::template::sample_organisation);
     let secret = meta.secret.map(SecretContext::sample);
     let language = recipient.language.clone();
