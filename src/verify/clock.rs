@@ -52,7 +52,7 @@ impl ManualClock {
     pub fn advance(&self, by: SignedDuration) {
         self.now.send_modify(|now| {
             if by.is_positive() {
-                *now = *now + by;
+                *now += by;
             }
         });
     }

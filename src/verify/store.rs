@@ -274,10 +274,10 @@ impl RequestStore for MemoryRequestStore {
             if stored.version != expected {
                 return Err(conflict());
             }
-            if let Some(fired) = save.fired {
-                if m.timers.remove(&(id.to_owned(), key(fired))).is_none() {
-                    return Err(conflict());
-                }
+            if let Some(fired) = save.fired
+                && m.timers.remove(&(id.to_owned(), key(fired))).is_none()
+            {
+                return Err(conflict());
             }
             for timer in &save.disarm {
                 m.timers.remove(&(id.to_owned(), key(*timer)));
