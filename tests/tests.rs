@@ -23,3 +23,4 @@ mod templates;
 mod tenants;
 mod tidy;
 mod verify;
+mod verify_runtime;

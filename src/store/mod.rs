@@ -24,6 +24,7 @@
 mod schema;
 mod sqlite;
 mod timed;
+mod verify_requests;
 mod witness;
 
 use std::future::Future;

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -126,6 +126,46 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 ";
 
+/// Version 8: verification requests (see `verify::store`): each request's flow and version
+/// (a save names the version it read), its armed timers (indexed by due time, so due timers
+/// are found without a scan), and the actions each save left to run. Only added.
+const SCHEMA_V8: &str = "
+CREATE TABLE IF NOT EXISTS verify_requests (
+    id                TEXT PRIMARY KEY,
+    tenant            TEXT NOT NULL,
+    user_id           TEXT NOT NULL,
+    requester         TEXT NOT NULL,
+    origin            TEXT NOT NULL,
+    reason            TEXT NOT NULL,
+    created_flow_json TEXT NOT NULL,
+    flow_json         TEXT NOT NULL,
+    version           INTEGER NOT NULL,
+    created_at        TEXT NOT NULL,
+    created_ms        INTEGER NOT NULL,
+    updated_at        TEXT NOT NULL,
+    done              INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verify_requests_user ON verify_requests (tenant, user_id, created_ms);
+CREATE TABLE IF NOT EXISTS verify_timers (
+    request_id TEXT NOT NULL REFERENCES verify_requests(id),
+    timer      TEXT NOT NULL,
+    due        TEXT NOT NULL,
+    due_ms     INTEGER NOT NULL,
+    PRIMARY KEY (request_id, timer)
+);
+CREATE INDEX IF NOT EXISTS verify_timers_due ON verify_timers (due_ms);
+CREATE TABLE IF NOT EXISTS verify_actions (
+    request_id  TEXT NOT NULL REFERENCES verify_requests(id),
+    action_id   TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    action_json TEXT NOT NULL,
+    saved_at    TEXT NOT NULL,
+    done_at     TEXT,
+    PRIMARY KEY (request_id, action_id)
+);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 /// Migrations run in one immediate transaction, so two processes opening an old store at
@@ -166,6 +206,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 7 {
         tx.execute_batch(SCHEMA_V7)?;
+    }
+    if version < 8 {
+        tx.execute_batch(SCHEMA_V8)?;
     }
     if version < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

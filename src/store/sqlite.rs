@@ -32,10 +32,10 @@ use super::{
 /// Most jobs committed together; bounds the latency one commit adds to the first caller.
 const MAX_GROUP: usize = 512;
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One request to the writer thread.
-enum Job {
+pub(super) enum Job {
     CreateRun(NewRun, Reply<()>),
     Run(RunId, Reply<RunRecord>),
     Runs(Reply<Vec<RunRecord>>),
@@ -85,6 +85,8 @@ enum Job {
     },
     Deliveries(String, Reply<Vec<DeliveryRecord>>),
     Delivery(DeliveryKey, Reply<Option<DeliveryRecord>>),
+    /// A verification request's operation (`store::verify_requests`).
+    Verify(super::verify_requests::VerifyJob),
 }
 
 /// The SQLite run store. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -142,7 +144,7 @@ impl SqliteStore {
         &self.path
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+    pub(super) async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(make(reply))
@@ -288,11 +290,11 @@ impl RunStore for SqliteStore {
 }
 
 /// An answer held back until the group's commit is known.
-type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
+pub(super) type Deferred = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// Defer `result` on `reply`: sent as is when the group commits, replaced by the commit
 /// error otherwise.
-fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
+pub(super) fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
     Box::new(move |commit_error| {
         let answer = match commit_error {
             None => result,
@@ -368,6 +370,7 @@ fn defer_error(job: Job) -> Deferred {
         Job::Intent { reply, .. } => defer(reply, Err(unreachable())),
         Job::Journal(_, r) => defer(r, Err(unreachable())),
         Job::Remediated(_, _, r) => defer(r, Err(unreachable())),
+        Job::Verify(job) => super::verify_requests::defer_error(job),
     }
 }
 
@@ -453,10 +456,14 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
         Job::Deliveries(run, reply) => settle(reply, db.deliveries(&run)),
         Job::Delivery(key, reply) => settle(reply, db.delivery(&key)),
         Job::Remediated(tenant, since, reply) => settle(reply, db.remediated_since(&tenant, since)),
+        Job::Verify(job) => super::verify_requests::execute(conn, path, job),
     }
 }
 
-fn settle<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> (bool, Deferred) {
+pub(super) fn settle<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> (bool, Deferred) {
     (result.is_ok(), defer(reply, result))
 }
 

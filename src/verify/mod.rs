@@ -20,12 +20,18 @@
 //! - [`state`]: states, events, timers, approvers, reasons.
 //! - [`action`]: what the runtime must do, and the audit record of every transition.
 //! - [`machine`]: the transition function and its typed error.
+//! - [`runtime`]: carries the flow out (push, card, SMS, timers, ticket, reset, trail),
+//!   with an injected [`clock`].
+//! - [`store`]: where requests, their timers and their unfinished actions are kept.
 
 pub mod action;
+pub mod clock;
 pub mod context;
 pub mod machine;
 pub mod policy;
+pub mod runtime;
 pub mod state;
+pub mod store;
 
 pub use action::{Action, AuditRecord, Channel};
 pub use context::{Context, Manager, Person};

@@ -1,0 +1,528 @@
+//! The verification runtime end to end against the emulated tenant on 127.0.0.1: the user
+//! and manager looked up through Graph, pushes through the emulated Duo, the manager's card
+//! through the Teams Workflows sink, the SMS through the ACS sink, the reset in the
+//! emulator's write log, every transition in the audit trail. Time is a manual clock, so
+//! the 2-minute push and 5-minute card timers are exact.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use resetctl::audit::{AuditConfig, AuditHandle};
+use resetctl::comms::channels::{self, ChannelContext};
+use resetctl::comms::template::{Catalog, sample_organisation};
+use resetctl::config::{Config, Env};
+use resetctl::directory::Directory;
+use resetctl::emulator::sinks::push::{Script, scripted};
+use resetctl::emulator::{ConnectionInfo, RunningEmulator};
+use resetctl::providers::push::duo::{Digest, DuoPush, DuoSettings};
+use resetctl::store::SqliteStore;
+use resetctl::verify::clock::ManualClock;
+use resetctl::verify::runtime::{ApprovalLinks, Ask, AuditTicketSink, LinkMinter, Parts, Runtime};
+use resetctl::verify::store::{MemoryRequestStore, RequestStore, StoredRequest};
+use resetctl::verify::{EscalationReason, Person, Policy, State, Timer, Via};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::util::{TenantConfig, http, inspect, start_emulator, tenant_file_config};
+
+const SEED: u64 = 23;
+const MANAGER_MOBILE: &str = "+14255550199";
+
+/// Links that say which request and expiry they were minted for (signing is not this
+/// part's business).
+struct TestLinks;
+
+impl LinkMinter for TestLinks {
+    fn mint(
+        &self,
+        request: &str,
+        approver: &Person,
+        expires: Timestamp,
+    ) -> Result<ApprovalLinks, String> {
+        let q = format!("{request}?for={}&exp={}", approver.id, expires.as_second());
+        Ok(ApprovalLinks {
+            approve_url: format!("https://approve.test/a/{q}"),
+            deny_url: format!("https://approve.test/d/{q}"),
+        })
+    }
+}
+
+/// The first `user<n>@contoso.example` whose push the emulator answers with `script`.
+fn upn_scripted(script: Script) -> String {
+    (0..1000)
+        .map(|n| format!("user{n}@contoso.example"))
+        .find(|upn| scripted(SEED, upn) == script)
+        .unwrap()
+}
+
+struct Lab {
+    emu: RunningEmulator,
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    directory: Arc<dyn Directory>,
+    clock: Arc<ManualClock>,
+    audit: AuditHandle,
+    channels: Vec<Arc<dyn resetctl::comms::Channel>>,
+    requester: Person,
+}
+
+impl Lab {
+    async fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let mut users = String::from(
+            "verified_domain: contoso.example\nusers:\n  \
+             - { upn: mara@contoso.example, display_name: Mara Manager, mobile_phone: \"+1 425 555 0199\" }\n  \
+             - { upn: desk@contoso.example, display_name: Desk Agent }\n",
+        );
+        for (i, script) in [Script::Approve, Script::Deny, Script::Timeout]
+            .into_iter()
+            .enumerate()
+        {
+            users.push_str(&format!(
+                "  - {{ upn: {}, display_name: User {i}, mobile_phone: \"+1 425 555 011{i}\", \
+                 manager: mara@contoso.example, methods: [authenticator] }}\n",
+                upn_scripted(script)
+            ));
+        }
+        let mut config = tenant_file_config(dir.path(), &users);
+        config.seed = SEED;
+        config.time_scale = 600.0;
+        let emu = start_emulator(config).await;
+        let info = emu.info().clone();
+        let tenant =
+            TenantConfig::emulator("contoso", &info, 600.0).secret_app(&info, 0, "APP_SECRET");
+        let directory: Arc<dyn Directory> = Arc::new(tenant.directory());
+        let root = dir.path().to_path_buf();
+        let audit = AuditHandle::open(&AuditConfig::new(root.join("audit.jsonl")))
+            .await
+            .unwrap();
+        let requester = directory
+            .get_user("desk@contoso.example")
+            .await
+            .unwrap()
+            .unwrap();
+        Lab {
+            channels: senders(&info),
+            emu,
+            _dir: dir,
+            root,
+            directory,
+            clock: Arc::new(ManualClock::new(
+                Timestamp::from_second(1_800_000_000).unwrap(),
+            )),
+            audit,
+            requester: Person {
+                id: requester.id,
+                upn: requester.upn,
+            },
+        }
+    }
+
+    fn info(&self) -> &ConnectionInfo {
+        self.emu.info()
+    }
+
+    fn runtime(&self, store: Arc<dyn RequestStore>) -> Runtime {
+        let info = self.info();
+        let push = DuoPush::new(
+            DuoSettings {
+                base_url: info.channels.push.duo_base_url.clone(),
+                integration_key: info.channels.push.duo_integration_key.clone(),
+                secret_key: SecretString::from(info.channels.push.duo_secret_key.clone()),
+                digest: Digest::Sha1,
+                push_type: "Password reset".into(),
+            },
+            http(),
+        )
+        .unwrap();
+        Runtime::new(Parts {
+            tenant: "contoso".into(),
+            policy: Policy::default(),
+            clock: self.clock.clone(),
+            store,
+            push: Arc::new(push),
+            push_poll: Duration::from_millis(20),
+            channels: self.channels.clone(),
+            catalog: Arc::new(Catalog::embedded()),
+            organisation: sample_organisation(),
+            service_desk: None,
+            directory: self.directory.clone(),
+            audit: self.audit.clone(),
+            links: Arc::new(TestLinks),
+            tickets: Arc::new(AuditTicketSink::new(self.audit.clone())),
+        })
+    }
+
+    fn ask(&self, upn: &str, device_available: bool) -> Ask {
+        Ask {
+            user: upn.to_owned(),
+            requester: self.requester.clone(),
+            requester_label: "helpdesk agent desk".into(),
+            origin: "test".into(),
+            reason: "locked out after travelling".into(),
+            device_available,
+            push_enrolled: true,
+            high_risk: false,
+            in_open_mass_reset: false,
+            critical_role: false,
+        }
+    }
+
+    fn clock_now(&self) -> Timestamp {
+        use resetctl::verify::clock::Clock;
+        self.clock.now()
+    }
+
+    fn advance(&self, secs: i64) {
+        self.clock.advance(SignedDuration::from_secs(secs));
+    }
+
+    async fn outbox(&self, channel: &str) -> Vec<Value> {
+        inspect(self.info(), &format!("outbox?channel={channel}")).await["messages"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// SMS the ACS sink took for `number`.
+    async fn texts_to(&self, number: &str) -> Vec<Value> {
+        self.outbox("sms")
+            .await
+            .into_iter()
+            .filter(|m| m["to"].as_array().unwrap().iter().any(|t| t == number))
+            .collect()
+    }
+
+    /// Password-profile writes the emulator applied to user `id`.
+    async fn resets_of(&self, id: &str) -> usize {
+        inspect(self.info(), "writes").await["writes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["method"] == "PATCH" && w["target"] == id && w["applied"] == true)
+            .count()
+    }
+
+    /// The trail's records of `action`, as JSON.
+    fn trail(&self, action: &str) -> Vec<Value> {
+        trail_records(&self.root.join("audit.jsonl"))
+            .into_iter()
+            .filter(|r| r["action"] == action)
+            .collect()
+    }
+
+    async fn user_id(&self, upn: &str) -> String {
+        self.directory.get_user(upn).await.unwrap().unwrap().id
+    }
+}
+
+fn trail_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// ACS SMS and the Teams workflow, pointed at the emulator.
+fn senders(info: &ConnectionInfo) -> Vec<Arc<dyn resetctl::comms::Channel>> {
+    let yaml = format!(
+        "channels:\n  sms:\n    acs:\n      endpoint: {}\n      access_key_env: ACS_KEY\n      \
+         from: \"{}\"\n  teams:\n    workflow:\n      url_env: TEAMS_URL\n",
+        info.channels.acs.endpoint, info.channels.acs.from
+    );
+    let env = Env::from_pairs([
+        ("ACS_KEY", info.channels.acs.access_key.as_str()),
+        ("TEAMS_URL", info.channels.teams_workflow_url.as_str()),
+    ]);
+    let config = Config::parse(&yaml, Some(Path::new("resetctl.yaml")), &env).unwrap();
+    channels::build(
+        &config.channels,
+        &ChannelContext {
+            http: channels::http_client().unwrap(),
+            env,
+            directory: None,
+        },
+    )
+    .unwrap()
+    .all()
+    .to_vec()
+}
+
+/// Wait (real time, up to 15 s) until request `id` satisfies `done` and every saved
+/// action has run (the state is saved before its actions run).
+async fn until(store: &dyn RequestStore, id: &str, done: impl Fn(&State) -> bool) -> StoredRequest {
+    for _ in 0..750 {
+        let r = store.load(id).await.unwrap().unwrap();
+        if done(&r.flow.state) && store.pending_actions().await.unwrap().is_empty() {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "request {id} stuck in {:?}",
+        store.load(id).await.unwrap().unwrap().flow.state
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_a_an_approved_push_resets_the_password_through_graph() {
+    let lab = Lab::new().await;
+    let store = Arc::new(MemoryRequestStore::new());
+    let rt = lab.runtime(store.clone());
+    let upn = upn_scripted(Script::Approve);
+    let user_id = lab.user_id(&upn).await;
+    assert_eq!(lab.resets_of(&user_id).await, 0);
+
+    let id = rt.request(lab.ask(&upn, true)).await.unwrap();
+    let done = until(store.as_ref(), &id, State::is_final).await;
+    assert!(
+        matches!(done.flow.state, State::Completed { via: Via::Push, .. }),
+        "{:?}",
+        done.flow.state
+    );
+    // The manager was looked up through Graph at request time.
+    let manager = done.flow.context.manager.as_ref().unwrap();
+    assert_eq!(manager.person.upn, "mara@contoso.example");
+    assert_eq!(manager.mobile.as_deref(), Some(MANAGER_MOBILE));
+    // One push through Duo, one applied password-profile write, no card.
+    let pushes = lab.outbox("push").await;
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(lab.resets_of(&user_id).await, 1);
+    assert!(lab.outbox("teams").await.is_empty());
+    // The user was told by SMS at their directory number: the push, then the outcome.
+    let texts = lab.texts_to("+14255550110").await;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("is complete")
+    );
+    // The trail: requested → push_sent → verified → completed, the push masked.
+    let moves: Vec<(String, String)> = lab
+        .trail("verify.transition")
+        .iter()
+        .map(|r| {
+            (
+                r["details"]["from"].as_str().unwrap().to_owned(),
+                r["details"]["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("requested".into(), "push_sent".into()),
+            ("push_sent".into(), "verified".into()),
+            ("verified".into(), "completed".into())
+        ]
+    );
+    let first = &lab.trail("verify.transition")[0];
+    assert_eq!(first["details"]["destination"], "u***@contoso.example");
+    // Nothing is left to run, and no timer is armed.
+    assert!(store.pending_actions().await.unwrap().is_empty());
+    assert!(store.timers(&id).await.unwrap().is_empty());
+    lab.emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_a_timed_out_sends_the_card_then_the_sms_at_exactly_five_minutes() {
+    let lab = Lab::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap());
+    let rt = lab.runtime(store.clone());
+    let id = rt
+        .request(lab.ask(&upn_scripted(Script::Timeout), true))
+        .await
+        .unwrap();
+    let r = store.load(&id).await.unwrap().unwrap();
+    assert!(matches!(r.flow.state, State::PushSent { .. }));
+
+    // The push timer: not a second early.
+    lab.advance(119);
+    assert_eq!(rt.fire_due_timers().await.unwrap(), 0);
+    lab.advance(1);
+    assert_eq!(rt.fire_due_timers().await.unwrap(), 1);
+    let r = store.load(&id).await.unwrap().unwrap();
+    assert!(
+        matches!(r.flow.state, State::ManagerCardSent { .. }),
+        "{:?}",
+        r.flow.state
+    );
+    let cards = lab.outbox("teams").await;
+    assert_eq!(cards.len(), 1);
+    let card = cards[0]["content"].as_str().unwrap();
+    assert!(card.contains("mara@contoso.example"), "{card}");
+    assert!(
+        card.contains(&format!("https://approve.test/a/{id}")),
+        "{card}"
+    );
+
+    // No answer: the SMS goes out 300 s after the card, not a second before.
+    lab.advance(299);
+    assert_eq!(rt.fire_due_timers().await.unwrap(), 0);
+    assert!(lab.texts_to(MANAGER_MOBILE).await.is_empty());
+    lab.advance(1);
+    assert_eq!(rt.fire_due_timers().await.unwrap(), 1);
+    let texts = lab.texts_to(MANAGER_MOBILE).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    let text = texts[0]["content"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("https://approve.test/a/{id}")),
+        "{text}"
+    );
+    let r = store.load(&id).await.unwrap().unwrap();
+    let State::ManagerSmsSent { sent_at, due, .. } = r.flow.state else {
+        panic!("{:?}", r.flow.state);
+    };
+    assert_eq!(
+        sent_at,
+        Timestamp::from_second(1_800_000_000 + 420).unwrap()
+    );
+    assert_eq!(store.timers(&id).await.unwrap()[0].timer, Timer::Link);
+    assert_eq!(store.timers(&id).await.unwrap()[0].due, due);
+    // The trail has the SMS masked, never the number or the link.
+    let trail = std::fs::read_to_string(lab.root.join("audit.jsonl")).unwrap();
+    assert!(!trail.contains(MANAGER_MOBILE) && !trail.contains("approve.test"));
+    assert!(trail.contains("+14******199"));
+    lab.emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_in_the_middle_of_path_b_fires_the_sms_timer_once() {
+    let lab = Lab::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.sqlite");
+    let id = {
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let rt = lab.runtime(store.clone());
+        // No device: straight to the manager's card.
+        let id = rt
+            .request(lab.ask(&upn_scripted(Script::Approve), false))
+            .await
+            .unwrap();
+        let r = store.load(&id).await.unwrap().unwrap();
+        assert!(matches!(r.flow.state, State::ManagerCardSent { .. }));
+        id
+        // The process "dies": runtime and store dropped.
+    };
+    assert_eq!(lab.outbox("teams").await.len(), 1);
+    lab.advance(300);
+    // Two new processes on the same file race for the card timer.
+    let a = lab.runtime(Arc::new(SqliteStore::open(&path).unwrap()));
+    let b = lab.runtime(Arc::new(SqliteStore::open(&path).unwrap()));
+    let (fa, fb) = tokio::join!(a.fire_due_timers(), b.fire_due_timers());
+    assert_eq!(fa.unwrap() + fb.unwrap(), 1);
+    assert_eq!(a.fire_due_timers().await.unwrap(), 0);
+    assert_eq!(lab.texts_to(MANAGER_MOBILE).await.len(), 1);
+    let store = SqliteStore::open(&path).unwrap();
+    let r = store.load(&id).await.unwrap().unwrap();
+    assert!(matches!(r.flow.state, State::ManagerSmsSent { .. }));
+    assert!(store.pending_actions().await.unwrap().is_empty());
+    // Resuming finds nothing left to do: nothing is sent twice.
+    assert_eq!(a.resume().await.unwrap(), 0);
+    assert_eq!(lab.texts_to(MANAGER_MOBILE).await.len(), 1);
+    lab.emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_push_escalates_and_is_audited_as_suspicious() {
+    let lab = Lab::new().await;
+    let store = Arc::new(MemoryRequestStore::new());
+    let rt = lab.runtime(store.clone());
+    let upn = upn_scripted(Script::Deny);
+    let user_id = lab.user_id(&upn).await;
+    let id = rt.request(lab.ask(&upn, true)).await.unwrap();
+    let done = until(store.as_ref(), &id, State::is_final).await;
+    let State::Escalated {
+        reasons,
+        suspicious,
+        ..
+    } = &done.flow.state
+    else {
+        panic!("{:?}", done.flow.state);
+    };
+    assert_eq!(reasons, &[EscalationReason::PushDenied]);
+    assert!(suspicious);
+    // Audited as suspicious, with a ticket; the escalation card went to the service desk,
+    // the manager was never asked and the password never touched.
+    let last = lab.trail("verify.transition").pop().unwrap();
+    assert_eq!(last["details"]["to"], "escalated");
+    assert_eq!(last["details"]["suspicious"], true);
+    assert_eq!(last["details"]["reason"], "push_denied");
+    let tickets = lab.trail("verify.ticket");
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["details"]["suspicious"], true);
+    let cards = lab.outbox("teams").await;
+    assert_eq!(cards.len(), 1);
+    let card = cards[0]["content"].as_str().unwrap();
+    assert!(
+        card.contains("could not be verified automatically"),
+        "{card}"
+    );
+    assert!(card.contains("(status: suspicious)"), "{card}");
+    assert_eq!(
+        tickets[0]["details"]["ticket"],
+        format!("VERIFY-{id}").as_str()
+    );
+    assert!(lab.texts_to(MANAGER_MOBILE).await.is_empty());
+    assert_eq!(lab.resets_of(&user_id).await, 0);
+    lab.emu.shutdown().await;
+}
+
+/// A crash after a transition was saved and before its actions ran: the next process runs
+/// them (the SMS goes out once), and a second resume runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_saved_before_a_crash_run_once_on_resume() {
+    use resetctl::verify::store::{ArmedTimer, Save};
+    use resetctl::verify::{Action, Event, step};
+    let lab = Lab::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.sqlite");
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let rt = lab.runtime(store.clone());
+    let id = rt
+        .request(lab.ask(&upn_scripted(Script::Approve), false))
+        .await
+        .unwrap();
+    lab.advance(300);
+    // The card timer fires and the transition is saved; then the process dies.
+    let r = store.load(&id).await.unwrap().unwrap();
+    let fire = Event::TimerFired { timer: Timer::Card };
+    let (flow, actions) = step(&r.flow, &fire, lab.clock_now(), &Policy::default()).unwrap();
+    let mut save = Save {
+        flow,
+        at: lab.clock_now(),
+        fired: Some(Timer::Card),
+        arm: Vec::new(),
+        disarm: Vec::new(),
+        actions: Vec::new(),
+    };
+    for action in actions {
+        match action {
+            Action::ArmTimer { timer, due } => save.arm.push(ArmedTimer { timer, due }),
+            other => save.actions.push(other),
+        }
+    }
+    store.save(&id, r.version, &save).await.unwrap();
+    drop((rt, store));
+    assert!(lab.texts_to(MANAGER_MOBILE).await.is_empty());
+
+    let rt = lab.runtime(Arc::new(SqliteStore::open(&path).unwrap()));
+    // The timer was consumed by the saved transition: firing finds nothing.
+    assert_eq!(rt.fire_due_timers().await.unwrap(), 0);
+    assert_eq!(
+        rt.resume().await.unwrap(),
+        2,
+        "the SMS and the audit record"
+    );
+    assert_eq!(lab.texts_to(MANAGER_MOBILE).await.len(), 1);
+    assert_eq!(rt.resume().await.unwrap(), 0);
+    assert_eq!(lab.texts_to(MANAGER_MOBILE).await.len(), 1);
+    let last = lab.trail("verify.transition").pop().unwrap();
+    assert_eq!(last["details"]["to"], "manager_sms_sent");
+    lab.emu.shutdown().await;
+}
