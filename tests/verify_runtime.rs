@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::comms::channels::{self, ChannelContext};
@@ -35,16 +36,18 @@ const MANAGER_MOBILE: &str = "+14255550199";
 struct TestLinks;
 
 impl LinkMinter for TestLinks {
-    fn mint(
-        &self,
-        request: &str,
-        approver: &Person,
+    fn mint<'a>(
+        &'a self,
+        request: &'a str,
+        approver: &'a Person,
         expires: Timestamp,
-    ) -> Result<ApprovalLinks, String> {
+    ) -> BoxFuture<'a, Result<ApprovalLinks, String>> {
         let q = format!("{request}?for={}&exp={}", approver.id, expires.as_second());
-        Ok(ApprovalLinks {
-            approve_url: format!("https://approve.test/a/{q}"),
-            deny_url: format!("https://approve.test/d/{q}"),
+        Box::pin(async move {
+            Ok(ApprovalLinks {
+                approve_url: format!("https://approve.test/a/{q}"),
+                deny_url: format!("https://approve.test/d/{q}"),
+            })
         })
     }
 }
