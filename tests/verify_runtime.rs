@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use jiff::{SignedDuration, Timestamp};
 use resetctl::audit::{AuditConfig, AuditHandle};
 use resetctl::comms::channels::{self, ChannelContext};
@@ -21,6 +22,7 @@ use resetctl::store::SqliteStore;
 use resetctl::verify::clock::ManualClock;
 use resetctl::verify::runtime::{ApprovalLinks, Ask, AuditTicketSink, LinkMinter, Parts, Runtime};
 use resetctl::verify::store::{MemoryRequestStore, RequestStore, StoredRequest};
+use resetctl::verify::token::{Client, Decision, Refusal, TokenKey, TokenMinter, Tokens};
 use resetctl::verify::{EscalationReason, Person, Policy, State, Timer, Via};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -35,16 +37,18 @@ const MANAGER_MOBILE: &str = "+14255550199";
 struct TestLinks;
 
 impl LinkMinter for TestLinks {
-    fn mint(
-        &self,
-        request: &str,
-        approver: &Person,
+    fn mint<'a>(
+        &'a self,
+        request: &'a str,
+        approver: &'a Person,
         expires: Timestamp,
-    ) -> Result<ApprovalLinks, String> {
+    ) -> BoxFuture<'a, Result<ApprovalLinks, String>> {
         let q = format!("{request}?for={}&exp={}", approver.id, expires.as_second());
-        Ok(ApprovalLinks {
-            approve_url: format!("https://approve.test/a/{q}"),
-            deny_url: format!("https://approve.test/d/{q}"),
+        Box::pin(async move {
+            Ok(ApprovalLinks {
+                approve_url: format!("https://approve.test/a/{q}"),
+                deny_url: format!("https://approve.test/d/{q}"),
+            })
         })
     }
 }
@@ -125,6 +129,14 @@ impl Lab {
     }
 
     fn runtime(&self, store: Arc<dyn RequestStore>) -> Runtime {
+        self.runtime_with_links(store, Arc::new(TestLinks))
+    }
+
+    fn runtime_with_links(
+        &self,
+        store: Arc<dyn RequestStore>,
+        links: Arc<dyn LinkMinter>,
+    ) -> Runtime {
         let info = self.info();
         let push = DuoPush::new(
             DuoSettings {
@@ -150,7 +162,7 @@ impl Lab {
             service_desk: None,
             directory: self.directory.clone(),
             audit: self.audit.clone(),
-            links: Arc::new(TestLinks),
+            links,
             tickets: Arc::new(AuditTicketSink::new(self.audit.clone())),
         })
     }
@@ -524,5 +536,105 @@ async fn actions_saved_before_a_crash_run_once_on_resume() {
     assert_eq!(lab.texts_to(MANAGER_MOBILE).await.len(), 1);
     let last = lab.trail("verify.transition").pop().unwrap();
     assert_eq!(last["details"]["to"], "manager_sms_sent");
+    lab.emu.shutdown().await;
+}
+
+/// The link after `label` (`Yes:`, `No:`) in an SMS.
+fn link_after<'a>(text: &'a str, label: &str) -> &'a str {
+    text.split_once(label)
+        .unwrap()
+        .1
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_s_sms_link_is_a_signed_one_time_token_that_completes_the_reset() {
+    let lab = Lab::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("runs.sqlite")).unwrap());
+    let tokens = Tokens::new(TokenKey::new(&[0x5a; 32]).unwrap(), store.clone());
+    let minter = TokenMinter::new(tokens.clone(), "https://runner.example/");
+    let rt = lab.runtime_with_links(store.clone(), Arc::new(minter));
+    let upn = upn_scripted(Script::Timeout);
+    let user_id = lab.user_id(&upn).await;
+    // No device: Path B at once; no answer to the card: the SMS after 300 s.
+    let id = rt.request(lab.ask(&upn, false)).await.unwrap();
+    lab.advance(300);
+    assert_eq!(rt.fire_due_timers().await.unwrap(), 1);
+    let texts = lab.texts_to(MANAGER_MOBILE).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    let text = texts[0]["content"].as_str().unwrap();
+    let approve = link_after(text, "Yes:")
+        .strip_prefix(&format!("https://runner.example/approve/{id}/"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let deny = link_after(text, "No:")
+        .strip_prefix(&format!("https://runner.example/deny/{id}/"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let client = Client {
+        ip: Some("203.0.113.5".into()),
+        user_agent: Some("Mobile Safari".into()),
+    };
+    let now = lab.clock_now();
+    // The deny link's token does not approve; the approve link's token is bound to this
+    // request only.
+    assert_eq!(
+        tokens
+            .redeem(deny, Some(&id), Decision::Approve, &client, now)
+            .await
+            .unwrap_err(),
+        Refusal::WrongDecision
+    );
+    assert_eq!(
+        tokens
+            .redeem(approve, Some("vr-other"), Decision::Approve, &client, now)
+            .await
+            .unwrap_err(),
+        Refusal::WrongRequest
+    );
+    let (bound, event) = tokens
+        .redeem(approve, Some(&id), Decision::Approve, &client, now)
+        .await
+        .unwrap();
+    let manager_id = lab.user_id("mara@contoso.example").await;
+    assert_eq!(
+        (bound.request.as_str(), bound.approver.as_str()),
+        (id.as_str(), manager_id.as_str())
+    );
+    rt.apply(&id, event).await.unwrap();
+    let done = until(store.as_ref(), &id, State::is_final).await;
+    assert!(
+        matches!(
+            done.flow.state,
+            State::Completed {
+                via: Via::ManagerLink,
+                ..
+            }
+        ),
+        "{:?}",
+        done.flow.state
+    );
+    assert_eq!(lab.resets_of(&user_id).await, 1);
+    // A second click is refused before it reaches the flow.
+    assert_eq!(
+        tokens
+            .redeem(approve, Some(&id), Decision::Approve, &client, now)
+            .await
+            .unwrap_err(),
+        Refusal::Replayed
+    );
+    // The trail names the token by its id and never holds a token or a link.
+    let verified = lab
+        .trail("verify.transition")
+        .into_iter()
+        .find(|r| r["details"]["to"] == "verified")
+        .unwrap();
+    assert_eq!(verified["details"]["approval_id"], bound.token_id.as_str());
+    assert_eq!(verified["details"]["approver_id"], manager_id.as_str());
+    let trail = std::fs::read_to_string(lab.root.join("audit.jsonl")).unwrap();
+    for secret in [approve, deny, "runner.example"] {
+        assert!(!trail.contains(secret), "{secret}");
+    }
     lab.emu.shutdown().await;
 }

@@ -25,6 +25,7 @@ mod schema;
 mod sqlite;
 mod timed;
 mod verify_requests;
+mod verify_tokens;
 mod witness;
 
 use std::future::Future;

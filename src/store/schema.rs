@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration when it changes.
-pub const VERSION: i64 = 8;
+pub const VERSION: i64 = 9;
 
 /// Tables of version 1. The journal's primary key is the at-most-once invariant.
 const SCHEMA_V1: &str = "
@@ -166,6 +166,23 @@ CREATE TABLE IF NOT EXISTS verify_actions (
 );
 ";
 
+/// Version 9: approval tokens (see `verify::token`): one row per minted token under its id
+/// (the SHA-256 of its random bytes, never the token), the facts it is bound to, and when it
+/// was used (a redeem sets `used_at` only where it is still NULL: single use). Only added.
+const SCHEMA_V9: &str = "
+CREATE TABLE IF NOT EXISTS verify_tokens (
+    id         TEXT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    approver   TEXT NOT NULL,
+    decision   TEXT NOT NULL,
+    expires    TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_at    TEXT,
+    used_ms    INTEGER
+);
+CREATE INDEX IF NOT EXISTS verify_tokens_request ON verify_tokens (request_id);
+";
+
 /// Open settings: WAL so readers (`runs show`) never block the writer, `synchronous=FULL`
 /// so a committed intent survives power loss (the journal's whole point), foreign keys on.
 /// Migrations run in one immediate transaction, so two processes opening an old store at
@@ -209,6 +226,9 @@ pub fn prepare(conn: &Connection) -> rusqlite::Result<()> {
     }
     if version < 8 {
         tx.execute_batch(SCHEMA_V8)?;
+    }
+    if version < 9 {
+        tx.execute_batch(SCHEMA_V9)?;
     }
     if version < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;

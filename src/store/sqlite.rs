@@ -87,6 +87,8 @@ pub(super) enum Job {
     Delivery(DeliveryKey, Reply<Option<DeliveryRecord>>),
     /// A verification request's operation (`store::verify_requests`).
     Verify(super::verify_requests::VerifyJob),
+    /// An approval token's operation (`store::verify_tokens`).
+    Token(super::verify_tokens::TokenJob),
 }
 
 /// The SQLite run store. Cheap to share behind an `Arc`; dropping the last handle stops
@@ -371,6 +373,7 @@ fn defer_error(job: Job) -> Deferred {
         Job::Journal(_, r) => defer(r, Err(unreachable())),
         Job::Remediated(_, _, r) => defer(r, Err(unreachable())),
         Job::Verify(job) => super::verify_requests::defer_error(job),
+        Job::Token(job) => super::verify_tokens::defer_error(job),
     }
 }
 
@@ -457,6 +460,7 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
         Job::Delivery(key, reply) => settle(reply, db.delivery(&key)),
         Job::Remediated(tenant, since, reply) => settle(reply, db.remediated_since(&tenant, since)),
         Job::Verify(job) => super::verify_requests::execute(conn, path, job),
+        Job::Token(job) => super::verify_tokens::execute(conn, path, job),
     }
 }
 

@@ -23,6 +23,7 @@
 //! - [`runtime`]: carries the flow out (push, card, SMS, timers, ticket, reset, trail),
 //!   with an injected [`clock`].
 //! - [`store`]: where requests, their timers and their unfinished actions are kept.
+//! - [`token`]: the signed one-time tokens of the approve and deny links.
 
 pub mod action;
 pub mod clock;
@@ -32,6 +33,7 @@ pub mod policy;
 pub mod runtime;
 pub mod state;
 pub mod store;
+pub mod token;
 
 pub use action::{Action, AuditRecord, Channel};
 pub use context::{Context, Manager, Person};

@@ -55,15 +55,16 @@ impl std::fmt::Debug for ApprovalLinks {
 }
 
 /// Mints the signed one-time approval links put into the manager's card and SMS. Signing
-/// and checking them is the approval service's job; the runtime only asks for them.
+/// and checking them is the approval service's job (`verify::token::TokenMinter`); the
+/// runtime only asks for them. Asynchronous: minting stores each token's record.
 pub trait LinkMinter: Send + Sync {
     /// Links for `approver` to answer request `request` until `expires`.
-    fn mint(
-        &self,
-        request: &str,
-        approver: &Person,
+    fn mint<'a>(
+        &'a self,
+        request: &'a str,
+        approver: &'a Person,
         expires: Timestamp,
-    ) -> Result<ApprovalLinks, String>;
+    ) -> BoxFuture<'a, Result<ApprovalLinks, String>>;
 }
 
 /// A ticket for an engineer to prove a user's identity by hand.
@@ -564,7 +565,7 @@ impl Runtime {
             _ => p.clock.now(),
         };
         let recipient = self.contact(manager).await;
-        let links = p.links.mint(&flow.id, manager, expires);
+        let links = p.links.mint(&flow.id, manager, expires).await;
         let ctx = self
             .message_context(
                 flow,
@@ -607,7 +608,7 @@ impl Runtime {
     ) {
         let p = &self.inner;
         let recipient = self.contact(manager).await;
-        let links = p.links.mint(&flow.id, manager, expires);
+        let links = p.links.mint(&flow.id, manager, expires).await;
         let ctx = self
             .message_context(
                 flow,
