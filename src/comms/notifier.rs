@@ -114,41 +114,13 @@ pub struct RunInfo {
     pub actor: String,
 }
 
-/// Messages counted per sender, for the run's summary.
+/// Messages counted for the run's SOC summary (per-sender figures are the paced senders' own stats).
 #[derive(Debug, Default)]
 pub struct CommsStats {
     /// Accepted by the provider.
     pub sent: AtomicU64,
     /// Certainly not sent.
     pub failed: AtomicU64,
-    /// May have been sent (outcome unknown).
-    pub unknown: AtomicU64,
-    /// Not attempted: no address for the channel, or an unusable one.
-    pub unreachable: AtomicU64,
-    /// Sent in an earlier attempt of the run (found in the delivery journal).
-    pub earlier: AtomicU64,
-    /// Per sender name: (sent, failed).
-    per_sender: Mutex<HashMap<&'static str, (u64, u64)>>,
-}
-
-impl CommsStats {
-    /// (sender, sent, failed), sorted by sender.
-    pub fn per_sender(&self) -> Vec<(&'static str, u64, u64)> {
-        let map = self.per_sender.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = map.iter().map(|(k, (s, f))| (*k, *s, *f)).collect();
-        rows.sort();
-        rows
-    }
-
-    fn count(&self, sender: &'static str, sent: bool) {
-        let mut map = self.per_sender.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry(sender).or_default();
-        if sent {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
-        }
-    }
 }
 
 /// The notifier of a real run.
@@ -551,7 +523,6 @@ impl CommsNotifier {
             None => (uuid::Uuid::new_v4(), Timestamp::now(), false),
             Some(earlier) => match earlier.state {
                 Some(DeliveryState::Sent) => {
-                    self.stats.earlier.fetch_add(1, Ordering::Relaxed);
                     return Ok(Leg::Earlier(format!(
                         "{} to {} sent in an earlier attempt{}",
                         earlier.sender,
@@ -571,7 +542,6 @@ impl CommsNotifier {
                         .find(|s| s.name() == earlier.sender)
                         .is_some_and(|s| s.traits().idempotent);
                     if !idempotent {
-                        self.stats.unknown.fetch_add(1, Ordering::Relaxed);
                         return Ok(Leg::Manual(format!(
                             "{} to {} may have been sent before the interruption: {} takes no \
                              idempotency key, so it is not sent again; check with the recipient",
@@ -699,13 +669,11 @@ impl CommsNotifier {
             .finish(key, state, provider_id, Some(detail))
             .await
             .map_err(|e| e.to_string())?;
-        let counter = match state {
-            DeliveryState::Sent => &self.stats.sent,
-            DeliveryState::Failed => &self.stats.failed,
-            DeliveryState::Unknown => &self.stats.unknown,
+        match state {
+            DeliveryState::Sent => self.stats.sent.fetch_add(1, Ordering::Relaxed),
+            DeliveryState::Failed => self.stats.failed.fetch_add(1, Ordering::Relaxed),
+            DeliveryState::Unknown => 0,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.stats.count(sender, state == DeliveryState::Sent);
         let Some(audit) = &self.audit else {
             return Ok(());
         };
@@ -755,7 +723,6 @@ impl CommsNotifier {
             Recipient::Manager => match self.contact(&notice.user.id, Recipient::Manager).await {
                 Ok(Some(manager)) => manager,
                 Ok(None) => {
-                    self.stats.unreachable.fetch_add(1, Ordering::Relaxed);
                     return Delivery::ManualCheck(
                         "the user has no manager in the directory; tell the user's line \
                          manager by hand"
@@ -779,21 +746,19 @@ impl CommsNotifier {
                 ))),
             }
         }
-        summarise(legs, &self.stats)
+        summarise(legs)
     }
 }
 
 /// One delivery's outcome from its channels' legs: failed if any failed, a manual check if
 /// any needs one, delivered if at least one went out (now or earlier), else a manual check
 /// (nobody could be reached).
-fn summarise(legs: Vec<Leg>, stats: &CommsStats) -> Delivery {
+fn summarise(legs: Vec<Leg>) -> Delivery {
     let failed = legs.iter().any(|l| matches!(l, Leg::Failed(_)));
     let manual = legs.iter().any(|l| matches!(l, Leg::Manual(_)));
     let reached = legs
         .iter()
         .any(|l| matches!(l, Leg::Sent(_) | Leg::Earlier(_)));
-    let skipped = legs.iter().filter(|l| matches!(l, Leg::Skipped(_))).count() as u64;
-    stats.unreachable.fetch_add(skipped, Ordering::Relaxed);
     let detail = legs
         .into_iter()
         .map(|l| match l {
