@@ -326,7 +326,11 @@ impl CommsNotifier {
                     .run_level(template, channel, context, message_key)
             })
             .await?;
-        Ok(leg.into_detail())
+        // A run-level line says how it went (a notice's detail sits beside its outcome).
+        Ok(match leg {
+            Leg::Sent(detail) => format!("{detail} sent"),
+            other => other.into_detail(),
+        })
     }
 
     /// The counters, shared (the summary reads them while the run goes on).
