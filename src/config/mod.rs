@@ -15,6 +15,7 @@ mod channels;
 mod channels_raw;
 mod cloud;
 mod error;
+mod push;
 mod raw;
 mod tenant;
 
@@ -25,6 +26,7 @@ pub use channels::{
 };
 pub use cloud::Cloud;
 pub use error::{ConfigError, ConfigErrorKind};
+pub use push::PushSettings;
 pub use raw::QuotaOverrides;
 pub use tenant::{
     AppSpec, AuditSection, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL,
