@@ -99,7 +99,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// (not yet available) Run a playbook as a tabletop exercise against the emulated tenant.
     Tabletop(TabletopArgs),
-    /// (not yet available) Reset one user's password through the two-path verification flow.
+    /// Reset one user's password through the two-path verification flow: MFA push, else
+    /// the directory manager's approval, else a ticket. Exits 0 completed, 2 escalated, 3
+    /// refused.
     Reset(ResetArgs),
     /// (not yet available) Serve triggers, request intake and approval pages over HTTP.
     Serve(ServeArgs),
@@ -299,9 +301,9 @@ pub struct TabletopArgs {
 /// Which verification path the single-user flow starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VerificationPath {
-    /// MFA push first, manager approval when the push cannot be answered.
+    /// MFA push first, manager approval when the push is not answered.
     Auto,
-    /// MFA push to the user's authenticator only.
+    /// MFA push to the user's authenticator only: a push that is not answered escalates.
     Push,
     /// Manager approval only (the user's device is lost).
     Manager,
@@ -318,6 +320,9 @@ pub struct ResetArgs {
     /// Verification path.
     #[arg(long, value_enum, default_value_t = VerificationPath::Auto)]
     pub path: VerificationPath,
+    /// Why the reset is asked for, as the caller said it (shown to the approving manager).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 /// Arguments of `resetctl serve`.

@@ -190,6 +190,7 @@ impl Lab {
             origin: "test".into(),
             reason: "locked out after travelling".into(),
             device_available,
+            manager_fallback: true,
         }
     }
 

@@ -21,10 +21,12 @@ mod emulator;
 mod paths;
 mod plan;
 mod render;
+mod reset;
 mod run;
 mod runs;
 mod tenant;
 mod validate;
+mod verify;
 
 use std::fmt;
 
@@ -202,7 +204,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Runs(args) => runs::run(global, args).await,
         Command::Doctor(args) => doctor::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
-        Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
+        Command::Reset(args) => reset::run(global, args).await,
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
         Command::Render(args) => render::run(global, args).await,
         Command::Bench(args) => bench::run(global, args).await,

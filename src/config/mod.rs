@@ -17,6 +17,7 @@ mod cloud;
 mod error;
 mod push;
 mod raw;
+mod serve;
 mod tenant;
 
 pub use channels::{
@@ -28,6 +29,7 @@ pub use cloud::Cloud;
 pub use error::{ConfigError, ConfigErrorKind};
 pub use push::PushSettings;
 pub use raw::QuotaOverrides;
+pub use serve::{DEFAULT_LISTEN, ServeSection};
 pub use tenant::{
     AppSpec, AuditSection, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL,
     DEMO_TENANT, Env, SigningAlg, TenantChoice, TenantSettings, TenantSize,

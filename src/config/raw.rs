@@ -29,6 +29,9 @@ pub(crate) struct RawConfig {
     /// The MFA push provider of the single-user flow's Path A (Duo, Okta).
     #[serde(default)]
     pub push: Option<Spanned<super::push::RawPush>>,
+    /// `resetctl serve`: listen address, public URL, TLS, token key, API credentials.
+    #[serde(default)]
+    pub serve: Option<Spanned<super::serve::RawServe>>,
     /// The single-user flow's timeouts and limits (seconds and counts).
     #[serde(default)]
     pub verify: Option<crate::verify::Policy>,

@@ -10,6 +10,7 @@ use super::channels::{Audience, ChannelsSection, audiences_from_raw};
 use super::cloud::Cloud;
 use super::push::PushSettings;
 use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
+use super::serve::ServeSection;
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
 use crate::audit::AuditConfig;
 
@@ -170,6 +171,8 @@ pub struct Config {
     pub templates: Option<PathBuf>,
     /// `push:`: the single-user flow's push provider, when configured.
     pub push: Option<PushSettings>,
+    /// `serve:`: the approval server, when configured.
+    pub serve: Option<ServeSection>,
     /// `verify:`: the single-user flow's timeouts and limits (the defaults when absent).
     pub verify: crate::verify::Policy,
 }
@@ -225,6 +228,16 @@ impl Config {
             ),
             None => None,
         };
+        let serve = match raw.serve {
+            Some(section) => {
+                let at = position(&section.referenced);
+                Some(
+                    ServeSection::from_raw(section, base_dir.as_deref())
+                        .map_err(|e| e.at(file.clone(), Some(at)))?,
+                )
+            }
+            None => None,
+        };
         let channels = match raw.channels {
             Some(section) => ChannelsSection::from_raw(section.value, base_dir.as_deref())
                 .map_err(|e| e.at(file.clone(), Some(position(&section.referenced))))?,
@@ -270,6 +283,7 @@ impl Config {
             organisation,
             templates,
             push,
+            serve,
             verify: raw.verify.unwrap_or_default(),
         })
     }

@@ -177,6 +177,8 @@ pub struct Ask {
     /// The requester says the user has their device (false: straight to Path B). Risk,
     /// open runs and roles are never the caller's to say: the runtime looks them up.
     pub device_available: bool,
+    /// Manager approval may follow a push that did not verify the user (false: push only).
+    pub manager_fallback: bool,
 }
 
 /// Why the runtime could not do what it was asked.
@@ -276,6 +278,7 @@ impl Runtime {
             // The provider's own answer decides: "not enrolled" moves the flow to Path B.
             push_enrolled: true,
             device_available: ask.device_available,
+            manager_fallback: ask.manager_fallback,
             high_risk: facts.high_risk,
             in_open_mass_reset: !facts.open_runs.is_empty(),
             critical_role: facts.privileged,
@@ -1024,6 +1027,7 @@ mod tests {
                 manager: None,
                 push_enrolled: true,
                 device_available: true,
+                manager_fallback: true,
                 high_risk: false,
                 in_open_mass_reset: false,
                 critical_role: false,
