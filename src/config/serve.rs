@@ -181,3 +181,75 @@ impl ServeSection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Config, Env, SecretSource};
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(
+            text,
+            Some(Path::new("/etc/resetctl/r.yaml")),
+            &Env::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_loopback_server_behind_a_proxy_needs_no_tls_and_secrets_come_by_name() {
+        let c = parse(
+            "serve:\n  public_url: https://approvals.contoso.com\n  \
+             token_key_file: token.key\n  api:\n    bearer_sha256: \
+             [9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08]\n    \
+             hmac_key_env: API_HMAC\n",
+        )
+        .unwrap();
+        let s = c.serve.unwrap();
+        assert_eq!(s.listen.to_string(), super::DEFAULT_LISTEN);
+        assert_eq!(
+            s.token_key,
+            SecretSource::File("/etc/resetctl/token.key".into())
+        );
+        assert_eq!(s.bearer_sha256[0], s.bearer_sha256[0].to_ascii_lowercase());
+        assert_eq!(s.hmac_key, Some(SecretSource::Env("API_HMAC".into())));
+    }
+
+    #[test]
+    fn unsafe_or_malformed_settings_are_refused_at_their_place() {
+        for (text, wanted) in [
+            // A public listener without TLS.
+            (
+                "serve:\n  listen: 0.0.0.0:8443\n  public_url: https://a.example\n  \
+                 token_key_env: K\n",
+                ":2:",
+            ),
+            // An inline key, and an inline bearer token.
+            (
+                "serve:\n  public_url: https://a.example\n  token_key: s3cr3t\n",
+                ":3:",
+            ),
+            (
+                "serve:\n  public_url: https://a.example\n  token_key_env: K\n  api:\n    \
+                 bearer: s3cr3t\n",
+                ":5:",
+            ),
+            // A digest that is not one.
+            (
+                "serve:\n  public_url: https://a.example\n  token_key_env: K\n  api:\n    \
+                 bearer_sha256: [abc]\n",
+                ":5:",
+            ),
+            // Plain http to a public name.
+            (
+                "serve:\n  public_url: http://approvals.contoso.com\n  token_key_env: K\n",
+                ":2:",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(wanted), "{text}: {err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+    }
+}
