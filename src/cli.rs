@@ -431,6 +431,20 @@ pub enum AuditAction {
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
     },
+    /// Stream the trail to the SIEM sinks of `forward:` (syslog with CEF, Logs Ingestion, a
+    /// signed webhook) from each sink's cursor: catch up and stop, or follow. Nothing is
+    /// sent twice, nothing is lost while a sink is down. Exit 0, or 2 when a sink failed.
+    Forward {
+        /// Only these sinks (default: every one).
+        #[arg(long = "to", value_name = "SINK")]
+        to: Vec<String>,
+        /// Keep following the trail until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// How often a following pass looks for new records.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        every: u64,
+    },
     /// Make an HMAC key for a keyed trail: 32 random bytes in hexadecimal, written to FILE,
     /// readable by its owner only. An existing file is never overwritten. Prints the key id.
     Keygen {

@@ -10,6 +10,7 @@ mod comms;
 mod doctor;
 mod emulator;
 mod engine;
+mod forward;
 mod graph;
 mod graph_emulator;
 mod hostile;

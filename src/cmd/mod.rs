@@ -18,6 +18,7 @@ mod completions;
 mod context;
 mod doctor;
 mod emulator;
+mod forward;
 mod paths;
 mod plan;
 mod render;
@@ -198,7 +199,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => completions::man(global, args),
         Command::Emulator(args) => emulator::run(global, args).await,
-        Command::Audit(args) => audit::run(global, args),
+        Command::Audit(args) => audit::run(global, args).await,
         Command::Plan(args) => plan::run(global, args).await,
         Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,

@@ -15,6 +15,7 @@ mod channels;
 mod channels_raw;
 mod cloud;
 mod error;
+mod forward;
 mod push;
 mod raw;
 mod serve;
@@ -27,6 +28,7 @@ pub use channels::{
 };
 pub use cloud::Cloud;
 pub use error::{ConfigError, ConfigErrorKind};
+pub use forward::{ForwardSink, SyslogTransport};
 pub use push::PushSettings;
 pub use raw::QuotaOverrides;
 pub use serve::{DEFAULT_LISTEN, ServeSection};

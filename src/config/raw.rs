@@ -29,6 +29,9 @@ pub(crate) struct RawConfig {
     /// The MFA push provider of the single-user flow's Path A (Duo, Okta).
     #[serde(default)]
     pub push: Option<Spanned<super::push::RawPush>>,
+    /// Where the audit trail is streamed live (syslog, Logs Ingestion, webhook), by name.
+    #[serde(default)]
+    pub forward: BTreeMap<String, Spanned<super::forward::RawSink>>,
     /// `resetctl serve`: listen address, public URL, TLS, token key, API credentials.
     #[serde(default)]
     pub serve: Option<Spanned<super::serve::RawServe>>,

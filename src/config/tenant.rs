@@ -171,6 +171,8 @@ pub struct Config {
     pub templates: Option<PathBuf>,
     /// `push:`: the single-user flow's push provider, when configured.
     pub push: Option<PushSettings>,
+    /// `forward:`: live audit sinks by name.
+    pub forward: BTreeMap<String, super::forward::ForwardSink>,
     /// `serve:`: the approval server, when configured.
     pub serve: Option<ServeSection>,
     /// `verify:`: the single-user flow's timeouts and limits (the defaults when absent).
@@ -228,6 +230,8 @@ impl Config {
             ),
             None => None,
         };
+        let forward = super::forward::from_raw(raw.forward, base_dir.as_deref())
+            .map_err(|e| e.at(file.clone(), None))?;
         let serve = match raw.serve {
             Some(section) => {
                 let at = position(&section.referenced);
@@ -284,6 +288,7 @@ impl Config {
             templates,
             push,
             serve,
+            forward,
             verify: raw.verify.unwrap_or_default(),
         })
     }
