@@ -249,12 +249,12 @@ fn at(kind: ConfigErrorKind, message: String, location: &Location) -> ConfigErro
     ConfigError::new(kind, message).at(None, Some(position(location)))
 }
 
-fn invalid(message: String, location: &Location) -> ConfigError {
+pub(super) fn invalid(message: String, location: &Location) -> ConfigError {
     at(ConfigErrorKind::Invalid, message, location)
 }
 
 /// Refuses an inline secret key with its position.
-fn refuse(refused: &Refused, key: &str, instead: &str) -> Result<(), ConfigError> {
+pub(super) fn refuse(refused: &Refused, key: &str, instead: &str) -> Result<(), ConfigError> {
     match refused {
         Some(spanned) => Err(at(
             ConfigErrorKind::InlineSecret,
@@ -270,7 +270,7 @@ fn refuse(refused: &Refused, key: &str, instead: &str) -> Result<(), ConfigError
 
 /// Exactly one of `*_env` and `*_file`, the variable's name checked (a value that is not a
 /// name is likely the secret itself: never shown).
-fn secret_source(
+pub(super) fn secret_source(
     key: &str,
     env: Option<Spanned<String>>,
     file: Option<PathBuf>,
@@ -305,7 +305,7 @@ fn secret_source(
     }
 }
 
-fn required_secret(
+pub(super) fn required_secret(
     key: &str,
     env: Option<Spanned<String>>,
     file: Option<PathBuf>,

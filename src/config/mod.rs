@@ -17,6 +17,7 @@ mod cloud;
 mod error;
 mod raw;
 mod tenant;
+mod tickets;
 
 pub use channels::{
     AcsSettings, Audience, ChannelsSection, GraphMailSettings, SecretSource, SmtpAuth,
@@ -29,4 +30,8 @@ pub use raw::QuotaOverrides;
 pub use tenant::{
     AppSpec, AuditSection, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL,
     DEMO_TENANT, Env, SigningAlg, TenantChoice, TenantSettings, TenantSize,
+};
+pub use tickets::{
+    AutotaskSettings, ConnectWiseSettings, HaloPsaSettings, ServiceNowAuth, ServiceNowSettings,
+    TicketSystem, TicketSystemKind, TicketWebhookSettings, TicketsConfig,
 };

@@ -31,9 +31,9 @@ pub(crate) struct RawConfig {
     /// validation).
     #[serde(default)]
     pub push: Option<Spanned<IgnoredAny>>,
-    /// Ticket systems. Not available in this build; as `push`.
+    /// Ticket systems (PSAs) escalations go to.
     #[serde(default)]
-    pub tickets: Option<Spanned<IgnoredAny>>,
+    pub tickets: Option<Spanned<super::tickets::RawTickets>>,
     /// The audit trail: where it lives, when it rotates, where its HMAC key comes from.
     #[serde(default)]
     pub audit: Option<Spanned<RawAudit>>,

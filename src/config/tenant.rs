@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::channels::{Audience, ChannelsSection, audiences_from_raw};
 use super::cloud::Cloud;
 use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
+use super::tickets::TicketsConfig;
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
 use crate::audit::AuditConfig;
 
@@ -161,6 +162,8 @@ pub struct Config {
     pub channels: ChannelsSection,
     /// The `audiences:` section: who receives run-level messages, by name.
     pub audiences: BTreeMap<String, Audience>,
+    /// The `tickets:` section: the ticket systems escalations go to (none when absent).
+    pub tickets: TicketsConfig,
     /// The file it came from, for diagnostics.
     pub source: Option<PathBuf>,
     /// `organisation:`: what messages call the organisation, when configured.
@@ -201,22 +204,25 @@ impl Config {
         let raw: RawConfig = serde_saphyr::from_str(text)
             .map_err(|e| ConfigError::yaml(&e).at(file.clone(), None))?;
         let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
-        for (key, section) in [("push", &raw.push), ("tickets", &raw.tickets)] {
-            if let Some(spanned) = section {
-                return Err(ConfigError::new(
-                    ConfigErrorKind::Invalid,
-                    format!(
-                        "`{key}:` is not supported by this build of resetctl; remove the section \
-                         (a setting this build would ignore must not look accepted)"
-                    ),
-                )
-                .at(file.clone(), Some(position(&spanned.referenced))));
-            }
+        if let Some(spanned) = &raw.push {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Invalid,
+                "`push:` is not supported by this build of resetctl; remove the section (a \
+                 setting this build would ignore must not look accepted)",
+            )
+            .at(file.clone(), Some(position(&spanned.referenced))));
         }
         let channels = match raw.channels {
             Some(section) => ChannelsSection::from_raw(section.value, base_dir.as_deref())
                 .map_err(|e| e.at(file.clone(), Some(position(&section.referenced))))?,
             None => ChannelsSection::default(),
+        };
+        let tickets = match raw.tickets {
+            Some(section) => {
+                TicketsConfig::from_raw(section.value, &section.referenced, base_dir.as_deref())
+                    .map_err(|e| e.at(file.clone(), None))?
+            }
+            None => TicketsConfig::default(),
         };
         let audiences = audiences_from_raw(raw.audiences.unwrap_or_default(), &channels)
             .map_err(|e| e.at(file.clone(), None))?;
@@ -254,6 +260,7 @@ impl Config {
             audit,
             channels,
             audiences,
+            tickets,
             source: file,
             organisation,
             templates,
