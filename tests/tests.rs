@@ -21,6 +21,7 @@ mod runs;
 mod sinks;
 mod templates;
 mod tenants;
+mod throttle;
 mod tidy;
 mod verify;
 mod verify_runtime;
