@@ -578,6 +578,12 @@ pub struct BenchArgs {
     /// per-user pipelines.
     #[arg(long)]
     pub batch: bool,
+    /// `bench run`: app registrations in the credential pool (default 1).
+    #[arg(long, value_name = "N")]
+    pub apps: Option<u32>,
+    /// `bench run`: measure the execution only, not planning at a million users.
+    #[arg(long)]
+    pub execution_only: bool,
 }
 
 #[cfg(test)]
