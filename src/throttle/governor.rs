@@ -14,6 +14,7 @@ use super::backoff::equal_jitter;
 use super::bucket::TokenBucket;
 use super::gate::Gate;
 use super::quota::{Quotas, Rate};
+use super::window::GrantLog;
 
 /// Which Graph throttling budget a request draws on
 /// (<https://learn.microsoft.com/graph/throttling-limits>).
@@ -83,12 +84,24 @@ impl Charge {
 /// One documented limit as the token bucket Graph meters it with, and this runner's estimate
 /// of its level (see `bucket.rs` for the model).
 struct Budget {
-    /// The estimate, at `headroom` of the documented capacity and refill.
-    bucket: Mutex<TokenBucket>,
+    /// The estimate, what it granted over the last window, and the rule in force.
+    state: Mutex<BudgetState>,
     /// The documented capacity (`N` of "`N` per `W`"): a limit-percentage is a fraction of it.
     documented: f64,
+    /// The limit's window `W`.
+    window: Duration,
     /// One token's refill time: the unit of the early slow-down.
     period: Duration,
+}
+
+/// The mutable part of a [`Budget`].
+struct BudgetState {
+    /// The estimate, at `headroom` of the documented capacity and refill.
+    bucket: TokenBucket,
+    /// Every grant of the last window.
+    log: GrantLog,
+    /// The server showed it counts a sliding window (`window.rs`): admit by the log.
+    windowed: bool,
 }
 
 impl Budget {
@@ -104,21 +117,44 @@ impl Budget {
         let bucket = TokenBucket::full(capacity, refill, Instant::now());
         Budget {
             period: Duration::from_secs_f64(1.0 / bucket.refill_per_sec()),
-            bucket: Mutex::new(bucket),
+            state: Mutex::new(BudgetState {
+                bucket,
+                log: GrantLog::default(),
+                windowed: false,
+            }),
             documented,
+            window: rate.window,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, TokenBucket> {
-        self.bucket.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes `cost` tokens now, or says how long until they could be taken.
     fn try_take(&self, cost: u32) -> Result<(), Duration> {
-        self.lock().try_take(cost, Instant::now())
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        if st.windowed {
+            let capacity = st.bucket.capacity() as u64;
+            st.log.fits(cost, capacity, self.window, now)?;
+            // Keep the estimate in step (it may go below zero: it is not the rule now).
+            let _ = st.bucket.try_take(cost, now);
+        } else {
+            st.bucket.try_take(cost, now)?;
+        }
+        st.log.granted(cost);
+        Ok(())
     }
 
-    /// Waits until `cost` tokens are taken.
+    /// The answer to a grant of `cost` came back (or the request was given up).
+    fn answered(&self, cost: u32) {
+        let mut st = self.lock();
+        st.log.answered(cost, self.window, Instant::now());
+    }
+
+    /// Waits until `cost` tokens are taken (answered when [`Budget::answered`] is called).
     async fn take(&self, cost: u32) {
         while let Err(wait) = self.try_take(cost) {
             tokio::time::sleep(wait).await;
@@ -127,37 +163,51 @@ impl Budget {
 
     /// The estimated level now.
     fn level(&self) -> f64 {
-        self.lock().level(Instant::now())
+        self.lock().bucket.level(Instant::now())
     }
 
     /// The fraction of the documented limit our estimate says is used.
     fn used_fraction(&self) -> f64 {
-        let mut b = self.lock();
-        let level = b.level(Instant::now());
+        let mut st = self.lock();
+        let level = st.bucket.level(Instant::now());
         // The estimate's capacity is below the documented one by the headroom's margin.
-        let server_level = level + (self.documented - b.capacity());
+        let server_level = level + (self.documented - st.bucket.capacity());
         (1.0 - server_level / self.documented).clamp(0.0, 1.0)
     }
 
     /// The server says a fraction `p` of the documented limit is used: at most
     /// `N·(1 − p)` is left there, so at most that less the headroom's margin here.
     fn lower_to_percentage(&self, p: f64) {
-        let mut b = self.lock();
-        let level = b.capacity() - p.clamp(0.0, 1.0) * self.documented;
-        b.lower_to(level, Instant::now());
+        let mut st = self.lock();
+        let level = st.bucket.capacity() - p.clamp(0.0, 1.0) * self.documented;
+        st.bucket.lower_to(level, Instant::now());
     }
 
-    /// A 429: the server's bucket is empty.
+    /// A 429: the server's bucket is empty; and a `Retry-After` longer than a bucket's
+    /// refill shows the server counts a sliding window (`window.rs`).
+    fn throttled(&self, retry_after: Option<Duration>) {
+        let mut st = self.lock();
+        st.bucket.lower_to(0.0, Instant::now());
+        if !st.windowed && GrantLog::shows_a_window(retry_after, self.window) {
+            tracing::warn!(
+                message = "The server counts a sliding window, not a token bucket: pacing by it.",
+                window_ms = self.window.as_millis() as u64
+            );
+            st.windowed = true;
+        }
+    }
+
+    /// A 429 that says nothing of the server's rule (a learned budget starts empty).
     fn drain(&self) {
-        self.lock().lower_to(0.0, Instant::now());
+        self.throttled(None);
     }
 
     /// Lowers the estimate to what `writes` (instants, one token each) leave of a full bucket.
     fn account(&self, writes: &[Instant]) {
         let now = Instant::now();
-        let mut b = self.lock();
-        let from_history = b.clone().after_writes(writes, now).level(now);
-        b.lower_to(from_history, now);
+        let mut st = self.lock();
+        let from_history = st.bucket.clone().after_writes(writes, now).level(now);
+        st.bucket.lower_to(from_history, now);
     }
 }
 
@@ -404,6 +454,8 @@ impl TenantGovernor {
             bucket: charge.bucket,
             app: 0,
             auth_methods: false,
+            cost: charge.cost,
+            taken: false,
             done: false,
         };
         {
@@ -441,15 +493,22 @@ impl TenantGovernor {
             *cursor = (app + 1) % n;
             if charge.auth_methods {
                 let budgets = &inner.apps[app];
+                // These never fall back to a window: their grants count as answered at once.
                 if let Some(extra) = &budgets.auth_methods {
                     extra.take(1).await;
+                    extra.answered(1);
                 } else if let Some(learned) = budgets.auth_budget() {
                     learned.take(1).await;
+                    learned.answered(1);
                 }
                 budgets.log_auth(inner.quotas.learn_window);
                 permit.auth_methods = true;
             }
             permit.app = app;
+            // Both budgets granted: answered when the permit is released. (Dropped between
+            // the two, the shared grant stays pending: it only holds back a budget that
+            // fell back to a window, by one request's cost.)
+            permit.taken = true;
         }
         // A 429 may have closed the gate while we waited for cells.
         b.gate.wait().await;
@@ -488,7 +547,7 @@ fn throttle_bucket(
     };
     for a in apps {
         for budget in budgets_of(inner, bucket, a).into_iter().flatten() {
-            budget.drain();
+            budget.throttled(retry_after);
         }
     }
     throttle_gate(inner, bucket, retry_after)
@@ -522,6 +581,10 @@ pub struct Permit {
     app: usize,
     /// An authentication-method request (its 429 may be the undocumented limit).
     auth_methods: bool,
+    /// The cost taken from the bucket's budgets (answered on release).
+    cost: u32,
+    /// Whether the budgets took it (an acquisition dropped midway took only some).
+    taken: bool,
     done: bool,
 }
 
@@ -623,6 +686,14 @@ impl Permit {
     fn release(&mut self) {
         if !self.done {
             self.done = true;
+            if self.taken {
+                for budget in budgets_of(&self.inner, self.bucket, self.app)
+                    .into_iter()
+                    .flatten()
+                {
+                    budget.answered(self.cost);
+                }
+            }
             self.inner.buckets[self.bucket.index()].aimd.release();
         }
     }
@@ -829,6 +900,24 @@ mod tests {
                 .succeeded(None);
         }
         assert_eq!(Instant::now(), t1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_as_long_as_a_window_switches_the_budget_to_the_window() {
+        // 3,000 / 150 s at time scale 10: a 15 s window.
+        let gov = TenantGovernor::new(Quotas::graph_defaults(TenantSize::Small, 10.0), 1);
+        let t0 = Instant::now();
+        run(&gov, 2_940, Bucket::DirectoryWrite).await;
+        let p = gov.acquire(Charge::new(Bucket::DirectoryWrite, 1)).await;
+        // A token bucket would ask for a few milliseconds; this server counts a window.
+        p.throttled(Some(Duration::from_secs(14)));
+        // The refill would allow a write at 14 s; the window allows one only when the
+        // first grants leave it, 15 s after they were answered.
+        gov.acquire(Charge::new(Bucket::DirectoryWrite, 1))
+            .await
+            .succeeded(None);
+        let waited = Instant::now().duration_since(t0);
+        assert!(waited >= Duration::from_secs(15), "{waited:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,8 @@
 //!   level from this runner's own writes, 429s and `x-ms-throttle-limit-percentage`.
 //! - [`governor`]: [`TenantGovernor`], a bucket estimate per (tenant, app, limit), the shared
 //!   Retry-After gate, AIMD in-flight limits and credential-pool selection.
+//! - `window`: the grants of each budget's last window, and the sliding-window rule a
+//!   budget falls back to when a server's `Retry-After` shows it counts one.
 //! - [`backoff`]: Retry-After parsing and jittered exponential back-off.
 //!
 //! Invariant: every Graph request takes a [`Permit`] first (the graph client's `send()` is
@@ -18,6 +20,7 @@ mod clock;
 mod gate;
 pub mod governor;
 pub mod quota;
+mod window;
 
 pub use backoff::{equal_jitter, full_jitter, parse_retry_after};
 pub use bucket::TokenBucket;
