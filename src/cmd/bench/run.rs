@@ -34,16 +34,16 @@ use crate::cli::BenchArgs;
 use crate::cmd::tenant;
 use crate::cmd::{CmdResult, Exit, Failure};
 
-/// Time scale of the execution benchmark: quotas and latency run this much faster.
-const TIME_SCALE: f64 = 50.0;
 /// Mean latency before scaling (100 ms: a typical Graph write latency).
 const LATENCY_MS: u64 = 100;
 fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
 }
 
-/// Run both benchmarks: `--n` sizes the execution one, `--apps` its credential pool;
-/// `--execution-only` leaves planning out.
+/// Run both benchmarks: `--n` sizes the execution one, `--apps` its credential pool,
+/// `--time-scale` how much faster than real time it runs (a build's own CPU time is scaled
+/// up by as much in the real-time figures: use 1 where latency, not the quota, bounds the
+/// run); `--execution-only` leaves planning out.
 pub async fn run(figures: &mut Figures, args: &BenchArgs) -> CmdResult {
     let users = args.n.unwrap_or(10_000);
     let apps = args.apps.unwrap_or(1);
@@ -59,7 +59,14 @@ pub async fn run(figures: &mut Figures, args: &BenchArgs) -> CmdResult {
             "--apps must be between 1 and 16",
         ));
     }
-    execution(figures, users as u32, apps).await?;
+    let scale = args.time_scale;
+    if !(scale.is_finite() && scale >= 1.0) {
+        return Err(Failure::new(
+            Exit::Invalid,
+            "--time-scale must be a number of at least 1",
+        ));
+    }
+    execution(figures, users as u32, apps, scale).await?;
     if args.execution_only {
         return Ok(Exit::Success);
     }
@@ -119,10 +126,15 @@ impl Bounds {
     }
 }
 
-async fn execution(figures: &mut Figures, users: u32, apps: u32) -> Result<(), Failure> {
+async fn execution(
+    figures: &mut Figures,
+    users: u32,
+    apps: u32,
+    scale: f64,
+) -> Result<(), Failure> {
     let dir = ScratchDir::new("run")?;
     let mut config = EmulatorConfig::seeded(users, 42);
-    config.time_scale = TIME_SCALE;
+    config.time_scale = scale;
     config.latency_ms = LATENCY_MS;
     config.apps = apps;
     let tenant = tenant::emulated("bench", config).await?;
@@ -159,13 +171,13 @@ async fn execution(figures: &mut Figures, users: u32, apps: u32) -> Result<(), F
     );
     figures.line(format_args!(
         "bench run: {users} users, scramble + revoke, {apps} app{}, emulator latency {LATENCY_MS} ms, Graph quotas, \
-         time scale {TIME_SCALE} (figures in real time: emulated seconds × {TIME_SCALE})",
+         time scale {scale} (figures in real time: emulated seconds × {scale})",
         if apps == 1 { "" } else { "s" }
     ));
     let first = one_run(&lifecycle, &tenant, &source, &info.inspect_url, false).await?;
     // The second run starts right after the first, from a new connection (a new process's
     // throttle governor), with the same run store: a second wave over the same users.
-    let again = tenant::attach("bench", &info, TIME_SCALE)?;
+    let again = tenant::attach("bench", &info, scale)?;
     let second = one_run(&lifecycle, &again, &source, &info.inspect_url, true).await?;
     let journal = store.busy();
     let _ = lifecycle.close().await;
@@ -174,7 +186,7 @@ async fn execution(figures: &mut Figures, users: u32, apps: u32) -> Result<(), F
     let mut runs = Vec::new();
     for (label, run) in [("first run", &first), ("second run, right after", &second)] {
         let bounds = Bounds::of(run, apps);
-        let real = run.wall * TIME_SCALE;
+        let real = run.wall * scale;
         let share = run.throttled as f64 / run.requests.max(1) as f64;
         figures.line(format_args!("  {label}:"));
         figures.line(format_args!(
@@ -190,13 +202,13 @@ async fn execution(figures: &mut Figures, users: u32, apps: u32) -> Result<(), F
             bounds.bucket,
             if apps == 1 { "app" } else { "pool" },
             bounds.tenant,
-            ratio(real, bounds.bucket)
+            ratio(real, bounds.bucket, "bound")
         ));
         figures.line(format_args!(
             "    latency floor         {:.1} s ({} requests × {LATENCY_MS} ms / {CONCURRENCY} pipelines): {}",
             bounds.latency,
             run.requests,
-            ratio(real, bounds.latency)
+            ratio(real, bounds.latency, "floor")
         ));
         figures.line(format_args!(
             "    429 share             {} of {} requests = {:.2} %",
@@ -237,7 +249,7 @@ async fn execution(figures: &mut Figures, users: u32, apps: u32) -> Result<(), F
         serde_json::json!({
             "users": users,
             "apps": apps,
-            "time_scale": TIME_SCALE,
+            "time_scale": scale,
             "latency_ms": LATENCY_MS,
             "concurrency": CONCURRENCY,
             "runs": runs,
@@ -251,11 +263,11 @@ async fn execution(figures: &mut Figures, users: u32, apps: u32) -> Result<(), F
 }
 
 /// `1.04 × the bound`, or nothing to compare with.
-fn ratio(real: f64, bound: f64) -> String {
+fn ratio(real: f64, bound: f64, what: &str) -> String {
     if bound > 0.0 {
-        format!("{:.2} × the bound", real / bound)
+        format!("{:.2} × the {what}", real / bound)
     } else {
-        "no bound (under one bucket)".into()
+        format!("no {what} (under one bucket)")
     }
 }
 
