@@ -585,9 +585,9 @@ pub struct BenchArgs {
     /// Size of the workload (users or requests, per benchmark).
     #[arg(long, value_name = "N")]
     pub n: Option<u64>,
-    /// `bench graph` and `bench comms`: emulated time runs this many times faster than real
-    /// time (quotas, channel limits, Retry-After, latency); figures are reported in real-time
-    /// terms.
+    /// `bench graph`, `bench run` and `bench comms`: emulated time runs this many times
+    /// faster than real time (quotas, channel limits, Retry-After, latency); figures are
+    /// reported in real-time terms.
     #[arg(long, value_name = "K", default_value_t = 20.0)]
     pub time_scale: f64,
     /// `bench graph`: mean latency Graph adds per request, in real-time milliseconds.
@@ -597,6 +597,12 @@ pub struct BenchArgs {
     /// per-user pipelines.
     #[arg(long)]
     pub batch: bool,
+    /// `bench run`: app registrations in the credential pool (default 1).
+    #[arg(long, value_name = "N")]
+    pub apps: Option<u32>,
+    /// `bench run`: measure the execution only, not planning at a million users.
+    #[arg(long)]
+    pub execution_only: bool,
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod runs;
 mod sinks;
 mod templates;
 mod tenants;
+mod throttle;
 mod tickets;
 mod tidy;
 mod verify;

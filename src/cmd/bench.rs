@@ -36,7 +36,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CmdResult {
     let exit = match args.target {
         BenchTarget::Emulator => emulator(&mut figures, args.n.unwrap_or(50_000) as usize).await,
         BenchTarget::Graph => graph::run(&mut figures, &args).await,
-        BenchTarget::Run => run::run(&mut figures, args.n).await,
+        BenchTarget::Run => run::run(&mut figures, &args).await,
         BenchTarget::Plan => plan::run(&mut figures, args.n).await,
         BenchTarget::Comms => comms::run(&mut figures, args.n, args.time_scale).await,
     }?;

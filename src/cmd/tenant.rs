@@ -156,7 +156,15 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
     let emulator = RunningEmulator::start(config, bind).await.map_err(|err| {
         Failure::new(Exit::Config, format!("cannot start the demo tenant: {err}"))
     })?;
-    let info = emulator.info();
+    let mut tenant = attach(name, emulator.info(), time_scale)?;
+    tenant.emulator = Some(emulator);
+    Ok(tenant)
+}
+
+/// Connect to an emulated tenant already running (`info`) as a new client would: its own
+/// credential pool and throttle governor (`bench run` measures a second run this way, as a
+/// second process would start it).
+pub fn attach(name: &str, info: &ConnectionInfo, time_scale: f64) -> Result<Tenant, Failure> {
     // The emulator's secrets reach the clients through a private environment map, the
     // same path a configured secret takes; they are never put on a command line or in a log.
     // Its messages go to its own sinks: an emulated tenant never sends to a real channel.
@@ -204,7 +212,7 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
         quotas: Quotas::for_tenant(&settings),
         // The shared mailbox the notices are sent from is never a target.
         runner_accounts: vec![info.channels.sender_mailbox.clone()],
-        emulator: Some(emulator),
+        emulator: None,
         emulated: true,
         time_scale,
         messaging: Some(messaging),

@@ -215,6 +215,12 @@ impl Directory for GraphDirectory {
         .boxed()
     }
 
+    fn recent_writes(&self, at: &[jiff::Timestamp]) {
+        self.client
+            .governor()
+            .account_recent_writes(at, jiff::Timestamp::now());
+    }
+
     fn stats(&self) -> DirectoryStats {
         DirectoryStats {
             throttled: self.client.stats().throttled,

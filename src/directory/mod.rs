@@ -134,4 +134,10 @@ pub trait Directory: Send + Sync {
     fn stats(&self) -> DirectoryStats {
         DirectoryStats::default()
     }
+
+    /// When this runner wrote to the tenant recently (the run store's journal, across runs
+    /// and processes), so the directory's throttling starts from how full Graph's write
+    /// buckets really are instead of assuming them full. Nothing for a directory that is
+    /// not throttled.
+    fn recent_writes(&self, _at: &[jiff::Timestamp]) {}
 }

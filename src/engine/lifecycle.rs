@@ -816,6 +816,19 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             .store
             .begin_attempt(&run.id, Timestamp::now(), Some(opened.seq))
             .await?;
+        // Graph's write buckets remember this runner's writes of the last window, whichever
+        // run or process made them: start from what they left, not from full.
+        let window = tenant
+            .quotas
+            .app_write
+            .window
+            .max(tenant.quotas.tenant_write.window);
+        let now = Timestamp::now();
+        let since = now
+            .checked_sub(jiff::SignedDuration::try_from(window).unwrap_or_default())
+            .unwrap_or(now);
+        let recent = self.store.writes_since(tenant.name, since).await?;
+        tenant.directory.recent_writes(&recent);
         let progress = Arc::clone(&options.progress);
         let started = Instant::now();
         let summary = execute::execute(Execution {

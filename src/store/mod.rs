@@ -539,6 +539,16 @@ pub trait RunStore: Send + Sync {
         tenant: &str,
         since: Timestamp,
     ) -> impl Future<Output = Result<Vec<Remediated>, StoreError>> + Send;
+
+    /// When each directory write that runs on `tenant` journaled since `since` was made
+    /// (the intent's time; notices and skipped steps are not writes), oldest first: the
+    /// throttle governor estimates how full Graph's write buckets are from it, across runs
+    /// and processes.
+    fn writes_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Timestamp>, StoreError>> + Send;
 }
 
 /// A user an earlier run wrote to successfully.

@@ -74,6 +74,7 @@ pub(super) enum Job {
     },
     Journal(RunId, Reply<Vec<JournalEntry>>),
     Remediated(String, Timestamp, Reply<Vec<Remediated>>),
+    Writes(String, Timestamp, Reply<Vec<Timestamp>>),
     DeliveryBegin(Box<DeliveryRecord>, Reply<Begun>),
     DeliveryFinish {
         key: DeliveryKey,
@@ -289,6 +290,15 @@ impl RunStore for SqliteStore {
         self.ask(|reply| Job::Remediated(tenant.to_owned(), since, reply))
             .await
     }
+
+    async fn writes_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Timestamp>, StoreError> {
+        self.ask(|reply| Job::Writes(tenant.to_owned(), since, reply))
+            .await
+    }
 }
 
 /// An answer held back until the group's commit is known.
@@ -372,6 +382,7 @@ fn defer_error(job: Job) -> Deferred {
         Job::Intent { reply, .. } => defer(reply, Err(unreachable())),
         Job::Journal(_, r) => defer(r, Err(unreachable())),
         Job::Remediated(_, _, r) => defer(r, Err(unreachable())),
+        Job::Writes(_, _, r) => defer(r, Err(unreachable())),
         Job::Verify(job) => super::verify_requests::defer_error(job),
         Job::Token(job) => super::verify_tokens::defer_error(job),
     }
@@ -459,6 +470,7 @@ fn execute(conn: &Connection, path: &str, job: Job) -> (bool, Deferred) {
         Job::Deliveries(run, reply) => settle(reply, db.deliveries(&run)),
         Job::Delivery(key, reply) => settle(reply, db.delivery(&key)),
         Job::Remediated(tenant, since, reply) => settle(reply, db.remediated_since(&tenant, since)),
+        Job::Writes(tenant, since, reply) => settle(reply, db.writes_since(&tenant, since)),
         Job::Verify(job) => super::verify_requests::execute(conn, path, job),
         Job::Token(job) => super::verify_tokens::execute(conn, path, job),
     }
@@ -1219,6 +1231,32 @@ impl Db<'_> {
         }
         let mut out: Vec<Remediated> = latest.into_values().collect();
         out.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        Ok(out)
+    }
+
+    fn writes_since(&self, tenant: &str, since: Timestamp) -> Result<Vec<Timestamp>, StoreError> {
+        // As in `remediated_since`: the text comparison narrows, the parsed times decide.
+        let coarse = since
+            .checked_sub(jiff::SignedDuration::from_secs(1))
+            .unwrap_or(since)
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let rows: Vec<(String,)> = self.rows(
+            "SELECT j.intent_at FROM journal j
+             JOIN runs r ON r.id = j.run_id
+             WHERE r.tenant = ?1 AND j.intent_at >= ?2
+               AND (j.outcome IS NULL OR j.outcome <> 'skipped')
+               AND j.step NOT LIKE '%:notify'",
+            params![tenant, coarse],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (at,) in rows {
+            let at = self.time("journal.intent_at", &at)?;
+            if at >= since {
+                out.push(at);
+            }
+        }
+        out.sort_unstable();
         Ok(out)
     }
 

@@ -151,4 +151,12 @@ impl<S: RunStore> RunStore for TimedStore<S> {
     ) -> Result<Vec<Remediated>, StoreError> {
         self.inner.remediated_since(tenant, since).await
     }
+
+    async fn writes_since(
+        &self,
+        tenant: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Timestamp>, StoreError> {
+        self.inner.writes_since(tenant, since).await
+    }
 }

@@ -39,11 +39,3 @@ impl Clock for TokioClock {
         TokioInstant(tokio::time::Instant::now())
     }
 }
-
-/// The rate limiter type used for every budget.
-pub type Limiter = governor::RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    TokioClock,
-    governor::middleware::NoOpMiddleware<TokioInstant>,
->;

@@ -1,10 +1,13 @@
 //! Throttle governor: run a tenant at Graph's quotas, never into them
 //! (<https://learn.microsoft.com/graph/throttling-limits>).
 //!
-//! - [`quota`]: Graph's documented quotas, per-tenant overrides and `time_scale`, and the
-//!   pacing math that keeps any window under its quota.
-//! - [`governor`]: [`TenantGovernor`], budgets per (tenant, app, bucket) on the `governor`
-//!   crate, the shared Retry-After gate, AIMD in-flight limits and credential-pool selection.
+//! - [`quota`]: Graph's documented quotas, per-tenant overrides and `time_scale`.
+//! - [`bucket`]: each limit as the token bucket Graph meters it with, and the estimate of its
+//!   level from this runner's own writes, 429s and `x-ms-throttle-limit-percentage`.
+//! - [`governor`]: [`TenantGovernor`], a bucket estimate per (tenant, app, limit), the shared
+//!   Retry-After gate, AIMD in-flight limits and credential-pool selection.
+//! - `window`: the grants of each budget's last window, and the sliding-window rule a
+//!   budget falls back to when a server's `Retry-After` shows it counts one.
 //! - [`backoff`]: Retry-After parsing and jittered exponential back-off.
 //!
 //! Invariant: every Graph request takes a [`Permit`] first (the graph client's `send()` is
@@ -12,12 +15,15 @@
 
 mod aimd;
 pub mod backoff;
+pub mod bucket;
 mod clock;
 mod gate;
 pub mod governor;
 pub mod quota;
+mod window;
 
 pub use backoff::{equal_jitter, full_jitter, parse_retry_after};
+pub use bucket::TokenBucket;
 pub use clock::{TokioClock, TokioInstant};
 pub use governor::{Bucket, Charge, Permit, TenantGovernor};
-pub use quota::{Pacing, Quotas, Rate, pacing};
+pub use quota::{Quotas, Rate};

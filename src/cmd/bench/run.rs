@@ -1,10 +1,14 @@
 //! `resetctl bench run`: a whole mass reset against the emulated tenant, and planning at
 //! a million users.
 //!
-//! 1. Execution: N users (default 10,000), scramble + revoke, the emulator at 100 ms mean
-//!    latency with Graph's real quotas, both divided by a time scale so the benchmark takes
-//!    seconds; prints wall time against the quota bound (2 writes × users / 20 per s, scaled),
-//!    the share of requests answered 429, peak RSS, and the journal's share of pipeline time.
+//! 1. Execution: N users (default 10,000), scramble + revoke, one app or a pool (`--apps`),
+//!    the emulator at 100 ms mean latency with Graph's real quotas, both divided by a time
+//!    scale so the benchmark takes seconds; then a second run right after the first, from a
+//!    new connection (a fresh throttle governor) over the same run store. For each run it
+//!    prints the time in real terms against the token-bucket bound `max(0, W − C) / r`
+//!    (W writes, C capacity, r refill of the app or pool in use) and against the latency
+//!    floor, and the share of requests answered 429; then peak RSS and the journal's share
+//!    of pipeline time.
 //! 2. Planning (`bench/plan.rs`, also `resetctl bench plan` alone).
 //!
 //! Everything runs in this process (emulator included), so RSS figures include the emulator.
@@ -13,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use resetctl::audit::{AuditConfig, AuditHandle};
+use resetctl::config::TenantSize;
 use resetctl::emulator::EmulatorConfig;
 use resetctl::engine::execute::Progress;
 use resetctl::engine::gate;
@@ -21,23 +26,50 @@ use resetctl::engine::notify::RecordOnly;
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::playbook;
 use resetctl::store::{Outcome, SqliteStore, TimedStore};
+use resetctl::throttle::{Quotas, Rate};
 use tokio::sync::watch;
 
 use super::{Figures, ScratchDir};
+use crate::cli::BenchArgs;
 use crate::cmd::tenant;
 use crate::cmd::{CmdResult, Exit, Failure};
 
-/// Time scale of the execution benchmark: quotas and latency run this much faster.
-const TIME_SCALE: f64 = 50.0;
 /// Mean latency before scaling (100 ms: a typical Graph write latency).
 const LATENCY_MS: u64 = 100;
 fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
 }
 
-/// Run both benchmarks; `users` sizes the execution one.
-pub async fn run(figures: &mut Figures, users: Option<u64>) -> CmdResult {
-    execution(figures, users.unwrap_or(10_000) as u32).await?;
+/// Run both benchmarks: `--n` sizes the execution one, `--apps` its credential pool,
+/// `--time-scale` how much faster than real time it runs (a build's own CPU time is scaled
+/// up by as much in the real-time figures: use 1 where latency, not the quota, bounds the
+/// run); `--execution-only` leaves planning out.
+pub async fn run(figures: &mut Figures, args: &BenchArgs) -> CmdResult {
+    let users = args.n.unwrap_or(10_000);
+    let apps = args.apps.unwrap_or(1);
+    if !(1..=2_000_000).contains(&users) {
+        return Err(Failure::new(
+            Exit::Invalid,
+            "--n must be between 1 and 2,000,000",
+        ));
+    }
+    if !(1..=16).contains(&apps) {
+        return Err(Failure::new(
+            Exit::Invalid,
+            "--apps must be between 1 and 16",
+        ));
+    }
+    let scale = args.time_scale;
+    if !(scale.is_finite() && scale >= 1.0) {
+        return Err(Failure::new(
+            Exit::Invalid,
+            "--time-scale must be a number of at least 1",
+        ));
+    }
+    execution(figures, users as u32, apps, scale).await?;
+    if args.execution_only {
+        return Ok(Exit::Success);
+    }
     super::plan::run(figures, None).await
 }
 
@@ -51,17 +83,66 @@ steps:
   - revoke_sessions
 ";
 
-async fn execution(figures: &mut Figures, users: u32) -> Result<(), Failure> {
+/// Concurrent per-user pipelines of the execution benchmark.
+const CONCURRENCY: usize = 64;
+
+/// What one run did and how long it took, in real-time terms.
+struct RunFigures {
+    automated: usize,
+    writes: u64,
+    succeeded: usize,
+    failed: usize,
+    /// Wall time of the execution, emulated seconds.
+    wall: f64,
+    /// Requests and 429s the emulator counted during the execution.
+    requests: u64,
+    throttled: u64,
+}
+
+/// The lower bounds a run's wall time is measured against, in real seconds.
+struct Bounds {
+    /// Token-bucket bound of the app or pool in use: `max(0, W − C) / r` for every bucket
+    /// the writes draw on (the pool's app buckets together, the tenant's), the largest.
+    bucket: f64,
+    /// The same for the tenant bucket alone (what a pool is measured against).
+    tenant: f64,
+    /// Latency floor: every request of the run at the mean latency, `CONCURRENCY` at once.
+    latency: f64,
+}
+
+impl Bounds {
+    fn of(run: &RunFigures, apps: u32) -> Bounds {
+        let q = Quotas::graph_defaults(TenantSize::default(), 1.0);
+        let per_sec = |r: Rate| f64::from(r.count) / r.window.as_secs_f64();
+        let w = run.writes as f64;
+        let n = f64::from(apps);
+        let pool = (w - n * f64::from(q.app_write.count)).max(0.0) / (n * per_sec(q.app_write));
+        let tenant = (w - f64::from(q.tenant_write.count)).max(0.0) / per_sec(q.tenant_write);
+        Bounds {
+            bucket: pool.max(tenant),
+            tenant,
+            latency: run.requests as f64 * (LATENCY_MS as f64 / 1e3) / CONCURRENCY as f64,
+        }
+    }
+}
+
+async fn execution(
+    figures: &mut Figures,
+    users: u32,
+    apps: u32,
+    scale: f64,
+) -> Result<(), Failure> {
     let dir = ScratchDir::new("run")?;
     let mut config = EmulatorConfig::seeded(users, 42);
-    config.time_scale = TIME_SCALE;
+    config.time_scale = scale;
     config.latency_ms = LATENCY_MS;
+    config.apps = apps;
     let tenant = tenant::emulated("bench", config).await?;
-    let inspect = tenant
+    let info = tenant
         .emulator
         .as_ref()
-        .map(|e| e.info().inspect_url.clone())
-        .unwrap_or_default();
+        .map(|e| e.info().clone())
+        .ok_or_else(|| fail("emulator", "not started"))?;
     let loaded = playbook::load_str("bench.yaml", PLAYBOOK).map_err(|e| fail("playbook", e))?;
     let source = PlaybookSource {
         playbook: Arc::new(loaded.playbook),
@@ -88,78 +169,75 @@ async fn execution(figures: &mut Figures, users: u32) -> Result<(), Failure> {
         operator,
         dir.path().join("runs"),
     );
-    let planned = lifecycle
-        .plan(tenant.as_ref(), &source, PlanOptions::default())
-        .await
-        .map_err(|e| fail("plan", e))?;
-    let automated = gate::automated(&planned.plan);
-    let writes = planned.plan.estimate.directory_writes;
-    let cleared = lifecycle
-        .gate(planned, &RecordOnly)
-        .await
-        .map_err(|e| fail("gate", e))?;
-    let (_stop, stop) = watch::channel(false);
-    let concurrency = 64;
-    let started = Instant::now();
-    let executed = lifecycle
-        .execute(
-            cleared,
-            tenant.as_ref(),
-            ExecuteOptions {
-                concurrency,
-                stop,
-                progress: Arc::new(Progress::default()),
-                notifier: Arc::new(RecordOnly),
-            },
-        )
-        .await
-        .map_err(|e| fail("execute", e))?;
-    let summary = executed.summary;
-    let wall = started.elapsed();
-    let _ = lifecycle.close().await;
-
-    let stats: serde_json::Value = reqwest::get(format!("{inspect}/stats"))
-        .await
-        .map_err(|e| fail("stats", e))?
-        .json()
-        .await
-        .map_err(|e| fail("stats", e))?;
-    tenant.close().await;
-    let requests = stats["requests"].as_u64().unwrap_or(0);
-    let throttled = stats["throttled"].as_u64().unwrap_or(0);
-    let quota_per_s = 20.0 * TIME_SCALE;
-    let bound = writes as f64 / quota_per_s;
+    figures.line(format_args!(
+        "bench run: {users} users, scramble + revoke, {apps} app{}, emulator latency {LATENCY_MS} ms, Graph quotas, \
+         time scale {scale} (figures in real time: emulated seconds × {scale})",
+        if apps == 1 { "" } else { "s" }
+    ));
+    let first = one_run(&lifecycle, &tenant, &source, &info.inspect_url, false).await?;
+    // The second run starts right after the first, from a new connection (a new process's
+    // throttle governor), with the same run store: a second wave over the same users.
+    let again = tenant::attach("bench", &info, scale)?;
+    let second = one_run(&lifecycle, &again, &source, &info.inspect_url, true).await?;
     let journal = store.busy();
-    let wall_s = wall.as_secs_f64();
-    let succeeded = summary.count(Outcome::Succeeded);
-    let failed = summary.count(Outcome::Failed) + summary.count(Outcome::ManualCheck);
+    let _ = lifecycle.close().await;
+    tenant.close().await;
+
+    let mut runs = Vec::new();
+    for (label, run) in [("first run", &first), ("second run, right after", &second)] {
+        let bounds = Bounds::of(run, apps);
+        let real = run.wall * scale;
+        let share = run.throttled as f64 / run.requests.max(1) as f64;
+        figures.line(format_args!("  {label}:"));
+        figures.line(format_args!(
+            "    automated users       {} ({} directory writes); succeeded / failed {} / {}",
+            run.automated, run.writes, run.succeeded, run.failed
+        ));
+        figures.line(format_args!(
+            "    time                  {real:.1} s real ({:.2} s emulated)",
+            run.wall
+        ));
+        figures.line(format_args!(
+            "    bucket bound          {:.1} s (max(0, W − C) / r of the {}; the tenant bucket's alone {:.1} s): {}",
+            bounds.bucket,
+            if apps == 1 { "app" } else { "pool" },
+            bounds.tenant,
+            ratio(real, bounds.bucket, "bound")
+        ));
+        figures.line(format_args!(
+            "    latency floor         {:.1} s ({} requests × {LATENCY_MS} ms / {CONCURRENCY} pipelines): {}",
+            bounds.latency,
+            run.requests,
+            ratio(real, bounds.latency, "floor")
+        ));
+        figures.line(format_args!(
+            "    429 share             {} of {} requests = {:.2} %",
+            run.throttled,
+            run.requests,
+            100.0 * share
+        ));
+        runs.push(serde_json::json!({
+            "run": label,
+            "automated": run.automated,
+            "directory_writes": run.writes,
+            "succeeded": run.succeeded,
+            "failed": run.failed,
+            "wall_seconds": run.wall,
+            "real_seconds": real,
+            "bucket_bound_seconds": bounds.bucket,
+            "tenant_bucket_bound_seconds": bounds.tenant,
+            "latency_floor_seconds": bounds.latency,
+            "requests": run.requests,
+            "throttled": run.throttled,
+            "throttled_share": share,
+        }));
+    }
+    let wall: f64 = first.wall + second.wall;
     let journal_mean_ms = 1e3 * journal.total.as_secs_f64() / journal.calls.max(1) as f64;
-    let journal_share = journal.total.as_secs_f64() / (wall_s * concurrency as f64);
+    let journal_share = journal.total.as_secs_f64() / (wall * CONCURRENCY as f64);
     let peak = peak_rss_mb();
     figures.line(format_args!(
-        "bench run: {users} users, scramble + revoke, emulator latency {LATENCY_MS} ms, Graph quotas, time scale {TIME_SCALE}"
-    ));
-    figures.line(format_args!(
-        "  automated users       {automated} ({writes} directory writes)"
-    ));
-    figures.line(format_args!(
-        "  succeeded / failed    {succeeded} / {failed}"
-    ));
-    figures.line(format_args!(
-        "  wall time             {wall_s:.2} s  (quota bound {bound:.2} s: {:.1} % of the quota's pace)",
-        100.0 * bound / wall_s
-    ));
-    figures.line(format_args!(
-        "  in real time          {:.0} s for {writes} writes = {:.2} writes/s against Graph's 20/s",
-        wall_s * TIME_SCALE,
-        writes as f64 / (wall_s * TIME_SCALE)
-    ));
-    figures.line(format_args!(
-        "  429 share             {throttled} of {requests} requests = {:.2} %",
-        100.0 * throttled as f64 / requests.max(1) as f64
-    ));
-    figures.line(format_args!(
-        "  journal               {} calls, {journal_mean_ms:.2} ms mean, {:.1} % of pipeline time ({concurrency} pipelines)",
+        "  journal               {} calls, {journal_mean_ms:.2} ms mean, {:.1} % of pipeline time ({CONCURRENCY} pipelines)",
         journal.calls,
         100.0 * journal_share
     ));
@@ -170,24 +248,97 @@ async fn execution(figures: &mut Figures, users: u32) -> Result<(), Failure> {
         "run",
         serde_json::json!({
             "users": users,
-            "automated": automated,
-            "directory_writes": writes,
-            "succeeded": succeeded,
-            "failed": failed,
-            "wall_seconds": wall_s,
-            "quota_bound_seconds": bound,
-            "time_scale": TIME_SCALE,
+            "apps": apps,
+            "time_scale": scale,
             "latency_ms": LATENCY_MS,
-            "requests": requests,
-            "throttled": throttled,
+            "concurrency": CONCURRENCY,
+            "runs": runs,
             "journal_calls": journal.calls,
             "journal_mean_ms": journal_mean_ms,
             "journal_share": journal_share,
-            "concurrency": concurrency,
             "peak_rss_mb": peak,
         }),
     );
     Ok(())
+}
+
+/// `1.04 × the bound`, or nothing to compare with.
+fn ratio(real: f64, bound: f64, what: &str) -> String {
+    if bound > 0.0 {
+        format!("{:.2} × the {what}", real / bound)
+    } else {
+        format!("no {what} (under one bucket)")
+    }
+}
+
+/// Plan, gate and execute the bench playbook once on `tenant`; the emulator's counters
+/// before and after the execution give its requests and 429s.
+async fn one_run(
+    lifecycle: &Lifecycle<TimedStore<SqliteStore>>,
+    tenant: &tenant::Tenant,
+    source: &PlaybookSource,
+    inspect: &str,
+    include_remediated: bool,
+) -> Result<RunFigures, Failure> {
+    let planned = lifecycle
+        .plan(
+            tenant.as_ref(),
+            source,
+            PlanOptions {
+                include_remediated,
+                ..PlanOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| fail("plan", e))?;
+    let automated = gate::automated(&planned.plan);
+    let writes = planned.plan.estimate.directory_writes;
+    let cleared = lifecycle
+        .gate(planned, &RecordOnly)
+        .await
+        .map_err(|e| fail("gate", e))?;
+    let (_stop, stop) = watch::channel(false);
+    let before = stats(inspect).await?;
+    let started = Instant::now();
+    let executed = lifecycle
+        .execute(
+            cleared,
+            tenant.as_ref(),
+            ExecuteOptions {
+                concurrency: CONCURRENCY,
+                stop,
+                progress: Arc::new(Progress::default()),
+                notifier: Arc::new(RecordOnly),
+            },
+        )
+        .await
+        .map_err(|e| fail("execute", e))?;
+    let wall = started.elapsed().as_secs_f64();
+    let after = stats(inspect).await?;
+    let summary = executed.summary;
+    Ok(RunFigures {
+        automated,
+        writes,
+        succeeded: summary.count(Outcome::Succeeded),
+        failed: summary.count(Outcome::Failed) + summary.count(Outcome::ManualCheck),
+        wall,
+        requests: after.0.saturating_sub(before.0),
+        throttled: after.1.saturating_sub(before.1),
+    })
+}
+
+/// The emulator's (requests, 429s) so far.
+async fn stats(inspect: &str) -> Result<(u64, u64), Failure> {
+    let stats: serde_json::Value = reqwest::get(format!("{inspect}/stats"))
+        .await
+        .map_err(|e| fail("stats", e))?
+        .json()
+        .await
+        .map_err(|e| fail("stats", e))?;
+    Ok((
+        stats["requests"].as_u64().unwrap_or(0),
+        stats["throttled"].as_u64().unwrap_or(0),
+    ))
 }
 
 /// A field of `/proc/self/status` in MB (Linux; 0 elsewhere).
