@@ -23,4 +23,5 @@ mod templates;
 mod tenants;
 mod tidy;
 mod verify;
+mod verify_mfa;
 mod verify_runtime;

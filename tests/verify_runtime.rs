@@ -24,18 +24,24 @@ use resetctl::verify::facts::{LiveFacts, NoRuns};
 use resetctl::verify::runtime::{ApprovalLinks, Ask, AuditTicketSink, LinkMinter, Parts, Runtime};
 use resetctl::verify::store::{MemoryRequestStore, RequestStore, StoredRequest};
 use resetctl::verify::token::{Client, Decision, Refusal, TokenKey, TokenMinter, Tokens};
-use resetctl::verify::{EscalationReason, Person, Policy, State, Timer, Via};
+use resetctl::verify::{EscalationReason, Outcome, Person, Policy, State, Timer, Via};
 use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::util::{TenantConfig, http, inspect, start_emulator, tenant_file_config};
 
 const SEED: u64 = 23;
-const MANAGER_MOBILE: &str = "+14255550199";
+pub(crate) const MANAGER_MOBILE: &str = "+14255550199";
+/// The help-desk agent's directory mobile.
+pub(crate) const DESK_MOBILE: &str = "+14255550188";
+/// The IT/security approver group of the MFA reset (ivan, sven, and the desk agent).
+pub(crate) const APPROVERS: &str = "5c6b7d1e-0a4f-4c39-9a53-1a2b3c4d5e01";
+/// The temporary Conditional Access group of the MFA reset.
+pub(crate) const ACCESS_GROUP: &str = "5c6b7d1e-0a4f-4c39-9a53-1a2b3c4d5e02";
 
 /// Links that say which request and expiry they were minted for (signing is not this
 /// part's business).
-struct TestLinks;
+pub(crate) struct TestLinks;
 
 impl LinkMinter for TestLinks {
     fn mint<'a>(
@@ -62,24 +68,27 @@ fn upn_scripted(script: Script) -> String {
         .unwrap()
 }
 
-struct Lab {
-    emu: RunningEmulator,
+pub(crate) struct Lab {
+    pub(crate) emu: RunningEmulator,
     _dir: tempfile::TempDir,
-    root: PathBuf,
-    directory: Arc<dyn Directory>,
+    pub(crate) root: PathBuf,
+    pub(crate) directory: Arc<dyn Directory>,
     clock: Arc<ManualClock>,
     audit: AuditHandle,
     channels: Vec<Arc<dyn resetctl::comms::Channel>>,
-    requester: Person,
+    pub(crate) requester: Person,
 }
 
 impl Lab {
-    async fn new() -> Lab {
+    pub(crate) async fn new() -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let mut users = String::from(
             "verified_domain: contoso.example\nusers:\n  \
              - { upn: mara@contoso.example, display_name: Mara Manager, mobile_phone: \"+1 425 555 0199\" }\n  \
-             - { upn: desk@contoso.example, display_name: Desk Agent }\n  \
+             - { upn: desk@contoso.example, display_name: Desk Agent, mobile_phone: \"+1 425 555 0188\" }\n  \
+             - { upn: ivan@contoso.example, display_name: Ivan Security }\n  \
+             - { upn: sven@contoso.example, display_name: Sven Security }\n  \
+             - { upn: mfa@contoso.example, display_name: Lost Phone, manager: mara@contoso.example, mobile_phone: \"+1 425 555 0177\", methods: [authenticator, phone, fido2] }\n  \
              - { upn: pim@contoso.example, display_name: Eligible Admin, manager: mara@contoso.example, eligible_roles: [Global Administrator] }\n  \
              - { upn: grp@contoso.example, display_name: Group Admin, manager: mara@contoso.example }\n  \
              - { upn: risky@contoso.example, display_name: Risky User, manager: mara@contoso.example, risk: { level: high } }\n",
@@ -99,6 +108,11 @@ impl Lab {
              - { display_name: Helpdesk Admins, role_assignable: true, \
              members: [grp@contoso.example], roles: [Helpdesk Administrator] }\n",
         );
+        users.push_str(&format!(
+            "  - {{ id: {APPROVERS}, display_name: IT Security Approvers, \
+             members: [ivan@contoso.example, sven@contoso.example, desk@contoso.example] }}\n  \
+             - {{ id: {ACCESS_GROUP}, display_name: MFA Registration }}\n"
+        ));
         let mut config = tenant_file_config(dir.path(), &users);
         config.seed = SEED;
         config.time_scale = 600.0;
@@ -133,7 +147,7 @@ impl Lab {
         }
     }
 
-    fn info(&self) -> &ConnectionInfo {
+    pub(crate) fn info(&self) -> &ConnectionInfo {
         self.emu.info()
     }
 
@@ -145,6 +159,17 @@ impl Lab {
         &self,
         store: Arc<dyn RequestStore>,
         links: Arc<dyn LinkMinter>,
+    ) -> Runtime {
+        self.runtime_with(store, links, Policy::default(), self.directory.clone())
+    }
+
+    /// A runtime with its own policy and directory (a test's wrapper around the lab's).
+    pub(crate) fn runtime_with(
+        &self,
+        store: Arc<dyn RequestStore>,
+        links: Arc<dyn LinkMinter>,
+        policy: Policy,
+        directory: Arc<dyn Directory>,
     ) -> Runtime {
         let info = self.info();
         let push = DuoPush::new(
@@ -160,7 +185,7 @@ impl Lab {
         .unwrap();
         Runtime::new(Parts {
             tenant: "contoso".into(),
-            policy: Policy::default(),
+            policy,
             clock: self.clock.clone(),
             store,
             push: Arc::new(push),
@@ -169,20 +194,15 @@ impl Lab {
             catalog: Arc::new(Catalog::embedded()),
             organisation: sample_organisation(),
             service_desk: None,
-            directory: self.directory.clone(),
-            facts: Arc::new(LiveFacts::new(
-                "contoso",
-                self.directory.clone(),
-                Arc::new(NoRuns),
-                &[],
-            )),
+            directory: directory.clone(),
+            facts: Arc::new(LiveFacts::new("contoso", directory, Arc::new(NoRuns), &[])),
             audit: self.audit.clone(),
             links,
             tickets: Arc::new(AuditTicketSink::new(self.audit.clone())),
         })
     }
 
-    fn ask(&self, upn: &str, device_available: bool) -> Ask {
+    pub(crate) fn ask(&self, upn: &str, device_available: bool) -> Ask {
         Ask {
             user: upn.to_owned(),
             requester: self.requester.clone(),
@@ -190,19 +210,20 @@ impl Lab {
             origin: "test".into(),
             reason: "locked out after travelling".into(),
             device_available,
+            outcome: Outcome::PasswordReset,
         }
     }
 
-    fn clock_now(&self) -> Timestamp {
+    pub(crate) fn clock_now(&self) -> Timestamp {
         use resetctl::verify::clock::Clock;
         self.clock.now()
     }
 
-    fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         self.clock.advance(SignedDuration::from_secs(secs));
     }
 
-    async fn outbox(&self, channel: &str) -> Vec<Value> {
+    pub(crate) async fn outbox(&self, channel: &str) -> Vec<Value> {
         inspect(self.info(), &format!("outbox?channel={channel}")).await["messages"]
             .as_array()
             .unwrap()
@@ -210,7 +231,7 @@ impl Lab {
     }
 
     /// SMS the ACS sink took for `number`.
-    async fn texts_to(&self, number: &str) -> Vec<Value> {
+    pub(crate) async fn texts_to(&self, number: &str) -> Vec<Value> {
         self.outbox("sms")
             .await
             .into_iter()
@@ -229,14 +250,14 @@ impl Lab {
     }
 
     /// The trail's records of `action`, as JSON.
-    fn trail(&self, action: &str) -> Vec<Value> {
+    pub(crate) fn trail(&self, action: &str) -> Vec<Value> {
         trail_records(&self.root.join("audit.jsonl"))
             .into_iter()
             .filter(|r| r["action"] == action)
             .collect()
     }
 
-    async fn user_id(&self, upn: &str) -> String {
+    pub(crate) async fn user_id(&self, upn: &str) -> String {
         self.directory.get_user(upn).await.unwrap().unwrap().id
     }
 }
@@ -276,7 +297,11 @@ fn senders(info: &ConnectionInfo) -> Vec<Arc<dyn resetctl::comms::Channel>> {
 
 /// Wait (real time, up to 15 s) until request `id` satisfies `done` and every saved
 /// action has run (the state is saved before its actions run).
-async fn until(store: &dyn RequestStore, id: &str, done: impl Fn(&State) -> bool) -> StoredRequest {
+pub(crate) async fn until(
+    store: &dyn RequestStore,
+    id: &str,
+    done: impl Fn(&State) -> bool,
+) -> StoredRequest {
     for _ in 0..750 {
         let r = store.load(id).await.unwrap().unwrap();
         if done(&r.flow.state) && store.pending_actions().await.unwrap().is_empty() {
@@ -371,6 +396,7 @@ async fn path_a_an_approved_push_resets_the_password_through_graph() {
     );
     let first = &lab.trail("verify.transition")[0];
     assert_eq!(first["details"]["destination"], "u***@contoso.example");
+    assert_eq!(first["details"]["outcome"], "password_reset");
     // Nothing is left to run, and no timer is armed.
     assert!(store.pending_actions().await.unwrap().is_empty());
     assert!(store.timers(&id).await.unwrap().is_empty());
