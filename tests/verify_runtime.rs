@@ -210,6 +210,7 @@ impl Lab {
             origin: "test".into(),
             reason: "locked out after travelling".into(),
             device_available,
+            manager_fallback: true,
             outcome: Outcome::PasswordReset,
         }
     }

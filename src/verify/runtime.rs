@@ -181,6 +181,8 @@ pub struct Ask {
     /// The requester says the user has their device (false: straight to Path B). Risk,
     /// open runs and roles are never the caller's to say: the runtime looks them up.
     pub device_available: bool,
+    /// Manager approval may follow a push that did not verify the user (false: push only).
+    pub manager_fallback: bool,
     /// What is wanted once approved: a password reset (the single-stage flow) or an MFA
     /// reset (the manager, then the approver group; no push: the device is being reset).
     pub outcome: Wanted,
@@ -283,6 +285,7 @@ impl Runtime {
             // The provider's own answer decides: "not enrolled" moves the flow to Path B.
             push_enrolled: true,
             device_available: ask.device_available,
+            manager_fallback: ask.manager_fallback,
             high_risk: facts.high_risk,
             in_open_mass_reset: !facts.open_runs.is_empty(),
             critical_role: facts.privileged,
@@ -1074,6 +1077,7 @@ mod tests {
                 manager: None,
                 push_enrolled: true,
                 device_available: true,
+                manager_fallback: true,
                 high_risk: false,
                 in_open_mass_reset: false,
                 critical_role: false,
