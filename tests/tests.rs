@@ -27,4 +27,5 @@ mod throttle;
 mod tickets;
 mod tidy;
 mod verify;
+mod verify_mfa;
 mod verify_runtime;

@@ -377,7 +377,7 @@ async fn an_escalation_opens_one_ticket_with_the_trail_and_no_secret_even_after_
     let lab = Lab::new().await;
     let memory = Arc::new(MemoryRequestStore::new());
     let store = Arc::new(CrashAfterTicket(memory.clone()));
-    let rt = lab.runtime_with(store.clone(), Arc::new(TestLinks), servicenow_desk(&lab));
+    let rt = lab.runtime_with_tickets(store.clone(), Arc::new(TestLinks), servicenow_desk(&lab));
     let upn = upn_scripted(Script::Timeout);
     let id = rt.request(lab.ask(&upn, true)).await.unwrap();
     for secs in [120, 300, 900] {
@@ -393,7 +393,7 @@ async fn an_escalation_opens_one_ticket_with_the_trail_and_no_secret_even_after_
     assert_eq!(pending.len(), 1, "the open is still pending: {pending:?}");
 
     // The process restarts: the open runs again and finds the incident by its key.
-    let rt = lab.runtime_with(memory.clone(), Arc::new(TestLinks), servicenow_desk(&lab));
+    let rt = lab.runtime_with_tickets(memory.clone(), Arc::new(TestLinks), servicenow_desk(&lab));
     assert_eq!(rt.resume().await.unwrap(), 1);
     let incidents = desk(lab.info(), "servicenow").await;
     assert_eq!(incidents.len(), 1, "{incidents:?}");
@@ -446,7 +446,7 @@ async fn a_request_from_a_ticket_is_noted_and_resolved_when_it_completes() {
     let lab = Lab::new().await;
     let store = Arc::new(MemoryRequestStore::new());
     let tickets = servicenow_desk(&lab);
-    let rt = lab.runtime_with(store.clone(), Arc::new(TestLinks), tickets.clone());
+    let rt = lab.runtime_with_tickets(store.clone(), Arc::new(TestLinks), tickets.clone());
     let origin = origin_ticket(tickets.as_ref()).await;
     let upn = upn_scripted(Script::Approve);
     let mut ask = lab.ask(&upn, true);
@@ -488,7 +488,7 @@ async fn a_request_from_a_ticket_escalates_in_that_ticket() {
     let lab = Lab::new().await;
     let store = Arc::new(MemoryRequestStore::new());
     let tickets = servicenow_desk(&lab);
-    let rt = lab.runtime_with(store.clone(), Arc::new(TestLinks), tickets.clone());
+    let rt = lab.runtime_with_tickets(store.clone(), Arc::new(TestLinks), tickets.clone());
     let origin = origin_ticket(tickets.as_ref()).await;
     let mut ask = lab.ask(&upn_scripted(Script::Deny), true);
     ask.origin = format!("ticket:{}:{}", origin.system, origin.id);

@@ -288,6 +288,7 @@ async fn the_flow_drives_a_real_push_and_reads_its_answer() {
             previous_request_at: None,
             recent_pushes: Vec::new(),
             recent_denials: Vec::new(),
+            outcome: Default::default(),
         };
         let now = jiff::Timestamp::now();
         let (flow, actions) =

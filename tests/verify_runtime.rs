@@ -26,7 +26,7 @@ use resetctl::verify::runtime::{
 };
 use resetctl::verify::store::{MemoryRequestStore, RequestStore, StoredRequest};
 use resetctl::verify::token::{Client, Decision, Refusal, TokenKey, TokenMinter, Tokens};
-use resetctl::verify::{EscalationReason, Person, Policy, State, Timer, Via};
+use resetctl::verify::{EscalationReason, Outcome, Person, Policy, State, Timer, Via};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -34,6 +34,12 @@ use crate::util::{TenantConfig, http, inspect, start_emulator, tenant_file_confi
 
 const SEED: u64 = 23;
 pub(crate) const MANAGER_MOBILE: &str = "+14255550199";
+/// The help-desk agent's directory mobile.
+pub(crate) const DESK_MOBILE: &str = "+14255550188";
+/// The IT/security approver group of the MFA reset (ivan, sven, and the desk agent).
+pub(crate) const APPROVERS: &str = "5c6b7d1e-0a4f-4c39-9a53-1a2b3c4d5e01";
+/// The temporary Conditional Access group of the MFA reset.
+pub(crate) const ACCESS_GROUP: &str = "5c6b7d1e-0a4f-4c39-9a53-1a2b3c4d5e02";
 
 /// Links that say which request and expiry they were minted for (signing is not this
 /// part's business).
@@ -67,12 +73,12 @@ pub(crate) fn upn_scripted(script: Script) -> String {
 pub(crate) struct Lab {
     pub(crate) emu: RunningEmulator,
     _dir: tempfile::TempDir,
-    root: PathBuf,
-    directory: Arc<dyn Directory>,
+    pub(crate) root: PathBuf,
+    pub(crate) directory: Arc<dyn Directory>,
     clock: Arc<ManualClock>,
     pub(crate) audit: AuditHandle,
     channels: Vec<Arc<dyn resetctl::comms::Channel>>,
-    requester: Person,
+    pub(crate) requester: Person,
 }
 
 impl Lab {
@@ -81,7 +87,10 @@ impl Lab {
         let mut users = String::from(
             "verified_domain: contoso.example\nusers:\n  \
              - { upn: mara@contoso.example, display_name: Mara Manager, mobile_phone: \"+1 425 555 0199\" }\n  \
-             - { upn: desk@contoso.example, display_name: Desk Agent }\n  \
+             - { upn: desk@contoso.example, display_name: Desk Agent, mobile_phone: \"+1 425 555 0188\" }\n  \
+             - { upn: ivan@contoso.example, display_name: Ivan Security }\n  \
+             - { upn: sven@contoso.example, display_name: Sven Security }\n  \
+             - { upn: mfa@contoso.example, display_name: Lost Phone, manager: mara@contoso.example, mobile_phone: \"+1 425 555 0177\", methods: [authenticator, phone, fido2] }\n  \
              - { upn: pim@contoso.example, display_name: Eligible Admin, manager: mara@contoso.example, eligible_roles: [Global Administrator] }\n  \
              - { upn: grp@contoso.example, display_name: Group Admin, manager: mara@contoso.example }\n  \
              - { upn: risky@contoso.example, display_name: Risky User, manager: mara@contoso.example, risk: { level: high } }\n",
@@ -101,6 +110,11 @@ impl Lab {
              - { display_name: Helpdesk Admins, role_assignable: true, \
              members: [grp@contoso.example], roles: [Helpdesk Administrator] }\n",
         );
+        users.push_str(&format!(
+            "  - {{ id: {APPROVERS}, display_name: IT Security Approvers, \
+             members: [ivan@contoso.example, sven@contoso.example, desk@contoso.example] }}\n  \
+             - {{ id: {ACCESS_GROUP}, display_name: MFA Registration }}\n"
+        ));
         let mut config = tenant_file_config(dir.path(), &users);
         config.seed = SEED;
         config.time_scale = 600.0;
@@ -148,18 +162,37 @@ impl Lab {
         store: Arc<dyn RequestStore>,
         links: Arc<dyn LinkMinter>,
     ) -> Runtime {
-        self.runtime_with(
-            store,
-            links,
-            Arc::new(AuditTicketSink::new(self.audit.clone())),
-        )
+        self.runtime_with(store, links, Policy::default(), self.directory.clone())
     }
 
     /// A runtime over `store` whose links come from `links` and tickets go to `tickets`.
+    pub(crate) fn runtime_with_tickets(
+        &self,
+        store: Arc<dyn RequestStore>,
+        links: Arc<dyn LinkMinter>,
+        tickets: Arc<dyn TicketSink>,
+    ) -> Runtime {
+        self.runtime_from(store, links, Policy::default(), self.directory.clone(), tickets)
+    }
+
+    /// A runtime with its own policy and directory (a test's wrapper around the lab's).
     pub(crate) fn runtime_with(
         &self,
         store: Arc<dyn RequestStore>,
         links: Arc<dyn LinkMinter>,
+        policy: Policy,
+        directory: Arc<dyn Directory>,
+    ) -> Runtime {
+        let tickets = Arc::new(AuditTicketSink::new(self.audit.clone()));
+        self.runtime_from(store, links, policy, directory, tickets)
+    }
+
+    fn runtime_from(
+        &self,
+        store: Arc<dyn RequestStore>,
+        links: Arc<dyn LinkMinter>,
+        policy: Policy,
+        directory: Arc<dyn Directory>,
         tickets: Arc<dyn TicketSink>,
     ) -> Runtime {
         let info = self.info();
@@ -176,7 +209,7 @@ impl Lab {
         .unwrap();
         Runtime::new(Parts {
             tenant: "contoso".into(),
-            policy: Policy::default(),
+            policy,
             clock: self.clock.clone(),
             store,
             push: Arc::new(push),
@@ -185,13 +218,8 @@ impl Lab {
             catalog: Arc::new(Catalog::embedded()),
             organisation: sample_organisation(),
             service_desk: None,
-            directory: self.directory.clone(),
-            facts: Arc::new(LiveFacts::new(
-                "contoso",
-                self.directory.clone(),
-                Arc::new(NoRuns),
-                &[],
-            )),
+            directory: directory.clone(),
+            facts: Arc::new(LiveFacts::new("contoso", directory, Arc::new(NoRuns), &[])),
             audit: self.audit.clone(),
             links,
             tickets,
@@ -207,10 +235,11 @@ impl Lab {
             reason: "locked out after travelling".into(),
             device_available,
             manager_fallback: true,
+            outcome: Outcome::PasswordReset,
         }
     }
 
-    fn clock_now(&self) -> Timestamp {
+    pub(crate) fn clock_now(&self) -> Timestamp {
         use resetctl::verify::clock::Clock;
         self.clock.now()
     }
@@ -219,7 +248,7 @@ impl Lab {
         self.clock.advance(SignedDuration::from_secs(secs));
     }
 
-    async fn outbox(&self, channel: &str) -> Vec<Value> {
+    pub(crate) async fn outbox(&self, channel: &str) -> Vec<Value> {
         inspect(self.info(), &format!("outbox?channel={channel}")).await["messages"]
             .as_array()
             .unwrap()
@@ -227,7 +256,7 @@ impl Lab {
     }
 
     /// SMS the ACS sink took for `number`.
-    async fn texts_to(&self, number: &str) -> Vec<Value> {
+    pub(crate) async fn texts_to(&self, number: &str) -> Vec<Value> {
         self.outbox("sms")
             .await
             .into_iter()
@@ -392,6 +421,7 @@ async fn path_a_an_approved_push_resets_the_password_through_graph() {
     );
     let first = &lab.trail("verify.transition")[0];
     assert_eq!(first["details"]["destination"], "u***@contoso.example");
+    assert_eq!(first["details"]["outcome"], "password_reset");
     // Nothing is left to run, and no timer is armed.
     assert!(store.pending_actions().await.unwrap().is_empty());
     assert!(store.timers(&id).await.unwrap().is_empty());

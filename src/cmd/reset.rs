@@ -66,6 +66,7 @@ pub async fn run(global: &GlobalArgs, args: ResetArgs) -> CmdResult {
             .unwrap_or_else(|| "requested at the command line".into()),
         device_available: args.path != VerificationPath::Manager,
         manager_fallback: manager_path,
+        outcome: resetctl::verify::Outcome::PasswordReset,
     };
     let runtime = built.runtime.clone();
     let timers = tokio::spawn({
@@ -237,6 +238,27 @@ fn describe(state: &State) -> String {
             due.strftime("%H:%M:%S")
         ),
         State::Verified { via, .. } => format!("verified ({})", snake(via)),
+        State::ApproversPending { first, .. } => format!(
+            "stage 1 approved ({}); reading the approver group",
+            snake(&first.via)
+        ),
+        State::ApproversAsked { approvers, due, .. } => format!(
+            "{} approver(s) asked, each with their own links (answer by {})",
+            approvers.len(),
+            due.strftime("%H:%M:%S")
+        ),
+        State::MfaResetting { step, .. } => {
+            format!("approved in two stages: {}", snake(step))
+        }
+        State::AccessGroupHeld { until, .. } => format!(
+            "MFA reset done; the user is in the temporary access group until {}",
+            until.strftime("%H:%M:%S")
+        ),
+        State::Denied { stage, .. } => format!("denied at stage {stage}; the requester is told"),
+        State::Completed {
+            via: resetctl::verify::Via::ApproverGroup,
+            ..
+        } => "completed (approver_group): methods removed, Temporary Access Pass delivered".into(),
         State::Completed { via, .. } => format!(
             "completed ({}): password change forced at next sign-in, with MFA",
             snake(via)

@@ -112,6 +112,8 @@ fn timer_name(timer: Timer) -> &'static str {
         Timer::Push => "push",
         Timer::Card => "card",
         Timer::Link => "link",
+        Timer::Approvers => "approvers",
+        Timer::AccessGroup => "access_group",
     }
 }
 
@@ -120,6 +122,8 @@ fn parse_timer(name: &str) -> Option<Timer> {
         "push" => Some(Timer::Push),
         "card" => Some(Timer::Card),
         "link" => Some(Timer::Link),
+        "approvers" => Some(Timer::Approvers),
+        "access_group" => Some(Timer::AccessGroup),
         _ => None,
     }
 }

@@ -64,6 +64,69 @@ pub enum Action {
         /// How the request was proven.
         via: Via,
     },
+    /// MFA reset: read the approver group's members from the directory (answered with
+    /// [`Event::ApproversFound`](super::Event::ApproversFound)).
+    FindApprovers {
+        /// The group's object id.
+        group: String,
+    },
+    /// MFA reset: send one approver their own signed approve and deny links.
+    SendApproverRequest {
+        /// The approver (a member of the approver group).
+        approver: Person,
+        /// The user the request is for.
+        user: Person,
+        /// When the links stop working.
+        expires: Timestamp,
+    },
+    /// MFA reset: delete every registered method of the user that Graph lets an app delete.
+    RemoveMethods {
+        /// The user.
+        user: Person,
+    },
+    /// MFA reset: create a Temporary Access Pass and deliver it to `recipients` only (over
+    /// their directory mail or mobile). The pass exists only in memory, while this runs.
+    IssueTap {
+        /// The user.
+        user: Person,
+        /// Who gets the pass: the requester and the manager.
+        recipients: Vec<Person>,
+        /// `lifetimeInMinutes`.
+        lifetime_minutes: u32,
+        /// `isUsableOnce`.
+        usable_once: bool,
+    },
+    /// MFA reset: read whether the user is a direct member of the access group already.
+    CheckGroup {
+        /// The user.
+        user: Person,
+        /// The group.
+        group: String,
+    },
+    /// MFA reset: add the user to the temporary access group.
+    AddToGroup {
+        /// The user.
+        user: Person,
+        /// The group.
+        group: String,
+    },
+    /// MFA reset: end the temporary membership.
+    RemoveFromGroup {
+        /// The user.
+        user: Person,
+        /// The group.
+        group: String,
+    },
+    /// Tell the requester how the request ended (`denied`, `completed`).
+    TellRequester {
+        /// The result, as messages name it.
+        result: String,
+    },
+    /// MFA reset: tell the security channel what was done (never the pass).
+    NotifySecurity {
+        /// The user.
+        user: Person,
+    },
     /// Append this record to the audit trail.
     Audit(AuditRecord),
 }
@@ -94,6 +157,20 @@ impl std::fmt::Debug for Action {
                 ..
             } => write!(f, "OpenTicket({reasons:?}, suspicious: {suspicious})"),
             Action::ResetPassword { via, .. } => write!(f, "ResetPassword({via:?})"),
+            Action::FindApprovers { group } => write!(f, "FindApprovers({group})"),
+            Action::SendApproverRequest { approver, .. } => {
+                write!(f, "SendApproverRequest({})", approver.upn)
+            }
+            Action::RemoveMethods { user } => write!(f, "RemoveMethods({})", user.upn),
+            Action::IssueTap { recipients, .. } => {
+                let to: Vec<&str> = recipients.iter().map(|p| p.upn.as_str()).collect();
+                write!(f, "IssueTap(to {to:?})")
+            }
+            Action::CheckGroup { group, .. } => write!(f, "CheckGroup({group})"),
+            Action::AddToGroup { group, .. } => write!(f, "AddToGroup({group})"),
+            Action::RemoveFromGroup { group, .. } => write!(f, "RemoveFromGroup({group})"),
+            Action::TellRequester { result } => write!(f, "TellRequester({result})"),
+            Action::NotifySecurity { user } => write!(f, "NotifySecurity({})", user.upn),
             Action::Audit(r) => write!(f, "Audit({r:?})"),
         }
     }
@@ -111,6 +188,10 @@ pub enum Channel {
     Sms,
     /// Manual proofing ticket.
     Ticket,
+    /// The MFA reset's approver group (mail or card per member).
+    Approvers,
+    /// A directory write (methods, pass, group).
+    Directory,
 }
 
 /// The audit record of one transition: when, from which state to which, on what event,

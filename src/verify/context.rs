@@ -65,6 +65,10 @@ pub struct Context {
     pub recent_pushes: Vec<Timestamp>,
     /// When this user denied pushes ("this wasn't me").
     pub recent_denials: Vec<Timestamp>,
+    /// What the request wants done once approved (absent in rows written before MFA
+    /// resets existed: a password reset).
+    #[serde(default)]
+    pub outcome: super::state::Outcome,
 }
 
 fn yes() -> bool {

@@ -6,11 +6,11 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::action::{Action, AuditRecord, Channel, mask_email, mask_phone};
-use super::context::Context;
+use super::context::{Context, Person};
 use super::policy::Policy;
 use super::state::{
-    Approver, EscalationReason, Event, PathBReason, PushAnswer, RefusalReason, State, StateName,
-    Timer, Via,
+    Approver, EscalationReason, Event, FirstStage, MfaStep, Outcome, PathBReason, PushAnswer,
+    RefusalReason, State, StateName, Timer, Via,
 };
 
 /// One verification request: its id, the facts it started with and where it is.
@@ -119,7 +119,14 @@ pub fn step(
                 State::ManagerCardSent { .. } => Timer::Card,
                 _ => Timer::Link,
             };
-            t.answer(*approve, approver, armed, Via::ManagerCard, Channel::Teams)?
+            t.answer(
+                *approve,
+                approver,
+                armed,
+                Via::ManagerCard,
+                Channel::Teams,
+                policy,
+            )?
         }
         (State::ManagerCardSent { due, reason, .. }, Event::TimerFired { timer }) => {
             t.due(Timer::Card, *timer, *due)?;
@@ -135,11 +142,163 @@ pub fn step(
                 Timer::Link,
                 Via::ManagerLink,
                 Channel::Sms,
+                policy,
             )?
         }
         (State::ManagerSmsSent { due, .. }, Event::TimerFired { timer }) => {
             t.due(Timer::Link, *timer, *due)?;
             t.escalate(vec![EscalationReason::ManagerNoAnswer])
+        }
+        (State::ApproversPending { first, .. }, Event::ApproversFound { members }) => {
+            ask_approvers(&mut t, first, members, policy)
+        }
+        (State::ApproversPending { .. }, Event::ApproversUnavailable { .. }) => {
+            t.escalate(vec![EscalationReason::NoApprovers])
+        }
+        (
+            State::ApproversAsked {
+                first,
+                approvers,
+                due,
+                ..
+            },
+            Event::LinkUsed { approve, approver } | Event::CardAnswered { approve, approver },
+        ) => {
+            if now > *due {
+                return Err(StepError::LinkExpired { due: *due });
+            }
+            approver_answer(&mut t, first, approvers, *approve, approver)?
+        }
+        (State::ApproversAsked { due, .. }, Event::TimerFired { timer }) => {
+            t.due(Timer::Approvers, *timer, *due)?;
+            t.escalate(vec![EscalationReason::ApproversNoAnswer])
+        }
+        (
+            State::MfaResetting {
+                step: MfaStep::Methods,
+                approved_by,
+                ..
+            },
+            Event::MethodsRemoved { .. },
+        ) => {
+            t.channel = Some(Channel::Directory);
+            t.reasons.push("methods_removed".into());
+            let c = &t.flow.context;
+            let mut recipients = vec![c.requester.clone()];
+            if let Some(m) = &c.manager
+                && m.person.id != c.requester.id
+            {
+                recipients.push(m.person.clone());
+            }
+            t.actions.push(Action::IssueTap {
+                user: c.user.clone(),
+                recipients,
+                lifetime_minutes: policy.mfa.tap_lifetime_minutes,
+                usable_once: policy.mfa.tap_usable_once,
+            });
+            State::MfaResetting {
+                step: MfaStep::Tap,
+                approved_by: approved_by.clone(),
+                at: now,
+            }
+        }
+        (
+            State::MfaResetting {
+                step: MfaStep::Tap,
+                approved_by,
+                ..
+            },
+            Event::TapIssued { .. },
+        ) => {
+            t.channel = Some(Channel::Directory);
+            t.reasons.push("tap_issued".into());
+            match &policy.mfa.access_group {
+                Some(group) => {
+                    t.actions.push(Action::CheckGroup {
+                        user: t.flow.context.user.clone(),
+                        group: group.clone(),
+                    });
+                    State::MfaResetting {
+                        step: MfaStep::AccessGroupCheck,
+                        approved_by: approved_by.clone(),
+                        at: now,
+                    }
+                }
+                None => t.mfa_completed(),
+            }
+        }
+        (
+            State::MfaResetting {
+                step: MfaStep::AccessGroupCheck,
+                approved_by,
+                ..
+            },
+            Event::GroupChecked { member_before },
+        ) => {
+            let group = access_group(policy, event)?;
+            t.channel = Some(Channel::Directory);
+            if *member_before {
+                t.reasons.push("access_group_member_before".into());
+                t.hold_access_group(group, true, policy)
+            } else {
+                t.actions.push(Action::AddToGroup {
+                    user: t.flow.context.user.clone(),
+                    group,
+                });
+                State::MfaResetting {
+                    step: MfaStep::AccessGroup,
+                    approved_by: approved_by.clone(),
+                    at: now,
+                }
+            }
+        }
+        (
+            State::MfaResetting {
+                step: MfaStep::AccessGroup,
+                ..
+            },
+            Event::GroupAdded,
+        ) => {
+            let group = access_group(policy, event)?;
+            t.channel = Some(Channel::Directory);
+            t.reasons.push("access_group_added".into());
+            t.hold_access_group(group, false, policy)
+        }
+        (
+            State::AccessGroupHeld {
+                group,
+                until,
+                member_before,
+            },
+            Event::TimerFired { timer },
+        ) => {
+            t.due(Timer::AccessGroup, *timer, *until)?;
+            t.channel = Some(Channel::Directory);
+            if *member_before {
+                // Not this request's membership: it stays.
+                t.reasons.push("access_group_member_before".into());
+                State::Completed {
+                    via: Via::ApproverGroup,
+                    at: now,
+                }
+            } else {
+                t.actions.push(Action::RemoveFromGroup {
+                    user: t.flow.context.user.clone(),
+                    group: group.clone(),
+                });
+                flow.state.clone()
+            }
+        }
+        (State::AccessGroupHeld { .. }, Event::GroupRemoved) => {
+            t.channel = Some(Channel::Directory);
+            t.reasons.push("access_group_removed".into());
+            State::Completed {
+                via: Via::ApproverGroup,
+                at: now,
+            }
+        }
+        (State::MfaResetting { .. } | State::AccessGroupHeld { .. }, Event::ResetFailed { .. }) => {
+            t.escalate(vec![EscalationReason::ResetFailed])
         }
         (State::Verified { via, .. }, Event::ResetDone) => State::Completed { via: *via, at: now },
         (State::Verified { .. }, Event::ResetFailed { .. }) => {
@@ -161,12 +320,15 @@ pub fn step(
     Ok(t.finish(state))
 }
 
-/// The context checks, then Path A or B.
+/// The context checks, then Path A or B (or, for an MFA reset, stage 1).
 fn start(t: &mut Transition<'_>, policy: &Policy) -> State {
     let c = &t.flow.context;
     if c.critical_role {
         // Never reset by this flow, whatever the policy says.
         return t.escalate(vec![EscalationReason::CriticalRole]);
+    }
+    if c.outcome == Outcome::MfaReset {
+        return mfa_start(t, policy);
     }
     let denials = within(&c.recent_denials, t.now, policy.lockout_secs);
     if policy.lockout_after_denials > 0 && denials >= policy.lockout_after_denials as usize {
@@ -178,20 +340,7 @@ fn start(t: &mut Transition<'_>, policy: &Policy) -> State {
         t.suspicious = true;
         return t.refuse(RefusalReason::PushLimit);
     }
-    let mut skip = Vec::new();
-    if policy.skip.high_risk && c.high_risk {
-        skip.push(EscalationReason::HighRisk);
-    }
-    if policy.skip.open_mass_reset && c.in_open_mass_reset {
-        skip.push(EscalationReason::OpenMassReset);
-    }
-    if policy.skip.recent_request
-        && c.previous_request_at.is_some_and(|at| {
-            at <= t.now && t.now.duration_since(at) < secs(policy.repeat_window_secs)
-        })
-    {
-        skip.push(EscalationReason::RecentRequest);
-    }
+    let skip = skip_reasons(c, t.now, policy);
     if !skip.is_empty() {
         return t.escalate(skip);
     }
@@ -214,6 +363,170 @@ fn start(t: &mut Transition<'_>, policy: &Policy) -> State {
         sent_at: t.now,
         due,
     }
+}
+
+/// The contexts in which the policy rules the automated paths out.
+fn skip_reasons(c: &Context, now: Timestamp, policy: &Policy) -> Vec<EscalationReason> {
+    let mut skip = Vec::new();
+    if policy.skip.high_risk && c.high_risk {
+        skip.push(EscalationReason::HighRisk);
+    }
+    if policy.skip.open_mass_reset && c.in_open_mass_reset {
+        skip.push(EscalationReason::OpenMassReset);
+    }
+    if policy.skip.recent_request
+        && c.previous_request_at
+            .is_some_and(|at| at <= now && now.duration_since(at) < secs(policy.repeat_window_secs))
+    {
+        skip.push(EscalationReason::RecentRequest);
+    }
+    skip
+}
+
+/// An MFA reset after the critical-role check: the policy's context checks (no push limits:
+/// nothing is pushed to a device that is being reset), then stage 1, the directory manager.
+/// A requester who is the manager approves stage 1 by asking.
+fn mfa_start(t: &mut Transition<'_>, policy: &Policy) -> State {
+    let c = &t.flow.context;
+    let skip = skip_reasons(c, t.now, policy);
+    if !skip.is_empty() {
+        return t.escalate(skip);
+    }
+    let Some(manager) = &c.manager else {
+        return t.escalate(vec![EscalationReason::NoManager]);
+    };
+    if manager.person.id == c.user.id {
+        return t.refuse(RefusalReason::ManagerIsUser);
+    }
+    if manager.person.id == c.requester.id {
+        t.reasons.push("requester_is_manager".into());
+        let first = FirstStage {
+            by: manager.person.id.clone(),
+            via: Via::RequesterIsManager,
+        };
+        return stage_two(t, first, policy);
+    }
+    path_b(t, PathBReason::MfaStageOne, policy)
+}
+
+/// Stage 2 begins: read the approver group (the runtime answers with its members).
+fn stage_two(t: &mut Transition<'_>, first: FirstStage, policy: &Policy) -> State {
+    let Some(group) = policy.mfa.approver_group.clone() else {
+        return t.escalate(vec![EscalationReason::NoApprovers]);
+    };
+    t.actions.push(Action::FindApprovers { group });
+    State::ApproversPending { first, at: t.now }
+}
+
+/// Ask every member who may approve (not the requester, the user or the stage-1
+/// approver), each with their own links; the approvers timer bounds the wait.
+fn ask_approvers(
+    t: &mut Transition<'_>,
+    first: &FirstStage,
+    members: &[Person],
+    policy: &Policy,
+) -> State {
+    let c = &t.flow.context;
+    let mut approvers: Vec<Person> = Vec::new();
+    for m in members {
+        let excluded = excluded_approver(c, first, &m.id);
+        if let Some(why) = excluded {
+            let why = format!("excluded_{why}");
+            if !t.reasons.contains(&why) {
+                t.reasons.push(why);
+            }
+        } else if !approvers.iter().any(|a| a.id == m.id) {
+            approvers.push(m.clone());
+        }
+    }
+    if approvers.is_empty() {
+        return t.escalate(vec![EscalationReason::NoApprovers]);
+    }
+    let due = t.now + secs(policy.mfa.approval_timeout_secs);
+    t.channel = Some(Channel::Approvers);
+    for approver in &approvers {
+        t.actions.push(Action::SendApproverRequest {
+            approver: approver.clone(),
+            user: c.user.clone(),
+            expires: due,
+        });
+    }
+    t.actions.push(Action::ArmTimer {
+        timer: Timer::Approvers,
+        due,
+    });
+    State::ApproversAsked {
+        first: first.clone(),
+        approvers,
+        sent_at: t.now,
+        due,
+    }
+}
+
+/// The policy's access group, for an event that needs one (the policy may have lost it
+/// since the step began).
+fn access_group(policy: &Policy, event: &Event) -> Result<String, StepError> {
+    policy.mfa.access_group.clone().ok_or(StepError::Illegal {
+        state: StateName::MfaResetting,
+        event: event.name(),
+    })
+}
+
+/// Why `id` may not approve stage 2, if it may not: four eyes means the requester, the
+/// user and the stage-1 approver are not the second pair.
+fn excluded_approver(c: &Context, first: &FirstStage, id: &str) -> Option<&'static str> {
+    if id == c.requester.id {
+        Some("requester")
+    } else if id == c.user.id {
+        Some("user")
+    } else if id == first.by {
+        Some("stage_one_approver")
+    } else {
+        None
+    }
+}
+
+/// A stage-2 answer. From an excluded person it is refused and audited (the request stays
+/// where it is); from anyone outside the asked members it is an error; the first member's
+/// answer decides.
+fn approver_answer(
+    t: &mut Transition<'_>,
+    first: &FirstStage,
+    approvers: &[Person],
+    approve: bool,
+    approver: &Approver,
+) -> Result<State, StepError> {
+    let c = &t.flow.context;
+    if let Some(why) = excluded_approver(c, first, &approver.id) {
+        t.approver = Some(approver.clone());
+        t.channel = Some(Channel::Approvers);
+        t.suspicious = true;
+        t.reasons.push(format!("approver_is_{why}"));
+        return Ok(t.flow.state.clone());
+    }
+    if !approvers.iter().any(|a| a.id == approver.id) {
+        return Err(StepError::WrongApprover {
+            approver: approver.id.clone(),
+        });
+    }
+    t.approver = Some(approver.clone());
+    t.channel = Some(Channel::Approvers);
+    t.actions.push(Action::DisarmTimer {
+        timer: Timer::Approvers,
+    });
+    if !approve {
+        t.suspicious = true;
+        return Ok(t.deny(2));
+    }
+    t.reasons.push(snake(&Via::ApproverGroup));
+    t.actions.push(Action::RemoveMethods {
+        user: c.user.clone(),
+    });
+    Ok(State::MfaResetting {
+        step: MfaStep::Methods,
+        approved_by: approver.id.clone(),
+        at: t.now,
+    })
 }
 
 /// Path B: the manager's Teams card, unless there is no manager or the manager may not
@@ -345,7 +658,8 @@ impl<'f> Transition<'f> {
         Ok(())
     }
 
-    /// The manager's answer, by card or link.
+    /// The manager's answer, by card or link. For an MFA reset it decides stage 1: a yes
+    /// starts stage 2, a no ends the request.
     fn answer(
         &mut self,
         approve: bool,
@@ -353,6 +667,7 @@ impl<'f> Transition<'f> {
         armed: Timer,
         via: Via,
         channel: Channel,
+        policy: &Policy,
     ) -> Result<State, StepError> {
         let manager = self.flow.context.manager.as_ref();
         if manager.is_none_or(|m| m.person.id != approver.id) {
@@ -362,6 +677,19 @@ impl<'f> Transition<'f> {
         }
         self.approver = Some(approver.clone());
         self.actions.push(Action::DisarmTimer { timer: armed });
+        if self.flow.context.outcome == Outcome::MfaReset {
+            self.channel = Some(channel);
+            if !approve {
+                self.suspicious = true;
+                return Ok(self.deny(1));
+            }
+            self.reasons.push("manager_approved".into());
+            let first = FirstStage {
+                by: approver.id.clone(),
+                via,
+            };
+            return Ok(stage_two(self, first, policy));
+        }
         if approve {
             Ok(self.verified(via, channel))
         } else {
@@ -394,6 +722,54 @@ impl<'f> Transition<'f> {
         State::Escalated {
             reasons,
             suspicious: self.suspicious,
+            at: self.now,
+        }
+    }
+
+    /// An approver said no: the request ends and the requester is told.
+    fn deny(&mut self, stage: u8) -> State {
+        self.reasons.push(
+            if stage == 1 {
+                "manager_denied"
+            } else {
+                "approver_denied"
+            }
+            .into(),
+        );
+        self.actions.push(Action::TellRequester {
+            result: "denied".into(),
+        });
+        State::Denied {
+            stage,
+            at: self.now,
+        }
+    }
+
+    /// The user is in the access group until the policy's time is up (the timer ends it);
+    /// the MFA reset is done, and the security channel hears of it.
+    fn hold_access_group(&mut self, group: String, member_before: bool, policy: &Policy) -> State {
+        let until = self.now + secs(policy.mfa.access_group_secs);
+        self.actions.push(Action::NotifySecurity {
+            user: self.flow.context.user.clone(),
+        });
+        self.actions.push(Action::ArmTimer {
+            timer: Timer::AccessGroup,
+            due: until,
+        });
+        State::AccessGroupHeld {
+            group,
+            until,
+            member_before,
+        }
+    }
+
+    /// The MFA reset is done: the security channel hears of it.
+    fn mfa_completed(&mut self) -> State {
+        self.actions.push(Action::NotifySecurity {
+            user: self.flow.context.user.clone(),
+        });
+        State::Completed {
+            via: Via::ApproverGroup,
             at: self.now,
         }
     }
@@ -463,6 +839,7 @@ mod tests {
             previous_request_at: None,
             recent_pushes: Vec::new(),
             recent_denials: Vec::new(),
+            outcome: Default::default(),
         }
     }
 
@@ -1058,6 +1435,429 @@ mod tests {
             run.fails(timer(Timer::Card), 500),
             StepError::StaleTimer { .. }
         ));
+    }
+
+    fn mfa_policy() -> Policy {
+        let mut p = Policy::default();
+        p.mfa.approver_group = Some("g-it".into());
+        p.mfa.access_group = Some("g-ca".into());
+        p
+    }
+
+    fn mfa_run(requester: &str) -> Run {
+        let mut c = context();
+        c.outcome = Outcome::MfaReset;
+        c.requester = person(requester);
+        let mut run = Run::new(c);
+        run.policy = mfa_policy();
+        run
+    }
+
+    fn member(id: &str) -> Approver {
+        Approver {
+            id: id.into(),
+            ip: Some("192.0.2.4".into()),
+            user_agent: Some("Edge".into()),
+            token_id: Some(format!("tok-{id}")),
+        }
+    }
+
+    fn found(ids: &[&str]) -> Event {
+        Event::ApproversFound {
+            members: ids.iter().map(|id| person(id)).collect(),
+        }
+    }
+
+    fn mfa_sent(run: &Run) -> Vec<String> {
+        run.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendPush { .. } => Some("push".into()),
+                Action::SendManagerCard { .. } => Some("card".into()),
+                Action::FindApprovers { group } => Some(format!("find {group}")),
+                Action::SendApproverRequest { approver, .. } => {
+                    Some(format!("ask {}", approver.id))
+                }
+                Action::RemoveMethods { .. } => Some("remove".into()),
+                Action::IssueTap { recipients, .. } => Some(format!(
+                    "tap to {}",
+                    recipients
+                        .iter()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join("+")
+                )),
+                Action::CheckGroup { .. } => Some("check".into()),
+                Action::AddToGroup { .. } => Some("add".into()),
+                Action::RemoveFromGroup { .. } => Some("leave".into()),
+                Action::NotifySecurity { .. } => Some("soc".into()),
+                Action::TellRequester { result } => Some(format!("tell {result}")),
+                Action::OpenTicket { .. } => Some("ticket".into()),
+                Action::ResetPassword { .. } => Some("reset".into()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mfa_reset_by_the_manager_is_stage_one_implicitly_then_a_member_approves() {
+        let mut run = mfa_run("mara");
+        run.on(Event::Start, 0);
+        assert!(matches!(
+            &run.flow.state,
+            State::ApproversPending { first, .. }
+                if first.by == "mara" && first.via == Via::RequesterIsManager
+        ));
+        assert_eq!(
+            run.last_audit().reason.as_deref(),
+            Some("requester_is_manager")
+        );
+        // The group as read now: the manager (the requester and stage-1 approver) and the user
+        // are not asked.
+        run.on(found(&["ivan", "mara", "alice", "ivan", "sec2"]), 1);
+        let State::ApproversAsked { approvers, due, .. } = &run.flow.state else {
+            panic!("{:?}", run.flow.state);
+        };
+        assert_eq!(approvers.len(), 2);
+        assert_eq!(*due, t(1 + 3600));
+        assert_eq!(
+            run.last_audit().reason.as_deref(),
+            Some("excluded_requester,excluded_user")
+        );
+        assert!(run.actions.contains(&Action::ArmTimer {
+            timer: Timer::Approvers,
+            due: t(3601)
+        }));
+        run.on(
+            Event::LinkUsed {
+                approve: true,
+                approver: member("sec2"),
+            },
+            60,
+        );
+        let approval = run.last_audit().clone();
+        assert_eq!(approval.approver_id.as_deref(), Some("sec2"));
+        assert_eq!(approval.token_id.as_deref(), Some("tok-sec2"));
+        assert_eq!(approval.channel, Some(Channel::Approvers));
+        // The first answer decided: another member's is no longer taken.
+        assert!(matches!(
+            run.fails(
+                Event::LinkUsed {
+                    approve: false,
+                    approver: member("ivan")
+                },
+                61
+            ),
+            StepError::Illegal { .. }
+        ));
+        run.on(
+            Event::MethodsRemoved {
+                removed: 3,
+                kept: vec!["password".into()],
+            },
+            62,
+        )
+        .on(Event::TapIssued { delivered: 1 }, 63)
+        .on(
+            Event::GroupChecked {
+                member_before: false,
+            },
+            64,
+        )
+        .on(Event::GroupAdded, 65);
+        let State::AccessGroupHeld {
+            until,
+            member_before,
+            ..
+        } = run.flow.state.clone()
+        else {
+            panic!("{:?}", run.flow.state);
+        };
+        assert_eq!((until, member_before), (t(65 + 8 * 3600), false));
+        assert!(!run.flow.state.is_final());
+        assert!(matches!(
+            run.fails(timer(Timer::AccessGroup), 65 + 8 * 3600 - 1),
+            StepError::TimerEarly { .. }
+        ));
+        run.on(timer(Timer::AccessGroup), 65 + 8 * 3600)
+            .on(Event::GroupRemoved, 65 + 8 * 3600 + 1);
+        assert!(matches!(
+            run.flow.state,
+            State::Completed {
+                via: Via::ApproverGroup,
+                ..
+            }
+        ));
+        // No push: the device is what is being reset. The pass goes to the requester, who
+        // is the manager, once.
+        assert_eq!(
+            mfa_sent(&run),
+            [
+                "find g-it",
+                "ask ivan",
+                "ask sec2",
+                "remove",
+                "tap to mara",
+                "check",
+                "add",
+                "soc",
+                "leave"
+            ]
+        );
+    }
+
+    #[test]
+    fn mfa_reset_by_the_help_desk_needs_the_manager_first() {
+        let mut run = mfa_run("helpdesk");
+        run.on(Event::Start, 0);
+        assert!(matches!(
+            run.flow.state,
+            State::ManagerCardSent {
+                reason: PathBReason::MfaStageOne,
+                ..
+            }
+        ));
+        // The card timer still sends the SMS; the manager approves through its link.
+        run.on(timer(Timer::Card), 300).on(
+            Event::LinkUsed {
+                approve: true,
+                approver: manager("198.51.100.9"),
+            },
+            400,
+        );
+        assert!(matches!(
+            &run.flow.state,
+            State::ApproversPending { first, .. } if first.via == Via::ManagerLink
+        ));
+        assert!(
+            run.actions
+                .contains(&Action::DisarmTimer { timer: Timer::Link })
+        );
+        run.on(found(&["ivan", "helpdesk"]), 401);
+        assert_eq!(
+            run.last_audit().reason.as_deref(),
+            Some("excluded_requester")
+        );
+        // The requester, though a member, is refused and audited; the request waits on.
+        let before = run.flow.state.clone();
+        run.on(
+            Event::LinkUsed {
+                approve: true,
+                approver: member("helpdesk"),
+            },
+            402,
+        );
+        assert_eq!(run.flow.state, before);
+        let refused = run.last_audit();
+        assert_eq!(refused.reason.as_deref(), Some("approver_is_requester"));
+        assert!(refused.suspicious);
+        assert_eq!(refused.approver_id.as_deref(), Some("helpdesk"));
+        // So is the stage-1 approver with their own link, and a stranger is an error.
+        run.on(
+            Event::LinkUsed {
+                approve: true,
+                approver: manager("198.51.100.9"),
+            },
+            403,
+        );
+        assert_eq!(
+            run.last_audit().reason.as_deref(),
+            Some("approver_is_stage_one_approver")
+        );
+        assert!(matches!(
+            run.fails(
+                Event::LinkUsed {
+                    approve: true,
+                    approver: member("mallory")
+                },
+                404
+            ),
+            StepError::WrongApprover { .. }
+        ));
+        run.on(
+            Event::LinkUsed {
+                approve: true,
+                approver: member("ivan"),
+            },
+            405,
+        );
+        assert!(matches!(
+            run.flow.state,
+            State::MfaResetting {
+                step: MfaStep::Methods,
+                ..
+            }
+        ));
+        assert_eq!(
+            mfa_sent(&run),
+            ["card", "find g-it", "ask ivan", "remove"],
+            "no push, nothing asked of the requester"
+        );
+        run.on(
+            Event::MethodsRemoved {
+                removed: 1,
+                kept: Vec::new(),
+            },
+            406,
+        );
+        assert!(run.actions.iter().any(|a| matches!(
+            a,
+            Action::IssueTap { recipients, lifetime_minutes: 60, usable_once: true, .. }
+                if recipients == &vec![person("helpdesk"), person("mara")]
+        )));
+    }
+
+    #[test]
+    fn mfa_stage_two_unanswered_escalates_and_a_denial_ends_the_request() {
+        let mut run = mfa_run("mara");
+        run.on(Event::Start, 0).on(found(&["ivan"]), 0);
+        assert!(matches!(
+            run.fails(timer(Timer::Approvers), 3599),
+            StepError::TimerEarly { .. }
+        ));
+        run.on(timer(Timer::Approvers), 3600);
+        assert_eq!(
+            escalated(&run.flow.state).0,
+            [EscalationReason::ApproversNoAnswer]
+        );
+        assert_eq!(mfa_sent(&run).last().unwrap(), "ticket");
+
+        let mut run = mfa_run("mara");
+        run.on(Event::Start, 0).on(found(&["ivan"]), 0).on(
+            Event::CardAnswered {
+                approve: false,
+                approver: member("ivan"),
+            },
+            10,
+        );
+        assert!(matches!(run.flow.state, State::Denied { stage: 2, .. }));
+        assert!(run.flow.state.is_final());
+        assert_eq!(run.last_audit().reason.as_deref(), Some("approver_denied"));
+        assert!(run.last_audit().suspicious);
+        assert!(run.actions.contains(&Action::DisarmTimer {
+            timer: Timer::Approvers
+        }));
+        assert_eq!(mfa_sent(&run), ["find g-it", "ask ivan", "tell denied"]);
+
+        // The manager's no at stage 1 ends it too, before anyone in the group is asked.
+        let mut run = mfa_run("helpdesk");
+        run.on(Event::Start, 0).on(
+            Event::CardAnswered {
+                approve: false,
+                approver: manager("203.0.113.7"),
+            },
+            5,
+        );
+        assert!(matches!(run.flow.state, State::Denied { stage: 1, .. }));
+        assert_eq!(mfa_sent(&run), ["card", "tell denied"]);
+    }
+
+    #[test]
+    fn mfa_reset_never_for_privileged_users_and_only_with_someone_to_approve() {
+        let mut run = mfa_run("mara");
+        run.flow.context.critical_role = true;
+        run.on(Event::Start, 0);
+        assert_eq!(
+            escalated(&run.flow.state).0,
+            [EscalationReason::CriticalRole]
+        );
+        assert_eq!(mfa_sent(&run), ["ticket"]);
+        // Push limits do not apply (nothing is pushed); the risk check does.
+        let mut run = mfa_run("mara");
+        run.flow.context.recent_pushes = vec![t(-30), t(-20), t(-10)];
+        run.flow.context.high_risk = true;
+        run.on(Event::Start, 0);
+        assert_eq!(escalated(&run.flow.state).0, [EscalationReason::HighRisk]);
+        // No group configured, or nobody in it who may approve.
+        let mut run = mfa_run("mara");
+        run.policy.mfa.approver_group = None;
+        run.on(Event::Start, 0);
+        assert_eq!(
+            escalated(&run.flow.state).0,
+            [EscalationReason::NoApprovers]
+        );
+        let mut run = mfa_run("helpdesk");
+        run.on(Event::Start, 0)
+            .on(
+                Event::CardAnswered {
+                    approve: true,
+                    approver: manager("203.0.113.7"),
+                },
+                1,
+            )
+            .on(found(&["helpdesk", "mara", "alice"]), 2);
+        assert_eq!(
+            escalated(&run.flow.state).0,
+            [EscalationReason::NoApprovers]
+        );
+    }
+
+    #[test]
+    fn mfa_a_membership_the_user_had_is_neither_added_nor_removed() {
+        let mut run = mfa_run("mara");
+        run.on(Event::Start, 0)
+            .on(found(&["ivan"]), 0)
+            .on(
+                Event::LinkUsed {
+                    approve: true,
+                    approver: member("ivan"),
+                },
+                1,
+            )
+            .on(
+                Event::MethodsRemoved {
+                    removed: 0,
+                    kept: Vec::new(),
+                },
+                2,
+            )
+            .on(Event::TapIssued { delivered: 2 }, 3)
+            .on(
+                Event::GroupChecked {
+                    member_before: true,
+                },
+                4,
+            )
+            .on(timer(Timer::AccessGroup), 4 + 8 * 3600);
+        assert!(matches!(run.flow.state, State::Completed { .. }));
+        let sent = mfa_sent(&run);
+        assert!(!sent.contains(&"add".to_string()) && !sent.contains(&"leave".to_string()));
+        // A failed step goes to an engineer.
+        let mut run = mfa_run("mara");
+        run.on(Event::Start, 0)
+            .on(found(&["ivan"]), 0)
+            .on(
+                Event::LinkUsed {
+                    approve: true,
+                    approver: member("ivan"),
+                },
+                1,
+            )
+            .on(
+                Event::ResetFailed {
+                    detail: "403".into(),
+                },
+                2,
+            );
+        assert_eq!(
+            escalated(&run.flow.state).0,
+            [EscalationReason::ResetFailed]
+        );
+        // Out-of-order steps are errors.
+        let mut run = mfa_run("mara");
+        run.on(Event::Start, 0).on(found(&["ivan"]), 0);
+        assert!(matches!(
+            run.fails(Event::TapIssued { delivered: 1 }, 1),
+            StepError::Illegal { .. }
+        ));
+    }
+
+    #[test]
+    fn a_row_without_an_outcome_is_a_password_reset() {
+        let mut json = serde_json::to_value(Flow::new("r", context())).unwrap();
+        json["context"].as_object_mut().unwrap().remove("outcome");
+        let flow: Flow = serde_json::from_value(json).unwrap();
+        assert_eq!(flow.context.outcome, Outcome::PasswordReset);
     }
 
     #[test]

@@ -27,6 +27,45 @@ pub struct Policy {
     pub repeat_window_secs: u64,
     /// Which contexts skip the automated paths (the holder of a critical role always does).
     pub skip: SkipRules,
+    /// The MFA reset's second stage and its actions.
+    pub mfa: MfaPolicy,
+}
+
+/// The MFA reset (`Outcome::MfaReset`): who approves after the manager, how long they have,
+/// and what the reset leaves the user with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfaPolicy {
+    /// Object id of the IT/security group whose members approve stage 2 (read from the
+    /// directory when stage 2 starts). Without one, an MFA reset escalates to a ticket.
+    pub approver_group: Option<String>,
+    /// How long stage 2 waits for a member's answer before it escalates to a ticket (and how
+    /// long each member's links work).
+    pub approval_timeout_secs: u64,
+    /// The Temporary Access Pass's `lifetimeInMinutes` (Graph accepts 10 to 43200, within
+    /// the tenant's TAP policy:
+    /// <https://learn.microsoft.com/graph/api/authentication-post-temporaryaccesspassmethods>).
+    pub tap_lifetime_minutes: u32,
+    /// The pass works for one sign-in only (`isUsableOnce`).
+    pub tap_usable_once: bool,
+    /// Object id of the group a Conditional Access policy uses to let the user register new
+    /// methods with the pass; the user is in it for `access_group_secs`. None: no group.
+    pub access_group: Option<String>,
+    /// How long the user stays in `access_group`.
+    pub access_group_secs: u64,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        MfaPolicy {
+            approver_group: None,
+            approval_timeout_secs: 3600,
+            tap_lifetime_minutes: 60,
+            tap_usable_once: true,
+            access_group: None,
+            access_group_secs: 8 * 3600,
+        }
+    }
 }
 
 /// Contexts in which no push or manager approval is enough, and an engineer must prove
@@ -64,6 +103,7 @@ impl Default for Policy {
             lockout_secs: 3600,
             repeat_window_secs: 3600,
             skip: SkipRules::default(),
+            mfa: MfaPolicy::default(),
         }
     }
 }
@@ -80,5 +120,15 @@ mod tests {
         assert_eq!(p.card_timeout_secs, 120);
         assert_eq!(p.push_window_secs, 3600);
         assert!(serde_json::from_str::<Policy>(r#"{"card_timeout": 1}"#).is_err());
+        let p: Policy = serde_json::from_str(
+            r#"{"mfa": {"approver_group": "g-1", "tap_lifetime_minutes": 30}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.mfa.approver_group.as_deref(), Some("g-1"));
+        assert_eq!(
+            (p.mfa.tap_lifetime_minutes, p.mfa.approval_timeout_secs),
+            (30, 3600)
+        );
+        assert!(serde_json::from_str::<Policy>(r#"{"mfa": {"tap_minutes": 1}}"#).is_err());
     }
 }

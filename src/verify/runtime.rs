@@ -14,6 +14,8 @@
 //! decides who fires one: the save that consumes the timer deletes its row, so of two
 //! processes (or a process and its restarted self) only one moves the request.
 
+mod mfa;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +29,9 @@ use super::context::{Context, Manager, Person};
 use super::facts::{Facts, FactsError};
 use super::machine::{Flow, StepError, step};
 use super::policy::Policy;
-use super::state::{EscalationReason, Event, PushAnswer, State, StateName, Timer};
+use super::state::{
+    EscalationReason, Event, Outcome as Wanted, PushAnswer, State, StateName, Timer,
+};
 use super::store::{ArmedTimer, NewRequest, PendingAction, RequestStore, RequestStoreError, Save};
 use crate::audit::{AuditHandle, Details, Event as AuditEvent, Outcome};
 use crate::comms::context::{FlowContext, Organisation, Person as MessagePerson};
@@ -124,6 +128,9 @@ pub struct Ask {
     pub device_available: bool,
     /// Manager approval may follow a push that did not verify the user (false: push only).
     pub manager_fallback: bool,
+    /// What is wanted once approved: a password reset (the single-stage flow) or an MFA
+    /// reset (the manager, then the approver group; no push: the device is being reset).
+    pub outcome: Wanted,
 }
 
 /// Why the runtime could not do what it was asked.
@@ -230,6 +237,7 @@ impl Runtime {
             previous_request_at: earlier.iter().map(|r| r.request.created_at).max(),
             recent_pushes,
             recent_denials,
+            outcome: ask.outcome,
         };
         let id = format!("vr-{}", uuid::Uuid::new_v4().simple());
         p.store
@@ -420,6 +428,46 @@ impl Runtime {
             Action::Audit(record) => {
                 self.audit_transition(flow, record).await;
                 self.tell_origin_ticket(flow, record).await;
+                None
+            }
+            Action::FindApprovers { group } => Some(self.find_approvers(group).await),
+            Action::SendApproverRequest {
+                approver,
+                user,
+                expires,
+            } => {
+                self.approver_request(flow, pending, approver, user, *expires)
+                    .await;
+                None
+            }
+            Action::RemoveMethods { user } => Some(self.remove_methods(flow, user).await),
+            Action::IssueTap {
+                user,
+                recipients,
+                lifetime_minutes,
+                usable_once,
+            } => Some(
+                self.issue_tap(
+                    flow,
+                    pending,
+                    user,
+                    recipients,
+                    *lifetime_minutes,
+                    *usable_once,
+                )
+                .await,
+            ),
+            Action::CheckGroup { user, group } => Some(self.check_group(user, group).await),
+            Action::AddToGroup { user, group } => Some(self.add_to_group(user, group).await),
+            Action::RemoveFromGroup { user, group } => {
+                Some(self.remove_from_group(user, group).await)
+            }
+            Action::TellRequester { result } => {
+                self.tell_requester(flow, pending, result).await;
+                None
+            }
+            Action::NotifySecurity { user } => {
+                self.notify_security(flow, pending, user).await;
                 None
             }
             Action::ArmTimer { .. } | Action::DisarmTimer { .. } => None,
@@ -784,7 +832,7 @@ impl Runtime {
             user,
             requester,
             request_id: flow.id.clone(),
-            outcome_wanted: "password_reset",
+            outcome_wanted: flow.context.outcome.as_str(),
             reason,
             approve_url: links.as_ref().map(|l| l.approve_url.clone()),
             deny_url: links.map(|l| l.deny_url),
@@ -799,7 +847,7 @@ impl Runtime {
     }
 
     /// Render `template` for `kind` and send it over the first channel of that kind, then
-    /// audit the delivery (masked destination, never the content).
+    /// audit the delivery (masked destination, never the content). Whether it was sent.
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
@@ -811,7 +859,7 @@ impl Runtime {
         language: Option<&str>,
         ctx: &FlowContext,
         carries_secret: bool,
-    ) {
+    ) -> bool {
         let p = &self.inner;
         let destination = to.masked();
         let result: Result<(&'static str, Option<String>), String> = async {
@@ -859,6 +907,7 @@ impl Runtime {
             .and_then(|d| d.with("destination", &destination));
         self.record(&flow.context.user.id, "verify.message", outcome, details)
             .await;
+        result.is_ok()
     }
 
     /// The request's trail: one masked line per transition saved so far, oldest first
@@ -925,6 +974,7 @@ impl Runtime {
             .and_then(|d| d.with("from", r.from.to_string()))
             .and_then(|d| d.with("to", r.to.to_string()))
             .and_then(|d| d.with("suspicious", r.suspicious))
+            .and_then(|d| d.with("outcome", flow.context.outcome.as_str()))
             .and_then(|d| d.with("at", r.at));
         let optional = [
             ("channel", r.channel.map(|c| snake(&c))),
@@ -1078,6 +1128,7 @@ mod tests {
                 previous_request_at: None,
                 recent_pushes: Vec::new(),
                 recent_denials: Vec::new(),
+                outcome: Default::default(),
             },
         );
         let now = Timestamp::from_second(1_800_000_000).unwrap();

@@ -36,6 +36,46 @@ pub enum State {
         /// When the link expires and the request escalates.
         due: Timestamp,
     },
+    /// MFA reset, stage 2: the approver group's members are being read from the directory
+    /// (stage 1, the manager's approval, is done).
+    ApproversPending {
+        /// Who approved stage 1, and how.
+        first: FirstStage,
+        /// When stage 1 was approved.
+        at: Timestamp,
+    },
+    /// MFA reset, stage 2: each eligible member of the approver group was sent their own
+    /// approve and deny links; the first answer decides. The approvers timer is armed.
+    ApproversAsked {
+        /// Who approved stage 1, and how.
+        first: FirstStage,
+        /// The members who may answer (the group read at the time, without the requester,
+        /// the user and the stage-1 approver).
+        approvers: Vec<super::context::Person>,
+        /// When the requests went out.
+        sent_at: Timestamp,
+        /// When the request escalates if nobody has answered.
+        due: Timestamp,
+    },
+    /// MFA reset approved by both stages: the runtime is carrying out `step`.
+    MfaResetting {
+        /// The step under way.
+        step: MfaStep,
+        /// The stage-2 approver's object id.
+        approved_by: String,
+        /// When the step started.
+        at: Timestamp,
+    },
+    /// MFA reset done; the user is in the temporary access group until `until` (the access
+    /// group timer is armed), then removed unless they were a member before.
+    AccessGroupHeld {
+        /// The group (from the policy at the time).
+        group: String,
+        /// When the membership ends.
+        until: Timestamp,
+        /// The user was a direct member before this request added them: not removed then.
+        member_before: bool,
+    },
     /// Proven: the runtime may reset the password now.
     Verified {
         /// How.
@@ -56,6 +96,13 @@ pub enum State {
         reasons: Vec<EscalationReason>,
         /// Whether the evidence suggests an attack (a denied push or a manager's no).
         suspicious: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// An approver said no (MFA reset): the request ends, the requester is told. Final.
+    Denied {
+        /// The stage that denied (1: the manager, 2: the approver group).
+        stage: u8,
         /// When.
         at: Timestamp,
     },
@@ -80,6 +127,16 @@ pub enum StateName {
     ManagerCardSent,
     /// [`State::ManagerSmsSent`].
     ManagerSmsSent,
+    /// [`State::ApproversPending`].
+    ApproversPending,
+    /// [`State::ApproversAsked`].
+    ApproversAsked,
+    /// [`State::MfaResetting`].
+    MfaResetting,
+    /// [`State::AccessGroupHeld`].
+    AccessGroupHeld,
+    /// [`State::Denied`].
+    Denied,
     /// [`State::Verified`].
     Verified,
     /// [`State::Completed`].
@@ -98,6 +155,11 @@ impl State {
             State::PushSent { .. } => StateName::PushSent,
             State::ManagerCardSent { .. } => StateName::ManagerCardSent,
             State::ManagerSmsSent { .. } => StateName::ManagerSmsSent,
+            State::ApproversPending { .. } => StateName::ApproversPending,
+            State::ApproversAsked { .. } => StateName::ApproversAsked,
+            State::MfaResetting { .. } => StateName::MfaResetting,
+            State::AccessGroupHeld { .. } => StateName::AccessGroupHeld,
+            State::Denied { .. } => StateName::Denied,
             State::Verified { .. } => StateName::Verified,
             State::Completed { .. } => StateName::Completed,
             State::Escalated { .. } => StateName::Escalated,
@@ -109,7 +171,10 @@ impl State {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            State::Completed { .. } | State::Escalated { .. } | State::Refused { .. }
+            State::Completed { .. }
+                | State::Escalated { .. }
+                | State::Refused { .. }
+                | State::Denied { .. }
         )
     }
 }
@@ -159,6 +224,38 @@ pub enum Event {
         /// Who used it, from where.
         approver: Approver,
     },
+    /// MFA reset: the approver group's members, read from the directory now.
+    ApproversFound {
+        /// The group's members (transitive, users only).
+        members: Vec<super::context::Person>,
+    },
+    /// MFA reset: the approver group could not be read.
+    ApproversUnavailable {
+        /// The failure, without secrets.
+        detail: String,
+    },
+    /// MFA reset: the user's methods were removed (all Graph lets an app delete).
+    MethodsRemoved {
+        /// How many were deleted by this request.
+        removed: u32,
+        /// The kinds left in place because Graph cannot delete them (`password`, unknown
+        /// types).
+        kept: Vec<String>,
+    },
+    /// MFA reset: a Temporary Access Pass was created and delivered (never the pass here).
+    TapIssued {
+        /// How many of the recipients it reached.
+        delivered: u32,
+    },
+    /// MFA reset: the temporary access group was read before the add.
+    GroupChecked {
+        /// The user is already a direct member (so is neither added nor removed).
+        member_before: bool,
+    },
+    /// MFA reset: the user was added to the temporary access group.
+    GroupAdded,
+    /// MFA reset: the temporary membership ended (removed, or found already gone).
+    GroupRemoved,
     /// The runtime reset the password.
     ResetDone,
     /// The reset failed (the verification stands, but an engineer must finish).
@@ -178,6 +275,13 @@ impl Event {
             Event::TimerFired { .. } => "timer_fired",
             Event::CardAnswered { .. } => "card_answered",
             Event::LinkUsed { .. } => "link_used",
+            Event::ApproversFound { .. } => "approvers_found",
+            Event::ApproversUnavailable { .. } => "approvers_unavailable",
+            Event::MethodsRemoved { .. } => "methods_removed",
+            Event::TapIssued { .. } => "tap_issued",
+            Event::GroupChecked { .. } => "group_checked",
+            Event::GroupAdded => "group_added",
+            Event::GroupRemoved => "group_removed",
             Event::ResetDone => "reset_done",
             Event::ResetFailed { .. } => "reset_failed",
         }
@@ -206,6 +310,10 @@ pub enum Timer {
     Card,
     /// The SMS link expired.
     Link,
+    /// MFA reset: no member of the approver group answered in time.
+    Approvers,
+    /// MFA reset: the temporary access group membership ends.
+    AccessGroup,
 }
 
 /// Who answered an approval and from where (for the audit record). The token's id, never
@@ -233,6 +341,57 @@ pub enum Via {
     ManagerCard,
     /// The manager approved through the SMS link.
     ManagerLink,
+    /// MFA reset, stage 1: the requester is the user's directory manager (implicit).
+    RequesterIsManager,
+    /// MFA reset, stage 2: a member of the approver group approved.
+    ApproverGroup,
+}
+
+/// What a request wants done once it is approved. Stored with the request (a row written
+/// before this existed reads as a password reset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Force a password change with MFA at the next sign-in (the single-stage flow).
+    #[default]
+    PasswordReset,
+    /// Remove the user's sign-in methods and issue a Temporary Access Pass, after the
+    /// manager and then the approver group approved.
+    MfaReset,
+}
+
+impl Outcome {
+    /// The name messages and the trail use (`password_reset`, `mfa_reset`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::PasswordReset => "password_reset",
+            Outcome::MfaReset => "mfa_reset",
+        }
+    }
+}
+
+/// Stage 1 of an MFA reset: who approved it and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstStage {
+    /// The approver's object id (the manager).
+    pub by: String,
+    /// How: the card, the link, or implicitly as the requester.
+    pub via: Via,
+}
+
+/// The steps of an approved MFA reset, in order; each is its own saved action, so a crash
+/// resumes at the step it stopped in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaStep {
+    /// Delete the user's registered methods.
+    Methods,
+    /// Create the Temporary Access Pass and deliver it to the requester and the manager.
+    Tap,
+    /// Read whether the user is in the temporary access group already.
+    AccessGroupCheck,
+    /// Add the user to the temporary access group.
+    AccessGroup,
 }
 
 /// Why the flow went to Path B.
@@ -247,6 +406,9 @@ pub enum PathBReason {
     PushTimedOut,
     /// The push could not be sent.
     PushUnavailable,
+    /// An MFA reset's stage 1: the manager approves (nothing is pushed to the device being
+    /// reset).
+    MfaStageOne,
 }
 
 /// Why a request went to an engineer.
@@ -276,6 +438,11 @@ pub enum EscalationReason {
     ManagerNoAnswer,
     /// The reset itself failed after verification.
     ResetFailed,
+    /// MFA reset: no approver group is configured, it could not be read, or no member may
+    /// approve (all are the requester, the user or the stage-1 approver).
+    NoApprovers,
+    /// MFA reset: no member of the approver group answered in time.
+    ApproversNoAnswer,
 }
 
 /// Why a request was refused.

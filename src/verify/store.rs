@@ -207,6 +207,8 @@ fn key(timer: Timer) -> TimerKey {
         Timer::Push => 0,
         Timer::Card => 1,
         Timer::Link => 2,
+        Timer::Approvers => 3,
+        Timer::AccessGroup => 4,
     }
 }
 
@@ -214,7 +216,9 @@ fn timer_of(key: TimerKey) -> Timer {
     match key {
         0 => Timer::Push,
         1 => Timer::Card,
-        _ => Timer::Link,
+        2 => Timer::Link,
+        3 => Timer::Approvers,
+        _ => Timer::AccessGroup,
     }
 }
 
@@ -445,6 +449,7 @@ pub(crate) mod conformance {
                     previous_request_at: None,
                     recent_pushes: Vec::new(),
                     recent_denials: Vec::new(),
+                    outcome: Default::default(),
                 },
             ),
             tenant: "contoso".into(),

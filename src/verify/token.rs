@@ -826,6 +826,7 @@ mod tests {
             previous_request_at: None,
             recent_pushes: Vec::new(),
             recent_denials: Vec::new(),
+            outcome: Default::default(),
         };
         let flow = Flow {
             id: "vr-abc".into(),

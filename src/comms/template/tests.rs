@@ -195,6 +195,21 @@ fn the_catalog_has_every_template_in_en_and_de() {
             ContextKind::Flow,
             &[Form::Email, Form::Sms],
         ),
+        (
+            "verify-mfa-approval",
+            ContextKind::Flow,
+            &[Form::Email, Form::Card],
+        ),
+        (
+            "verify-mfa-access-pass",
+            ContextKind::Flow,
+            &[Form::Email, Form::Sms],
+        ),
+        (
+            "verify-mfa-done",
+            ContextKind::Flow,
+            &[Form::Email, Form::Card],
+        ),
     ];
     for (name, kind, forms) in expected {
         let info = catalog
