@@ -18,6 +18,7 @@ mod notify;
 mod output;
 mod playbook;
 mod runs;
+mod serve;
 mod sinks;
 mod templates;
 mod tenants;
