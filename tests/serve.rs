@@ -48,6 +48,16 @@ fn upn_scripted(script: Script) -> String {
         .unwrap()
 }
 
+/// `n` users who approve their push, other than [`upn_scripted`]'s.
+fn approvers(n: usize) -> Vec<String> {
+    let first = upn_scripted(Script::Approve);
+    (0..100_000)
+        .map(|i| format!("user{i}@contoso.example"))
+        .filter(|upn| *upn != first && scripted(SEED, upn) == Script::Approve)
+        .take(n)
+        .collect()
+}
+
 /// The emulated tenant, the trail, the clock and the SQLite store a server runs on.
 struct Lab {
     emu: RunningEmulator,
@@ -61,6 +71,11 @@ struct Lab {
 
 impl Lab {
     async fn new() -> Lab {
+        Lab::with_approvers(0).await
+    }
+
+    /// A lab whose tenant also has `extra` users who approve their push.
+    async fn with_approvers(extra: usize) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let mut users = String::from(
             "verified_domain: contoso.example\nusers:\n  \
@@ -75,6 +90,12 @@ impl Lab {
                 "  - {{ upn: {}, display_name: User {i}, mobile_phone: \"+1 425 555 011{i}\", \
                  manager: mara@contoso.example, methods: [authenticator] }}\n",
                 upn_scripted(script)
+            ));
+        }
+        for upn in approvers(extra) {
+            users.push_str(&format!(
+                "  - {{ upn: {upn}, display_name: {upn}, manager: mara@contoso.example, \
+                 methods: [authenticator] }}\n"
             ));
         }
         let mut config = tenant_file_config(dir.path(), &users);
@@ -1207,5 +1228,66 @@ async fn a_request_past_its_deadline_gets_503_and_a_stopped_server_accepts_nothi
         reqwest::get(format!("{addr}/healthz")).await.is_err(),
         "the listener is closed after the drain"
     );
+    lab.emu.shutdown().await;
+}
+
+/// 200 concurrent clients: opening an approval page, and a whole Path A (request, push
+/// approved, reset through Graph) polled through the API. Prints the figures; every job
+/// must succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_clients_open_pages_and_run_path_a() {
+    use resetctl::serve::load::drive;
+    const CLIENTS: usize = 200;
+    let lab = Lab::with_approvers(CLIENTS).await;
+    let served = lab.serve().await;
+    let id = card_request(&lab, &served, Script::Approve).await;
+    let approve = card_link(&lab, "approve", &id).await;
+    let pages = drive(CLIENTS, CLIENTS, Duration::from_secs(60), |_| {
+        let (served, approve) = (&served, &approve);
+        async move {
+            let page = served.open(approve).await;
+            (page.status == 200 && page.csrf.is_some())
+                .then_some(())
+                .ok_or_else(|| format!("{}", page.status))
+        }
+    })
+    .await;
+    eprintln!("GET /approve/..: {pages}");
+    assert_eq!(pages.failures, 0, "{pages}");
+
+    let who = requester(&lab).await;
+    let users = approvers(CLIENTS);
+    let flows = drive(CLIENTS, CLIENTS, Duration::from_secs(120), |i| {
+        let (served, who, upn) = (&served, &who, users[i].clone());
+        async move {
+            let resp = served.create(&ask(&upn, who, true)).await;
+            if resp.status() != 201 {
+                return Err(format!("create: {}", resp.status()));
+            }
+            let made: Value = resp.json().await.map_err(|e| e.to_string())?;
+            let path = format!("/v1/requests/{}", made["id"].as_str().unwrap_or_default());
+            loop {
+                let shown: Value = served
+                    .api(reqwest::Method::GET, &path)
+                    .bearer_auth(BEARER)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if shown["done"] == true {
+                    return (shown["state"] == "completed")
+                        .then_some(())
+                        .ok_or_else(|| format!("ended {}", shown["state"]));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    })
+    .await;
+    eprintln!("Path A (POST, push approved, reset; polled): {flows}");
+    assert_eq!(flows.failures, 0, "{flows}");
+    served.shutdown().await;
     lab.emu.shutdown().await;
 }

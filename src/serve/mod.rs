@@ -17,6 +17,7 @@ mod app;
 pub mod auth;
 pub mod csrf;
 mod links;
+pub mod load;
 pub mod options;
 pub mod pages;
 mod server;
