@@ -74,6 +74,7 @@ fn unauthenticated(app: &App, headers: &HeaderMap, body: &[u8]) -> Option<Respon
         })
 }
 
+/// `POST /v1/requests`: start a verification; `201 {id, state}` with its `Location`.
 pub(crate) async fn create(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -159,6 +160,7 @@ pub(crate) async fn create(
     response
 }
 
+/// `GET /v1/requests/{id}`: where a verification is.
 pub(crate) async fn show(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,

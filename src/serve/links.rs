@@ -103,6 +103,7 @@ pub(crate) struct Answer {
     csrf: String,
 }
 
+/// `GET /approve/{request}/{token}`: the approval's confirmation page.
 pub(crate) async fn open_approve(
     state: State<Arc<App>>,
     path: Path<(String, String)>,
@@ -112,6 +113,7 @@ pub(crate) async fn open_approve(
     open(state, Decision::Approve, path, peer, headers).await
 }
 
+/// `GET /deny/{request}/{token}`: the denial's confirmation page.
 pub(crate) async fn open_deny(
     state: State<Arc<App>>,
     path: Path<(String, String)>,
@@ -121,6 +123,7 @@ pub(crate) async fn open_deny(
     open(state, Decision::Deny, path, peer, headers).await
 }
 
+/// `POST /approve/{request}/{token}`: the Approve button.
 pub(crate) async fn answer_approve(
     state: State<Arc<App>>,
     path: Path<(String, String)>,
@@ -131,6 +134,7 @@ pub(crate) async fn answer_approve(
     answer(state, Decision::Approve, path, peer, headers, form).await
 }
 
+/// `POST /deny/{request}/{token}`: the Deny button.
 pub(crate) async fn answer_deny(
     state: State<Arc<App>>,
     path: Path<(String, String)>,
