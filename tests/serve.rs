@@ -1291,3 +1291,52 @@ async fn two_hundred_concurrent_clients_open_pages_and_run_path_a() {
     served.shutdown().await;
     lab.emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_a_request_that_no_longer_waits_is_refused_unused() {
+    let lab = Lab::new().await;
+    let served = lab.serve().await;
+    let who = requester(&lab).await;
+    // Path A: the push is approved and the request completes without the manager.
+    let resp = served
+        .create(&ask(&upn_scripted(Script::Approve), &who, true))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until(served.store.as_ref(), &id, State::is_final).await;
+    let manager = lab.user_id("mara@contoso.example").await;
+    let late = served
+        .tokens
+        .mint(
+            &id,
+            &manager,
+            Decision::Approve,
+            lab.clock.now() + SignedDuration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let path = format!("/approve/{id}/{}", late.expose());
+    let page = served.click_refused(&path).await;
+    assert_eq!(page.status, 409);
+    assert!(
+        page.body.contains("no longer waits for an answer"),
+        "{}",
+        page.body
+    );
+    let refused = records(&lab, "verify.link_refused", 1).await;
+    assert_eq!(refused[0]["details"]["kind"], "closed");
+    assert_eq!(refused[0]["details"]["method"], "GET");
+    // Refused before it was used.
+    assert!(
+        served
+            .tokens
+            .verify(late.expose(), Some(&id), Decision::Approve, lab.clock.now())
+            .await
+            .is_ok()
+    );
+    served.shutdown().await;
+    lab.emu.shutdown().await;
+}
