@@ -99,7 +99,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// (not yet available) Run a playbook as a tabletop exercise against the emulated tenant.
     Tabletop(TabletopArgs),
-    /// (not yet available) Reset one user's password through the two-path verification flow.
+    /// Reset one user's password through the two-path verification flow: MFA push, else
+    /// the directory manager's approval, else a ticket. Exits 0 completed, 2 escalated, 3
+    /// refused.
     Reset(ResetArgs),
     /// (not yet available) Serve triggers, request intake and approval pages over HTTP.
     Serve(ServeArgs),
@@ -299,9 +301,9 @@ pub struct TabletopArgs {
 /// Which verification path the single-user flow starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VerificationPath {
-    /// MFA push first, manager approval when the push cannot be answered.
+    /// MFA push first, manager approval when the push is not answered.
     Auto,
-    /// MFA push to the user's authenticator only.
+    /// MFA push to the user's authenticator only: a push that is not answered escalates.
     Push,
     /// Manager approval only (the user's device is lost).
     Manager,
@@ -318,6 +320,9 @@ pub struct ResetArgs {
     /// Verification path.
     #[arg(long, value_enum, default_value_t = VerificationPath::Auto)]
     pub path: VerificationPath,
+    /// Why the reset is asked for, as the caller said it (shown to the approving manager).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 /// Arguments of `resetctl serve`.
@@ -425,6 +430,20 @@ pub enum AuditAction {
         /// if there is one.
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
+    },
+    /// Stream the trail to the SIEM sinks of `forward:` (syslog with CEF, Logs Ingestion, a
+    /// signed webhook) from each sink's cursor: catch up and stop, or follow. Nothing is
+    /// sent twice, nothing is lost while a sink is down. Exit 0, or 2 when a sink failed.
+    Forward {
+        /// Only these sinks (default: every one).
+        #[arg(long = "to", value_name = "SINK")]
+        to: Vec<String>,
+        /// Keep following the trail until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// How often a following pass looks for new records.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        every: u64,
     },
     /// Make an HMAC key for a keyed trail: 32 random bytes in hexadecimal, written to FILE,
     /// readable by its owner only. An existing file is never overwritten. Prints the key id.

@@ -36,6 +36,7 @@ pub mod directory;
 pub mod emulator;
 pub mod engine;
 pub mod files;
+pub mod forward;
 pub mod graph;
 pub mod playbook;
 pub mod providers;

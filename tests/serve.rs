@@ -24,6 +24,7 @@ use resetctl::serve::{
 };
 use resetctl::store::SqliteStore;
 use resetctl::verify::clock::{Clock, ManualClock};
+use resetctl::verify::facts::{LiveFacts, NoRuns};
 use resetctl::verify::runtime::{AuditTicketSink, Parts, Runtime};
 use resetctl::verify::store::RequestStore;
 use resetctl::verify::token::{Decision, TokenKey, TokenMinter, Tokens};
@@ -196,6 +197,12 @@ impl Lab {
             organisation: sample_organisation(),
             service_desk: None,
             directory: self.directory.clone(),
+            facts: Arc::new(LiveFacts::new(
+                "contoso",
+                self.directory.clone(),
+                Arc::new(NoRuns),
+                &[],
+            )),
             audit: self.audit.clone(),
             links: Arc::new(TokenMinter::new(tokens.clone(), base)),
             tickets: Arc::new(AuditTicketSink::new(self.audit.clone())),
@@ -927,7 +934,7 @@ async fn tls_from_pem_files_and_no_plain_http_off_loopback() {
     let cert_path = dir.path().join("cert.pem");
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
     let tls = TlsFiles {
         cert: cert_path.clone(),
         key: key_path.clone(),

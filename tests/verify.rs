@@ -281,6 +281,7 @@ async fn the_flow_drives_a_real_push_and_reads_its_answer() {
             }),
             push_enrolled: true,
             device_available: true,
+            manager_fallback: true,
             high_risk: false,
             in_open_mass_reset: false,
             critical_role: false,

@@ -20,6 +20,7 @@ use resetctl::emulator::{ConnectionInfo, RunningEmulator};
 use resetctl::providers::push::duo::{Digest, DuoPush, DuoSettings};
 use resetctl::store::SqliteStore;
 use resetctl::verify::clock::ManualClock;
+use resetctl::verify::facts::{LiveFacts, NoRuns};
 use resetctl::verify::runtime::{ApprovalLinks, Ask, AuditTicketSink, LinkMinter, Parts, Runtime};
 use resetctl::verify::store::{MemoryRequestStore, RequestStore, StoredRequest};
 use resetctl::verify::token::{Client, Decision, Refusal, TokenKey, TokenMinter, Tokens};
@@ -78,7 +79,10 @@ impl Lab {
         let mut users = String::from(
             "verified_domain: contoso.example\nusers:\n  \
              - { upn: mara@contoso.example, display_name: Mara Manager, mobile_phone: \"+1 425 555 0199\" }\n  \
-             - { upn: desk@contoso.example, display_name: Desk Agent }\n",
+             - { upn: desk@contoso.example, display_name: Desk Agent }\n  \
+             - { upn: pim@contoso.example, display_name: Eligible Admin, manager: mara@contoso.example, eligible_roles: [Global Administrator] }\n  \
+             - { upn: grp@contoso.example, display_name: Group Admin, manager: mara@contoso.example }\n  \
+             - { upn: risky@contoso.example, display_name: Risky User, manager: mara@contoso.example, risk: { level: high } }\n",
         );
         for (i, script) in [Script::Approve, Script::Deny, Script::Timeout]
             .into_iter()
@@ -90,6 +94,11 @@ impl Lab {
                 upn_scripted(script)
             ));
         }
+        users.push_str(
+            "groups:\n  \
+             - { display_name: Helpdesk Admins, role_assignable: true, \
+             members: [grp@contoso.example], roles: [Helpdesk Administrator] }\n",
+        );
         let mut config = tenant_file_config(dir.path(), &users);
         config.seed = SEED;
         config.time_scale = 600.0;
@@ -161,6 +170,12 @@ impl Lab {
             organisation: sample_organisation(),
             service_desk: None,
             directory: self.directory.clone(),
+            facts: Arc::new(LiveFacts::new(
+                "contoso",
+                self.directory.clone(),
+                Arc::new(NoRuns),
+                &[],
+            )),
             audit: self.audit.clone(),
             links,
             tickets: Arc::new(AuditTicketSink::new(self.audit.clone())),
@@ -175,10 +190,7 @@ impl Lab {
             origin: "test".into(),
             reason: "locked out after travelling".into(),
             device_available,
-            push_enrolled: true,
-            high_risk: false,
-            in_open_mass_reset: false,
-            critical_role: false,
+            manager_fallback: true,
         }
     }
 
@@ -277,6 +289,32 @@ async fn until(store: &dyn RequestStore, id: &str, done: impl Fn(&State) -> bool
         "request {id} stuck in {:?}",
         store.load(id).await.unwrap().unwrap().flow.state
     );
+}
+
+/// Facts the caller cannot supply: an eligible or group-granted administrator, and a user
+/// Identity Protection rates high risk, are never verified by push or manager; no push or
+/// card goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looked_up_roles_and_risk_skip_the_automated_paths() {
+    let lab = Lab::new().await;
+    let store: Arc<dyn RequestStore> = Arc::new(MemoryRequestStore::new());
+    let rt = lab.runtime(store.clone());
+    for (upn, reason) in [
+        ("pim@contoso.example", EscalationReason::CriticalRole),
+        ("grp@contoso.example", EscalationReason::CriticalRole),
+        ("risky@contoso.example", EscalationReason::HighRisk),
+    ] {
+        let id = rt.request(lab.ask(upn, true)).await.unwrap();
+        let done = until(store.as_ref(), &id, State::is_final).await;
+        match &done.flow.state {
+            State::Escalated { reasons, .. } => assert_eq!(reasons, &vec![reason], "{upn}"),
+            other => panic!("{upn}: {other:?}"),
+        }
+    }
+    assert!(lab.outbox("push").await.is_empty());
+    // The only cards are the escalations to the service desk: no approval link went out.
+    let cards = format!("{:?}", lab.outbox("teams").await);
+    assert!(!cards.contains("approve.test"), "{cards}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use resetctl::engine::operator::OperatorName;
 use resetctl::store::{SqliteStore, StoreWitness};
 
 /// Verify, export, make a key, or recover the trail.
-pub fn run(global: &GlobalArgs, args: AuditArgs) -> CmdResult {
+pub async fn run(global: &GlobalArgs, args: AuditArgs) -> CmdResult {
     match args.action {
         AuditAction::Verify {
             files,
@@ -45,6 +45,10 @@ pub fn run(global: &GlobalArgs, args: AuditArgs) -> CmdResult {
             export(&files, key.as_ref(), format)
         }
         AuditAction::Keygen { file } => keygen(global, &file),
+        AuditAction::Forward { to, follow, every } => {
+            let every = std::time::Duration::from_secs(every.max(1));
+            super::forward::run(global, to, follow, every).await
+        }
         AuditAction::NewTrail { recovery } => new_trail(global, recovery),
         AuditAction::Reseal { recovery } => reseal(global, recovery),
     }

@@ -34,6 +34,8 @@ pub struct Messaging {
     pub env: Env,
     /// Limits are multiplied by this (an emulated tenant compresses time).
     pub time_scale: f64,
+    /// The `push:` section in force: the single-user flow's push provider.
+    pub push: Option<resetctl::config::PushSettings>,
 }
 
 impl Messaging {
@@ -45,6 +47,7 @@ impl Messaging {
             organisation: context.config.organisation.clone(),
             env: context.env.clone(),
             time_scale: tenant.time_scale,
+            push: context.config.push.clone(),
         }
     }
 }

@@ -18,13 +18,16 @@ mod completions;
 mod context;
 mod doctor;
 mod emulator;
+mod forward;
 mod paths;
 mod plan;
 mod render;
+mod reset;
 mod run;
 mod runs;
 mod tenant;
 mod validate;
+mod verify;
 
 use std::fmt;
 
@@ -196,13 +199,13 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => completions::man(global, args),
         Command::Emulator(args) => emulator::run(global, args).await,
-        Command::Audit(args) => audit::run(global, args),
+        Command::Audit(args) => audit::run(global, args).await,
         Command::Plan(args) => plan::run(global, args).await,
         Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Doctor(args) => doctor::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
-        Command::Reset(_) => not_yet("reset", "the single-user verification flow"),
+        Command::Reset(args) => reset::run(global, args).await,
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
         Command::Render(args) => render::run(global, args).await,
         Command::Bench(args) => bench::run(global, args).await,

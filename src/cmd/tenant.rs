@@ -192,6 +192,7 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
         organisation: config.organisation.clone(),
         env: env.clone(),
         time_scale,
+        push: config.push.clone(),
     };
     let directory = GraphDirectory::from_settings(&settings, &env)
         .map_err(|err| Failure::new(Exit::Config, err))?;

@@ -245,16 +245,16 @@ impl fmt::Display for SmtpTls {
 }
 
 /// An error at a position of the file (the caller attaches the file).
-fn at(kind: ConfigErrorKind, message: String, location: &Location) -> ConfigError {
+pub(super) fn at(kind: ConfigErrorKind, message: String, location: &Location) -> ConfigError {
     ConfigError::new(kind, message).at(None, Some(position(location)))
 }
 
-fn invalid(message: String, location: &Location) -> ConfigError {
+pub(super) fn invalid(message: String, location: &Location) -> ConfigError {
     at(ConfigErrorKind::Invalid, message, location)
 }
 
 /// Refuses an inline secret key with its position.
-fn refuse(refused: &Refused, key: &str, instead: &str) -> Result<(), ConfigError> {
+pub(super) fn refuse(refused: &Refused, key: &str, instead: &str) -> Result<(), ConfigError> {
     match refused {
         Some(spanned) => Err(at(
             ConfigErrorKind::InlineSecret,
@@ -305,7 +305,7 @@ fn secret_source(
     }
 }
 
-fn required_secret(
+pub(super) fn required_secret(
     key: &str,
     env: Option<Spanned<String>>,
     file: Option<PathBuf>,

@@ -15,7 +15,10 @@ mod channels;
 mod channels_raw;
 mod cloud;
 mod error;
+mod forward;
+mod push;
 mod raw;
+mod serve;
 mod tenant;
 
 pub use channels::{
@@ -25,7 +28,10 @@ pub use channels::{
 };
 pub use cloud::Cloud;
 pub use error::{ConfigError, ConfigErrorKind};
+pub use forward::{ForwardSink, SyslogTransport};
+pub use push::PushSettings;
 pub use raw::QuotaOverrides;
+pub use serve::{DEFAULT_LISTEN, ServeSection};
 pub use tenant::{
     AppSpec, AuditSection, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL,
     DEMO_TENANT, Env, SigningAlg, TenantChoice, TenantSettings, TenantSize,

@@ -26,12 +26,20 @@ pub(crate) struct RawConfig {
     /// Who receives run-level messages, by audience name.
     #[serde(default)]
     pub audiences: Option<super::channels_raw::RawAudiences>,
-    /// Push-verification providers (Duo, Okta). Not available in this build: accepted as a
-    /// key only to say so precisely (a section this build would ignore must not pass
-    /// validation).
+    /// The MFA push provider of the single-user flow's Path A (Duo, Okta).
     #[serde(default)]
-    pub push: Option<Spanned<IgnoredAny>>,
-    /// Ticket systems. Not available in this build; as `push`.
+    pub push: Option<Spanned<super::push::RawPush>>,
+    /// Where the audit trail is streamed live (syslog, Logs Ingestion, webhook), by name.
+    #[serde(default)]
+    pub forward: BTreeMap<String, Spanned<super::forward::RawSink>>,
+    /// `resetctl serve`: listen address, public URL, TLS, token key, API credentials.
+    #[serde(default)]
+    pub serve: Option<Spanned<super::serve::RawServe>>,
+    /// The single-user flow's timeouts and limits (seconds and counts).
+    #[serde(default)]
+    pub verify: Option<crate::verify::Policy>,
+    /// Ticket systems. Not available in this build: accepted as a key only to say so
+    /// precisely (a section this build would ignore must not pass validation).
     #[serde(default)]
     pub tickets: Option<Spanned<IgnoredAny>>,
     /// The audit trail: where it lives, when it rotates, where its HMAC key comes from.

@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::channels::{Audience, ChannelsSection, audiences_from_raw};
 use super::cloud::Cloud;
+use super::push::PushSettings;
 use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
+use super::serve::ServeSection;
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
 use crate::audit::AuditConfig;
 
@@ -167,6 +169,14 @@ pub struct Config {
     pub organisation: Option<crate::comms::context::Organisation>,
     /// `templates:`: the template override directory, resolved against the file's directory.
     pub templates: Option<PathBuf>,
+    /// `push:`: the single-user flow's push provider, when configured.
+    pub push: Option<PushSettings>,
+    /// `forward:`: live audit sinks by name.
+    pub forward: BTreeMap<String, super::forward::ForwardSink>,
+    /// `serve:`: the approval server, when configured.
+    pub serve: Option<ServeSection>,
+    /// `verify:`: the single-user flow's timeouts and limits (the defaults when absent).
+    pub verify: crate::verify::Policy,
 }
 
 impl Config {
@@ -201,7 +211,7 @@ impl Config {
         let raw: RawConfig = serde_saphyr::from_str(text)
             .map_err(|e| ConfigError::yaml(&e).at(file.clone(), None))?;
         let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
-        for (key, section) in [("push", &raw.push), ("tickets", &raw.tickets)] {
+        for (key, section) in [("tickets", &raw.tickets)] {
             if let Some(spanned) = section {
                 return Err(ConfigError::new(
                     ConfigErrorKind::Invalid,
@@ -213,6 +223,25 @@ impl Config {
                 .at(file.clone(), Some(position(&spanned.referenced))));
             }
         }
+        let push = match raw.push {
+            Some(section) => Some(
+                PushSettings::from_raw(section.value, &section.referenced, base_dir.as_deref())
+                    .map_err(|e| e.at(file.clone(), Some(position(&section.referenced))))?,
+            ),
+            None => None,
+        };
+        let forward = super::forward::from_raw(raw.forward, base_dir.as_deref())
+            .map_err(|e| e.at(file.clone(), None))?;
+        let serve = match raw.serve {
+            Some(section) => {
+                let at = position(&section.referenced);
+                Some(
+                    ServeSection::from_raw(section, base_dir.as_deref())
+                        .map_err(|e| e.at(file.clone(), Some(at)))?,
+                )
+            }
+            None => None,
+        };
         let channels = match raw.channels {
             Some(section) => ChannelsSection::from_raw(section.value, base_dir.as_deref())
                 .map_err(|e| e.at(file.clone(), Some(position(&section.referenced))))?,
@@ -257,6 +286,10 @@ impl Config {
             source: file,
             organisation,
             templates,
+            push,
+            serve,
+            forward,
+            verify: raw.verify.unwrap_or_default(),
         })
     }
 
@@ -904,13 +937,49 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
     #[test]
     fn sections_this_build_does_not_have_are_refused_not_ignored() {
         let err = Config::parse(
-            "tenants: {}\npush: { duo: { host: api-1.duosecurity.com } }\n",
+            "tenants: {}\ntickets: { servicenow: { instance: acme } }\n",
             Some(Path::new("r.yaml")),
             &Env::default(),
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("r.yaml:2:"), "{err}");
-        assert!(err.to_string().contains("push"), "{err}");
+        assert!(err.to_string().contains("tickets"), "{err}");
+    }
+
+    #[test]
+    fn push_and_verify_sections_parse_and_errors_name_the_place() {
+        let ok = Config::parse(
+            "push:\n  duo:\n    base_url: https://api-1a2b3c4d.duosecurity.com\n    \
+             integration_key: DIWJ8X6AEYOR5OMC6TQ1\n    secret_key_env: DUO_SKEY\n\
+             verify: { card_timeout_secs: 120 }\n",
+            Some(Path::new("r.yaml")),
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(matches!(
+            ok.push,
+            Some(PushSettings::Duo { sha512: true, ref secret_key, .. })
+                if *secret_key == super::super::SecretSource::Env("DUO_SKEY".into())
+        ));
+        assert_eq!(ok.verify.card_timeout_secs, 120);
+        assert_eq!(ok.verify.max_pushes, 3);
+        for (text, wanted) in [
+            (
+                "push:\n  duo:\n    base_url: https://api-1.duosecurity.com\n    \
+                 integration_key: DIWJ8X6AEYOR5OMC6TQ1\n    secret_key: abc\n",
+                "r.yaml:5:",
+            ),
+            (
+                "push:\n  okta:\n    base_url: http://acme.okta.com\n    api_token_env: T\n",
+                "r.yaml:3:",
+            ),
+            ("push: {}\n", "r.yaml:1:"),
+            ("verify: { card_timeout: 5 }\n", "r.yaml:1:"),
+        ] {
+            let err = Config::parse(text, Some(Path::new("r.yaml")), &Env::default()).unwrap_err();
+            assert!(err.to_string().starts_with(wanted), "{text}: {err}");
+            assert!(!err.to_string().contains("abc"), "{err}");
+        }
     }
 
     #[test]

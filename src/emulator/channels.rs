@@ -220,12 +220,17 @@ pub fn secret_env(info: &ChannelInfo, prefix: &str) -> Vec<(String, String)> {
             format!("{prefix}_WEBHOOK_SECRET"),
             info.webhook.secret.clone(),
         ),
+        (
+            format!("{prefix}_DUO_SECRET"),
+            info.push.duo_secret_key.clone(),
+        ),
     ]
 }
 
 /// The `organisation:`, `channels:` and `audiences:` sections of `resetctl.yaml` (key names
 /// as the configuration documents them) pointing every channel this emulator serves at it:
-/// Graph mail from the shared mailbox, Twilio and ACS SMS, the Teams workflow, the webhook.
+/// Graph mail from the shared mailbox, Twilio and ACS SMS, the Teams workflow, the webhook,
+/// and Duo push for the single-user flow.
 /// Secrets are named by variables `{prefix}_…` ([`secret_env`]), never written.
 /// `domain` is the tenant's verified domain (the organisation's name and URLs derive from it).
 pub fn config_yaml(info: &ChannelInfo, domain: &str, prefix: &str) -> String {
@@ -255,7 +260,11 @@ pub fn config_yaml(info: &ChannelInfo, domain: &str, prefix: &str) -> String {
          webhook:\n    url: {hook}\n    secret_env: {prefix}_WEBHOOK_SECRET\n\
          audiences:\n  helpdesk: {{ email: [{helpdesk}], sms: [\"{helpdesk_sms}\"], teams: true }}\n  \
          soc: {{ email: [{soc}], teams: true, webhook: true }}\n  \
-         manual_queue: {{ email: [{queue}], teams: true }}\n",
+         manual_queue: {{ email: [{queue}], teams: true }}\n\
+         push:\n  duo:\n    base_url: {duo_url}\n    integration_key: {duo_key}\n    \
+         secret_key_env: {prefix}_DUO_SECRET\n",
+        duo_url = info.push.duo_base_url,
+        duo_key = info.push.duo_integration_key,
         helpdesk_sms = a.helpdesk_sms,
         mailbox = info.sender_mailbox,
         twilio_url = info.twilio.base_url,

@@ -24,7 +24,7 @@ const MAX_TEXT: usize = 1000;
 const MAX_NAME: usize = 256;
 
 /// The body of `POST /v1/requests`. The risk facts (high risk, open mass reset, critical
-/// role, push enrolment) are never taken from a caller: the runtime looks them up.
+/// role) are never taken from a caller: the runtime looks them up.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
@@ -128,11 +128,8 @@ pub(crate) async fn create(
         origin: body.origin,
         reason: body.reason,
         device_available: body.device_available,
-        // Looked up by the runtime, never said by the caller.
-        push_enrolled: true,
-        high_risk: false,
-        in_open_mass_reset: false,
-        critical_role: false,
+        // The two-path flow: a push that does not verify the user goes to the manager.
+        manager_fallback: true,
     };
     // Its own task: the deadline or a vanished client cannot stop a request half made.
     let made = tokio::spawn(async move { runtime.request(ask).await }).await;
@@ -229,6 +226,15 @@ fn runtime_error(e: &RuntimeError) -> Response {
             "directory_error",
             format!("directory: {message}"),
         ),
+        RuntimeError::Facts(_) => {
+            tracing::error!("verification request: {e}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "facts_unavailable",
+                "the user's risk, roles and open runs cannot be checked right now; nothing \
+                 was started",
+            )
+        }
         RuntimeError::Step { .. } | RuntimeError::Busy(_) => {
             error(StatusCode::CONFLICT, "conflict", e.to_string())
         }

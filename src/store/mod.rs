@@ -21,6 +21,7 @@
 //! What the engine must read back from a row besides its outcome is typed ([`Facts`], in
 //! columns of its own), never parsed out of the free-text `detail`, which is for people.
 
+mod open_runs;
 mod schema;
 mod sqlite;
 mod timed;

@@ -49,6 +49,10 @@ pub struct Context {
     pub push_enrolled: bool,
     /// The requester says the user has their device (false: lost or unavailable).
     pub device_available: bool,
+    /// Whether manager approval may follow a push that did not verify the user (false: the
+    /// requester asked for the push only, and a failed push escalates).
+    #[serde(default = "yes")]
+    pub manager_fallback: bool,
     /// Identity Protection rates the user high risk.
     pub high_risk: bool,
     /// The user is a target of an unfinished mass-reset run.
@@ -61,4 +65,8 @@ pub struct Context {
     pub recent_pushes: Vec<Timestamp>,
     /// When this user denied pushes ("this wasn't me").
     pub recent_denials: Vec<Timestamp>,
+}
+
+fn yes() -> bool {
+    true
 }

@@ -221,6 +221,9 @@ fn start(t: &mut Transition<'_>, policy: &Policy) -> State {
 fn path_b(t: &mut Transition<'_>, reason: PathBReason, policy: &Policy) -> State {
     t.reasons.push(snake(&reason));
     let c = &t.flow.context;
+    if c.device_available && !c.manager_fallback {
+        return t.escalate(vec![EscalationReason::PushOnly]);
+    }
     let Some(manager) = &c.manager else {
         return t.escalate(vec![EscalationReason::NoManager]);
     };
@@ -453,6 +456,7 @@ mod tests {
             }),
             push_enrolled: true,
             device_available: true,
+            manager_fallback: true,
             high_risk: false,
             in_open_mass_reset: false,
             critical_role: false,
@@ -672,6 +676,28 @@ mod tests {
             run.actions
                 .contains(&Action::DisarmTimer { timer: Timer::Push })
         );
+    }
+
+    #[test]
+    fn push_only_escalates_where_the_manager_would_have_been_asked() {
+        let mut c = context();
+        c.manager_fallback = false;
+        let mut run = Run::new(c);
+        run.on(Event::Start, 0).on(push(PushAnswer::TimedOut), 60);
+        match &run.flow.state {
+            State::Escalated { reasons, .. } => {
+                assert_eq!(reasons, &vec![EscalationReason::PushOnly]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(run.sent(), ["push", "ticket"], "no card");
+        // A requester who says the device is lost asks for the manager whatever the fallback.
+        let mut c = context();
+        c.manager_fallback = false;
+        c.device_available = false;
+        let mut run = Run::new(c);
+        run.on(Event::Start, 0);
+        assert_eq!(run.sent(), ["card"]);
     }
 
     #[test]

@@ -28,6 +28,7 @@
 pub mod action;
 pub mod clock;
 pub mod context;
+pub mod facts;
 pub mod machine;
 pub mod policy;
 pub mod runtime;

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use super::action::{Action, AuditRecord};
 use super::clock::Clock;
 use super::context::{Context, Manager, Person};
+use super::facts::{Facts, FactsError};
 use super::machine::{Flow, StepError, step};
 use super::policy::Policy;
 use super::state::{EscalationReason, Event, PushAnswer, State, StateName, Timer};
@@ -150,6 +151,8 @@ pub struct Parts {
     pub service_desk: Option<MessagePerson>,
     /// Users, managers and the reset.
     pub directory: Arc<dyn Directory>,
+    /// Risk, open runs and roles of a user, looked up before any path.
+    pub facts: Arc<dyn Facts>,
     /// The trail.
     pub audit: AuditHandle,
     /// The approval links.
@@ -171,17 +174,11 @@ pub struct Ask {
     pub origin: String,
     /// Why, as the requester stated it.
     pub reason: String,
-    /// The requester says the user has their device.
+    /// The requester says the user has their device (false: straight to Path B). Risk,
+    /// open runs and roles are never the caller's to say: the runtime looks them up.
     pub device_available: bool,
-    /// The user has a push-capable authenticator with the provider (the provider's own
-    /// answer decides in the end: "not enrolled" moves the flow to Path B).
-    pub push_enrolled: bool,
-    /// Identity Protection rates the user high risk (looked up by the caller).
-    pub high_risk: bool,
-    /// The user is a target of an unfinished mass-reset run (looked up by the caller).
-    pub in_open_mass_reset: bool,
-    /// The user holds a critical role (looked up by the caller).
-    pub critical_role: bool,
+    /// Manager approval may follow a push that did not verify the user (false: push only).
+    pub manager_fallback: bool,
 }
 
 /// Why the runtime could not do what it was asked.
@@ -202,6 +199,10 @@ pub enum RuntimeError {
     /// The directory failed or does not know the user.
     #[error("directory: {0}")]
     Directory(String),
+    /// What decides whether the automated paths may run could not be looked up; nothing
+    /// was started.
+    #[error("cannot check the user before verifying them: {0}")]
+    Facts(#[from] FactsError),
     /// The request kept moving under us.
     #[error("request {0} kept changing while this event was applied; try again")]
     Busy(String),
@@ -252,6 +253,7 @@ impl Runtime {
                 mobile: contact.mobile.and_then(Result::ok),
             }
         });
+        let facts = p.facts.about(&user.id, &user.upn).await?;
         let since = now - SignedDuration::from_hours(1);
         let earlier = p.store.requests_of_user(&p.tenant, &user.id, since).await?;
         let mut recent_pushes = Vec::new();
@@ -273,11 +275,13 @@ impl Runtime {
             },
             requester: ask.requester.clone(),
             manager,
-            push_enrolled: ask.push_enrolled,
+            // The provider's own answer decides: "not enrolled" moves the flow to Path B.
+            push_enrolled: true,
             device_available: ask.device_available,
-            high_risk: ask.high_risk,
-            in_open_mass_reset: ask.in_open_mass_reset,
-            critical_role: ask.critical_role,
+            manager_fallback: ask.manager_fallback,
+            high_risk: facts.high_risk,
+            in_open_mass_reset: !facts.open_runs.is_empty(),
+            critical_role: facts.privileged,
             previous_request_at: earlier.iter().map(|r| r.request.created_at).max(),
             recent_pushes,
             recent_denials,
@@ -1023,6 +1027,7 @@ mod tests {
                 manager: None,
                 push_enrolled: true,
                 device_available: true,
+                manager_fallback: true,
                 high_risk: false,
                 in_open_mass_reset: false,
                 critical_role: false,

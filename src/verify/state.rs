@@ -263,6 +263,9 @@ pub enum EscalationReason {
     RecentRequest,
     /// The user denied the push: possibly an attacker's request.
     PushDenied,
+    /// Path A did not verify the user and the requester asked for the push only (no
+    /// manager approval).
+    PushOnly,
     /// Path B was needed and the user has no manager in the directory.
     NoManager,
     /// The card went unanswered and the manager has no mobile in the directory.

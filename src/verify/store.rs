@@ -417,6 +417,7 @@ pub(crate) mod conformance {
                     manager: None,
                     push_enrolled: true,
                     device_available: true,
+                    manager_fallback: true,
                     high_risk: false,
                     in_open_mass_reset: false,
                     critical_role: false,

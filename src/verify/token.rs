@@ -873,6 +873,7 @@ mod tests {
             }),
             push_enrolled: false,
             device_available: false,
+            manager_fallback: true,
             high_risk: false,
             in_open_mass_reset: false,
             critical_role: false,

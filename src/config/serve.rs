@@ -1,0 +1,255 @@
+//! The validated `serve:` section: where `resetctl serve` listens, the public address the
+//! approval links point to, TLS, the approval tokens' signing key and the request API's
+//! credentials. Inert: sources of secrets, never a secret.
+//!
+//! ```yaml
+//! serve:
+//!   listen: 0.0.0.0:8443
+//!   public_url: https://approvals.contoso.com    # approval links point here
+//!   tls: { cert_file: /etc/resetctl/tls.pem, key_file: /etc/resetctl/tls.key }
+//!   token_key_env: RESETCTL_TOKEN_KEY            # hex, at least 32 bytes; or token_key_file
+//!   api:
+//!     bearer_sha256: [9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08]
+//!     hmac_key_env: RESETCTL_API_HMAC            # or hmac_key_file
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::ConfigError;
+use super::channels::{SecretSource, invalid, refuse, required_secret, service_url};
+use super::channels_raw::Refused;
+use super::tenant::resolve;
+
+/// `serve:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServe {
+    /// Address to listen on.
+    pub listen: Option<Spanned<String>>,
+    /// The address people's browsers reach the approval pages at.
+    pub public_url: Spanned<String>,
+    /// TLS certificate chain and key (PEM files).
+    pub tls: Option<RawTls>,
+    /// Environment variable holding the token signing key (hex).
+    pub token_key_env: Option<Spanned<String>>,
+    /// File holding the token signing key (hex).
+    pub token_key_file: Option<PathBuf>,
+    /// The request API's credentials.
+    pub api: Option<Spanned<RawApi>>,
+    /// Refused: an inline key.
+    pub token_key: Refused,
+}
+
+/// `serve.tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// `serve.api`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApi {
+    /// SHA-256 (hex) of each accepted bearer token: the file never holds a token.
+    #[serde(default)]
+    pub bearer_sha256: Vec<Spanned<String>>,
+    /// Environment variable holding the HMAC key for signed requests.
+    pub hmac_key_env: Option<Spanned<String>>,
+    /// File holding the HMAC key.
+    pub hmac_key_file: Option<PathBuf>,
+    /// Refused: an inline key.
+    pub hmac_key: Refused,
+    /// Refused: an inline bearer token.
+    pub bearer: Refused,
+}
+
+/// The `serve:` section, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeSection {
+    /// Address to listen on (default `127.0.0.1:8443`).
+    pub listen: SocketAddr,
+    /// Base of the approval links (`https://…`, or `http://` on loopback).
+    pub public_url: String,
+    /// Certificate chain and key files, when TLS is terminated here.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where the approval tokens' signing key comes from.
+    pub token_key: SecretSource,
+    /// SHA-256 digests (lower-case hex) of the accepted bearer tokens.
+    pub bearer_sha256: Vec<String>,
+    /// Where the request API's HMAC key comes from, if signed requests are accepted.
+    pub hmac_key: Option<SecretSource>,
+}
+
+/// Where `serve` listens when `listen` is absent.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+impl ServeSection {
+    pub(crate) fn from_raw(
+        raw: Spanned<RawServe>,
+        base_dir: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let section = raw.referenced;
+        let raw = raw.value;
+        refuse(&raw.token_key, "serve.token_key", "token_key")?;
+        let listen: SocketAddr = match raw.listen {
+            None => DEFAULT_LISTEN.parse().expect("a valid default"),
+            Some(l) => l.value.parse().map_err(|_| {
+                invalid(
+                    "serve.listen: an address and port (`127.0.0.1:8443`, `[::]:443`)".into(),
+                    &l.referenced,
+                )
+            })?,
+        };
+        let public_url = service_url("serve.public_url", &raw.public_url.value)
+            .map_err(|m| invalid(m, &raw.public_url.referenced))?;
+        let tls = raw.tls.map(|t| {
+            (
+                resolve(base_dir, t.cert_file),
+                resolve(base_dir, t.key_file),
+            )
+        });
+        if tls.is_none() && !listen.ip().is_loopback() {
+            return Err(invalid(
+                "serve: listening on a non-loopback address needs `tls:` (cert_file, key_file); \
+                 plain HTTP is for a loopback address behind a TLS-terminating proxy"
+                    .into(),
+                &section,
+            ));
+        }
+        let token_key = required_secret(
+            "serve.token_key",
+            raw.token_key_env,
+            raw.token_key_file,
+            base_dir,
+            &section,
+        )?;
+        let (bearer_sha256, hmac_key) = match raw.api {
+            None => (Vec::new(), None),
+            Some(api) => {
+                let at = api.referenced;
+                let api = api.value;
+                refuse(&api.hmac_key, "serve.api.hmac_key", "hmac_key")?;
+                if let Some(b) = &api.bearer {
+                    return Err(invalid(
+                        "serve.api.bearer: a token is not accepted in the file; list its \
+                         SHA-256 under `bearer_sha256` (`printf %s TOKEN | sha256sum`)"
+                            .into(),
+                        &b.referenced,
+                    ));
+                }
+                let mut digests = Vec::new();
+                for d in api.bearer_sha256 {
+                    let hex = d.value.to_ascii_lowercase();
+                    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(invalid(
+                            "serve.api.bearer_sha256: each entry is a SHA-256 digest, 64 hex \
+                             digits"
+                                .into(),
+                            &d.referenced,
+                        ));
+                    }
+                    digests.push(hex);
+                }
+                let hmac = match (api.hmac_key_env, api.hmac_key_file) {
+                    (None, None) => None,
+                    (env, file) => Some(required_secret(
+                        "serve.api.hmac_key",
+                        env,
+                        file,
+                        base_dir,
+                        &at,
+                    )?),
+                };
+                (digests, hmac)
+            }
+        };
+        Ok(ServeSection {
+            listen,
+            public_url,
+            tls,
+            token_key,
+            bearer_sha256,
+            hmac_key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Config, Env, SecretSource};
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(
+            text,
+            Some(Path::new("/etc/resetctl/r.yaml")),
+            &Env::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_loopback_server_behind_a_proxy_needs_no_tls_and_secrets_come_by_name() {
+        let c = parse(
+            "serve:\n  public_url: https://approvals.contoso.com\n  \
+             token_key_file: token.key\n  api:\n    bearer_sha256: \
+             [9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08]\n    \
+             hmac_key_env: API_HMAC\n",
+        )
+        .unwrap();
+        let s = c.serve.unwrap();
+        assert_eq!(s.listen.to_string(), super::DEFAULT_LISTEN);
+        assert_eq!(
+            s.token_key,
+            SecretSource::File("/etc/resetctl/token.key".into())
+        );
+        assert_eq!(s.bearer_sha256[0], s.bearer_sha256[0].to_ascii_lowercase());
+        assert_eq!(s.hmac_key, Some(SecretSource::Env("API_HMAC".into())));
+    }
+
+    #[test]
+    fn unsafe_or_malformed_settings_are_refused_at_their_place() {
+        for (text, wanted) in [
+            // A public listener without TLS.
+            (
+                "serve:\n  listen: 0.0.0.0:8443\n  public_url: https://a.example\n  \
+                 token_key_env: K\n",
+                ":2:",
+            ),
+            // An inline key, and an inline bearer token.
+            (
+                "serve:\n  public_url: https://a.example\n  token_key: s3cr3t\n",
+                ":3:",
+            ),
+            (
+                "serve:\n  public_url: https://a.example\n  token_key_env: K\n  api:\n    \
+                 bearer: s3cr3t\n",
+                ":5:",
+            ),
+            // A digest that is not one.
+            (
+                "serve:\n  public_url: https://a.example\n  token_key_env: K\n  api:\n    \
+                 bearer_sha256: [abc]\n",
+                ":5:",
+            ),
+            // Plain http to a public name.
+            (
+                "serve:\n  public_url: http://approvals.contoso.com\n  token_key_env: K\n",
+                ":2:",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(wanted), "{text}: {err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
+    }
+}
