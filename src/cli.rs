@@ -367,7 +367,7 @@ pub struct EmulatorArgs {
     /// the connection; 403 denies a directory write (Authorization_RequestDenied, not
     /// applied, not retryable) to rehearse a run going bad; dup_page serves a listing's page
     /// twice and drop_nextlink ends a listing early (a page without its nextLink);
-    /// twilio_429, acs_429 and teams_429 throttle the message sinks.
+    /// twilio_429, acs_429 and teams_429 throttle the message sinks, psa_429 the emulated PSAs.
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Divide every throttling window and latency by K (tabletops of large tenants).

@@ -24,6 +24,7 @@ mod serve;
 mod sinks;
 mod templates;
 mod tenants;
+mod tickets;
 mod tidy;
 mod verify;
 mod verify_runtime;

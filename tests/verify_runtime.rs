@@ -21,7 +21,9 @@ use resetctl::providers::push::duo::{Digest, DuoPush, DuoSettings};
 use resetctl::store::SqliteStore;
 use resetctl::verify::clock::ManualClock;
 use resetctl::verify::facts::{LiveFacts, NoRuns};
-use resetctl::verify::runtime::{ApprovalLinks, Ask, AuditTicketSink, LinkMinter, Parts, Runtime};
+use resetctl::verify::runtime::{
+    ApprovalLinks, Ask, AuditTicketSink, LinkMinter, Parts, Runtime, TicketSink,
+};
 use resetctl::verify::store::{MemoryRequestStore, RequestStore, StoredRequest};
 use resetctl::verify::token::{Client, Decision, Refusal, TokenKey, TokenMinter, Tokens};
 use resetctl::verify::{EscalationReason, Person, Policy, State, Timer, Via};
@@ -31,11 +33,11 @@ use serde_json::Value;
 use crate::util::{TenantConfig, http, inspect, start_emulator, tenant_file_config};
 
 const SEED: u64 = 23;
-const MANAGER_MOBILE: &str = "+14255550199";
+pub(crate) const MANAGER_MOBILE: &str = "+14255550199";
 
 /// Links that say which request and expiry they were minted for (signing is not this
 /// part's business).
-struct TestLinks;
+pub(crate) struct TestLinks;
 
 impl LinkMinter for TestLinks {
     fn mint<'a>(
@@ -55,26 +57,26 @@ impl LinkMinter for TestLinks {
 }
 
 /// The first `user<n>@contoso.example` whose push the emulator answers with `script`.
-fn upn_scripted(script: Script) -> String {
+pub(crate) fn upn_scripted(script: Script) -> String {
     (0..1000)
         .map(|n| format!("user{n}@contoso.example"))
         .find(|upn| scripted(SEED, upn) == script)
         .unwrap()
 }
 
-struct Lab {
-    emu: RunningEmulator,
+pub(crate) struct Lab {
+    pub(crate) emu: RunningEmulator,
     _dir: tempfile::TempDir,
     root: PathBuf,
     directory: Arc<dyn Directory>,
     clock: Arc<ManualClock>,
-    audit: AuditHandle,
+    pub(crate) audit: AuditHandle,
     channels: Vec<Arc<dyn resetctl::comms::Channel>>,
     requester: Person,
 }
 
 impl Lab {
-    async fn new() -> Lab {
+    pub(crate) async fn new() -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let mut users = String::from(
             "verified_domain: contoso.example\nusers:\n  \
@@ -133,7 +135,7 @@ impl Lab {
         }
     }
 
-    fn info(&self) -> &ConnectionInfo {
+    pub(crate) fn info(&self) -> &ConnectionInfo {
         self.emu.info()
     }
 
@@ -145,6 +147,20 @@ impl Lab {
         &self,
         store: Arc<dyn RequestStore>,
         links: Arc<dyn LinkMinter>,
+    ) -> Runtime {
+        self.runtime_with(
+            store,
+            links,
+            Arc::new(AuditTicketSink::new(self.audit.clone())),
+        )
+    }
+
+    /// A runtime over `store` whose links come from `links` and tickets go to `tickets`.
+    pub(crate) fn runtime_with(
+        &self,
+        store: Arc<dyn RequestStore>,
+        links: Arc<dyn LinkMinter>,
+        tickets: Arc<dyn TicketSink>,
     ) -> Runtime {
         let info = self.info();
         let push = DuoPush::new(
@@ -178,11 +194,11 @@ impl Lab {
             )),
             audit: self.audit.clone(),
             links,
-            tickets: Arc::new(AuditTicketSink::new(self.audit.clone())),
+            tickets,
         })
     }
 
-    fn ask(&self, upn: &str, device_available: bool) -> Ask {
+    pub(crate) fn ask(&self, upn: &str, device_available: bool) -> Ask {
         Ask {
             user: upn.to_owned(),
             requester: self.requester.clone(),
@@ -199,7 +215,7 @@ impl Lab {
         self.clock.now()
     }
 
-    fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         self.clock.advance(SignedDuration::from_secs(secs));
     }
 
@@ -230,14 +246,14 @@ impl Lab {
     }
 
     /// The trail's records of `action`, as JSON.
-    fn trail(&self, action: &str) -> Vec<Value> {
+    pub(crate) fn trail(&self, action: &str) -> Vec<Value> {
         trail_records(&self.root.join("audit.jsonl"))
             .into_iter()
             .filter(|r| r["action"] == action)
             .collect()
     }
 
-    async fn user_id(&self, upn: &str) -> String {
+    pub(crate) async fn user_id(&self, upn: &str) -> String {
         self.directory.get_user(upn).await.unwrap().unwrap().id
     }
 }
@@ -277,7 +293,11 @@ fn senders(info: &ConnectionInfo) -> Vec<Arc<dyn resetctl::comms::Channel>> {
 
 /// Wait (real time, up to 15 s) until request `id` satisfies `done` and every saved
 /// action has run (the state is saved before its actions run).
-async fn until(store: &dyn RequestStore, id: &str, done: impl Fn(&State) -> bool) -> StoredRequest {
+pub(crate) async fn until(
+    store: &dyn RequestStore,
+    id: &str,
+    done: impl Fn(&State) -> bool,
+) -> StoredRequest {
     for _ in 0..750 {
         let r = store.load(id).await.unwrap().unwrap();
         if done(&r.flow.state) && store.pending_actions().await.unwrap().is_empty() {

@@ -36,6 +36,8 @@ pub struct Messaging {
     pub time_scale: f64,
     /// The `push:` section in force: the single-user flow's push provider.
     pub push: Option<resetctl::config::PushSettings>,
+    /// The `tickets:` section in force: where the single-user flow's escalations go.
+    pub tickets: resetctl::config::TicketsConfig,
 }
 
 impl Messaging {
@@ -48,6 +50,7 @@ impl Messaging {
             env: context.env.clone(),
             time_scale: tenant.time_scale,
             push: context.config.push.clone(),
+            tickets: context.config.tickets.clone(),
         }
     }
 }

@@ -193,6 +193,7 @@ pub async fn emulated(name: &str, config: EmulatorConfig) -> Result<Tenant, Fail
         env: env.clone(),
         time_scale,
         push: config.push.clone(),
+        tickets: config.tickets.clone(),
     };
     let directory = GraphDirectory::from_settings(&settings, &env)
         .map_err(|err| Failure::new(Exit::Config, err))?;

@@ -19,7 +19,7 @@ use resetctl::store::SqliteStore;
 use resetctl::verify::Policy;
 use resetctl::verify::clock::Clock;
 use resetctl::verify::facts::LiveFacts;
-use resetctl::verify::runtime::{AuditTicketSink, LinkMinter, Parts, Runtime};
+use resetctl::verify::runtime::{LinkMinter, Parts, Runtime};
 
 use super::comms::{Messaging, senders};
 use super::context::Context;
@@ -90,6 +90,13 @@ pub fn flow(
         }
     };
     let policy = scaled(&context.config.verify, tenant.time_scale);
+    // Escalations go to the default ticket system of `tickets:`, else into the trail.
+    let tickets = resetctl::providers::tickets::build(
+        &messaging.tickets,
+        http_client().map_err(|e| Failure::new(Exit::Config, e))?,
+        &messaging.env,
+        &audit,
+    )?;
     let runtime = Runtime::new(Parts {
         tenant: tenant.name.clone(),
         policy: policy.clone(),
@@ -110,7 +117,7 @@ pub fn flow(
         )),
         audit: audit.clone(),
         links,
-        tickets: Arc::new(AuditTicketSink::new(audit)),
+        tickets,
     });
     Ok(Flow {
         runtime,

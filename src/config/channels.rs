@@ -270,7 +270,7 @@ pub(super) fn refuse(refused: &Refused, key: &str, instead: &str) -> Result<(), 
 
 /// Exactly one of `*_env` and `*_file`, the variable's name checked (a value that is not a
 /// name is likely the secret itself: never shown).
-fn secret_source(
+pub(super) fn secret_source(
     key: &str,
     env: Option<Spanned<String>>,
     file: Option<PathBuf>,

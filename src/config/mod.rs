@@ -20,6 +20,7 @@ mod push;
 mod raw;
 mod serve;
 mod tenant;
+mod tickets;
 
 pub use channels::{
     AcsSettings, Audience, ChannelsSection, GraphMailSettings, SecretSource, SmtpAuth,
@@ -35,4 +36,8 @@ pub use serve::{DEFAULT_LISTEN, ServeSection};
 pub use tenant::{
     AppSpec, AuditSection, Config, CredentialSource, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL,
     DEMO_TENANT, Env, SigningAlg, TenantChoice, TenantSettings, TenantSize,
+};
+pub use tickets::{
+    AutotaskSettings, ConnectWiseSettings, HaloPsaSettings, ServiceNowAuth, ServiceNowSettings,
+    TicketSystem, TicketSystemKind, TicketWebhookSettings, TicketsConfig,
 };

@@ -38,10 +38,9 @@ pub(crate) struct RawConfig {
     /// The single-user flow's timeouts and limits (seconds and counts).
     #[serde(default)]
     pub verify: Option<crate::verify::Policy>,
-    /// Ticket systems. Not available in this build: accepted as a key only to say so
-    /// precisely (a section this build would ignore must not pass validation).
+    /// Ticket systems (PSAs) escalations go to.
     #[serde(default)]
-    pub tickets: Option<Spanned<IgnoredAny>>,
+    pub tickets: Option<Spanned<super::tickets::RawTickets>>,
     /// The audit trail: where it lives, when it rotates, where its HMAC key comes from.
     #[serde(default)]
     pub audit: Option<Spanned<RawAudit>>,

@@ -11,6 +11,7 @@ use super::cloud::Cloud;
 use super::push::PushSettings;
 use super::raw::{RawApp, RawAudit, RawConfig, RawTenant};
 use super::serve::ServeSection;
+use super::tickets::TicketsConfig;
 use super::{ConfigError, ConfigErrorKind, QuotaOverrides};
 use crate::audit::AuditConfig;
 
@@ -163,6 +164,8 @@ pub struct Config {
     pub channels: ChannelsSection,
     /// The `audiences:` section: who receives run-level messages, by name.
     pub audiences: BTreeMap<String, Audience>,
+    /// The `tickets:` section: the ticket systems escalations go to (none when absent).
+    pub tickets: TicketsConfig,
     /// The file it came from, for diagnostics.
     pub source: Option<PathBuf>,
     /// `organisation:`: what messages call the organisation, when configured.
@@ -211,18 +214,6 @@ impl Config {
         let raw: RawConfig = serde_saphyr::from_str(text)
             .map_err(|e| ConfigError::yaml(&e).at(file.clone(), None))?;
         let base_dir = path.and_then(Path::parent).map(Path::to_path_buf);
-        for (key, section) in [("tickets", &raw.tickets)] {
-            if let Some(spanned) = section {
-                return Err(ConfigError::new(
-                    ConfigErrorKind::Invalid,
-                    format!(
-                        "`{key}:` is not supported by this build of resetctl; remove the section \
-                         (a setting this build would ignore must not look accepted)"
-                    ),
-                )
-                .at(file.clone(), Some(position(&spanned.referenced))));
-            }
-        }
         let push = match raw.push {
             Some(section) => Some(
                 PushSettings::from_raw(section.value, &section.referenced, base_dir.as_deref())
@@ -246,6 +237,13 @@ impl Config {
             Some(section) => ChannelsSection::from_raw(section.value, base_dir.as_deref())
                 .map_err(|e| e.at(file.clone(), Some(position(&section.referenced))))?,
             None => ChannelsSection::default(),
+        };
+        let tickets = match raw.tickets {
+            Some(section) => {
+                TicketsConfig::from_raw(section.value, &section.referenced, base_dir.as_deref())
+                    .map_err(|e| e.at(file.clone(), None))?
+            }
+            None => TicketsConfig::default(),
         };
         let audiences = audiences_from_raw(raw.audiences.unwrap_or_default(), &channels)
             .map_err(|e| e.at(file.clone(), None))?;
@@ -283,6 +281,7 @@ impl Config {
             audit,
             channels,
             audiences,
+            tickets,
             source: file,
             organisation,
             templates,
@@ -932,18 +931,6 @@ audit: { key_file: audit.key, max_file_bytes: 4096 }
         let audit = keyed.audit_config(PathBuf::from("/default.jsonl"));
         assert_eq!(audit.path, PathBuf::from("/var/log/a.jsonl"));
         assert_eq!(audit.key_env.as_deref(), Some("AUDIT_KEY"));
-    }
-
-    #[test]
-    fn sections_this_build_does_not_have_are_refused_not_ignored() {
-        let err = Config::parse(
-            "tenants: {}\ntickets: { servicenow: { instance: acme } }\n",
-            Some(Path::new("r.yaml")),
-            &Env::default(),
-        )
-        .unwrap_err();
-        assert!(err.to_string().starts_with("r.yaml:2:"), "{err}");
-        assert!(err.to_string().contains("tickets"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,45 @@ pub struct ChannelInfo {
     pub audiences: AudienceInfo,
     /// The MFA push providers (Duo, Okta).
     pub push: PushInfo,
+    /// The ticket systems (ServiceNow, ConnectWise, Autotask, HaloPSA).
+    pub tickets: TicketsInfo,
+}
+
+/// The emulated PSAs and their credentials (emulator-only secrets).
+#[derive(Clone, Serialize)]
+pub struct TicketsInfo {
+    /// ServiceNow's instance URL (`{root}/servicenow`).
+    pub servicenow_base_url: String,
+    /// The ServiceNow integration user.
+    pub servicenow_user: String,
+    /// Its password (secret).
+    pub servicenow_password: String,
+    /// A ServiceNow OAuth bearer token (secret).
+    pub servicenow_token: String,
+    /// ConnectWise's API root (`{root}/connectwise/v4_6_release/apis/3.0`).
+    pub connectwise_base_url: String,
+    /// The ConnectWise company id.
+    pub connectwise_company: String,
+    /// The API member's public key.
+    pub connectwise_public_key: String,
+    /// Its private key (secret).
+    pub connectwise_private_key: String,
+    /// The integration's `clientId`.
+    pub connectwise_client_id: String,
+    /// Where Autotask's zone is looked up (`{root}/autotask/atservicesrest`).
+    pub autotask_zone_url: String,
+    /// The Autotask API user.
+    pub autotask_username: String,
+    /// The API tracking identifier.
+    pub autotask_integration_code: String,
+    /// The API user's secret (secret).
+    pub autotask_secret: String,
+    /// HaloPSA's base URL (`{root}/halo`).
+    pub halo_base_url: String,
+    /// The HaloPSA client id.
+    pub halo_client_id: String,
+    /// Its client secret (secret).
+    pub halo_client_secret: String,
 }
 
 /// The emulated Duo Auth API and Okta org, and their credentials (emulator-only secrets).
@@ -111,6 +150,7 @@ impl std::fmt::Debug for ChannelInfo {
             .field("audiences", &self.audiences)
             .field("duo_base_url", &self.push.duo_base_url)
             .field("okta_base_url", &self.push.okta_base_url)
+            .field("servicenow_base_url", &self.tickets.servicenow_base_url)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +189,24 @@ impl ChannelInfo {
                 duo_secret_key: creds.duo_secret_key.clone(),
                 okta_base_url: format!("{base}/okta"),
                 okta_api_token: creds.okta_api_token.clone(),
+            },
+            tickets: TicketsInfo {
+                servicenow_base_url: format!("{base}/servicenow"),
+                servicenow_user: creds.servicenow_user.clone(),
+                servicenow_password: creds.servicenow_password.clone(),
+                servicenow_token: creds.servicenow_token.clone(),
+                connectwise_base_url: format!("{base}/connectwise/v4_6_release/apis/3.0"),
+                connectwise_company: creds.connectwise_company.clone(),
+                connectwise_public_key: creds.connectwise_public_key.clone(),
+                connectwise_private_key: creds.connectwise_private_key.clone(),
+                connectwise_client_id: creds.connectwise_client_id.clone(),
+                autotask_zone_url: format!("{base}/autotask/atservicesrest"),
+                autotask_username: creds.autotask_username.clone(),
+                autotask_integration_code: creds.autotask_integration_code.clone(),
+                autotask_secret: creds.autotask_secret.clone(),
+                halo_base_url: format!("{base}/halo"),
+                halo_client_id: creds.halo_client_id.clone(),
+                halo_client_secret: creds.halo_client_secret.clone(),
             },
         }
     }
@@ -204,7 +262,8 @@ fn audiences(t: &Tenant) -> AudienceInfo {
 }
 
 /// The environment variables [`config_yaml`] names, each with its value: `{prefix}_TWILIO_TOKEN`,
-/// `{prefix}_ACS_KEY`, `{prefix}_TEAMS_URL`, `{prefix}_WEBHOOK_SECRET`.
+/// `{prefix}_ACS_KEY`, `{prefix}_TEAMS_URL`, `{prefix}_WEBHOOK_SECRET`,
+/// `{prefix}_SERVICENOW_PASSWORD`.
 pub fn secret_env(info: &ChannelInfo, prefix: &str) -> Vec<(String, String)> {
     vec![
         (
@@ -224,13 +283,18 @@ pub fn secret_env(info: &ChannelInfo, prefix: &str) -> Vec<(String, String)> {
             format!("{prefix}_DUO_SECRET"),
             info.push.duo_secret_key.clone(),
         ),
+        (
+            format!("{prefix}_SERVICENOW_PASSWORD"),
+            info.tickets.servicenow_password.clone(),
+        ),
     ]
 }
 
 /// The `organisation:`, `channels:` and `audiences:` sections of `resetctl.yaml` (key names
 /// as the configuration documents them) pointing every channel this emulator serves at it:
-/// Graph mail from the shared mailbox, Twilio and ACS SMS, the Teams workflow, the webhook,
-/// and Duo push for the single-user flow.
+/// Graph mail from the shared mailbox, Twilio and ACS SMS, the Teams workflow, the webhook;
+/// Duo push for the single-user flow; and a `tickets:` section whose one system
+/// (`servicenow`) is the emulated ServiceNow.
 /// Secrets are named by variables `{prefix}_…` ([`secret_env`]), never written.
 /// `domain` is the tenant's verified domain (the organisation's name and URLs derive from it).
 pub fn config_yaml(info: &ChannelInfo, domain: &str, prefix: &str) -> String {
@@ -261,6 +325,9 @@ pub fn config_yaml(info: &ChannelInfo, domain: &str, prefix: &str) -> String {
          audiences:\n  helpdesk: {{ email: [{helpdesk}], sms: [\"{helpdesk_sms}\"], teams: true }}\n  \
          soc: {{ email: [{soc}], teams: true, webhook: true }}\n  \
          manual_queue: {{ email: [{queue}], teams: true }}\n\
+         tickets:\n  systems:\n    servicenow:\n      servicenow:\n        base_url: {sn_url}\n        \
+         username: {sn_user}\n        password_env: {prefix}_SERVICENOW_PASSWORD\n        \
+         caller: {sn_user}\n        assignment_group: Service Desk\n\
          push:\n  duo:\n    base_url: {duo_url}\n    integration_key: {duo_key}\n    \
          secret_key_env: {prefix}_DUO_SECRET\n",
         duo_url = info.push.duo_base_url,
@@ -276,5 +343,7 @@ pub fn config_yaml(info: &ChannelInfo, domain: &str, prefix: &str) -> String {
         helpdesk = a.helpdesk_email,
         soc = a.soc_email,
         queue = a.manual_queue_email,
+        sn_url = info.tickets.servicenow_base_url,
+        sn_user = info.tickets.servicenow_user,
     )
 }

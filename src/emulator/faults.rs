@@ -32,8 +32,9 @@
 //!
 //! Three more kinds throttle the message sinks, each request to a sink with a draw of its
 //! own (so adding them moves no Graph fault): `twilio_429` (Twilio's 429, code 20429),
-//! `acs_429` (Azure Communication Services' 429) and `teams_429` (the workflow trigger's
-//! 429). A throttled message is not delivered.
+//! `acs_429` (Azure Communication Services' 429), `teams_429` (the workflow trigger's
+//! 429) and `psa_429` (an emulated PSA's 429 with `Retry-After: 1`). A throttled message is
+//! not delivered.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -65,18 +66,20 @@ pub struct FaultSpec {
     pub acs_throttled: f64,
     /// Probability that a Teams workflow trigger is answered 429.
     pub teams_throttled: f64,
+    /// Probability that a request to an emulated PSA is answered 429 (`Retry-After: 1`).
+    pub psa_throttled: f64,
 }
 
 impl FaultSpec {
     /// Parse `503=0.02,504=0.01,reset=0.005,403=0.1,dup_page=0.1,drop_nextlink=0.1`
-    /// (and the sinks' `twilio_429`, `acs_429`, `teams_429`).
+    /// (and the sinks' `twilio_429`, `acs_429`, `teams_429`, `psa_429`).
     pub fn parse(spec: &str) -> Result<FaultSpec, EmulatorError> {
         let mut out = FaultSpec::default();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let bad = || {
                 EmulatorError::Faults(format!(
                     "`{part}`: expected KIND=PROBABILITY with KIND one of 503, 504, reset, 403, \
-                     dup_page, drop_nextlink, twilio_429, acs_429, teams_429"
+                     dup_page, drop_nextlink, twilio_429, acs_429, teams_429, psa_429"
                 ))
             };
             let (kind, p) = part.split_once('=').ok_or_else(bad)?;
@@ -96,6 +99,7 @@ impl FaultSpec {
                 "twilio_429" => out.twilio_throttled = p,
                 "acs_429" => out.acs_throttled = p,
                 "teams_429" => out.teams_throttled = p,
+                "psa_429" => out.psa_throttled = p,
                 _ => return Err(bad()),
             }
         }
@@ -116,7 +120,11 @@ impl FaultSpec {
     pub fn any(&self) -> bool {
         self.total() > 0.0
             || self.listing_total() > 0.0
-            || self.twilio_throttled + self.acs_throttled + self.teams_throttled > 0.0
+            || self.twilio_throttled
+                + self.acs_throttled
+                + self.teams_throttled
+                + self.psa_throttled
+                > 0.0
     }
 
     /// The request faults' share of a request's draw.
@@ -163,6 +171,8 @@ pub enum Sink {
     Acs,
     /// A Teams Workflows trigger.
     Teams,
+    /// An emulated PSA (ServiceNow, ConnectWise, Autotask, HaloPSA).
+    Psa,
 }
 
 /// The fault and latency generator.
@@ -255,6 +265,7 @@ impl Faults {
             Sink::Twilio => self.spec.twilio_throttled,
             Sink::Acs => self.spec.acs_throttled,
             Sink::Teams => self.spec.teams_throttled,
+            Sink::Psa => self.spec.psa_throttled,
         };
         if p <= 0.0 {
             return false;

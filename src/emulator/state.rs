@@ -101,6 +101,8 @@ pub struct Emu {
     pub sinks: SinkCredentials,
     /// Pushes in flight at the emulated Duo and Okta.
     pub pushes: Pushes,
+    /// The emulated PSAs' tickets.
+    pub desk: super::sinks::psa::Desk,
     /// ACS SMS repeatable requests seen so far (by `repeatabilityRequestId`).
     pub acs_repeats: Mutex<HashMap<String, AcsRepeat>>,
     /// Counters.
@@ -145,6 +147,7 @@ impl Emu {
             outbox: Outbox::default(),
             sinks: SinkCredentials::generate(config.seed),
             pushes: Pushes::default(),
+            desk: super::sinks::psa::Desk::default(),
             acs_repeats: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             scale: config.time_scale,

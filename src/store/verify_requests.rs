@@ -37,6 +37,7 @@ pub(super) enum VerifyJob {
         reply: Reply<Vec<StoredRequest>>,
     },
     Pending(Reply<Vec<PendingAction>>),
+    ActionsOf(String, Reply<Vec<PendingAction>>),
     Done {
         request: String,
         action_id: String,
@@ -56,6 +57,7 @@ pub(super) fn defer_error(job: VerifyJob) -> Deferred {
         VerifyJob::Timers(_, r) => defer(r, Err(e())),
         VerifyJob::OfUser { reply, .. } => defer(reply, Err(e())),
         VerifyJob::Pending(r) => defer(r, Err(e())),
+        VerifyJob::ActionsOf(_, r) => defer(r, Err(e())),
         VerifyJob::Done { reply, .. } => defer(reply, Err(e())),
     }
 }
@@ -82,6 +84,7 @@ pub(super) fn execute(conn: &Connection, path: &str, job: VerifyJob) -> (bool, D
             reply,
         } => settle(reply, db.of_user(&tenant, &user_id, since)),
         VerifyJob::Pending(reply) => settle(reply, db.pending()),
+        VerifyJob::ActionsOf(id, reply) => settle(reply, db.actions_of(&id)),
         VerifyJob::Done {
             request,
             action_id,
@@ -428,15 +431,30 @@ impl VerifyDb<'_> {
     }
 
     fn pending(&self) -> Result<Vec<PendingAction>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT request_id, action_id, action_json FROM verify_actions
-                 WHERE done_at IS NULL ORDER BY rowid",
-            )
-            .map_err(|e| self.sqlite(e))?;
+        self.actions(
+            "SELECT request_id, action_id, action_json FROM verify_actions
+             WHERE done_at IS NULL ORDER BY rowid",
+            params![],
+        )
+    }
+
+    /// Every action saved for request `id`, done or not, in the order saved.
+    fn actions_of(&self, id: &str) -> Result<Vec<PendingAction>, StoreError> {
+        self.actions(
+            "SELECT request_id, action_id, action_json FROM verify_actions
+             WHERE request_id = ?1 ORDER BY rowid",
+            params![id],
+        )
+    }
+
+    fn actions(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<PendingAction>, StoreError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sqlite(e))?;
         let raw: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(|e| self.sqlite(e))?
             .collect::<Result<_, _>>()
             .map_err(|e| self.sqlite(e))?;
@@ -558,6 +576,17 @@ impl RequestStore for SqliteStore {
     fn pending_actions(&self) -> BoxFuture<'_, Result<Vec<PendingAction>, RequestStoreError>> {
         Box::pin(async move {
             self.ask(|reply| Job::Verify(VerifyJob::Pending(reply)))
+                .await
+                .map_err(backend)
+        })
+    }
+
+    fn actions_of<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PendingAction>, RequestStoreError>> {
+        Box::pin(async move {
+            self.ask(|reply| Job::Verify(VerifyJob::ActionsOf(id.to_owned(), reply)))
                 .await
                 .map_err(backend)
         })

@@ -68,64 +68,9 @@ pub trait LinkMinter: Send + Sync {
     ) -> BoxFuture<'a, Result<ApprovalLinks, String>>;
 }
 
-/// A ticket for an engineer to prove a user's identity by hand.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    /// The request.
-    pub request: String,
-    /// The user.
-    pub user: Person,
-    /// Why the automated paths did not prove the request.
-    pub reasons: Vec<EscalationReason>,
-    /// Whether it looks like an attack (the ticket's priority).
-    pub suspicious: bool,
-}
-
-/// Where escalation tickets go. A PSA integration implements it; until one exists,
-/// [`AuditTicketSink`] records the ticket in the audit trail (and the escalation card to
-/// the service desk carries its reference).
-pub trait TicketSink: Send + Sync {
-    /// Open `ticket`; its reference.
-    fn open<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<String, String>>;
-}
-
-/// Tickets as audit records only: the reference is `VERIFY-<request>`.
-#[derive(Debug, Clone)]
-pub struct AuditTicketSink {
-    audit: AuditHandle,
-}
-
-impl AuditTicketSink {
-    /// Record tickets in `audit`.
-    pub fn new(audit: AuditHandle) -> Self {
-        AuditTicketSink { audit }
-    }
-}
-
-impl TicketSink for AuditTicketSink {
-    fn open<'a>(&'a self, ticket: &'a Ticket) -> BoxFuture<'a, Result<String, String>> {
-        Box::pin(async move {
-            let reference = format!("VERIFY-{}", ticket.request);
-            let reasons: Vec<String> = ticket.reasons.iter().map(snake).collect();
-            let details = Details::new()
-                .with("request", &ticket.request)
-                .and_then(|d| d.with("ticket", &reference))
-                .and_then(|d| d.with("reason", reasons.join(",")))
-                .and_then(|d| d.with("suspicious", ticket.suspicious))
-                .map_err(|e| e.to_string())?;
-            let event = AuditEvent::new(
-                "resetctl",
-                "verify.ticket",
-                &ticket.user.id,
-                Outcome::Success,
-            )
-            .map_err(|e| e.to_string())?
-            .with_details(details);
-            self.audit.record(event).await.map_err(|e| e.to_string())?;
-            Ok(reference)
-        })
-    }
-}
+pub use crate::providers::tickets::{
+    AuditTicketSink, Ticket, TicketError, TicketRef, TicketSink, TrailLine,
+};
 
 /// Everything the runtime is built from.
 pub struct Parts {
@@ -474,6 +419,7 @@ impl Runtime {
             Action::ResetPassword { user, .. } => Some(self.reset(flow, pending, user).await),
             Action::Audit(record) => {
                 self.audit_transition(flow, record).await;
+                self.tell_origin_ticket(flow, record).await;
                 None
             }
             Action::ArmTimer { .. } | Action::DisarmTimer { .. } => None,
@@ -647,19 +593,41 @@ impl Runtime {
         suspicious: bool,
     ) {
         let p = &self.inner;
-        let ticket = Ticket {
-            request: flow.id.clone(),
-            user: user.clone(),
-            reasons: reasons.to_vec(),
+        let ticket = Ticket::new(
+            &flow.id,
+            user.clone(),
+            reasons.to_vec(),
             suspicious,
+            self.trail(&flow.id).await,
+        );
+        // A request that came from a ticket escalates in that ticket, not in a second one.
+        let reference = match self.origin_ticket(&flow.id).await {
+            Some(origin) => match p.tickets.update(&origin, &ticket.body()).await {
+                Ok(()) => Some(origin),
+                Err(e) => {
+                    tracing::error!(request = %flow.id, "could not escalate in the ticket the request came from: {e}");
+                    None
+                }
+            },
+            None => match p.tickets.open(&ticket).await {
+                Ok(reference) => Some(reference),
+                Err(e) => {
+                    tracing::error!(request = %flow.id, "could not open the escalation ticket: {e}");
+                    None
+                }
+            },
         };
-        let reference = match p.tickets.open(&ticket).await {
-            Ok(reference) => Some(reference),
-            Err(e) => {
-                tracing::error!(request = %flow.id, "could not open the escalation ticket: {e}");
-                None
-            }
-        };
+        if let Some(r) = reference.as_ref().filter(|r| r.system != "audit") {
+            let details = Details::new()
+                .with("request", &flow.id)
+                .and_then(|d| d.with("system", &r.system))
+                .and_then(|d| d.with("ticket", &r.number))
+                .and_then(|d| d.with("reason", ticket.reason_words().replace(", ", ",")))
+                .and_then(|d| d.with("suspicious", suspicious));
+            self.record(&user.id, "verify.ticket", Outcome::Success, details)
+                .await;
+        }
+        let reference = reference.map(|r| r.number);
         let desk = p.service_desk.clone().unwrap_or_else(|| MessagePerson {
             display_name: format!("{} service desk", p.organisation.name),
             given_name: None,
@@ -893,6 +861,57 @@ impl Runtime {
             .await;
     }
 
+    /// The request's trail: one masked line per transition saved so far, oldest first
+    /// (from the audit records the flow wrote, which hold no token and no unmasked number).
+    async fn trail(&self, id: &str) -> Vec<TrailLine> {
+        match self.inner.store.actions_of(id).await {
+            Ok(actions) => actions
+                .iter()
+                .filter_map(|a| match &a.action {
+                    Action::Audit(r) => Some(trail_line(r)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(request = %id, "the request's trail could not be read: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The ticket request `id` came from, when its origin is `ticket:<system>:<id>`.
+    async fn origin_ticket(&self, id: &str) -> Option<TicketRef> {
+        let stored = self.inner.store.load(id).await.ok().flatten()?;
+        TicketRef::from_origin(&stored.request.origin)
+    }
+
+    /// For a request that came from a ticket: a note on the ticket for the transition, and
+    /// the ticket closed with a resolution note when the flow completes. (An escalation is
+    /// written to the ticket by the escalation itself, with the whole trail.)
+    async fn tell_origin_ticket(&self, flow: &Flow, r: &AuditRecord) {
+        if r.to == StateName::Escalated {
+            return;
+        }
+        let Some(origin) = self.origin_ticket(&flow.id).await else {
+            return;
+        };
+        let line = trail_line(r);
+        let note = format!("resetctl request {}: {}  {}", flow.id, line.at, line.text);
+        let done = if r.to == StateName::Completed {
+            let resolution = format!(
+                "{note}\nThe password of {} was reset: a change with MFA is required at the next \
+                 sign-in.",
+                flow.context.user.upn
+            );
+            self.inner.tickets.close(&origin, &resolution).await
+        } else {
+            self.inner.tickets.update(&origin, &note).await
+        };
+        if let Err(e) = done {
+            tracing::warn!(request = %flow.id, ticket = %origin.number, "the originating ticket was not updated: {e}");
+        }
+    }
+
     /// The transition's record, as the flow wrote it (destinations already masked).
     async fn audit_transition(&self, flow: &Flow, r: &AuditRecord) {
         let outcome = match r.to {
@@ -987,6 +1006,31 @@ fn pushed_at(state: &State, created: Timestamp) -> Option<Timestamp> {
             Some(created)
         }
         _ => None,
+    }
+}
+
+/// A transition as a line a service desk reads: `push_sent → manager_card_sent
+/// (push_timeout; teams to m***@contoso.example)`. Only the record's masked fields.
+fn trail_line(r: &AuditRecord) -> TrailLine {
+    let mut extra = vec![r.event.clone()];
+    if let Some(reason) = &r.reason {
+        extra.push(format!("reason {reason}"));
+    }
+    match (r.channel, &r.destination) {
+        (Some(c), Some(d)) => extra.push(format!("{} to {d}", snake(&c))),
+        (Some(c), None) => extra.push(snake(&c)),
+        (None, Some(d)) => extra.push(format!("to {d}")),
+        (None, None) => {}
+    }
+    if let Some(approver) = &r.approver_id {
+        extra.push(format!("approver {approver}"));
+    }
+    if r.suspicious {
+        extra.push("suspicious".into());
+    }
+    TrailLine {
+        at: r.at,
+        text: format!("{} → {} ({})", r.from, r.to, extra.join("; ")),
     }
 }
 

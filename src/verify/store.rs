@@ -156,6 +156,13 @@ pub trait RequestStore: Send + Sync {
     /// Actions saved and not yet reported done, in the order they were saved.
     fn pending_actions(&self) -> BoxFuture<'_, Result<Vec<PendingAction>, RequestStoreError>>;
 
+    /// Every action saved for request `id`, done or not, in the order saved (its audit
+    /// records are the request's trail).
+    fn actions_of<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PendingAction>, RequestStoreError>>;
+
     /// Report the action `action_id` of `request` done.
     fn action_done<'a>(
         &'a self,
@@ -372,6 +379,20 @@ impl RequestStore for MemoryRequestStore {
         Box::pin(async move { Ok(pending) })
     }
 
+    fn actions_of<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<PendingAction>, RequestStoreError>> {
+        let all = self.with(|m| {
+            m.actions
+                .iter()
+                .filter(|(p, _)| p.request == id)
+                .map(|(p, _)| p.clone())
+                .collect()
+        });
+        Box::pin(async move { Ok(all) })
+    }
+
     fn action_done<'a>(
         &'a self,
         request: &'a str,
@@ -515,6 +536,10 @@ pub(crate) mod conformance {
         let left = store.pending_actions().await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, "1.1");
+        // Every action of a request, done or not, in the order saved.
+        let all = store.actions_of("r1").await.unwrap();
+        assert_eq!(all, pending, "done and pending alike");
+        assert!(store.actions_of("nobody").await.unwrap().is_empty());
 
         // A user's requests since a time.
         store.create(&request("r2", "alice", 3000)).await.unwrap();

@@ -14,7 +14,7 @@
 
 pub mod acs;
 pub mod graph_mail;
-mod http;
+pub(crate) mod http;
 mod mime;
 pub mod smtp;
 pub mod teams;

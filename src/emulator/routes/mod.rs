@@ -60,6 +60,38 @@ pub fn router(emu: Arc<Emu>) -> Router {
             "/okta/api/v1/users/{*rest}",
             axum::routing::any(sinks::okta::handle),
         )
+        .route("/_emulator/tickets", get(sinks::psa::listing))
+        .route(
+            "/servicenow/api/now/table/incident",
+            axum::routing::any(sinks::psa::servicenow::collection),
+        )
+        .route(
+            "/servicenow/api/now/table/incident/{sys_id}",
+            axum::routing::any(sinks::psa::servicenow::record),
+        )
+        .route(
+            "/connectwise/v4_6_release/apis/3.0/service/tickets",
+            axum::routing::any(sinks::psa::connectwise::tickets),
+        )
+        .route(
+            "/connectwise/v4_6_release/apis/3.0/service/tickets/{*rest}",
+            axum::routing::any(sinks::psa::connectwise::ticket),
+        )
+        .route(
+            "/autotask/atservicesrest/v1.0/zoneInformation",
+            get(sinks::psa::autotask::zone),
+        )
+        .route(
+            "/autotask/atservicesrest/v1.0/Tickets",
+            axum::routing::any(sinks::psa::autotask::tickets),
+        )
+        .route(
+            "/autotask/atservicesrest/v1.0/Tickets/{*rest}",
+            axum::routing::any(sinks::psa::autotask::ticket),
+        )
+        .route("/halo/auth/token", post(sinks::psa::halopsa::token))
+        .route("/halo/api/Tickets", post(sinks::psa::halopsa::tickets))
+        .route("/halo/api/Actions", post(sinks::psa::halopsa::actions))
         .route("/v1.0", axum::routing::any(graph_entry))
         .route("/v1.0/{*rest}", axum::routing::any(graph_entry))
         .fallback(unknown_root)

@@ -8,6 +8,8 @@
 //! - [`teams`]: a Teams Workflows ("When a Teams webhook request is received") trigger URL,
 //!   authorised by its `sig`; the reply is 202 even for a bad card, as the real flow's is.
 //! - [`webhook`]: the generic webhook, `POST /hooks/{name}`, signed with HMAC-SHA256.
+//! - [`psa`]: ticket systems (ServiceNow, ConnectWise PSA, Autotask, HaloPSA), their
+//!   tickets, notes and status changes kept in a [`psa::Desk`].
 //! - [`segments`]: how SMS providers count message segments (GSM-7 and UCS-2).
 //! - [`duo`], [`okta`]: MFA push providers (Duo Auth API v2 with its request signature
 //!   checked, Okta Verify through the Factors API); [`push`]: each user's scripted answer.
@@ -20,6 +22,7 @@
 pub mod acs;
 pub mod duo;
 pub mod okta;
+pub mod psa;
 pub mod push;
 pub mod segments;
 pub mod teams;
@@ -73,6 +76,30 @@ pub struct SinkCredentials {
     pub okta_api_token: String,
     /// The seed of the users' scripted push answers (the tenant seed).
     pub push_seed: u64,
+    /// The ServiceNow integration user.
+    pub servicenow_user: String,
+    /// Its password.
+    pub servicenow_password: String,
+    /// A ServiceNow OAuth access token (bearer).
+    pub servicenow_token: String,
+    /// The ConnectWise company id (the Basic user's prefix).
+    pub connectwise_company: String,
+    /// The ConnectWise API member's public key.
+    pub connectwise_public_key: String,
+    /// Its private key.
+    pub connectwise_private_key: String,
+    /// The ConnectWise integration's `clientId`.
+    pub connectwise_client_id: String,
+    /// The Autotask API user.
+    pub autotask_username: String,
+    /// The Autotask API tracking identifier.
+    pub autotask_integration_code: String,
+    /// The Autotask API user's secret.
+    pub autotask_secret: String,
+    /// The HaloPSA API application's client id.
+    pub halo_client_id: String,
+    /// Its client secret.
+    pub halo_client_secret: String,
 }
 
 impl std::fmt::Debug for SinkCredentials {
@@ -92,6 +119,16 @@ impl std::fmt::Debug for SinkCredentials {
             .field("duo_integration_key", &self.duo_integration_key)
             .field("duo_secret_key", &"<redacted>")
             .field("okta_api_token", &"<redacted>")
+            .field("servicenow_user", &self.servicenow_user)
+            .field("servicenow_password", &"<redacted>")
+            .field("servicenow_token", &"<redacted>")
+            .field("connectwise_company", &self.connectwise_company)
+            .field("connectwise_public_key", &self.connectwise_public_key)
+            .field("connectwise_private_key", &"<redacted>")
+            .field("autotask_username", &self.autotask_username)
+            .field("autotask_secret", &"<redacted>")
+            .field("halo_client_id", &self.halo_client_id)
+            .field("halo_client_secret", &"<redacted>")
             .finish()
     }
 }
@@ -121,6 +158,20 @@ impl SinkCredentials {
         let duo_integration_key = format!("DI{}", hex(9).to_uppercase());
         let duo_secret_key = hex(20);
         let okta_api_token = format!("00{}", hex(20));
+        // The PSAs' after the push providers', for the same reason.
+        let servicenow_password = hex(12);
+        let servicenow_token = hex(24);
+        let connectwise_public_key = hex(8);
+        let connectwise_private_key = hex(8);
+        let connectwise_client_id =
+            uuid::Uuid::from_bytes(hex(16).as_bytes()[..16].try_into().unwrap_or([0; 16]))
+                .to_string();
+        let autotask_integration_code = hex(10).to_uppercase();
+        let autotask_secret = hex(12);
+        let halo_client_id =
+            uuid::Uuid::from_bytes(hex(16).as_bytes()[..16].try_into().unwrap_or([0; 16]))
+                .to_string();
+        let halo_client_secret = hex(24);
         SinkCredentials {
             twilio_account_sid,
             twilio_auth_token,
@@ -139,6 +190,18 @@ impl SinkCredentials {
             duo_secret_key,
             okta_api_token,
             push_seed: seed,
+            servicenow_user: "resetctl.integration".into(),
+            servicenow_password,
+            servicenow_token,
+            connectwise_company: "contoso".into(),
+            connectwise_public_key,
+            connectwise_private_key,
+            connectwise_client_id,
+            autotask_username: "resetctl-api@contoso.example".into(),
+            autotask_integration_code,
+            autotask_secret,
+            halo_client_id,
+            halo_client_secret,
         }
     }
 }
@@ -210,6 +273,11 @@ mod tests {
             &a.webhook_secret,
             &a.duo_secret_key,
             &a.okta_api_token,
+            &a.servicenow_password,
+            &a.servicenow_token,
+            &a.connectwise_private_key,
+            &a.autotask_secret,
+            &a.halo_client_secret,
         ] {
             assert!(!shown.contains(secret.as_str()), "{shown}");
         }
