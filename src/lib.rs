@@ -25,6 +25,7 @@
 //! - [`directory`]: the `Directory` trait the engine uses, and its Graph implementation.
 //! - [`verify`]: the single-user verification flow (push, manager approval, escalation).
 //! - [`providers`]: clients of third-party services the flows use (MFA push).
+//! - [`serve`]: the approval server: the manager's link pages, the request API, timers.
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +41,7 @@ pub mod graph;
 pub mod playbook;
 pub mod providers;
 pub mod report;
+pub mod serve;
 pub mod spreadsheet;
 pub mod store;
 pub mod targeting;

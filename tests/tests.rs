@@ -20,6 +20,7 @@ mod output;
 mod playbook;
 mod reset;
 mod runs;
+mod serve;
 mod sinks;
 mod templates;
 mod tenants;

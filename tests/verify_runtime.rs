@@ -172,7 +172,13 @@ impl Lab {
         links: Arc<dyn LinkMinter>,
         tickets: Arc<dyn TicketSink>,
     ) -> Runtime {
-        self.runtime_from(store, links, Policy::default(), self.directory.clone(), tickets)
+        self.runtime_from(
+            store,
+            links,
+            Policy::default(),
+            self.directory.clone(),
+            tickets,
+        )
     }
 
     /// A runtime with its own policy and directory (a test's wrapper around the lab's).

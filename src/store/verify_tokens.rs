@@ -1,7 +1,8 @@
 //! Approval tokens in the run store (schema version 9): the `verify_tokens` table behind
 //! [`TokenStore`]. Each operation is a job of the store's writer thread; a consume is one
-//! `UPDATE ... WHERE used_at IS NULL`, so of two processes redeeming one token only one
-//! changes the row. The table holds token ids (hashes), never tokens.
+//! `UPDATE ... WHERE used_at IS NULL` (then the request's other tokens, in the same
+//! transaction), so of two processes redeeming one token, or two answers to one request,
+//! only one changes the row. The table holds token ids (hashes), never tokens.
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
@@ -138,7 +139,20 @@ impl TokenDb<'_> {
                 params![id, at.to_string(), at.as_millisecond()],
             )
             .map_err(|e| self.sqlite(e))?;
-        Ok(changed == 1)
+        if changed != 1 {
+            return Ok(false);
+        }
+        // The request is decided: its other links (the paired answer, the card's and the
+        // SMS's) are spent in the same transaction, so no second answer can race this one.
+        self.conn
+            .execute(
+                "UPDATE verify_tokens SET used_at = ?2, used_ms = ?3
+                 WHERE used_ms IS NULL
+                   AND request_id = (SELECT request_id FROM verify_tokens WHERE id = ?1)",
+                params![id, at.to_string(), at.as_millisecond()],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(true)
     }
 }
 

@@ -156,8 +156,10 @@ pub trait TokenStore: Send + Sync {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<TokenRecord>, TokenStoreError>>;
 
-    /// Mark record `id` used at `at` if it is unused and not expired at `at`, in one atomic
-    /// step; whether this call marked it (false: used already, expired, or unknown).
+    /// Mark record `id` used at `at` if it is unused and not expired at `at`, and with it
+    /// every unused record of the same request (the request is decided: the paired answer
+    /// and the other message's links must not count any more), in one atomic step; whether
+    /// this call marked `id` (false: used already, expired, or unknown).
     fn consume<'a>(
         &'a self,
         id: &'a str,
@@ -208,13 +210,16 @@ impl TokenStore for MemoryTokenStore {
     ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
         Box::pin(async move {
             let mut records = self.records();
-            match records.get_mut(id) {
-                Some(r) if r.used_at.is_none() && at < r.expires => {
+            let request = match records.get(id) {
+                Some(r) if r.used_at.is_none() && at < r.expires => r.request.clone(),
+                _ => return Ok(false),
+            };
+            for r in records.values_mut() {
+                if r.request == request && r.used_at.is_none() {
                     r.used_at = Some(at);
-                    Ok(true)
                 }
-                _ => Ok(false),
             }
+            Ok(true)
         })
     }
 }
@@ -416,6 +421,12 @@ fn random_bytes() -> Result<[u8; RANDOM_LEN], String> {
 /// A token's id: the hex SHA-256 of its random bytes.
 fn token_id(random: &[u8]) -> String {
     hex::encode(Sha256::digest(random))
+}
+
+/// The id a well-formed `token` is stored under (the SHA-256 of its random part, never the
+/// token), for the audit record of a link that was refused.
+pub fn id_of(token: &str) -> Option<String> {
+    parse(token).map(|(random, _)| token_id(&random))
 }
 
 /// The random bytes and MAC of a well-formed token.
@@ -709,6 +720,49 @@ pub(crate) mod conformance {
             Some(at(1))
         );
         assert!(!store.consume(&token_id(&[9u8; 32]), at(1)).await.unwrap());
+
+        // A decision spends every link of the request: the paired answer and the other
+        // message's links; another request's links are untouched.
+        let yes = tokens
+            .mint("vr-c", "mgr-1", Decision::Approve, expires)
+            .await
+            .unwrap();
+        let no = tokens
+            .mint("vr-c", "mgr-1", Decision::Deny, expires)
+            .await
+            .unwrap();
+        let sms_yes = tokens
+            .mint("vr-c", "mgr-1", Decision::Approve, expires)
+            .await
+            .unwrap();
+        let elsewhere = tokens
+            .mint("vr-d", "mgr-1", Decision::Deny, expires)
+            .await
+            .unwrap();
+        tokens
+            .redeem(no.expose(), Some("vr-c"), Decision::Deny, &client, at(3))
+            .await
+            .unwrap();
+        for spent in [&yes, &sms_yes] {
+            assert_eq!(
+                tokens
+                    .redeem(
+                        spent.expose(),
+                        Some("vr-c"),
+                        Decision::Approve,
+                        &client,
+                        at(4)
+                    )
+                    .await,
+                Err(Refusal::Replayed)
+            );
+        }
+        assert!(
+            tokens
+                .verify(elsewhere.expose(), Some("vr-d"), Decision::Deny, at(4))
+                .await
+                .is_ok()
+        );
 
         // Two clicks racing: exactly one wins.
         let r = tokens

@@ -20,6 +20,17 @@ pub(super) fn embedded_names() -> Vec<String> {
     EMBEDDED.iter().map(|(p, _)| (*p).to_owned()).collect()
 }
 
+/// The directory of `templates/` that holds web pages (`resetctl serve`), not messages.
+const PAGES: &str = "pages";
+
+/// The embedded files under `templates/pages/`, by path relative to it: the approval
+/// server's pages, kept with the other templates so one build step embeds them all.
+pub(crate) fn embedded_pages() -> impl Iterator<Item = (&'static str, &'static str)> {
+    EMBEDDED
+        .iter()
+        .filter_map(|(path, text)| Some((path.strip_prefix("pages/")?, *text)))
+}
+
 /// Largest template file read from an override directory.
 const MAX_TEMPLATE_BYTES: u64 = 256 * 1024;
 
@@ -91,7 +102,11 @@ impl Catalog {
         let mut templates: BTreeMap<String, TemplateInfo> = BTreeMap::new();
         for path in files.keys() {
             let parts: Vec<&str> = path.split('/').collect();
-            let Some(name) = parts.first().filter(|n| !n.starts_with('_')) else {
+            // `_*` holds shared layouts; `pages/` the approval server's web pages.
+            let Some(name) = parts
+                .first()
+                .filter(|n| !n.starts_with('_') && **n != PAGES)
+            else {
                 continue;
             };
             templates

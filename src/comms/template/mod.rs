@@ -15,6 +15,7 @@ pub mod meta;
 pub mod safety;
 mod samples;
 
+pub(crate) use catalog::embedded_pages;
 pub use catalog::{Catalog, TemplateInfo};
 pub use check::{TemplateFindings, check_playbook};
 pub use meta::{ContextKind, SecretKind, TemplateMeta};

@@ -1,0 +1,28 @@
+//! `resetctl serve`'s library: the web side of the verification flow.
+//!
+//! - The manager's approve and deny links (`/approve/{request}/{token}`,
+//!   `/deny/{request}/{token}`): a `GET` shows the request and one button and never uses
+//!   the token (link previewers fetch links); the button's `POST`, CSRF-checked, redeems
+//!   the token and applies the answer to the request's tenant runtime ([`links`]).
+//! - The request API for portals (`POST /v1/requests`, `GET /v1/requests/{id}`), behind a
+//!   bearer token or an HMAC-signed body ([`auth`]).
+//! - `GET /healthz`.
+//! - In the background, per tenant: the actions a crash left undone, then the timer loop.
+//!
+//! [`Server::bind`] takes inert [`ServeOptions`] and the live [`ServeContext`];
+//! [`Bound::serve`] runs until its shutdown future resolves and then drains.
+
+mod api;
+mod app;
+pub mod auth;
+pub mod csrf;
+mod links;
+pub mod load;
+pub mod options;
+pub mod pages;
+mod server;
+pub mod tls;
+
+pub use auth::{ApiCredentials, BearerHash, HmacKey};
+pub use options::{ServeContext, ServeOptions, TlsFiles};
+pub use server::{Bound, ServeError, Server};
