@@ -17,6 +17,7 @@ mod messages;
 mod notify;
 mod output;
 mod playbook;
+mod resolve;
 mod runs;
 mod sinks;
 mod templates;

@@ -298,6 +298,39 @@ impl Directory for GraphDirectory {
         .boxed()
     }
 
+    fn lookup_users<'a>(
+        &'a self,
+        keys: &'a [String],
+        select: &'a [String],
+    ) -> DirFuture<'a, Vec<Option<User>>> {
+        async move {
+            // `GET /users/{id | userPrincipalName}` (https://learn.microsoft.com/graph/api/user-get)
+            // in `$batch`es of 20 (https://learn.microsoft.com/graph/json-batching): each item
+            // answers on its own, a missing user with its own 404 inside a 200 envelope. The
+            // client packs the envelopes, sends several at once and re-sends throttled items.
+            let select = if select.is_empty() {
+                USER_SELECT.to_string()
+            } else {
+                select.join(",")
+            };
+            let items = keys
+                .iter()
+                .map(|key| {
+                    BatchItem::new(Request::get("/users/{}", &[key]).query("$select", &select))
+                })
+                .collect();
+            let outcomes = self.client.batch(items).await?;
+            outcomes
+                .into_iter()
+                .map(|outcome| {
+                    not_found_is_none(outcome.and_then(|r| r.json::<WireUser>()))
+                        .map(|user| user.map(WireUser::into_user))
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
     fn get_group<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<Group>> {
         async move {
             // https://learn.microsoft.com/graph/api/group-get: `isAssignableToRole` is
