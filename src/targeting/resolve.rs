@@ -212,6 +212,9 @@ pub struct CsvSources {
 }
 
 /// Read every CSV source of `playbook` (or the `--targets` override).
+// The one error type of every resolution step (the async ones return it too); it is built
+// at most once per plan, so its size costs nothing.
+#[allow(clippy::result_large_err)]
 pub fn read_csv_sources(
     playbook: &Playbook,
     options: &ResolveOptions,
@@ -790,14 +793,63 @@ mod tests {
         .playbook
     }
 
+    /// A small tenant's read budget (3,500 per 10 s).
+    const MODEL: CostModel = CostModel {
+        read_units_per_second: 350.0,
+    };
+
     async fn resolve_all(directory: &MemoryDirectory) -> Result<Resolution, ResolveError> {
-        resolve(
-            directory,
-            &all_users(),
-            &ResolveOptions::default(),
-            &HashSet::new(),
+        let playbook = all_users();
+        let options = ResolveOptions::default();
+        let csv = read_csv_sources(&playbook, &options)?;
+        resolve(directory, &playbook, csv, &options, &MODEL).await
+    }
+
+    #[tokio::test]
+    async fn a_short_list_in_a_large_tenant_is_looked_up_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.csv"),
+            "upn\nB@contoso.com\nnobody@contoso.com\n",
         )
-        .await
+        .unwrap();
+        let playbook = crate::playbook::load_str(
+            "p.yaml",
+            &format!(
+                "name: p\ntargets: [csv: {{ path: '{}', column: upn }}]\nsteps:\n  - revoke_sessions\n",
+                dir.path().join("t.csv").display()
+            ),
+        )
+        .unwrap()
+        .playbook;
+        let directory = MemoryDirectory::new()
+            .with_user("a@contoso.com")
+            .with_user("b@contoso.com")
+            .with_count(1_000_000);
+        let options = ResolveOptions::default();
+        let csv = read_csv_sources(&playbook, &options).unwrap();
+        let resolution = resolve(&directory, &playbook, csv, &options, &MODEL)
+            .await
+            .unwrap();
+        let by = resolution.resolved_by.unwrap();
+        assert_eq!(by.method, Method::Lookup, "{}", by.why);
+        assert_eq!(
+            directory.calls(Op::ListUsers),
+            0,
+            "the tenant was not listed"
+        );
+        assert_eq!(directory.calls(Op::LookupUsers), 1);
+        assert_eq!(resolution.tenant_users, 1_000_000, "the directory's count");
+        let upns: Vec<&str> = resolution.users.iter().map(|u| u.upn.as_str()).collect();
+        assert_eq!(upns, ["b@contoso.com"]);
+        assert_eq!(resolution.missing.len(), 1);
+        assert_eq!(resolution.missing[0].target, "nobody@contoso.com");
+        assert!(
+            resolution.missing[0].source.ends_with("t.csv:3"),
+            "{}",
+            resolution.missing[0].source
+        );
+        assert_eq!(resolution.missing[0].reason, "no such user in the tenant");
     }
 
     #[tokio::test]
