@@ -25,6 +25,13 @@ pub const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,prefer
 businessPhones,accountEnabled,onPremisesSyncEnabled,userType,lastPasswordChangeDateTime,\
 signInSessionsValidFromDateTime,createdDateTime";
 
+/// Users per page of a listing (`$top`).
+pub const LIST_PAGE_SIZE: u32 = MAX_PAGE_SIZE;
+/// Lookups per `$batch` in [`Directory::lookup_users`] (Graph's limit).
+pub const LOOKUPS_PER_BATCH: usize = crate::graph::batch::MAX_BATCH;
+/// `$batch` envelopes [`Directory::lookup_users`] keeps in flight.
+pub const LOOKUP_BATCHES_IN_FLIGHT: usize = crate::graph::batch::ENVELOPES_IN_FLIGHT;
+
 /// Properties selected on a manager (user or org contact).
 const MANAGER_SELECT: &str =
     "id,displayName,givenName,preferredLanguage,userPrincipalName,mail,mobilePhone";

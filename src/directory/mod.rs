@@ -28,7 +28,9 @@ use futures::stream::BoxStream;
 
 pub use access::{AppAccess, TokenGrant};
 pub use error::{DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail};
-pub use graph_directory::{GraphDirectory, USER_SELECT};
+pub use graph_directory::{
+    GraphDirectory, LIST_PAGE_SIZE, LOOKUP_BATCHES_IN_FLIGHT, LOOKUPS_PER_BATCH, USER_SELECT,
+};
 pub use types::*;
 
 /// A boxed stream of directory items.

@@ -8,8 +8,8 @@
 //!   `@odata.nextLink` comes with it), so it takes `ceil(N / 999) × t_page` for a tenant of
 //!   `N` users, with `t_page` = [`PAGE_SECONDS`] (1 s: Graph often takes over a second for a
 //!   999-user page). It spends one resource unit per page.
-//! - **Lookup**: `K` keys go as `GET /users/{id | upn}` items, [`MAX_BATCH`] (20) per
-//!   `$batch`, [`ENVELOPES_IN_FLIGHT`] (16) envelopes at once, so `ceil(ceil(K / 20) / 16)`
+//! - **Lookup**: `K` keys go as `GET /users/{id | upn}` items, [`LOOKUPS_PER_BATCH`] (20) per
+//!   `$batch`, [`LOOKUP_BATCHES_IN_FLIGHT`] (16) envelopes at once, so `ceil(ceil(K / 20) / 16)`
 //!   rounds of `t_batch` = [`BATCH_SECONDS`] (1 s, as slow as a page: Graph runs a batch's
 //!   items in parallel and answers when the slowest is done). Each item is charged one
 //!   resource unit of the app's read budget (`R` per `W`: 3,500 / 5,000 / 8,000 per 10 s by
@@ -29,8 +29,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::graph::MAX_PAGE_SIZE;
-use crate::graph::batch::{ENVELOPES_IN_FLIGHT, MAX_BATCH};
+use crate::directory::{LIST_PAGE_SIZE, LOOKUP_BATCHES_IN_FLIGHT, LOOKUPS_PER_BATCH};
 use crate::throttle::Quotas;
 
 /// Seconds one page of 999 users takes (the model's `t_page`).
@@ -103,7 +102,7 @@ impl CostModel {
 
     /// Seconds looking up `keys` takes.
     pub fn lookup_seconds(&self, keys: u64) -> f64 {
-        let rounds = batches(keys).div_ceil(ENVELOPES_IN_FLIGHT as u64);
+        let rounds = batches(keys).div_ceil(LOOKUP_BATCHES_IN_FLIGHT as u64);
         let by_latency = rounds as f64 * BATCH_SECONDS;
         let by_budget = keys as f64 / self.read_units_per_second.max(1e-9);
         by_latency.max(by_budget)
@@ -139,8 +138,8 @@ impl CostModel {
         let listing_s = self.listing_seconds(tenant_users);
         let figures = format!(
             "{keys} lookups in {} $batch requests (about {lookup_s:.0} s at {BATCH_SECONDS} s \
-             per batch, {ENVELOPES_IN_FLIGHT} in flight, {:.0} reads/s) against {} pages of \
-             {MAX_PAGE_SIZE} for {tenant_users} users (about {listing_s:.0} s at \
+             per batch, {LOOKUP_BATCHES_IN_FLIGHT} in flight, {:.0} reads/s) against {} pages of \
+             {LIST_PAGE_SIZE} for {tenant_users} users (about {listing_s:.0} s at \
              {PAGE_SECONDS} s per page)",
             batches(keys),
             self.read_units_per_second,
@@ -159,12 +158,12 @@ impl CostModel {
 
 /// Pages of a listing of `users`.
 fn pages(users: u64) -> u64 {
-    users.div_ceil(MAX_PAGE_SIZE as u64).max(1)
+    users.div_ceil(LIST_PAGE_SIZE as u64).max(1)
 }
 
 /// `$batch` requests for `keys` lookups.
 fn batches(keys: u64) -> u64 {
-    keys.div_ceil(MAX_BATCH as u64)
+    keys.div_ceil(LOOKUPS_PER_BATCH as u64)
 }
 
 #[cfg(test)]
