@@ -154,6 +154,10 @@ pub struct PlanArgs {
     /// Continue when some CSV rows cannot be read (they are listed in the plan).
     #[arg(long)]
     pub skip_bad_rows: bool,
+    /// Resolve the targets this way instead of the cost model's choice (both plan the
+    /// same; for measurements).
+    #[arg(long, value_name = "HOW", hide = true)]
+    pub resolve_by: Option<ResolveBy>,
     /// Directory for plan.json, targets.csv and manual-queue.csv
     /// (default: the run's folder under the data directory).
     #[arg(long, value_name = "DIR")]
@@ -176,6 +180,15 @@ pub struct PlanArgs {
     /// configuration's `templates:`).
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+}
+
+/// `plan --resolve-by`: how to resolve the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResolveBy {
+    /// Look each key up (`$batch`), read groups as members.
+    Lookup,
+    /// List the whole tenant and join.
+    Listing,
 }
 
 /// Arguments of `resetctl run`.

@@ -19,6 +19,7 @@ mod notify;
 mod output;
 mod playbook;
 mod reset;
+mod resolve;
 mod runs;
 mod serve;
 mod sinks;

@@ -5,11 +5,11 @@
 use resetctl::engine::gate;
 use resetctl::engine::lifecycle::{PlanOptions, PlannedRun};
 use resetctl::engine::plan::Plan;
-use resetctl::targeting::{Bucket, ResolveOptions};
+use resetctl::targeting::{Bucket, ResolveOptions, Strategy};
 
 use super::context::Context;
 use super::{CmdResult, Exit, validate};
-use crate::cli::{GlobalArgs, OutputFormat, PlanArgs};
+use crate::cli::{GlobalArgs, OutputFormat, PlanArgs, ResolveBy};
 
 /// `resetctl plan`.
 pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
@@ -34,6 +34,11 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
                 resolve: ResolveOptions {
                     csv_override: args.targets,
                     skip_bad_rows: args.skip_bad_rows,
+                    strategy: match args.resolve_by {
+                        None => Strategy::Auto,
+                        Some(ResolveBy::Lookup) => Strategy::Lookup,
+                        Some(ResolveBy::Listing) => Strategy::Listing,
+                    },
                 },
                 out: args.out,
                 overwrite: args.overwrite,
@@ -97,6 +102,7 @@ pub fn plan_json(planned: &PlannedRun, emulated: bool) -> serde_json::Value {
         "bad_rows": plan.bad_rows.len(),
         "unusable_mobiles": plan.unusable_mobiles,
         "estimate": plan.estimate,
+        "resolved_by": plan.resolved_by,
         "out": planned.out,
     })
 }
@@ -125,6 +131,9 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
         planned.playbook_path.display()
     );
     outln!("tenant    {} ({} users)", plan.tenant, plan.tenant_users);
+    if let Some(by) = &plan.resolved_by {
+        outln!("resolved  by {}: {}", by.method.as_str(), by.why);
+    }
     if let Some(ticket) = &planned.run.ticket {
         outln!("ticket    {ticket}");
     }

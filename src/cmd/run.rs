@@ -25,7 +25,7 @@ use resetctl::engine::preflight;
 use resetctl::playbook::Playbook;
 use resetctl::report::StepCounts;
 use resetctl::store::{RunId, SqliteStore};
-use resetctl::targeting::ResolveOptions;
+use resetctl::targeting::{ResolveOptions, Strategy};
 use tokio::sync::watch;
 
 use resetctl::comms::notifier::CommsNotifier;
@@ -122,6 +122,7 @@ async fn plan_then_act(
                 resolve: ResolveOptions {
                     csv_override: args.targets.clone(),
                     skip_bad_rows: args.skip_bad_rows,
+                    strategy: Strategy::Auto,
                 },
                 out: args.out.clone(),
                 overwrite: args.overwrite,

@@ -25,6 +25,13 @@ pub const USER_SELECT: &str = "id,userPrincipalName,displayName,givenName,prefer
 businessPhones,accountEnabled,onPremisesSyncEnabled,userType,lastPasswordChangeDateTime,\
 signInSessionsValidFromDateTime,createdDateTime";
 
+/// Users per page of a listing (`$top`).
+pub const LIST_PAGE_SIZE: u32 = MAX_PAGE_SIZE;
+/// Lookups per `$batch` in [`Directory::lookup_users`] (Graph's limit).
+pub const LOOKUPS_PER_BATCH: usize = crate::graph::batch::MAX_BATCH;
+/// `$batch` envelopes [`Directory::lookup_users`] keeps in flight.
+pub const LOOKUP_BATCHES_IN_FLIGHT: usize = crate::graph::batch::ENVELOPES_IN_FLIGHT;
+
 /// Properties selected on a manager (user or org contact).
 const MANAGER_SELECT: &str =
     "id,displayName,givenName,preferredLanguage,userPrincipalName,mail,mobilePhone";
@@ -300,6 +307,39 @@ impl Directory for GraphDirectory {
                 .await
                 .and_then(|r| r.json::<WireUser>());
             not_found_is_none(r).map(|o| o.map(WireUser::into_user))
+        }
+        .boxed()
+    }
+
+    fn lookup_users<'a>(
+        &'a self,
+        keys: &'a [String],
+        select: &'a [String],
+    ) -> DirFuture<'a, Vec<Option<User>>> {
+        async move {
+            // `GET /users/{id | userPrincipalName}` (https://learn.microsoft.com/graph/api/user-get)
+            // in `$batch`es of 20 (https://learn.microsoft.com/graph/json-batching): each item
+            // answers on its own, a missing user with its own 404 inside a 200 envelope. The
+            // client packs the envelopes, sends several at once and re-sends throttled items.
+            let select = if select.is_empty() {
+                USER_SELECT.to_string()
+            } else {
+                select.join(",")
+            };
+            let items = keys
+                .iter()
+                .map(|key| {
+                    BatchItem::new(Request::get("/users/{}", &[key]).query("$select", &select))
+                })
+                .collect();
+            let outcomes = self.client.batch(items).await?;
+            outcomes
+                .into_iter()
+                .map(|outcome| {
+                    not_found_is_none(outcome.and_then(|r| r.json::<WireUser>()))
+                        .map(|user| user.map(WireUser::into_user))
+                })
+                .collect()
         }
         .boxed()
     }

@@ -27,6 +27,8 @@ pub enum Op {
     CountUsers,
     /// `get_user`.
     GetUser,
+    /// `lookup_users` (one per call, whatever the number of keys).
+    LookupUsers,
     /// `get_group`.
     GetGroup,
     /// `list_group_members`.
@@ -404,6 +406,24 @@ impl Directory for MemoryDirectory {
                 .iter()
                 .find(|u| u.id == id_or_upn || u.upn.eq_ignore_ascii_case(id_or_upn))
                 .cloned()
+        }))
+    }
+
+    fn lookup_users<'a>(
+        &'a self,
+        keys: &'a [String],
+        _select: &'a [String],
+    ) -> DirFuture<'a, Vec<Option<User>>> {
+        // Graph matches an object id or a UPN without regard to case.
+        ready(self.read(Op::LookupUsers, |s| {
+            keys.iter()
+                .map(|key| {
+                    s.users
+                        .iter()
+                        .find(|u| u.id.eq_ignore_ascii_case(key) || u.upn.eq_ignore_ascii_case(key))
+                        .cloned()
+                })
+                .collect()
         }))
     }
 

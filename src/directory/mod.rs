@@ -28,7 +28,9 @@ use futures::stream::BoxStream;
 
 pub use access::{AppAccess, TokenGrant};
 pub use error::{DirectoryError, DirectoryErrorKind, DirectoryStats, ErrorDetail};
-pub use graph_directory::{GraphDirectory, USER_SELECT};
+pub use graph_directory::{
+    GraphDirectory, LIST_PAGE_SIZE, LOOKUP_BATCHES_IN_FLIGHT, LOOKUPS_PER_BATCH, USER_SELECT,
+};
 pub use types::*;
 
 /// A boxed stream of directory items.
@@ -53,6 +55,25 @@ pub trait Directory: Send + Sync {
 
     /// One user by object id or UPN; `None` when it does not exist.
     fn get_user<'a>(&'a self, id_or_upn: &'a str) -> DirFuture<'a, Option<User>>;
+
+    /// Many users by object id or UPN, one answer per key in `keys`' order (`None`: no such
+    /// user), each with the properties in `select`. Resolving a short breach list this way
+    /// costs a request per key, not a listing of the tenant. This default asks
+    /// [`Directory::get_user`] a few keys at a time (with its own selection);
+    /// [`GraphDirectory`] sends `$batch`es of 20 instead.
+    fn lookup_users<'a>(
+        &'a self,
+        keys: &'a [String],
+        select: &'a [String],
+    ) -> DirFuture<'a, Vec<Option<User>>> {
+        use futures::{FutureExt, StreamExt, TryStreamExt};
+        let _ = select;
+        futures::stream::iter(keys)
+            .map(|key| self.get_user(key))
+            .buffered(8)
+            .try_collect()
+            .boxed()
+    }
 
     /// One group by object id; `None` when it does not exist.
     fn get_group<'a>(&'a self, id: &'a str) -> DirFuture<'a, Option<Group>>;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TenantSize;
-use crate::targeting::{BadRow, Bucket};
+use crate::targeting::{BadRow, Bucket, ResolvedBy};
 use crate::throttle::{Quotas, Rate};
 
 /// One resolved user in the plan.
@@ -175,6 +175,10 @@ pub struct Plan {
     /// false for them): a data-hygiene finding the plan reports.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unusable_mobiles: u64,
+    /// How the targets were resolved (looked up or listed) and why. Not in the hash: both
+    /// ways plan the same users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<ResolvedBy>,
 }
 
 impl Plan {
@@ -257,6 +261,7 @@ mod tests {
             unresolved: vec![],
             bad_rows: vec![],
             unusable_mobiles: 0,
+            resolved_by: None,
         }
     }
 

@@ -11,7 +11,7 @@ use crate::directory::Directory;
 use crate::playbook::{Playbook, RiskLevel, Step, UserFacts};
 use crate::store::Remediated;
 use crate::targeting::{
-    self, Bucket, Candidate, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
+    self, Bucket, Candidate, CostModel, PrivilegeIndex, ResolveOptions, ResolvedUser, place,
 };
 use crate::throttle::Quotas;
 
@@ -38,34 +38,45 @@ pub struct PlanRequest<'a> {
     pub include_remediated: bool,
 }
 
-/// Resolve, partition and plan.
+/// Resolve, partition and plan. The directory reads overlap: role grants (then the role
+/// holders' kinds and groups), exclusions, risk levels, group sources and the targets'
+/// lookups or the tenant's listing all run at once, each within its own budget; only the
+/// CSVs are read first, so a broken one fails before any Graph traffic.
 pub async fn build_plan(
     directory: &dyn Directory,
     request: PlanRequest<'_>,
 ) -> Result<Plan, EngineError> {
     let playbook = request.playbook;
     let started = Instant::now();
-    let grants = targeting::role_grants(directory, playbook).await?;
-    targeting::check_step_groups(directory, playbook, &grants).await?;
-    let resolution = targeting::resolve(
-        directory,
-        playbook,
-        &request.resolve,
-        &grants.principals_of_unknown_kind(),
-    )
-    .await?;
-    tracing::debug!(
-        message = "Resolved targets.",
-        users = resolution.users.len(),
-        tenant_users = resolution.tenant_users,
-        elapsed_ms = started.elapsed().as_millis() as u64
-    );
-    let user_principals = &resolution.user_principals;
-    let privileges = targeting::privileges(directory, playbook, grants, &|id| {
-        user_principals.contains(id)
-    })
-    .await?;
-    let exclusions = targeting::exclusions(directory, playbook, request.runner_accounts).await?;
+    let csv = targeting::read_csv_sources(playbook, &request.resolve)?;
+    let model = CostModel::for_quotas(request.quotas);
+    let privileged = async {
+        let grants = targeting::role_grants(directory, playbook).await?;
+        let ((), user_principals) = futures::try_join!(
+            targeting::check_step_groups(directory, playbook, &grants),
+            targeting::user_principals(directory, &grants),
+        )?;
+        targeting::privileges(directory, playbook, grants, &|id| {
+            user_principals.contains(id)
+        })
+        .await
+    };
+    let resolved = async {
+        let resolution =
+            targeting::resolve(directory, playbook, csv, &request.resolve, &model).await?;
+        tracing::debug!(
+            message = "Resolved targets.",
+            users = resolution.users.len(),
+            tenant_users = resolution.tenant_users,
+            elapsed_ms = started.elapsed().as_millis() as u64
+        );
+        Ok(resolution)
+    };
+    let (privileges, resolution, exclusions) = futures::try_join!(
+        privileged,
+        resolved,
+        targeting::exclusions(directory, playbook, request.runner_accounts),
+    )?;
 
     let steps = planned_steps(playbook);
     let mut interner = StepLists::default();
@@ -107,6 +118,7 @@ pub async fn build_plan(
             .map(|(_, row)| row)
             .collect(),
         unusable_mobiles,
+        resolved_by: resolution.resolved_by,
     })
     .inspect(|plan| {
         tracing::info!(

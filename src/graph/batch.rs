@@ -22,7 +22,7 @@ use crate::throttle::{Bucket, Charge, parse_retry_after};
 /// Graph's limit of requests per `$batch`.
 pub const MAX_BATCH: usize = 20;
 /// Envelopes in flight at once for one `batch()` call.
-const ENVELOPES_IN_FLIGHT: usize = 16;
+pub const ENVELOPES_IN_FLIGHT: usize = 16;
 
 /// One request of a batch, and the positions (in the same `batch()` call, all earlier) of
 /// the items that must succeed before it runs (`dependsOn`).

@@ -174,6 +174,7 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             unusable_mobiles: 0,
+            resolved_by: None,
             playbook_name: "p".into(),
             playbook_sha256: "h".into(),
             tenant: "demo".into(),

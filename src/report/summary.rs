@@ -863,6 +863,7 @@ mod tests {
         let keys = ["0:reset_password", "1:notify"];
         let plan = Plan {
             unusable_mobiles: 0,
+            resolved_by: None,
             playbook_name: "p".into(),
             playbook_sha256: "ab".repeat(32),
             tenant: "t".into(),
@@ -1009,6 +1010,7 @@ mod tests {
         let keys = ["0:reset_password", "1:revoke_sessions"];
         let plan = Plan {
             unusable_mobiles: 0,
+            resolved_by: None,
             playbook_name: "p".into(),
             playbook_sha256: "ab".repeat(32),
             tenant: "t".into(),

@@ -3,12 +3,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::TryStreamExt;
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::partition::{Exclusions, PrivilegeIndex, RoleGrant};
 use super::resolve::{ResolveError, read_error};
-use crate::directory::{Directory, DirectoryError, DirectoryErrorKind, ObjectKind};
+use crate::directory::{Directory, DirectoryError, DirectoryErrorKind, ObjectKind, User};
 use crate::playbook::{AccountRef, Playbook, Step};
+
+/// Groups read at once (each paged on its own; the read budget paces them all).
+const GROUPS_IN_FLIGHT: usize = 8;
 
 /// Transitive user members of a group, lower-case ids; a group that no longer exists has none.
 async fn members(directory: &dyn Directory, group: &str) -> Result<Vec<String>, ResolveError> {
@@ -55,17 +58,31 @@ impl RoleGrants {
     }
 }
 
-/// Read the role grants the playbook's `privileged` section counts.
+/// Read the role grants the playbook's `privileged` section counts: active assignments
+/// and PIM eligibilities at once.
 pub async fn role_grants(
     directory: &dyn Directory,
     playbook: &Playbook,
 ) -> Result<RoleGrants, ResolveError> {
+    let assignments = async {
+        directory
+            .list_role_assignments(None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(read_error("directory role assignments"))
+    };
+    let eligibilities = async {
+        if !playbook.privileged.include_eligible {
+            return Ok(Vec::new());
+        }
+        directory
+            .list_role_eligibilities(None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(read_error("PIM role eligibilities"))
+    };
+    let (assignments, eligibilities) = futures::try_join!(assignments, eligibilities)?;
     let mut out = RoleGrants::default();
-    let assignments: Vec<_> = directory
-        .list_role_assignments(None)
-        .try_collect()
-        .await
-        .map_err(read_error("directory role assignments"))?;
     for assignment in assignments {
         let is_group = assignment
             .principal
@@ -80,24 +97,39 @@ pub async fn role_grants(
             is_group,
         ));
     }
-    if playbook.privileged.include_eligible {
-        let eligibilities: Vec<_> = directory
-            .list_role_eligibilities(None)
-            .try_collect()
-            .await
-            .map_err(read_error("PIM role eligibilities"))?;
-        for eligibility in eligibilities {
-            out.grants.push((
-                RoleGrant {
-                    principal_id: eligibility.principal_id.to_ascii_lowercase(),
-                    role_id: eligibility.role_definition_id,
-                    eligible: true,
-                },
-                None,
-            ));
-        }
+    for eligibility in eligibilities {
+        out.grants.push((
+            RoleGrant {
+                principal_id: eligibility.principal_id.to_ascii_lowercase(),
+                role_id: eligibility.role_definition_id,
+                eligible: true,
+            },
+            None,
+        ));
     }
     Ok(out)
+}
+
+/// The role principals whose kind Graph did not give that are users (lower-case ids),
+/// looked up by id: a group or a service principal is not found among `/users`.
+pub async fn user_principals(
+    directory: &dyn Directory,
+    grants: &RoleGrants,
+) -> Result<HashSet<String>, ResolveError> {
+    let mut ids: Vec<String> = grants.principals_of_unknown_kind().into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    ids.sort_unstable();
+    let found = directory
+        .lookup_users(&ids, &["id".to_owned()])
+        .await
+        .map_err(read_error("the role holders' kinds"))?;
+    Ok(ids
+        .into_iter()
+        .zip(found)
+        .filter_map(|(id, user)| user.map(|_| id))
+        .collect())
 }
 
 /// Refuse `add_to_group` steps whose group grants administrative rights: a role-assignable
@@ -184,10 +216,13 @@ pub async fn privileges(
         plain.push(grant);
     }
 
-    let mut group_members: HashMap<String, Vec<String>> = HashMap::new();
-    for group in &group_principals {
-        group_members.insert(group.clone(), members(directory, group).await?);
-    }
+    let group_members: HashMap<String, Vec<String>> =
+        stream::iter(group_principals.iter().map(|group| async move {
+            Ok::<_, ResolveError>((group.clone(), members(directory, group).await?))
+        }))
+        .buffer_unordered(GROUPS_IN_FLIGHT)
+        .try_collect()
+        .await?;
     let mut index = PrivilegeIndex::build(
         &plain,
         &critical,
@@ -215,26 +250,54 @@ pub async fn exclusions(
         upn_patterns: playbook.exclude.upn_patterns.clone(),
         ..Exclusions::default()
     };
+    // Every account in one lookup and every group at once: none depends on another.
+    let accounts: Vec<(String, bool)> = playbook
+        .exclude
+        .break_glass
+        .iter()
+        .map(|account| match account {
+            AccountRef::Upn(upn) => (upn.to_lowercase(), true),
+            AccountRef::Id(id) => (id.to_string(), true),
+        })
+        .chain(runner_accounts.iter().map(|a| (a.to_lowercase(), false)))
+        .collect();
+    let keys: Vec<String> = accounts.iter().map(|(key, _)| key.clone()).collect();
+    let select = ["id".to_owned(), "userPrincipalName".to_owned()];
+    let groups: Vec<String> = playbook
+        .exclude
+        .groups
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+    let (found, members) = futures::try_join!(
+        async {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            directory
+                .lookup_users(&keys, &select)
+                .await
+                .map_err(read_error("the excluded accounts"))
+        },
+        stream::iter(
+            groups
+                .iter()
+                .map(|group| members_if_found(directory, group))
+        )
+        .buffered(GROUPS_IN_FLIGHT)
+        .try_collect::<Vec<_>>(),
+    )?;
     let mut unresolved = Vec::new();
-    for account in &playbook.exclude.break_glass {
-        let key = match account {
-            AccountRef::Upn(upn) => upn.to_lowercase(),
-            AccountRef::Id(id) => id.to_string(),
-        };
-        match account_keys(directory, &key).await? {
-            Some(keys) => out.break_glass.extend(keys),
-            None => unresolved.push(format!("exclude.break_glass: {key}")),
+    for ((key, break_glass), user) in accounts.into_iter().zip(found) {
+        match (user, break_glass) {
+            (Some(u), true) => out.break_glass.extend(account_keys(&u)),
+            (Some(u), false) => out.runner_accounts.extend(account_keys(&u)),
+            (None, true) => unresolved.push(format!("exclude.break_glass: {key}")),
+            (None, false) => unresolved.push(format!("runner_accounts: {key}")),
         }
     }
-    for account in runner_accounts {
-        match account_keys(directory, &account.to_lowercase()).await? {
-            Some(keys) => out.runner_accounts.extend(keys),
-            None => unresolved.push(format!("runner_accounts: {account}")),
-        }
-    }
-    for group in &playbook.exclude.groups {
-        let group = group.to_string();
-        let Some(members) = members_if_found(directory, &group).await? else {
+    for (group, members) in groups.into_iter().zip(members) {
+        let Some(members) = members else {
             unresolved.push(format!("exclude.groups: {group}"));
             continue;
         };
@@ -250,15 +313,7 @@ pub async fn exclusions(
     Ok(out)
 }
 
-/// The lower-case UPN and object id of the account `key` (a UPN or an object id), or
-/// `None` when the directory has no such user.
-async fn account_keys(
-    directory: &dyn Directory,
-    key: &str,
-) -> Result<Option<[String; 2]>, ResolveError> {
-    let user = directory
-        .get_user(key)
-        .await
-        .map_err(read_error(format!("account {key}")))?;
-    Ok(user.map(|u| [u.upn.to_lowercase(), u.id.to_ascii_lowercase()]))
+/// The lower-case UPN and object id of an account: it is excluded by both.
+fn account_keys(user: &User) -> [String; 2] {
+    [user.upn.to_lowercase(), user.id.to_ascii_lowercase()]
 }

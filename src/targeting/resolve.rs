@@ -1,13 +1,16 @@
-//! Resolve a playbook's target sources to directory users.
+//! Resolve a playbook's target sources to directory users, one of two ways that give the
+//! same users with the same properties (the cost model of [`super::strategy`] picks one):
 //!
-//! The tenant is listed once (`$select`, `$top=999`: one resource unit per 999 users) and
-//! every source is joined against that list in memory. One lookup per target would cost a
-//! request each; above a few hundred targets the listing is cheaper in quota and time, and
-//! it is checked against the tenant's size, which the `max_fraction_of_tenant` guard needs
-//! and which comes from the directory's own count: a listing that names a user twice or
-//! disagrees with the count lost or repeated a page, and nothing is planned on it. Group,
-//! filter and risky-user sources are asked of Graph and joined by object id, so every
-//! resolved user carries the same, complete set of properties.
+//! - **Lookup**: each key a CSV or a `risky_users` source names is looked up
+//!   (`$batch`es of `GET /users/{key}` with the listing's `$select`; a 404 is a key that did
+//!   not resolve), and group sources are read as their members. The tenant's size, which the
+//!   `max_fraction_of_tenant` guard needs, is the directory's own count (`/users/$count`).
+//! - **Listing**: the tenant is listed once (`$select`, `$top=999`: one resource unit per
+//!   999 users) and every source is joined against that list in memory. It is checked
+//!   against the directory's count: a listing that names a user twice or disagrees with the
+//!   count lost or repeated a page, and nothing is planned on it. Group, filter and
+//!   risky-user sources are asked of Graph and joined by object id, so every resolved user
+//!   carries the same, complete set of properties.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -15,6 +18,7 @@ use std::path::PathBuf;
 use futures::TryStreamExt;
 
 use super::csv_source::{BadRow, CsvError, TargetKey, lower, read_csv_targets};
+use super::strategy::{CostModel, Method, ResolvedBy, Strategy};
 use crate::directory::{
     Directory, DirectoryError, DirectoryErrorKind, RiskLevel as GraphRisk, User, UserQuery,
 };
@@ -100,9 +104,8 @@ pub struct Resolution {
     pub tenant_users: u64,
     /// Whether risk levels could be read (Identity Protection needs a P2 licence).
     pub risk_known: bool,
-    /// The role principals (of those passed in) that are users of the tenant; the others
-    /// are groups or service principals.
-    pub user_principals: HashSet<String>,
+    /// Which way the targets were resolved, and why.
+    pub resolved_by: Option<ResolvedBy>,
 }
 
 /// Why targets could not be resolved.
@@ -193,24 +196,30 @@ pub struct ResolveOptions {
     pub csv_override: Option<PathBuf>,
     /// `--skip-bad-rows`: go on without unusable CSV rows (they are reported in the plan).
     pub skip_bad_rows: bool,
+    /// Look up or list: the cost model's choice unless forced (both plan the same).
+    pub strategy: Strategy,
 }
 
-/// Resolve every target source of `playbook`. `principals` are the lower-case ids of role
-/// holders whose kind Graph did not say; the result tells which of them are users.
-///
-/// Memory stays proportional to the targets, not the tenant: the listing is streamed and
-/// only named users are kept, so planning a breach CSV against a tenant of millions holds
-/// the CSV's keys and the resolved users, nothing else.
-pub async fn resolve(
-    directory: &dyn Directory,
+/// The playbook's CSV sources, read before any Graph traffic: a broken CSV fails first.
+#[derive(Debug, Default)]
+pub struct CsvSources {
+    /// Every key the CSVs named, ranked in source and row order.
+    join: Join,
+    /// The files, in playbook order (for the unresolved rows' `file:line`).
+    paths: Vec<PathBuf>,
+    /// Rows that could not be read (only with `--skip-bad-rows`).
+    bad_rows: Vec<(PathBuf, BadRow)>,
+}
+
+/// Read every CSV source of `playbook` (or the `--targets` override).
+// The one error type of every resolution step (the async ones return it too); it is built
+// at most once per plan, so its size costs nothing.
+#[allow(clippy::result_large_err)]
+pub fn read_csv_sources(
     playbook: &Playbook,
     options: &ResolveOptions,
-    principals: &HashSet<String>,
-) -> Result<Resolution, ResolveError> {
-    let mut join = Join::default();
-    let mut out = Resolution::default();
-    // Read local input first: a broken CSV should fail before any Graph traffic.
-    let mut csv_paths = Vec::new();
+) -> Result<CsvSources, ResolveError> {
+    let mut out = CsvSources::default();
     for target in &playbook.targets {
         if let Target::Csv { path, column } = target {
             let path = options.csv_override.clone().unwrap_or_else(|| path.clone());
@@ -223,20 +232,47 @@ pub async fn resolve(
                     reason: first.reason.clone(),
                 });
             }
-            let source = join.next_source();
-            join.by_upn.reserve(rows.targets.len());
+            let source = out.join.next_source();
+            out.join.by_upn.reserve(rows.targets.len());
             for (position, target) in rows.targets.into_iter().enumerate() {
                 let origin = Origin {
-                    file: csv_paths.len(),
+                    file: out.paths.len(),
                     line: target.line,
                 };
-                join.want(target.key, rank(source, position as u64), Some(origin));
+                out.join
+                    .want(target.key, rank(source, position as u64), Some(origin));
             }
             out.bad_rows
                 .extend(rows.bad_rows.into_iter().map(|row| (path.clone(), row)));
-            csv_paths.push(path);
+            out.paths.push(path);
         }
     }
+    Ok(out)
+}
+
+/// Resolve every target source of `playbook`, its CSVs already read, by looking the named
+/// keys up or by listing the tenant, as `model` and `options` choose (see
+/// [`super::strategy`]). Either way the tenant's size is the directory's own count.
+///
+/// Memory stays proportional to the targets, not the tenant: the listing is streamed and
+/// only named users are kept, so planning a breach CSV against a tenant of millions holds
+/// the CSV's keys and the resolved users, nothing else.
+pub async fn resolve(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    csv: CsvSources,
+    options: &ResolveOptions,
+    model: &CostModel,
+) -> Result<Resolution, ResolveError> {
+    let CsvSources {
+        mut join,
+        paths: csv_paths,
+        bad_rows,
+    } = csv;
+    let mut out = Resolution {
+        bad_rows,
+        ..Resolution::default()
+    };
 
     // Identity Protection serves one request a second: read every level only when a source
     // or a `when:` needs it; otherwise the high-risk users alone, who run first.
@@ -253,30 +289,43 @@ pub async fn resolve(
     } else {
         vec![GraphRisk::High]
     };
-    join.sources(directory, playbook).await?;
+    let reads = join.number_sources(playbook);
+    let needs_listing = playbook.targets.iter().find_map(|t| match t {
+        Target::AllUsers => Some("all_users"),
+        Target::Filter(_) => Some("a filter source"),
+        _ => None,
+    });
     let select = user_select(playbook);
-    // Risk levels spend Identity Protection's budget (1 request/s), the listing the
+    let find = Find {
+        directory,
+        select: &select,
+        reads: &reads,
+        strategy: options.strategy,
+        model,
+        needs_listing,
+    };
+    // Risk levels spend Identity Protection's budget (1 request/s), the rest the
     // directory's: read both at once, unless a `risky_users` source must be joined too.
-    let ((risk, risk_known), listed) = if targets_risk {
+    let ((risk, risk_known), (found, resolved_by)) = if targets_risk {
         let risk = risk_levels(directory, levels, true).await?;
         join.risky_sources(playbook, &risk.0);
-        (
-            risk,
-            list_and_join(directory, select, &mut join, principals).await?,
-        )
+        let found = find.run(&mut join).await?;
+        (risk, found)
     } else {
-        futures::try_join!(
-            risk_levels(directory, levels, false),
-            list_and_join(directory, select, &mut join, principals),
-        )?
+        futures::try_join!(risk_levels(directory, levels, false), find.run(&mut join))?
     };
-    let Listed {
+    tracing::info!(
+        message = "Targets resolved.",
+        method = resolved_by.method.as_str(),
+        why = %resolved_by.why,
+        users = found.users.len()
+    );
+    let Found {
         users: mut chosen,
-        user_principals,
         tenant_users,
-    } = listed;
-    out.user_principals = user_principals;
+    } = found;
     out.tenant_users = tenant_users;
+    out.resolved_by = Some(resolved_by);
     for user in &mut chosen {
         if let Some(level) = risk.get(lower(&user.id).as_ref()) {
             user.risk = *level;
@@ -289,36 +338,170 @@ pub async fn resolve(
     Ok(out)
 }
 
-/// What one pass over the tenant's users found.
-struct Listed {
-    /// The users some source named, in listing order.
+/// Everything the directory part of a resolution needs, besides the join it fills.
+struct Find<'a> {
+    directory: &'a dyn Directory,
+    /// The properties planning reads.
+    select: &'a [String],
+    /// The group and filter sources to read.
+    reads: &'a [(u32, SourceRead)],
+    strategy: Strategy,
+    model: &'a CostModel,
+    /// The source that needs the listing, if any.
+    needs_listing: Option<&'static str>,
+}
+
+impl Find<'_> {
+    /// Count the tenant, choose the way, and find every user some source named.
+    async fn run(&self, join: &mut Join) -> Result<(Found, ResolvedBy), ResolveError> {
+        let counted = self
+            .directory
+            .count_users()
+            .await
+            .map_err(read_error("the number of the tenant's users"))?;
+        let keys = (join.by_upn.len() + join.by_id.len()) as u64;
+        let by = self
+            .model
+            .choose(self.strategy, counted, keys, self.needs_listing);
+        let found = match by.method {
+            Method::Listing => {
+                for (source, ids) in
+                    read_sources(self.directory, self.reads, None, |u| u.id).await?
+                {
+                    for (position, id) in ids.into_iter().enumerate() {
+                        let id = lower(&id).into_owned();
+                        join.want(TargetKey::ObjectId(id), rank(source, position as u64), None);
+                    }
+                }
+                list_and_join(self.directory, self.select, join, counted).await?
+            }
+            Method::Lookup => Found {
+                users: look_up(self.directory, self.select, self.reads, join).await?,
+                tenant_users: counted,
+            },
+        };
+        Ok((found, by))
+    }
+}
+
+/// What resolution found in the directory.
+struct Found {
+    /// The users some source named.
     users: Vec<ResolvedUser>,
-    /// The role principals among the tenant's users.
-    user_principals: HashSet<String>,
     /// Users in the tenant.
     tenant_users: u64,
 }
 
+/// Look every key of `join` up (forgetting the keys found) and read the group sources'
+/// members, at once: the users they name, each once, at the first rank that named them.
+async fn look_up(
+    directory: &dyn Directory,
+    select: &[String],
+    reads: &[(u32, SourceRead)],
+    join: &mut Join,
+) -> Result<Vec<ResolvedUser>, ResolveError> {
+    let upns = join.by_upn.len();
+    let keys: Vec<String> = join
+        .by_upn
+        .keys()
+        .chain(join.by_id.keys())
+        .cloned()
+        .collect();
+    let (looked_up, members) = futures::try_join!(
+        async {
+            directory
+                .lookup_users(&keys, select)
+                .await
+                .map_err(read_error("the targets' users"))
+        },
+        read_sources(directory, reads, Some(select), |u| u),
+    )?;
+    let mut chosen: HashMap<String, ResolvedUser, Hasher> = HashMap::default();
+    let mut keep = |user: User, rank: u64| {
+        let user = keep_selected(user, select);
+        chosen
+            .entry(lower(&user.id).into_owned())
+            .and_modify(|known| known.first_seen = known.first_seen.min(rank))
+            .or_insert_with(|| ResolvedUser::from_user(user, rank));
+    };
+    for (position, (key, user)) in keys.into_iter().zip(looked_up).enumerate() {
+        let Some(user) = user else { continue };
+        let map = if position < upns {
+            &mut join.by_upn
+        } else {
+            &mut join.by_id
+        };
+        if let Some(named) = map.remove(&key) {
+            keep(user, named.rank);
+        }
+    }
+    for (source, users) in members {
+        for (position, user) in users.into_iter().enumerate() {
+            keep(user, rank(source, position as u64));
+        }
+    }
+    Ok(chosen.into_values().collect())
+}
+
+/// A user with only the `select`ed text attributes a `when:` compares: a group's members
+/// come with more, and the plan must not depend on how a user was found.
+fn keep_selected(mut user: User, select: &[String]) -> User {
+    let selected = |name: &str| select.iter().any(|s| s == name);
+    if !selected("department") {
+        user.department = None;
+    }
+    if !selected("jobTitle") {
+        user.job_title = None;
+    }
+    user
+}
+
+/// Read every group and filter source at once, each user kept as `keep` makes it; `select`
+/// is what a filter source reads (its ids only when `None`).
+async fn read_sources<T: Send>(
+    directory: &dyn Directory,
+    reads: &[(u32, SourceRead)],
+    select: Option<&[String]>,
+    keep: fn(User) -> T,
+) -> Result<Vec<(u32, Vec<T>)>, ResolveError> {
+    futures::future::try_join_all(reads.iter().map(|(source, read)| async move {
+        let users: Vec<T> = match read {
+            SourceRead::Group { id, transitive } => directory
+                .list_group_members(id, *transitive)
+                .map_ok(keep)
+                .try_collect()
+                .await
+                .map_err(read_error(format!("members of group {id}")))?,
+            SourceRead::Filter(filter) => directory
+                .list_users(UserQuery {
+                    filter: Some(filter.clone()),
+                    select: Some(select.map_or_else(|| vec!["id".into()], <[String]>::to_vec)),
+                })
+                .map_ok(keep)
+                .try_collect()
+                .await
+                .map_err(read_error(format!("users matching `{filter}`")))?,
+        };
+        Ok::<_, ResolveError>((*source, users))
+    }))
+    .await
+}
+
 /// List the tenant once, keeping only the users `join` wants: memory follows the targets,
-/// not the tenant.
+/// not the tenant. `counted` is the directory's count from before the listing.
 async fn list_and_join(
     directory: &dyn Directory,
-    select: Vec<String>,
+    select: &[String],
     join: &mut Join,
-    principals: &HashSet<String>,
-) -> Result<Listed, ResolveError> {
-    let mut out = Listed {
+    counted: u64,
+) -> Result<Found, ResolveError> {
+    let mut out = Found {
         users: Vec::new(),
-        user_principals: HashSet::new(),
         tenant_users: 0,
     };
-    let counted = directory
-        .count_users()
-        .await
-        .map_err(read_error("the number of the tenant's users"))?;
     let mut seen = SeenIds::default();
     let mut listing = directory.list_users(UserQuery {
-        select: Some(select),
+        select: Some(select.to_vec()),
         ..UserQuery::default()
     });
     while let Some(user) = listing
@@ -330,9 +513,6 @@ async fn list_and_join(
             return Err(ListingError::Duplicate { id: user.id }.into());
         }
         let id = lower(&user.id);
-        if principals.contains(id.as_ref()) {
-            out.user_principals.insert(id.clone().into_owned());
-        }
         if let Some(first_seen) = join.take(&id, &user.upn, out.tenant_users) {
             out.users.push(ResolvedUser::from_user(user, first_seen));
         }
@@ -425,6 +605,15 @@ struct Named {
     origin: Option<Origin>,
 }
 
+/// A source asked of the directory: its members or matches.
+#[derive(Debug, Clone)]
+enum SourceRead {
+    /// A group's (transitive) user members.
+    Group { id: String, transitive: bool },
+    /// The users an OData filter matches.
+    Filter(String),
+}
+
 /// A ranking that keeps sources in order and rows in order within a source.
 fn rank(source: u32, position: u64) -> u64 {
     (u64::from(source) << 32) | position
@@ -466,49 +655,32 @@ impl Join {
         named.origin = named.origin.or(origin);
     }
 
-    /// Ask Graph for the members of group sources and the matches of filter sources, in
-    /// playbook order after the CSV sources.
-    async fn sources(
-        &mut self,
-        directory: &dyn Directory,
-        playbook: &Playbook,
-    ) -> Result<(), ResolveError> {
+    /// Number the sources after the CSVs in playbook order (`all_users` and `risky_users`
+    /// remembered here) and return the group and filter sources to read from the directory.
+    fn number_sources(&mut self, playbook: &Playbook) -> Vec<(u32, SourceRead)> {
+        let mut reads = Vec::new();
         for target in &playbook.targets {
-            let ids: Vec<String> = match target {
-                Target::Csv { .. } => continue,
-                Target::AllUsers => {
-                    self.all_users = Some(self.next_source());
-                    continue;
-                }
+            match target {
+                Target::Csv { .. } => {}
+                Target::AllUsers => self.all_users = Some(self.next_source()),
+                // Ranked now, filled once risk levels are read.
                 Target::RiskyUsers { .. } => {
-                    // Ranked now, filled once risk levels are read.
                     let source = self.next_source();
                     self.risky.push(source);
-                    continue;
                 }
-                Target::Group { id, transitive } => directory
-                    .list_group_members(&id.to_string(), *transitive)
-                    .map_ok(|u| u.id)
-                    .try_collect()
-                    .await
-                    .map_err(read_error(format!("members of group {id}")))?,
-                Target::Filter(filter) => directory
-                    .list_users(UserQuery {
-                        filter: Some(filter.clone()),
-                        select: Some(vec!["id".into()]),
-                    })
-                    .map_ok(|u| u.id)
-                    .try_collect()
-                    .await
-                    .map_err(read_error(format!("users matching `{filter}`")))?,
-            };
-            let source = self.next_source();
-            for (position, id) in ids.into_iter().enumerate() {
-                let id = lower(&id).into_owned();
-                self.want(TargetKey::ObjectId(id), rank(source, position as u64), None);
+                Target::Group { id, transitive } => reads.push((
+                    self.next_source(),
+                    SourceRead::Group {
+                        id: id.to_string(),
+                        transitive: *transitive,
+                    },
+                )),
+                Target::Filter(filter) => {
+                    reads.push((self.next_source(), SourceRead::Filter(filter.clone())));
+                }
             }
         }
-        Ok(())
+        reads
     }
 
     /// Name the users of `risky_users` sources at the levels they ask for.
@@ -621,14 +793,63 @@ mod tests {
         .playbook
     }
 
+    /// A small tenant's read budget (3,500 per 10 s).
+    const MODEL: CostModel = CostModel {
+        read_units_per_second: 350.0,
+    };
+
     async fn resolve_all(directory: &MemoryDirectory) -> Result<Resolution, ResolveError> {
-        resolve(
-            directory,
-            &all_users(),
-            &ResolveOptions::default(),
-            &HashSet::new(),
+        let playbook = all_users();
+        let options = ResolveOptions::default();
+        let csv = read_csv_sources(&playbook, &options)?;
+        resolve(directory, &playbook, csv, &options, &MODEL).await
+    }
+
+    #[tokio::test]
+    async fn a_short_list_in_a_large_tenant_is_looked_up_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.csv"),
+            "upn\nB@contoso.com\nnobody@contoso.com\n",
         )
-        .await
+        .unwrap();
+        let playbook = crate::playbook::load_str(
+            "p.yaml",
+            &format!(
+                "name: p\ntargets: [csv: {{ path: '{}', column: upn }}]\nsteps:\n  - revoke_sessions\n",
+                dir.path().join("t.csv").display()
+            ),
+        )
+        .unwrap()
+        .playbook;
+        let directory = MemoryDirectory::new()
+            .with_user("a@contoso.com")
+            .with_user("b@contoso.com")
+            .with_count(1_000_000);
+        let options = ResolveOptions::default();
+        let csv = read_csv_sources(&playbook, &options).unwrap();
+        let resolution = resolve(&directory, &playbook, csv, &options, &MODEL)
+            .await
+            .unwrap();
+        let by = resolution.resolved_by.unwrap();
+        assert_eq!(by.method, Method::Lookup, "{}", by.why);
+        assert_eq!(
+            directory.calls(Op::ListUsers),
+            0,
+            "the tenant was not listed"
+        );
+        assert_eq!(directory.calls(Op::LookupUsers), 1);
+        assert_eq!(resolution.tenant_users, 1_000_000, "the directory's count");
+        let upns: Vec<&str> = resolution.users.iter().map(|u| u.upn.as_str()).collect();
+        assert_eq!(upns, ["b@contoso.com"]);
+        assert_eq!(resolution.missing.len(), 1);
+        assert_eq!(resolution.missing[0].target, "nobody@contoso.com");
+        assert!(
+            resolution.missing[0].source.ends_with("t.csv:3"),
+            "{}",
+            resolution.missing[0].source
+        );
+        assert_eq!(resolution.missing[0].reason, "no such user in the tenant");
     }
 
     #[tokio::test]
