@@ -103,7 +103,8 @@ pub enum Command {
     /// the directory manager's approval, else a ticket. Exits 0 completed, 2 escalated, 3
     /// refused.
     Reset(ResetArgs),
-    /// (not yet available) Serve triggers, request intake and approval pages over HTTP.
+    /// Serve the approval pages and the verification request API over HTTPS (plain HTTP on
+    /// loopback only), firing the flow's timers and forwarding the audit trail live.
     Serve(ServeArgs),
     /// Run the Graph-compatible emulated tenant on loopback.
     Emulator(EmulatorArgs),
@@ -336,14 +337,24 @@ pub struct ResetArgs {
     /// Why the reset is asked for, as the caller said it (shown to the approving manager).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Reset the user's MFA instead of the password (device lost or replaced): the manager
+    /// approves (implicitly when the operator is the manager), then a member of the
+    /// `verify.mfa` approver group; the methods are removed and a Temporary Access Pass goes
+    /// to the requester and the manager only.
+    #[arg(long)]
+    pub mfa: bool,
 }
 
 /// Arguments of `resetctl serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
-    pub bind: SocketAddr,
+    /// Address to listen on (default: `serve.listen`, else 127.0.0.1:8443).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// Serve only these tenants (default: every configured tenant; `demo` for the built-in
+    /// one, whose links then point at this server on loopback).
+    #[arg(long = "tenant", value_name = "TENANT")]
+    pub tenants: Vec<String>,
 }
 
 /// Arguments of `resetctl emulator`.

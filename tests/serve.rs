@@ -1347,3 +1347,48 @@ async fn a_link_to_a_request_that_no_longer_waits_is_refused_unused() {
     served.shutdown().await;
     lab.emu.shutdown().await;
 }
+
+/// `resetctl serve` the command: without `serve:` only the demo tenant (on loopback, with a
+/// key that dies with the process); health answered; SIGTERM drains and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_command_runs_the_demo_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        crate::util::resetctl_env(dir.path(), &["serve"], &[("RESETCTL_DATA_DIR", dir.path())]);
+    assert_eq!(crate::util::code(&out), 4, "{}", crate::util::stderr(&out));
+    assert!(crate::util::stderr(&out).contains("serve:"));
+
+    let mut child = Command::new(crate::util::bin())
+        .args(["serve", "--tenant", "demo"])
+        .current_dir(dir.path())
+        .env_remove("RESETCTL_CONFIG")
+        .env("RESETCTL_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    assert!(line.starts_with("serving demo on 127.0.0.1:"), "{line}");
+    let addr = line.split_whitespace().nth(3).unwrap().to_owned();
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // SIGTERM, as systemd and `docker stop` send it.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}

@@ -25,6 +25,7 @@ mod render;
 mod reset;
 mod run;
 mod runs;
+mod serve;
 mod tenant;
 mod validate;
 mod verify;
@@ -206,7 +207,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Doctor(args) => doctor::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(args) => reset::run(global, args).await,
-        Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
+        Command::Serve(args) => serve::run(global, args).await,
         Command::Render(args) => render::run(global, args).await,
         Command::Bench(args) => bench::run(global, args).await,
     };

@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use resetctl::config::ServeSection;
 use resetctl::store::SqliteStore;
-use resetctl::verify::clock::SystemClock;
+use std::collections::BTreeMap;
+
+use resetctl::serve::{ApiCredentials, ServeContext, ServeOptions, Server};
+use resetctl::verify::Outcome;
+use resetctl::verify::clock::{Clock, SystemClock};
 use resetctl::verify::runtime::{Ask, LinkMinter};
 use resetctl::verify::store::RequestStore;
 use resetctl::verify::token::{TokenKey, TokenMinter, Tokens};
 use resetctl::verify::{Person, State};
 
 use super::context::Context;
-use super::verify::{Capabilities, flow};
+use super::verify::{Capabilities, ephemeral_key, flow};
 use super::{CmdResult, Exit, Failure};
 use crate::cli::{GlobalArgs, ResetArgs, VerificationPath};
 
@@ -28,19 +32,57 @@ pub async fn run(global: &GlobalArgs, args: ResetArgs) -> CmdResult {
     let tenant = context.connect(args.tenant.tenant.as_deref()).await?;
     let store = Arc::new(context.open_store(None)?);
     let trail = context.open_trail(&store).await?;
-    let links = approval_links(&context, &store)?;
+    let approvals = approvals(&context, &tenant, &store)?;
     let catalog = super::validate::Templates::new(&context.config, None)?.catalog();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let built = flow(
         &context,
         &tenant,
         store.clone(),
         trail.handle.clone(),
-        links.clone().unwrap_or_else(|| Arc::new(NoLinks)),
-        Arc::new(SystemClock),
+        approvals.links.clone(),
+        clock.clone(),
         catalog,
     )?;
+    // The demo tenant's links are answered by this process, for as long as it runs.
+    let (stop_pages, pages) = match approvals.local {
+        Some((listener, tokens, url)) => {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+            let ctx = ServeContext {
+                runtimes: BTreeMap::from([(tenant.name.clone(), built.runtime.clone())]),
+                tokens,
+                requests: store.clone() as Arc<dyn RequestStore>,
+                audit: trail.handle.clone(),
+                clock: clock.clone(),
+            };
+            let options = ServeOptions::new(addr, &url, ApiCredentials::default());
+            let bound = Server::from_listener(listener, options, ctx)
+                .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+            outln!("approval pages for this request: {url} (served by this command until it ends)");
+            if let Some(emulator) = &tenant.emulator {
+                let root = emulator
+                    .info()
+                    .graph_url
+                    .trim_end_matches("/v1.0")
+                    .to_owned();
+                outln!(
+                    "the manager's card and text land in the emulated tenant's sinks: \
+                     {root}/_emulator/outbox?channel=teams (and channel=sms)"
+                );
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(bound.serve(async {
+                rx.await.ok();
+            }));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
+    let links_ready = approvals.ready;
     let manager_path = args.path != VerificationPath::Push;
-    check_paths(&built.capabilities, args.path, links.is_some())?;
+    check_paths(&built.capabilities, args.path, links_ready)?;
 
     if tenant.emulated {
         outln!(
@@ -64,9 +106,13 @@ pub async fn run(global: &GlobalArgs, args: ResetArgs) -> CmdResult {
             .reason
             .clone()
             .unwrap_or_else(|| "requested at the command line".into()),
-        device_available: args.path != VerificationPath::Manager,
+        device_available: args.path != VerificationPath::Manager && !args.mfa,
         manager_fallback: manager_path,
-        outcome: resetctl::verify::Outcome::PasswordReset,
+        outcome: if args.mfa {
+            Outcome::MfaReset
+        } else {
+            Outcome::PasswordReset
+        },
     };
     let runtime = built.runtime.clone();
     let timers = tokio::spawn({
@@ -86,22 +132,60 @@ pub async fn run(global: &GlobalArgs, args: ResetArgs) -> CmdResult {
     outln!("request {id} for {}", args.upn);
     let outcome = watch(store.as_ref(), &id).await;
     timers.abort();
+    if let (Some(stop), Some(task)) = (stop_pages, pages) {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     trail.handle.close().await.ok();
     tenant.close().await;
     outcome
 }
 
-/// The approval links: signed tokens under `serve.public_url`, when `serve:` is
-/// configured (the links are answered by `resetctl serve` over the same store).
-fn approval_links(
+/// Where the approval links point and who answers them.
+struct Approvals {
+    /// Mints the links.
+    links: Arc<dyn LinkMinter>,
+    /// Whether links can be answered at all (false: `--path push` only).
+    ready: bool,
+    /// For the demo tenant: the socket, tokens and URL of the pages this command serves.
+    local: Option<(std::net::TcpListener, Tokens, String)>,
+}
+
+/// Signed tokens under `serve.public_url` when `serve:` is configured (answered by
+/// `resetctl serve` over the same store); for an emulated tenant without it, pages this
+/// command serves itself on loopback with a key that dies with it; else none.
+fn approvals(
     context: &Context,
+    tenant: &super::tenant::Tenant,
     store: &Arc<SqliteStore>,
-) -> Result<Option<Arc<dyn LinkMinter>>, Failure> {
-    let Some(serve) = &context.config.serve else {
-        return Ok(None);
-    };
-    let tokens = Tokens::new(token_key(serve, context)?, store.clone());
-    Ok(Some(Arc::new(TokenMinter::new(tokens, &serve.public_url))))
+) -> Result<Approvals, Failure> {
+    if let Some(serve) = &context.config.serve {
+        let tokens = Tokens::new(token_key(serve, context)?, store.clone());
+        return Ok(Approvals {
+            links: Arc::new(TokenMinter::new(tokens, &serve.public_url)),
+            ready: true,
+            local: None,
+        });
+    }
+    if tenant.emulator.is_some() {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| Failure::new(Exit::Config, format!("approval pages: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Failure::new(Exit::Config, e.to_string()))?;
+        let url = format!("http://{addr}");
+        let tokens = Tokens::new(ephemeral_key()?, store.clone());
+        return Ok(Approvals {
+            links: Arc::new(TokenMinter::new(tokens.clone(), &url)),
+            ready: true,
+            local: Some((listener, tokens, url)),
+        });
+    }
+    Ok(Approvals {
+        links: Arc::new(NoLinks),
+        ready: false,
+        local: None,
+    })
 }
 
 /// The approval tokens' signing key from `serve.token_key_env`/`_file` (hex).

@@ -126,6 +126,18 @@ pub fn flow(
     })
 }
 
+/// A signing key for approval tokens that lives as long as this process: the demo tenant's,
+/// whose links die with the process that served them.
+pub fn ephemeral_key() -> Result<resetctl::verify::token::TokenKey, Failure> {
+    use rand::TryRngCore;
+    let mut random = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut random)
+        .map_err(|e| Failure::new(Exit::Config, format!("the system random source: {e}")))?;
+    resetctl::verify::token::TokenKey::new(&random)
+        .map_err(|e| Failure::new(Exit::Config, e.to_string()))
+}
+
 /// `policy` with every timeout divided by an emulated tenant's `time_scale` (a real
 /// tenant's is 1): the demo's five-minute card wait takes thirty seconds, as its Graph
 /// quotas run ten times faster. Windows that count pushes and requests keep their length.
