@@ -147,3 +147,43 @@ fn the_readme_configuration_reference_parses() {
     assert_eq!(contoso.apps.len(), 2);
     assert_eq!(config.operator.as_deref(), Some("alice@contoso.com"));
 }
+
+/// The first yaml block after `heading` in README.
+fn readme_yaml_after(heading: &str) -> String {
+    let readme = include_str!("../README.md");
+    readme
+        .split(heading)
+        .nth(1)
+        .and_then(|s| s.split("```yaml\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("README has a yaml block after {heading}"))
+        .to_owned()
+}
+
+/// README's blocks for the verification flow and for forwarding are configurations resetctl
+/// accepts (placeholders filled in).
+#[test]
+fn the_readme_flow_and_forwarding_blocks_parse() {
+    let flow = readme_yaml_after("## Single-user resets")
+        .replace("<group id>", "5c6b7d1e-0a4f-4c39-9a53-1a2b3c4d5e01")
+        .replace(
+            "<sha256 of each accepted token>",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        );
+    let config = resetctl::config::Config::parse(
+        &flow,
+        Some(Path::new("/etc/resetctl/resetctl.yaml")),
+        &resetctl::config::Env::default(),
+    )
+    .unwrap_or_else(|e| panic!("README's flow block does not parse: {e}\n{flow}"));
+    assert!(config.push.is_some() && config.serve.is_some());
+    assert_eq!(config.verify.card_timeout_secs, 300);
+    let forward = readme_yaml_after("## Forwarding the audit trail");
+    let config = resetctl::config::Config::parse(
+        &forward,
+        Some(Path::new("/etc/resetctl/resetctl.yaml")),
+        &resetctl::config::Env::default(),
+    )
+    .unwrap_or_else(|e| panic!("README's forwarding block does not parse: {e}"));
+    assert_eq!(config.forward.len(), 3);
+}
