@@ -37,7 +37,11 @@ fn help_lists_every_subcommand_and_exits_zero() {
 fn unfinished_subcommands_say_so_with_exit_4() {
     let out = resetctl(&["tabletop", "playbooks/credential-dump.yaml"]);
     assert_eq!(code(&out), 4, "{}", stderr(&out));
-    assert!(stderr(&out).contains("not yet available"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not yet available"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

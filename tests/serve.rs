@@ -227,6 +227,7 @@ impl Lab {
             requests: store.clone(),
             audit: self.audit.clone(),
             clock: self.clock.clone(),
+            triggers: None,
         };
         let mut options = ServeOptions::new(addr, &base, credentials());
         options.timer_tick = Duration::from_secs(1);
@@ -968,6 +969,7 @@ async fn tls_from_pem_files_and_no_plain_http_off_loopback() {
         requests: store,
         audit: lab.audit.clone(),
         clock: lab.clock.clone(),
+        triggers: None,
     };
     let open = ServeOptions::new(
         "0.0.0.0:0".parse().unwrap(),
@@ -1391,4 +1393,120 @@ async fn the_serve_command_runs_the_demo_and_stops_cleanly_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(0));
+}
+
+/// SOC triggers through `resetctl serve`: a generic incident naming demo users becomes a
+/// stored plan (nothing executes), a retried delivery finds the same run, and bad calls are
+/// refused clearly; every intake is in the trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_makes_one_plan_per_incident_and_executes_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let playbook =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/credential-dump.yaml");
+    let token = "trigger-token-0123456789abcdef0123";
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let config = dir.path().join("resetctl.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "serve:\n  public_url: http://127.0.0.1:9\n  token_key_env: TOKEN_KEY\n  \
+             api: {{ bearer_sha256: [{digest}] }}\n\
+             triggers:\n  - {{ playbook: {}, tenant: demo, sources: [generic] }}\n",
+            playbook.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(crate::util::bin())
+        .args(["serve", "--tenant", "demo", "--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("RESETCTL_CONFIG", &config)
+        .env("RESETCTL_DATA_DIR", dir.path())
+        .env(
+            "TOKEN_KEY",
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let addr = line.split_whitespace().nth(3).unwrap().to_owned();
+    let url = format!("http://{addr}/v1/triggers/generic");
+    let users: Vec<&str> = include_str!("../playbooks/credential-dump.csv")
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let body = serde_json::json!({"incident_id": "INC-4242", "kind": "credential_dump",
+        "severity": "high", "title": "Infostealer log", "users": users});
+    let http = reqwest::Client::new();
+    let post = |b: serde_json::Value, bearer: &str| {
+        http.post(&url)
+            .bearer_auth(bearer.to_owned())
+            .json(&b)
+            .send()
+    };
+    let first = post(body.clone(), token).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["state"], "planned");
+    let run = first["run"].as_str().unwrap().to_owned();
+    // The webhook retried: the same run, not a second one.
+    let again = post(body.clone(), token).await.unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        (again["run"].as_str(), again["replayed"].as_bool()),
+        (Some(run.as_str()), Some(true))
+    );
+    // Wrong credentials; an incident no rule takes; a body past the limit.
+    assert_eq!(post(body.clone(), "wrong").await.unwrap().status(), 401);
+    let mut other = body.clone();
+    other["incident_id"] = "INC-4243".into();
+    other["kind"] = "ransomware".into();
+    let refused = post(other, token).await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credential_dump"),
+        "{refused}"
+    );
+    let mut big = body.clone();
+    big["title"] = "x".repeat(100_000).into();
+    assert_eq!(post(big, token).await.unwrap().status(), 413);
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    // The run is a plan: nothing executed.
+    let out = crate::util::resetctl_env(
+        dir.path(),
+        &["--output", "json", "runs", "show", &run],
+        &[
+            ("RESETCTL_DATA_DIR", dir.path()),
+            ("RESETCTL_CONFIG", &config),
+        ],
+    );
+    let shown: Value = serde_json::from_str(crate::util::stdout(&out).trim()).unwrap();
+    assert_eq!(shown["status"], "planned", "{shown}");
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(trail.matches("\"trigger.received\"").count(), 3, "{trail}");
+    assert!(!trail.contains(token));
 }

@@ -27,6 +27,7 @@ mod run;
 mod runs;
 mod serve;
 mod tenant;
+mod triggers;
 mod validate;
 mod verify;
 

@@ -56,6 +56,7 @@ pub async fn run(global: &GlobalArgs, args: ResetArgs) -> CmdResult {
                 requests: store.clone() as Arc<dyn RequestStore>,
                 audit: trail.handle.clone(),
                 clock: clock.clone(),
+                triggers: None,
             };
             let options = ServeOptions::new(addr, &url, ApiCredentials::default());
             let bound = Server::from_listener(listener, options, ctx)

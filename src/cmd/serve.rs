@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use resetctl::serve::triggers::TriggerPlanner;
 use resetctl::serve::{
     ApiCredentials, BearerHash, HmacKey, ServeContext, ServeOptions, Server, TlsFiles,
 };
@@ -76,10 +77,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let catalog = super::validate::Templates::new(&context.config, None)?.catalog();
     let names = tenant_names(&context, &args.tenants)?;
-    let mut tenants: Vec<Tenant> = Vec::new();
+    let mut tenants: BTreeMap<String, Arc<Tenant>> = BTreeMap::new();
     let mut runtimes = BTreeMap::new();
     for name in &names {
-        let tenant = context.connect(Some(name)).await?;
+        let tenant = Arc::new(context.connect(Some(name)).await?);
         let links = Arc::new(TokenMinter::new(tokens.clone(), &public_url));
         let built = flow(
             &context,
@@ -91,8 +92,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
             catalog.clone(),
         )?;
         runtimes.insert(name.clone(), built.runtime);
-        tenants.push(tenant);
+        tenants.insert(name.clone(), tenant);
     }
+    let triggers = triggers(&context, &tenants, &store, &trail)?;
     let mut options = ServeOptions::new(listen, &public_url, api);
     options.tls = tls.map(|(cert, key)| TlsFiles { cert, key });
     let ctx = ServeContext {
@@ -101,6 +103,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
         requests: store.clone() as Arc<dyn resetctl::verify::store::RequestStore>,
         audit: trail.handle.clone(),
         clock,
+        triggers,
     };
     let bound = match demo_listener {
         Some(listener) => Server::from_listener(listener, options, ctx),
@@ -134,10 +137,51 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
         let _ = task.await;
     }
     trail.handle.close().await.ok();
-    for tenant in tenants {
-        tenant.close().await;
+    for tenant in tenants.into_values() {
+        if let Ok(tenant) = Arc::try_unwrap(tenant) {
+            tenant.close().await;
+        }
     }
     Ok(Exit::Success)
+}
+
+/// The incident triggers of `triggers:`, each rule's playbook loaded and validated now (a
+/// broken playbook stops the server before it takes a request), or none.
+fn triggers(
+    context: &Context,
+    tenants: &BTreeMap<String, Arc<Tenant>>,
+    store: &Arc<resetctl::store::SqliteStore>,
+    trail: &resetctl::engine::lifecycle::Trail,
+) -> Result<Option<Arc<dyn TriggerPlanner>>, Failure> {
+    if context.config.triggers.is_empty() {
+        return Ok(None);
+    }
+    let templates = super::validate::Templates::new(&context.config, None)?;
+    let mut rules = Vec::new();
+    for rule in &context.config.triggers {
+        if !tenants.contains_key(&rule.tenant) {
+            return Err(Failure::new(
+                Exit::Config,
+                format!(
+                    "triggers: the rule for {} plans on tenant {}, which this server does not serve",
+                    rule.playbook.display(),
+                    rule.tenant
+                ),
+            ));
+        }
+        let source = super::validate::load_playbook(&rule.playbook, &templates)?;
+        rules.push(super::triggers::Rule {
+            rule: rule.clone(),
+            source,
+        });
+    }
+    Ok(Some(Arc::new(super::triggers::LifecycleTriggers::new(
+        rules,
+        tenants.clone(),
+        store.clone(),
+        trail.clone(),
+        super::paths::data_dir()?,
+    ))))
 }
 
 /// Ctrl-C, or SIGTERM (systemd, `docker stop`).

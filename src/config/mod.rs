@@ -21,6 +21,7 @@ mod raw;
 mod serve;
 mod tenant;
 mod tickets;
+mod triggers;
 
 pub use channels::{
     AcsSettings, Audience, ChannelsSection, GraphMailSettings, SecretSource, SmtpAuth,
@@ -41,3 +42,4 @@ pub use tickets::{
     AutotaskSettings, ConnectWiseSettings, HaloPsaSettings, ServiceNowAuth, ServiceNowSettings,
     TicketSystem, TicketSystemKind, TicketWebhookSettings, TicketsConfig,
 };
+pub use triggers::TriggerRule;

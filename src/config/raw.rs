@@ -32,6 +32,9 @@ pub(crate) struct RawConfig {
     /// Where the audit trail is streamed live (syslog, Logs Ingestion, webhook), by name.
     #[serde(default)]
     pub forward: BTreeMap<String, Spanned<super::forward::RawSink>>,
+    /// Which playbook an incident from the SOC's tooling starts, in order.
+    #[serde(default)]
+    pub triggers: Vec<Spanned<super::triggers::RawRule>>,
     /// `resetctl serve`: listen address, public URL, TLS, token key, API credentials.
     #[serde(default)]
     pub serve: Option<Spanned<super::serve::RawServe>>,

@@ -174,6 +174,8 @@ pub struct Config {
     pub templates: Option<PathBuf>,
     /// `push:`: the single-user flow's push provider, when configured.
     pub push: Option<PushSettings>,
+    /// `triggers:`: which playbook an incident starts, in order.
+    pub triggers: Vec<super::triggers::TriggerRule>,
     /// `forward:`: live audit sinks by name.
     pub forward: BTreeMap<String, super::forward::ForwardSink>,
     /// `serve:`: the approval server, when configured.
@@ -222,6 +224,8 @@ impl Config {
             None => None,
         };
         let forward = super::forward::from_raw(raw.forward, base_dir.as_deref())
+            .map_err(|e| e.at(file.clone(), None))?;
+        let triggers = super::triggers::from_raw(raw.triggers, base_dir.as_deref())
             .map_err(|e| e.at(file.clone(), None))?;
         let serve = match raw.serve {
             Some(section) => {
@@ -288,6 +292,7 @@ impl Config {
             push,
             serve,
             forward,
+            triggers,
             verify: raw.verify.unwrap_or_default(),
         })
     }

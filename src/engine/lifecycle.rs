@@ -290,7 +290,8 @@ pub struct ApprovalReceipt {
 }
 
 /// The audit trail as the lifecycle uses it: the writer, and the settings it was opened
-/// with (to look records up).
+/// with (to look records up). Cheap to clone: the writer is a shared handle.
+#[derive(Clone)]
 pub struct Trail {
     /// The writer.
     pub handle: AuditHandle,

@@ -57,7 +57,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 }
 
 /// The call's credentials against the configuration: the 401 if they do not pass.
-fn unauthenticated(app: &App, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+pub(crate) fn unauthenticated(app: &App, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let signature = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
     app.api

@@ -16,7 +16,7 @@ use super::auth::ApiCredentials;
 use super::csrf::{CookieKind, CsrfKey};
 use super::options::ServeContext;
 use super::pages::Pages;
-use super::{api, links};
+use super::{api, links, triggers};
 
 /// The peer of a connection, put into each of its requests by the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +62,10 @@ pub(crate) fn router(app: Arc<App>, body_limit: usize) -> Router {
         )
         .route("/v1/requests", axum::routing::post(api::create))
         .route("/v1/requests/{id}", get(api::show))
+        .route(
+            "/v1/triggers/{source}",
+            axum::routing::post(triggers::receive),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(app.clone(), guard))

@@ -22,6 +22,7 @@ pub mod options;
 pub mod pages;
 mod server;
 pub mod tls;
+pub mod triggers;
 
 pub use auth::{ApiCredentials, BearerHash, HmacKey};
 pub use options::{ServeContext, ServeOptions, TlsFiles};

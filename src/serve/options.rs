@@ -79,6 +79,8 @@ pub struct ServeContext {
     pub audit: AuditHandle,
     /// The time, as the runtimes read it.
     pub clock: Arc<dyn Clock>,
+    /// Turns SOC incidents into plans (`None`: `/v1/triggers/*` answers 404).
+    pub triggers: Option<Arc<dyn super::triggers::TriggerPlanner>>,
 }
 
 impl std::fmt::Debug for ServeContext {

@@ -198,7 +198,7 @@ pub async fn privileges(
     directory: &dyn Directory,
     playbook: &Playbook,
     grants: RoleGrants,
-    is_user: &dyn Fn(&str) -> bool,
+    is_user: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<PrivilegeIndex, ResolveError> {
     let critical: HashSet<String> = playbook
         .privileged
