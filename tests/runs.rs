@@ -29,6 +29,7 @@ fn plan() -> Plan {
     };
     Plan {
         unusable_mobiles: 0,
+        recovery: None,
         playbook_name: "password-spray".into(),
         playbook_sha256: "0".repeat(64),
         tenant: "demo".into(),

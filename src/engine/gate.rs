@@ -264,6 +264,7 @@ mod tests {
         };
         Plan {
             unusable_mobiles: 0,
+            recovery: None,
             playbook_name: "g".into(),
             playbook_sha256: String::new(),
             tenant: "demo".into(),

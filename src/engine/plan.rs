@@ -175,6 +175,11 @@ pub struct Plan {
     /// false for them): a data-hygiene finding the plan reports.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unusable_mobiles: u64,
+    /// Who can recover by self-service password reset, per bucket, and the warning about
+    /// scrambled users who cannot; `None` when the playbook resets no password and reads no
+    /// registration flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<super::recovery::Recovery>,
 }
 
 impl Plan {
@@ -257,6 +262,7 @@ mod tests {
             unresolved: vec![],
             bad_rows: vec![],
             unusable_mobiles: 0,
+            recovery: None,
         }
     }
 
