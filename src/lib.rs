@@ -38,6 +38,7 @@ pub mod files;
 pub mod graph;
 pub mod playbook;
 pub mod providers;
+pub mod readiness;
 pub mod report;
 pub mod spreadsheet;
 pub mod store;

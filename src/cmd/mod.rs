@@ -20,6 +20,7 @@ mod doctor;
 mod emulator;
 mod paths;
 mod plan;
+mod readiness;
 mod render;
 mod reset;
 mod run;
@@ -203,6 +204,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Doctor(args) => doctor::run(global, args).await,
+        Command::Readiness(args) => readiness::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(args) => reset::run(global, args).await,
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
