@@ -17,6 +17,7 @@ mod messages;
 mod notify;
 mod output;
 mod playbook;
+mod readiness;
 mod reset;
 mod runs;
 mod sinks;
