@@ -75,7 +75,8 @@ pub struct BucketRecovery {
 /// What the plan says about recovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recovery {
-    /// Per bucket, in the partition's order; buckets without users are left out.
+    /// Per bucket, in the partition's order (excluded, privileged, ... automated); buckets
+    /// without users are left out.
     pub buckets: Vec<BucketRecovery>,
     /// Users a `scramble` step applies to who are not SSPR-capable: locked out.
     pub scrambled_not_sspr_capable: u64,
@@ -241,14 +242,14 @@ mod tests {
             r.buckets,
             [
                 BucketRecovery {
-                    bucket: Bucket::Automated,
-                    sspr_capable: 1,
-                    not_sspr_capable: 2
-                },
-                BucketRecovery {
                     bucket: Bucket::Privileged,
                     sspr_capable: 0,
                     not_sspr_capable: 1
+                },
+                BucketRecovery {
+                    bucket: Bucket::Automated,
+                    sspr_capable: 1,
+                    not_sspr_capable: 2
                 },
             ]
         );
@@ -263,7 +264,7 @@ mod tests {
     fn conditions_on_registration_require_it() {
         let pb = load_str(
             "t.yaml",
-            "name: t\ntargets: [all_users: {}]\nsteps:\n  - revoke_sessions\n    when: has_authenticator\n",
+            "name: t\ntargets: [all_users: {}]\nsteps:\n  - revoke_sessions:\n    when: has_authenticator\n",
         )
         .unwrap()
         .playbook;

@@ -243,8 +243,10 @@ impl Condition {
     /// parts excludes one of the other's.
     pub fn excludes(&self, other: &Condition) -> bool {
         let (mine, theirs) = (self.conjuncts(), other.conjuncts());
-        mine.iter()
-            .any(|a| theirs.iter().any(|b| a.literally_excludes(b)))
+        self.literally_excludes(other)
+            || mine
+                .iter()
+                .any(|a| theirs.iter().any(|b| a.literally_excludes(b)))
     }
 
     /// One is literally `not` of the other, or the same flag with opposite values.
