@@ -876,7 +876,11 @@ mod tests {
         let keys = ["0:reset_password", "1:notify"];
         let plan = Plan {
             unusable_mobiles: 0,
-            recovery: None,
+            recovery: Some(crate::engine::recovery::Recovery {
+                buckets: vec![],
+                scrambled_not_sspr_capable: 3,
+                unread: None,
+            }),
             playbook_name: "p".into(),
             playbook_sha256: "ab".repeat(32),
             tenant: "t".into(),
@@ -1014,8 +1018,16 @@ mod tests {
         );
         assert!(md.contains("1 attempt(s) died"), "{md}");
         assert!(md.contains("seq 5 to 60"), "{md}");
+        assert!(
+            md.contains("- Warning: 3 user(s) get a scrambled password but are not SSPR-capable"),
+            "{md}"
+        );
         let text = report.text();
         assert!(text.contains("resetctl run --resume r1"), "{text}");
+        assert!(
+            text.contains("3 user(s) get a scrambled password but are not SSPR-capable"),
+            "{text}"
+        );
     }
 
     #[test]
