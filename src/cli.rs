@@ -97,6 +97,10 @@ pub enum Command {
     /// step needs, the directory role, Graph reachable. Exits 0 when nothing is missing, 4
     /// otherwise.
     Doctor(DoctorArgs),
+    /// The SSPR audit and data-hygiene report of a tenant: who cannot reset their own
+    /// password, has no usable mobile number, no manager, no authenticator app or only SMS;
+    /// the privileged accounts; counts per department. Reads only.
+    Readiness(ReadinessArgs),
     /// (not yet available) Run a playbook as a tabletop exercise against the emulated tenant.
     Tabletop(TabletopArgs),
     /// Reset one user's password through the two-path verification flow: MFA push, else
@@ -259,6 +263,19 @@ pub struct DoctorArgs {
     pub playbook: Option<PathBuf>,
     #[command(flatten)]
     pub tenant: TenantArgs,
+}
+
+/// Arguments of `resetctl readiness`.
+#[derive(Debug, Args)]
+pub struct ReadinessArgs {
+    #[command(flatten)]
+    pub tenant: TenantArgs,
+    /// Also write users.csv, privileged.csv and departments.csv into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub csv: Option<PathBuf>,
+    /// Replace CSV files that already exist in the folder.
+    #[arg(long, requires = "csv")]
+    pub overwrite: bool,
 }
 
 /// Arguments of `resetctl runs`.

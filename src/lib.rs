@@ -40,6 +40,7 @@ pub mod forward;
 pub mod graph;
 pub mod playbook;
 pub mod providers;
+pub mod readiness;
 pub mod report;
 pub mod serve;
 pub mod spreadsheet;

@@ -20,6 +20,7 @@ fn help_lists_every_subcommand_and_exits_zero() {
         "plan",
         "run",
         "runs",
+        "readiness",
         "tabletop",
         "reset",
         "serve",

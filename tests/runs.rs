@@ -30,6 +30,7 @@ fn plan() -> Plan {
     Plan {
         unusable_mobiles: 0,
         resolved_by: None,
+        recovery: None,
         playbook_name: "password-spray".into(),
         playbook_sha256: "0".repeat(64),
         tenant: "demo".into(),

@@ -18,6 +18,7 @@ mod messages;
 mod notify;
 mod output;
 mod playbook;
+mod readiness;
 mod reset;
 mod resolve;
 mod runs;

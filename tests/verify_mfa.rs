@@ -434,6 +434,12 @@ impl Directory for HangOnTap {
     fn list_users(&self, query: UserQuery) -> ItemStream<'_, User> {
         self.0.list_users(query)
     }
+    fn registration_details(&self, user_ids: Option<Vec<String>>) -> ItemStream<'_, Registration> {
+        self.0.registration_details(user_ids)
+    }
+    fn list_users_with_manager(&self, query: UserQuery) -> ItemStream<'_, (User, Option<String>)> {
+        self.0.list_users_with_manager(query)
+    }
     fn count_users(&self) -> DirFuture<'_, u64> {
         self.0.count_users()
     }

@@ -21,6 +21,7 @@ mod emulator;
 mod forward;
 mod paths;
 mod plan;
+mod readiness;
 mod render;
 mod reset;
 mod run;
@@ -206,6 +207,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Doctor(args) => doctor::run(global, args).await,
+        Command::Readiness(args) => readiness::run(global, args).await,
         Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
         Command::Reset(args) => reset::run(global, args).await,
         Command::Serve(args) => serve::run(global, args).await,

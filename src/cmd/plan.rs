@@ -101,6 +101,8 @@ pub fn plan_json(planned: &PlannedRun, emulated: bool) -> serde_json::Value {
         "unresolved": plan.unresolved.len(),
         "bad_rows": plan.bad_rows.len(),
         "unusable_mobiles": plan.unusable_mobiles,
+        "recovery": plan.recovery,
+        "warnings": plan.recovery.as_ref().map(|r| r.warnings()).unwrap_or_default(),
         "estimate": plan.estimate,
         "resolved_by": plan.resolved_by,
         "out": planned.out,
@@ -168,6 +170,22 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
              them; fix their numbers in the directory",
             plan.unusable_mobiles
         );
+    }
+    if let Some(recovery) = &plan.recovery {
+        if recovery.unread.is_none() {
+            outln!("  {:<12} {:>7} {:>9}", "SSPR", "CAN", "CANNOT");
+            for b in &recovery.buckets {
+                outln!(
+                    "  {:<12} {:>7} {:>9}",
+                    b.bucket.as_str(),
+                    b.sspr_capable,
+                    b.not_sspr_capable
+                );
+            }
+        }
+        for warning in recovery.warnings() {
+            outln!("  warning: {warning}");
+        }
     }
     let hybrid = hybrid_with_steps(plan);
     if hybrid > 0 {

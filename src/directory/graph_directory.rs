@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::wire::{
-    WireAuthMethod, WireEligibility, WireGroup, WireList, WireRiskyUser, WireRoleAssignment,
-    WireTap, WireUser,
+    WireAuthMethod, WireEligibility, WireGroup, WireList, WireRegistration, WireRiskyUser,
+    WireRoleAssignment, WireTap, WireUser, WireUserWithManager,
 };
 use super::{
     AppAccess, DirFuture, Directory, DirectoryError, DirectoryErrorKind, DirectoryStats,
@@ -31,6 +31,18 @@ pub const LIST_PAGE_SIZE: u32 = MAX_PAGE_SIZE;
 pub const LOOKUPS_PER_BATCH: usize = crate::graph::batch::MAX_BATCH;
 /// `$batch` envelopes [`Directory::lookup_users`] keeps in flight.
 pub const LOOKUP_BATCHES_IN_FLIGHT: usize = crate::graph::batch::ENVELOPES_IN_FLIGHT;
+
+/// Above this many users, registration details are read by listing the whole report (999
+/// per page) rather than one request per user: the report allows 5 requests per 10 s.
+const REGISTRATION_LOOKUPS: usize = 2;
+
+/// The authentication methods activity report: `AuditLog.Read.All` and, for the app, a
+/// directory role such as Reports Reader or Global Reader
+/// (<https://learn.microsoft.com/graph/api/authenticationmethodsroot-list-userregistrationdetails>).
+/// Throttled by Graph at 5 requests per 10 s per app and tenant ("Identity and access
+/// reports service limits", <https://learn.microsoft.com/graph/throttling-limits>): read in
+/// pages of 999, and a 429's Retry-After is waited out by the client.
+const REGISTRATION_DETAILS: &str = "/reports/authenticationMethods/userRegistrationDetails";
 
 /// Properties selected on a manager (user or org contact).
 const MANAGER_SELECT: &str =
@@ -415,6 +427,75 @@ impl Directory for GraphDirectory {
             })
             .flatten()
             .map_ok(RiskyUser::from)
+            .map_err(DirectoryError::from)
+            .boxed()
+    }
+
+    fn registration_details(&self, user_ids: Option<Vec<String>>) -> ItemStream<'_, Registration> {
+        match user_ids {
+            // A few users: one `GET .../userRegistrationDetails/{id}` each; a user the
+            // report does not hold (404) is absent.
+            Some(ids) if ids.len() <= REGISTRATION_LOOKUPS => {
+                let client = self.client.clone();
+                stream::iter(ids)
+                    .then(move |id| {
+                        let client = client.clone();
+                        async move {
+                            let req = Request::get(&format!("{REGISTRATION_DETAILS}/{{}}"), &[&id]);
+                            let r = client
+                                .send(req)
+                                .await
+                                .and_then(|r| r.json::<WireRegistration>());
+                            not_found_is_none(r).map(|o| o.map(Registration::from))
+                        }
+                    })
+                    .try_filter_map(|r| futures::future::ready(Ok(r)))
+                    .boxed()
+            }
+            // Many users: list the report and keep theirs (`id` is not among the
+            // properties the report filters on).
+            wanted => {
+                let wanted: Option<std::collections::HashSet<String>> =
+                    wanted.map(|ids| ids.into_iter().map(|i| i.to_ascii_lowercase()).collect());
+                let req = Request::get(REGISTRATION_DETAILS, &[])
+                    .query("$top", MAX_PAGE_SIZE.to_string());
+                self.client
+                    .paged::<WireRegistration>(req)
+                    .map_err(DirectoryError::from)
+                    .try_filter(move |w| {
+                        futures::future::ready(
+                            wanted
+                                .as_ref()
+                                .is_none_or(|set| set.contains(&w.id.to_ascii_lowercase())),
+                        )
+                    })
+                    .map_ok(Registration::from)
+                    .boxed()
+            }
+        }
+    }
+
+    fn list_users_with_manager(&self, query: UserQuery) -> ItemStream<'_, (User, Option<String>)> {
+        let select = query
+            .select
+            .map(|s| s.join(","))
+            .unwrap_or_else(|| USER_SELECT.to_string());
+        // https://learn.microsoft.com/graph/api/user-list-manager: `$expand=manager` on the
+        // users collection returns each user's manager inline (absent: none).
+        let mut req = Request::get("/users", &[])
+            .query("$select", select)
+            .query("$expand", "manager($select=id)")
+            .query("$top", MAX_PAGE_SIZE.to_string());
+        if let Some(f) = query.filter {
+            let advanced = needs_advanced_query(&f);
+            req = req.query("$filter", f);
+            if advanced {
+                req = req.advanced_query();
+            }
+        }
+        self.client
+            .paged::<WireUserWithManager>(req)
+            .map_ok(|w| (w.user.into_user(), w.manager.map(|m| m.id)))
             .map_err(DirectoryError::from)
             .boxed()
     }

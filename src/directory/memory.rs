@@ -14,8 +14,9 @@ use secrecy::SecretString;
 
 use super::{
     AppAccess, AuthMethod, DirFuture, Directory, DirectoryError, DirectoryErrorKind, ErrorDetail,
-    Group, ItemStream, Mail, Manager, PasswordChange, RiskLevel, RiskyUser, RoleAssignment,
-    RoleEligibility, TapRequest, TemporaryAccessPass, TokenGrant, User, UserQuery, UserWrite,
+    Group, ItemStream, Mail, Manager, PasswordChange, Registration, RiskLevel, RiskyUser,
+    RoleAssignment, RoleEligibility, TapRequest, TemporaryAccessPass, TokenGrant, User, UserQuery,
+    UserWrite,
 };
 
 /// The operations of the trait, to script failures and count calls by.
@@ -55,6 +56,10 @@ pub enum Op {
     ListRiskyUsers,
     /// `send_mime`.
     SendMime,
+    /// `registration_details`.
+    RegistrationDetails,
+    /// `list_users_with_manager`.
+    ListUsersWithManager,
 }
 
 /// A scripted failure of one call.
@@ -88,6 +93,8 @@ struct State {
     managers: HashMap<String, String>,
     /// MIME messages accepted by `send_mime`: (sender, message bytes).
     outbox: Vec<(String, Vec<u8>)>,
+    /// Registration details, in the order they were added.
+    registrations: Vec<Registration>,
 }
 
 /// A tenant in memory. Build it with [`MemoryDirectory::with_user`] and friends.
@@ -205,6 +212,12 @@ impl MemoryDirectory {
         self
     }
 
+    /// Adds a user's registration details (the `userRegistrationDetails` report's row).
+    pub fn with_registration(self, registration: Registration) -> Self {
+        self.state().registrations.push(registration);
+        self
+    }
+
     /// Gives a user these registered methods.
     pub fn with_methods(self, user_id: &str, methods: Vec<AuthMethod>) -> Self {
         self.state().methods.insert(user_id.to_owned(), methods);
@@ -224,6 +237,7 @@ impl MemoryDirectory {
         "RoleManagement.Read.Directory",
         "RoleEligibilitySchedule.Read.Directory",
         "IdentityRiskyUser.ReadWrite.All",
+        "AuditLog.Read.All",
     ];
 
     /// The default app's grant with these permissions instead (a readable token of the
@@ -434,6 +448,33 @@ impl Directory for MemoryDirectory {
                 display_name: None,
                 role_assignable: s.role_assignable.contains(id),
             })
+        }))
+    }
+
+    fn registration_details(&self, user_ids: Option<Vec<String>>) -> ItemStream<'_, Registration> {
+        items(self.read(Op::RegistrationDetails, |s| {
+            s.registrations
+                .iter()
+                .filter(|r| {
+                    user_ids
+                        .as_ref()
+                        .is_none_or(|ids| ids.iter().any(|i| i.eq_ignore_ascii_case(&r.id)))
+                })
+                .cloned()
+                .collect()
+        }))
+    }
+
+    fn list_users_with_manager(&self, query: UserQuery) -> ItemStream<'_, (User, Option<String>)> {
+        assert!(
+            query.filter.is_none(),
+            "the memory directory has no filters"
+        );
+        items(self.read(Op::ListUsersWithManager, |s| {
+            s.users
+                .iter()
+                .map(|u| (u.clone(), s.managers.get(&u.id).cloned()))
+                .collect()
         }))
     }
 

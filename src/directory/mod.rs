@@ -91,6 +91,15 @@ pub trait Directory: Send + Sync {
     /// Risky users at any of `levels` (Identity Protection: paced at 1 request/s).
     fn list_risky_users(&self, levels: Vec<RiskLevel>) -> ItemStream<'_, RiskyUser>;
 
+    /// Authentication-method registration state (the `userRegistrationDetails` report) of
+    /// `user_ids`, or of every user when `None`. Users the report does not list are
+    /// absent from the stream.
+    fn registration_details(&self, user_ids: Option<Vec<String>>) -> ItemStream<'_, Registration>;
+
+    /// Users matching `query`, each with the id of their manager (`None`: no manager).
+    /// One listing instead of one manager request per user.
+    fn list_users_with_manager(&self, query: UserQuery) -> ItemStream<'_, (User, Option<String>)>;
+
     /// Forces a password change (`passwordProfile`, both flags explicit).
     fn force_password_change<'a>(
         &'a self,

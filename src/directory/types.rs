@@ -421,3 +421,60 @@ pub struct UserWrite {
     /// Index of an earlier write that must succeed first.
     pub after: Option<usize>,
 }
+
+/// A user's authentication-method registration state, as the authentication methods
+/// activity report serves it (`userRegistrationDetails`,
+/// <https://learn.microsoft.com/graph/api/resources/userregistrationdetails>): whether the
+/// user can recover by self-service password reset, and with which methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The user's object id.
+    pub id: String,
+    /// `userPrincipalName`.
+    pub upn: Option<String>,
+    /// `userDisplayName`.
+    pub display_name: Option<String>,
+    /// `isAdmin`: the user holds an admin role.
+    pub is_admin: bool,
+    /// `isSsprRegistered`: enough methods registered for SSPR.
+    pub sspr_registered: bool,
+    /// `isSsprEnabled`: SSPR allowed by policy.
+    pub sspr_enabled: bool,
+    /// `isSsprCapable`: registered and allowed, so the user can reset their own password.
+    pub sspr_capable: bool,
+    /// `isMfaRegistered`.
+    pub mfa_registered: bool,
+    /// `isMfaCapable`.
+    pub mfa_capable: bool,
+    /// `isPasswordlessCapable`.
+    pub passwordless_capable: bool,
+    /// `methodsRegistered` (`mobilePhone`, `microsoftAuthenticatorPush`, `email`, ...).
+    pub methods: Vec<String>,
+    /// `userPreferredMethodForSecondaryAuthentication` (`push`, `sms`, `none`, ...).
+    pub preferred_mfa_method: Option<String>,
+    /// `lastUpdatedDateTime`.
+    pub last_updated: Option<jiff::Timestamp>,
+    /// `userType` (`member`, `guest`).
+    pub user_type: Option<String>,
+}
+
+impl Registration {
+    /// `methodsRegistered` values that mean the Microsoft Authenticator app.
+    pub const AUTHENTICATOR_METHODS: [&'static str; 2] = [
+        "microsoftAuthenticatorPush",
+        "microsoftAuthenticatorPasswordless",
+    ];
+
+    /// The Microsoft Authenticator app is registered (push or passwordless).
+    pub fn has_authenticator(&self) -> bool {
+        self.methods
+            .iter()
+            .any(|m| Self::AUTHENTICATOR_METHODS.contains(&m.as_str()))
+    }
+
+    /// A mobile phone (SMS or voice) is the only registered method: the weakest way to
+    /// recover, and the first one an attacker with the number can use.
+    pub fn sms_only(&self) -> bool {
+        matches!(self.methods.as_slice(), [only] if only == "mobilePhone")
+    }
+}

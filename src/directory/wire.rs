@@ -232,3 +232,62 @@ impl WireTap {
         self.start_date_time.clone().and_then(|v| v.parse().ok())
     }
 }
+
+/// A user listed with `$expand=manager($select=id)`.
+#[derive(Deserialize)]
+pub(crate) struct WireUserWithManager {
+    #[serde(flatten)]
+    pub user: WireUser,
+    pub manager: Option<WireObjectRef>,
+}
+
+/// A directory object reduced to its id.
+#[derive(Deserialize)]
+pub(crate) struct WireObjectRef {
+    pub id: String,
+}
+
+/// `userRegistrationDetails`
+/// (<https://learn.microsoft.com/graph/api/resources/userregistrationdetails>).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WireRegistration {
+    pub id: String,
+    pub user_principal_name: Option<String>,
+    pub user_display_name: Option<String>,
+    pub is_admin: Option<bool>,
+    pub is_sspr_registered: Option<bool>,
+    pub is_sspr_enabled: Option<bool>,
+    pub is_sspr_capable: Option<bool>,
+    pub is_mfa_registered: Option<bool>,
+    pub is_mfa_capable: Option<bool>,
+    pub is_passwordless_capable: Option<bool>,
+    #[serde(default)]
+    pub methods_registered: Option<Vec<String>>,
+    pub user_preferred_method_for_secondary_authentication: Option<String>,
+    pub last_updated_date_time: Option<String>,
+    pub user_type: Option<String>,
+}
+
+impl From<WireRegistration> for Registration {
+    fn from(w: WireRegistration) -> Self {
+        Registration {
+            id: w.id,
+            upn: w.user_principal_name,
+            display_name: w.user_display_name,
+            is_admin: w.is_admin.unwrap_or(false),
+            sspr_registered: w.is_sspr_registered.unwrap_or(false),
+            sspr_enabled: w.is_sspr_enabled.unwrap_or(false),
+            sspr_capable: w.is_sspr_capable.unwrap_or(false),
+            mfa_registered: w.is_mfa_registered.unwrap_or(false),
+            mfa_capable: w.is_mfa_capable.unwrap_or(false),
+            passwordless_capable: w.is_passwordless_capable.unwrap_or(false),
+            methods: w.methods_registered.unwrap_or_default(),
+            preferred_mfa_method: w
+                .user_preferred_method_for_secondary_authentication
+                .filter(|m| !m.is_empty()),
+            last_updated: ts(w.last_updated_date_time),
+            user_type: w.user_type,
+        }
+    }
+}

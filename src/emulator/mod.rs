@@ -60,6 +60,7 @@ pub mod throttle;
 
 mod auth;
 mod mime;
+mod registration;
 mod render;
 mod routes;
 mod server;

@@ -23,6 +23,7 @@ pub const DEFAULT: &[&str] = &[
     "RoleManagement.Read.Directory",
     "RoleEligibilitySchedule.Read.Directory",
     "IdentityRiskyUser.ReadWrite.All",
+    "AuditLog.Read.All",
 ];
 
 /// Any one of these lets an app set a user's `passwordProfile` (`PATCH /users/{id}`):

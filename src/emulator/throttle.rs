@@ -17,6 +17,8 @@
 //!   5 min across all apps;
 //! - Identity Protection: 1 request/s per tenant across apps, and **no** Retry-After;
 //! - Outlook sendMail: 10,000 per 10 min per app+mailbox;
+//! - identity and access reports (`/reports/authenticationMethods/...`): 5 requests per 10 s
+//!   per app+tenant;
 //! - optionally, `/users/{id}/authentication/*` at N requests per 10 s per app+tenant: the
 //!   throttling page lists `authenticationMethod` under the reports limits (5 / 10 s), but
 //!   whether method CRUD is metered that tightly is not documented, so it is off unless
@@ -49,6 +51,8 @@ pub enum Scope {
     Mailbox(u32, u32),
     /// Authentication-method requests per app+tenant (when configured).
     AuthMethods(u32),
+    /// Identity and access reports per app+tenant.
+    Reports(u32),
 }
 
 impl Scope {
@@ -70,6 +74,9 @@ impl Scope {
             Scope::IdentityProtection => (1.0, 1.0),
             Scope::Mailbox(..) => (10_000.0, 600.0),
             Scope::AuthMethods(_) => (auth_methods as f64, 10.0),
+            // "Identity and access reports service limits": any request, 5 per 10 seconds
+            // per app per tenant (https://learn.microsoft.com/graph/throttling-limits).
+            Scope::Reports(_) => (5.0, 10.0),
         }
     }
 
@@ -86,7 +93,9 @@ impl Scope {
                 "Tenant_Application/ReadWrite",
                 "MailboxConcurrencyLimitExceeded",
             ),
-            Scope::AuthMethods(_) => ("Tenant_Application/ReadWrite", "RequestLimitExceeded"),
+            Scope::AuthMethods(_) | Scope::Reports(_) => {
+                ("Tenant_Application/ReadWrite", "RequestLimitExceeded")
+            }
         }
     }
 
@@ -100,6 +109,7 @@ impl Scope {
             Scope::IdentityProtection => "tenant/identityProtection".to_string(),
             Scope::Mailbox(a, u) => format!("app{a}+mailbox{u}/outlook"),
             Scope::AuthMethods(a) => format!("app{a}+tenant/authenticationMethods"),
+            Scope::Reports(a) => format!("app{a}+tenant/reports"),
         }
     }
 }
@@ -118,6 +128,8 @@ pub enum Charge {
     },
     /// Identity Protection (riskyUsers).
     IdentityProtection,
+    /// Identity and access reports (userRegistrationDetails).
+    Reports,
     /// Outlook (sendMail) for a mailbox.
     Mail {
         /// Sender user index.
@@ -247,6 +259,7 @@ impl Throttle {
                 }
             }
             Charge::IdentityProtection => costs.push((Scope::IdentityProtection, 1.0)),
+            Charge::Reports => costs.push((Scope::Reports(app), 1.0)),
             Charge::Mail { mailbox } => costs.push((Scope::Mailbox(app, mailbox), 1.0)),
         }
         if !self.enabled {

@@ -86,6 +86,15 @@ mod tests {
         fn list_users(&self, _: UserQuery) -> ItemStream<'_, User> {
             unreachable!()
         }
+        fn list_users_with_manager(&self, _: UserQuery) -> ItemStream<'_, (User, Option<String>)> {
+            unreachable!()
+        }
+        fn registration_details(
+            &self,
+            _: Option<Vec<String>>,
+        ) -> ItemStream<'_, crate::directory::Registration> {
+            unreachable!()
+        }
         fn count_users(&self) -> DirFuture<'_, u64> {
             never()
         }

@@ -265,6 +265,7 @@ mod tests {
         Plan {
             unusable_mobiles: 0,
             resolved_by: None,
+            recovery: None,
             playbook_name: "g".into(),
             playbook_sha256: String::new(),
             tenant: "demo".into(),

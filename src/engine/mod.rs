@@ -40,6 +40,7 @@ pub mod plan;
 pub mod planner;
 pub mod preflight;
 pub mod read_back;
+pub mod recovery;
 pub mod refusal;
 pub mod ticket;
 pub mod trail;

@@ -159,6 +159,16 @@ pub const READ_RISKY_USERS: Need = Need {
     source: "https://learn.microsoft.com/graph/api/riskyuser-list",
 };
 
+/// `GET /reports/authenticationMethods/userRegistrationDetails`: who can reset their own
+/// password, for `when: sspr_capable` / `has_authenticator` (and the plan's recovery counts,
+/// which are left out when it is missing).
+pub const READ_REGISTRATION: Need = Need {
+    operation: "read registration details (GET /reports/authenticationMethods/userRegistrationDetails)",
+    any_of: &["AuditLog.Read.All"],
+    note: None,
+    source: "https://learn.microsoft.com/graph/api/authenticationmethodsroot-list-userregistrationdetails",
+};
+
 /// Deleting one kind of authentication method. Each kind has its own page and its own
 /// narrow permission besides `UserAuthenticationMethod.ReadWrite.All`
 /// (<https://learn.microsoft.com/graph/permissions-reference>).
@@ -293,6 +303,9 @@ pub fn for_planning(playbook: Option<&Playbook>) -> Vec<Need> {
     if risky {
         needs.push(READ_RISKY_USERS);
     }
+    if playbook.is_some_and(|p| super::recovery::needed(p) == super::recovery::Need::Required) {
+        needs.push(READ_REGISTRATION);
+    }
     needs
 }
 
@@ -380,6 +393,7 @@ mod tests {
             "RoleManagement.Read.Directory",
             "RoleEligibilitySchedule.Read.Directory",
             "IdentityRiskyUser.ReadWrite.All",
+            "AuditLog.Read.All",
         ];
         let needs = every_step()
             .into_iter()

@@ -179,6 +179,11 @@ pub struct Plan {
     /// ways plan the same users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<ResolvedBy>,
+    /// Who can recover by self-service password reset, per bucket, and the warning about
+    /// scrambled users who cannot; `None` when the playbook resets no password and reads no
+    /// registration flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<super::recovery::Recovery>,
 }
 
 impl Plan {
@@ -262,6 +267,7 @@ mod tests {
             bad_rows: vec![],
             unusable_mobiles: 0,
             resolved_by: None,
+            recovery: None,
         }
     }
 

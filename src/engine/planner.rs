@@ -78,6 +78,31 @@ pub async fn build_plan(
         targeting::exclusions(directory, playbook, request.runner_accounts),
     )?;
 
+    // Registration state (SSPR, authenticator) of the planned users, when the playbook's
+    // conditions or the plan's recovery counts need it.
+    let need = super::recovery::needed(playbook);
+    let registrations = match need {
+        super::recovery::Need::No => Ok(Default::default()),
+        _ => {
+            let ids = resolution.users.iter().map(|u| u.id.clone()).collect();
+            super::recovery::read(directory, ids).await
+        }
+    };
+    let (registrations, unread) = match registrations {
+        Ok(r) => (r, None),
+        Err(source) if need == super::recovery::Need::Required => {
+            return Err(targeting::ResolveError::Directory {
+                what: "registration details (sspr_capable, has_authenticator)".into(),
+                source,
+            }
+            .into());
+        }
+        Err(e) => {
+            tracing::warn!(message = "Registration state not read.", error = %e);
+            (Default::default(), Some(e.to_string()))
+        }
+    };
+
     let steps = planned_steps(playbook);
     let mut interner = StepLists::default();
     let mut unusable_mobiles = 0u64;
@@ -86,7 +111,15 @@ pub async fn build_plan(
         .into_iter()
         .map(|resolved| {
             unusable_mobiles += u64::from(resolved.unusable_mobile);
-            let mut user = plan_user(playbook, resolved, &exclusions, &privileges, &mut interner);
+            let registration = registrations.get(&resolved.id.to_ascii_lowercase());
+            let mut user = plan_user(
+                playbook,
+                resolved,
+                registration,
+                &exclusions,
+                &privileges,
+                &mut interner,
+            );
             if !request.include_remediated {
                 hold_back_remediated(&mut user, request.remediated, &mut interner);
             }
@@ -103,7 +136,17 @@ pub async fn build_plan(
             reason: m.reason,
         })
         .collect();
+    let recovery = match (need, unread) {
+        (super::recovery::Need::No, _) => None,
+        (_, Some(reason)) => Some(super::recovery::Recovery::unread(reason)),
+        (_, None) => Some(super::recovery::Recovery::of(
+            playbook,
+            &users,
+            &registrations,
+        )),
+    };
     Ok(Plan {
+        recovery,
         playbook_name: playbook.name.clone(),
         playbook_sha256: playbook.sha256.clone(),
         tenant: request.tenant.to_owned(),
@@ -131,8 +174,12 @@ pub async fn build_plan(
     })
 }
 
-/// The facts `when:` conditions read about a resolved user.
-pub fn facts(user: &ResolvedUser) -> UserFacts<'_> {
+/// The facts `when:` conditions read about a resolved user and their registration state
+/// (`None`: not read or not in the report, so neither SSPR-capable nor with an authenticator).
+pub fn facts<'a>(
+    user: &'a ResolvedUser,
+    registration: Option<&crate::directory::Registration>,
+) -> UserFacts<'a> {
     UserFacts {
         upn: &user.upn,
         department: user.department.as_deref(),
@@ -141,6 +188,8 @@ pub fn facts(user: &ResolvedUser) -> UserFacts<'_> {
         synced: user.synced,
         account_enabled: user.account_enabled,
         risk_level: user.risk,
+        sspr_capable: registration.is_some_and(|r| r.sspr_capable),
+        has_authenticator: registration.is_some_and(|r| r.has_authenticator()),
     }
 }
 
@@ -163,6 +212,7 @@ impl StepLists {
 fn plan_user(
     playbook: &Playbook,
     user: ResolvedUser,
+    registration: Option<&crate::directory::Registration>,
     exclusions: &targeting::Exclusions,
     privileges: &PrivilegeIndex,
     interner: &mut StepLists,
@@ -181,7 +231,7 @@ fn plan_user(
         // Hybrid users get the playbook's cloud-side steps (`hybrid_users`); their
         // password stays in the hybrid queue.
         Bucket::Automated | Bucket::Disabled | Bucket::Hybrid => {
-            interner.intern(user_steps(playbook, &facts(&user)))
+            interner.intern(user_steps(playbook, &facts(&user, registration)))
         }
         _ => interner.intern(Vec::new()),
     };
@@ -345,6 +395,8 @@ mod tests {
             synced: false,
             account_enabled: enabled,
             risk_level: RiskLevel::High,
+            sspr_capable: false,
+            has_authenticator: false,
         }
     }
 

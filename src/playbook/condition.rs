@@ -16,7 +16,7 @@
 //!             | text  ( "startswith" | "endswith" | "contains" ) string
 //!             | risk_level ( "==" | "!=" | "<" | "<=" | ">" | ">=" ) level
 //!             | risk_level ( "in" | "not" "in" ) "[" level ( "," level )* [","] "]"
-//! flag       := has_mobile | synced | account_enabled
+//! flag       := has_mobile | synced | account_enabled | sspr_capable | has_authenticator
 //! text       := upn | department | job_title
 //! level      := none | low | medium | high          (also quoted: 'high')
 //! string     := '...' | "..."
@@ -47,6 +47,11 @@ pub struct UserFacts<'a> {
     pub account_enabled: bool,
     /// Identity Protection's risk level (`none` when unknown or unlicensed).
     pub risk_level: RiskLevel,
+    /// The user can reset their own password (SSPR registered and enabled: Graph's
+    /// `isSsprCapable`). False when the registration state was not read.
+    pub sspr_capable: bool,
+    /// The Microsoft Authenticator app is registered. False when not read.
+    pub has_authenticator: bool,
 }
 
 /// A yes/no attribute of a user.
@@ -58,6 +63,17 @@ pub enum FlagAttr {
     Synced,
     /// `account_enabled`.
     AccountEnabled,
+    /// `sspr_capable` (read from the registration report).
+    SsprCapable,
+    /// `has_authenticator` (read from the registration report).
+    HasAuthenticator,
+}
+
+impl FlagAttr {
+    /// Whether the flag comes from the authentication methods registration report.
+    pub fn is_registration(self) -> bool {
+        matches!(self, FlagAttr::SsprCapable | FlagAttr::HasAuthenticator)
+    }
 }
 
 /// A text attribute of a user.
@@ -156,6 +172,19 @@ impl Condition {
         }
     }
 
+    /// Whether the condition reads a registration flag (`sspr_capable`, `has_authenticator`):
+    /// planning then reads the users' registration details.
+    pub fn reads_registration(&self) -> bool {
+        match self {
+            Condition::Flag { attr, .. } => attr.is_registration(),
+            Condition::Text { .. } | Condition::Risk { .. } => false,
+            Condition::Not(c) => c.reads_registration(),
+            Condition::And(a, b) | Condition::Or(a, b) => {
+                a.reads_registration() || b.reads_registration()
+            }
+        }
+    }
+
     /// Whether the condition compares `attr` (targeting then reads it from the directory).
     pub fn reads_text(&self, attr: TextAttr) -> bool {
         match self {
@@ -174,6 +203,8 @@ impl Condition {
                     FlagAttr::HasMobile => user.has_mobile,
                     FlagAttr::Synced => user.synced,
                     FlagAttr::AccountEnabled => user.account_enabled,
+                    FlagAttr::SsprCapable => user.sspr_capable,
+                    FlagAttr::HasAuthenticator => user.has_authenticator,
                 };
                 actual == *value
             }
@@ -208,7 +239,18 @@ impl Condition {
     /// Whether `self` and `other` can never both hold: one is literally `not` of the other.
     /// Used to allow two alternative steps of the same kind (e.g. two `reset_password` steps
     /// under `when: has_mobile` and `when: not has_mobile`).
+    /// Conjunctions count too: `X and A` excludes `not X and A`, since one of their `and`-ed
+    /// parts excludes one of the other's.
     pub fn excludes(&self, other: &Condition) -> bool {
+        let (mine, theirs) = (self.conjuncts(), other.conjuncts());
+        self.literally_excludes(other)
+            || mine
+                .iter()
+                .any(|a| theirs.iter().any(|b| a.literally_excludes(b)))
+    }
+
+    /// One is literally `not` of the other, or the same flag with opposite values.
+    fn literally_excludes(&self, other: &Condition) -> bool {
         matches!(self, Condition::Not(inner) if **inner == *other)
             || matches!(other, Condition::Not(inner) if **inner == *self)
             || matches!(
@@ -216,6 +258,18 @@ impl Condition {
                 (Condition::Flag { attr: a, value: x }, Condition::Flag { attr: b, value: y })
                     if a == b && x != y
             )
+    }
+
+    /// The `and`-ed parts of the condition (itself when it is not an `and`).
+    fn conjuncts(&self) -> Vec<&Condition> {
+        match self {
+            Condition::And(a, b) => {
+                let mut parts = a.conjuncts();
+                parts.extend(b.conjuncts());
+                parts
+            }
+            other => vec![other],
+        }
     }
 }
 
@@ -256,6 +310,8 @@ pub const ATTRIBUTES: &[&str] = &[
     "has_mobile",
     "synced",
     "account_enabled",
+    "sspr_capable",
+    "has_authenticator",
     "risk_level",
 ];
 
@@ -573,6 +629,8 @@ impl Parser {
             "has_mobile" => Attr::Flag(FlagAttr::HasMobile),
             "synced" => Attr::Flag(FlagAttr::Synced),
             "account_enabled" => Attr::Flag(FlagAttr::AccountEnabled),
+            "sspr_capable" => Attr::Flag(FlagAttr::SsprCapable),
+            "has_authenticator" => Attr::Flag(FlagAttr::HasAuthenticator),
             "upn" => Attr::Text(TextAttr::Upn),
             "department" => Attr::Text(TextAttr::Department),
             "job_title" => Attr::Text(TextAttr::JobTitle),
@@ -788,7 +846,41 @@ mod tests {
             synced: false,
             account_enabled: true,
             risk_level: RiskLevel::Medium,
+            sspr_capable: true,
+            has_authenticator: false,
         }
+    }
+
+    #[test]
+    fn conjunctions_with_opposite_parts_exclude_each_other() {
+        let c = |e: &str| parse(e).unwrap();
+        assert!(c("not synced and sspr_capable").excludes(&c("not synced and not sspr_capable")));
+        assert!(c("has_mobile").excludes(&c("not has_mobile")));
+        assert!(!c("synced and sspr_capable").excludes(&c("not has_mobile and sspr_capable")));
+        assert!(!c("synced or sspr_capable").excludes(&c("not sspr_capable")));
+    }
+
+    #[test]
+    fn registration_flags() {
+        let mut u = user();
+        assert!(holds("sspr_capable and not has_authenticator", &u));
+        u.sspr_capable = false;
+        assert!(holds("not sspr_capable", &u));
+        assert!(!holds("sspr_capable == true", &u));
+        assert!(parse("not sspr_capable").unwrap().reads_registration());
+        assert!(
+            parse("has_mobile or (department == 'x' and has_authenticator)")
+                .unwrap()
+                .reads_registration()
+        );
+        assert!(!parse("has_mobile and synced").unwrap().reads_registration());
+        let e = err("has_mobile and sspr_capabel");
+        assert_eq!((e.offset, e.len), (15, 12));
+        assert!(
+            e.message.contains("unknown attribute `sspr_capabel`"),
+            "{}",
+            e.message
+        );
     }
 
     fn holds(expr: &str, u: &UserFacts<'_>) -> bool {
@@ -856,7 +948,7 @@ mod tests {
         assert!(holds("not (synced or has_mobile)", &u));
         assert_eq!(
             parse("a_b").unwrap_err().message,
-            "unknown attribute `a_b`: expected one of upn, department, job_title, has_mobile, synced, account_enabled, risk_level"
+            "unknown attribute `a_b`: expected one of upn, department, job_title, has_mobile, synced, account_enabled, sspr_capable, has_authenticator, risk_level"
         );
     }
 

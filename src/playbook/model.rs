@@ -559,6 +559,8 @@ mod tests {
             synced: false,
             account_enabled: enabled,
             risk_level: RiskLevel::None,
+            sspr_capable: false,
+            has_authenticator: false,
         }
     }
 

@@ -145,6 +145,24 @@ fn write_csv(
     })
 }
 
+/// Write a CSV file of `header` and `rows`, every cell neutralised: for reports built
+/// outside this module (`readiness`).
+pub fn write_rows(
+    path: &Path,
+    existing: Existing,
+    header: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<(), ReportError> {
+    write_csv(path, existing, |w| {
+        w.write_record(header)?;
+        for r in rows {
+            let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+            w.write_record(row(&cells))?;
+        }
+        Ok(())
+    })
+}
+
 /// Neutralise each cell of a row ([`crate::spreadsheet::neutralise`]).
 fn row(cells: &[&str]) -> Vec<String> {
     cells
@@ -175,6 +193,7 @@ mod tests {
         Plan {
             unusable_mobiles: 0,
             resolved_by: None,
+            recovery: None,
             playbook_name: "p".into(),
             playbook_sha256: "h".into(),
             tenant: "demo".into(),

@@ -16,7 +16,9 @@ mod plan_json;
 mod summary;
 mod write;
 
-pub use csv_files::{manual_procedure, write_manual_queue, write_results, write_targets};
+pub use csv_files::{
+    manual_procedure, write_manual_queue, write_results, write_rows, write_targets,
+};
 pub use plan_json::write_plan_json;
 pub use summary::{
     Approver, AuditRange, Buckets, Files, ManualQueue, Messages, PlaybookInfo, ReportInputs,

@@ -114,6 +114,8 @@ pub struct RunReport {
     pub audit: AuditRange,
     /// The run's files.
     pub files: Files,
+    /// The plan's warnings (scrambled users who cannot recover by SSPR).
+    pub warnings: Vec<String>,
 }
 
 /// The playbook a run was made from.
@@ -419,6 +421,11 @@ impl RunReport {
                 results: inputs.out.join("results.csv"),
                 summary: inputs.out.join("summary.md"),
             },
+            warnings: plan
+                .recovery
+                .as_ref()
+                .map(|r| r.warnings())
+                .unwrap_or_default(),
         }
     }
 
@@ -531,6 +538,9 @@ impl RunReport {
             "- Graph 429s: {} (each waited out and re-sent)",
             self.throttled
         );
+        for warning in &self.warnings {
+            let _ = writeln!(md, "- Warning: {}", esc(warning));
+        }
         let _ = writeln!(
             md,
             "- Notices: {} delivered, {} not sent, {} to check, {} failed",
@@ -647,6 +657,9 @@ impl RunReport {
                     refused.code.as_deref().unwrap_or("no error code")
                 ),
             );
+        }
+        for warning in &self.warnings {
+            line("warning", warning.clone());
         }
         line("read-backs", self.read_backs.to_string());
         line(
@@ -864,6 +877,11 @@ mod tests {
         let plan = Plan {
             unusable_mobiles: 0,
             resolved_by: None,
+            recovery: Some(crate::engine::recovery::Recovery {
+                buckets: vec![],
+                scrambled_not_sspr_capable: 3,
+                unread: None,
+            }),
             playbook_name: "p".into(),
             playbook_sha256: "ab".repeat(32),
             tenant: "t".into(),
@@ -1001,8 +1019,16 @@ mod tests {
         );
         assert!(md.contains("1 attempt(s) died"), "{md}");
         assert!(md.contains("seq 5 to 60"), "{md}");
+        assert!(
+            md.contains("- Warning: 3 user(s) get a scrambled password but are not SSPR-capable"),
+            "{md}"
+        );
         let text = report.text();
         assert!(text.contains("resetctl run --resume r1"), "{text}");
+        assert!(
+            text.contains("3 user(s) get a scrambled password but are not SSPR-capable"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1011,6 +1037,7 @@ mod tests {
         let plan = Plan {
             unusable_mobiles: 0,
             resolved_by: None,
+            recovery: None,
             playbook_name: "p".into(),
             playbook_sha256: "ab".repeat(32),
             tenant: "t".into(),

@@ -155,6 +155,11 @@ fn the_catalog_has_every_template_in_en_and_de() {
         ),
         ("temporary-password-sms", ContextKind::Notice, &[Form::Sms]),
         (
+            "temporary-password-manager",
+            ContextKind::Notice,
+            &[Form::Email],
+        ),
+        (
             "password-spray-notice",
             ContextKind::Notice,
             &[Form::Email, Form::Sms, Form::Card],

@@ -11,6 +11,7 @@ mod groups;
 mod inspect;
 mod mail;
 mod methods;
+mod reports;
 mod risk;
 mod roles;
 mod token;
@@ -264,6 +265,10 @@ fn charge_for(req: &Req<'_>) -> Charge {
     if segs.first() == Some(&"identityProtection") {
         return Charge::IdentityProtection;
     }
+    if segs.first() == Some(&"reports") {
+        // The identity and access reports' own limit, not the directory's resource units.
+        return Charge::Reports;
+    }
     if segs.len() == 3 && segs[0] == "users" && segs[2] == "sendMail" {
         // Outlook, per mailbox: resolved by `dispatch`.
         return Charge::Free;
@@ -492,6 +497,7 @@ fn route(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
         Some("groups") => groups::handle(ctx, req),
         Some("roleManagement") => roles::handle(ctx, req),
         Some("identityProtection") => risk::handle(ctx, req),
+        Some("reports") => reports::handle(ctx, req),
         Some(other) => Err(Fail::no_segment(other)),
         None => Err(Fail::no_segment("v1.0")),
     }
