@@ -25,6 +25,7 @@ mod render;
 mod reset;
 mod run;
 mod runs;
+mod tabletop;
 mod tenant;
 mod validate;
 mod verify;
@@ -204,7 +205,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Run(args) => run::run(global, args).await,
         Command::Runs(args) => runs::run(global, args).await,
         Command::Doctor(args) => doctor::run(global, args).await,
-        Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
+        Command::Tabletop(args) => tabletop::run(global, args).await,
         Command::Reset(args) => reset::run(global, args).await,
         Command::Serve(_) => not_yet("serve", "the HTTP server for triggers and approvals"),
         Command::Render(args) => render::run(global, args).await,
