@@ -21,6 +21,7 @@ mod playbook;
 mod reset;
 mod runs;
 mod sinks;
+mod tabletop;
 mod templates;
 mod tenants;
 mod tickets;
