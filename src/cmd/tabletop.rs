@@ -50,7 +50,10 @@ pub async fn run(global: &GlobalArgs, args: TabletopArgs) -> CmdResult {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::new(Exit::Invalid, e))?;
     let assumptions = assumptions(&args)?;
-    if !(args.time_scale.is_finite() && args.time_scale >= 1.0) {
+    if args
+        .time_scale
+        .is_some_and(|k| !(k.is_finite() && k >= 1.0))
+    {
         return Err(Failure::new(
             Exit::Invalid,
             "--time-scale must be a number of at least 1",
@@ -85,6 +88,21 @@ fn assumptions(args: &TabletopArgs) -> Result<Assumptions, Failure> {
     })
 }
 
+/// The time scale of an exercise on `users` users: 60 (a projected minute is a second),
+/// more for a large tenant, whose slowest channel (a mailbox sends 30 mails a minute) would
+/// otherwise hold the exercise for minutes.
+fn default_time_scale(users: u32) -> f64 {
+    (f64::from(users) / 15.0).max(60.0)
+}
+
+/// The tenant name an exercise's run is stored under: its own for each exercise, so it
+/// never meets a real run's users (a simulated write is no remediation) nor an earlier
+/// exercise's (whose tenant, started afresh, is gone).
+fn exercise_tenant(name: &str) -> String {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("tabletop-{name}-{}", &nonce[..8])
+}
+
 /// Where the exercise acts: the tenant, and what stands in for writes and channels.
 struct Stage {
     tenant: Tenant,
@@ -114,13 +132,15 @@ async fn stage(
     let configured = args.tenant.tenant.as_deref().filter(|t| *t != "demo");
     let Some(name) = configured else {
         let mut config = EmulatorConfig::seeded(args.users, args.seed);
-        config.time_scale = args.time_scale;
+        config.time_scale = args
+            .time_scale
+            .unwrap_or_else(|| default_time_scale(args.users));
         for inject in injects {
             if let Inject::NoMobile { percent } = inject {
                 config.missing_mobile = percent / 100.0;
             }
         }
-        let tenant = tenant::emulated("tabletop", config).await?;
+        let tenant = tenant::emulated(&exercise_tenant("demo"), config).await?;
         return Ok(Stage {
             description: format!("emulated tenant ({} users, seed {})", args.users, args.seed),
             tenant,
@@ -140,7 +160,7 @@ async fn stage(
     tenant.directory = Arc::clone(&simulated) as Arc<dyn resetctl::directory::Directory>;
     // Runs of an exercise are kept apart from the tenant's real runs: a simulated write must
     // never count as a remediation to a later real run.
-    tenant.name = format!("tabletop:{name}");
+    tenant.name = exercise_tenant(name);
     // Messages go to a recording sink on loopback, never to the configured channels.
     let sinks = tenant::emulated("tabletop-sinks", EmulatorConfig::seeded(10, args.seed)).await?;
     let mut messaging = sinks.messaging.clone();
@@ -562,6 +582,23 @@ async fn build_report(
                     m.to_check
                 ));
             }
+            if let Some(by) = r.stopped_by {
+                let why = match by {
+                    "circuit_breaker" => {
+                        "the circuit breaker tripped (the error rate rose above the playbook's \
+                         guards.max_error_rate)"
+                    }
+                    "refused_wholesale" => "the tenant refused a step's writes wholesale",
+                    other => other,
+                };
+                problems.insert(
+                    0,
+                    format!(
+                        "the run stopped early: {why}; {} user(s) were not reset",
+                        r.users.not_started
+                    ),
+                );
+            }
             gate.push("passed: the guards held and the approvals were given".to_owned());
             (
                 vec![
@@ -653,21 +690,40 @@ async fn build_report(
         ));
     }
     // Projected times are only as good as the exercise was quota-bound: say when the
-    // machine, not Graph's quota, set the pace.
-    if let (Some(minutes), true) = (contain_minutes, quota_users_per_minute > 0.0) {
+    // machine, not Graph's quota, set the pace, and what the quota alone would take.
+    let quota_minutes = plan.estimate.seconds * scale / 60.0;
+    let machine_bound = contain_minutes.is_some_and(|minutes| {
         let achieved = user_times.len() as f64 / minutes.max(f64::MIN_POSITIVE);
-        if minutes > 1.0 && achieved < 0.5 * quota_users_per_minute {
-            problems.push(format!(
-                "this machine reached {achieved:.0} users/min against a quota of {quota_users_per_minute:.0}: \
-                 the projected time is an upper bound (try a lower --time-scale)"
-            ));
-        }
+        minutes > 1.0 && achieved < 0.5 * quota_users_per_minute
+    });
+    if machine_bound {
+        problems.push(format!(
+            "this machine replayed the writes slower than Graph's quota allows ({:.0} users/min \
+             against {quota_users_per_minute:.0}): the projected containment time is an upper \
+             bound; at the quota the writes take about {} (a lower --time-scale gets closer)",
+            user_times.len() as f64 / contain_minutes.unwrap_or(1.0).max(f64::MIN_POSITIVE),
+            report::duration(quota_minutes)
+        ));
     }
     let told = per_channel.values().flatten().copied().fold(0.0, f64::max);
+    let stopped = findings
+        .executed
+        .as_ref()
+        .is_some_and(|e| e.report.stopped_by.is_some());
     let headline = match contain_minutes {
+        Some(minutes) if stopped => format!(
+            "Not contained: the run stopped early after {} (projected), with {} user(s) not \
+             reset (see below).",
+            report::duration(minutes),
+            findings
+                .executed
+                .as_ref()
+                .map_or(0, |e| e.report.users.not_started)
+        ),
         Some(minutes) => format!(
-            "Contained in {} (projected): {} user(s) reset automatically, {} left to people; \
+            "Contained in {}{} (projected): {} user(s) reset automatically, {} left to people; \
              the last message went out after {}.",
+            if machine_bound { "at most " } else { "" },
             report::duration(minutes),
             count(Bucket::Automated),
             manual.len(),
@@ -826,4 +882,16 @@ fn previews(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_tenants_run_faster_so_the_exercise_stays_short() {
+        assert_eq!(default_time_scale(2_000), 133.33333333333334);
+        assert_eq!(default_time_scale(100), 60.0);
+        assert!(default_time_scale(10_000) > 600.0);
+    }
 }
