@@ -110,11 +110,7 @@ async fn a_demo_tabletop_writes_a_report_whose_figures_are_the_run_stores() {
     let wall = ended.duration_since(started).as_secs_f64();
     let scale = doc["time_scale"].as_f64().unwrap();
     let projected = doc["projected_minutes"].as_f64().unwrap();
-    assert_eq!(
-        scale,
-        2_000.0 / 15.0,
-        "the default for the 2,000 users of the demo"
-    );
+    assert_eq!(scale, 133.0, "the default for the 2,000 users of the demo");
     assert!(projected > 0.0, "{projected}");
     assert!(
         projected <= wall * scale / 60.0 + 1e-6,

@@ -92,7 +92,7 @@ fn assumptions(args: &TabletopArgs) -> Result<Assumptions, Failure> {
 /// more for a large tenant, whose slowest channel (a mailbox sends 30 mails a minute) would
 /// otherwise hold the exercise for minutes.
 fn default_time_scale(users: u32) -> f64 {
-    (f64::from(users) / 15.0).max(60.0)
+    (f64::from(users) / 15.0).round().max(60.0)
 }
 
 /// The tenant name an exercise's run is stored under: its own for each exercise, so it
@@ -459,21 +459,43 @@ async fn build_report(
         }
     }
     let user_times: Vec<f64> = finished.values().copied().collect();
+    // Messages by when the sink received them (the emulator's outbox: what a recipient's
+    // provider accepted); a channel no sink saw (mail simulated for a configured tenant)
+    // by when its delivery began, from the delivery journal.
+    let sink = stage
+        .sinks
+        .as_ref()
+        .or(Some(tenant))
+        .and_then(|t| t.emulator.as_ref());
+    let outbox = match sink {
+        Some(emulator) => inspect(&emulator.info().inspect_url, "outbox").await,
+        None => serde_json::Value::Null,
+    };
     let mut per_channel: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for m in outbox["messages"].as_array().into_iter().flatten() {
+        let at = m["time"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        if let (Some(channel), Some(at), true) = (m["channel"].as_str(), at, m["delivered"] == true)
+        {
+            per_channel
+                .entry(channel.to_owned())
+                .or_default()
+                .push(secs(at));
+        }
+    }
+    let mut journaled: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for d in &deliveries {
         if d.state == Some(DeliveryState::Sent) {
-            let channel = d
-                .key
-                .channel
-                .split(['/', '#'])
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            per_channel
-                .entry(channel)
+            let channel = d.key.channel.split(['/', '#']).next().unwrap_or("");
+            journaled
+                .entry(channel.to_owned())
                 .or_default()
                 .push(secs(d.intent_at));
         }
+    }
+    for (channel, times) in journaled {
+        per_channel.entry(channel).or_insert(times);
     }
     let contain_minutes = findings.executed.as_ref().map(|_| {
         timeline::projected_minutes(user_times.iter().copied().fold(0.0, f64::max), scale)
@@ -545,7 +567,7 @@ async fn build_report(
             sim.writes().len() as u64,
         ),
         (None, Some(emulator)) => {
-            let stats = emulator_stats(&emulator.info().inspect_url).await;
+            let stats = inspect(&emulator.info().inspect_url, "stats").await;
             (
                 stats["throttled"].as_u64().unwrap_or(0),
                 emulator.write_count() as u64,
@@ -782,15 +804,16 @@ async fn build_report(
     })
 }
 
-/// The emulator's own statistics (`GET /_emulator/stats`); empty when unreachable.
-async fn emulator_stats(inspect_url: &str) -> serde_json::Value {
+/// What the emulator's inspection API says about `what` (`stats`, `outbox`); null when it
+/// cannot be read.
+async fn inspect(inspect_url: &str, what: &str) -> serde_json::Value {
     let fetch = async {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .ok()?;
         client
-            .get(format!("{inspect_url}/stats"))
+            .get(format!("{inspect_url}/{what}"))
             .send()
             .await
             .ok()?
@@ -890,7 +913,7 @@ mod tests {
 
     #[test]
     fn large_tenants_run_faster_so_the_exercise_stays_short() {
-        assert_eq!(default_time_scale(2_000), 133.33333333333334);
+        assert_eq!(default_time_scale(2_000), 133.0);
         assert_eq!(default_time_scale(100), 60.0);
         assert!(default_time_scale(10_000) > 600.0);
     }
