@@ -201,3 +201,90 @@ impl Directory for SimulatedWrites {
         self.inner.stats()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::directory::memory::{MemoryDirectory, Op};
+
+    #[tokio::test]
+    async fn reads_go_through_and_writes_never_reach_the_tenant() {
+        let inner = Arc::new(
+            MemoryDirectory::new()
+                .with_user("a@contoso.example")
+                .with_group("g1", &[]),
+        );
+        let sim = SimulatedWrites::new(Arc::clone(&inner) as Arc<dyn Directory>);
+        let user = sim.get_user("a@contoso.example").await.unwrap().unwrap();
+        assert_eq!(inner.calls(Op::GetUser), 1);
+
+        let change = PasswordChange {
+            force_change_next_sign_in: true,
+            force_change_with_mfa: true,
+            password: Some(crate::engine::password::scramble()),
+        };
+        sim.force_password_change(&user.id, &change).await.unwrap();
+        sim.revoke_sessions(&user.id).await.unwrap();
+        sim.add_group_member("g1", &user.id).await.unwrap();
+        sim.confirm_compromised(std::slice::from_ref(&user.id))
+            .await
+            .unwrap();
+        sim.send_mime(
+            "noreply@contoso.example",
+            b"To: a@contoso.example\r\n\r\nhi",
+        )
+        .await
+        .unwrap();
+        let request = TapRequest {
+            start: None,
+            lifetime_minutes: None,
+            usable_once: true,
+        };
+        let tap = sim.create_tap(&user.id, &request).await.unwrap();
+        assert_eq!(tap.lifetime_minutes, Some(60));
+        assert!(!tap.pass.expose_secret().is_empty());
+        let batch = sim
+            .batch_writes(vec![UserWrite {
+                user_id: user.id.clone(),
+                op: WriteOp::RevokeSessions,
+                after: None,
+            }])
+            .await
+            .unwrap();
+        assert!(batch[0].is_ok());
+
+        for op in [
+            Op::ForcePasswordChange,
+            Op::RevokeSessions,
+            Op::AddGroupMember,
+            Op::ConfirmCompromised,
+            Op::SendMime,
+            Op::CreateTap,
+        ] {
+            assert_eq!(inner.calls(op), 0, "{op:?} reached the tenant");
+        }
+        assert!(inner.members("g1").is_empty());
+        assert!(inner.sent_mime().is_empty());
+        let ops: Vec<&str> = sim.writes().iter().map(|w| w.op).collect();
+        assert_eq!(
+            ops,
+            [
+                "force_password_change",
+                "revoke_sessions",
+                "add_group_member",
+                "confirm_compromised",
+                "send_mail",
+                "create_tap",
+                "revoke_sessions"
+            ]
+        );
+        // The log names whom, never the secret.
+        assert!(
+            sim.writes()
+                .iter()
+                .all(|w| w.target == user.id || w.target == "noreply@contoso.example")
+        );
+    }
+}
