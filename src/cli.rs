@@ -101,7 +101,8 @@ pub enum Command {
     /// password, has no usable mobile number, no manager, no authenticator app or only SMS;
     /// the privileged accounts; counts per department. Reads only.
     Readiness(ReadinessArgs),
-    /// (not yet available) Run a playbook as a tabletop exercise against the emulated tenant.
+    /// Rehearse a playbook end to end against an emulated tenant (or, read only, a
+    /// configured one) and write a report of it: times projected, approvals simulated.
     Tabletop(TabletopArgs),
     /// Reset one user's password through the two-path verification flow: MFA push, else
     /// the directory manager's approval, else a ticket. Exits 0 completed, 2 escalated, 3
@@ -322,11 +323,45 @@ pub struct TabletopArgs {
     /// The playbook to exercise.
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: PathBuf,
+    /// `demo` (the default: an emulated tenant started in-process), or a configured tenant,
+    /// which the exercise only reads: every write and message is simulated.
     #[command(flatten)]
     pub tenant: TenantArgs,
-    /// Write an HTML report of the exercise here.
+    /// Users of the emulated tenant.
+    #[arg(long, default_value_t = 2_000, value_name = "N")]
+    pub users: u32,
+    /// Seed of the emulated tenant (the same seed gives the same tenant).
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    pub seed: u64,
+    /// A breach CSV instead of the one the playbook names.
+    #[arg(long, value_name = "CSV")]
+    pub targets: Option<PathBuf>,
+    /// Write the HTML report here (default: tabletop.html in the run's folder).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the Markdown summary here (default: beside the report, .md).
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Stage something going wrong: no-mobile=PCT, silent-approver (repeatable).
+    #[arg(long, value_name = "SPEC")]
+    pub inject: Vec<String>,
+    /// How much faster than real time the emulated tenant runs Graph's quotas, latency and
+    /// the channels' limits; every time in the report is scaled back. Default: 60, or more
+    /// for a large tenant (users / 15), so 10,000 users finish in well under a minute.
+    #[arg(long, value_name = "K")]
+    pub time_scale: Option<f64>,
+    /// Forecast: share (0-1) of SSPR-capable users who call the service desk anyway.
+    #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
+    pub call_share: f64,
+    /// Forecast: minutes an agent spends per ticket.
+    #[arg(long, default_value_t = 10.0, value_name = "MIN")]
+    pub minutes_per_ticket: f64,
+    /// Forecast: agents on shift.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub agents: u32,
+    /// Forecast: hours the shift lasts from the first reset.
+    #[arg(long, default_value_t = 8.0, value_name = "H")]
+    pub shift_hours: f64,
 }
 
 /// Which verification path the single-user flow starts with.

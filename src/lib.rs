@@ -18,6 +18,7 @@
 //!   journal of every (run, user, step).
 //! - [`targeting`]: target sources (breach CSVs, groups, filters, risky users) to users.
 //! - [`emulator`]: a Graph-compatible tenant for demos, tabletops and tests.
+//! - [`tabletop`]: exercises of a playbook end to end, and their report.
 //! - [`config`]: `resetctl.yaml`: tenants, credential pools, endpoints, quota overrides.
 //! - [`files`]: bounded reads of operators' files, owner-only creation of run data.
 //! - [`graph`]: the Graph HTTP client: tokens, one `send()` choke point, paging, `$batch`.
@@ -45,6 +46,7 @@ pub mod report;
 pub mod serve;
 pub mod spreadsheet;
 pub mod store;
+pub mod tabletop;
 pub mod targeting;
 pub mod throttle;
 pub mod verify;

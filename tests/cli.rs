@@ -35,17 +35,6 @@ fn help_lists_every_subcommand_and_exits_zero() {
 }
 
 #[test]
-fn unfinished_subcommands_say_so_with_exit_4() {
-    let out = resetctl(&["tabletop", "playbooks/credential-dump.yaml"]);
-    assert_eq!(code(&out), 4, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not yet available"),
-        "{}",
-        stderr(&out)
-    );
-}
-
-#[test]
 fn completions_are_generated_for_each_shell() {
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let out = resetctl(&["completions", shell]);

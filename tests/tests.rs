@@ -24,6 +24,7 @@ mod resolve;
 mod runs;
 mod serve;
 mod sinks;
+mod tabletop;
 mod templates;
 mod tenants;
 mod throttle;

@@ -27,6 +27,7 @@ mod reset;
 mod run;
 mod runs;
 mod serve;
+mod tabletop;
 mod tenant;
 mod triggers;
 mod validate;
@@ -208,7 +209,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Runs(args) => runs::run(global, args).await,
         Command::Doctor(args) => doctor::run(global, args).await,
         Command::Readiness(args) => readiness::run(global, args).await,
-        Command::Tabletop(_) => not_yet("tabletop", "tabletop exercises"),
+        Command::Tabletop(args) => tabletop::run(global, args).await,
         Command::Reset(args) => reset::run(global, args).await,
         Command::Serve(args) => serve::run(global, args).await,
         Command::Render(args) => render::run(global, args).await,
@@ -226,15 +227,4 @@ pub async fn dispatch(cli: Cli) -> Exit {
             failure.exit
         }
     }
-}
-
-/// The honest answer of a subcommand this build does not have yet: exit 4, say what is
-/// missing.
-pub fn not_yet(command: &str, feature: &str) -> CmdResult {
-    Err(Failure::new(
-        Exit::Config,
-        format!(
-            "`resetctl {command}` is not yet available in this build: it arrives with {feature}"
-        ),
-    ))
 }

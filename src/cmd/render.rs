@@ -132,7 +132,7 @@ fn form_of(channel: &str) -> Result<Form, Failure> {
 
 /// Render one form with the context the template is written for.
 #[allow(clippy::too_many_arguments)]
-fn render_one(
+pub(super) fn render_one(
     catalog: &Catalog,
     name: &str,
     kind: ContextKind,

@@ -1,0 +1,929 @@
+//! `resetctl tabletop`: rehearse a playbook end to end and write the report people read.
+//!
+//! By default an emulated tenant is started in-process (`--users`, `--seed`) with Graph's
+//! quotas and latency compressed by `--time-scale`; every time in the report is scaled back
+//! and labelled projected. Against a configured tenant (`--tenant NAME`) the exercise only
+//! reads: the directory is wrapped so every write is simulated, and messages go to a
+//! recording sink (an emulator's outbox on loopback), never to a real channel. Approvals
+//! come from simulated operators `tabletop-operator-N`, recorded as such in the trail.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use resetctl::comms::delivery::{DeliveryJournal, DeliveryState};
+use resetctl::comms::message::Content;
+use resetctl::comms::template::Form;
+use resetctl::emulator::EmulatorConfig;
+use resetctl::engine::execute::Progress;
+use resetctl::engine::lifecycle::{
+    ExecuteOptions, Executed, Lifecycle, LifecycleError, PlanOptions,
+};
+use resetctl::engine::operator::{Operator, OperatorName};
+use resetctl::engine::plan::Plan;
+use resetctl::playbook::{Channel, Playbook, Step};
+use resetctl::store::{Outcome, RunStore, SqliteStore};
+use resetctl::tabletop::forecast::{self, Assumptions};
+use resetctl::tabletop::inject::Inject;
+use resetctl::tabletop::report::{self, Approval, Manual, Preview, Report, Row};
+use resetctl::tabletop::simulated::SimulatedWrites;
+use resetctl::tabletop::{readiness, timeline};
+use resetctl::targeting::{Bucket, ResolveOptions};
+
+use super::context::Context;
+use super::tenant::{self, Tenant};
+use super::{CmdResult, Exit, Failure, comms, validate};
+use crate::cli::{GlobalArgs, OutputFormat, TabletopArgs};
+
+/// Users of the manual queue listed in the report (the rest are in manual-queue.csv).
+const MANUAL_SHOWN: usize = 50;
+/// Origin recorded with each simulated operator's approval.
+const SIMULATED_ORIGIN: &str = "tabletop exercise: simulated operator";
+
+/// `resetctl tabletop`.
+pub async fn run(global: &GlobalArgs, args: TabletopArgs) -> CmdResult {
+    let injects = args
+        .inject
+        .iter()
+        .map(|s| Inject::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::new(Exit::Invalid, e))?;
+    let assumptions = assumptions(&args)?;
+    if args
+        .time_scale
+        .is_some_and(|k| !(k.is_finite() && k >= 1.0))
+    {
+        return Err(Failure::new(
+            Exit::Invalid,
+            "--time-scale must be a number of at least 1",
+        ));
+    }
+    let context = Context::load(global)?;
+    let lifecycle = context.lifecycle(None).await?;
+    let result = exercise(global, &args, &context, &lifecycle, &injects, assumptions).await;
+    if let Err(err) = lifecycle.close().await {
+        eoutln!("warning: audit trail: {err}");
+    }
+    result
+}
+
+/// The forecast's assumptions from the flags, checked.
+fn assumptions(args: &TabletopArgs) -> Result<Assumptions, Failure> {
+    let bad = |what: &str| Failure::new(Exit::Invalid, what.to_owned());
+    if !(0.0..=1.0).contains(&args.call_share) {
+        return Err(bad("--call-share must be between 0 and 1"));
+    }
+    if !(args.minutes_per_ticket > 0.0 && args.minutes_per_ticket.is_finite()) {
+        return Err(bad("--minutes-per-ticket must be more than 0"));
+    }
+    if !(0.0..=72.0).contains(&args.shift_hours) {
+        return Err(bad("--shift-hours must be between 0 and 72"));
+    }
+    Ok(Assumptions {
+        capable_call_share: args.call_share,
+        minutes_per_ticket: args.minutes_per_ticket,
+        agents: args.agents,
+        shift_hours: args.shift_hours,
+    })
+}
+
+/// The time scale of an exercise on `users` users: 60 (a projected minute is a second),
+/// more for a large tenant, whose slowest channel (a mailbox sends 30 mails a minute) would
+/// otherwise hold the exercise for minutes.
+fn default_time_scale(users: u32) -> f64 {
+    (f64::from(users) / 15.0).round().max(60.0)
+}
+
+/// The tenant name an exercise's run is stored under: its own for each exercise, so it
+/// never meets a real run's users (a simulated write is no remediation) nor an earlier
+/// exercise's (whose tenant, started afresh, is gone).
+fn exercise_tenant(name: &str) -> String {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("tabletop-{name}-{}", &nonce[..8])
+}
+
+/// Where the exercise acts: the tenant, and what stands in for writes and channels.
+struct Stage {
+    tenant: Tenant,
+    /// A configured tenant: the decorator that simulated every write.
+    simulated: Option<Arc<SimulatedWrites>>,
+    /// A configured tenant: the emulator whose sinks recorded the messages.
+    sinks: Option<Tenant>,
+    /// What the tenant is, for the report.
+    description: String,
+}
+
+impl Stage {
+    async fn close(self) {
+        self.tenant.close().await;
+        if let Some(sinks) = self.sinks {
+            sinks.close().await;
+        }
+    }
+}
+
+/// The emulated tenant, or a configured one made read-only.
+async fn stage(
+    args: &TabletopArgs,
+    context: &Context,
+    injects: &[Inject],
+) -> Result<Stage, Failure> {
+    let configured = args.tenant.tenant.as_deref().filter(|t| *t != "demo");
+    let Some(name) = configured else {
+        let mut config = EmulatorConfig::seeded(args.users, args.seed);
+        config.time_scale = args
+            .time_scale
+            .unwrap_or_else(|| default_time_scale(args.users));
+        for inject in injects {
+            if let Inject::NoMobile { percent } = inject {
+                config.missing_mobile = percent / 100.0;
+            }
+        }
+        let tenant = tenant::emulated(&exercise_tenant("demo"), config).await?;
+        return Ok(Stage {
+            description: format!("emulated tenant ({} users, seed {})", args.users, args.seed),
+            tenant,
+            simulated: None,
+            sinks: None,
+        });
+    };
+    if !injects.is_empty() {
+        return Err(Failure::new(
+            Exit::Invalid,
+            "--inject stages faults in the emulated tenant; it cannot be used with a configured \
+             tenant",
+        ));
+    }
+    let mut tenant = context.connect_read_only(Some(name)).await?;
+    let simulated = Arc::new(SimulatedWrites::new(Arc::clone(&tenant.directory)));
+    tenant.directory = Arc::clone(&simulated) as Arc<dyn resetctl::directory::Directory>;
+    // Runs of an exercise are kept apart from the tenant's real runs: a simulated write must
+    // never count as a remediation to a later real run.
+    tenant.name = exercise_tenant(name);
+    // Messages go to a recording sink on loopback, never to the configured channels.
+    let sinks = tenant::emulated("tabletop-sinks", EmulatorConfig::seeded(10, args.seed)).await?;
+    let mut messaging = sinks.messaging.clone();
+    if let Some(m) = messaging.as_mut() {
+        m.time_scale = tenant.time_scale;
+    }
+    tenant.messaging = messaging;
+    Ok(Stage {
+        description: format!(
+            "configured tenant {name}, read only: every write and message simulated"
+        ),
+        tenant,
+        simulated: Some(simulated),
+        sinks: Some(sinks),
+    })
+}
+
+async fn exercise(
+    global: &GlobalArgs,
+    args: &TabletopArgs,
+    context: &Context,
+    lifecycle: &Lifecycle<SqliteStore>,
+    injects: &[Inject],
+    assumptions: Assumptions,
+) -> CmdResult {
+    let templates = validate::Templates::new(&context.config, None)?;
+    let source = validate::load_playbook(&args.playbook, &templates)?;
+    let stage = stage(args, context, injects).await?;
+    let result = rehearse(
+        global,
+        args,
+        context,
+        lifecycle,
+        &stage,
+        &templates,
+        &source,
+        injects,
+        assumptions,
+    )
+    .await;
+    stage.close().await;
+    result
+}
+
+/// What the exercise found, before it is turned into the report.
+struct Findings {
+    executed: Option<Executed>,
+    refusals: Vec<String>,
+    approvals: Vec<Approval>,
+    escalations: Vec<String>,
+    delivery: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rehearse(
+    global: &GlobalArgs,
+    args: &TabletopArgs,
+    context: &Context,
+    lifecycle: &Lifecycle<SqliteStore>,
+    stage: &Stage,
+    templates: &validate::Templates,
+    source: &resetctl::engine::lifecycle::PlaybookSource,
+    injects: &[Inject],
+    assumptions: Assumptions,
+) -> CmdResult {
+    let tenant = &stage.tenant;
+    let planned = lifecycle
+        .plan(
+            tenant.as_ref(),
+            source,
+            PlanOptions {
+                resolve: ResolveOptions {
+                    csv_override: args.targets.clone(),
+                    skip_bad_rows: false,
+                    strategy: resetctl::targeting::Strategy::Auto,
+                },
+                ..PlanOptions::default()
+            },
+        )
+        .await?;
+    let id = planned.run.id.clone();
+    let plan = Arc::clone(&planned.plan);
+    let playbook = Arc::clone(&planned.playbook);
+    let out = planned.out.clone();
+    let notifier = Arc::new(comms::notifier(
+        context,
+        tenant,
+        lifecycle,
+        &planned,
+        templates.catalog(),
+    )?);
+    let delivery = comms::capacity_lines(
+        &comms::capacity(notifier.senders(), &planned),
+        playbook.communications.deliver_within,
+    );
+
+    // Simulated operators approve; a silent one never answers.
+    let required = playbook.guards.approvals_required;
+    let silent = injects.contains(&Inject::SilentApprover) as u32;
+    let mut approvals = Vec::new();
+    for n in 1..=required {
+        let name = format!("tabletop-operator-{n}");
+        if n > required.saturating_sub(silent) {
+            approvals.push(Approval {
+                operator: name,
+                simulated: true,
+                decision: "never answered".into(),
+            });
+            continue;
+        }
+        let operator = Operator::new(
+            OperatorName::parse(&name).map_err(|e| Failure::new(Exit::Config, e))?,
+            SIMULATED_ORIGIN,
+        );
+        lifecycle.approve(&id, &operator).await?;
+        approvals.push(Approval {
+            operator: name,
+            simulated: true,
+            decision: "approved".into(),
+        });
+    }
+
+    let mut findings = Findings {
+        executed: None,
+        refusals: Vec::new(),
+        approvals,
+        escalations: Vec::new(),
+        delivery,
+    };
+    match lifecycle.gate(planned, notifier.as_ref()).await {
+        Err(LifecycleError::Refused { refusals, .. }) => {
+            findings.refusals = refusals.iter().map(ToString::to_string).collect();
+        }
+        Err(other) => return Err(other.into()),
+        Ok(cleared) => {
+            let announcer = comms::Announcer::new(Arc::clone(&notifier), cleared.planned());
+            findings.escalations.extend(announcer.start().await);
+            let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+            let executed = lifecycle
+                .execute(
+                    cleared,
+                    tenant.as_ref(),
+                    ExecuteOptions {
+                        concurrency: 64,
+                        stop: stop_rx,
+                        progress: Arc::new(Progress::default()),
+                        notifier: Arc::clone(&notifier)
+                            as Arc<dyn resetctl::engine::notify::Notifier>,
+                    },
+                )
+                .await?;
+            findings.escalations.extend(announcer.end(&executed).await);
+            findings.executed = Some(executed);
+        }
+    }
+
+    let report = build_report(
+        lifecycle,
+        stage,
+        &plan,
+        &playbook,
+        &id.0,
+        findings,
+        templates,
+        context,
+        assumptions,
+        injects,
+    )
+    .await?;
+    let html_path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| out.join("tabletop.html"));
+    let md_path = args
+        .summary
+        .clone()
+        .unwrap_or_else(|| html_path.with_extension("md"));
+    let html = report::html(&report).map_err(|e| Failure::new(Exit::Config, e))?;
+    write(&html_path, &html)?;
+    write(&md_path, &report::markdown(&report))?;
+
+    match global.output {
+        OutputFormat::Json => outln!(
+            "{}",
+            serde_json::json!({
+                "id": id,
+                "headline": report.headline,
+                "problems": report.problems,
+                "report": html_path,
+                "summary": md_path,
+                "time_scale": report.time_scale,
+                "projected_minutes": report.contain_minutes,
+            })
+        ),
+        OutputFormat::Text => {
+            outln!("tabletop of {} on the {}", report.playbook, report.tenant);
+            outln!("{}", report.headline);
+            for p in &report.problems {
+                outln!("  - {p}");
+            }
+            outln!("report: {}", html_path.display());
+            outln!("summary: {}", md_path.display());
+        }
+    }
+    Ok(if report.gate.iter().any(|g| g.starts_with("refused")) {
+        Exit::Refused
+    } else {
+        Exit::Success
+    })
+}
+
+/// Write a report file owner-only, replacing an earlier one.
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| Failure::new(Exit::Config, format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        resetctl::files::create_dir_owner_only(dir).map_err(fail)?;
+    }
+    let mut file = resetctl::files::owner_only()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_report(
+    lifecycle: &Lifecycle<SqliteStore>,
+    stage: &Stage,
+    plan: &Plan,
+    playbook: &Playbook,
+    run_id: &str,
+    findings: Findings,
+    templates: &validate::Templates,
+    context: &Context,
+    assumptions: Assumptions,
+    injects: &[Inject],
+) -> Result<Report, Failure> {
+    let tenant = &stage.tenant;
+    let scale = tenant.time_scale.max(1.0);
+    let count = |b: Bucket| plan.in_bucket(b).count() as u64;
+    let buckets = [
+        ("automated", Bucket::Automated),
+        ("privileged (manual)", Bucket::Privileged),
+        ("hybrid (manual password)", Bucket::Hybrid),
+        ("disabled", Bucket::Disabled),
+        ("excluded", Bucket::Excluded),
+        ("remediated earlier", Bucket::Remediated),
+    ]
+    .into_iter()
+    .map(|(label, b)| Row {
+        label: label.into(),
+        value: count(b),
+    })
+    .collect();
+    let manual: Vec<_> = plan
+        .users
+        .iter()
+        .filter(|u| matches!(u.bucket, Bucket::Privileged | Bucket::Hybrid))
+        .collect();
+    let manual_queue = manual
+        .iter()
+        .take(MANUAL_SHOWN)
+        .map(|u| Manual {
+            upn: u.upn.clone(),
+            bucket: u.reason.to_string(),
+        })
+        .collect();
+
+    // The timeline: when each user's last write ended, and each delivery began.
+    let id = resetctl::store::RunId(run_id.to_owned());
+    let journal = lifecycle.store().journal(&id).await?;
+    let deliveries = lifecycle
+        .store()
+        .deliveries(run_id)
+        .await
+        .map_err(|e| Failure::new(Exit::Config, e))?;
+    let start = journal
+        .iter()
+        .map(|e| e.intent_at)
+        .chain(deliveries.iter().map(|d| d.intent_at))
+        .min();
+    let secs = |t: jiff::Timestamp| start.map_or(0.0, |s| t.duration_since(s).as_secs_f64());
+    let mut finished: BTreeMap<&str, f64> = BTreeMap::new();
+    for entry in &journal {
+        // Containment is the writes; notices have their own timeline below.
+        let notice = resetctl::engine::journal_key::StepKey::parse(&entry.step)
+            .and_then(|k| k.step(playbook))
+            .is_some_and(|s| matches!(s, Step::Notify { .. }));
+        if let (Some(outcome), Some(at), false) = (entry.outcome, entry.outcome_at, notice)
+            && outcome != Outcome::Skipped
+        {
+            let t = finished.entry(entry.user_id.as_str()).or_insert(0.0);
+            *t = t.max(secs(at));
+        }
+    }
+    let user_times: Vec<f64> = finished.values().copied().collect();
+    // Messages by when the sink received them (the emulator's outbox: what a recipient's
+    // provider accepted); a channel no sink saw (mail simulated for a configured tenant)
+    // by when its delivery began, from the delivery journal.
+    let sink = stage
+        .sinks
+        .as_ref()
+        .or(Some(tenant))
+        .and_then(|t| t.emulator.as_ref());
+    let outbox = match sink {
+        Some(emulator) => inspect(&emulator.info().inspect_url, "outbox").await,
+        None => serde_json::Value::Null,
+    };
+    let mut per_channel: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for m in outbox["messages"].as_array().into_iter().flatten() {
+        let at = m["time"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        if let (Some(channel), Some(at), true) = (m["channel"].as_str(), at, m["delivered"] == true)
+        {
+            per_channel
+                .entry(channel.to_owned())
+                .or_default()
+                .push(secs(at));
+        }
+    }
+    let mut journaled: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for d in &deliveries {
+        if d.state == Some(DeliveryState::Sent) {
+            let channel = d.key.channel.split(['/', '#']).next().unwrap_or("");
+            journaled
+                .entry(channel.to_owned())
+                .or_default()
+                .push(secs(d.intent_at));
+        }
+    }
+    for (channel, times) in journaled {
+        per_channel.entry(channel).or_insert(times);
+    }
+    let contain_minutes = findings.executed.as_ref().map(|_| {
+        timeline::projected_minutes(user_times.iter().copied().fold(0.0, f64::max), scale)
+    });
+    let users_series = timeline::cumulative("users written", &user_times, scale);
+    // Graph's write quota, in users per projected minute.
+    let writes_per_user =
+        plan.estimate.directory_writes as f64 / (count(Bucket::Automated).max(1) as f64);
+    let quota_users_per_minute =
+        plan.estimate.writes_per_second / scale * 60.0 / writes_per_user.max(1.0);
+    let x_end = users_series.points.last().map_or(1.0, |p| p.0);
+    // The write bucket's capacity: every app's own, at most the tenant's.
+    let bucket_writes = (tenant.quotas.app_write.count as f64 * f64::from(tenant.apps.max(1)))
+        .min(tenant.quotas.tenant_write.count as f64);
+    let ceiling = timeline::ceiling(
+        bucket_writes / writes_per_user.max(1.0),
+        quota_users_per_minute,
+        user_times.len() as f64,
+        x_end,
+    );
+    let users_chart = timeline::line_chart(
+        "Users done over time, with the quota ceiling",
+        "minutes since the first write (projected)",
+        "users",
+        &[users_series, ceiling],
+    );
+    let message_series: Vec<_> = per_channel
+        .iter()
+        .map(|(channel, times)| timeline::cumulative(channel, times, scale))
+        .collect();
+    let messages_chart = timeline::line_chart(
+        "Messages delivered per channel",
+        "minutes since the first write (projected)",
+        "messages",
+        &message_series,
+    );
+    let messages = per_channel
+        .iter()
+        .map(|(channel, times)| Row {
+            label: channel.clone(),
+            value: times.len() as u64,
+        })
+        .collect();
+
+    let recovery = readiness::sspr_recovery(plan);
+    let hours = timeline::per_hour(&user_times, scale);
+    let forecast = forecast::forecast(&hours, recovery, assumptions);
+    let forecast_chart = timeline::line_chart(
+        "Service desk: tickets arriving and backlog per hour",
+        "hours since the first reset (projected)",
+        "tickets",
+        &[
+            timeline::Series {
+                name: "new tickets".into(),
+                points: forecast
+                    .hours
+                    .iter()
+                    .map(|h| (f64::from(h.hour), h.influx))
+                    .collect(),
+                dashed: false,
+            },
+            timeline::Series {
+                name: "backlog".into(),
+                points: forecast
+                    .hours
+                    .iter()
+                    .map(|h| (f64::from(h.hour), h.backlog))
+                    .collect(),
+                dashed: false,
+            },
+        ],
+    );
+
+    let (throttled, writes) = match (&stage.simulated, &tenant.emulator) {
+        (Some(sim), _) => (
+            tenant.directory.stats().throttled,
+            sim.writes().len() as u64,
+        ),
+        (None, Some(emulator)) => {
+            let stats = inspect(&emulator.info().inspect_url, "stats").await;
+            (
+                stats["throttled"].as_u64().unwrap_or(0),
+                emulator.write_count() as u64,
+            )
+        }
+        (None, None) => (tenant.directory.stats().throttled, 0),
+    };
+
+    let mut problems = Vec::new();
+    let mut gate = Vec::new();
+    let (outcomes, message_outcomes) = match &findings.executed {
+        Some(executed) => {
+            let r = &executed.report;
+            let o = &r.outcomes;
+            if o.failed > 0 {
+                problems.push(format!(
+                    "{} step(s) failed (results.csv names them)",
+                    o.failed
+                ));
+            }
+            if o.manual_check > 0 {
+                problems.push(format!(
+                    "{} step(s) have an unknown outcome: someone must check them",
+                    o.manual_check
+                ));
+            }
+            let m = &r.messages;
+            if m.failed > 0 {
+                problems.push(format!("{} message(s) could not be delivered", m.failed));
+            }
+            if m.to_check > 0 {
+                problems.push(format!(
+                    "{} message(s) need a person: no manager, or a mobile number that does not parse",
+                    m.to_check
+                ));
+            }
+            if let Some(by) = r.stopped_by {
+                let why = match by {
+                    "circuit_breaker" => {
+                        "the circuit breaker tripped (the error rate rose above the playbook's \
+                         guards.max_error_rate)"
+                    }
+                    "refused_wholesale" => "the tenant refused a step's writes wholesale",
+                    other => other,
+                };
+                problems.insert(
+                    0,
+                    format!(
+                        "the run stopped early: {why}; {} user(s) were not reset",
+                        r.users.not_started
+                    ),
+                );
+            }
+            gate.push("passed: the guards held and the approvals were given".to_owned());
+            (
+                vec![
+                    Row {
+                        label: "succeeded".into(),
+                        value: o.succeeded as u64,
+                    },
+                    Row {
+                        label: "failed".into(),
+                        value: o.failed as u64,
+                    },
+                    Row {
+                        label: "to check by hand".into(),
+                        value: o.manual_check as u64,
+                    },
+                    Row {
+                        label: "skipped (condition false)".into(),
+                        value: o.skipped as u64,
+                    },
+                    Row {
+                        label: "not started".into(),
+                        value: o.not_started as u64,
+                    },
+                ],
+                vec![
+                    Row {
+                        label: "notices delivered".into(),
+                        value: m.delivered as u64,
+                    },
+                    Row {
+                        label: "notices not sent".into(),
+                        value: m.not_sent as u64,
+                    },
+                    Row {
+                        label: "notices to check".into(),
+                        value: m.to_check as u64,
+                    },
+                    Row {
+                        label: "notices failed".into(),
+                        value: m.failed as u64,
+                    },
+                ],
+            )
+        }
+        None => {
+            problems.push(format!(
+                "the run would not start: {}",
+                findings.refusals.join("; ")
+            ));
+            gate.extend(findings.refusals.iter().map(|r| format!("refused: {r}")));
+            (Vec::new(), Vec::new())
+        }
+    };
+    if !manual.is_empty() {
+        problems.push(format!(
+            "{} privileged or synced user(s) are not reset automatically: people must handle \
+             them (the manual queue)",
+            manual.len()
+        ));
+    }
+    if plan.unusable_mobiles > 0 {
+        let share = plan.unusable_mobiles as f64 * 100.0 / plan.users.len().max(1) as f64;
+        problems.push(format!(
+            "{share:.0} % of targets ({}) have no usable mobile number: SMS cannot reach them",
+            plan.unusable_mobiles
+        ));
+    }
+    if !plan.unresolved.is_empty() {
+        problems.push(format!(
+            "{} target(s) of the breach list match no user in the tenant",
+            plan.unresolved.len()
+        ));
+    }
+    for line in findings
+        .delivery
+        .iter()
+        .filter(|l| l.starts_with("warning: "))
+    {
+        problems.push(line.trim_start_matches("warning: ").to_owned());
+    }
+    if forecast.peak_backlog >= 1.0 {
+        problems.push(format!(
+            "the service desk's backlog peaks at {:.0} tickets{} (see the forecast's assumptions)",
+            forecast.peak_backlog,
+            match forecast.cleared_after_hours {
+                Some(h) => format!(" and is cleared after {h} h"),
+                None => " and is not cleared within 72 h".to_owned(),
+            }
+        ));
+    }
+    // Projected times are only as good as the exercise was quota-bound: say when the
+    // machine, not Graph's quota, set the pace, and what the quota alone would take.
+    let quota_minutes = plan.estimate.seconds * scale / 60.0;
+    let machine_bound = contain_minutes.is_some_and(|minutes| {
+        let achieved = user_times.len() as f64 / minutes.max(f64::MIN_POSITIVE);
+        minutes > 1.0 && achieved < 0.5 * quota_users_per_minute
+    });
+    if machine_bound {
+        problems.push(format!(
+            "this machine replayed the writes slower than Graph's quota allows ({:.0} users/min \
+             against {quota_users_per_minute:.0}): the projected containment time is an upper \
+             bound; at the quota the writes take about {} (a lower --time-scale gets closer)",
+            user_times.len() as f64 / contain_minutes.unwrap_or(1.0).max(f64::MIN_POSITIVE),
+            report::duration(quota_minutes)
+        ));
+    }
+    let told = per_channel.values().flatten().copied().fold(0.0, f64::max);
+    let stopped = findings
+        .executed
+        .as_ref()
+        .is_some_and(|e| e.report.stopped_by.is_some());
+    let headline = match contain_minutes {
+        Some(minutes) if stopped => format!(
+            "Not contained: the run stopped early after {} (projected), with {} user(s) not \
+             reset (see below).",
+            report::duration(minutes),
+            findings
+                .executed
+                .as_ref()
+                .map_or(0, |e| e.report.users.not_started)
+        ),
+        Some(minutes) => format!(
+            "Contained in {}{} (projected): {} user(s) reset automatically, {} left to people; \
+             the last message went out after {}.",
+            if machine_bound { "at most " } else { "" },
+            report::duration(minutes),
+            count(Bucket::Automated),
+            manual.len(),
+            report::duration(timeline::projected_minutes(told, scale))
+        ),
+        None => "The run would not start: it was refused before any write (see below).".to_owned(),
+    };
+    let mut inject_lines = Vec::new();
+    for inject in injects {
+        let coped = match inject {
+            Inject::NoMobile { .. } => format!(
+                "{} of {} automated user(s) got a text message; the others could be told only \
+                 over the playbook's other channels",
+                per_channel.get("sms").map_or(0, Vec::len),
+                count(Bucket::Automated)
+            ),
+            Inject::SilentApprover => match &findings.executed {
+                Some(_) => "the run still started: the playbook requires fewer approvals".into(),
+                None => {
+                    "the run did not start: the approvals it requires were not all given".into()
+                }
+            },
+        };
+        inject_lines.push(format!("{}: {coped}", inject.describe()));
+    }
+
+    Ok(Report {
+        playbook: playbook.name.clone(),
+        playbook_sha256: playbook.sha256.clone(),
+        tenant: stage.description.clone(),
+        run_id: run_id.to_owned(),
+        generated_at: jiff::Timestamp::now().to_string(),
+        time_scale: scale,
+        contain_minutes,
+        headline,
+        problems,
+        injects: inject_lines,
+        buckets,
+        outcomes,
+        messages,
+        message_outcomes,
+        manual_queue,
+        manual_total: manual.len() as u64,
+        approvals: findings.approvals,
+        gate,
+        escalations: findings.escalations,
+        delivery_estimates: findings.delivery,
+        previews: previews(playbook, templates, context, tenant),
+        forecast,
+        throttled,
+        writes,
+        writes_simulated: stage.simulated.is_some(),
+        users_chart,
+        messages_chart,
+        forecast_chart,
+    })
+}
+
+/// What the emulator's inspection API says about `what` (`stats`, `outbox`); null when it
+/// cannot be read.
+async fn inspect(inspect_url: &str, what: &str) -> serde_json::Value {
+    let fetch = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .ok()?;
+        client
+            .get(format!("{inspect_url}/{what}"))
+            .send()
+            .await
+            .ok()?
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+    };
+    fetch.await.unwrap_or_default()
+}
+
+/// Every (template, channel) the playbook sends, rendered for one sample user.
+fn previews(
+    playbook: &Playbook,
+    templates: &validate::Templates,
+    context: &Context,
+    tenant: &Tenant,
+) -> Vec<Preview> {
+    let mut used: Vec<(String, Channel)> = Vec::new();
+    let mut add = |template: &str, channels: &[Channel]| {
+        for c in channels {
+            let key = (template.to_owned(), *c);
+            if !used.contains(&key) {
+                used.push(key);
+            }
+        }
+    };
+    for step in &playbook.steps {
+        if let Step::Notify {
+            template, channels, ..
+        } = &step.step
+        {
+            add(template, channels);
+        }
+    }
+    let c = &playbook.communications;
+    for message in [&c.helpdesk_brief, &c.manual_queue, &c.soc_summary]
+        .into_iter()
+        .flatten()
+    {
+        add(&message.template, &message.channels);
+    }
+    let catalog = templates.catalog();
+    let org = tenant
+        .messaging
+        .as_ref()
+        .and_then(|m| m.organisation.clone())
+        .or_else(|| context.config.organisation.clone())
+        .unwrap_or_else(resetctl::comms::template::sample_organisation);
+    let person = resetctl::comms::context::Person::sample();
+    used.into_iter()
+        .filter(|(_, channel)| *channel != Channel::Webhook)
+        .map(|(template, channel)| {
+            let form = Form::for_channel(channel);
+            let meta = catalog.info(&template).and_then(|i| i.meta.as_ref().ok());
+            let rendered = match meta {
+                Some(meta) => super::render::render_one(
+                    &catalog,
+                    &template,
+                    meta.context,
+                    form,
+                    None,
+                    &org,
+                    &person,
+                    &person,
+                    false,
+                    meta.secret
+                        .map(resetctl::comms::context::SecretContext::sample),
+                ),
+                None => Err(format!("template {template} has no description")),
+            };
+            let (subject, body) = match rendered {
+                Ok(Content::Email { subject, text, .. }) => (subject, text),
+                Ok(Content::Sms { text }) => (String::new(), text),
+                Ok(Content::Card { card, summary }) => (
+                    summary,
+                    serde_json::to_string_pretty(&card).unwrap_or_default(),
+                ),
+                Ok(Content::Json(value)) => (
+                    String::new(),
+                    serde_json::to_string_pretty(&value).unwrap_or_default(),
+                ),
+                Err(e) => ("could not be rendered".into(), e),
+            };
+            Preview {
+                template,
+                form: form.as_str().to_owned(),
+                subject,
+                body,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_tenants_run_faster_so_the_exercise_stays_short() {
+        assert_eq!(default_time_scale(2_000), 133.0);
+        assert_eq!(default_time_scale(100), 60.0);
+        assert!(default_time_scale(10_000) > 600.0);
+    }
+}
