@@ -110,14 +110,19 @@ impl Context {
 fn os_identity() -> String {
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     let user = var("USER").or_else(|| var("LOGNAME")).unwrap_or_else(uid);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    let host = host_name().unwrap_or_else(|| "unknown-host".into());
+    format!("{user}@{host}")
+}
+
+/// This machine's name: the kernel's, else `$HOSTNAME` or `$COMPUTERNAME`.
+pub fn host_name() -> Option<String> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .or_else(|| var("HOSTNAME"))
         .or_else(|| var("COMPUTERNAME"))
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("{user}@{host}")
 }
 
 /// The process's uid as `uid N` (no libc call: the owner of `/proc/self`).

@@ -139,7 +139,10 @@ fn build(
                     roots: Arc::new(roots(ca_file.as_deref()).map_err(config)?),
                 },
             };
-            let host = hostname.clone().unwrap_or_else(machine_name);
+            let host = hostname
+                .clone()
+                .or_else(super::context::host_name)
+                .unwrap_or_else(|| "-".into());
             Arc::new(Syslog::new(name, address, transport, &host))
         }
         ForwardSink::Webhook { url, secret } => {
@@ -201,14 +204,4 @@ fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
         }
     }
     Ok(roots)
-}
-
-/// This machine's name for the syslog HOSTNAME field.
-fn machine_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "-".into())
 }

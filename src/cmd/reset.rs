@@ -14,6 +14,7 @@ use resetctl::serve::{ApiCredentials, ServeContext, ServeOptions, Server};
 use resetctl::verify::Outcome;
 use resetctl::verify::clock::{Clock, SystemClock};
 use resetctl::verify::runtime::{Ask, LinkMinter};
+use resetctl::verify::state::snake_name as snake;
 use resetctl::verify::store::RequestStore;
 use resetctl::verify::token::{TokenKey, TokenMinter, Tokens};
 use resetctl::verify::{Person, State};
@@ -366,14 +367,6 @@ fn describe(state: &State) -> String {
         }
         State::Refused { reason, .. } => format!("refused ({})", snake(reason)),
     }
-}
-
-/// A value's name in the flow's own snake_case, as the trail records it.
-fn snake<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// A request the runtime could not start: an unknown user is the operator's input; a

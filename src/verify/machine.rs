@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::action::{Action, AuditRecord, Channel, mask_email, mask_phone};
 use super::context::{Context, Person};
 use super::policy::Policy;
+use super::state::snake_name as snake;
 use super::state::{
     Approver, EscalationReason, Event, FirstStage, MfaStep, Outcome, PathBReason, PushAnswer,
     RefusalReason, State, StateName, Timer, Via,
@@ -602,14 +603,6 @@ fn within(times: &[Timestamp], now: Timestamp, window_secs: u64) -> usize {
 /// Seconds as a signed duration (saturating: a policy cannot overflow the clock).
 fn secs(s: u64) -> SignedDuration {
     SignedDuration::from_secs(i64::try_from(s).unwrap_or(i64::MAX / 2))
-}
-
-/// A serde enum's snake_case name.
-fn snake<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// One transition under construction: the actions so far and the audit fields.

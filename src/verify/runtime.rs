@@ -29,6 +29,7 @@ use super::context::{Context, Manager, Person};
 use super::facts::{Facts, FactsError};
 use super::machine::{Flow, StepError, step};
 use super::policy::Policy;
+use super::state::snake_name as snake;
 use super::state::{
     EscalationReason, Event, Outcome as Wanted, PushAnswer, State, StateName, Timer,
 };
@@ -1091,14 +1092,6 @@ fn message_key(request: &str, action: &str, template: &str) -> uuid::Uuid {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
-}
-
-/// A serde enum's snake_case name.
-fn snake<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

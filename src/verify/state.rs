@@ -181,12 +181,17 @@ impl State {
 
 impl std::fmt::Display for StateName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        f.write_str(&s)
+        f.write_str(&snake_name(self))
     }
+}
+
+/// The snake_case name a unit variant serialises to (`push_denied`): the one name the trail,
+/// the messages and the command line use for states, reasons and channels.
+pub fn snake_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// What happened, as the runtime reports it.
