@@ -195,7 +195,9 @@ mod tests {
 
     #[test]
     fn everyone_playbook_raises_both_size_guards() {
-        let text = everyone_playbook(10_000).unwrap();
+        let Ok(text) = everyone_playbook(10_000) else {
+            panic!("the playbook lost its guards")
+        };
         assert!(text.contains("max_users: 10000 "), "{text}");
         assert!(text.contains("max_fraction_of_tenant: 1.0 "), "{text}");
         assert!(!text.contains("max_users: 2000 "));
