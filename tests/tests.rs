@@ -30,6 +30,7 @@ mod tenants;
 mod throttle;
 mod tickets;
 mod tidy;
+mod triggers;
 mod verify;
 mod verify_mfa;
 mod verify_runtime;
