@@ -22,6 +22,7 @@ mod readiness;
 mod reset;
 mod resolve;
 mod runs;
+mod secrets;
 mod serve;
 mod sinks;
 mod tabletop;
