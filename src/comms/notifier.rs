@@ -30,7 +30,7 @@ use super::context::{
 use super::delivery::{Begun, DeliveryJournal, DeliveryKey, DeliveryRecord, DeliveryState};
 use super::message::{Address, Content, Outbound};
 use super::recipient::Contact;
-use super::template::{Catalog, Form};
+use super::template::{Catalog, Form, SecretKind};
 use crate::audit::{self, AuditHandle, Details, Event};
 use crate::config::Audience;
 use crate::directory::Directory;
@@ -59,6 +59,12 @@ pub trait Render: Send + Sync {
         context: &RunContext,
         key: uuid::Uuid,
     ) -> Result<Content, String>;
+
+    /// The secret `template` delivers, when the renderer knows: a user given both a
+    /// temporary password and a Temporary Access Pass gets each in the notice made for it.
+    fn secret_kind(&self, _template: &str) -> Option<SecretKind> {
+        None
+    }
 }
 
 /// The template catalogue renders for the notifier.
@@ -89,6 +95,10 @@ impl Render for Catalog {
             other => self.render(template, Form::for_channel(other), None, context),
         }
         .map_err(|e| e.to_string())
+    }
+
+    fn secret_kind(&self, template: &str) -> Option<SecretKind> {
+        self.info(template)?.meta.as_ref().ok()?.secret
     }
 }
 
@@ -409,6 +419,15 @@ impl CommsNotifier {
         Ok(contact)
     }
 
+    /// The secret `notice` delivers: the newest of the kind its template names, else the
+    /// newest the user was given.
+    fn secret_for<'n>(&self, notice: &'n Notice<'_>) -> Option<&'n UserSecret> {
+        match self.render.secret_kind(notice.template) {
+            Some(kind) => notice.secrets.iter().rev().find(|s| is_kind(s, kind)),
+            None => notice.secrets.last(),
+        }
+    }
+
     /// Send one channel of a notice.
     #[allow(clippy::too_many_arguments)]
     async fn leg(
@@ -471,7 +490,7 @@ impl CommsNotifier {
             incident: self.info.incident.clone(),
             actions: actions.clone(),
             secret: if carries {
-                notice.secrets.last().map(secret_context)
+                self.secret_for(notice).map(secret_context)
             } else {
                 None
             },
@@ -804,6 +823,20 @@ fn actions_taken(done: &[&Step], has_secret: bool) -> ActionsTaken {
     actions
 }
 
+/// Whether `secret` is of `kind`.
+fn is_kind(secret: &UserSecret, kind: SecretKind) -> bool {
+    matches!(
+        (secret, kind),
+        (
+            UserSecret::TemporaryPassword(_),
+            SecretKind::TemporaryPassword
+        ) | (
+            UserSecret::AccessPass { .. },
+            SecretKind::TemporaryAccessPass
+        )
+    )
+}
+
 /// A secret as the template sees it.
 fn secret_context(secret: &UserSecret) -> SecretContext {
     match secret {
@@ -971,6 +1004,11 @@ mod tests {
                 },
                 Channel::Webhook => Content::Json(serde_json::json!({ "text": text })),
             })
+        }
+
+        /// `tpl` delivers a temporary password, as `temporary-password-sms` does.
+        fn secret_kind(&self, template: &str) -> Option<SecretKind> {
+            (template == "tpl").then_some(SecretKind::TemporaryPassword)
         }
 
         fn run_level(
@@ -1142,6 +1180,32 @@ mod tests {
         let records = s.journal.deliveries("run-1").await.unwrap();
         assert_eq!(records.len(), 2);
         assert!(records.iter().all(|r| r.state == Some(DeliveryState::Sent)));
+    }
+
+    #[tokio::test]
+    async fn a_user_given_a_password_and_an_access_pass_gets_each_in_its_own_notice() {
+        let s = setup(directory(), false);
+        let alice = planned("alice@contoso.com");
+        // The password came first, the pass later: the password notice still carries the
+        // password, not the newest secret.
+        let mut secrets = password();
+        secrets.push(UserSecret::AccessPass {
+            pass: SecretString::from("Tap-Secret-999"),
+            lifetime_minutes: 60,
+            usable_once: true,
+        });
+        let delivery = s
+            .notifier
+            .notify(notice(&alice, &[Channel::Sms], Recipient::User, &secrets))
+            .await;
+        assert!(matches!(delivery, Delivery::Delivered(_)), "{delivery:?}");
+        let sms = s.sms.sent();
+        assert_eq!(
+            sms[0].content,
+            Content::Sms {
+                text: "tpl|alice@contoso.com|Tmp-Secret-123".into()
+            }
+        );
     }
 
     #[tokio::test]
