@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cursor::{self, Cursor};
+use super::lag::Lag;
 use super::sink::{Sink, SinkError};
 use crate::audit::{self, Key, Record};
 
@@ -74,6 +75,7 @@ pub struct Forwarder {
     trail: PathBuf,
     key: Option<Key>,
     cursor: PathBuf,
+    lag: Arc<Lag>,
 }
 
 impl Forwarder {
@@ -86,7 +88,14 @@ impl Forwarder {
             trail: trail.to_path_buf(),
             key,
             cursor,
+            lag: Arc::default(),
         }
+    }
+
+    /// Report this sink's lag into `lag` (shared with `resetctl serve`'s metrics).
+    pub fn with_lag(mut self, lag: Arc<Lag>) -> Self {
+        self.lag = lag;
+        self
     }
 
     /// The sink's name.
@@ -127,15 +136,30 @@ impl Forwarder {
             });
         }
         let mut sent = 0;
+        let behind = |sent: usize| {
+            let done = records[..sent]
+                .last()
+                .map(|r| r.seq)
+                .or(from.as_ref().filter(|_| !new_trail).map(|c| c.seq));
+            let oldest = records
+                .get(sent)
+                .and_then(|r| r.time.parse::<jiff::Timestamp>().ok());
+            (last_seq.saturating_sub(done.unwrap_or(0)), oldest)
+        };
+        let (records_behind, oldest) = behind(0);
+        self.lag.observe(records_behind, oldest);
         while sent < records.len() {
             let offered = &records[sent..(sent + self.sink.max_batch().max(1)).min(records.len())];
             let accepted = self
                 .sink
                 .send(offered)
                 .await
-                .map_err(|source| ForwardError::Sink {
-                    sink: self.sink.name().to_owned(),
-                    source,
+                .map_err(|source| {
+                    self.lag.failed();
+                    ForwardError::Sink {
+                        sink: self.sink.name().to_owned(),
+                        source,
+                    }
                 })?
                 .clamp(1, offered.len());
             let last = &offered[accepted - 1];
@@ -147,6 +171,9 @@ impl Forwarder {
             };
             cursor::store(&self.cursor, &cursor).map_err(|e| self.cursor_error(e))?;
             sent += accepted;
+            self.lag.delivered(accepted as u64);
+            let (records_behind, oldest) = behind(sent);
+            self.lag.observe(records_behind, oldest);
         }
         let done = records
             .last()
