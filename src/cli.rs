@@ -650,6 +650,9 @@ pub enum BenchTarget {
     /// Rendering messages (per second, peak memory) and delivering them into the emulated
     /// tenant's sinks at each channel's documented limit.
     Comms,
+    /// `resetctl serve`'s SOC side: audit records forwarded per second to a loopback syslog
+    /// receiver (TCP), and trigger intake latency under 100 concurrent webhooks.
+    Serve,
 }
 
 /// Arguments of `resetctl bench`.

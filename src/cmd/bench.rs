@@ -1,5 +1,8 @@
 //! `resetctl bench`: `emulator` here; `graph`, `run`, `plan` and `comms` in `bench/`.
 //!
+//! `resetctl bench serve`: trail forwarding to syslog and trigger intake, see
+//! `bench/serve.rs`.
+//!
 //! `resetctl bench emulator`: requests per second the emulated tenant sustains for
 //! `GET /users/{id}` and `PATCH /users/{id}` (passwordProfile) with throttling off, driven by
 //! concurrent HTTP clients over loopback. The emulator must never be the bottleneck of a
@@ -23,6 +26,7 @@ mod comms;
 mod graph;
 mod plan;
 mod run;
+mod serve;
 use crate::cli::{BenchArgs, BenchTarget, GlobalArgs, OutputFormat};
 
 /// Concurrent client tasks.
@@ -39,6 +43,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CmdResult {
         BenchTarget::Run => run::run(&mut figures, &args).await,
         BenchTarget::Plan => plan::run(&mut figures, args.n).await,
         BenchTarget::Comms => comms::run(&mut figures, args.n, args.time_scale).await,
+        BenchTarget::Serve => serve::run(&mut figures, args.n).await,
     }?;
     figures.finish();
     Ok(exit)
@@ -60,6 +65,7 @@ impl Figures {
                 BenchTarget::Run => "run",
                 BenchTarget::Plan => "plan",
                 BenchTarget::Comms => "comms",
+                BenchTarget::Serve => "serve",
             };
             let mut doc = serde_json::Map::new();
             doc.insert("bench".into(), name.into());

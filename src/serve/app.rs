@@ -175,13 +175,9 @@ async fn limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
 /// live on), and the headers of every response: nothing cached (a page holds a request's
 /// facts), no referrer (the token is in the URL), no framing, the page's CSP.
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let run = AssertUnwindSafe(next.run(request)).catch_unwind();
+    let run = contained(next.run(request));
     let mut response = match tokio::time::timeout(app.request_timeout, run).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(_)) => {
-            tracing::error!("a request handler panicked; answered 500");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-        }
+        Ok(response) => response,
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "the server did not finish this request in time\n",
@@ -205,9 +201,37 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     response
 }
 
+/// `handler`'s response, or a plain 500 if it panics (logged; the panic's message is not
+/// sent to the client).
+async fn contained(handler: impl Future<Output = Response>) -> Response {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("a request handler panicked; answered 500");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::origin_of;
+    use super::{contained, origin_of};
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500() {
+        let ok = contained(async { axum::response::IntoResponse::into_response("fine") }).await;
+        assert_eq!(ok.status(), 200);
+        let index: Vec<u8> = Vec::new();
+        let panicked = contained(async move {
+            let byte = index
+                .get(3)
+                .copied()
+                .unwrap_or_else(|| panic!("out of range"));
+            axum::response::IntoResponse::into_response(byte.to_string())
+        })
+        .await;
+        assert_eq!(panicked.status(), 500);
+    }
 
     #[test]
     fn origins_are_serialised_as_browsers_send_them() {

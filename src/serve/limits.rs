@@ -168,8 +168,9 @@ impl Limiter {
         if buckets.len() >= max {
             let mut seen: Vec<Instant> = buckets.values().map(|b| b.at).collect();
             seen.sort_unstable();
-            let cut = seen[(max / 10).min(seen.len() - 1)];
-            buckets.retain(|_, b| b.at > cut);
+            if let Some(&cut) = seen.get((max / 10).min(seen.len().saturating_sub(1))) {
+                buckets.retain(|_, b| b.at > cut);
+            }
         }
     }
 

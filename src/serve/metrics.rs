@@ -306,9 +306,20 @@ fn forwarding(page: &mut Exposition, telemetry: &Telemetry) {
     }
 }
 
+/// A family of two labels: name, type, help, label names, rows.
+type Labelled2<'a> = (
+    &'a str,
+    Kind,
+    &'a str,
+    [&'a str; 2],
+    &'a [(String, String, u64)],
+);
+/// A counter family of one label: name, help, label name, rows.
+type Labelled1<'a> = (&'a str, &'a str, &'a str, &'a [(String, u64)]);
+
 /// The run store's figures.
 fn store(page: &mut Exposition, stats: &StoreStats) {
-    let triples: [(&str, Kind, &str, [&str; 2], &Vec<(String, String, u64)>); 4] = [
+    let triples: [Labelled2<'_>; 4] = [
         (
             "resetctl_runs",
             Kind::Gauge,
@@ -344,7 +355,7 @@ fn store(page: &mut Exposition, stats: &StoreStats) {
             page.sample(name, &[(a, x), (b, y)], *n as f64);
         }
     }
-    let pairs: [(&str, &str, &str, &Vec<(String, u64)>); 4] = [
+    let pairs: [Labelled1<'_>; 4] = [
         (
             "resetctl_users_done_total",
             "Users of every run whose every journaled step has an outcome, by tenant.",
