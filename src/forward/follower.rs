@@ -268,3 +268,67 @@ fn read_after(
     .map_err(|e| ForwardError::Trail(e.to_string()))?;
     Ok((out, last_seq, trail_id, seen))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::audit::{AuditConfig, AuditHandle, Event, Outcome};
+
+    /// A sink that is down until told otherwise.
+    struct Flaky {
+        up: AtomicBool,
+    }
+
+    impl Sink for Flaky {
+        fn name(&self) -> &str {
+            "siem"
+        }
+
+        fn send<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<usize, SinkError>> {
+            Box::pin(async move {
+                if self.up.load(Ordering::SeqCst) {
+                    Ok(records.len())
+                } else {
+                    Err(SinkError::Unavailable("connection refused".into()))
+                }
+            })
+        }
+
+        fn max_batch(&self) -> usize {
+            2
+        }
+    }
+
+    #[tokio::test]
+    async fn the_lag_is_reported_through_an_outage_and_clears_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let trail = dir.path().join("audit.jsonl");
+        let audit = AuditHandle::open(&AuditConfig::new(&trail)).await.unwrap();
+        for i in 0..3 {
+            let event = Event::new("t", "x.y", format!("s{i}"), Outcome::Success).unwrap();
+            audit.record(event).await.unwrap();
+        }
+        audit.close().await.unwrap();
+        let sink = Arc::new(Flaky {
+            up: AtomicBool::new(false),
+        });
+        let lag = Arc::new(Lag::default());
+        let forwarder = Forwarder::new(sink.clone(), &trail, None, &dir.path().join("cursors"))
+            .with_lag(lag.clone());
+        assert!(forwarder.pass().await.is_err());
+        assert_eq!(lag.records(), 3);
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        assert!(lag.seconds_behind(later) >= 60.0);
+        assert_eq!(lag.failures_total(), 1);
+        sink.up.store(true, Ordering::SeqCst);
+        let pass = forwarder.pass().await.unwrap();
+        assert_eq!((pass.sent, pass.lag), (3, 0));
+        assert_eq!(lag.records(), 0);
+        assert_eq!(lag.seconds_behind(later), 0.0);
+        assert_eq!(lag.delivered_total(), 3);
+    }
+}
