@@ -653,6 +653,9 @@ pub enum BenchTarget {
     /// The README's tabletop exercise at 1,000, 10,000 and 100,000 demo users (or `--n`):
     /// wall time and peak memory.
     Tabletop,
+    /// `resetctl serve`'s SOC side: audit records forwarded per second to a loopback syslog
+    /// receiver (TCP), and trigger intake latency under 100 concurrent webhooks.
+    Serve,
 }
 
 /// Arguments of `resetctl bench`.

@@ -81,10 +81,11 @@ fn wants_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
 }
 
 /// Logs go to stderr so that stdout carries only results (`--output json` stays parseable).
-/// By default warnings and errors, and a run's progress lines (target `progress`, info).
+/// By default warnings and errors, a run's progress lines (target `progress`, info) and
+/// `resetctl serve`'s access log (target `access`, info: one event per request).
 fn init_logging(global: &cli::GlobalArgs) {
     let default_level = match (global.verbose, global.quiet) {
-        (0, 0) => "warn,progress=info",
+        (0, 0) => "warn,progress=info,access=info",
         (1, _) => "debug",
         (v, _) if v >= 2 => "trace",
         (_, 1) => "error",

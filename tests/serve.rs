@@ -35,6 +35,9 @@ use tokio::sync::oneshot;
 
 use crate::util::{TenantConfig, http, inspect, start_emulator, tenant_file_config};
 
+/// `/readyz`, `/metrics`, the access log and the rate limits, on this module's lab.
+mod observe;
+
 const SEED: u64 = 23;
 const MANAGER_MOBILE: &str = "+14255550199";
 const BEARER: &str = "api-token-for-the-portal-0001";
@@ -234,6 +237,7 @@ impl Lab {
         tweak(&mut options);
         let bound = Server::from_listener(listener, options, ctx).unwrap();
         assert_eq!(bound.local_addr(), addr);
+        let telemetry = bound.telemetry().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(bound.serve(async {
             let _ = stopped.await;
@@ -242,6 +246,7 @@ impl Lab {
             base,
             store,
             tokens,
+            telemetry,
             stop: Some(stop),
             task,
             http: reqwest::Client::builder()
@@ -290,6 +295,7 @@ struct Served {
     base: String,
     store: Arc<SqliteStore>,
     tokens: Tokens,
+    telemetry: resetctl::serve::Telemetry,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     http: reqwest::Client,
@@ -1248,7 +1254,17 @@ async fn two_hundred_concurrent_clients_open_pages_and_run_path_a() {
     use resetctl::serve::load::drive;
     const CLIENTS: usize = 200;
     let lab = Lab::with_approvers(CLIENTS).await;
-    let served = lab.serve().await;
+    // One address for every client: the per-client limits would refuse most of them.
+    let served = lab
+        .serve_with(|o| {
+            let wide = resetctl::serve::Limit {
+                burst: 100_000,
+                per_minute: 100_000,
+            };
+            o.rate_limits.pages = wide;
+            o.rate_limits.api = wide;
+        })
+        .await;
     let id = card_request(&lab, &served, Script::Approve).await;
     let approve = card_link(&lab, "approve", &id).await;
     let pages = drive(CLIENTS, CLIENTS, Duration::from_secs(60), |_| {

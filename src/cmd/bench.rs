@@ -1,6 +1,9 @@
 //! `resetctl bench`: `emulator` here; `graph`, `run`, `plan`, `comms` and `tabletop` in
 //! `bench/`.
 //!
+//! `resetctl bench serve`: trail forwarding to syslog and trigger intake, see
+//! `bench/serve.rs`.
+//!
 //! `resetctl bench emulator`: requests per second the emulated tenant sustains for
 //! `GET /users/{id}` and `PATCH /users/{id}` (passwordProfile) with throttling off, driven by
 //! concurrent HTTP clients over loopback. The emulator must never be the bottleneck of a
@@ -24,6 +27,7 @@ mod comms;
 mod graph;
 mod plan;
 mod run;
+mod serve;
 mod tabletop;
 use crate::cli::{BenchArgs, BenchTarget, GlobalArgs, OutputFormat};
 
@@ -42,6 +46,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CmdResult {
         BenchTarget::Plan => plan::run(&mut figures, args.n).await,
         BenchTarget::Comms => comms::run(&mut figures, args.n, args.time_scale).await,
         BenchTarget::Tabletop => tabletop::run(&mut figures, args.n).await,
+        BenchTarget::Serve => serve::run(&mut figures, args.n).await,
     }?;
     figures.finish();
     Ok(exit)
@@ -64,6 +69,7 @@ impl Figures {
                 BenchTarget::Plan => "plan",
                 BenchTarget::Comms => "comms",
                 BenchTarget::Tabletop => "tabletop",
+                BenchTarget::Serve => "serve",
             };
             let mut doc = serde_json::Map::new();
             doc.insert("bench".into(), name.into());

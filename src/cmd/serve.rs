@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use resetctl::serve::triggers::TriggerPlanner;
 use resetctl::serve::{
-    ApiCredentials, BearerHash, HmacKey, ServeContext, ServeOptions, Server, TlsFiles,
+    ApiCredentials, BearerHash, HmacKey, MetricsAccess, ServeContext, ServeOptions, Server,
+    TlsFiles,
 };
 use resetctl::verify::clock::{Clock, SystemClock};
 use resetctl::verify::token::{TokenMinter, Tokens};
@@ -35,10 +36,12 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
     // The demo tenant may be served without `serve:`: on loopback, with a key that lives as
     // long as this process (links die with it), and an API nobody can call.
     let mut demo_listener = None;
+    let mut guarded = None;
     let (listen, public_url, key, api, tls) = match (&context.config.serve, demo_only) {
         (Some(serve), _) => {
             let listen = args.bind.unwrap_or(serve.listen);
             let key = super::reset::token_key(serve, &context)?;
+            guarded = Some((serve.metrics, serve.rate_limits));
             (
                 listen,
                 serve.public_url.clone(),
@@ -97,6 +100,15 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
     let triggers = triggers(&context, &tenants, &store, &trail, &catalog)?;
     let mut options = ServeOptions::new(listen, &public_url, api);
     options.tls = tls.map(|(cert, key)| TlsFiles { cert, key });
+    options.run_store = Some(store.path().to_path_buf());
+    match guarded {
+        Some((metrics, rate_limits)) => {
+            options.metrics = metrics;
+            options.rate_limits = rate_limits;
+        }
+        // The demo's API takes no credentials, so its metrics are for this machine only.
+        None => options.metrics = MetricsAccess::Loopback,
+    }
     let ctx = ServeContext {
         runtimes,
         tokens,
@@ -120,6 +132,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
     let forwarders = super::forward::forwarders(&context, &[])?;
     let mut forwarding = Vec::new();
     for forwarder in forwarders {
+        let lag = bound.telemetry().forward_lag(forwarder.name());
+        let forwarder = forwarder.with_lag(lag);
         let mut stop = stop_rx.clone();
         forwarding.push(tokio::spawn(async move {
             let name = forwarder.name().to_owned();

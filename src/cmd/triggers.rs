@@ -348,13 +348,15 @@ impl Inner {
                 .map_err(|e| failed(e.to_string()))?;
             // Both the rule and the playbook as loaded must allow it: a trigger never stands
             // in for an approver.
-            let executes = rule.rule.execute && approvals_required == 0;
+            // An incident naming exactly the accounts of a plan still waiting gets that plan
+            // (it is the same remediation): nothing new is created or started for it.
+            let executes = rule.rule.execute && approvals_required == 0 && !planned.reused;
             let triggered = Triggered {
                 run: planned.run.id.to_string(),
                 playbook,
                 tenant: tenant.name.clone(),
                 approvals_required,
-                created: true,
+                created: !planned.reused,
                 executing: executes,
                 state: if executes {
                     RunStatus::Running.as_str().to_owned()

@@ -11,6 +11,12 @@
 //!   api:
 //!     bearer_sha256: [9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08]
 //!     hmac_key_env: RESETCTL_API_HMAC            # or hmac_key_file
+//!   metrics: bearer                              # or loopback, public
+//!   rate_limits:                                 # per client address; these are the defaults
+//!     pages: { burst: 30, per_minute: 30 }
+//!     api: { burst: 120, per_minute: 600 }
+//!     triggers: { burst: 200, per_minute: 600 }
+//!     max_clients: 10000
 //! ```
 
 use std::net::SocketAddr;
@@ -23,6 +29,7 @@ use super::ConfigError;
 use super::channels::{SecretSource, invalid, refuse, required_secret, service_url};
 use super::channels_raw::Refused;
 use super::tenant::resolve;
+use crate::serve::{Limit, MetricsAccess, RateLimits};
 
 /// `serve:`.
 #[derive(Debug, Deserialize)]
@@ -40,8 +47,30 @@ pub(crate) struct RawServe {
     pub token_key_file: Option<PathBuf>,
     /// The request API's credentials.
     pub api: Option<Spanned<RawApi>>,
+    /// Who may read `/metrics`: `bearer` (default), `loopback` or `public`.
+    pub metrics: Option<Spanned<String>>,
+    /// Per-client rate limits.
+    pub rate_limits: Option<RawRateLimits>,
     /// Refused: an inline key.
     pub token_key: Refused,
+}
+
+/// `serve.rate_limits`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimits {
+    pub pages: Option<Spanned<RawLimit>>,
+    pub api: Option<Spanned<RawLimit>>,
+    pub triggers: Option<Spanned<RawLimit>>,
+    pub max_clients: Option<Spanned<u64>>,
+}
+
+/// One route class's limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimit {
+    pub burst: u32,
+    pub per_minute: u32,
 }
 
 /// `serve.tls`.
@@ -86,6 +115,10 @@ pub struct ServeSection {
     pub bearer_sha256: Vec<String>,
     /// Where the request API's HMAC key comes from, if signed requests are accepted.
     pub hmac_key: Option<SecretSource>,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+    /// Per-client rate limits.
+    pub rate_limits: RateLimits,
 }
 
 /// Where `serve` listens when `listen` is absent.
@@ -171,6 +204,26 @@ impl ServeSection {
                 (digests, hmac)
             }
         };
+        let metrics = match raw.metrics {
+            None => MetricsAccess::default(),
+            Some(m) => match m.value.as_str() {
+                "bearer" => MetricsAccess::Bearer,
+                "loopback" => MetricsAccess::Loopback,
+                "public" => MetricsAccess::Public,
+                _ => {
+                    return Err(invalid(
+                        "serve.metrics: `bearer` (the API's bearer tokens), `loopback` (local \
+                         clients only) or `public`"
+                            .into(),
+                        &m.referenced,
+                    ));
+                }
+            },
+        };
+        let rate_limits = match raw.rate_limits {
+            None => RateLimits::default(),
+            Some(raw) => rate_limits(raw)?,
+        };
         Ok(ServeSection {
             listen,
             public_url,
@@ -178,8 +231,42 @@ impl ServeSection {
             token_key,
             bearer_sha256,
             hmac_key,
+            metrics,
+            rate_limits,
         })
     }
+}
+
+/// `serve.rate_limits`, each class defaulting on its own.
+fn rate_limits(raw: RawRateLimits) -> Result<RateLimits, ConfigError> {
+    let defaults = RateLimits::default();
+    let limit = |name: &str, raw: Option<Spanned<RawLimit>>, default: Limit| match raw {
+        None => Ok(default),
+        Some(l) if l.value.burst == 0 || l.value.per_minute == 0 => Err(invalid(
+            format!("serve.rate_limits.{name}: burst and per_minute must be at least 1"),
+            &l.referenced,
+        )),
+        Some(l) => Ok(Limit {
+            burst: l.value.burst,
+            per_minute: l.value.per_minute,
+        }),
+    };
+    let max_clients = match raw.max_clients {
+        None => defaults.max_clients,
+        Some(m) if m.value == 0 || m.value > 10_000_000 => {
+            return Err(invalid(
+                "serve.rate_limits.max_clients: between 1 and 10000000".into(),
+                &m.referenced,
+            ));
+        }
+        Some(m) => m.value as usize,
+    };
+    Ok(RateLimits {
+        pages: limit("pages", raw.pages, defaults.pages)?,
+        api: limit("api", raw.api, defaults.api)?,
+        triggers: limit("triggers", raw.triggers, defaults.triggers)?,
+        max_clients,
+    })
 }
 
 #[cfg(test)]
@@ -214,6 +301,29 @@ mod tests {
         );
         assert_eq!(s.bearer_sha256[0], s.bearer_sha256[0].to_ascii_lowercase());
         assert_eq!(s.hmac_key, Some(SecretSource::Env("API_HMAC".into())));
+        assert_eq!(s.metrics, crate::serve::MetricsAccess::Bearer);
+        assert_eq!(s.rate_limits, crate::serve::RateLimits::default());
+    }
+
+    #[test]
+    fn metrics_access_and_rate_limits_are_read_class_by_class() {
+        let c = parse(
+            "serve:\n  public_url: https://a.example\n  token_key_env: K\n  metrics: loopback\n  \
+             rate_limits:\n    triggers: { burst: 5, per_minute: 60 }\n    max_clients: 100\n",
+        )
+        .unwrap();
+        let s = c.serve.unwrap();
+        assert_eq!(s.metrics, crate::serve::MetricsAccess::Loopback);
+        let defaults = crate::serve::RateLimits::default();
+        assert_eq!(s.rate_limits.pages, defaults.pages);
+        assert_eq!(
+            s.rate_limits.triggers,
+            crate::serve::Limit {
+                burst: 5,
+                per_minute: 60
+            }
+        );
+        assert_eq!(s.rate_limits.max_clients, 100);
     }
 
     #[test]
@@ -239,6 +349,16 @@ mod tests {
             (
                 "serve:\n  public_url: https://a.example\n  token_key_env: K\n  api:\n    \
                  bearer_sha256: [abc]\n",
+                ":5:",
+            ),
+            // An access mode that does not exist, and a limit of nothing.
+            (
+                "serve:\n  public_url: https://a.example\n  token_key_env: K\n  metrics: open\n",
+                ":4:",
+            ),
+            (
+                "serve:\n  public_url: https://a.example\n  token_key_env: K\n  rate_limits:\n    \
+                 api: { burst: 0, per_minute: 5 }\n",
                 ":5:",
             ),
             // Plain http to a public name.

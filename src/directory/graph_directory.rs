@@ -246,6 +246,10 @@ impl Directory for GraphDirectory {
         }
     }
 
+    fn app_stats(&self) -> Vec<crate::graph::AppStats> {
+        self.client.app_stats()
+    }
+
     fn list_users(&self, query: UserQuery) -> ItemStream<'_, User> {
         let select = query
             .select

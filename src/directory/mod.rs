@@ -165,6 +165,12 @@ pub trait Directory: Send + Sync {
         DirectoryStats::default()
     }
 
+    /// Per app of the credential pool: write requests and 429s so far (`resetctl serve`'s
+    /// `/metrics`). Empty for a directory that counts nothing.
+    fn app_stats(&self) -> Vec<crate::graph::AppStats> {
+        Vec::new()
+    }
+
     /// When this runner wrote to the tenant recently (the run store's journal, across runs
     /// and processes), so the directory's throttling starts from how full Graph's write
     /// buckets really are instead of assuming them full. Nothing for a directory that is

@@ -178,6 +178,9 @@ pub struct PlannedRun {
     pub out: PathBuf,
     /// Whether files already in `out` are replaced ([`out_files`]).
     pub on_existing: report::Existing,
+    /// Whether planning found this very plan already stored and waiting (`planned`), and
+    /// returned that run instead of a new one, so approvals gathered for it still count.
+    pub reused: bool,
 }
 
 /// A run's files in its own folder under the data directory are the run's, refreshed when
@@ -207,6 +210,7 @@ impl PlannedRun {
             run,
             out,
             on_existing,
+            reused: false,
         }
     }
 }
@@ -407,6 +411,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             let (plan, out) = (Arc::clone(&plan), out.clone());
             move || write_plan_files(&plan, &out, on_existing)
         });
+        let reused = existing.is_some();
         let run = match existing {
             Some(mut run) => {
                 let ticket = self.ticket.as_ref().map(|t| t.as_str().to_owned());
@@ -447,7 +452,10 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             path: out.clone(),
             message: e.to_string(),
         })??;
-        Ok(PlannedRun::of(source, plan, run, out, on_existing))
+        Ok(PlannedRun {
+            reused,
+            ..PlannedRun::of(source, plan, run, out, on_existing)
+        })
     }
 
     /// Users that runs on `tenant` wrote to within the playbook's window, by lower-case id.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::cursor::{self, Cursor};
+use super::lag::Lag;
 use super::sink::{Sink, SinkError};
 use crate::audit::{self, Key, Record};
 
@@ -74,6 +75,7 @@ pub struct Forwarder {
     trail: PathBuf,
     key: Option<Key>,
     cursor: PathBuf,
+    lag: Arc<Lag>,
 }
 
 impl Forwarder {
@@ -86,7 +88,14 @@ impl Forwarder {
             trail: trail.to_path_buf(),
             key,
             cursor,
+            lag: Arc::default(),
         }
+    }
+
+    /// Report this sink's lag into `lag` (shared with `resetctl serve`'s metrics).
+    pub fn with_lag(mut self, lag: Arc<Lag>) -> Self {
+        self.lag = lag;
+        self
     }
 
     /// The sink's name.
@@ -127,15 +136,30 @@ impl Forwarder {
             });
         }
         let mut sent = 0;
+        let behind = |sent: usize| {
+            let done = records[..sent]
+                .last()
+                .map(|r| r.seq)
+                .or(from.as_ref().filter(|_| !new_trail).map(|c| c.seq));
+            let oldest = records
+                .get(sent)
+                .and_then(|r| r.time.parse::<jiff::Timestamp>().ok());
+            (last_seq.saturating_sub(done.unwrap_or(0)), oldest)
+        };
+        let (records_behind, oldest) = behind(0);
+        self.lag.observe(records_behind, oldest);
         while sent < records.len() {
             let offered = &records[sent..(sent + self.sink.max_batch().max(1)).min(records.len())];
             let accepted = self
                 .sink
                 .send(offered)
                 .await
-                .map_err(|source| ForwardError::Sink {
-                    sink: self.sink.name().to_owned(),
-                    source,
+                .map_err(|source| {
+                    self.lag.failed();
+                    ForwardError::Sink {
+                        sink: self.sink.name().to_owned(),
+                        source,
+                    }
                 })?
                 .clamp(1, offered.len());
             let last = &offered[accepted - 1];
@@ -147,6 +171,9 @@ impl Forwarder {
             };
             cursor::store(&self.cursor, &cursor).map_err(|e| self.cursor_error(e))?;
             sent += accepted;
+            self.lag.delivered(accepted as u64);
+            let (records_behind, oldest) = behind(sent);
+            self.lag.observe(records_behind, oldest);
         }
         let done = records
             .last()
@@ -240,4 +267,68 @@ fn read_after(
     })
     .map_err(|e| ForwardError::Trail(e.to_string()))?;
     Ok((out, last_seq, trail_id, seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::audit::{AuditConfig, AuditHandle, Event, Outcome};
+
+    /// A sink that is down until told otherwise.
+    struct Flaky {
+        up: AtomicBool,
+    }
+
+    impl Sink for Flaky {
+        fn name(&self) -> &str {
+            "siem"
+        }
+
+        fn send<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<usize, SinkError>> {
+            Box::pin(async move {
+                if self.up.load(Ordering::SeqCst) {
+                    Ok(records.len())
+                } else {
+                    Err(SinkError::Unavailable("connection refused".into()))
+                }
+            })
+        }
+
+        fn max_batch(&self) -> usize {
+            2
+        }
+    }
+
+    #[tokio::test]
+    async fn the_lag_is_reported_through_an_outage_and_clears_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let trail = dir.path().join("audit.jsonl");
+        let audit = AuditHandle::open(&AuditConfig::new(&trail)).await.unwrap();
+        for i in 0..3 {
+            let event = Event::new("t", "x.y", format!("s{i}"), Outcome::Success).unwrap();
+            audit.record(event).await.unwrap();
+        }
+        audit.close().await.unwrap();
+        let sink = Arc::new(Flaky {
+            up: AtomicBool::new(false),
+        });
+        let lag = Arc::new(Lag::default());
+        let forwarder = Forwarder::new(sink.clone(), &trail, None, &dir.path().join("cursors"))
+            .with_lag(lag.clone());
+        assert!(forwarder.pass().await.is_err());
+        assert_eq!(lag.records(), 3);
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        assert!(lag.seconds_behind(later) >= 60.0);
+        assert_eq!(lag.failures_total(), 1);
+        sink.up.store(true, Ordering::SeqCst);
+        let pass = forwarder.pass().await.unwrap();
+        assert_eq!((pass.sent, pass.lag), (3, 0));
+        assert_eq!(lag.records(), 0);
+        assert_eq!(lag.seconds_behind(later), 0.0);
+        assert_eq!(lag.delivered_total(), 3);
+    }
 }

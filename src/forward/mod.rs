@@ -6,8 +6,10 @@
 pub mod cursor;
 pub mod follower;
 pub mod http;
+pub mod lag;
 pub mod sink;
 pub mod syslog;
 
 pub use follower::{ForwardError, Forwarder, Pass};
+pub use lag::Lag;
 pub use sink::{Sink, SinkError};

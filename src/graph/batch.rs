@@ -378,12 +378,12 @@ impl GraphClient {
                 .with_request(req.describe()))),
                 Some(item) => {
                     throttled_items += u64::from(item.status == 429);
-                    classify(req, item, &mut longest_retry)
+                    classify(req, item, response.app, &mut longest_retry)
                 }
             };
             out.push((i, round));
         }
-        self.count_throttled(throttled_items);
+        self.count_throttled(response.app, throttled_items);
         if let Some(retry_after) = longest_retry {
             self.governor().throttled(bucket, retry_after);
         }
@@ -395,6 +395,7 @@ impl GraphClient {
 fn classify(
     req: &Request,
     item: ItemResponse,
+    app: usize,
     longest_retry: &mut Option<Option<Duration>>,
 ) -> Round {
     let request_id = item_header(&item.headers, "request-id")
@@ -422,6 +423,7 @@ fn classify(
                 resource_units,
                 headers,
                 body: body_bytes,
+                app,
             }))
         }
         429 => {

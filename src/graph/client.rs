@@ -14,7 +14,7 @@ use super::error::{GraphError, GraphErrorKind};
 use super::request::{Request, Response};
 use super::transport;
 use crate::config::{ConfigError, ConfigErrorKind, Env, TenantSettings};
-use crate::throttle::{Quotas, TenantGovernor, full_jitter, parse_retry_after};
+use crate::throttle::{Bucket, Quotas, TenantGovernor, full_jitter, parse_retry_after};
 
 /// Retry and timeout policy of a client.
 #[derive(Debug, Clone)]
@@ -76,6 +76,27 @@ struct Inner {
     options: ClientOptions,
     /// Responses answered 429 so far (see [`ClientStats::throttled`]).
     throttled: AtomicU64,
+    /// Per app of the pool (index = `Permit::app`): write requests sent and 429s.
+    per_app: Vec<AppCounters>,
+}
+
+/// One app's counters.
+#[derive(Default)]
+struct AppCounters {
+    writes: AtomicU64,
+    throttled: AtomicU64,
+}
+
+/// What one app of a tenant's credential pool has counted since the client was built:
+/// exported by `resetctl serve`'s `/metrics`, so a SOC sees which app Graph pushes back on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AppStats {
+    /// The app's client id (an identifier, not a credential).
+    pub client_id: String,
+    /// Write requests sent with this app's token (a `$batch` counts its items).
+    pub writes: u64,
+    /// Responses to this app's requests answered 429, `$batch` items included.
+    pub throttled: u64,
 }
 
 /// What a client has counted since it was built: shown on a run's progress line and in its
@@ -141,6 +162,7 @@ impl GraphClient {
                 "a tenant needs at least one app credential",
             ));
         }
+        let app_count = apps.len();
         let url = reqwest::Url::parse(graph_url)
             .map_err(|e| GraphError::new(GraphErrorKind::Config, format!("bad graph_url: {e}")))?;
         Ok(GraphClient {
@@ -152,6 +174,7 @@ impl GraphClient {
                 governor,
                 options,
                 throttled: AtomicU64::new(0),
+                per_app: (0..app_count).map(|_| AppCounters::default()).collect(),
             }),
         })
     }
@@ -205,9 +228,28 @@ impl GraphClient {
         }
     }
 
-    /// Counts `n` responses answered 429 (`$batch` items are counted by the batch code).
-    pub(super) fn count_throttled(&self, n: u64) {
+    /// Per app of the pool, in app order: write requests and 429s since the client was
+    /// built.
+    pub fn app_stats(&self) -> Vec<AppStats> {
+        self.inner
+            .apps
+            .iter()
+            .zip(&self.inner.per_app)
+            .map(|(source, counters)| AppStats {
+                client_id: source.client_id().to_owned(),
+                writes: counters.writes.load(Ordering::Relaxed),
+                throttled: counters.throttled.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Counts `n` responses to `app`'s requests answered 429 (`$batch` items are counted by
+    /// the batch code).
+    pub(super) fn count_throttled(&self, app: usize, n: u64) {
         self.inner.throttled.fetch_add(n, Ordering::Relaxed);
+        if let Some(counters) = self.inner.per_app.get(app) {
+            counters.throttled.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// The Graph base URL.
@@ -289,6 +331,13 @@ impl GraphClient {
                 builder = builder
                     .header(CONTENT_TYPE, req.content_type())
                     .body(body.to_vec());
+            }
+            if charge.bucket == Bucket::DirectoryWrite
+                && let Some(counters) = inner.per_app.get(app)
+            {
+                counters
+                    .writes
+                    .fetch_add(u64::from(charge.cost.max(1)), Ordering::Relaxed);
             }
             let sent = builder.send().instrument(span.clone()).await;
             let response = match sent {
@@ -389,11 +438,12 @@ impl GraphClient {
                         resource_units: ru,
                         headers,
                         body,
+                        app,
                     });
                 }
                 429 => {
                     throttled += 1;
-                    self.count_throttled(1);
+                    self.count_throttled(app, 1);
                     let wait = permit.throttled(retry_after);
                     if throttled > inner.options.max_throttle_retries {
                         let mut err = GraphError::from_response(status, &body, request_id)

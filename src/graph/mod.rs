@@ -31,7 +31,7 @@ pub mod transport;
 pub use auth::{AppCredential, CertificateCredential, ClientAuth, TokenSource};
 pub use batch::{BatchItem, BatchOutcome};
 pub use claims::AccessClaims;
-pub use client::{ClientOptions, ClientStats, GraphClient, http_client};
+pub use client::{AppStats, ClientOptions, ClientStats, GraphClient, http_client};
 pub use error::{GraphError, GraphErrorKind};
 pub use paging::MAX_PAGE_SIZE;
 pub use request::{Request, Response};

@@ -324,6 +324,8 @@ pub struct Response {
     pub headers: HeaderMap,
     /// Body bytes.
     pub(crate) body: Vec<u8>,
+    /// The index of the pool's app that sent the request (per-app counters).
+    pub(crate) app: usize,
 }
 
 impl fmt::Debug for Response {

@@ -1,22 +1,31 @@
-//! The router and what every response goes through: the security headers, the body limit
-//! and the per-request deadline.
+//! The router and what every request goes through, outermost first: the access log (one
+//! `access` event per request, with a request id), the per-client rate limit, then the
+//! deadline, a panic turned into a 500, the body limit and the security headers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::FutureExt as _;
+use tracing::Instrument as _;
 
 use super::auth::ApiCredentials;
 use super::csrf::{CookieKind, CsrfKey};
+use super::limits::{Class, Limiter};
+use super::metrics::MetricsAccess;
 use super::options::ServeContext;
 use super::pages::Pages;
-use super::{api, links, triggers};
+use super::ready::ReadyCache;
+use super::telemetry::Telemetry;
+use super::{api, links, metrics, ready, triggers};
 
 /// The peer of a connection, put into each of its requests by the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +42,18 @@ pub(crate) struct App {
     pub origin: String,
     pub api: ApiCredentials,
     pub request_timeout: Duration,
+    /// The in-process counters.
+    pub telemetry: Telemetry,
+    /// The per-client buckets.
+    pub limiter: Limiter,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
+    /// The run store's file, read for `/metrics` (none: its families are left out).
+    pub run_store: Option<PathBuf>,
+    /// The last readiness answer.
+    pub ready: ReadyCache,
+    /// How long a readiness answer is reused.
+    pub ready_ttl: Duration,
 }
 
 /// The origin of `base` as browsers serialise it.
@@ -52,6 +73,8 @@ pub(crate) fn origin_of(base: &str) -> Option<String> {
 pub(crate) fn router(app: Arc<App>, body_limit: usize) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready::show))
+        .route("/metrics", get(metrics::show))
         .route(
             "/approve/{request}/{token}",
             get(links::open_approve).post(links::answer_approve),
@@ -70,13 +93,91 @@ pub(crate) fn router(app: Arc<App>, body_limit: usize) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(middleware::from_fn_with_state(app.clone(), limit))
+        .layer(middleware::from_fn_with_state(app.clone(), access))
         .with_state(app)
 }
 
-/// The deadline, and the headers of every response: nothing cached (a page holds a
-/// request's facts), no referrer (the token is in the URL), no framing, the page's CSP.
+/// The client's address: the TCP peer's.
+fn peer_ip(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<Peer>()
+        .map(|Peer(addr)| addr.ip().to_canonical())
+}
+
+/// One `access` event per request: method, route template (never the raw path: an approval
+/// link's path holds its token), status, latency, client address and a request id, which
+/// also goes back in `X-Request-Id` and onto every event logged while the request ran.
+/// Headers, query strings and bodies are never logged. Counts the request for `/metrics`.
+async fn access(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let trigger = (route == "/v1/triggers/{source}").then(|| {
+        let path = request.uri().path();
+        path.rsplit('/').next().unwrap_or_default().to_owned()
+    });
+    let client = peer_ip(&request);
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = next.run(request).instrument(span).await;
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: "access",
+        method = %method,
+        route = %route,
+        status,
+        latency_ms,
+        client_ip = %client.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+        request_id = %request_id,
+        "request"
+    );
+    app.telemetry.request(&route, method.as_str(), status);
+    if let Some(source) = trigger {
+        app.telemetry.trigger(&source, status);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The per-client rate limit of the request's route class: 429 with `Retry-After` (whole
+/// seconds, at least one) once the client's bucket is empty.
+async fn limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let class = Class::of(request.uri().path());
+    let Some(ip) = peer_ip(&request) else {
+        return next.run(request).await;
+    };
+    match app.limiter.check(ip, class, Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            app.telemetry.limited(class.as_str());
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests from this address; retry in {secs} s\n"),
+            )
+                .into_response();
+            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+/// The deadline, a panicking handler answered with a 500 (the connection and the server
+/// live on), and the headers of every response: nothing cached (a page holds a request's
+/// facts), no referrer (the token is in the URL), no framing, the page's CSP.
 async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let mut response = match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+    let run = contained(next.run(request));
+    let mut response = match tokio::time::timeout(app.request_timeout, run).await {
         Ok(response) => response,
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -101,9 +202,37 @@ async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Res
     response
 }
 
+/// `handler`'s response, or a plain 500 if it panics (logged; the panic's message is not
+/// sent to the client).
+async fn contained(handler: impl Future<Output = Response>) -> Response {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("a request handler panicked; answered 500");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::origin_of;
+    use super::{contained, origin_of};
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500() {
+        let ok = contained(async { axum::response::IntoResponse::into_response("fine") }).await;
+        assert_eq!(ok.status(), 200);
+        let index: Vec<u8> = Vec::new();
+        let panicked = contained(async move {
+            let byte = index
+                .get(3)
+                .copied()
+                .unwrap_or_else(|| panic!("out of range"));
+            axum::response::IntoResponse::into_response(byte.to_string())
+        })
+        .await;
+        assert_eq!(panicked.status(), 500);
+    }
 
     #[test]
     fn origins_are_serialised_as_browsers_send_them() {

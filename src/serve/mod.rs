@@ -6,7 +6,10 @@
 //!   the token and applies the answer to the request's tenant runtime ([`links`]).
 //! - The request API for portals (`POST /v1/requests`, `GET /v1/requests/{id}`), behind a
 //!   bearer token or an HMAC-signed body ([`auth`]).
-//! - `GET /healthz`.
+//! - `GET /healthz` (liveness), `GET /readyz` (the store and every tenant answer,
+//!   [`ready`]), `GET /metrics` (Prometheus text format, [`metrics`]).
+//! - Around every request: an access log event, a per-client rate limit ([`limits`]), a
+//!   deadline, a body limit.
 //! - In the background, per tenant: the actions a crash left undone, then the timer loop.
 //!
 //! [`Server::bind`] takes inert [`ServeOptions`] and the live [`ServeContext`];
@@ -16,14 +19,21 @@ mod api;
 mod app;
 pub mod auth;
 pub mod csrf;
+pub mod limits;
 mod links;
 pub mod load;
+pub mod metrics;
 pub mod options;
 pub mod pages;
+mod ready;
 mod server;
+pub mod telemetry;
 pub mod tls;
 pub mod triggers;
 
 pub use auth::{ApiCredentials, BearerHash, HmacKey};
+pub use limits::{Limit, RateLimits};
+pub use metrics::MetricsAccess;
 pub use options::{ServeContext, ServeOptions, TlsFiles};
 pub use server::{Bound, ServeError, Server};
+pub use telemetry::Telemetry;

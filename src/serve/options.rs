@@ -14,6 +14,8 @@ use crate::verify::store::RequestStore;
 use crate::verify::token::Tokens;
 
 use super::auth::ApiCredentials;
+use super::limits::RateLimits;
+use super::metrics::MetricsAccess;
 
 /// The PEM files of the server's TLS identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +48,22 @@ pub struct ServeOptions {
     pub timer_tick: Duration,
     /// Who may call `/v1/`.
     pub api: ApiCredentials,
+    /// Per-client rate limits by route class.
+    pub rate_limits: RateLimits,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+    /// The run store's SQLite file, read (read-only) for `/metrics`; none leaves the run
+    /// store's families out.
+    pub run_store: Option<PathBuf>,
+    /// How long a `/readyz` answer is reused before the store and tenants are probed again.
+    pub ready_ttl: Duration,
 }
 
 impl ServeOptions {
     /// Options with the defaults for everything but the address, the public URL and the API
-    /// credentials: 64 KiB bodies, 30 s per request, 10 s drain, timers looked at every 5 s.
+    /// credentials: 64 KiB bodies, 30 s per request, 10 s drain, timers looked at every 5 s,
+    /// the default rate limits, `/metrics` behind the API's bearer tokens, readiness
+    /// re-probed at most every 5 s.
     pub fn new(listen: SocketAddr, public_base_url: &str, api: ApiCredentials) -> ServeOptions {
         ServeOptions {
             listen,
@@ -61,6 +74,10 @@ impl ServeOptions {
             drain_timeout: Duration::from_secs(10),
             timer_tick: Duration::from_secs(5),
             api,
+            rate_limits: RateLimits::default(),
+            metrics: MetricsAccess::default(),
+            run_store: None,
+            ready_ttl: Duration::from_secs(5),
         }
     }
 }

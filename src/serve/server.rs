@@ -27,8 +27,11 @@ use tokio_rustls::TlsAcceptor;
 
 use super::app::{App, Peer, origin_of, router};
 use super::csrf::{CookieKind, CsrfKey};
+use super::limits::Limiter;
 use super::options::{ServeContext, ServeOptions};
 use super::pages::{PageError, Pages};
+use super::ready::ReadyCache;
+use super::telemetry::Telemetry;
 use super::tls::{TlsError, acceptor};
 use crate::verify::clock::Clock;
 use crate::verify::runtime::Runtime;
@@ -80,6 +83,7 @@ pub struct Server;
 pub struct Bound {
     listener: TcpListener,
     router: Router,
+    telemetry: Telemetry,
     tls: Option<TlsAcceptor>,
     ctx: ServeContext,
     timer_tick: Duration,
@@ -141,10 +145,18 @@ impl Server {
                 .ok_or_else(|| ServeError::BaseUrl(options.public_base_url.clone()))?,
             api: options.api.clone(),
             request_timeout: options.request_timeout,
+            telemetry: Telemetry::default(),
+            limiter: Limiter::new(options.rate_limits),
+            metrics_access: options.metrics,
+            run_store: options.run_store.clone(),
+            ready: ReadyCache::default(),
+            ready_ttl: options.ready_ttl,
         });
+        let telemetry = app.telemetry.clone();
         Ok(Bound {
             listener,
             router: router(app, options.body_limit),
+            telemetry,
             tls,
             ctx,
             timer_tick: options.timer_tick,
@@ -172,6 +184,12 @@ impl Bound {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The server's counters: hand its forwarders their lag gauges
+    /// ([`Telemetry::forward_lag`]) so `/metrics` shows them.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// Serve until `shutdown` resolves, then drain (see the module documentation).

@@ -93,7 +93,9 @@ pub struct Triggered {
     pub tenant: String,
     /// Approvals the playbook requires before execution.
     pub approvals_required: u32,
-    /// False when this incident had already made this run (a retried webhook).
+    /// False when no run was made for this call: the incident had already made it (a
+    /// retried webhook), or another incident naming the same accounts left the same plan
+    /// waiting (one remediation, not two).
     pub created: bool,
     /// True when this call started the run's execution (in the background).
     pub executing: bool,

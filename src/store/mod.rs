@@ -24,6 +24,7 @@
 mod open_runs;
 mod schema;
 mod sqlite;
+pub mod stats;
 mod timed;
 mod verify_requests;
 mod verify_tokens;

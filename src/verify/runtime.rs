@@ -178,6 +178,11 @@ impl Runtime {
         }
     }
 
+    /// The tenant's directory (the server's readiness probe and metrics read it).
+    pub fn directory(&self) -> &Arc<dyn Directory> {
+        &self.inner.directory
+    }
+
     /// Start a request: look the user and their manager up in the directory, read the
     /// user's earlier requests of the last hour from the store, store the request and apply
     /// `start`. The request's id.
