@@ -229,7 +229,7 @@ users:
   - { upn: via-active@contoso.example }
   - { upn: via-eligible@contoso.example }
   - { upn: idle-group@contoso.example }
-  - { upn: helpdesk@contoso.example, roles: [Helpdesk Administrator] }
+  - { upn: reader@contoso.example, roles: [Directory Readers] }
   - { upn: plain@contoso.example }
   - { upn: unnamed-admin@contoso.example, roles: [Global Administrator] }
 groups:
@@ -252,7 +252,7 @@ async fn a_short_list_reads_only_its_grants_and_misses_no_admin() {
         dir.path().join("breach.csv"),
         "upn\nactive@contoso.example\neligible@contoso.example\nboth@contoso.example\n\
          via-active@contoso.example\nvia-eligible@contoso.example\nidle-group@contoso.example\n\
-         helpdesk@contoso.example\nplain@contoso.example\n",
+         reader@contoso.example\nplain@contoso.example\n",
     )
     .unwrap();
     let path = dir.path().join("admins.yaml");
@@ -301,10 +301,10 @@ steps:
         assert_eq!(bucket, "privileged", "{upn}: {reason}");
         assert!(reason.contains(role), "{upn}: {reason}");
     }
-    // Helpdesk Administrator is not critical, and a role-assignable group without a role
+    // Directory Readers is not critical, and a role-assignable group without a role
     // grants nothing, listed or not.
     for upn in [
-        "helpdesk@contoso.example",
+        "reader@contoso.example",
         "plain@contoso.example",
         "idle-group@contoso.example",
     ] {
