@@ -216,3 +216,100 @@ async fn planning_reads_run_concurrently() {
     );
     emulator.shutdown().await;
 }
+
+/// Every kind of administrator, each named by a short breach list, and decoys that must
+/// not change the plan: an admin the list does not name, a role-assignable group without a
+/// role, a plain user.
+const ADMINS: &str = r#"
+verified_domain: contoso.example
+users:
+  - { upn: active@contoso.example, roles: [Global Administrator] }
+  - { upn: eligible@contoso.example, eligible_roles: [Privileged Authentication Administrator] }
+  - { upn: both@contoso.example, roles: [Security Administrator], eligible_roles: [Global Administrator] }
+  - { upn: via-active@contoso.example }
+  - { upn: via-eligible@contoso.example }
+  - { upn: idle-group@contoso.example }
+  - { upn: reader@contoso.example, roles: [Directory Readers] }
+  - { upn: plain@contoso.example }
+  - { upn: unnamed-admin@contoso.example, roles: [Global Administrator] }
+groups:
+  - { display_name: Tier0 Active, role_assignable: true, members: [via-active@contoso.example], roles: [Privileged Role Administrator] }
+  - { display_name: Tier0 Eligible, role_assignable: true, members: [via-eligible@contoso.example], eligible_roles: [Security Administrator] }
+  - { display_name: Tier0 Idle, role_assignable: true, members: [idle-group@contoso.example] }
+"#;
+
+/// A short breach list reads only its users' grants and those of the role-assignable
+/// groups, and still catches every kind of administrator: active, PIM-eligible, and
+/// through a group holding a role either way; the plan is the one every grant of the
+/// tenant gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_list_reads_only_its_grants_and_misses_no_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tenant_file_config(dir.path(), ADMINS);
+    config.time_scale = 10.0;
+    let emulator = start_emulator(config).await;
+    std::fs::write(
+        dir.path().join("breach.csv"),
+        "upn\nactive@contoso.example\neligible@contoso.example\nboth@contoso.example\n\
+         via-active@contoso.example\nvia-eligible@contoso.example\nidle-group@contoso.example\n\
+         reader@contoso.example\nplain@contoso.example\n",
+    )
+    .unwrap();
+    let path = dir.path().join("admins.yaml");
+    std::fs::write(
+        &path,
+        "name: admins
+targets: [csv: { path: breach.csv, column: upn }]
+privileged: { roles: critical, include_eligible: true }
+guards: { max_fraction_of_tenant: 1.0 }
+steps:
+  - revoke_sessions
+",
+    )
+    .unwrap();
+    let playbook = playbook::load(&path).unwrap().playbook;
+    let directory = directory(&emulator);
+
+    let targeted = plan(&directory, &playbook, Strategy::Lookup).await;
+    let listed = plan(&directory, &playbook, Strategy::Listing).await;
+
+    let placed = |upn: &str| {
+        let user = targeted.users.iter().find(|u| u.upn == upn).unwrap();
+        (user.bucket.as_str(), user.reason.to_string())
+    };
+    for (upn, role) in [
+        ("active@contoso.example", "Global Administrator"),
+        (
+            "eligible@contoso.example",
+            "Privileged Authentication Administrator (PIM-eligible)",
+        ),
+        (
+            "both@contoso.example",
+            "Global Administrator (PIM-eligible)",
+        ),
+        ("both@contoso.example", "Security Administrator"),
+        (
+            "via-active@contoso.example",
+            "Privileged Role Administrator via group",
+        ),
+        (
+            "via-eligible@contoso.example",
+            "Security Administrator (PIM-eligible) via group",
+        ),
+    ] {
+        let (bucket, reason) = placed(upn);
+        assert_eq!(bucket, "privileged", "{upn}: {reason}");
+        assert!(reason.contains(role), "{upn}: {reason}");
+    }
+    // Directory Readers is not critical, and a role-assignable group without a role
+    // grants nothing, listed or not.
+    for upn in [
+        "reader@contoso.example",
+        "plain@contoso.example",
+        "idle-group@contoso.example",
+    ] {
+        assert_eq!(placed(upn).0, "automated", "{upn}: {}", placed(upn).1);
+    }
+    assert_eq!(targeted.hash(), listed.hash());
+    emulator.shutdown().await;
+}

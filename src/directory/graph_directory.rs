@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::wire::{
-    WireAuthMethod, WireEligibility, WireGroup, WireList, WireRegistration, WireRiskyUser,
-    WireRoleAssignment, WireTap, WireUser, WireUserWithManager,
+    WireAuthMethod, WireEligibility, WireGroup, WireList, WirePage, WireRegistration,
+    WireRiskyUser, WireRoleAssignment, WireTap, WireUser, WireUserWithManager,
 };
 use super::{
     AppAccess, DirFuture, Directory, DirectoryError, DirectoryErrorKind, DirectoryStats,
@@ -43,6 +43,13 @@ const REGISTRATION_LOOKUPS: usize = 2;
 /// reports service limits", <https://learn.microsoft.com/graph/throttling-limits>): read in
 /// pages of 999, and a 429's Retry-After is waited out by the client.
 const REGISTRATION_DETAILS: &str = "/reports/authenticationMethods/userRegistrationDetails";
+
+/// Active directory role assignments
+/// (<https://learn.microsoft.com/graph/api/rbacapplication-list-roleassignments>).
+const ASSIGNMENTS: &str = "/roleManagement/directory/roleAssignments";
+/// PIM eligibility instances
+/// (<https://learn.microsoft.com/graph/api/rbacapplication-list-roleeligibilityscheduleinstances>).
+const ELIGIBILITIES: &str = "/roleManagement/directory/roleEligibilityScheduleInstances";
 
 /// Properties selected on a manager (user or org contact).
 const MANAGER_SELECT: &str =
@@ -111,6 +118,38 @@ impl GraphDirectory {
     async fn write(&self, user_id: &str, op: &WriteOp) -> Result<(), DirectoryError> {
         let req = self.write_request(user_id, op)?;
         self.send(req).await.map(|_| ())
+    }
+
+    /// Every item of a collection whose first page came back in a `$batch` (`first`, its
+    /// request `req`): the items of that page, then the pages its `@odata.nextLink` leads to.
+    async fn rest_of_page<T>(
+        &self,
+        first: Option<crate::graph::BatchOutcome>,
+        req: Request,
+    ) -> Result<Vec<T>, DirectoryError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let first = first.ok_or_else(|| {
+            DirectoryError::new(DirectoryErrorKind::Unavailable, "$batch lost an answer")
+        })?;
+        let page = first?.json::<WirePage<T>>()?;
+        let mut items = page.value;
+        if let Some(url) = page.next_link {
+            if !self.client.same_origin(&url) {
+                return Err(DirectoryError::new(
+                    DirectoryErrorKind::Unavailable,
+                    "nextLink points to another host",
+                ));
+            }
+            let rest: Vec<T> = self
+                .client
+                .paged::<T>(req.next_page(url))
+                .try_collect()
+                .await?;
+            items.extend(rest);
+        }
+        Ok(items)
     }
 
     /// Send one request, its error mapped.
@@ -391,8 +430,7 @@ impl Directory for GraphDirectory {
     }
 
     fn list_role_assignments(&self, filter: Option<String>) -> ItemStream<'_, RoleAssignment> {
-        let mut req = Request::get("/roleManagement/directory/roleAssignments", &[])
-            .query("$expand", "principal");
+        let mut req = Request::get(ASSIGNMENTS, &[]).query("$expand", "principal");
         if let Some(f) = filter {
             req = req.query("$filter", f);
         }
@@ -404,16 +442,83 @@ impl Directory for GraphDirectory {
     }
 
     fn list_role_eligibilities(&self, filter: Option<String>) -> ItemStream<'_, RoleEligibility> {
-        let mut req = Request::get(
-            "/roleManagement/directory/roleEligibilityScheduleInstances",
-            &[],
-        );
+        // `principal` supports `$expand` on eligibility instances as on assignments
+        // (https://learn.microsoft.com/graph/api/resources/unifiedroleeligibilityscheduleinstance):
+        // the principal's `@odata.type` says whether it is a user or a group, so no
+        // lookup per role holder is needed to tell them apart.
+        let mut req = Request::get(ELIGIBILITIES, &[]).query("$expand", "principal");
         if let Some(f) = filter {
             req = req.query("$filter", f);
         }
         self.client
             .paged::<WireEligibility>(req)
             .map_ok(RoleEligibility::from)
+            .map_err(DirectoryError::from)
+            .boxed()
+    }
+
+    fn grants_of<'a>(
+        &'a self,
+        principal_ids: &'a [String],
+        eligible: bool,
+    ) -> DirFuture<'a, Vec<PrincipalGrants>> {
+        async move {
+            // `principalId eq` is a documented filter of both collections
+            // (https://learn.microsoft.com/graph/api/rbacapplication-list-roleassignments,
+            // https://learn.microsoft.com/graph/api/resources/unifiedroleeligibilityscheduleinstance:
+            // "Supports $filter (eq, ne)"), sent in `$batch`es of 20, several in flight.
+            let request = |collection: &str, id: &str| {
+                Request::get(collection, &[])
+                    .query("$filter", format!("principalId eq {}", odata_string(id)))
+            };
+            let mut items = Vec::with_capacity(principal_ids.len() * 2);
+            for id in principal_ids {
+                items.push(BatchItem::new(request(ASSIGNMENTS, id)));
+                if eligible {
+                    items.push(BatchItem::new(request(ELIGIBILITIES, id)));
+                }
+            }
+            let mut outcomes = self.client.batch(items).await?.into_iter();
+            let mut out = Vec::with_capacity(principal_ids.len());
+            for id in principal_ids {
+                let assignments = self
+                    .rest_of_page::<WireRoleAssignment>(outcomes.next(), request(ASSIGNMENTS, id))
+                    .await?
+                    .into_iter()
+                    .map(RoleAssignment::from)
+                    .collect();
+                let eligibilities = if eligible {
+                    self.rest_of_page::<WireEligibility>(
+                        outcomes.next(),
+                        request(ELIGIBILITIES, id),
+                    )
+                    .await?
+                    .into_iter()
+                    .map(RoleEligibility::from)
+                    .collect()
+                } else {
+                    Vec::new()
+                };
+                out.push(PrincipalGrants {
+                    assignments,
+                    eligibilities,
+                });
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn list_role_assignable_groups(&self) -> ItemStream<'_, Group> {
+        // `isAssignableToRole` supports `$filter` (eq)
+        // (https://learn.microsoft.com/graph/api/resources/group).
+        let req = Request::get("/groups", &[])
+            .query("$filter", "isAssignableToRole eq true")
+            .query("$select", "id,displayName,isAssignableToRole")
+            .query("$top", MAX_PAGE_SIZE.to_string());
+        self.client
+            .paged::<WireGroup>(req)
+            .map_ok(WireGroup::into_group)
             .map_err(DirectoryError::from)
             .boxed()
     }

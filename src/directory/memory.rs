@@ -60,6 +60,8 @@ pub enum Op {
     RegistrationDetails,
     /// `list_users_with_manager`.
     ListUsersWithManager,
+    /// `list_role_assignments` without a filter: every grant of the tenant.
+    ListRoleAssignments,
 }
 
 /// A scripted failure of one call.
@@ -503,13 +505,17 @@ impl Directory for MemoryDirectory {
                 .unwrap_or_else(|| panic!("the memory directory cannot filter by {f}"))
                 .to_owned()
         });
-        items(Ok(self
-            .state()
-            .assignments
-            .iter()
-            .filter(|a| principal.as_ref().is_none_or(|p| &a.principal_id == p))
-            .cloned()
-            .collect()))
+        let all = |s: &State| -> Vec<RoleAssignment> {
+            s.assignments
+                .iter()
+                .filter(|a| principal.as_ref().is_none_or(|p| &a.principal_id == p))
+                .cloned()
+                .collect()
+        };
+        if principal.is_none() {
+            return items(self.read(Op::ListRoleAssignments, all));
+        }
+        items(Ok(all(&self.state())))
     }
 
     fn access(&self) -> DirFuture<'_, Vec<AppAccess>> {
@@ -520,6 +526,20 @@ impl Directory for MemoryDirectory {
             }]
         });
         ready(Ok(apps))
+    }
+
+    fn list_role_assignable_groups(&self) -> ItemStream<'_, Group> {
+        items(self.read(Op::GetGroup, |s| {
+            let mut ids: Vec<&String> = s.role_assignable.iter().collect();
+            ids.sort_unstable();
+            ids.into_iter()
+                .map(|id| Group {
+                    id: id.clone(),
+                    display_name: None,
+                    role_assignable: true,
+                })
+                .collect()
+        }))
     }
 
     fn list_role_eligibilities(&self, _filter: Option<String>) -> ItemStream<'_, RoleEligibility> {

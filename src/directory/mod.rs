@@ -88,6 +88,54 @@ pub trait Directory: Send + Sync {
     /// PIM eligibility schedule instances, optionally filtered.
     fn list_role_eligibilities(&self, filter: Option<String>) -> ItemStream<'_, RoleEligibility>;
 
+    /// The grants each of `principal_ids` holds directly, one answer per id in order: active
+    /// role assignments and, with `eligible`, PIM eligibilities (`principalId eq '{id}'` on
+    /// both collections). Planning a short breach list this way costs two requests per
+    /// principal instead of listing every grant of the tenant. This default asks
+    /// [`Directory::list_role_assignments`] and [`Directory::list_role_eligibilities`] a few
+    /// principals at a time; [`GraphDirectory`] sends `$batch`es of 20 instead.
+    fn grants_of<'a>(
+        &'a self,
+        principal_ids: &'a [String],
+        eligible: bool,
+    ) -> DirFuture<'a, Vec<PrincipalGrants>> {
+        use futures::{FutureExt, StreamExt, TryStreamExt};
+        futures::stream::iter(principal_ids)
+            .map(move |id| async move {
+                let filter = format!("principalId eq '{}'", id.replace('\'', "''"));
+                let assignments = self
+                    .list_role_assignments(Some(filter.clone()))
+                    .try_collect()
+                    .await?;
+                let eligibilities = if eligible {
+                    self.list_role_eligibilities(Some(filter))
+                        .try_collect()
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                Ok(PrincipalGrants {
+                    assignments,
+                    eligibilities,
+                })
+            })
+            .buffered(8)
+            .try_collect()
+            .boxed()
+    }
+
+    /// The tenant's role-assignable groups (`isAssignableToRole`): the only groups Entra ID
+    /// lets hold a directory role, active or eligible. A directory that cannot list them
+    /// answers `Unavailable`, and planning then lists every grant instead.
+    fn list_role_assignable_groups(&self) -> ItemStream<'_, Group> {
+        use futures::StreamExt;
+        futures::stream::once(futures::future::ready(Err(DirectoryError::new(
+            DirectoryErrorKind::Unavailable,
+            "this directory cannot list role-assignable groups",
+        ))))
+        .boxed()
+    }
+
     /// Risky users at any of `levels` (Identity Protection: paced at 1 request/s).
     fn list_risky_users(&self, levels: Vec<RiskLevel>) -> ItemStream<'_, RiskyUser>;
 

@@ -153,6 +153,18 @@ pub struct RoleEligibility {
     pub start: Option<jiff::Timestamp>,
     /// End of eligibility (`None` = permanent).
     pub end: Option<jiff::Timestamp>,
+    /// The expanded principal, when Graph returned it (`$expand=principal`).
+    pub principal: Option<Principal>,
+}
+
+/// The role grants one principal holds directly: what the partition needs of a role
+/// holder without listing every grant of the tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrincipalGrants {
+    /// Active role assignments whose `principalId` is the principal.
+    pub assignments: Vec<RoleAssignment>,
+    /// PIM eligibilities whose `principalId` is the principal (empty when not asked for).
+    pub eligibilities: Vec<RoleEligibility>,
 }
 
 /// Identity Protection risk level.

@@ -144,6 +144,7 @@ pub(crate) struct WireEligibility {
     pub member_type: Option<String>,
     pub start_date_time: Option<String>,
     pub end_date_time: Option<String>,
+    pub principal: Option<WireUser>,
 }
 
 impl From<WireEligibility> for RoleEligibility {
@@ -156,6 +157,7 @@ impl From<WireEligibility> for RoleEligibility {
             member_type: w.member_type,
             start: ts(w.start_date_time),
             end: ts(w.end_date_time),
+            principal: w.principal.map(WireUser::into_principal),
         }
     }
 }
@@ -214,6 +216,14 @@ impl From<WireAuthMethod> for AuthMethod {
 #[derive(Deserialize)]
 pub(crate) struct WireList<T> {
     pub value: Vec<T>,
+}
+
+/// One page of a collection: its items and the link to the next page, absent on the last.
+#[derive(Deserialize)]
+pub(crate) struct WirePage<T> {
+    pub value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
 }
 
 /// `temporaryAccessPassAuthenticationMethod` as returned on creation (201).

@@ -49,34 +49,77 @@ pub async fn build_plan(
     let playbook = request.playbook;
     let started = Instant::now();
     let csv = targeting::read_csv_sources(playbook, &request.resolve)?;
+    let csv_keys = csv.keys();
     let model = CostModel::for_quotas(request.quotas);
-    let privileged = async {
-        let grants = targeting::role_grants(directory, playbook).await?;
-        let ((), user_principals) = futures::try_join!(
-            targeting::check_step_groups(directory, playbook, &grants),
-            targeting::user_principals(directory, &grants),
-        )?;
-        targeting::privileges(directory, playbook, grants, &|id| {
-            user_principals.contains(id)
-        })
-        .await
+    let phase = |name: &'static str, at: Instant| {
+        tracing::debug!(
+            message = "Planning phase done.",
+            phase = name,
+            took_ms = at.elapsed().as_millis() as u64,
+            elapsed_ms = started.elapsed().as_millis() as u64
+        );
     };
     let resolved = async {
+        let at = Instant::now();
         let resolution =
             targeting::resolve(directory, playbook, csv, &request.resolve, &model).await?;
+        phase("resolve", at);
         tracing::debug!(
             message = "Resolved targets.",
             users = resolution.users.len(),
             tenant_users = resolution.tenant_users,
             elapsed_ms = started.elapsed().as_millis() as u64
         );
-        Ok(resolution)
+        Ok::<_, EngineError>(resolution)
     };
-    let (privileges, resolution, exclusions) = futures::try_join!(
-        privileged,
-        resolved,
-        targeting::exclusions(directory, playbook, request.runner_accounts),
-    )?;
+    let excluded = async {
+        let at = Instant::now();
+        let exclusions =
+            targeting::exclusions(directory, playbook, request.runner_accounts).await?;
+        phase("exclusions", at);
+        Ok::<_, EngineError>(exclusions)
+    };
+    // A listing forced by the resolve options lists the grants too: both ways stay comparable.
+    let targeted =
+        targets_few(playbook, csv_keys) && request.resolve.strategy != targeting::Strategy::Listing;
+    let (privileges, resolution, exclusions) = if targeted {
+        // A short list: resolve it, then read the grants of its users and of the groups
+        // that could give them a role, not every grant of the tenant.
+        let groups = async {
+            let at = Instant::now();
+            let groups = targeting::role_assignable_groups(directory).await;
+            phase("role-assignable groups", at);
+            Ok::<_, EngineError>(groups)
+        };
+        let (resolution, groups, exclusions) = futures::try_join!(resolved, groups, excluded)?;
+        let privileges = match groups {
+            Ok(groups) => {
+                let at = Instant::now();
+                let ids: Vec<String> = resolution.users.iter().map(|u| u.id.clone()).collect();
+                let grants = targeting::targeted_grants(directory, playbook, &ids, groups).await?;
+                phase("targets' role grants", at);
+                let at = Instant::now();
+                // Every principal's kind is known here: none is looked up.
+                targeting::check_step_groups(directory, playbook, &grants).await?;
+                let privileges =
+                    targeting::privileges(directory, playbook, grants, &|_| false).await?;
+                phase("privileges", at);
+                privileges
+            }
+            // A directory that cannot list role-assignable groups: every grant, as below.
+            Err(err) => {
+                tracing::debug!(message = "Listing every role grant.", %err);
+                all_privileges(directory, playbook, &phase).await?
+            }
+        };
+        (privileges, resolution, exclusions)
+    } else {
+        futures::try_join!(
+            all_privileges(directory, playbook, &phase),
+            resolved,
+            excluded
+        )?
+    };
 
     // Registration state (SSPR, authenticator) of the planned users, when the playbook's
     // conditions or the plan's recovery counts need it.
@@ -172,6 +215,48 @@ pub async fn build_plan(
             elapsed_ms = started.elapsed().as_millis() as u64
         );
     })
+}
+
+/// Targets this many or fewer, named only by CSVs, have their role grants read per user
+/// (two requests each, 20 to a `$batch`) instead of listing every grant of the tenant
+/// (one page per 100 grants, read one after another: a 10⁶-user tenant has tens of
+/// thousands of grants).
+pub const TARGETED_GRANTS_MAX: usize = 2_000;
+
+/// Whether the playbook's targets are few enough to read only their grants: CSV sources
+/// alone (other sources' sizes are unknown until read) naming at most
+/// [`TARGETED_GRANTS_MAX`] keys.
+fn targets_few(playbook: &Playbook, csv_keys: usize) -> bool {
+    csv_keys <= TARGETED_GRANTS_MAX
+        && playbook
+            .targets
+            .iter()
+            .all(|t| matches!(t, crate::playbook::Target::Csv { .. }))
+}
+
+/// Every role grant of the tenant (then the role holders' kinds and groups), for a
+/// playbook whose targets may be many.
+async fn all_privileges(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    phase: &(dyn Fn(&'static str, Instant) + Sync),
+) -> Result<PrivilegeIndex, EngineError> {
+    let at = Instant::now();
+    let grants = targeting::role_grants(directory, playbook).await?;
+    phase("role grants", at);
+    let at = Instant::now();
+    let ((), user_principals) = futures::try_join!(
+        targeting::check_step_groups(directory, playbook, &grants),
+        targeting::user_principals(directory, &grants),
+    )?;
+    phase("role holders' kinds", at);
+    let at = Instant::now();
+    let privileges = targeting::privileges(directory, playbook, grants, &|id| {
+        user_principals.contains(id)
+    })
+    .await?;
+    phase("privileges", at);
+    Ok(privileges)
 }
 
 /// The facts `when:` conditions read about a resolved user and their registration state
@@ -457,6 +542,103 @@ steps:
         assert_eq!(
             user_steps(&loaded.playbook, &facts_with(true, false)),
             ["0:revoke_sessions"]
+        );
+    }
+
+    /// Global Administrator's template id.
+    const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+    async fn plan_csv(
+        directory: &crate::directory::memory::MemoryDirectory,
+        strategy: targeting::Strategy,
+    ) -> Plan {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("t.csv");
+        std::fs::write(
+            &csv,
+            "upn\nadmin@contoso.com\nmember@contoso.com\nplain@contoso.com\n",
+        )
+        .unwrap();
+        let playbook = load_str(
+            "p.yaml",
+            &format!(
+                "name: p\ntargets: [csv: {{ path: '{}', column: upn }}]\n\
+                 guards: {{ max_fraction_of_tenant: 1.0 }}\nsteps:\n  - revoke_sessions\n",
+                csv.display()
+            ),
+        )
+        .unwrap()
+        .playbook;
+        build_plan(
+            directory,
+            PlanRequest {
+                playbook: &playbook,
+                tenant: "t",
+                apps: 1,
+                quotas: &Quotas::graph_defaults(crate::config::TenantSize::Small, 1.0),
+                runner_accounts: &[],
+                resolve: ResolveOptions {
+                    strategy,
+                    ..ResolveOptions::default()
+                },
+                remediated: &HashMap::new(),
+                include_remediated: false,
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_short_list_reads_its_own_grants_and_its_groups_not_every_grant() {
+        use crate::directory::memory::{MemoryDirectory, Op};
+        let directory = || {
+            MemoryDirectory::new()
+                .with_user("admin@contoso.com")
+                .with_user("member@contoso.com")
+                .with_user("plain@contoso.com")
+                .with_user("elsewhere@contoso.com")
+                .with_group("tier0", &["id-member@contoso.com"])
+                .with_role_assignable("tier0")
+                .with_role_assignment("id-admin@contoso.com", GLOBAL_ADMIN)
+                .with_role_assignment("tier0", GLOBAL_ADMIN)
+                .with_role_assignment("id-elsewhere@contoso.com", GLOBAL_ADMIN)
+        };
+        let targeted_directory = directory();
+        let targeted = plan_csv(&targeted_directory, targeting::Strategy::Auto).await;
+        assert_eq!(
+            targeted_directory.calls(Op::ListRoleAssignments),
+            0,
+            "every grant of the tenant was listed"
+        );
+        let listed_directory = directory();
+        let listed = plan_csv(&listed_directory, targeting::Strategy::Listing).await;
+        assert_eq!(listed_directory.calls(Op::ListRoleAssignments), 1);
+        let buckets = |plan: &Plan| -> Vec<(String, Bucket, String)> {
+            plan.users
+                .iter()
+                .map(|u| (u.upn.clone(), u.bucket, u.reason.to_string()))
+                .collect()
+        };
+        assert_eq!(buckets(&targeted), buckets(&listed));
+        let bucket = |upn: &str| {
+            targeted
+                .users
+                .iter()
+                .find(|u| u.upn == upn)
+                .map(|u| u.bucket)
+        };
+        assert_eq!(bucket("admin@contoso.com"), Some(Bucket::Privileged));
+        assert_eq!(
+            bucket("member@contoso.com"),
+            Some(Bucket::Privileged),
+            "through tier0"
+        );
+        assert_eq!(bucket("plain@contoso.com"), Some(Bucket::Automated));
+        // Each plan read its own copy of the CSV: the users, not the hashes, compare.
+        assert_eq!(
+            format!("{:?}", targeted.users),
+            format!("{:?}", listed.users)
         );
     }
 

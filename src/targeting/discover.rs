@@ -98,14 +98,88 @@ pub async fn role_grants(
         ));
     }
     for eligibility in eligibilities {
+        let is_group = eligibility
+            .principal
+            .as_ref()
+            .map(|p| p.kind == ObjectKind::Group);
         out.grants.push((
             RoleGrant {
                 principal_id: eligibility.principal_id.to_ascii_lowercase(),
                 role_id: eligibility.role_definition_id,
                 eligible: true,
             },
-            None,
+            is_group,
         ));
+    }
+    Ok(out)
+}
+
+/// The tenant's role-assignable groups (lower-case ids). Entra ID lets only these hold a
+/// directory role, active or eligible ("only groups that have the isAssignableToRole
+/// property set to true can be assigned a role",
+/// <https://learn.microsoft.com/entra/identity/role-based-access-control/groups-concept>),
+/// so they are every group through which a user can hold one.
+pub async fn role_assignable_groups(
+    directory: &dyn Directory,
+) -> Result<Vec<String>, ResolveError> {
+    directory
+        .list_role_assignable_groups()
+        .map_ok(|g| g.id.to_ascii_lowercase())
+        .try_collect()
+        .await
+        .map_err(read_error("the role-assignable groups"))
+}
+
+/// The role grants that matter to `users` (lower-case ids of resolved users) and nothing
+/// else, read per principal instead of listing every grant of the tenant: the users' own
+/// grants, and those of every group that could give them one (the role-assignable
+/// `groups`, and the playbook's `add_to_group` groups, which must hold none). Each
+/// principal's kind is known, so no lookup tells users from groups. The privileges built
+/// from them are the same, for these users, as from the whole tenant's grants.
+pub async fn targeted_grants(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    users: &[String],
+    groups: Vec<String>,
+) -> Result<RoleGrants, ResolveError> {
+    let mut seen = HashSet::new();
+    let step_groups = playbook.steps.iter().filter_map(|spec| match &spec.step {
+        Step::AddToGroup { group_id, .. } => Some(group_id.to_string().to_ascii_lowercase()),
+        _ => None,
+    });
+    let principals: Vec<(String, bool)> = users
+        .iter()
+        .map(|id| (id.to_ascii_lowercase(), false))
+        .chain(groups.into_iter().chain(step_groups).map(|id| (id, true)))
+        .filter(|(id, _)| seen.insert(id.clone()))
+        .collect();
+    let ids: Vec<String> = principals.iter().map(|(id, _)| id.clone()).collect();
+    let held = directory
+        .grants_of(&ids, playbook.privileged.include_eligible)
+        .await
+        .map_err(read_error("the role holders' grants"))?;
+    let mut out = RoleGrants::default();
+    for ((principal, is_group), grants) in principals.into_iter().zip(held) {
+        for assignment in grants.assignments {
+            out.grants.push((
+                RoleGrant {
+                    principal_id: principal.clone(),
+                    role_id: assignment.role_definition_id,
+                    eligible: false,
+                },
+                Some(is_group),
+            ));
+        }
+        for eligibility in grants.eligibilities {
+            out.grants.push((
+                RoleGrant {
+                    principal_id: principal.clone(),
+                    role_id: eligibility.role_definition_id,
+                    eligible: true,
+                },
+                Some(is_group),
+            ));
+        }
     }
     Ok(out)
 }

@@ -17,7 +17,8 @@ pub use csv_source::{
     BadRow, CsvError, CsvTargets, TargetKey, TargetRef, read_csv_targets, read_targets,
 };
 pub use discover::{
-    RoleGrants, check_step_groups, exclusions, privileges, role_grants, user_principals,
+    RoleGrants, check_step_groups, exclusions, privileges, role_assignable_groups, role_grants,
+    targeted_grants, user_principals,
 };
 pub use partition::{
     Bucket, Candidate, Exclusions, Placement, Privilege, PrivilegeIndex, RoleGrant, place,

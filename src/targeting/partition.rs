@@ -176,13 +176,24 @@ impl PrivilegeIndex {
         }
     }
 
+    /// Add `privilege` to the user's, kept in one order whatever order the grants were
+    /// read in (a listing of every grant and a read per principal give the same plan):
+    /// direct before through a group, active before eligible, then by role name.
     fn add(&mut self, user_id: &str, privilege: Privilege) {
         let entry = self
             .by_user
             .entry(user_id.to_ascii_lowercase())
             .or_default();
-        if !entry.contains(&privilege) {
-            entry.push(privilege);
+        let key = |p: &Privilege| {
+            (
+                p.via_group.clone(),
+                p.eligible,
+                p.role_name.clone(),
+                p.role_id.clone(),
+            )
+        };
+        if let Err(at) = entry.binary_search_by_key(&key(&privilege), key) {
+            entry.insert(at, privilege);
         }
     }
 

@@ -211,6 +211,13 @@ pub struct CsvSources {
     bad_rows: Vec<(PathBuf, BadRow)>,
 }
 
+impl CsvSources {
+    /// How many distinct keys the CSVs named.
+    pub fn keys(&self) -> usize {
+        self.join.by_upn.len() + self.join.by_id.len()
+    }
+}
+
 /// Read every CSV source of `playbook` (or the `--targets` override).
 // The one error type of every resolution step (the async ones return it too); it is built
 // at most once per plan, so its size costs nothing.
