@@ -1077,15 +1077,16 @@ fn emulator_figures(
             // user), sessions, a pass, a membership; not a mail sent from a mailbox.
             let path = w["path"].as_str().unwrap_or("");
             let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-            match (w["method"].as_str(), segments.as_slice()) {
-                (Some("PATCH"), ["users", _]) => true,
-                (Some("POST"), ["users", _, "revokeSignInSessions"]) => true,
-                (Some("POST"), ["users", _, "authentication", "temporaryAccessPassMethods"]) => {
-                    true
-                }
-                (Some("POST"), ["groups", _, "members", "$ref"]) => true,
-                _ => false,
-            }
+            matches!(
+                (w["method"].as_str(), segments.as_slice()),
+                (Some("PATCH"), ["users", _])
+                    | (Some("POST"), ["users", _, "revokeSignInSessions"])
+                    | (
+                        Some("POST"),
+                        ["users", _, "authentication", "temporaryAccessPassMethods"]
+                    )
+                    | (Some("POST"), ["groups", _, "members", "$ref"])
+            )
         })
         .filter_map(|w| w["target"].as_str())
         .collect();

@@ -145,12 +145,13 @@ mod tests {
         assert!(!emu.stage_member(Uuid::nil(), &admin.upn));
         assert!(emu.stage_risk(&synced.upn, "high"));
         assert!(!emu.stage_risk(&synced.upn, "severe"));
-        let t = emu.state.read();
-        let idx = t.find_user(&admin.upn).unwrap();
-        assert_eq!(t.groups[0].members.iter().filter(|&&m| m == idx).count(), 1);
-        let idx = t.find_user(&synced.upn).unwrap();
-        assert_eq!(t.risky[&idx].level, "high");
-        drop(t);
+        {
+            let t = emu.state.read();
+            let idx = t.find_user(&admin.upn).unwrap();
+            assert_eq!(t.groups[0].members.iter().filter(|&&m| m == idx).count(), 1);
+            let idx = t.find_user(&synced.upn).unwrap();
+            assert_eq!(t.risky[&idx].level, "high");
+        }
         emu.shutdown().await;
     }
 }
