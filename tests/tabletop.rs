@@ -350,19 +350,22 @@ async fn a_throttle_storm_is_answered_429_and_the_run_finishes_later() {
     let playbook = "playbooks/credential-dump.yaml";
     let (calm, _) = exercise(dir.path(), playbook, &[]).await;
     let (storm, html) = exercise(dir.path(), playbook, &["--inject", "throttle-storm=60"]).await;
-    let before = calm["throttled"].as_u64().unwrap();
-    let during = storm["throttled"].as_u64().unwrap();
-    assert!(during > before, "{before} {during}");
-    // Everyone was still written, later: the storm holds writes back for 60 s (projected).
+    // The calm run meets no tenant write limit; the storm's writes are answered 429 there.
+    assert_eq!(calm["emulator"]["write_throttled"], 0, "{calm}");
+    let writes_429 = storm["emulator"]["write_throttled"].as_u64().unwrap();
+    assert!(writes_429 >= 1, "{storm}");
+    // Everyone was still written, later: the storm holds writes back for 60 s (projected)
+    // from the first write, so the writes cannot end sooner than a projected minute.
     assert_eq!(storm["users_written"], calm["users_written"]);
-    let (a, b) = (
-        calm["projected_minutes"].as_f64().unwrap(),
-        storm["projected_minutes"].as_f64().unwrap(),
-    );
-    assert!(b > a + 0.5, "{a} {b}");
+    let minutes = storm["projected_minutes"].as_f64().unwrap();
+    assert!(minutes >= 1.0, "{minutes}");
     let line = inject_line(&storm, "another app drains");
     assert!(
-        line.contains(&format!("Graph answered {during} request(s) 429")),
+        line.contains(&format!(
+            "Graph answered {writes_429} write(s) 429 Too Many Requests on the tenant's write \
+             quota ({} 429s in all",
+            storm["throttled"]
+        )),
         "{line}"
     );
     assert!(line.contains("the run still finished"), "{line}");

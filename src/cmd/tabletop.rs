@@ -765,6 +765,7 @@ async fn build_report(
         ],
     );
 
+    let mut write_throttled = 0;
     let (throttled, writes) = match (&stage.simulated, &tenant.emulator) {
         (Some(sim), _) => (
             tenant.directory.stats().throttled,
@@ -772,6 +773,7 @@ async fn build_report(
         ),
         (None, Some(emulator)) => {
             let stats = inspect(&emulator.info().inspect_url, "stats").await;
+            write_throttled = tenant_write_throttled(&stats);
             (
                 stats["throttled"].as_u64().unwrap_or(0),
                 emulator.write_count() as u64,
@@ -985,6 +987,7 @@ async fn build_report(
                 }
             },
             Inject::ThrottleStorm { .. } => storm_finding(
+                write_throttled,
                 throttled,
                 client_throttled,
                 contain_minutes,
@@ -1098,14 +1101,27 @@ fn emulator_figures(
     }
     serde_json::json!({
         "throttled": stats["throttled"],
+        "write_throttled": tenant_write_throttled(stats),
         "users_written": users.len(),
         "delivered": delivered,
     })
 }
 
+/// Requests the emulator's tenant-wide write bucket answered 429 (`/_emulator/stats`).
+fn tenant_write_throttled(stats: &serde_json::Value) -> u64 {
+    stats["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["bucket"] == "tenant/writes")
+        .and_then(|b| b["throttled"].as_u64())
+        .unwrap_or(0)
+}
+
 /// How the run coped with a throttling storm: the 429s (the emulator's count, and the
 /// client's) and what they cost against the time the quota alone allows.
 fn storm_finding(
+    write_throttled: u64,
     throttled: u64,
     client_throttled: u64,
     contain_minutes: Option<f64>,
@@ -1113,8 +1129,9 @@ fn storm_finding(
     stopped: bool,
 ) -> String {
     let answered = format!(
-        "Graph answered {throttled} request(s) 429 Too Many Requests (resetctl counted \
-         {client_throttled} and waited each Retry-After out)"
+        "Graph answered {write_throttled} write(s) 429 Too Many Requests on the tenant's write \
+         quota ({throttled} 429s in all; resetctl counted {client_throttled} and waited each \
+         Retry-After out)"
     );
     match contain_minutes {
         None => format!("{answered}; the run did not start, so nothing was slowed"),
