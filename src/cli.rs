@@ -654,6 +654,9 @@ pub enum BenchTarget {
     /// Rendering messages (per second, peak memory) and delivering them into the emulated
     /// tenant's sinks at each channel's documented limit.
     Comms,
+    /// The README's tabletop exercise at 1,000, 10,000 and 100,000 demo users (or `--n`):
+    /// wall time and peak memory.
+    Tabletop,
 }
 
 /// Arguments of `resetctl bench`.

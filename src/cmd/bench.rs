@@ -1,4 +1,5 @@
-//! `resetctl bench`: `emulator` here; `graph`, `run`, `plan` and `comms` in `bench/`.
+//! `resetctl bench`: `emulator` here; `graph`, `run`, `plan`, `comms` and `tabletop` in
+//! `bench/`.
 //!
 //! `resetctl bench emulator`: requests per second the emulated tenant sustains for
 //! `GET /users/{id}` and `PATCH /users/{id}` (passwordProfile) with throttling off, driven by
@@ -23,6 +24,7 @@ mod comms;
 mod graph;
 mod plan;
 mod run;
+mod tabletop;
 use crate::cli::{BenchArgs, BenchTarget, GlobalArgs, OutputFormat};
 
 /// Concurrent client tasks.
@@ -39,6 +41,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> CmdResult {
         BenchTarget::Run => run::run(&mut figures, &args).await,
         BenchTarget::Plan => plan::run(&mut figures, args.n).await,
         BenchTarget::Comms => comms::run(&mut figures, args.n, args.time_scale).await,
+        BenchTarget::Tabletop => tabletop::run(&mut figures, args.n).await,
     }?;
     figures.finish();
     Ok(exit)
@@ -60,6 +63,7 @@ impl Figures {
                 BenchTarget::Run => "run",
                 BenchTarget::Plan => "plan",
                 BenchTarget::Comms => "comms",
+                BenchTarget::Tabletop => "tabletop",
             };
             let mut doc = serde_json::Map::new();
             doc.insert("bench".into(), name.into());

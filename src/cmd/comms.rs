@@ -110,7 +110,18 @@ pub fn notifier(
         .messaging
         .clone()
         .unwrap_or_else(|| Messaging::configured(context, tenant));
-    let senders = senders(&messaging, tenant)?;
+    notifier_with(&messaging, tenant, lifecycle, planned, catalog)
+}
+
+/// [`notifier`] over `messaging` (a server resolves it once per tenant, at start).
+pub fn notifier_with(
+    messaging: &Messaging,
+    tenant: &Tenant,
+    lifecycle: &Lifecycle<SqliteStore>,
+    planned: &PlannedRun,
+    catalog: Arc<Catalog>,
+) -> Result<CommsNotifier, Failure> {
+    let senders = senders(messaging, tenant)?;
     // Without any sender the gate refuses the playbook's messages by channel; with senders,
     // messages must be signed by the organisation.
     let org = match (
@@ -142,7 +153,7 @@ pub fn notifier(
         Some(lifecycle.audit().clone()),
         info,
     )
-    .with_audiences(messaging.audiences))
+    .with_audiences(messaging.audiences.clone()))
 }
 
 /// The incident a run's messages belong to.

@@ -94,7 +94,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
         runtimes.insert(name.clone(), built.runtime);
         tenants.insert(name.clone(), tenant);
     }
-    let triggers = triggers(&context, &tenants, &store, &trail)?;
+    let triggers = triggers(&context, &tenants, &store, &trail, &catalog)?;
     let mut options = ServeOptions::new(listen, &public_url, api);
     options.tls = tls.map(|(cert, key)| TlsFiles { cert, key });
     let ctx = ServeContext {
@@ -103,7 +103,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
         requests: store.clone() as Arc<dyn resetctl::verify::store::RequestStore>,
         audit: trail.handle.clone(),
         clock,
-        triggers,
+        triggers: triggers.clone().map(|t| t as Arc<dyn TriggerPlanner>),
     };
     let bound = match demo_listener {
         Some(listener) => Server::from_listener(listener, options, ctx),
@@ -132,6 +132,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
         }));
     }
     bound.serve(shutdown()).await;
+    if let Some(triggers) = &triggers {
+        triggers.drain().await;
+    }
     let _ = stop_tx.send(true);
     for task in forwarding {
         let _ = task.await;
@@ -152,7 +155,8 @@ fn triggers(
     tenants: &BTreeMap<String, Arc<Tenant>>,
     store: &Arc<resetctl::store::SqliteStore>,
     trail: &resetctl::engine::lifecycle::Trail,
-) -> Result<Option<Arc<dyn TriggerPlanner>>, Failure> {
+    catalog: &Arc<resetctl::comms::template::Catalog>,
+) -> Result<Option<Arc<super::triggers::LifecycleTriggers>>, Failure> {
     if context.config.triggers.is_empty() {
         return Ok(None);
     }
@@ -175,12 +179,26 @@ fn triggers(
             source,
         });
     }
+    let messaging = tenants
+        .iter()
+        .map(|(name, tenant)| {
+            let messaging = tenant
+                .messaging
+                .clone()
+                .unwrap_or_else(|| super::comms::Messaging::configured(context, tenant));
+            (name.clone(), messaging)
+        })
+        .collect();
     Ok(Some(Arc::new(super::triggers::LifecycleTriggers::new(
         rules,
         tenants.clone(),
         store.clone(),
         trail.clone(),
         super::paths::data_dir()?,
+        super::triggers::Messages {
+            messaging,
+            catalog: Arc::clone(catalog),
+        },
     ))))
 }
 

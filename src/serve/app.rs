@@ -66,6 +66,7 @@ pub(crate) fn router(app: Arc<App>, body_limit: usize) -> Router {
             "/v1/triggers/{source}",
             axum::routing::post(triggers::receive),
         )
+        .route("/v1/runs/{id}", get(triggers::status))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(app.clone(), guard))

@@ -1,5 +1,7 @@
-//! Incident triggers: a SOC's tooling starts a mass-reset **plan** (never an execution: the
-//! playbook's approvals still gate it) by posting an incident.
+//! Incident triggers: a SOC's tooling starts a mass-reset **plan** by posting an incident. The
+//! playbook's approvals still gate it; only where the playbook requires none and the matching
+//! rule says `execute: true` does the plan go on to execute at once, in the background, through
+//! the same gate (guards, overlapping runs, preflight) as any run.
 //!
 //! - `POST /v1/triggers/sentinel`: the body a Microsoft Sentinel automation rule's Logic App
 //!   posts (its "Microsoft Sentinel incident" trigger body: `object.name` the incident id,
@@ -16,8 +18,10 @@
 //!   "severity", "title", "users": [...]}`.
 //!
 //! Each is authenticated like the request API, size-limited by the server, idempotent by
-//! incident id (a retried webhook answers with the run it already made), audited
-//! (`trigger.received`), and answered with the run id and how to approve it.
+//! incident id (a retried webhook answers with the run it already made, and never starts a
+//! second execution), audited (`trigger.received`), and answered with the run id and how to
+//! approve it: `201` for a new plan, `202` with a status link for a plan that executes, `200`
+//! for a replay. `GET /v1/runs/{id}` (same credentials) shows a run's state.
 
 use std::sync::Arc;
 
@@ -91,6 +95,25 @@ pub struct Triggered {
     pub approvals_required: u32,
     /// False when this incident had already made this run (a retried webhook).
     pub created: bool,
+    /// True when this call started the run's execution (in the background).
+    pub executing: bool,
+    /// The run's state as this answer is made (`planned`, `running`, `finished`, ...).
+    pub state: String,
+}
+
+/// A run as `GET /v1/runs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunState {
+    /// The run id.
+    pub run: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its playbook's name.
+    pub playbook: String,
+    /// `planned`, `running`, `finished`, `stopped`, `interrupted`, ...
+    pub state: String,
+    /// The ticket it was made under (`sentinel:<incident id>` for a trigger's run).
+    pub ticket: Option<String>,
 }
 
 /// Why a trigger made nothing.
@@ -112,6 +135,9 @@ pub trait TriggerPlanner: Send + Sync {
     /// Plan `incident` (or find the run it already made).
     fn plan<'a>(&'a self, incident: &'a Incident)
     -> BoxFuture<'a, Result<Triggered, TriggerError>>;
+
+    /// The state of run `run`, or `None` when the store has no such run.
+    fn status<'a>(&'a self, run: &'a str) -> BoxFuture<'a, Result<Option<RunState>, TriggerError>>;
 }
 
 /// Built-in account names Sentinel drops from entity mapping.
@@ -169,6 +195,16 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 
 /// A Sentinel incident trigger body.
 pub fn sentinel(body: &Value) -> Result<Incident, String> {
+    // The incident trigger sends `Incident`; the alert trigger's body is another shape.
+    if let Some(kind) = body.get("objectSchemaType").and_then(Value::as_str)
+        && kind != "Incident"
+    {
+        return Err(format!(
+            "objectSchemaType `{}` is not understood: resetctl takes the body of the \
+             Microsoft Sentinel incident trigger (objectSchemaType `Incident`)",
+            kind.chars().take(40).collect::<String>().escape_debug()
+        ));
+    }
     let object = body
         .get("object")
         .ok_or("no `object`: not a Sentinel incident trigger body")?;
@@ -394,32 +430,78 @@ pub(crate) async fn receive(
     audit(&app, &incident, &planned).await;
     match planned {
         Ok(t) => {
-            let status = if t.created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
+            let status = match (t.created, t.executing) {
+                (_, true) => StatusCode::ACCEPTED,
+                (true, false) => StatusCode::CREATED,
+                (false, false) => StatusCode::OK,
             };
-            (
-                status,
-                Json(json!({
-                    "run": t.run,
-                    "playbook": t.playbook,
-                    "tenant": t.tenant,
-                    "state": "planned",
-                    "replayed": !t.created,
-                    "accounts": incident.accounts.len(),
-                    "unusable_accounts": incident.unusable_accounts,
-                    "approvals_required": t.approvals_required,
-                    "approve": format!("resetctl runs approve {} --as <OPERATOR>", t.run),
-                })),
-            )
-                .into_response()
+            let mut body = json!({
+                "run": t.run,
+                "playbook": t.playbook,
+                "tenant": t.tenant,
+                "state": t.state,
+                "replayed": !t.created,
+                "executing": t.executing,
+                "accounts": incident.accounts.len(),
+                "unusable_accounts": incident.unusable_accounts,
+                "approvals_required": t.approvals_required,
+                "status": format!("/v1/runs/{}", t.run),
+            });
+            if t.state == "planned" && !t.executing {
+                body["approve"] = format!("resetctl runs approve {} --as <OPERATOR>", t.run).into();
+            }
+            (status, Json(body)).into_response()
         }
         Err(TriggerError::NoRule(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, "no_rule", m),
         Err(TriggerError::Unplannable(m)) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, "unplannable", m)
         }
         Err(TriggerError::Failed(m)) => error(StatusCode::BAD_GATEWAY, "planning_failed", m),
+    }
+}
+
+/// `GET /v1/runs/{id}`: the state of a run (the status link a trigger's answer gives), behind
+/// the request API's credentials.
+pub(crate) async fn status(
+    State(app): State<Arc<App>>,
+    Path(run): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(response) = super::api::unauthenticated(&app, &headers, b"") {
+        return response;
+    }
+    let Some(planner) = app.ctx.triggers.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "triggers_not_configured",
+            "this server takes no triggers: configure `triggers:` in resetctl.yaml",
+        );
+    };
+    if run.len() > MAX_TEXT || !run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return error(StatusCode::NOT_FOUND, "unknown_run", "no such run");
+    }
+    match planner.status(&run).await {
+        Ok(Some(r)) => Json(json!({
+            "run": r.run,
+            "tenant": r.tenant,
+            "playbook": r.playbook,
+            "state": r.state,
+            "ticket": r.ticket,
+        }))
+        .into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_run",
+            format!("no run {run}"),
+        ),
+        Err(e) => {
+            tracing::error!("reading run {run}: {e}");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the run store cannot be read right now",
+            )
+        }
     }
 }
 
@@ -439,7 +521,9 @@ async fn audit(app: &App, incident: &Incident, planned: &Result<Triggered, Trigg
             Ok(t) => d
                 .with("run", t.run.as_str())
                 .and_then(|d| d.with("playbook", t.playbook.as_str()))
-                .and_then(|d| d.with("replayed", !t.created)),
+                .and_then(|d| d.with("tenant", t.tenant.as_str()))
+                .and_then(|d| d.with("replayed", !t.created))
+                .and_then(|d| d.with("execute", t.executing)),
             Err(e) => d.with("reason", e.to_string()),
         });
     let event = details.and_then(|details| {
@@ -497,6 +581,8 @@ mod tests {
         assert_eq!(i.tactics, ["CredentialAccess"]);
         assert_eq!(i.labels, ["infostealer"]);
         assert!(sentinel(&json!({"sid": "x"})).is_err());
+        let alert = sentinel(&json!({"objectSchemaType": "Alert", "object": {}})).unwrap_err();
+        assert!(alert.contains("`Alert` is not understood"), "{alert}");
     }
 
     #[test]

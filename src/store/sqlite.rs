@@ -580,6 +580,36 @@ struct Db<'a> {
     path: &'a str,
 }
 
+/// How the writer thread's SQL helpers (runs, verification requests, approval tokens) name a
+/// failure: by the store's path, with SQLite's cause or the value that did not read.
+pub(super) trait AtPath {
+    /// The store file the helper works on.
+    fn path(&self) -> &str;
+
+    /// SQLite failed.
+    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path().to_owned(),
+            source,
+        }
+    }
+
+    /// A stored value does not read as `what`.
+    fn corrupt(&self, what: &'static str, value: &str) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path().to_owned(),
+            what,
+            value: value.to_owned(),
+        }
+    }
+}
+
+impl AtPath for Db<'_> {
+    fn path(&self) -> &str {
+        self.path
+    }
+}
+
 impl Db<'_> {
     /// Every row `sql` answers for `params`, read as the tuple type `T` (column by column).
     fn rows<T>(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError>
@@ -591,21 +621,6 @@ impl Db<'_> {
             .map_err(|e| self.sqlite(e))?
             .collect::<Result<Vec<T>, _>>()
             .map_err(|e| self.sqlite(e))
-    }
-
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.to_owned(),
-            source,
-        }
-    }
-
-    fn corrupt(&self, what: &'static str, value: &str) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.to_owned(),
-            what,
-            value: value.to_owned(),
-        }
     }
 
     fn time(&self, what: &'static str, text: &str) -> Result<Timestamp, StoreError> {

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use super::sqlite::{Deferred, Job, Reply, SqliteStore, defer, settle};
+use super::sqlite::{AtPath, Deferred, Job, Reply, SqliteStore, defer, settle};
 use crate::verify::store::{
     ArmedTimer, NewRequest, PendingAction, RequestStore, RequestStoreError, Save, StoredRequest,
     number_actions,
@@ -152,22 +152,13 @@ type Row = (
 const COLUMNS: &str = "id, tenant, requester, origin, reason, created_flow_json, flow_json, version, \
                        created_at, updated_at, done";
 
+impl AtPath for VerifyDb<'_> {
+    fn path(&self) -> &str {
+        self.path
+    }
+}
+
 impl VerifyDb<'_> {
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.to_owned(),
-            source,
-        }
-    }
-
-    fn corrupt(&self, what: &'static str, value: &str) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.to_owned(),
-            what,
-            value: value.to_owned(),
-        }
-    }
-
     fn create(&self, r: &NewRequest) -> Result<Result<(), RequestStoreError>, StoreError> {
         let id = &r.flow.id;
         let exists: Option<i64> = self

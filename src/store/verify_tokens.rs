@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
-use super::sqlite::{Deferred, Job, Reply, SqliteStore, defer, settle};
+use super::sqlite::{AtPath, Deferred, Job, Reply, SqliteStore, defer, settle};
 use crate::verify::token::{Decision, TokenRecord, TokenStore, TokenStoreError};
 
 /// One approval-token job for the writer thread.
@@ -49,22 +49,13 @@ struct TokenDb<'a> {
     path: &'a str,
 }
 
+impl AtPath for TokenDb<'_> {
+    fn path(&self) -> &str {
+        self.path
+    }
+}
+
 impl TokenDb<'_> {
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.to_owned(),
-            source,
-        }
-    }
-
-    fn corrupt(&self, what: &'static str, value: &str) -> StoreError {
-        StoreError::Corrupt {
-            path: self.path.to_owned(),
-            what,
-            value: value.to_owned(),
-        }
-    }
-
     fn insert(&self, r: &TokenRecord) -> Result<Result<(), TokenStoreError>, StoreError> {
         let written = self
             .conn

@@ -563,19 +563,7 @@ impl Runtime {
             }
             _ => p.clock.now(),
         };
-        let recipient = self.contact(manager).await;
-        let links = p.links.mint(&flow.id, manager, expires).await;
-        let ctx = self
-            .message_context(
-                flow,
-                &recipient,
-                user,
-                links.ok(),
-                Some(expires),
-                None,
-                None,
-            )
-            .await;
+        let (recipient, ctx) = self.approval_message(flow, manager, user, expires).await;
         let to = Address::Teams {
             mention: Some((
                 recipient.person.upn.clone(),
@@ -595,19 +583,17 @@ impl Runtime {
         .await;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn manager_sms(
+    /// The manager's contact and the context of a message that asks them to decide: fresh
+    /// approve/deny links that expire at `expires` (a card and an SMS each get their own).
+    async fn approval_message(
         &self,
         flow: &Flow,
-        pending: &PendingAction,
         manager: &Person,
-        mobile: &str,
         user: &Person,
         expires: Timestamp,
-    ) {
-        let p = &self.inner;
+    ) -> (Contact, FlowContext) {
         let recipient = self.contact(manager).await;
-        let links = p.links.mint(&flow.id, manager, expires).await;
+        let links = self.inner.links.mint(&flow.id, manager, expires).await;
         let ctx = self
             .message_context(
                 flow,
@@ -619,6 +605,20 @@ impl Runtime {
                 None,
             )
             .await;
+        (recipient, ctx)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn manager_sms(
+        &self,
+        flow: &Flow,
+        pending: &PendingAction,
+        manager: &Person,
+        mobile: &str,
+        user: &Person,
+        expires: Timestamp,
+    ) {
+        let (recipient, ctx) = self.approval_message(flow, manager, user, expires).await;
         // The number is the one the flow recorded from the directory at request time.
         self.send(
             flow,

@@ -265,7 +265,7 @@ async fn plan(
 
 /// Wait for the child `pid` and return its exit code and its own peak RSS in KiB (Linux
 /// reports KiB), which `wait4` gives for that child alone.
-fn wait_with_peak_rss(pid: u32) -> std::io::Result<(i32, u64)> {
+pub(super) fn wait_with_peak_rss(pid: u32) -> std::io::Result<(i32, u64)> {
     let mut status = 0;
     // SAFETY: wait4 only writes the status and the struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -282,7 +282,7 @@ fn wait_with_peak_rss(pid: u32) -> std::io::Result<(i32, u64)> {
 }
 
 /// The UPNs of every user of the tenant, in listing order (setup, not measured).
-async fn tenant_upns(directory: &dyn Directory) -> Result<Vec<String>, Failure> {
+pub(super) async fn tenant_upns(directory: &dyn Directory) -> Result<Vec<String>, Failure> {
     directory
         .list_users(UserQuery {
             select: Some(vec!["id".into(), "userPrincipalName".into()]),
@@ -295,7 +295,7 @@ async fn tenant_upns(directory: &dyn Directory) -> Result<Vec<String>, Failure> 
 }
 
 /// A breach CSV of `upns`.
-fn write_csv(path: &Path, upns: &[String]) -> Result<(), Failure> {
+pub(super) fn write_csv(path: &Path, upns: &[String]) -> Result<(), Failure> {
     let mut csv = String::with_capacity(upns.len() * 40);
     csv.push_str("upn\n");
     for upn in upns {
