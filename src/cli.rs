@@ -342,7 +342,9 @@ pub struct TabletopArgs {
     /// Write the Markdown summary here (default: beside the report, .md).
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
-    /// Stage something going wrong: no-mobile=PCT, silent-approver (repeatable).
+    /// Stage something going wrong (repeatable, demo tenant only): no-mobile=PCT,
+    /// silent-approver, throttle-storm[=SECONDS], channel-outage=sms|email|teams,
+    /// privileged-in-list, synced-user.
     #[arg(long, value_name = "SPEC")]
     pub inject: Vec<String>,
     /// How much faster than real time the emulated tenant runs Graph's quotas, latency and
@@ -443,7 +445,9 @@ pub struct EmulatorArgs {
     /// the connection; 403 denies a directory write (Authorization_RequestDenied, not
     /// applied, not retryable) to rehearse a run going bad; dup_page serves a listing's page
     /// twice and drop_nextlink ends a listing early (a page without its nextLink);
-    /// twilio_429, acs_429 and teams_429 throttle the message sinks, psa_429 the emulated PSAs.
+    /// twilio_429, acs_429 and teams_429 throttle the message sinks, psa_429 the emulated PSAs;
+    /// twilio_503, acs_503, teams_503 and mail_503 are provider outages; storm=SECONDS has
+    /// another app drain the tenant's write quota that long from the first write (429s).
     #[arg(long, value_name = "SPEC")]
     pub faults: Option<String>,
     /// Divide every throttling window and latency by K (tabletops of large tenants).

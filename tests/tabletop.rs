@@ -255,3 +255,184 @@ async fn a_tabletop_of_a_configured_tenant_writes_nothing_and_sends_nothing() {
     assert!(figure(&html, "automated") > 100);
     assert!(figure(&html, "succeeded") > 100);
 }
+
+/// A tabletop of `playbook` on the demo tenant with `extra` arguments, as JSON, and its
+/// report; the report's figures are checked against the emulator's own statistics.
+async fn exercise(dir: &Path, playbook: &str, extra: &[&str]) -> (Value, String) {
+    let report = dir.join("report.html");
+    let mut args = vec![
+        "--output",
+        "json",
+        "tabletop",
+        playbook,
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = resetctl(dir, &args, &[]).await;
+    assert_eq!(code(&out), 0, "{playbook}: {}", stderr(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert_self_contained(&html);
+    let emulator = &doc["emulator"];
+    // 429s: what the report shows, what resetctl's client counted, what the emulator answered.
+    assert_eq!(doc["throttled"], emulator["throttled"], "{doc}");
+    assert_eq!(doc["client_throttled"], emulator["throttled"], "{doc}");
+    assert!(
+        html.contains(&format!(
+            "Graph answered 429 (throttled) {} times.",
+            emulator["throttled"]
+        )),
+        "the report shows the emulator's count"
+    );
+    // Users written: the run store's journal against the emulator's write log.
+    assert_eq!(doc["users_written"], emulator["users_written"], "{doc}");
+    // Messages per channel: the report's against the emulator's outbox.
+    let delivered = emulator["delivered"].as_object().unwrap();
+    let shown = doc["messages"].as_object().unwrap();
+    for (channel, n) in delivered {
+        assert_eq!(&shown[channel], n, "{channel}: {doc}");
+        assert_eq!(figure(&html, channel), n.as_u64().unwrap(), "{channel}");
+    }
+    let run = show_latest(dir).await;
+    assert_eq!(run["status"], "finished", "{run}");
+    assert_eq!(figure(&html, "automated"), run["buckets"]["automated"]);
+    (doc, html)
+}
+
+/// Every shipped playbook completes as a tabletop on the demo tenant (`extra`: a smaller
+/// demo for the tenant-wide playbooks, which keeps the suite light on a small machine).
+async fn shipped(playbook: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (doc, _) = exercise(dir.path(), playbook, extra).await;
+    assert!(doc["users_written"].as_u64().unwrap() > 0, "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_credential_dump_playbook_completes_as_a_tabletop() {
+    shipped("playbooks/credential-dump.yaml", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_mfa_reset_playbook_completes_as_a_tabletop() {
+    shipped("playbooks/mfa-reset.yaml", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_password_spray_playbook_completes_as_a_tabletop() {
+    shipped("playbooks/password-spray.yaml", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_privileged_compromise_playbook_completes_as_a_tabletop() {
+    shipped("playbooks/privileged-compromise.yaml", &["--users", "400"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_ransomware_playbook_completes_as_a_tabletop() {
+    shipped("playbooks/ransomware.yaml", &["--users", "400"]).await;
+}
+
+/// The line of the report's injects section that starts with `start`.
+fn inject_line<'a>(doc: &'a Value, start: &str) -> &'a str {
+    doc["injects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no inject line {start}: {doc}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttle_storm_is_answered_429_and_the_run_finishes_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = "playbooks/credential-dump.yaml";
+    let (calm, _) = exercise(dir.path(), playbook, &[]).await;
+    let (storm, html) = exercise(dir.path(), playbook, &["--inject", "throttle-storm=60"]).await;
+    // The calm run meets no tenant write limit; the storm's writes are answered 429 there.
+    assert_eq!(calm["emulator"]["write_throttled"], 0, "{calm}");
+    let writes_429 = storm["emulator"]["write_throttled"].as_u64().unwrap();
+    assert!(writes_429 >= 1, "{storm}");
+    // Everyone was still written, later: the storm holds writes back for 60 s (projected)
+    // from the first write, so the writes cannot end sooner than a projected minute.
+    assert_eq!(storm["users_written"], calm["users_written"]);
+    let minutes = storm["projected_minutes"].as_f64().unwrap();
+    assert!(minutes >= 1.0, "{minutes}");
+    let line = inject_line(&storm, "another app drains");
+    assert!(
+        line.contains(&format!(
+            "Graph answered {writes_429} write(s) 429 Too Many Requests on the tenant's write \
+             quota ({} 429s in all",
+            storm["throttled"]
+        )),
+        "{line}"
+    );
+    assert!(line.contains("the run still finished"), "{line}");
+    assert!(html.contains("Graph answered"), "the report shows it");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sms_outage_leaves_notices_undelivered_and_says_who_needs_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = "playbooks/credential-dump.yaml";
+    let (calm, _) = exercise(dir.path(), playbook, &[]).await;
+    let (out, _) = exercise(dir.path(), playbook, &["--inject", "channel-outage=sms"]).await;
+    let texts = calm["emulator"]["delivered"]["sms"].as_u64().unwrap();
+    assert!(texts > 50, "{calm}");
+    assert!(out["emulator"]["delivered"]["sms"].is_null(), "{out}");
+    let line = inject_line(&out, "the sms provider is down");
+    // Every text the calm run delivered is undelivered now; the mail reached them all.
+    assert!(
+        line.contains(&format!(
+            "{texts} sms message(s) were not delivered (0 were)"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "{texts} user(s) missed a notice, of whom {texts} were reached over another channel \
+             and 0 by none"
+        )),
+        "{line}"
+    );
+    assert_eq!(
+        out["emulator"]["delivered"]["email"],
+        calm["emulator"]["delivered"]["email"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_in_the_list_lands_in_the_manual_queue_unwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = "playbooks/credential-dump.yaml";
+    let (_, calm) = exercise(dir.path(), playbook, &[]).await;
+    let (doc, html) = exercise(dir.path(), playbook, &["--inject", "privileged-in-list"]).await;
+    assert_eq!(
+        figure(&html, "privileged (manual)"),
+        figure(&calm, "privileged (manual)") + 1
+    );
+    let line = inject_line(&doc, "an active administrator");
+    assert!(line.contains("landed in the manual queue"), "{line}");
+    assert!(
+        line.contains("the emulator's write log shows no write to it"),
+        "{line}"
+    );
+    assert_eq!(doc["users_written"], doc["emulator"]["users_written"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_synced_user_in_the_list_gets_the_cloud_actions_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = "playbooks/credential-dump.yaml";
+    let (_, calm) = exercise(dir.path(), playbook, &[]).await;
+    let (doc, html) = exercise(dir.path(), playbook, &["--inject", "synced-user"]).await;
+    assert_eq!(
+        figure(&html, "hybrid (manual password)"),
+        figure(&calm, "hybrid (manual password)") + 1
+    );
+    let line = inject_line(&doc, "an on-premises synced");
+    assert!(line.contains("hybrid_users: cloud_actions"), "{line}");
+    assert!(line.contains("revokeSignInSessions"), "{line}");
+    assert!(!line.contains("PATCH"), "{line}");
+}

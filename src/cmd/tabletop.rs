@@ -7,8 +7,8 @@
 //! recording sink (an emulator's outbox on loopback), never to a real channel. Approvals
 //! come from simulated operators `tabletop-operator-N`, recorded as such in the trail.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +16,14 @@ use resetctl::comms::delivery::{DeliveryJournal, DeliveryState};
 use resetctl::comms::message::Content;
 use resetctl::comms::template::Form;
 use resetctl::emulator::EmulatorConfig;
+use resetctl::emulator::staging::{Kind, Picked};
 use resetctl::engine::execute::Progress;
 use resetctl::engine::lifecycle::{
     ExecuteOptions, Executed, Lifecycle, LifecycleError, PlanOptions,
 };
 use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::engine::plan::Plan;
-use resetctl::playbook::{Channel, Playbook, Step};
+use resetctl::playbook::{Channel, Playbook, Step, Target};
 use resetctl::store::{Outcome, RunStore, SqliteStore};
 use resetctl::tabletop::forecast::{self, Assumptions};
 use resetctl::tabletop::inject::Inject;
@@ -112,10 +113,17 @@ struct Stage {
     sinks: Option<Tenant>,
     /// What the tenant is, for the report.
     description: String,
+    /// The users injects put among the targets, with the inject.
+    staged: Vec<(Inject, Picked)>,
+    /// The breach list with the staged users added, used instead of the playbook's.
+    targets: Option<PathBuf>,
 }
 
 impl Stage {
     async fn close(self) {
+        if let Some(path) = &self.targets {
+            let _ = std::fs::remove_file(path);
+        }
         self.tenant.close().await;
         if let Some(sinks) = self.sinks {
             sinks.close().await;
@@ -127,6 +135,7 @@ impl Stage {
 async fn stage(
     args: &TabletopArgs,
     context: &Context,
+    playbook: &Playbook,
     injects: &[Inject],
 ) -> Result<Stage, Failure> {
     let configured = args.tenant.tenant.as_deref().filter(|t| *t != "demo");
@@ -135,18 +144,32 @@ async fn stage(
         config.time_scale = args
             .time_scale
             .unwrap_or_else(|| default_time_scale(args.users));
+        let mut faults = Vec::new();
         for inject in injects {
-            if let Inject::NoMobile { percent } = inject {
-                config.missing_mobile = percent / 100.0;
+            match inject {
+                Inject::NoMobile { percent } => config.missing_mobile = percent / 100.0,
+                Inject::ThrottleStorm { seconds } => faults.push(format!("storm={seconds}")),
+                Inject::ChannelOutage { channel } => faults.push(channel.faults().to_owned()),
+                _ => {}
             }
         }
+        let config = config
+            .with_faults(&faults.join(","))
+            .map_err(|e| Failure::new(Exit::Invalid, e))?;
         let tenant = tenant::emulated(&exercise_tenant("demo"), config).await?;
-        return Ok(Stage {
+        let mut stage = Stage {
             description: format!("emulated tenant ({} users, seed {})", args.users, args.seed),
             tenant,
             simulated: None,
             sinks: None,
-        });
+            staged: Vec::new(),
+            targets: None,
+        };
+        if let Err(failure) = stage_targets(&mut stage, args, playbook, injects) {
+            stage.close().await;
+            return Err(failure);
+        }
+        return Ok(stage);
     };
     if !injects.is_empty() {
         return Err(Failure::new(
@@ -175,7 +198,153 @@ async fn stage(
         tenant,
         simulated: Some(simulated),
         sinks: Some(sinks),
+        staged: Vec::new(),
+        targets: None,
     })
+}
+
+/// Put the users `privileged-in-list` and `synced-user` pick among the playbook's targets,
+/// where its sources will find them: a row added to (a copy of) the breach list, a
+/// membership of a group it targets, a risk level it targets. `all_users` finds them as it is.
+fn stage_targets(
+    stage: &mut Stage,
+    args: &TabletopArgs,
+    playbook: &Playbook,
+    injects: &[Inject],
+) -> Result<(), Failure> {
+    let Some(emulator) = stage.tenant.emulator.as_ref() else {
+        return Ok(());
+    };
+    // The breach list the staged users join: the first csv source's (or --targets'); one
+    // CSV then replaces every csv source, as --targets does.
+    let csv = playbook.targets.iter().find_map(|t| match t {
+        Target::Csv { path, column } => {
+            Some((args.targets.clone().unwrap_or(path.clone()), column))
+        }
+        _ => None,
+    });
+    let (mut table, taken) = match &csv {
+        Some((path, column)) => {
+            let table = Table::read(path, column)?;
+            let taken = table.keys();
+            (Some(table), taken)
+        }
+        None => (None, HashSet::new()),
+    };
+    for inject in injects {
+        let kind = match inject {
+            Inject::PrivilegedInList => Kind::ActiveAdmin,
+            Inject::SyncedUser => Kind::Synced,
+            _ => continue,
+        };
+        let picked = emulator.pick(kind, &taken).ok_or_else(|| {
+            Failure::new(
+                Exit::Invalid,
+                format!(
+                    "--inject {}: the emulated tenant has no such user (try more --users)",
+                    match kind {
+                        Kind::ActiveAdmin => "privileged-in-list",
+                        Kind::Synced => "synced-user",
+                    }
+                ),
+            )
+        })?;
+        for target in &playbook.targets {
+            match target {
+                Target::Csv { .. } => {
+                    if let Some(table) = table.as_mut() {
+                        table.add(&picked.upn);
+                    }
+                }
+                Target::Group { id, .. } => {
+                    emulator.stage_member(*id, &picked.id);
+                }
+                Target::RiskyUsers { levels } => {
+                    if let Some(level) = levels.iter().max() {
+                        emulator.stage_risk(&picked.id, level.as_str());
+                    }
+                }
+                Target::Filter(_) | Target::AllUsers => {}
+            }
+        }
+        stage.staged.push((*inject, picked));
+    }
+    if let Some(table) = table.filter(|t| t.added > 0) {
+        let copy = std::env::temp_dir().join(format!(
+            "resetctl-tabletop-{}.csv",
+            uuid::Uuid::new_v4().simple()
+        ));
+        write(&copy, &table.text()?)?;
+        stage.targets = Some(copy);
+    }
+    Ok(())
+}
+
+/// A breach list read for staging: its rows, and rows added with a key in its column.
+struct Table {
+    source: PathBuf,
+    headers: csv::StringRecord,
+    column: usize,
+    rows: Vec<csv::StringRecord>,
+    added: usize,
+}
+
+impl Table {
+    fn fail(source: &Path, e: &dyn std::fmt::Display) -> Failure {
+        Failure::new(Exit::Invalid, format!("{}: {e}", source.display()))
+    }
+
+    /// Read `source`, whose keys are in `column`.
+    fn read(source: &Path, column: &str) -> Result<Table, Failure> {
+        let fail = |e: &dyn std::fmt::Display| Table::fail(source, e);
+        let mut reader = csv::Reader::from_path(source).map_err(|e| fail(&e))?;
+        let headers = reader.headers().map_err(|e| fail(&e))?.clone();
+        let at = headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(column))
+            .ok_or_else(|| fail(&format!("no column {column}")))?;
+        let rows = reader
+            .records()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(&e))?;
+        Ok(Table {
+            source: source.to_path_buf(),
+            headers,
+            column: at,
+            rows,
+            added: 0,
+        })
+    }
+
+    /// The keys the list names, lower case.
+    fn keys(&self) -> HashSet<String> {
+        self.rows
+            .iter()
+            .filter_map(|r| r.get(self.column))
+            .map(|k| k.trim().to_lowercase())
+            .collect()
+    }
+
+    /// Add a row naming `key`.
+    fn add(&mut self, key: &str) {
+        let row: csv::StringRecord = (0..self.headers.len())
+            .map(|i| if i == self.column { key } else { "" })
+            .collect();
+        self.rows.push(row);
+        self.added += 1;
+    }
+
+    /// The list as CSV.
+    fn text(&self) -> Result<String, Failure> {
+        let fail = |e: &dyn std::fmt::Display| Table::fail(&self.source, e);
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&self.headers).map_err(|e| fail(&e))?;
+        for row in &self.rows {
+            writer.write_record(row).map_err(|e| fail(&e))?;
+        }
+        let bytes = writer.into_inner().map_err(|e| fail(&e))?;
+        String::from_utf8(bytes).map_err(|e| fail(&e))
+    }
 }
 
 async fn exercise(
@@ -188,7 +357,7 @@ async fn exercise(
 ) -> CmdResult {
     let templates = validate::Templates::new(&context.config, None)?;
     let source = validate::load_playbook(&args.playbook, &templates)?;
-    let stage = stage(args, context, injects).await?;
+    let stage = stage(args, context, &source.playbook, injects).await?;
     let result = rehearse(
         global,
         args,
@@ -233,7 +402,7 @@ async fn rehearse(
             source,
             PlanOptions {
                 resolve: ResolveOptions {
-                    csv_override: args.targets.clone(),
+                    csv_override: stage.targets.clone().or_else(|| args.targets.clone()),
                     skip_bad_rows: false,
                     strategy: resetctl::targeting::Strategy::Auto,
                 },
@@ -342,6 +511,21 @@ async fn rehearse(
     write(&html_path, &html)?;
     write(&md_path, &report::markdown(&report))?;
 
+    // The emulator's own statistics beside the report's figures, so that a reader (and the
+    // tests) can check the one against the other: 429s, users written, messages per channel.
+    let emulator = match &stage.tenant.emulator {
+        Some(emulator) if stage.simulated.is_none() => {
+            let url = &emulator.info().inspect_url;
+            emulator_figures(
+                &inspect(url, "stats").await,
+                &inspect(url, "writes").await,
+                &inspect(url, "outbox").await,
+            )
+        }
+        _ => serde_json::Value::Null,
+    };
+    let journal = lifecycle.store().journal(&id).await?;
+    let users_written = users_written(&journal, &playbook);
     match global.output {
         OutputFormat::Json => outln!(
             "{}",
@@ -353,6 +537,17 @@ async fn rehearse(
                 "summary": md_path,
                 "time_scale": report.time_scale,
                 "projected_minutes": report.contain_minutes,
+                "throttled": report.throttled,
+                "writes": report.writes,
+                "messages": report
+                    .messages
+                    .iter()
+                    .map(|r| (r.label.clone(), r.value))
+                    .collect::<BTreeMap<_, _>>(),
+                "injects": report.injects,
+                "users_written": users_written,
+                "client_throttled": stage.tenant.directory.stats().throttled,
+                "emulator": emulator,
             })
         ),
         OutputFormat::Text => {
@@ -570,6 +765,7 @@ async fn build_report(
         ],
     );
 
+    let mut write_throttled = 0;
     let (throttled, writes) = match (&stage.simulated, &tenant.emulator) {
         (Some(sim), _) => (
             tenant.directory.stats().throttled,
@@ -577,6 +773,7 @@ async fn build_report(
         ),
         (None, Some(emulator)) => {
             let stats = inspect(&emulator.info().inspect_url, "stats").await;
+            write_throttled = tenant_write_throttled(&stats);
             (
                 stats["throttled"].as_u64().unwrap_or(0),
                 emulator.write_count() as u64,
@@ -723,10 +920,15 @@ async fn build_report(
     // Projected times are only as good as the exercise was quota-bound: say when the
     // machine, not Graph's quota, set the pace, and what the quota alone would take.
     let quota_minutes = plan.estimate.seconds * scale / 60.0;
-    let machine_bound = contain_minutes.is_some_and(|minutes| {
-        let achieved = user_times.len() as f64 / minutes.max(f64::MIN_POSITIVE);
-        minutes > 1.0 && achieved < 0.5 * quota_users_per_minute
-    });
+    // A staged throttling storm, not the machine, is what slows the writes then.
+    let storm = injects
+        .iter()
+        .any(|i| matches!(i, Inject::ThrottleStorm { .. }));
+    let machine_bound = !storm
+        && contain_minutes.is_some_and(|minutes| {
+            let achieved = user_times.len() as f64 / minutes.max(f64::MIN_POSITIVE);
+            minutes > 1.0 && achieved < 0.5 * quota_users_per_minute
+        });
     if machine_bound {
         problems.push(format!(
             "this machine replayed the writes slower than Graph's quota allows ({:.0} users/min \
@@ -762,6 +964,13 @@ async fn build_report(
         ),
         None => "The run would not start: it was refused before any write (see below).".to_owned(),
     };
+    let client_throttled = tenant.directory.stats().throttled;
+    let write_log = match &tenant.emulator {
+        Some(emulator) if stage.simulated.is_none() => {
+            inspect(&emulator.info().inspect_url, "writes").await
+        }
+        _ => serde_json::Value::Null,
+    };
     let mut inject_lines = Vec::new();
     for inject in injects {
         let coped = match inject {
@@ -777,6 +986,21 @@ async fn build_report(
                     "the run did not start: the approvals it requires were not all given".into()
                 }
             },
+            Inject::ThrottleStorm { .. } => storm_finding(
+                write_throttled,
+                throttled,
+                client_throttled,
+                contain_minutes,
+                quota_minutes,
+                stopped,
+            ),
+            Inject::ChannelOutage { channel } => outage_finding(channel.as_str(), &deliveries),
+            Inject::PrivilegedInList | Inject::SyncedUser => {
+                match stage.staged.iter().find(|(i, _)| i == inject) {
+                    Some((_, picked)) => staged_finding(*inject, picked, plan, &write_log),
+                    None => "no such user could be staged".to_owned(),
+                }
+            }
         };
         inject_lines.push(format!("{}: {coped}", inject.describe()));
     }
@@ -811,6 +1035,226 @@ async fn build_report(
         messages_chart,
         forecast_chart,
     })
+}
+
+/// Users the run store says were written to: those with a succeeded step that always
+/// writes to the user (`revoke_sessions`, `reset_password`, `temporary_access_pass`,
+/// `add_to_group`). A method removal that found nothing to remove writes nothing, and
+/// `confirm_compromised` and notices are not writes to the user object.
+fn users_written(journal: &[resetctl::store::JournalEntry], playbook: &Playbook) -> usize {
+    journal
+        .iter()
+        .filter(|e| e.outcome == Some(Outcome::Succeeded))
+        .filter(|e| {
+            resetctl::engine::journal_key::StepKey::parse(&e.step)
+                .and_then(|k| k.step(playbook))
+                .is_some_and(|s| {
+                    matches!(
+                        s,
+                        Step::RevokeSessions
+                            | Step::ResetPassword { .. }
+                            | Step::TemporaryAccessPass { .. }
+                            | Step::AddToGroup { .. }
+                    )
+                })
+        })
+        .map(|e| e.user_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+/// The emulator's own counts, from its inspection API: 429s answered, users with an
+/// applied write of the kinds [`users_written`] counts, messages delivered per channel.
+fn emulator_figures(
+    stats: &serde_json::Value,
+    writes: &serde_json::Value,
+    outbox: &serde_json::Value,
+) -> serde_json::Value {
+    let users: std::collections::BTreeSet<&str> = writes["writes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["applied"] == true)
+        .filter(|w| {
+            // The same writes the run store's count takes: the password (PATCH of the
+            // user), sessions, a pass, a membership; not a mail sent from a mailbox.
+            let path = w["path"].as_str().unwrap_or("");
+            let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+            matches!(
+                (w["method"].as_str(), segments.as_slice()),
+                (Some("PATCH"), ["users", _])
+                    | (Some("POST"), ["users", _, "revokeSignInSessions"])
+                    | (
+                        Some("POST"),
+                        ["users", _, "authentication", "temporaryAccessPassMethods"]
+                    )
+                    | (Some("POST"), ["groups", _, "members", "$ref"])
+            )
+        })
+        .filter_map(|w| w["target"].as_str())
+        .collect();
+    let mut delivered: BTreeMap<&str, u64> = BTreeMap::new();
+    for m in outbox["messages"].as_array().into_iter().flatten() {
+        if let (Some(channel), true) = (m["channel"].as_str(), m["delivered"] == true) {
+            *delivered.entry(channel).or_default() += 1;
+        }
+    }
+    serde_json::json!({
+        "throttled": stats["throttled"],
+        "write_throttled": tenant_write_throttled(stats),
+        "users_written": users.len(),
+        "delivered": delivered,
+    })
+}
+
+/// Requests the emulator's tenant-wide write bucket answered 429 (`/_emulator/stats`).
+fn tenant_write_throttled(stats: &serde_json::Value) -> u64 {
+    stats["buckets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["bucket"] == "tenant/writes")
+        .and_then(|b| b["throttled"].as_u64())
+        .unwrap_or(0)
+}
+
+/// How the run coped with a throttling storm: the 429s (the emulator's count, and the
+/// client's) and what they cost against the time the quota alone allows.
+fn storm_finding(
+    write_throttled: u64,
+    throttled: u64,
+    client_throttled: u64,
+    contain_minutes: Option<f64>,
+    quota_minutes: f64,
+    stopped: bool,
+) -> String {
+    let answered = format!(
+        "Graph answered {write_throttled} write(s) 429 Too Many Requests on the tenant's write \
+         quota ({throttled} 429s in all; resetctl counted {client_throttled} and waited each \
+         Retry-After out)"
+    );
+    match contain_minutes {
+        None => format!("{answered}; the run did not start, so nothing was slowed"),
+        Some(_) if stopped => format!("{answered}; the run stopped early (see above)"),
+        Some(minutes) => format!(
+            "{answered}; the run still finished: the writes took {} (projected) where the \
+             quota alone allows {}, about {} more",
+            report::duration(minutes),
+            report::duration(quota_minutes),
+            report::duration((minutes - quota_minutes).max(0.0))
+        ),
+    }
+}
+
+/// How the run coped with a channel that was down: the notices it could not deliver and
+/// the users no channel reached, whom someone must now contact by hand.
+fn outage_finding(
+    channel: &str,
+    deliveries: &[resetctl::comms::delivery::DeliveryRecord],
+) -> String {
+    use std::collections::BTreeSet;
+    let on = |d: &&resetctl::comms::delivery::DeliveryRecord| {
+        d.key.channel.split(['/', '#']).next() == Some(channel)
+    };
+    let failed: Vec<_> = deliveries
+        .iter()
+        .filter(on)
+        .filter(|d| d.state == Some(DeliveryState::Failed))
+        .collect();
+    let users: BTreeSet<&str> = failed
+        .iter()
+        .filter(|d| !d.key.user_id.is_empty())
+        .map(|d| d.key.user_id.as_str())
+        .collect();
+    let reached: BTreeSet<&str> = deliveries
+        .iter()
+        .filter(|d| d.state == Some(DeliveryState::Sent) && !d.key.user_id.is_empty())
+        .map(|d| d.key.user_id.as_str())
+        .collect();
+    let by_hand = users.iter().filter(|u| !reached.contains(*u)).count();
+    let run_level: BTreeSet<&str> = failed
+        .iter()
+        .filter(|d| d.key.user_id.is_empty())
+        .map(|d| d.key.step.as_str())
+        .collect();
+    let sent = deliveries
+        .iter()
+        .filter(on)
+        .filter(|d| d.state == Some(DeliveryState::Sent))
+        .count();
+    let mut line = format!(
+        "{} {channel} message(s) were not delivered ({sent} were); {} user(s) missed a \
+         notice, of whom {} were reached over another channel and {by_hand} by none: those \
+         {by_hand} are manual follow-ups (results.csv lists their failed notify steps)",
+        failed.len(),
+        users.len(),
+        users.len() - by_hand,
+    );
+    if !run_level.is_empty() {
+        line.push_str(&format!(
+            "; run-level messages that did not go out over {channel}: {}",
+            run_level.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    line
+}
+
+/// Where a staged user (an admin, a synced user) ended up: the plan's bucket and reason,
+/// its steps, and what the emulator's write log shows was written to it.
+fn staged_finding(
+    inject: Inject,
+    picked: &Picked,
+    plan: &Plan,
+    write_log: &serde_json::Value,
+) -> String {
+    let who = if picked.roles.is_empty() {
+        picked.upn.clone()
+    } else {
+        format!("{} ({})", picked.upn, picked.roles.join(", "))
+    };
+    let Some(user) = plan.users.iter().find(|u| u.id == picked.id) else {
+        return format!("{who} was added to the targets but the plan did not resolve it");
+    };
+    let writes: Vec<&str> = write_log["writes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["target"] == picked.id.as_str() && w["applied"] == true)
+        .filter_map(|w| w["path"].as_str())
+        .collect();
+    let written = if writes.is_empty() {
+        "the emulator's write log shows no write to it".to_owned()
+    } else {
+        let mut kinds: Vec<&str> = writes
+            .iter()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        format!(
+            "the emulator's write log shows {} write(s) to it ({})",
+            writes.len(),
+            kinds.join(", ")
+        )
+    };
+    match (inject, user.bucket) {
+        (Inject::SyncedUser, Bucket::Hybrid) if !user.steps.is_empty() => format!(
+            "{who} was handled per hybrid_users: cloud_actions: its {} cloud-side step(s) \
+             ran ({}) and its password went to the manual queue ({}); {written}",
+            user.steps.len(),
+            user.steps.join(", "),
+            user.reason
+        ),
+        (_, Bucket::Privileged | Bucket::Hybrid) => format!(
+            "{who} landed in the manual queue ({}) and nothing was done to it automatically; \
+             {written}",
+            user.reason
+        ),
+        (_, bucket) => format!(
+            "{who} was planned in the {bucket:?} bucket ({}); {written}",
+            user.reason
+        ),
+    }
 }
 
 /// What the emulator's inspection API says about `what` (`stats`, `outbox`); null when it

@@ -68,6 +68,17 @@ pub struct FaultSpec {
     pub teams_throttled: f64,
     /// Probability that a request to an emulated PSA is answered 429 (`Retry-After: 1`).
     pub psa_throttled: f64,
+    /// Probability that a Twilio request is answered 503 (code 20503).
+    pub twilio_down: f64,
+    /// Probability that an ACS SMS request is answered 503.
+    pub acs_down: f64,
+    /// Probability that a Teams workflow trigger is answered 503.
+    pub teams_down: f64,
+    /// Probability that a Graph `sendMail` is answered 503.
+    pub mail_down: f64,
+    /// Seconds (before the time scale) of a write storm from the first directory write;
+    /// 0 for none.
+    pub write_storm: f64,
 }
 
 impl FaultSpec {
@@ -79,11 +90,21 @@ impl FaultSpec {
             let bad = || {
                 EmulatorError::Faults(format!(
                     "`{part}`: expected KIND=PROBABILITY with KIND one of 503, 504, reset, 403, \
-                     dup_page, drop_nextlink, twilio_429, acs_429, teams_429, psa_429"
+                     dup_page, drop_nextlink, twilio_429, acs_429, teams_429, psa_429, \
+                     twilio_503, acs_503, teams_503, mail_503 (or storm=SECONDS)"
                 ))
             };
             let (kind, p) = part.split_once('=').ok_or_else(bad)?;
             let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if kind.trim() == "storm" {
+                if !(p.is_finite() && (0.0..=300.0).contains(&p)) {
+                    return Err(EmulatorError::Faults(format!(
+                        "`{part}`: a storm lasts between 0 and 300 seconds"
+                    )));
+                }
+                out.write_storm = p;
+                continue;
+            }
             if !(0.0..=1.0).contains(&p) {
                 return Err(EmulatorError::Faults(format!(
                     "`{part}`: probability must be between 0 and 1"
@@ -100,6 +121,10 @@ impl FaultSpec {
                 "acs_429" => out.acs_throttled = p,
                 "teams_429" => out.teams_throttled = p,
                 "psa_429" => out.psa_throttled = p,
+                "twilio_503" => out.twilio_down = p,
+                "acs_503" => out.acs_down = p,
+                "teams_503" => out.teams_down = p,
+                "mail_503" => out.mail_down = p,
                 _ => return Err(bad()),
             }
         }
@@ -124,6 +149,11 @@ impl FaultSpec {
                 + self.acs_throttled
                 + self.teams_throttled
                 + self.psa_throttled
+                + self.twilio_down
+                + self.acs_down
+                + self.teams_down
+                + self.mail_down
+                + self.write_storm
                 > 0.0
     }
 
@@ -173,6 +203,8 @@ pub enum Sink {
     Teams,
     /// An emulated PSA (ServiceNow, ConnectWise, Autotask, HaloPSA).
     Psa,
+    /// Graph `sendMail` (outages only: Outlook's throttling is the mailbox's own bucket).
+    Mail,
 }
 
 /// The fault and latency generator.
@@ -266,7 +298,25 @@ impl Faults {
             Sink::Acs => self.spec.acs_throttled,
             Sink::Teams => self.spec.teams_throttled,
             Sink::Psa => self.spec.psa_throttled,
+            Sink::Mail => 0.0,
         };
+        self.sink_draw(p)
+    }
+
+    /// Whether this request to `sink` meets an outage (one draw per request, from the
+    /// sinks' generator).
+    pub fn sink_down(&self, sink: Sink) -> bool {
+        let p = match sink {
+            Sink::Twilio => self.spec.twilio_down,
+            Sink::Acs => self.spec.acs_down,
+            Sink::Teams => self.spec.teams_down,
+            Sink::Mail => self.spec.mail_down,
+            Sink::Psa => 0.0,
+        };
+        self.sink_draw(p)
+    }
+
+    fn sink_draw(&self, p: f64) -> bool {
         if p <= 0.0 {
             return false;
         }
@@ -439,6 +489,22 @@ mod tests {
         let f = Faults::new(FaultSpec::parse("acs_429=0.5").unwrap(), 0, 1.0, 3);
         let hits = (0..2000).filter(|_| f.sink_throttled(Sink::Acs)).count();
         assert!((850..1150).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn outages_and_storms_parse_and_draw_on_their_own() {
+        let s = FaultSpec::parse("twilio_503=1,acs_503=1,mail_503=0.5,storm=45").unwrap();
+        assert_eq!((s.twilio_down, s.acs_down, s.mail_down), (1.0, 1.0, 0.5));
+        assert_eq!(s.write_storm, 45.0);
+        assert!(FaultSpec::parse("storm=30").unwrap().any());
+        assert!(FaultSpec::parse("storm=301").is_err());
+        assert!(FaultSpec::parse("storm=-1").is_err());
+        assert!(FaultSpec::parse("teams_503=2").is_err());
+        let f = Faults::new(FaultSpec::parse("teams_503=1").unwrap(), 0, 1.0, 1);
+        assert!((0..20).all(|_| f.sink_down(Sink::Teams)));
+        assert!((0..20).all(|_| !f.sink_down(Sink::Twilio)));
+        assert!((0..20).all(|_| !f.sink_throttled(Sink::Teams)));
+        assert_eq!(f.draw(true, true), None, "not a Graph fault");
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`faults`]: latency and fault injection. [`errors`]: Graph error bodies.
 //! - [`body`]: request bodies: declared properties beside OData instance annotations.
 //! - `render`: entity JSON. `routes/`: handlers by area. `server`: accept loop, shutdown.
+//! - [`staging`]: what a tabletop exercise puts in the tenant before it plans (a user of a
+//!   kind, made a group member or risky).
 //! - [`sinks`]: the message providers (Twilio, ACS SMS, Teams Workflows, a webhook) beside
 //!   Graph's sendMail (JSON and MIME, `mime`); [`outbox`]: what they all received
 //!   (`/_emulator/outbox`); [`channels`]: their endpoints and credentials in
@@ -55,6 +57,7 @@ pub mod outbox;
 pub mod permissions;
 pub mod seed;
 pub mod sinks;
+pub mod staging;
 pub mod tenant_file;
 pub mod throttle;
 

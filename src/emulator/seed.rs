@@ -32,6 +32,13 @@ pub struct SeedSpec {
 /// (`incident-noreply@` the verified domain): disabled, never a person.
 pub const SENDER_MAILBOX_LOCAL: &str = "incident-noreply";
 
+/// The object id of the seeded "SOC Incident Response Accounts" group (`ransomware.yaml`
+/// excludes its members).
+pub const SOC_GROUP_ID: u128 = 0x5b3f9c1e_2d47_4a8b_9f60_1c2e3d4a5b6c;
+/// The object id of the seeded "MFA registration from any location" group (`mfa-reset.yaml`
+/// adds users to it for 24 hours).
+pub const MFA_REGISTRATION_GROUP_ID: u128 = 0x7c1d2e3f_4a5b_4c6d_8e9f_0a1b2c3d4e5f;
+
 /// Seeds of the generators beside the main one (XORed with the tenant seed).
 const LOOK_STREAM: u64 = 0x1a9e_0b0e;
 const MAILBOX_STREAM: u64 = 0x3a11_b0c5;
@@ -828,6 +835,43 @@ pub fn generate(spec: &SeedSpec) -> Tenant {
         Vec::new(),
     );
     let _ = admins;
+    // The groups the shipped playbooks name by id, with those ids (no draw from `rng`, so
+    // every other object stays as it was): the SOC's incident accounts, which
+    // `ransomware.yaml` keeps usable, and the Conditional Access exclusion "MFA
+    // registration from any location" that `mfa-reset.yaml` adds a user to for 24 hours.
+    let security = t.strings.intern("Security");
+    let soc: Vec<u32> = (1..people)
+        .filter(|&i| {
+            let u = &t.users[i as usize];
+            u.department == security && u.enabled && t.active_roles(i).is_empty()
+        })
+        .take(4)
+        .collect();
+    for (id, name, desc, members) in [
+        (
+            SOC_GROUP_ID,
+            "SOC Incident Response Accounts",
+            "The security operations team's accounts; excluded from tenant-wide resets",
+            soc,
+        ),
+        (
+            MFA_REGISTRATION_GROUP_ID,
+            "MFA registration from any location",
+            "Conditional Access exclusion: members may register MFA methods from anywhere",
+            Vec::new(),
+        ),
+    ] {
+        let nick: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        t.groups.push(Group {
+            id: Uuid::from_u128(id),
+            display_name: name.to_string(),
+            description: desc.to_string(),
+            mail_nickname: nick,
+            role_assignable: false,
+            members,
+            member_groups: Vec::new(),
+        });
+    }
 
     // Risky users at every level (about 1.5 %), plus a few already remediated or dismissed.
     let risky_count = (people / 64).max(3);
@@ -921,5 +965,13 @@ mod tests {
         }
         assert!(t.users.iter().any(|u| u.methods == 0));
         assert_eq!(t.apps.len(), 2);
+        // The groups the shipped playbooks name, by their ids.
+        let soc = Uuid::from_u128(SOC_GROUP_ID);
+        let soc = t.groups.iter().find(|g| g.id == soc).unwrap();
+        assert_eq!(soc.members.len(), 4);
+        assert!(soc.members.iter().all(|&i| t.active_roles(i).is_empty()));
+        let mfa = Uuid::from_u128(MFA_REGISTRATION_GROUP_ID);
+        let mfa = t.groups.iter().find(|g| g.id == mfa).unwrap();
+        assert!(mfa.members.is_empty() && !mfa.role_assignable);
     }
 }

@@ -136,7 +136,8 @@ impl Emu {
                 config.time_scale,
                 size,
                 config.auth_methods_per_10s,
-            ),
+            )
+            .with_storm(config.faults.write_storm),
             faults: Faults::new(
                 config.faults,
                 config.latency_ms,

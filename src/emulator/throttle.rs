@@ -23,6 +23,14 @@
 //!   throttling page lists `authenticationMethod` under the reports limits (5 / 10 s), but
 //!   whether method CRUD is metered that tightly is not documented, so it is off unless
 //!   configured.
+//!
+//! A write storm (`storm=SECONDS` in the faults) stands for another app draining the
+//! tenant's write bucket: from the first directory write, for SECONDS divided by the time
+//! scale, that app has spent the `Tenant/Write` bucket up to the storm's end (its own
+//! throttled calls are debited too), so the bucket's level is at most minus the refill still
+//! to come. Our writes are answered 429 `Tenant/Write` with the Retry-After the bucket gives
+//! (the rest of the storm, plus the cost's refill): the throttling guidance's answer to a
+//! client that exceeded a limit it shares (<https://learn.microsoft.com/graph/throttling>).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -200,6 +208,9 @@ pub struct Throttle {
     size: SizeClass,
     auth_methods: Option<u32>,
     buckets: Mutex<HashMap<Scope, Bucket>>,
+    /// The write storm's length in real seconds (0: none) and when it began.
+    storm: f64,
+    storm_began: Mutex<Option<Instant>>,
 }
 
 /// The resource-unit cost of a directory request
@@ -229,7 +240,31 @@ impl Throttle {
             size,
             auth_methods: auth_methods.filter(|n| *n > 0),
             buckets: Mutex::new(HashMap::new()),
+            storm: 0.0,
+            storm_began: Mutex::new(None),
         }
+    }
+
+    /// With a write storm of `seconds` (before the time scale) from the first write.
+    pub fn with_storm(mut self, seconds: f64) -> Self {
+        self.storm = if seconds.is_finite() && seconds > 0.0 {
+            seconds / self.scale
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// Real seconds of storm left at `now` for a write (starting it on the first write).
+    fn storm_left(&self, now: Instant) -> f64 {
+        if self.storm <= 0.0 {
+            return 0.0;
+        }
+        let Ok(mut began) = self.storm_began.lock() else {
+            return 0.0;
+        };
+        let start = *began.get_or_insert(now);
+        (self.storm - now.saturating_duration_since(start).as_secs_f64()).max(0.0)
     }
 
     /// Charge one request from app `app` (index) and decide.
@@ -269,6 +304,10 @@ impl Throttle {
         let Ok(mut buckets) = self.buckets.lock() else {
             return decision;
         };
+        let storm_left = match charge {
+            Charge::Directory { write: true, .. } => self.storm_left(now),
+            _ => 0.0,
+        };
         let mut worst_wait: Option<(f64, Scope)> = None;
         let mut used_fraction: f64 = 0.0;
         let mut violated = Vec::new();
@@ -285,6 +324,10 @@ impl Throttle {
                 admitted: 0,
             });
             b.refill(now);
+            if scope == Scope::TenantWrite && storm_left > 0.0 {
+                // The other app has spent the refill up to the storm's end.
+                b.level = b.level.min(-storm_left * b.rate).max(-b.capacity);
+            }
             // Tolerance for float drift: a client that waited exactly Retry-After is admitted.
             if b.level + 1e-6 < cost {
                 violated.push(scope);
@@ -370,6 +413,34 @@ mod tests {
         assert_eq!(directory_cost(2, true, false, Some(999)), 1);
         assert_eq!(directory_cost(2, true, false, Some(5)), 1, "minimum 1");
         assert_eq!(directory_cost(5, false, true, None), 6);
+    }
+
+    #[test]
+    fn a_storm_throttles_writes_until_it_ends_and_reads_pass() {
+        // 2 s of storm at scale 100: 20 ms of real time.
+        let t = Throttle::new(true, 100.0, SizeClass::Large, None).with_storm(2.0);
+        let w = Charge::Directory {
+            ru: 1,
+            write: true,
+            auth_methods: false,
+        };
+        let r = Charge::Directory {
+            ru: 1,
+            write: false,
+            auth_methods: false,
+        };
+        assert!(t.charge(0, r).allowed, "reads do not start the storm");
+        let d = t.charge(0, w);
+        assert!(!d.allowed);
+        assert_eq!(d.scope, Some(("Tenant/Write", "WriteLimitExceeded")));
+        let wait = d.retry_after.unwrap();
+        assert!(wait > 0.015 && wait < 0.03, "{wait}");
+        assert!(t.charge(0, r).allowed, "reads still pass");
+        std::thread::sleep(std::time::Duration::from_secs_f64(wait));
+        assert!(t.charge(0, w).allowed, "admitted after Retry-After");
+        let stats = t.stats();
+        let tenant = stats.iter().find(|b| b.bucket == "tenant/writes").unwrap();
+        assert_eq!((tenant.throttled, tenant.admitted), (1, 1));
     }
 
     #[test]

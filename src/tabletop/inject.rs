@@ -14,17 +14,70 @@ pub enum Inject {
     },
     /// `silent-approver`: one of the approvers the playbook requires never answers.
     SilentApprover,
+    /// `throttle-storm[=SECONDS]`: another app drains the tenant's write bucket for that
+    /// long (projected seconds, from the first write): Graph answers our writes 429.
+    ThrottleStorm {
+        /// Projected seconds, 1–300 (one tenant write window at most).
+        seconds: f64,
+    },
+    /// `channel-outage=sms|email|teams`: that channel's provider is down for the run.
+    ChannelOutage {
+        /// The channel that is down.
+        channel: Outage,
+    },
+    /// `privileged-in-list`: an active admin is among the targets.
+    PrivilegedInList,
+    /// `synced-user`: an on-premises synced (hybrid) user is among the targets.
+    SyncedUser,
 }
+
+/// A channel an outage can take down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outage {
+    /// Text messages (every SMS provider: Twilio and ACS).
+    Sms,
+    /// Mail (Graph `sendMail`).
+    Email,
+    /// The Teams workflow.
+    Teams,
+}
+
+impl Outage {
+    /// The playbook's name of the channel.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outage::Sms => "sms",
+            Outage::Email => "email",
+            Outage::Teams => "teams",
+        }
+    }
+
+    /// The emulator's fault specification that stages the outage: the provider's 503 to
+    /// every request (see `emulator::faults`).
+    pub fn faults(self) -> &'static str {
+        match self {
+            Outage::Sms => "twilio_503=1,acs_503=1",
+            Outage::Email => "mail_503=1",
+            Outage::Teams => "teams_503=1",
+        }
+    }
+}
+
+/// The storm's length when `throttle-storm` gives none: a fifth of the tenant's write
+/// window, long enough to stall every write in flight several times.
+pub const DEFAULT_STORM_SECONDS: f64 = 60.0;
 
 /// Why an inject could not be read.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InjectError {
     /// Not a known inject.
-    #[error("--inject {0}: unknown inject; this build knows no-mobile=PCT and silent-approver")]
+    #[error(
+        "--inject {0}: unknown inject; this build knows no-mobile=PCT, silent-approver, \
+         throttle-storm[=SECONDS], channel-outage=sms|email|teams, privileged-in-list and \
+         synced-user"
+    )]
     Unknown(String),
-    /// A known inject this build cannot stage yet.
-    #[error("--inject {0}: not available in this build (known: no-mobile=PCT, silent-approver)")]
-    NotYet(String),
     /// A value out of range.
     #[error("--inject {spec}: {reason}")]
     Value {
@@ -60,9 +113,45 @@ impl Inject {
                 Ok(Inject::NoMobile { percent })
             }
             ("silent-approver", None) => Ok(Inject::SilentApprover),
-            ("throttle-storm" | "channel-outage" | "privileged-in-list" | "synced-user", _) => {
-                Err(InjectError::NotYet(spec.to_owned()))
+            ("throttle-storm", None) => Ok(Inject::ThrottleStorm {
+                seconds: DEFAULT_STORM_SECONDS,
+            }),
+            ("throttle-storm", Some(v)) => {
+                let seconds: f64 =
+                    v.trim_end_matches('s')
+                        .parse()
+                        .map_err(|_| InjectError::Value {
+                            spec: spec.to_owned(),
+                            reason: "expected seconds, e.g. throttle-storm=60",
+                        })?;
+                if !(1.0..=300.0).contains(&seconds) {
+                    return Err(InjectError::Value {
+                        spec: spec.to_owned(),
+                        reason: "a storm lasts between 1 and 300 seconds (one write window)",
+                    });
+                }
+                Ok(Inject::ThrottleStorm { seconds })
             }
+            ("channel-outage", Some(v)) => {
+                let channel = match v {
+                    "sms" => Outage::Sms,
+                    "email" => Outage::Email,
+                    "teams" => Outage::Teams,
+                    _ => {
+                        return Err(InjectError::Value {
+                            spec: spec.to_owned(),
+                            reason: "expected channel-outage=sms, email or teams",
+                        });
+                    }
+                };
+                Ok(Inject::ChannelOutage { channel })
+            }
+            ("channel-outage", None) => Err(InjectError::Value {
+                spec: spec.to_owned(),
+                reason: "name the channel: channel-outage=sms, email or teams",
+            }),
+            ("privileged-in-list", None) => Ok(Inject::PrivilegedInList),
+            ("synced-user", None) => Ok(Inject::SyncedUser),
             _ => Err(InjectError::Unknown(spec.to_owned())),
         }
     }
@@ -74,6 +163,20 @@ impl Inject {
                 format!("{percent}% of the tenant's users have no mobile number on record")
             }
             Inject::SilentApprover => "one required approver never answers".to_owned(),
+            Inject::ThrottleStorm { seconds } => format!(
+                "another app drains the tenant's write quota for {seconds:.0} s (projected): \
+                 Graph answers writes 429"
+            ),
+            Inject::ChannelOutage { channel } => format!(
+                "the {} provider is down for the whole run (it answers 503)",
+                channel.as_str()
+            ),
+            Inject::PrivilegedInList => {
+                "an active administrator is in the list of targets".to_owned()
+            }
+            Inject::SyncedUser => {
+                "an on-premises synced (hybrid) user is in the list of targets".to_owned()
+            }
         }
     }
 }
@@ -93,9 +196,42 @@ mod tests {
             Inject::parse("no-mobile=140"),
             Err(InjectError::Value { .. })
         ));
-        assert!(matches!(
+        assert_eq!(
             Inject::parse("throttle-storm"),
-            Err(InjectError::NotYet(_))
+            Ok(Inject::ThrottleStorm {
+                seconds: DEFAULT_STORM_SECONDS
+            })
+        );
+        assert_eq!(
+            Inject::parse("throttle-storm=90"),
+            Ok(Inject::ThrottleStorm { seconds: 90.0 })
+        );
+        assert!(matches!(
+            Inject::parse("throttle-storm=900"),
+            Err(InjectError::Value { .. })
+        ));
+        assert_eq!(
+            Inject::parse("channel-outage=sms"),
+            Ok(Inject::ChannelOutage {
+                channel: Outage::Sms
+            })
+        );
+        assert!(matches!(
+            Inject::parse("channel-outage=fax"),
+            Err(InjectError::Value { .. })
+        ));
+        assert!(matches!(
+            Inject::parse("channel-outage"),
+            Err(InjectError::Value { .. })
+        ));
+        assert_eq!(
+            Inject::parse("privileged-in-list"),
+            Ok(Inject::PrivilegedInList)
+        );
+        assert_eq!(Inject::parse("synced-user"), Ok(Inject::SyncedUser));
+        assert!(matches!(
+            Inject::parse("synced-user=3"),
+            Err(InjectError::Unknown(_))
         ));
         let err = Inject::parse("meteor").unwrap_err().to_string();
         assert!(err.contains("meteor") && err.contains("no-mobile"), "{err}");

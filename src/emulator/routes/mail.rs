@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Ctx, Req};
 use crate::emulator::errors::{Fail, GraphResponse};
+use crate::emulator::faults::Sink;
 use crate::emulator::mime::{self, MimeError};
 use crate::emulator::outbox::OutboxEntry;
 use crate::emulator::state::now_rfc3339;
@@ -20,6 +21,18 @@ use crate::emulator::state::now_rfc3339;
 pub fn send(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
     if *req.method != axum::http::Method::POST {
         return Err(Fail::method());
+    }
+    // An outage (`mail_503`): Graph's 503 `serviceNotAvailable` with a Retry-After
+    // (https://learn.microsoft.com/graph/errors); the message is not accepted.
+    if ctx.emu.faults.sink_down(Sink::Mail) {
+        let wait = format!("{:.3}", 1.0 / ctx.emu.scale);
+        return Ok(Fail::new(
+            503,
+            "serviceNotAvailable",
+            "The service is temporarily unavailable. Please retry later.",
+        )
+        .response(&ctx.request_id)
+        .with_header("Retry-After", wait));
     }
     let key = req.seg(1).unwrap_or("");
     let (from, client_id) = {

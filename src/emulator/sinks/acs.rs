@@ -123,6 +123,14 @@ pub(crate) async fn send(
             "The request was throttled: too many requests.",
         );
     }
+    // An outage (`acs_503`): the service's 503 in the Azure error shape; nothing is sent.
+    if emu.faults.sink_down(Sink::Acs) {
+        return error(
+            503,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable. Please retry later.",
+        );
+    }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(_) => return error(400, "BadRequest", "The request body is not valid JSON."),

@@ -88,6 +88,14 @@ pub(crate) async fn invoke(
             "Number of workflow requests exceeded the limit. Please retry later.",
         );
     }
+    // An outage (`teams_503`): the trigger answers 503 and no flow run starts.
+    if emu.faults.sink_down(Sink::Teams) {
+        return error(
+            503,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable. Please retry later.",
+        );
+    }
     let run_id = format!(
         "08584{:020}CU{:02}",
         uuid::Uuid::new_v4().as_u128() % 100_000_000_000_000_000_000,

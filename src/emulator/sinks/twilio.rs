@@ -56,6 +56,11 @@ pub(crate) async fn create(
     if emu.faults.sink_throttled(Sink::Twilio) {
         return error(429, 20429, "Too Many Requests");
     }
+    // An outage (`twilio_503`): Twilio's error 20503, "Service Unavailable"
+    // (https://www.twilio.com/docs/errors/20503); nothing is accepted.
+    if emu.faults.sink_down(Sink::Twilio) {
+        return error(503, 20503, "Service Unavailable");
+    }
     let form: Vec<(String, String)> = std::str::from_utf8(&body)
         .map(query_pairs)
         .unwrap_or_default();
