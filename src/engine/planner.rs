@@ -124,15 +124,28 @@ pub async fn build_plan(
     // Registration state (SSPR, authenticator) of the planned users, when the playbook's
     // conditions or the plan's recovery counts need it.
     let need = super::recovery::needed(playbook);
-    let registrations = match need {
-        super::recovery::Need::No => Ok(Default::default()),
+    // Only for the counts, the report is read when it takes no longer than a plan waits.
+    let too_slow = (need == super::recovery::Need::ForReport)
+        .then(|| {
+            super::recovery::too_slow_for_report(
+                resolution.users.len() as u64,
+                resolution.tenant_users,
+            )
+        })
+        .flatten();
+    let registrations = match (need, &too_slow) {
+        (super::recovery::Need::No, _) => Ok(Default::default()),
+        (_, Some(_)) => Ok(Default::default()),
         _ => {
+            let at = Instant::now();
             let ids = resolution.users.iter().map(|u| u.id.clone()).collect();
-            super::recovery::read(directory, ids).await
+            let read = super::recovery::read(directory, ids).await;
+            phase("registration details", at);
+            read
         }
     };
     let (registrations, unread) = match registrations {
-        Ok(r) => (r, None),
+        Ok(r) => (r, too_slow),
         Err(source) if need == super::recovery::Need::Required => {
             return Err(targeting::ResolveError::Directory {
                 what: "registration details (sspr_capable, has_authenticator)".into(),

@@ -29,6 +29,48 @@ pub async fn read(
         .await
 }
 
+/// Graph's identity and access reports limit, which `userRegistrationDetails` falls under:
+/// 5 requests per 10 s per app per tenant
+/// (<https://learn.microsoft.com/graph/throttling-limits#identity-and-access-reports-service-limits>).
+const REPORT_REQUESTS_PER_SECOND: f64 = 0.5;
+/// Users a page of the report holds (`$top=999`).
+const REPORT_PAGE: u64 = 999;
+/// Users read one `GET` each rather than by listing the report (the directory's choice).
+const REPORT_LOOKUPS: u64 = 2;
+/// The longest a plan waits for the report when only its recovery counts use it: beyond
+/// this, containment would wait on an advisory figure.
+pub const REPORT_ONLY_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long reading the registration state of `users` planned users takes at Graph's
+/// reports limit in a tenant of `tenant_users`: one request per user for the few the
+/// directory reads one by one, else every page of the report (it filters on no id).
+pub fn read_time(users: u64, tenant_users: u64) -> std::time::Duration {
+    let requests = if users <= REPORT_LOOKUPS {
+        users
+    } else {
+        tenant_users.max(users).div_ceil(REPORT_PAGE)
+    };
+    // The first requests of a window go at once; the rest at the refill rate.
+    let paced = requests.saturating_sub(5) as f64 / REPORT_REQUESTS_PER_SECOND;
+    std::time::Duration::from_secs_f64(paced)
+}
+
+/// Why a report-only read is skipped, when it would take longer than
+/// [`REPORT_ONLY_BUDGET`].
+pub fn too_slow_for_report(users: u64, tenant_users: u64) -> Option<String> {
+    let time = read_time(users, tenant_users);
+    (time > REPORT_ONLY_BUDGET).then(|| {
+        format!(
+            "not read: the registration report of a {tenant_users}-user tenant takes about {} \
+             min at Graph's reports limit (5 requests per 10 s), longer than a plan waits for \
+             recovery counts ({} s); run `resetctl readiness` ahead of an incident, or add \
+             `when: sspr_capable` to a step to make the read part of the plan",
+            time.as_secs().div_ceil(60),
+            REPORT_ONLY_BUDGET.as_secs()
+        )
+    })
+}
+
 /// Whether planning must read the registration state: a `when:` reads `sspr_capable` or
 /// `has_authenticator` (then it is required), or a step resets passwords (then the plan
 /// reports who can recover).
@@ -169,6 +211,17 @@ impl Recovery {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_report_only_read_is_skipped_when_the_report_is_too_long_to_wait_for() {
+        // A few users are read one by one; a demo tenant's report is three pages.
+        assert_eq!(super::too_slow_for_report(2, 1_000_000), None);
+        assert_eq!(super::too_slow_for_report(118, 2_000), None);
+        // 1,002 pages at 0.5 requests/s is over half an hour.
+        let why = super::too_slow_for_report(500, 1_000_000).unwrap_or_default();
+        assert!(why.contains("about 34 min"), "{why}");
+        assert!(super::read_time(500, 1_000_000) > super::REPORT_ONLY_BUDGET);
+    }
+
     use std::borrow::Cow;
 
     use super::*;

@@ -116,6 +116,18 @@ impl Directory for SimulatedWrites {
         self.inner.list_role_eligibilities(filter)
     }
 
+    fn grants_of<'a>(
+        &'a self,
+        principal_ids: &'a [String],
+        eligible: bool,
+    ) -> DirFuture<'a, Vec<crate::directory::PrincipalGrants>> {
+        self.inner.grants_of(principal_ids, eligible)
+    }
+
+    fn list_role_assignable_groups(&self) -> ItemStream<'_, Group> {
+        self.inner.list_role_assignable_groups()
+    }
+
     fn list_risky_users(&self, levels: Vec<RiskLevel>) -> ItemStream<'_, RiskyUser> {
         self.inner.list_risky_users(levels)
     }
