@@ -96,24 +96,37 @@ async fn the_report_parses_as_html_with_three_accessible_charts() {
         |w: &str| w.len() >= 20 && w.as_bytes()[10] == b'T' && w[..4].parse::<u16>().is_ok();
     assert!(!meta.split_whitespace().any(rfc3339), "{meta}");
     assert!(meta.contains(" UTC"), "{meta}");
-    let users = charts[0].html();
-    assert!(users.contains(">quota ceiling</text>") && users.contains(">users written</text>"));
-    // The line is drawn from the run: its last point is the users the plan automated.
+    let legend: Vec<String> = charts[0]
+        .select(&sel("svg text"))
+        .map(|t| t.text().collect::<String>().trim().to_owned())
+        .collect();
+    assert!(
+        legend.iter().any(|t| t == "quota ceiling") && legend.iter().any(|t| t == "users written"),
+        "{legend:?}"
+    );
+    // The line is drawn from the run: it ends at the users written, every automated user
+    // and at most the manual queue's hybrid users besides (their cloud-only steps).
     let desc: String = charts[0]
         .select(&sel("desc"))
         .next()
         .unwrap()
         .text()
         .collect();
-    let automated = html
-        .split("<td>automated</td><td class=\"n\">")
-        .nth(1)
-        .and_then(|rest| rest.split('<').next())
-        .unwrap()
-        .to_owned();
+    let number = |text: &str, before: &str, after: &str| -> u64 {
+        text.split(before)
+            .nth(1)
+            .and_then(|rest| rest.split(after).next())
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let written = number(&desc, "users written:", " at");
+    let automated = number(&html, "<td>automated</td><td class=\"n\">", "<");
+    let manual = number(&html, "<h2>Manual queue (", ")");
     assert!(
-        desc.contains(&format!("users written: {automated} at")),
-        "{desc} / {automated}"
+        automated > 0 && written >= automated && written <= automated + manual,
+        "{desc} / automated {automated}, manual {manual}"
     );
 }
 

@@ -30,7 +30,7 @@ const COLOURS: [RGBColor; 6] = [
 /// How the x axis reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XAxis {
-    /// x is projected minutes since the start, labelled `45 min`, `1 h 30`.
+    /// x is projected minutes since the start, labelled `30 s`, `45 min`, `1 h 30`.
     Minutes,
     /// x is projected hours since the start, labelled `3 h`.
     Hours,
@@ -43,6 +43,14 @@ impl XAxis {
             XAxis::Minutes => x,
             XAxis::Hours => x * 60.0,
         };
+        let seconds = (minutes.max(0.0) * 60.0).round() as u64;
+        // Under ten minutes a chart's ticks can fall between whole minutes.
+        if seconds < 600 && !seconds.is_multiple_of(60) {
+            return match (seconds / 60, seconds % 60) {
+                (0, s) => format!("{s} s"),
+                (m, s) => format!("{m} min {s} s"),
+            };
+        }
         let total = minutes.max(0.0).round() as u64;
         match (total / 60, total % 60) {
             (0, 0) => "0".to_owned(),
@@ -345,11 +353,12 @@ mod tests {
     #[test]
     fn a_chart_is_one_accessible_svg_with_its_lines_legend_and_escaped_text() {
         let series = [
-            cumulative("x&y", &[30.0, 60.0, 90.0], 60.0),
+            cumulative("x&y", &[30.0, 60.0, 90.0], 1.0),
             ceiling(0.0, 2.0, 3.0, 2.0),
         ];
         let html = chart(&series).html().unwrap();
-        let svg = chart(&series).svg().unwrap();
+        // plotters writes each <text>'s content on a line of its own.
+        let svg = chart(&series).svg().unwrap().replace('\n', "");
         assert!(
             svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
             "{svg}"
@@ -359,13 +368,16 @@ mod tests {
         assert!(svg.contains("role=\"img\""), "{svg}");
         assert!(svg.contains("<title id=\"chart-users-title\">Users &lt;done&gt;</title>"));
         assert!(svg.contains("<desc id=\"chart-users-desc\">"), "{svg}");
-        assert!(svg.contains("x&amp;y: 3 at 1 min 30"), "{svg}");
+        assert!(
+            svg.contains("x&amp;y: 3 at 1 min 30 s, highest 3."),
+            "{svg}"
+        );
         // The legend names both lines; text is SVG <text>, escaped.
         assert!(svg.contains(">x&amp;y</text>") && svg.contains(">quota ceiling</text>"));
         assert!(!svg.contains("x&y"));
         // Axis labels read as durations.
         assert!(
-            svg.contains(">1 min</text>") && svg.contains(">2 min</text>"),
+            svg.contains(">0</text>") && svg.contains(" s</text>"),
             "{svg}"
         );
         assert!(svg.contains(">time (projected)</text>"));
@@ -376,14 +388,16 @@ mod tests {
         assert!(html.contains("<details><summary>Users &lt;done&gt;: the figures as a table"));
         assert!(html.contains("<th scope=\"col\">x&amp;y</th>"), "{html}");
         assert!(
-            html.contains("<tr><td>1 min 30</td><td class=\"n\">3</td><td class=\"n\">3</td></tr>"),
+            html.contains(
+                "<tr><td>1 min 30 s</td><td class=\"n\">3</td><td class=\"n\">3</td></tr>"
+            ),
             "{html}"
         );
     }
 
     #[test]
     fn an_empty_chart_still_draws_axes() {
-        let svg = chart(&[]).svg().unwrap();
+        let svg = chart(&[]).svg().unwrap().replace('\n', "");
         assert!(svg.contains(">0</text>"), "{svg}");
         assert!(chart(&[]).html().unwrap().contains("<table>"));
     }
@@ -393,6 +407,8 @@ mod tests {
         assert_eq!(XAxis::Minutes.label(0.0), "0");
         assert_eq!(XAxis::Minutes.label(45.0), "45 min");
         assert_eq!(XAxis::Minutes.label(90.0), "1 h 30");
+        assert_eq!(XAxis::Minutes.label(0.5), "30 s");
+        assert_eq!(XAxis::Minutes.label(2.25), "2 min 15 s");
         assert_eq!(XAxis::Hours.label(3.0), "3 h");
         assert_eq!(XAxis::Hours.label(1.5), "1 h 30");
         assert_eq!(count_label(12_500.0, 2_000.0), "12,500");
