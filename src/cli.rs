@@ -58,7 +58,8 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Less log output (-q: errors only, -qq: nothing).
+    /// Less output (-q: errors only, no progress, and `plan`, `run` and `tabletop` print
+    /// only their final one-line answer; -qq: no log lines at all).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
 }

@@ -33,6 +33,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::browser::chromium;
 use crate::util::{TenantConfig, http, inspect, start_emulator, tenant_file_config};
 
 /// `/readyz`, `/metrics`, the access log and the rate limits, on this module's lab.
@@ -1006,25 +1007,6 @@ async fn tls_from_pem_files_and_no_plain_http_off_loopback() {
     lab.emu.shutdown().await;
 }
 
-/// `chromium` on `PATH`; without it the browser test is skipped with a reason, except under
-/// CI (`CI` set), where `.ci/run` installs it and its absence is a failure.
-fn chromium() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("chromium"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-        assert!(
-            !ci,
-            "CI: chromium is not on PATH (.ci/run installs Debian's chromium)"
-        );
-        eprintln!("skipped: chromium is not on PATH (apt-get install chromium to run this test)");
-    }
-    found
-}
-
 /// A headless Chromium and one page of it, driven through the DevTools protocol.
 struct Browser {
     child: tokio::process::Child,
@@ -1171,6 +1153,16 @@ async fn headless_chromium_approves_from_the_sms_link() {
         .wait_for("document.getElementById('confirm') ? document.getElementById('confirm').innerText : ''")
         .await;
     assert_eq!(button, "Approve");
+    // Times read as a minute with its zone, the expiry also from now (the link lives 15 min).
+    let text = browser.eval("document.body.innerText").await;
+    let text = text.as_str().unwrap();
+    let rfc3339 =
+        |w: &str| w.len() >= 20 && w.as_bytes()[10] == b'T' && w[..4].parse::<u16>().is_ok();
+    assert!(!text.split_whitespace().any(rfc3339), "{text}");
+    assert!(
+        text.contains(" UTC") && text.contains("expires in "),
+        "{text}"
+    );
     // Loading the page decided nothing.
     let r = served.store.load(&id).await.unwrap().unwrap();
     assert!(matches!(r.flow.state, State::ManagerSmsSent { .. }));

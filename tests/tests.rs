@@ -5,6 +5,7 @@ mod csdl;
 mod util;
 
 mod audit;
+mod browser;
 mod cli;
 mod comms;
 mod doctor;
@@ -19,6 +20,7 @@ mod notify;
 mod output;
 mod playbook;
 mod readiness;
+mod report_render;
 mod reset;
 mod resolve;
 mod runs;

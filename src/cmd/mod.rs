@@ -15,6 +15,7 @@ mod audit;
 mod bench;
 mod comms;
 mod completions;
+mod console;
 mod context;
 mod doctor;
 mod emulator;

@@ -2,11 +2,14 @@
 //! operators can approve, and write `plan.json`, `targets.csv` and `manual-queue.csv`.
 //! Read-only towards the tenant.
 
+use std::sync::Arc;
+
 use resetctl::engine::gate;
 use resetctl::engine::lifecycle::{PlanOptions, PlannedRun};
 use resetctl::engine::plan::Plan;
 use resetctl::targeting::{Bucket, ResolveOptions, Strategy};
 
+use super::console::Console;
 use super::context::Context;
 use super::{CmdResult, Exit, validate};
 use crate::cli::{GlobalArgs, OutputFormat, PlanArgs, ResolveBy};
@@ -26,6 +29,11 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
             return Err(failure);
         }
     };
+    let console = Console::new(global);
+    let reading = console.planning(
+        "planning: reading the tenant",
+        Arc::clone(&tenant.directory),
+    );
     let result = lifecycle
         .plan(
             tenant.as_ref(),
@@ -46,6 +54,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
             },
         )
         .await;
+    reading.finish();
     let tenant_emulated = tenant.emulated;
     // How long each channel needs for the plan's messages (nothing is sent; a channel whose
     // secret is missing here only leaves its estimate out).
@@ -64,6 +73,19 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
             let mut doc = plan_json(&planned, tenant_emulated);
             doc["delivery"] = serde_json::to_value(&delivery).unwrap_or_default();
             outln!("{doc}");
+        }
+        OutputFormat::Text if console.quiet() => {
+            // The one-line answer.
+            let plan = &planned.plan;
+            outln!(
+                "plan {}: {} user(s) to reset automatically, {} left to people, {} unresolved \
+                 (files in {})",
+                planned.run.id,
+                gate::automated(plan),
+                plan.in_bucket(Bucket::Privileged).count() + plan.in_bucket(Bucket::Hybrid).count(),
+                plan.unresolved.len(),
+                planned.out.display()
+            );
         }
         OutputFormat::Text => {
             print_plan(global, &planned, tenant_emulated);

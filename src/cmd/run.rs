@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use resetctl::comms::notifier::CommsNotifier;
 
 use super::comms;
+use super::console::Console;
 use super::context::Context;
 use super::tenant::Tenant;
 use super::{CmdResult, Exit, Failure, validate};
@@ -114,6 +115,11 @@ async fn plan_then_act(
     source: &resetctl::engine::lifecycle::PlaybookSource,
 ) -> CmdResult {
     let (lifecycle, tenant) = (setting.lifecycle, setting.tenant);
+    let console = Console::new(global);
+    let reading = console.planning(
+        "planning: reading the tenant",
+        Arc::clone(&tenant.directory),
+    );
     let planned = lifecycle
         .plan(
             tenant.as_ref(),
@@ -129,12 +135,17 @@ async fn plan_then_act(
                 include_remediated: args.include_remediated,
             },
         )
-        .await?;
-    // In JSON the plan goes into the command's one document; in text it is shown now.
+        .await;
+    reading.finish();
+    let planned = planned?;
+    // In JSON the plan goes into the command's one document; in text it is shown now
+    // (under -q only the final line is).
     let plan_doc = match global.output {
         OutputFormat::Json => Some(super::plan::plan_json(&planned, tenant.emulated)),
         OutputFormat::Text => {
-            super::plan::print_plan(global, &planned, tenant.emulated);
+            if console.summary() {
+                super::plan::print_plan(global, &planned, tenant.emulated);
+            }
             None
         }
     };
@@ -142,12 +153,12 @@ async fn plan_then_act(
         // The dry run says what --execute would refuse, channels included; a channel
         // whose secret is not set here is a note, not an error (nothing is sent).
         let notifier = setting.notifier(&planned);
-        dry_run(lifecycle, &planned, plan_doc, notifier);
+        dry_run(console, lifecycle, &planned, plan_doc, notifier);
         return Ok(Exit::Success);
     }
     let id = planned.run.id.clone();
     let notifier = setting.notifier(&planned).map_err(|f| f.about(&id))?;
-    if global.output == OutputFormat::Text {
+    if console.summary() {
         let delivery = comms::capacity(notifier.senders(), &planned);
         let within = planned.playbook.communications.deliver_within;
         for line in comms::capacity_lines(&delivery, within) {
@@ -167,6 +178,7 @@ async fn plan_then_act(
 /// stored and its files written, as `plan` does). `plan_doc` is the plan's JSON document
 /// under `--output json`: the calls are added to it and it is printed, as one document.
 fn dry_run(
+    console: Console,
     lifecycle: &Lifecycle<SqliteStore>,
     planned: &PlannedRun,
     plan_doc: Option<serde_json::Value>,
@@ -221,6 +233,20 @@ fn dry_run(
         doc["delivery"] = serde_json::to_value(&capacity).unwrap_or_default();
         doc["approvals_required"] = approvals.into();
         outln!("{doc}");
+        return;
+    }
+    if console.quiet() {
+        // The one-line answer.
+        outln!(
+            "dry run {}: nothing written; --execute would make {} calls{}",
+            planned.run.id,
+            would.len(),
+            if refusals.is_empty() {
+                String::new()
+            } else {
+                format!(" but would be refused ({})", refusals.join("; "))
+            }
+        );
         return;
     }
     outln!();
@@ -377,9 +403,12 @@ async fn execute(
     let playbook = Arc::clone(&cleared.planned().playbook);
     let id = cleared.planned().run.id.clone();
     // The help desk and the manual queue hear before the first user is reset.
+    let console = Console::new(global);
     let announcer = comms::Announcer::new(Arc::clone(&notifier), cleared.planned());
     for line in announcer.start().await {
-        eoutln!("message: {line}");
+        if !console.quiet() {
+            eoutln!("message: {line}");
+        }
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut interrupts = match interrupts() {
@@ -394,12 +423,22 @@ async fn execute(
     };
     let progress = Arc::new(Progress::default());
     let throttled_before = tenant.directory.stats().throttled;
-    let ticker = spawn_progress(
+    // On a terminal, bars; off it, the periodic log lines.
+    let bars = console.execution(
         Arc::clone(&progress),
         Arc::clone(&tenant.directory),
-        &id,
-        args.progress_every,
+        Some(notifier.stats()),
     );
+    let ticker = if bars.drawn() {
+        None
+    } else {
+        spawn_progress(
+            Arc::clone(&progress),
+            Arc::clone(&tenant.directory),
+            &id,
+            args.progress_every,
+        )
+    };
     let run = lifecycle.execute(
         cleared,
         tenant.as_ref(),
@@ -432,16 +471,16 @@ async fn execute(
             }
         }
     };
-    if let Some((ticker, on_terminal)) = ticker {
+    bars.finish();
+    if let Some(ticker) = ticker {
         ticker.abort();
-        if on_terminal {
-            eoutln!();
-        }
     }
     let executed = executed?;
     // The SOC hears how it ended, stopped or not.
     for line in announcer.end(&executed).await {
-        eoutln!("message: {line}");
+        if !console.quiet() {
+            eoutln!("message: {line}");
+        }
     }
     if !executed.summary.refused.is_empty() {
         // Exit 4, naming what is missing. In JSON the summary and the error are one document.
@@ -451,12 +490,12 @@ async fn execute(
         return Err(match global.output {
             OutputFormat::Json => failure.with_document(summary_doc(&executed, plan_doc)),
             OutputFormat::Text => {
-                print_summary(global, &executed, None);
+                print_summary(console, &executed, None);
                 failure
             }
         });
     }
-    print_summary(global, &executed, plan_doc);
+    print_summary(console, &executed, plan_doc);
     let report = &executed.report;
     Ok(exit_of(&report.outcomes, report.stopped_by))
 }
@@ -555,25 +594,19 @@ fn interrupts() -> std::io::Result<Interrupts> {
     tokio::signal::windows::ctrl_c()
 }
 
-/// Progress while the run executes: on a terminal, a status line redrawn every second on
-/// stderr (users done, steps/s, failures, 429s, ETA); otherwise the same figures as an info
-/// log line (target `progress`) every `every` seconds, JSON under `--log-format json`, so a
-/// run under a scheduler or CI shows it is alive. The flag says whether it draws on a terminal.
+/// Progress off a terminal (a terminal gets [`Console::execution`]'s bars): the figures as
+/// an info log line (target `progress`) every `every` seconds, JSON under `--log-format
+/// json`, so a run under a scheduler or CI shows it is alive; `-q` filters them out.
 fn spawn_progress(
     progress: Arc<Progress>,
     directory: Arc<dyn Directory>,
     id: &RunId,
     every: u64,
-) -> Option<(tokio::task::JoinHandle<()>, bool)> {
-    let on_terminal = std::io::stderr().is_terminal();
-    if !on_terminal && every == 0 {
+) -> Option<tokio::task::JoinHandle<()>> {
+    if every == 0 {
         return None;
     }
-    let period = if on_terminal {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(every)
-    };
+    let period = Duration::from_secs(every);
     let throttled_before = directory.stats().throttled;
     let id = id.clone();
     let task = tokio::spawn(async move {
@@ -589,14 +622,10 @@ fn spawn_progress(
                 throttled: directory.stats().throttled.saturating_sub(throttled_before),
                 elapsed: started.elapsed(),
             };
-            if on_terminal {
-                eout!("\r{}   ", progress_line(&view));
-            } else {
-                log_progress(&id, &view);
-            }
+            log_progress(&id, &view);
         }
     });
-    Some((task, on_terminal))
+    Some(task)
 }
 
 /// One progress log line.
@@ -635,22 +664,6 @@ struct ProgressView {
     elapsed: Duration,
 }
 
-/// The progress line (without the carriage return that redraws it).
-fn progress_line(v: &ProgressView) -> String {
-    let secs = v.elapsed.as_secs_f64();
-    let rate = v.steps as f64 / secs.max(0.001);
-    let eta = if v.done > 0 {
-        let eta = secs / v.done as f64 * v.total.saturating_sub(v.done) as f64;
-        format!("{eta:.0}s")
-    } else {
-        "?".to_owned()
-    };
-    format!(
-        "  users {}/{}  steps/s {rate:.1}  failed {}  429s {}  eta {eta}",
-        v.done, v.total, v.failed, v.throttled
-    )
-}
-
 /// The run's JSON document: its report, with the plan's figures when this command planned it.
 fn summary_doc(executed: &Executed, plan_doc: Option<serde_json::Value>) -> serde_json::Value {
     let mut doc = serde_json::to_value(&executed.report).unwrap_or_default();
@@ -662,16 +675,33 @@ fn summary_doc(executed: &Executed, plan_doc: Option<serde_json::Value>) -> serd
     doc
 }
 
-/// The end-of-run summary: the report as text, or one JSON document (the report, with the
-/// plan's figures when this command planned it).
-fn print_summary(global: &GlobalArgs, executed: &Executed, plan_doc: Option<serde_json::Value>) {
+/// The end-of-run summary: the report as text, one line under `-q`, or one JSON document
+/// (the report, with the plan's figures when this command planned it).
+fn print_summary(console: Console, executed: &Executed, plan_doc: Option<serde_json::Value>) {
     let report = &executed.report;
-    if global.output == OutputFormat::Json {
+    if console.json() {
         outln!("{}", summary_doc(executed, plan_doc));
+    } else if console.quiet() {
+        outln!("{}", one_line(executed));
     } else {
         outln!("\nrun {}", executed.run);
         out!("{}", report.text());
     }
+}
+
+/// The run's outcome in one line (`-q`).
+fn one_line(executed: &Executed) -> String {
+    let o = &executed.report.outcomes;
+    format!(
+        "run {}: {} step(s) succeeded, {} failed, {} to check by hand, {} not started \
+         (results: {})",
+        executed.run,
+        o.succeeded,
+        o.failed,
+        o.manual_check,
+        o.not_started,
+        executed.results.display()
+    )
 }
 
 #[cfg(test)]
@@ -694,34 +724,6 @@ mod tests {
         assert_eq!(
             exit_of(&counts(2, 0, 3), Some("circuit_breaker")),
             Exit::Partial
-        );
-    }
-
-    #[test]
-    fn the_progress_line_shows_users_rate_failures_429s_and_eta() {
-        let view = ProgressView {
-            done: 25,
-            total: 100,
-            steps: 50,
-            failed: 2,
-            throttled: 7,
-            elapsed: Duration::from_secs(10),
-        };
-        assert_eq!(
-            progress_line(&view),
-            "  users 25/100  steps/s 5.0  failed 2  429s 7  eta 30s"
-        );
-        let start = ProgressView {
-            done: 0,
-            steps: 0,
-            failed: 0,
-            throttled: 0,
-            ..view
-        };
-        assert!(
-            progress_line(&start).ends_with("429s 0  eta ?"),
-            "{}",
-            progress_line(&start)
         );
     }
 }

@@ -25,6 +25,7 @@ use resetctl::engine::operator::{Operator, OperatorName};
 use resetctl::engine::plan::Plan;
 use resetctl::playbook::{Channel, Playbook, Step, Target};
 use resetctl::store::{Outcome, RunStore, SqliteStore};
+use resetctl::tabletop::chart::{Chart, XAxis};
 use resetctl::tabletop::forecast::{self, Assumptions};
 use resetctl::tabletop::inject::Inject;
 use resetctl::tabletop::report::{self, Approval, Manual, Preview, Report, Row};
@@ -32,6 +33,7 @@ use resetctl::tabletop::simulated::SimulatedWrites;
 use resetctl::tabletop::{readiness, timeline};
 use resetctl::targeting::{Bucket, ResolveOptions};
 
+use super::console::Console;
 use super::context::Context;
 use super::tenant::{self, Tenant};
 use super::{CmdResult, Exit, Failure, comms, validate};
@@ -396,6 +398,11 @@ async fn rehearse(
     assumptions: Assumptions,
 ) -> CmdResult {
     let tenant = &stage.tenant;
+    let console = Console::new(global);
+    let reading = console.planning(
+        "planning: reading the tenant",
+        Arc::clone(&tenant.directory),
+    );
     let planned = lifecycle
         .plan(
             tenant.as_ref(),
@@ -409,7 +416,9 @@ async fn rehearse(
                 ..PlanOptions::default()
             },
         )
-        .await?;
+        .await;
+    reading.finish();
+    let planned = planned?;
     let id = planned.run.id.clone();
     let plan = Arc::clone(&planned.plan);
     let playbook = Arc::clone(&planned.playbook);
@@ -468,6 +477,12 @@ async fn rehearse(
             let announcer = comms::Announcer::new(Arc::clone(&notifier), cleared.planned());
             findings.escalations.extend(announcer.start().await);
             let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+            let progress = Arc::new(Progress::default());
+            let bars = console.execution(
+                Arc::clone(&progress),
+                Arc::clone(&tenant.directory),
+                Some(notifier.stats()),
+            );
             let executed = lifecycle
                 .execute(
                     cleared,
@@ -475,12 +490,14 @@ async fn rehearse(
                     ExecuteOptions {
                         concurrency: 64,
                         stop: stop_rx,
-                        progress: Arc::new(Progress::default()),
+                        progress,
                         notifier: Arc::clone(&notifier)
                             as Arc<dyn resetctl::engine::notify::Notifier>,
                     },
                 )
-                .await?;
+                .await;
+            bars.finish();
+            let executed = executed?;
             findings.escalations.extend(announcer.end(&executed).await);
             findings.executed = Some(executed);
         }
@@ -550,6 +567,10 @@ async fn rehearse(
                 "emulator": emulator,
             })
         ),
+        // The one-line answer.
+        OutputFormat::Text if console.quiet() => {
+            outln!("{} Report: {}", report.headline, html_path.display());
+        }
         OutputFormat::Text => {
             outln!("tabletop of {} on the {}", report.playbook, report.tenant);
             outln!("{}", report.headline);
@@ -712,22 +733,30 @@ async fn build_report(
         user_times.len() as f64,
         x_end,
     );
-    let users_chart = timeline::line_chart(
-        "Users done over time, with the quota ceiling",
-        "minutes since the first write (projected)",
-        "users",
-        &[users_series, ceiling],
-    );
+    let users_chart = Chart {
+        id: "users",
+        title: "Users done over time, with the quota ceiling",
+        x_label: "time since the first write (projected)",
+        x_axis: XAxis::Minutes,
+        y_label: "users done",
+        series: &[users_series, ceiling],
+    }
+    .html()
+    .map_err(|e| Failure::new(Exit::Config, e))?;
     let message_series: Vec<_> = per_channel
         .iter()
         .map(|(channel, times)| timeline::cumulative(channel, times, scale))
         .collect();
-    let messages_chart = timeline::line_chart(
-        "Messages delivered per channel",
-        "minutes since the first write (projected)",
-        "messages",
-        &message_series,
-    );
+    let messages_chart = Chart {
+        id: "messages",
+        title: "Messages delivered per channel",
+        x_label: "time since the first write (projected)",
+        x_axis: XAxis::Minutes,
+        y_label: "messages delivered",
+        series: &message_series,
+    }
+    .html()
+    .map_err(|e| Failure::new(Exit::Config, e))?;
     let messages = per_channel
         .iter()
         .map(|(channel, times)| Row {
@@ -739,31 +768,33 @@ async fn build_report(
     let recovery = readiness::sspr_recovery(plan);
     let hours = timeline::per_hour(&user_times, scale);
     let forecast = forecast::forecast(&hours, recovery, assumptions);
-    let forecast_chart = timeline::line_chart(
-        "Service desk: tickets arriving and backlog per hour",
-        "hours since the first reset (projected)",
-        "tickets",
-        &[
-            timeline::Series {
-                name: "new tickets".into(),
-                points: forecast
+    // Both lines are read at the end of each hour, from zero before the first reset.
+    let hourly = |name: &str, value: fn(&forecast::Hour) -> f64| timeline::Series {
+        name: name.to_owned(),
+        points: std::iter::once((0.0, 0.0))
+            .chain(
+                forecast
                     .hours
                     .iter()
-                    .map(|h| (f64::from(h.hour), h.influx))
-                    .collect(),
-                dashed: false,
-            },
-            timeline::Series {
-                name: "backlog".into(),
-                points: forecast
-                    .hours
-                    .iter()
-                    .map(|h| (f64::from(h.hour), h.backlog))
-                    .collect(),
-                dashed: false,
-            },
-        ],
-    );
+                    .map(|h| (f64::from(h.hour + 1), value(h))),
+            )
+            .collect(),
+        dashed: false,
+    };
+    let desk = [
+        hourly("new tickets in the hour", |h| h.influx),
+        hourly("backlog at the end of the hour", |h| h.backlog),
+    ];
+    let forecast_chart = Chart {
+        id: "forecast",
+        title: "Service desk: tickets arriving and backlog per hour",
+        x_label: "time since the first reset (projected)",
+        x_axis: XAxis::Hours,
+        y_label: "tickets",
+        series: &desk,
+    }
+    .html()
+    .map_err(|e| Failure::new(Exit::Config, e))?;
 
     let mut write_throttled = 0;
     let (throttled, writes) = match (&stage.simulated, &tenant.emulator) {
@@ -1010,7 +1041,9 @@ async fn build_report(
         playbook_sha256: playbook.sha256.clone(),
         tenant: stage.description.clone(),
         run_id: run_id.to_owned(),
-        generated_at: jiff::Timestamp::now().to_string(),
+        generated_at: jiff::Timestamp::now()
+            .strftime("%-d %b %Y, %H:%M UTC")
+            .to_string(),
         time_scale: scale,
         contain_minutes,
         headline,

@@ -183,11 +183,12 @@ async fn open(
         requester: &stored.request.requester,
         user: &stored.flow.context.user.upn,
         reason: &stored.request.reason,
-        created: stored.request.created_at.to_string(),
+        created: stored.request.created_at,
         origin: &stored.request.origin,
         decision: decision.as_str(),
         csrf: &csrf,
-        expires: bound.expires.to_string(),
+        expires: bound.expires,
+        now: app.ctx.clock.now(),
     });
     match page {
         Ok(html) => {

@@ -6,6 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use jiff::Timestamp;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tera::Tera;
@@ -36,8 +37,9 @@ pub struct Confirm<'a> {
     pub user: &'a str,
     /// The reason the requester gave.
     pub reason: &'a str,
-    /// When the request was made (RFC 3339, UTC).
-    pub created: String,
+    /// When the request was made.
+    #[serde(serialize_with = "minute")]
+    pub created: Timestamp,
     /// Where the request came from (`portal`, `api`, `cli`).
     pub origin: &'a str,
     /// `approve` or `deny`.
@@ -45,7 +47,37 @@ pub struct Confirm<'a> {
     /// The CSRF field's value.
     pub csrf: &'a str,
     /// When the link expires.
-    pub expires: String,
+    #[serde(serialize_with = "minute")]
+    pub expires: Timestamp,
+    /// Now, by the server's clock: the expiry is also said as a time from now.
+    #[serde(skip)]
+    pub now: Timestamp,
+}
+
+impl Confirm<'_> {
+    /// The expiry from now as people say it: `in 14 min`, `in 1 h 5 min`.
+    fn expires_in(&self) -> String {
+        let seconds = self.expires.duration_since(self.now).as_secs();
+        // Whole minutes left, rounded down: the page never promises more time than there is.
+        let minutes = seconds.max(0) / 60;
+        match (minutes / 60, minutes % 60) {
+            _ if seconds <= 0 => "now".to_owned(),
+            (0, 0) => "in less than a minute".to_owned(),
+            (0, m) => format!("in {m} min"),
+            (h, 0) => format!("in {h} h"),
+            (h, m) => format!("in {h} h {m} min"),
+        }
+    }
+}
+
+/// A time as an approver reads it: the minute, with its zone (`26 Nov 2026, 09:02 UTC`).
+/// The server does not know the approver's zone, so it says UTC rather than guess.
+pub fn readable(at: Timestamp) -> String {
+    at.strftime("%-d %b %Y, %H:%M UTC").to_string()
+}
+
+fn minute<S: serde::Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&readable(*at))
 }
 
 impl Pages {
@@ -88,6 +120,7 @@ impl Pages {
             kind: "confirm",
             title,
             confirm: Some(page),
+            expires_in: page.expires_in(),
             message: "",
             request: "",
         })
@@ -99,6 +132,7 @@ impl Pages {
             kind: "result",
             title,
             confirm: None,
+            expires_in: String::new(),
             message,
             request,
         })
@@ -110,6 +144,7 @@ impl Pages {
             kind: "refused",
             title: "This link cannot be used",
             confirm: None,
+            expires_in: String::new(),
             message,
             request: "",
         })
@@ -130,6 +165,8 @@ struct Kind<'a> {
     title: &'a str,
     #[serde(flatten)]
     confirm: Option<&'a Confirm<'a>>,
+    /// The confirmation's expiry from now (`in 14 min`).
+    expires_in: String,
     message: &'a str,
     request: &'a str,
 }
@@ -146,11 +183,12 @@ mod tests {
                 requester: "helpdesk <b>agent</b>",
                 user: "ann@contoso.example",
                 reason: "\"><script>alert(1)</script>",
-                created: "2027-01-15T08:00:00Z".into(),
+                created: "2027-01-15T08:00:00.123456789Z".parse().unwrap(),
                 origin: "api",
                 decision: "deny",
                 csrf: "abc",
-                expires: "2027-01-15T08:20:00Z".into(),
+                expires: "2027-01-15T08:20:00Z".parse().unwrap(),
+                now: "2027-01-15T08:05:30Z".parse().unwrap(),
             })
             .unwrap();
         assert!(!html.contains("<script>"), "{html}");
@@ -163,6 +201,13 @@ mod tests {
         assert!(html.contains(">Deny</button>"), "{html}");
         assert!(html.contains("no password is changed"), "{html}");
         assert!(html.contains("name=\"csrf\" value=\"abc\""), "{html}");
+        // Times read as a minute with its zone, the expiry also from now; no raw RFC 3339.
+        assert!(html.contains("<dd>15 Jan 2027, 08:00 UTC</dd>"), "{html}");
+        assert!(
+            html.contains("expires in 14 min (15 Jan 2027, 08:20 UTC)"),
+            "{html}"
+        );
+        assert!(!html.contains("2027-01-15T"), "{html}");
         let style = html
             .split_once("<style>")
             .unwrap()
@@ -179,5 +224,33 @@ mod tests {
             "{refused}"
         );
         assert!(!refused.contains("<form"), "{refused}");
+    }
+
+    #[test]
+    fn the_expiry_is_said_from_now_in_whole_minutes() {
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        let page = |expires: &str| Confirm {
+            requester: "r",
+            user: "u",
+            reason: "x",
+            created: at("2026-11-26T09:00:00Z"),
+            origin: "api",
+            decision: "approve",
+            csrf: "c",
+            expires: at(expires),
+            now: at("2026-11-26T09:02:36.839670654Z"),
+        };
+        assert_eq!(page("2026-11-26T09:17:00Z").expires_in(), "in 14 min");
+        assert_eq!(page("2026-11-26T10:08:00Z").expires_in(), "in 1 h 5 min");
+        assert_eq!(page("2026-11-26T11:02:40Z").expires_in(), "in 2 h");
+        assert_eq!(
+            page("2026-11-26T09:03:00Z").expires_in(),
+            "in less than a minute"
+        );
+        assert_eq!(page("2026-11-26T09:00:00Z").expires_in(), "now");
+        assert_eq!(
+            readable(at("2026-11-26T09:02:36.839670654Z")),
+            "26 Nov 2026, 09:02 UTC"
+        );
     }
 }

@@ -64,7 +64,7 @@ pub struct Report {
     pub tenant: String,
     /// The run in the run store.
     pub run_id: String,
-    /// When the report was made (UTC, RFC 3339).
+    /// When the report was made, as people read it (`26 Nov 2026, 10:07 UTC`).
     pub generated_at: String,
     /// How much faster than real time the exercise ran.
     pub time_scale: f64,
@@ -106,11 +106,12 @@ pub struct Report {
     pub writes: u64,
     /// Whether `writes` were simulated (a real tenant: nothing was sent).
     pub writes_simulated: bool,
-    /// SVG: users reset over projected time with the quota ceiling.
+    /// The users chart (a figure: inline SVG and its table): users reset over projected
+    /// time with the quota ceiling.
     pub users_chart: String,
-    /// SVG: messages delivered per channel over projected time.
+    /// The messages chart (figure): messages delivered per channel over projected time.
     pub messages_chart: String,
-    /// SVG: the desk's influx and backlog per hour.
+    /// The forecast chart (figure): the desk's influx and backlog per hour.
     pub forecast_chart: String,
 }
 

@@ -1,6 +1,5 @@
-//! Times of an exercise projected back to real time, as cumulative series, and the inline SVG
-//! line charts the report draws from them (no script, no external file: the report must
-//! open offline).
+//! Times of an exercise projected back to real time, as the cumulative series and hourly
+//! counts the report's charts ([`super::chart`]) and forecast are drawn from.
 
 use serde::Serialize;
 
@@ -71,121 +70,6 @@ pub fn ceiling(burst: f64, per_minute: f64, total: f64, until: f64) -> Series {
     }
 }
 
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 260.0;
-const LEFT: f64 = 56.0;
-const RIGHT: f64 = 16.0;
-const TOP: f64 = 16.0;
-const BOTTOM: f64 = 40.0;
-const COLOURS: [&str; 6] = [
-    "#1f5fae", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490",
-];
-
-/// A line chart of `series` as one inline `<svg>` element with axes, ticks and a legend;
-/// `x_label` and `y_label` name the axes. Text is XML-escaped.
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
-    let all = series.iter().flat_map(|s| s.points.iter());
-    let x_max = nice(all.clone().map(|p| p.0).fold(0.0, f64::max));
-    let y_max = nice(all.map(|p| p.1).fold(0.0, f64::max));
-    let (pw, ph) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let sx = |x: f64| LEFT + x / x_max * pw;
-    let sy = |y: f64| TOP + ph - y / y_max * ph;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" \
-         aria-label=\"{t}\" class=\"chart\"><title>{t}</title>",
-        t = escape(title)
-    );
-    // Grid and ticks: five divisions on each axis.
-    for i in 0..=5 {
-        let f = f64::from(i) / 5.0;
-        let (x, y) = (sx(x_max * f), sy(y_max * f));
-        svg.push_str(&format!(
-            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#e5e7eb\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>\
-             <text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{}</text>",
-            LEFT + pw,
-            LEFT - 6.0,
-            y + 4.0,
-            label(y_max * f),
-            TOP + ph + 16.0,
-            label(x_max * f),
-        ));
-    }
-    svg.push_str(&format!(
-        "<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{b:.1}\" stroke=\"#374151\"/>\
-         <line x1=\"{LEFT}\" y1=\"{b:.1}\" x2=\"{r:.1}\" y2=\"{b:.1}\" stroke=\"#374151\"/>\
-         <text x=\"{cx:.1}\" y=\"{ly:.1}\" font-size=\"12\" text-anchor=\"middle\">{xl}</text>\
-         <text x=\"14\" y=\"{cy:.1}\" font-size=\"12\" text-anchor=\"middle\" \
-         transform=\"rotate(-90 14 {cy:.1})\">{yl}</text>",
-        b = TOP + ph,
-        r = LEFT + pw,
-        cx = LEFT + pw / 2.0,
-        ly = HEIGHT - 6.0,
-        cy = TOP + ph / 2.0,
-        xl = escape(x_label),
-        yl = escape(y_label),
-    ));
-    for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
-        let points: Vec<String> = s
-            .points
-            .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-            .collect();
-        let dash = if s.dashed {
-            " stroke-dasharray=\"6 4\""
-        } else {
-            ""
-        };
-        svg.push_str(&format!(
-            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash} points=\"{}\">\
-             <title>{}</title></polyline>",
-            points.join(" "),
-            escape(&s.name)
-        ));
-        let ly = TOP + 14.0 * i as f64 + 6.0;
-        svg.push_str(&format!(
-            "<line x1=\"{x1:.1}\" y1=\"{ly:.1}\" x2=\"{x2:.1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" \
-             stroke-width=\"2\"{dash}/><text x=\"{tx:.1}\" y=\"{ty:.1}\" font-size=\"11\">{}</text>",
-            escape(&s.name),
-            x1 = LEFT + 12.0,
-            x2 = LEFT + 32.0,
-            tx = LEFT + 38.0,
-            ty = ly + 4.0,
-        ));
-    }
-    svg.push_str("</svg>");
-    svg
-}
-
-/// A round axis maximum at or above `v` (1, 2 or 5 times a power of ten).
-fn nice(v: f64) -> f64 {
-    if v <= 0.0 || !v.is_finite() {
-        return 1.0;
-    }
-    let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * p)
-        .find(|c| *c >= v)
-        .unwrap_or(10.0 * p)
-}
-
-fn label(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{}", v.round() as i64)
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,21 +94,5 @@ mod tests {
         let c = ceiling(20.0, 10.0, 50.0, 100.0);
         assert_eq!(c.points, vec![(0.0, 0.0), (0.0, 20.0), (3.0, 50.0)]);
         assert!(c.dashed);
-    }
-
-    #[test]
-    fn a_chart_is_one_svg_with_a_line_per_series_and_escaped_text() {
-        let svg = line_chart(
-            "a <b>",
-            "minutes",
-            "users",
-            &[cumulative("x&y", &[1.0], 1.0), ceiling(0.0, 1.0, 1.0, 1.0)],
-        );
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("a &lt;b&gt;") && svg.contains("x&amp;y"));
-        assert!(svg.contains("stroke-dasharray"));
-        assert_eq!(nice(0.0), 1.0);
-        assert_eq!(nice(340.0), 500.0);
     }
 }
