@@ -191,7 +191,16 @@ impl Emu {
     }
 }
 
-/// Now as RFC 3339 with milliseconds and `Z`.
+/// Now in RFC 3339 with milliseconds: when a sink received a message. A tabletop compresses
+/// time (at a time scale of 667 a wall-clock second is 11 projected minutes), so its timeline
+/// needs more than whole seconds.
+pub fn now_rfc3339_ms() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Now in RFC 3339 with whole seconds and `Z` (Graph's DateTimeOffset form).
 pub fn now_rfc3339() -> String {
     ms_rfc3339(jiff::Timestamp::now().as_millisecond())
 }

@@ -15,7 +15,7 @@ use crate::emulator::errors::{Fail, GraphResponse};
 use crate::emulator::faults::Sink;
 use crate::emulator::mime::{self, MimeError};
 use crate::emulator::outbox::OutboxEntry;
-use crate::emulator::state::now_rfc3339;
+use crate::emulator::state::now_rfc3339_ms;
 
 /// Accept a message for delivery.
 pub fn send(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
@@ -62,7 +62,7 @@ pub fn send(ctx: &Ctx<'_>, req: &Req<'_>) -> Result<GraphResponse, Fail> {
         json_entry(&req.json()?, from)?
     };
     ctx.emu.outbox.push(OutboxEntry {
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         client_id: Some(client_id),
         delivered: true,
         ..entry

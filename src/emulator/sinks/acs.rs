@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use super::{header, json_response, same_secret, valid_e164};
 use crate::emulator::faults::Sink;
 use crate::emulator::outbox::OutboxEntry;
-use crate::emulator::state::{Emu, now_rfc3339};
+use crate::emulator::state::{Emu, now_rfc3339_ms};
 
 /// The stable api-versions of the SMS data plane.
 pub const API_VERSIONS: &[&str] = &[
@@ -310,7 +310,7 @@ fn deliver(emu: &Emu, from: &str, to: &str, message: &str, request: &Value) -> V
     );
     let error = (!valid).then(|| "Invalid To phone number format.".to_string());
     emu.outbox.push(OutboxEntry {
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         channel: "sms",
         provider: "acs",
         provider_id: valid.then(|| message_id.clone()),

@@ -32,7 +32,7 @@ use super::push::{Answer, Script, scripted};
 use super::{header, json_response, same_secret};
 use crate::emulator::odata::query_pairs;
 use crate::emulator::outbox::OutboxEntry;
-use crate::emulator::state::{Emu, now_rfc3339};
+use crate::emulator::state::{Emu, now_rfc3339_ms};
 
 /// How long Duo waits for a push answer (real time, before the time scale).
 const PUSH_LIFETIME: Duration = Duration::from_secs(60);
@@ -215,7 +215,7 @@ async fn auth(emu: &Emu, params: &[(String, String)]) -> Response {
     let asynchronous = get("async") == Some("1");
     let tx = emu.pushes.start(idx, script);
     emu.outbox.push(OutboxEntry {
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         channel: "push",
         provider: "duo",
         provider_id: Some(tx.clone()),

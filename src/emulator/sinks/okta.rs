@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::push::{Answer, Script, scripted};
 use super::{header, json_response, same_secret};
 use crate::emulator::outbox::OutboxEntry;
-use crate::emulator::state::{Emu, now_rfc3339};
+use crate::emulator::state::{Emu, now_rfc3339_ms};
 
 /// How long Okta waits for a push answer (real time, before the time scale).
 const PUSH_LIFETIME: Duration = Duration::from_secs(300);
@@ -143,7 +143,7 @@ fn verify(emu: &Emu, user: &str, factor: &str) -> Response {
     let tx = format!("v2t{}", emu.pushes.start(idx, script).replace('-', ""));
     let upn = emu.read().upn(idx);
     emu.outbox.push(OutboxEntry {
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         channel: "push",
         provider: "okta",
         provider_id: Some(tx.clone()),

@@ -33,7 +33,7 @@ use super::{json_response, same_secret};
 use crate::emulator::faults::Sink;
 use crate::emulator::odata::query_pairs;
 use crate::emulator::outbox::OutboxEntry;
-use crate::emulator::state::{Emu, now_rfc3339};
+use crate::emulator::state::{Emu, now_rfc3339_ms};
 
 /// The one attachment type a Workflows webhook posts.
 pub const CARD_CONTENT_TYPE: &str = "application/vnd.microsoft.card.adaptive";
@@ -107,7 +107,7 @@ pub(crate) async fn invoke(
         None => Err("The trigger's body is not JSON; the flow has no cards to send.".into()),
     };
     emu.outbox.push(OutboxEntry {
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         channel: "teams",
         provider: "teams_workflow",
         provider_id: Some(run_id.clone()),

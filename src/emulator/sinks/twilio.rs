@@ -30,7 +30,7 @@ use super::{header, json_response, same_secret, segments, valid_e164};
 use crate::emulator::faults::Sink;
 use crate::emulator::odata::query_pairs;
 use crate::emulator::outbox::OutboxEntry;
-use crate::emulator::state::{Emu, now_rfc3339};
+use crate::emulator::state::{Emu, now_rfc3339_ms};
 
 /// The longest `Body` Twilio accepts, in characters.
 const MAX_BODY: usize = 1600;
@@ -131,7 +131,7 @@ pub(crate) async fn create(
     let account_sid = &creds.twilio_account_sid;
     let payload: Map<String, Value> = form.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     emu.outbox.push(OutboxEntry {
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         channel: "sms",
         provider: "twilio",
         provider_id: Some(sid.clone()),

@@ -20,7 +20,7 @@ use sha2::Sha256;
 
 use super::{header, json_response, same_secret};
 use crate::emulator::outbox::OutboxEntry;
-use crate::emulator::state::{Emu, now_rfc3339};
+use crate::emulator::state::{Emu, now_rfc3339_ms};
 
 /// How far the timestamp may be from the receiver's clock, in seconds.
 pub const TOLERANCE_S: i64 = 5 * 60;
@@ -50,7 +50,7 @@ pub(crate) async fn receive(
     };
     let text = |k: &str| posted.get(k).and_then(Value::as_str).map(str::to_string);
     emu.outbox.push(OutboxEntry {
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         channel: "webhook",
         provider: "webhook",
         provider_id: text("key"),
