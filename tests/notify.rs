@@ -109,6 +109,7 @@ impl Setup {
                 resolve: ResolveOptions::default(),
                 remediated: &std::collections::HashMap::new(),
                 include_remediated: false,
+                skip_report_only_reads: false,
             },
         )
         .await

@@ -110,6 +110,7 @@ async fn plan(
             },
             remediated: &std::collections::HashMap::new(),
             include_remediated: false,
+            skip_report_only_reads: false,
         },
     )
     .await

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 use super::{CmdResult, Exit, Failure};
 
+mod child;
 mod comms;
 mod graph;
 mod plan;

@@ -51,6 +51,7 @@ pub async fn run(global: &GlobalArgs, args: PlanArgs) -> CmdResult {
                 out: args.out,
                 overwrite: args.overwrite,
                 include_remediated: args.include_remediated,
+                skip_report_only_reads: false,
             },
         )
         .await;

@@ -133,6 +133,7 @@ async fn plan_then_act(
                 out: args.out.clone(),
                 overwrite: args.overwrite,
                 include_remediated: args.include_remediated,
+                skip_report_only_reads: false,
             },
         )
         .await;

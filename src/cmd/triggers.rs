@@ -342,6 +342,7 @@ impl Inner {
                         out: None,
                         overwrite: false,
                         include_remediated: false,
+                        skip_report_only_reads: true,
                     },
                 )
                 .await

@@ -1171,6 +1171,7 @@ mod tests {
                 resolve: ResolveOptions::default(),
                 remediated: &std::collections::HashMap::new(),
                 include_remediated: false,
+                skip_report_only_reads: false,
             },
         )
         .await

@@ -269,6 +269,8 @@ pub struct PlanOptions {
     pub overwrite: bool,
     /// A deliberate second wave: plan users that earlier runs remediated within the window.
     pub include_remediated: bool,
+    /// Leave out reads only the plan's recovery counts use (see [`PlanRequest`]).
+    pub skip_report_only_reads: bool,
 }
 
 /// How an execution ended.
@@ -371,6 +373,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
             out,
             overwrite,
             include_remediated,
+            skip_report_only_reads,
         } = options;
         let on_existing = out_files(out.as_deref(), overwrite);
         let include_remediated = include_remediated || source.playbook.guards.include_remediated;
@@ -391,6 +394,7 @@ impl<S: RunStore + 'static> Lifecycle<S> {
                 resolve,
                 remediated: &remediated,
                 include_remediated,
+                skip_report_only_reads,
             },
         )
         .await?;

@@ -36,6 +36,9 @@ pub struct PlanRequest<'a> {
     /// …unless a second wave is asked for (`--include-remediated` or the playbook's
     /// `guards.include_remediated`).
     pub include_remediated: bool,
+    /// Do not wait on Graph's reports budget for what only the plan's recovery counts use
+    /// (an incident trigger's plan: its answer should not queue behind that budget).
+    pub skip_report_only_reads: bool,
 }
 
 /// Resolve, partition and plan. The directory reads overlap: role grants (then the role
@@ -127,6 +130,9 @@ pub async fn build_plan(
     // Only for the counts, the report is read when it takes no longer than a plan waits.
     let too_slow = (need == super::recovery::Need::ForReport)
         .then(|| {
+            if request.skip_report_only_reads {
+                return Some(super::recovery::SKIPPED_FOR_A_TRIGGER.to_owned());
+            }
             super::recovery::too_slow_for_report(
                 resolution.users.len() as u64,
                 resolution.tenant_users,
@@ -596,10 +602,63 @@ steps:
                 },
                 remediated: &HashMap::new(),
                 include_remediated: false,
+                skip_report_only_reads: false,
             },
         )
         .await
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_trigger_s_plan_does_not_wait_on_the_reports_budget_for_advisory_counts() {
+        use crate::directory::memory::MemoryDirectory;
+        let directory = MemoryDirectory::new().with_user("plain@contoso.com");
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("t.csv");
+        std::fs::write(&csv, "upn\nplain@contoso.com\n").unwrap();
+        let playbook = load_str(
+            "p.yaml",
+            &format!(
+                "name: p\ntargets: [csv: {{ path: '{}', column: upn }}]\n\
+                 guards: {{ max_fraction_of_tenant: 1.0 }}\nsteps:\n  \
+                 - reset_password: {{ mode: scramble }}\n",
+                csv.display()
+            ),
+        )
+        .unwrap()
+        .playbook;
+        let quotas = Quotas::graph_defaults(crate::config::TenantSize::Small, 1.0);
+        let unread = |skip: bool| {
+            let (directory, playbook, quotas) = (&directory, &playbook, &quotas);
+            async move {
+                build_plan(
+                    directory,
+                    PlanRequest {
+                        playbook,
+                        tenant: "t",
+                        apps: 1,
+                        quotas,
+                        runner_accounts: &[],
+                        resolve: ResolveOptions::default(),
+                        remediated: &HashMap::new(),
+                        include_remediated: false,
+                        skip_report_only_reads: skip,
+                    },
+                )
+                .await
+                .unwrap()
+                .recovery
+                .and_then(|r| r.unread)
+            }
+        };
+        assert_eq!(
+            unread(true).await.as_deref(),
+            Some(crate::engine::recovery::SKIPPED_FOR_A_TRIGGER)
+        );
+        assert_ne!(
+            unread(false).await.as_deref(),
+            Some(crate::engine::recovery::SKIPPED_FOR_A_TRIGGER)
+        );
     }
 
     #[tokio::test]

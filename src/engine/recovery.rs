@@ -55,6 +55,12 @@ pub fn read_time(users: u64, tenant_users: u64) -> std::time::Duration {
     std::time::Duration::from_secs_f64(paced)
 }
 
+/// Why a trigger's plan has no recovery counts: every plan's read of the report shares
+/// Graph's budget of 5 requests per 10 s, so a storm of incidents would answer one every 2 s.
+pub const SKIPPED_FOR_A_TRIGGER: &str = "not read: a plan made by an incident trigger does \
+    not wait on Graph's reports budget (5 requests per 10 s, shared by every plan) for \
+    advisory counts; `resetctl plan` of the same playbook and list shows them";
+
 /// Why a report-only read is skipped, when it would take longer than
 /// [`REPORT_ONLY_BUDGET`].
 pub fn too_slow_for_report(users: u64, tenant_users: u64) -> Option<String> {

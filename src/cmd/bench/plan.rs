@@ -16,14 +16,14 @@
 //! are resolved.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::TryStreamExt;
 use resetctl::directory::{Directory, RiskLevel, UserQuery};
 use resetctl::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
+use super::child::{self, Measured};
 use super::{Figures, ScratchDir};
 use crate::cmd::{CmdResult, Exit, Failure, tenant};
 
@@ -62,14 +62,6 @@ steps:
 
 fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench plan: {what}: {e}"))
-}
-
-/// One measured `resetctl plan`.
-struct Measured {
-    took: Duration,
-    peak_mb: u64,
-    /// The plan's summary (`--output json`).
-    summary: Value,
 }
 
 /// Run the planning benchmark; `users` overrides the tenant size.
@@ -215,70 +207,18 @@ async fn plan(
     .map_err(|e| fail("config", e))?;
     let playbook_path = format!("plan-bench-{name}.yaml");
     std::fs::write(dir.join(&playbook_path), playbook).map_err(|e| fail("playbook", e))?;
-    let stdout_path = dir.join(format!("{name}.stdout"));
-    let stderr_path = dir.join(format!("{name}.stderr"));
-    let file = |path: &Path| std::fs::File::create(path).map_err(|e| fail("output file", e));
-    let exe = std::env::current_exe().map_err(|e| fail("own executable", e))?;
-    let mut command = Command::new(exe);
+    let mut command = child::this_binary().map_err(|e| fail("plan", e))?;
     command
         .arg("--config")
         .arg(&config_path)
         .args(["--output", "json", "-q", "plan", &playbook_path])
         .args(["--tenant", "bench", "--out", "out", "--overwrite"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(file(&stdout_path)?)
-        .stderr(file(&stderr_path)?)
         .env(SECRET_VAR, &info.client_secret)
-        .env("RESETCTL_DATA_DIR", dir.join("data"))
-        .env_remove("RESETCTL_CONFIG")
-        .env_remove("RUST_LOG");
-    let started = Instant::now();
-    let (status, peak_kb) = tokio::task::spawn_blocking(move || {
-        let child = command.spawn()?;
-        wait_with_peak_rss(child.id())
-    })
-    .await
-    .map_err(|e| fail("plan", e))?
-    .map_err(|e| fail("plan", e))?;
-    let took = started.elapsed();
+        .env("RESETCTL_DATA_DIR", dir.join("data"));
     // Exit 0 is a plan; 3 would be a guard, which these playbooks do not trip.
-    if status != 0 {
-        return Err(fail(
-            "plan",
-            format!(
-                "`resetctl plan` failed (exit {status}): {}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            ),
-        ));
-    }
-    let summary = std::fs::read_to_string(&stdout_path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(Value::Null);
-    Ok(Measured {
-        took,
-        peak_mb: peak_kb / 1024,
-        summary,
-    })
-}
-
-/// Wait for the child `pid` and return its exit code and its own peak RSS in KiB (Linux
-/// reports KiB), which `wait4` gives for that child alone.
-pub(super) fn wait_with_peak_rss(pid: u32) -> std::io::Result<(i32, u64)> {
-    let mut status = 0;
-    // SAFETY: wait4 only writes the status and the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    if waited < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    Ok((code, usage.ru_maxrss.max(0) as u64))
+    child::measure(command, dir, name)
+        .await
+        .map_err(|e| fail("plan", format!("`resetctl plan` failed: {e}")))
 }
 
 /// The UPNs of every user of the tenant, in listing order (setup, not measured).

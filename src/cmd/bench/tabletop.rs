@@ -14,13 +14,12 @@
 //! command does, and the projected containment time it prints is quoted beside the wall time.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use resetctl::emulator::EmulatorConfig;
 use serde_json::{Value, json};
 
-use super::plan::{tenant_upns, wait_with_peak_rss, write_csv};
+use super::child::{self, Measured};
+use super::plan::{tenant_upns, write_csv};
 use super::{Figures, ScratchDir};
 use crate::cmd::{CmdResult, Exit, Failure, tenant};
 
@@ -36,24 +35,15 @@ fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench tabletop: {what}: {e}"))
 }
 
-/// One measured exercise.
-struct Measured {
-    took: Duration,
-    peak_mb: u64,
-    /// The exercise's `--output json` document.
-    summary: Value,
-}
-
-impl Measured {
-    fn figures(&self) -> Value {
-        json!({
-            "seconds": self.took.as_secs_f64(),
-            "peak_rss_mb": self.peak_mb,
-            "headline": self.summary["headline"],
-            "projected_minutes": self.summary["projected_minutes"],
-            "time_scale": self.summary["time_scale"],
-        })
-    }
+/// An exercise's figures for `--output json`.
+fn figures_of(m: &Measured) -> Value {
+    json!({
+        "seconds": m.took.as_secs_f64(),
+        "peak_rss_mb": m.peak_mb,
+        "headline": m.summary["headline"],
+        "projected_minutes": m.summary["projected_minutes"],
+        "time_scale": m.summary["time_scale"],
+    })
 }
 
 /// Run the exercise benchmark; `n` measures that one size.
@@ -85,8 +75,8 @@ pub async fn run(figures: &mut Figures, n: Option<u64>) -> CmdResult {
         line(figures, users, "everyone breached", &everyone);
         all.push(json!({
             "users": users,
-            "as_shipped": shipped.figures(),
-            "everyone_breached": everyone.figures(),
+            "as_shipped": figures_of(&shipped),
+            "everyone_breached": figures_of(&everyone),
         }));
     }
     figures.set("tabletop", Value::Array(all));
@@ -141,51 +131,20 @@ async fn exercise(
     targets: Option<&str>,
 ) -> Result<Measured, Failure> {
     let name = playbook.trim_end_matches(".yaml");
-    let stdout_path = dir.join(format!("{name}.stdout"));
-    let stderr_path = dir.join(format!("{name}.stderr"));
-    let file = |path: &Path| std::fs::File::create(path).map_err(|e| fail("output file", e));
-    let exe = std::env::current_exe().map_err(|e| fail("own executable", e))?;
-    let mut command = Command::new(exe);
+    let mut command = child::this_binary().map_err(|e| fail("tabletop", e))?;
     command
         .args(["--output", "json", "-q", "tabletop", playbook])
         .args(["--users", &users.to_string(), "--seed", &SEED.to_string()])
         .args(["--report", &format!("{name}.html")])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(file(&stdout_path)?)
-        .stderr(file(&stderr_path)?)
-        .env("RESETCTL_DATA_DIR", dir.join(format!("data-{name}")))
-        .env_remove("RESETCTL_CONFIG")
-        .env_remove("RUST_LOG");
+        .env("RESETCTL_DATA_DIR", dir.join(format!("data-{name}")));
     if let Some(csv) = targets {
         command.args(["--targets", csv]);
     }
-    let started = Instant::now();
-    let (status, peak_kb) = tokio::task::spawn_blocking(move || {
-        let child = command.spawn()?;
-        wait_with_peak_rss(child.id())
-    })
-    .await
-    .map_err(|e| fail("tabletop", e))?
-    .map_err(|e| fail("tabletop", e))?;
-    let took = started.elapsed();
-    if status != 0 {
-        return Err(fail(
+    child::measure(command, dir, name).await.map_err(|e| {
+        fail(
             "tabletop",
-            format!(
-                "`resetctl tabletop {playbook}` at {users} users failed (exit {status}): {}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            ),
-        ));
-    }
-    let summary = std::fs::read_to_string(&stdout_path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(Value::Null);
-    Ok(Measured {
-        took,
-        peak_mb: peak_kb / 1024,
-        summary,
+            format!("`resetctl tabletop {playbook}` at {users} users failed: {e}"),
+        )
     })
 }
 
