@@ -74,6 +74,9 @@ pub struct Quotas {
     pub no_retry_after_base: Duration,
     /// Cap of that back-off.
     pub no_retry_after_cap: Duration,
+    /// How many times faster than real time the budgets run (1 for a real tenant): a pace
+    /// stated in real seconds, such as a playbook's writes per second, is scaled by it too.
+    pub time_scale: f64,
 }
 
 impl Quotas {
@@ -130,6 +133,7 @@ impl Quotas {
             early_slowdown_at: o.early_slowdown_at.unwrap_or(0.8),
             no_retry_after_base: Duration::from_secs_f64(1.0 / scale),
             no_retry_after_cap: Duration::from_secs_f64(60.0 / scale),
+            time_scale: scale,
         }
     }
 
