@@ -240,8 +240,9 @@ pub struct RunArgs {
     /// within the playbook's guards.remediated_within (default 24h).
     #[arg(long)]
     pub include_remediated: bool,
-    /// Users whose steps run at once (the throttle paces the writes whatever this is).
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    /// The most users whose steps run at once. The run keeps as many going as the tenant's
+    /// write budget and Graph's latency need (the throttle's in-flight limit), up to this.
+    #[arg(long, default_value_t = resetctl::engine::execute::MAX_PIPELINES, value_name = "N")]
     pub concurrency: usize,
     /// The incident ticket (e.g. INC-1234): stored with the run (`--resume` keeps it),
     /// written into every audit record about it and into its summary.
@@ -677,7 +678,8 @@ pub struct BenchArgs {
     /// reported in real-time terms.
     #[arg(long, value_name = "K", default_value_t = 20.0)]
     pub time_scale: f64,
-    /// `bench graph`: mean latency Graph adds per request, in real-time milliseconds.
+    /// `bench graph` and `bench run`: mean latency Graph adds per request, in real-time
+    /// milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     pub latency_ms: u64,
     /// `bench graph`: send the writes as `$batch` requests (dependsOn) instead of concurrent
@@ -690,6 +692,10 @@ pub struct BenchArgs {
     /// `bench run`: measure the execution only, not planning at a million users.
     #[arg(long)]
     pub execution_only: bool,
+    /// `bench run`: the most users' pipelines at once (`resetctl run --concurrency`); a
+    /// low value shows what a fixed concurrency costs at a given latency.
+    #[arg(long, value_name = "N", default_value_t = resetctl::engine::execute::MAX_PIPELINES)]
+    pub concurrency: usize,
 }
 
 #[cfg(test)]

@@ -488,7 +488,7 @@ async fn rehearse(
                     cleared,
                     tenant.as_ref(),
                     ExecuteOptions {
-                        concurrency: 64,
+                        concurrency: resetctl::engine::execute::MAX_PIPELINES,
                         stop: stop_rx,
                         progress,
                         notifier: Arc::clone(&notifier)

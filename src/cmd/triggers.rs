@@ -35,8 +35,8 @@ use tokio::task::JoinHandle;
 use super::comms::{self, Messaging};
 use super::tenant::Tenant;
 
-/// Users whose steps run at once in a trigger's execution (`resetctl run`'s default).
-const CONCURRENCY: usize = 32;
+/// The most users whose steps run at once in a trigger's execution (`resetctl run`'s default).
+const CONCURRENCY: usize = resetctl::engine::execute::MAX_PIPELINES;
 
 /// One rule with its playbook loaded (and validated) at start.
 pub struct Rule {

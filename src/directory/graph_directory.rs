@@ -279,6 +279,18 @@ impl Directory for GraphDirectory {
             .account_recent_writes(at, jiff::Timestamp::now());
     }
 
+    fn write_concurrency(&self) -> Option<usize> {
+        let limit = self
+            .client
+            .governor()
+            .in_flight_limit(crate::throttle::Bucket::DirectoryWrite);
+        Some(limit as usize)
+    }
+
+    fn time_scale(&self) -> f64 {
+        self.client.governor().quotas().time_scale
+    }
+
     fn stats(&self) -> DirectoryStats {
         DirectoryStats {
             throttled: self.client.stats().throttled,

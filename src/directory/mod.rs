@@ -219,6 +219,21 @@ pub trait Directory: Send + Sync {
         Vec::new()
     }
 
+    /// How many writes the tenant can usefully take at once now: the throttle's in-flight
+    /// limit for directory writes (what the write bucket holds and Graph's latency need), so
+    /// the engine keeps that many users' pipelines going, not a fixed number. `None` for a
+    /// directory that is not throttled.
+    fn write_concurrency(&self) -> Option<usize> {
+        None
+    }
+
+    /// How many times faster than real time this tenant's clock runs (an emulated tenant
+    /// at a time scale; 1 for a real one), so a pace a playbook states in real seconds
+    /// keeps its meaning in a tabletop exercise.
+    fn time_scale(&self) -> f64 {
+        1.0
+    }
+
     /// When this runner wrote to the tenant recently (the run store's journal, across runs
     /// and processes), so the directory's throttling starts from how full Graph's write
     /// buckets really are instead of assuming them full. Nothing for a directory that is

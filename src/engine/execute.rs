@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::EngineError;
+use super::admit::{self, WritePace};
 use super::breaker::Breaker;
 use super::confirm::Confirmer;
 use super::journal_key::StepKey;
@@ -60,7 +61,8 @@ pub struct Execution<S> {
     pub run: RunId,
     /// Who is running it (recorded as the audit actor).
     pub actor: String,
-    /// Users whose pipelines run at once.
+    /// The most users' pipelines that run at once (fewer when the tenant's write budget
+    /// and Graph's latency need fewer: `admit.rs`).
     pub concurrency: usize,
     /// Set to true to stop starting new users (first Ctrl-C); in-flight users finish.
     pub stop: watch::Receiver<bool>,
@@ -156,12 +158,25 @@ const NOTICES_IN_FLIGHT: usize = 256;
 /// An execution with the helpers it spawns for itself.
 struct Runner<S> {
     ex: Execution<S>,
+    /// The playbook's `rate_limit.max_writes_per_second`, if it sets one.
+    pace: Option<WritePace>,
     /// Batches `confirm_compromised` across users (Identity Protection: 1 request/s).
     confirmer: Confirmer,
     /// The rolling failure rate of this attempt.
     breaker: Breaker,
     /// The verdicts on refused writes of this attempt.
     refusals: Refusals,
+}
+
+impl<S> Runner<S> {
+    /// Waits for the playbook's pace (`rate_limit.max_writes_per_second`) before a directory
+    /// write. `confirm_compromised` is not one: it is Identity Protection's, batched and
+    /// paced at its own one request a second.
+    async fn before_write(&self) {
+        if let Some(pace) = &self.pace {
+            pace.write().await;
+        }
+    }
 }
 
 /// One user's pipeline as far as it went.
@@ -199,6 +214,10 @@ impl<S> std::ops::Deref for Runner<S> {
     }
 }
 
+/// The default ceiling of users' pipelines at once: above what a pool at Graph's slowest
+/// latencies needs, so the throttle's in-flight limit, not this, sets the concurrency.
+pub const MAX_PIPELINES: usize = 256;
+
 /// Carry out (or continue) the plan.
 pub async fn execute<S: RunStore + 'static>(
     execution: Execution<S>,
@@ -207,6 +226,10 @@ pub async fn execute<S: RunStore + 'static>(
         confirmer: Confirmer::spawn(Arc::clone(&execution.directory)),
         breaker: Breaker::new(execution.playbook.guards.stop_when_error_rate_above),
         refusals: Refusals::new(refusal::WHOLESALE),
+        pace: WritePace::of(
+            &execution.playbook.rate_limit,
+            execution.directory.time_scale(),
+        ),
         ex: execution,
     });
     let users: Vec<PlannedUser> = execution
@@ -223,6 +246,8 @@ pub async fn execute<S: RunStore + 'static>(
     let total = users.len();
     let throttled_before = execution.directory.stats().throttled;
 
+    let ceiling = admit::ceiling(execution.concurrency, &execution.playbook.rate_limit);
+    let directory = Arc::clone(&execution.directory);
     let per_user = futures::stream::iter(users)
         .take_while(|_| {
             let go = !*execution.stop.borrow()
@@ -236,8 +261,10 @@ pub async fn execute<S: RunStore + 'static>(
                 let run = pipeline(&execution, &user, true).await;
                 (user, run)
             }
-        })
-        .buffer_unordered(execution.concurrency.max(1));
+        });
+    let per_user = admit::buffer_adaptive(per_user, move || {
+        admit::pipelines(ceiling, directory.write_concurrency())
+    });
     let mut per_user = std::pin::pin!(per_user);
 
     let mut summary = Summary::default();
@@ -831,6 +858,12 @@ async fn perform<S: RunStore>(
 ) -> Result<Attempt, EngineError> {
     let directory = execution.directory.as_ref();
     let user = call.user;
+    if matches!(
+        call.step,
+        Step::RevokeSessions | Step::ResetPassword { .. } | Step::TemporaryAccessPass { .. }
+    ) {
+        execution.before_write().await;
+    }
     let result: Result<Option<String>, DirectoryError> = match call.step {
         Step::RevokeSessions => directory.revoke_sessions(&user.id).await.map(|()| None),
         Step::ResetPassword {
@@ -863,7 +896,7 @@ async fn perform<S: RunStore>(
                 })
         }
         Step::RequireMfaReregistration { remove } => {
-            remove_methods(directory, &user.id, remove).await
+            remove_methods(directory, execution.pace.as_ref(), &user.id, remove).await
         }
         Step::TemporaryAccessPass {
             lifetime_minutes,
@@ -976,6 +1009,7 @@ async fn add_to_group<S: RunStore>(
     membership.member_before = Some(was_member);
     record_membership(execution, call, &membership).await?;
     let added = |m: &Membership| format!("member of {} until {}", m.group_id, m.until);
+    execution.before_write().await;
     match directory.add_group_member(&group, user).await {
         Ok(()) => {
             if was_member {
@@ -1041,6 +1075,7 @@ async fn record_membership<S: RunStore>(
 /// already gone is not listed, so nothing is deleted twice.
 async fn remove_methods(
     directory: &dyn Directory,
+    pace: Option<&WritePace>,
     user_id: &str,
     remove: &[MethodType],
 ) -> Result<Option<String>, DirectoryError> {
@@ -1050,6 +1085,9 @@ async fn remove_methods(
         .iter()
         .filter(|m| remove.iter().any(|t| matches_type(*t, &m.kind)))
     {
+        if let Some(pace) = pace {
+            pace.write().await;
+        }
         directory.delete_auth_method(user_id, method).await?;
         removed += 1;
     }

@@ -248,7 +248,8 @@ pub enum ResumeCheck {
 
 /// The knobs of one execution that the front end owns.
 pub struct ExecuteOptions {
-    /// Users whose pipelines run at once.
+    /// The most users' pipelines that run at once (`execute::MAX_PIPELINES` unless the
+    /// operator lowers it): the throttle's in-flight limit sets how many do.
     pub concurrency: usize,
     /// Set to true to start no new user (first Ctrl-C).
     pub stop: watch::Receiver<bool>,

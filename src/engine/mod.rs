@@ -6,6 +6,8 @@
 //! - [`lifecycle`]: a run from plan to end or resume: the one path every front end takes.
 //! - [`execute`]: per-user pipelines under the throttle, journaled, with a circuit breaker;
 //!   the same code resumes a dead run.
+//! - `admit`: how many users' pipelines a run keeps going (what the tenant's write budget
+//!   and Graph's latency need) and the playbook's writes per second.
 //! - [`breaker`]: the circuit breaker's rolling failure rate.
 //! - [`refusal`]: the stop for writes refused wholesale (a missing permission or role).
 //! - [`permissions`]: which Graph permissions and directory role each step needs.
@@ -25,6 +27,7 @@
 //! after; a journaled step whose outcome is unknown is resolved by reading the tenant back,
 //! never by repeating the call blindly.
 
+mod admit;
 pub mod breaker;
 pub mod confirm;
 pub mod execute;

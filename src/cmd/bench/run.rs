@@ -2,13 +2,13 @@
 //! a million users.
 //!
 //! 1. Execution: N users (default 10,000), scramble + revoke, one app or a pool (`--apps`),
-//!    the emulator at 100 ms mean latency with Graph's real quotas, both divided by a time
-//!    scale so the benchmark takes seconds; then a second run right after the first, from a
-//!    new connection (a fresh throttle governor) over the same run store. For each run it
-//!    prints the time in real terms against the token-bucket bound `max(0, W − C) / r`
-//!    (W writes, C capacity, r refill of the app or pool in use) and against the latency
-//!    floor, and the share of requests answered 429; then peak RSS and the journal's share
-//!    of pipeline time.
+//!    the emulator at `--latency-ms` (default 100) mean latency with Graph's real quotas,
+//!    both divided by a time scale so the benchmark takes seconds, at most `--concurrency`
+//!    pipelines; then a second run right after the first, from a new connection (a fresh
+//!    throttle governor) over the same run store. For each run it prints the time in real
+//!    terms against the token-bucket bound `max(0, W − C) / r` (W writes, C capacity, r
+//!    refill of the app or pool in use) and against the latency floor, and the share of
+//!    requests answered 429; then peak RSS and how busy the journal was.
 //! 2. Planning (`bench/plan.rs`, also `resetctl bench plan` alone).
 //!
 //! Everything runs in this process (emulator included), so RSS figures include the emulator.
@@ -34,8 +34,6 @@ use crate::cli::BenchArgs;
 use crate::cmd::tenant;
 use crate::cmd::{CmdResult, Exit, Failure};
 
-/// Mean latency before scaling (100 ms: a typical Graph write latency).
-const LATENCY_MS: u64 = 100;
 fn fail(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Config, format!("bench run: {what}: {e}"))
 }
@@ -66,7 +64,11 @@ pub async fn run(figures: &mut Figures, args: &BenchArgs) -> CmdResult {
             "--time-scale must be a number of at least 1",
         ));
     }
-    execution(figures, users as u32, apps, scale).await?;
+    let shape = Shape {
+        latency_ms: args.latency_ms,
+        pipelines: args.concurrency.max(1),
+    };
+    execution(figures, users as u32, apps, scale, shape).await?;
     if args.execution_only {
         return Ok(Exit::Success);
     }
@@ -82,9 +84,6 @@ steps:
   - reset_password: { mode: scramble, force_change: true, require_mfa: true }
   - revoke_sessions
 ";
-
-/// Concurrent per-user pipelines of the execution benchmark.
-const CONCURRENCY: usize = 64;
 
 /// What one run did and how long it took, in real-time terms.
 struct RunFigures {
@@ -106,12 +105,13 @@ struct Bounds {
     bucket: f64,
     /// The same for the tenant bucket alone (what a pool is measured against).
     tenant: f64,
-    /// Latency floor: every request of the run at the mean latency, `CONCURRENCY` at once.
+    /// Latency floor: every request of the run at the mean latency, as many at once as
+    /// the run may have in flight (the throttle's ceiling, or the pipelines if fewer).
     latency: f64,
 }
 
 impl Bounds {
-    fn of(run: &RunFigures, apps: u32) -> Bounds {
+    fn of(run: &RunFigures, apps: u32, shape: &Shape) -> Bounds {
         let q = Quotas::graph_defaults(TenantSize::default(), 1.0);
         let per_sec = |r: Rate| f64::from(r.count) / r.window.as_secs_f64();
         let w = run.writes as f64;
@@ -121,8 +121,25 @@ impl Bounds {
         Bounds {
             bucket: pool.max(tenant),
             tenant,
-            latency: run.requests as f64 * (LATENCY_MS as f64 / 1e3) / CONCURRENCY as f64,
+            latency: run.requests as f64 * (shape.latency_ms as f64 / 1e3)
+                / shape.in_flight(&q) as f64,
         }
+    }
+}
+
+/// The latency and concurrency a benchmark runs at.
+struct Shape {
+    /// Mean latency of the emulator, real-time milliseconds.
+    latency_ms: u64,
+    /// The most users' pipelines at once (`resetctl run --concurrency`).
+    pipelines: usize,
+}
+
+impl Shape {
+    /// The most requests the run can have in flight: the throttle's ceiling, or the
+    /// pipelines if fewer (each sends one request at a time).
+    fn in_flight(&self, q: &Quotas) -> usize {
+        self.pipelines.min(q.max_in_flight as usize).max(1)
     }
 }
 
@@ -131,11 +148,12 @@ async fn execution(
     users: u32,
     apps: u32,
     scale: f64,
+    shape: Shape,
 ) -> Result<(), Failure> {
     let dir = ScratchDir::new("run")?;
     let mut config = EmulatorConfig::seeded(users, 42);
     config.time_scale = scale;
-    config.latency_ms = LATENCY_MS;
+    config.latency_ms = shape.latency_ms;
     config.apps = apps;
     let tenant = tenant::emulated("bench", config).await?;
     let info = tenant
@@ -170,22 +188,32 @@ async fn execution(
         dir.path().join("runs"),
     );
     figures.line(format_args!(
-        "bench run: {users} users, scramble + revoke, {apps} app{}, emulator latency {LATENCY_MS} ms, Graph quotas, \
-         time scale {scale} (figures in real time: emulated seconds × {scale})",
-        if apps == 1 { "" } else { "s" }
+        "bench run: {users} users, scramble + revoke, {apps} app{}, emulator latency {} ms, Graph quotas, \
+         at most {} pipelines, time scale {scale} (figures in real time: emulated seconds × {scale})",
+        if apps == 1 { "" } else { "s" },
+        shape.latency_ms,
+        shape.pipelines,
     ));
-    let first = one_run(&lifecycle, &tenant, &source, &info.inspect_url, false).await?;
+    let first = one_run(
+        &lifecycle,
+        &tenant,
+        &source,
+        &info.inspect_url,
+        false,
+        &shape,
+    )
+    .await?;
     // The second run starts right after the first, from a new connection (a new process's
     // throttle governor), with the same run store: a second wave over the same users.
     let again = tenant::attach("bench", &info, scale)?;
-    let second = one_run(&lifecycle, &again, &source, &info.inspect_url, true).await?;
+    let second = one_run(&lifecycle, &again, &source, &info.inspect_url, true, &shape).await?;
     let journal = store.busy();
     let _ = lifecycle.close().await;
     tenant.close().await;
 
     let mut runs = Vec::new();
     for (label, run) in [("first run", &first), ("second run, right after", &second)] {
-        let bounds = Bounds::of(run, apps);
+        let bounds = Bounds::of(run, apps, &shape);
         let real = run.wall * scale;
         let share = run.throttled as f64 / run.requests.max(1) as f64;
         figures.line(format_args!("  {label}:"));
@@ -205,9 +233,11 @@ async fn execution(
             ratio(real, bounds.bucket, "bound")
         ));
         figures.line(format_args!(
-            "    latency floor         {:.1} s ({} requests × {LATENCY_MS} ms / {CONCURRENCY} pipelines): {}",
+            "    latency floor         {:.1} s ({} requests × {} ms / {} in flight): {}",
             bounds.latency,
             run.requests,
+            shape.latency_ms,
+            shape.in_flight(&Quotas::graph_defaults(TenantSize::default(), 1.0)),
             ratio(real, bounds.latency, "floor")
         ));
         figures.line(format_args!(
@@ -234,12 +264,12 @@ async fn execution(
     }
     let wall: f64 = first.wall + second.wall;
     let journal_mean_ms = 1e3 * journal.total.as_secs_f64() / journal.calls.max(1) as f64;
-    let journal_share = journal.total.as_secs_f64() / (wall * CONCURRENCY as f64);
+    // Journal calls in progress on average, over the time of both runs.
+    let journal_busy = journal.total.as_secs_f64() / wall;
     let peak = peak_rss_mb();
     figures.line(format_args!(
-        "  journal               {} calls, {journal_mean_ms:.2} ms mean, {:.1} % of pipeline time ({CONCURRENCY} pipelines)",
+        "  journal               {} calls, {journal_mean_ms:.2} ms mean, {journal_busy:.1} in progress on average",
         journal.calls,
-        100.0 * journal_share
     ));
     figures.line(format_args!(
         "  peak RSS              {peak} MB (process, emulator included)"
@@ -250,12 +280,12 @@ async fn execution(
             "users": users,
             "apps": apps,
             "time_scale": scale,
-            "latency_ms": LATENCY_MS,
-            "concurrency": CONCURRENCY,
+            "latency_ms": shape.latency_ms,
+            "concurrency": shape.pipelines,
             "runs": runs,
             "journal_calls": journal.calls,
             "journal_mean_ms": journal_mean_ms,
-            "journal_share": journal_share,
+            "journal_busy": journal_busy,
             "peak_rss_mb": peak,
         }),
     );
@@ -279,6 +309,7 @@ async fn one_run(
     source: &PlaybookSource,
     inspect: &str,
     include_remediated: bool,
+    shape: &Shape,
 ) -> Result<RunFigures, Failure> {
     let planned = lifecycle
         .plan(
@@ -305,7 +336,7 @@ async fn one_run(
             cleared,
             tenant.as_ref(),
             ExecuteOptions {
-                concurrency: CONCURRENCY,
+                concurrency: shape.pipelines,
                 stop,
                 progress: Arc::new(Progress::default()),
                 notifier: Arc::new(RecordOnly),
