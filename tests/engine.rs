@@ -777,6 +777,16 @@ async fn a_killed_run_resumes_without_doing_any_user_twice_or_skipping_one() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // The kill point counts from the start of execution: on a loaded machine planning
+        // 4,000 users alone can outlast the delay, and a run killed while planning was
+        // never started.
+        let waited = std::time::Instant::now();
+        while bench.run_id().is_none()
+            && child.try_wait().unwrap().is_none()
+            && waited.elapsed() < Duration::from_secs(60)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         tokio::time::sleep(next_delay()).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL

@@ -654,8 +654,17 @@ fn guards(ctx: &mut Ctx, g: &RawGuards) -> Guards {
 const MAX_REMEDIATED_WITHIN: Duration = Duration::from_secs(30 * 86_400);
 
 /// Rules: `max_writes_per_second` in (0, 20] (Graph's write quota per app is 20/s; a playbook
-/// can only slow down); `max_in_flight` in 1..=64; `batch_size` in 1..=20 (the `$batch` limit).
+/// can only slow down); `max_in_flight` in 1..=64; `batch_size` in 1..=20 (the `$batch` limit),
+/// with a warning that it changes nothing: each directory write goes on its own.
 fn rate_limit(ctx: &mut Ctx, r: &RawRateLimit) -> RateLimit {
+    if let Some(size) = &r.batch_size {
+        let pos = ctx.at(size);
+        ctx.warn(
+            pos,
+            "rate_limit.batch_size has no effect: resetctl sends each directory write as its own \
+             request, so each is journaled, and resumed, on its own; remove it",
+        );
+    }
     RateLimit {
         max_writes_per_second: r.max_writes_per_second.as_ref().and_then(|v| {
             in_range(

@@ -87,7 +87,10 @@ fn guard_ranges() {
 
 #[test]
 fn fraction_of_one_is_allowed_and_error_rate_zero_is_allowed() {
-    ok("steps: [revoke_sessions]\nrate_limit: { batch_size: 20 }\n");
+    let l = ok("steps: [revoke_sessions]\nrate_limit: { batch_size: 20 }\n");
+    // Accepted, and said to change nothing.
+    assert_eq!(l.warnings.len(), 1);
+    assert!(l.warnings[0].message.contains("batch_size has no effect"));
     let l = load_str("t.yaml", "name: t\ntargets: [all_users: {}]\nsteps: [revoke_sessions]\nguards: { max_fraction_of_tenant: 1, stop_when_error_rate_above: 0 }\n").unwrap();
     assert_eq!(l.playbook.guards.stop_when_error_rate_above, 0.0);
 }
