@@ -39,6 +39,9 @@ use crate::util::{TenantConfig, http, inspect, start_emulator, tenant_file_confi
 /// `/readyz`, `/metrics`, the access log and the rate limits, on this module's lab.
 mod observe;
 
+/// Oversized bodies and connection caps at the socket.
+mod hardening;
+
 const SEED: u64 = 23;
 const MANAGER_MOBILE: &str = "+14255550199";
 const BEARER: &str = "api-token-for-the-portal-0001";
@@ -1246,7 +1249,8 @@ async fn two_hundred_concurrent_clients_open_pages_and_run_path_a() {
     use resetctl::serve::load::drive;
     const CLIENTS: usize = 200;
     let lab = Lab::with_approvers(CLIENTS).await;
-    // One address for every client: the per-client limits would refuse most of them.
+    // One address for every client: the per-client limits (requests and connections) would
+    // refuse most of them.
     let served = lab
         .serve_with(|o| {
             let wide = resetctl::serve::Limit {
@@ -1255,6 +1259,10 @@ async fn two_hundred_concurrent_clients_open_pages_and_run_path_a() {
             };
             o.rate_limits.pages = wide;
             o.rate_limits.api = wide;
+            o.connections = resetctl::serve::ConnectionLimits {
+                per_client: 10_000,
+                total: 10_000,
+            };
         })
         .await;
     let id = card_request(&lab, &served, Script::Approve).await;

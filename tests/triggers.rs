@@ -473,15 +473,16 @@ async fn sentinel_and_splunk_incidents_plan_and_write_nothing() {
             .contains("objectSchemaType `Alert`"),
         "{not_incident}"
     );
-    // Oversized (twice the 64 KiB limit): refused before it is read. A body that also
-    // overflows the loopback socket's buffers (megabytes) races the server's close: the client
-    // may see the connection reset instead of the 413, as any HTTP client would.
+    // Oversized (2 MB against the 64 KiB limit): the server reads the rest of the body before
+    // it answers, so the client gets the 413 and not a reset.
     let mut big: Value = serde_json::from_slice(&sentinel).unwrap();
-    big["object"]["properties"]["description"] = "x".repeat(128 * 1024).into();
+    big["object"]["properties"]["description"] = "x".repeat(2_000_000).into();
     let big = served
         .post_signed(path, &serde_json::to_vec(&big).unwrap(), API_HMAC)
         .await;
     assert_eq!(big.status(), 413);
+    let big: Value = big.json().await.unwrap();
+    assert_eq!(big["error"]["code"], "body_too_large", "{big}");
 
     // Labelled change-controlled: the playbook that needs an approval makes a plan.
     let mut controlled: Value = serde_json::from_slice(&sentinel).unwrap();

@@ -41,7 +41,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
         (Some(serve), _) => {
             let listen = args.bind.unwrap_or(serve.listen);
             let key = super::reset::token_key(serve, &context)?;
-            guarded = Some((serve.metrics, serve.rate_limits));
+            guarded = Some((serve.metrics, serve.rate_limits, serve.connections));
             (
                 listen,
                 serve.public_url.clone(),
@@ -102,9 +102,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> CmdResult {
     options.tls = tls.map(|(cert, key)| TlsFiles { cert, key });
     options.run_store = Some(store.path().to_path_buf());
     match guarded {
-        Some((metrics, rate_limits)) => {
+        Some((metrics, rate_limits, connections)) => {
             options.metrics = metrics;
             options.rate_limits = rate_limits;
+            options.connections = connections;
         }
         // The demo's API takes no credentials, so its metrics are for this machine only.
         None => options.metrics = MetricsAccess::Loopback,

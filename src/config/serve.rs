@@ -17,6 +17,8 @@
 //!     api: { burst: 120, per_minute: 600 }
 //!     triggers: { burst: 200, per_minute: 600 }
 //!     max_clients: 10000
+//!   max_connections_per_client: 64                # open at once per client address (IPv6: /64)
+//!   max_connections: 1024                         # open at once in all
 //! ```
 
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use super::ConfigError;
 use super::channels::{SecretSource, invalid, refuse, required_secret, service_url};
 use super::channels_raw::Refused;
 use super::tenant::resolve;
-use crate::serve::{Limit, MetricsAccess, RateLimits};
+use crate::serve::{ConnectionLimits, Limit, MetricsAccess, RateLimits};
 
 /// `serve:`.
 #[derive(Debug, Deserialize)]
@@ -51,6 +53,10 @@ pub(crate) struct RawServe {
     pub metrics: Option<Spanned<String>>,
     /// Per-client rate limits.
     pub rate_limits: Option<RawRateLimits>,
+    /// Connections one client address may hold open.
+    pub max_connections_per_client: Option<Spanned<u64>>,
+    /// Connections open at once in all.
+    pub max_connections: Option<Spanned<u64>>,
     /// Refused: an inline key.
     pub token_key: Refused,
 }
@@ -119,6 +125,8 @@ pub struct ServeSection {
     pub metrics: MetricsAccess,
     /// Per-client rate limits.
     pub rate_limits: RateLimits,
+    /// Caps on open connections.
+    pub connections: ConnectionLimits,
 }
 
 /// Where `serve` listens when `listen` is absent.
@@ -224,6 +232,7 @@ impl ServeSection {
             None => RateLimits::default(),
             Some(raw) => rate_limits(raw)?,
         };
+        let connections = connection_limits(raw.max_connections_per_client, raw.max_connections)?;
         Ok(ServeSection {
             listen,
             public_url,
@@ -233,8 +242,49 @@ impl ServeSection {
             hmac_key,
             metrics,
             rate_limits,
+            connections,
         })
     }
+}
+
+/// `serve.max_connections_per_client` and `serve.max_connections`, each defaulting on its
+/// own; a client's share may not exceed the total.
+fn connection_limits(
+    per_client: Option<Spanned<u64>>,
+    total: Option<Spanned<u64>>,
+) -> Result<ConnectionLimits, ConfigError> {
+    const MOST: u64 = 1_000_000;
+    let defaults = ConnectionLimits::default();
+    let read = |key: &str, raw: &Option<Spanned<u64>>, default: usize| match raw {
+        None => Ok(default),
+        Some(n) if n.value == 0 || n.value > MOST => Err(invalid(
+            format!("serve.{key}: between 1 and {MOST}"),
+            &n.referenced,
+        )),
+        Some(n) => Ok(n.value as usize),
+    };
+    let limits = ConnectionLimits {
+        per_client: read(
+            "max_connections_per_client",
+            &per_client,
+            defaults.per_client,
+        )?,
+        total: read("max_connections", &total, defaults.total)?,
+    };
+    // The defaults agree, so a mismatch has a key given to point at.
+    if limits.per_client > limits.total
+        && let Some(at) = per_client.as_ref().or(total.as_ref())
+    {
+        return Err(invalid(
+            format!(
+                "serve.max_connections_per_client ({}) is more than serve.max_connections \
+                 ({}): one client could never use its share",
+                limits.per_client, limits.total
+            ),
+            &at.referenced,
+        ));
+    }
+    Ok(limits)
 }
 
 /// `serve.rate_limits`, each class defaulting on its own.
@@ -303,6 +353,37 @@ mod tests {
         assert_eq!(s.hmac_key, Some(SecretSource::Env("API_HMAC".into())));
         assert_eq!(s.metrics, crate::serve::MetricsAccess::Bearer);
         assert_eq!(s.rate_limits, crate::serve::RateLimits::default());
+        assert_eq!(s.connections, crate::serve::ConnectionLimits::default());
+    }
+
+    #[test]
+    fn connection_caps_are_read_and_checked_against_each_other() {
+        let c = parse(
+            "serve:\n  public_url: https://a.example\n  token_key_env: K\n  \
+             max_connections_per_client: 8\n  max_connections: 100\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.serve.unwrap().connections,
+            crate::serve::ConnectionLimits {
+                per_client: 8,
+                total: 100
+            }
+        );
+        for (text, wanted) in [
+            ("  max_connections_per_client: 0\n", ":4:"),
+            ("  max_connections: 10\n", ":4:"),
+            (
+                "  max_connections: 5000\n  max_connections_per_client: 6000\n",
+                ":5:",
+            ),
+        ] {
+            let err = parse(&format!(
+                "serve:\n  public_url: https://a.example\n  token_key_env: K\n{text}"
+            ))
+            .unwrap_err();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The router and what every request goes through, outermost first: the access log (one
 //! `access` event per request, with a request id), the per-client rate limit, then the
-//! deadline, a panic turned into a 500, the body limit and the security headers.
+//! deadline, a panic turned into a 500, the security headers, and the body limit
+//! ([`super::body`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -18,6 +19,8 @@ use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use super::auth::ApiCredentials;
+use super::body::{self, BodyLimit};
+use super::connections::Connections;
 use super::csrf::{CookieKind, CsrfKey};
 use super::limits::{Class, Limiter};
 use super::metrics::MetricsAccess;
@@ -54,6 +57,8 @@ pub(crate) struct App {
     pub ready: ReadyCache,
     /// How long a readiness answer is reused.
     pub ready_ttl: Duration,
+    /// The open connections, by client (read for `/metrics`).
+    pub connections: Arc<Connections>,
 }
 
 /// The origin of `base` as browsers serialise it.
@@ -92,6 +97,10 @@ pub(crate) fn router(app: Arc<App>, body_limit: usize) -> Router {
         .route("/v1/runs/{id}", get(triggers::status))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            BodyLimit(body_limit),
+            body::limit,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(middleware::from_fn_with_state(app.clone(), limit))
         .layer(middleware::from_fn_with_state(app.clone(), access))

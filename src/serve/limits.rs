@@ -186,7 +186,7 @@ impl Limiter {
 
 /// The key a client's requests share: an IPv4 address (IPv4-mapped IPv6 included) whole,
 /// an IPv6 address by its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();

@@ -166,6 +166,28 @@ pub(crate) async fn render(sources: Sources<'_>) -> String {
         );
     }
     page.family(
+        "resetctl_http_connections_refused_total",
+        Kind::Counter,
+        "Connections closed at accept by a connection cap (per_client or total).",
+    );
+    for (cap, n) in &counts.connections_refused {
+        page.sample(
+            "resetctl_http_connections_refused_total",
+            &[("cap", cap)],
+            *n as f64,
+        );
+    }
+    page.family(
+        "resetctl_http_connections_open",
+        Kind::Gauge,
+        "Connections open now.",
+    )
+    .sample(
+        "resetctl_http_connections_open",
+        &[],
+        sources.app.connections.open() as f64,
+    );
+    page.family(
         "resetctl_trigger_intake_total",
         Kind::Counter,
         "Incident triggers received, by source and result (planned, duplicate, accepted, \

@@ -9,7 +9,9 @@
 //! - `GET /healthz` (liveness), `GET /readyz` (the store and every tenant answer,
 //!   [`ready`]), `GET /metrics` (Prometheus text format, [`metrics`]).
 //! - Around every request: an access log event, a per-client rate limit ([`limits`]), a
-//!   deadline, a body limit.
+//!   deadline, a body limit ([`body`]: an oversized body is read to its end, within a bound,
+//!   before the `413`, so the client sees the answer and not a reset).
+//! - At accept: a cap on open connections per client address and in all ([`connections`]).
 //! - In the background, per tenant: the actions a crash left undone, then the timer loop.
 //!
 //! [`Server::bind`] takes inert [`ServeOptions`] and the live [`ServeContext`];
@@ -18,6 +20,8 @@
 mod api;
 mod app;
 pub mod auth;
+mod body;
+pub mod connections;
 pub mod csrf;
 pub mod limits;
 mod links;
@@ -32,6 +36,7 @@ pub mod tls;
 pub mod triggers;
 
 pub use auth::{ApiCredentials, BearerHash, HmacKey};
+pub use connections::ConnectionLimits;
 pub use limits::{Limit, RateLimits};
 pub use metrics::MetricsAccess;
 pub use options::{ServeContext, ServeOptions, TlsFiles};

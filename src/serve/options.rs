@@ -14,6 +14,7 @@ use crate::verify::store::RequestStore;
 use crate::verify::token::Tokens;
 
 use super::auth::ApiCredentials;
+use super::connections::ConnectionLimits;
 use super::limits::RateLimits;
 use super::metrics::MetricsAccess;
 
@@ -50,6 +51,8 @@ pub struct ServeOptions {
     pub api: ApiCredentials,
     /// Per-client rate limits by route class.
     pub rate_limits: RateLimits,
+    /// Caps on open connections, per client and in all.
+    pub connections: ConnectionLimits,
     /// Who may read `/metrics`.
     pub metrics: MetricsAccess,
     /// The run store's SQLite file, read (read-only) for `/metrics`; none leaves the run
@@ -62,7 +65,7 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// Options with the defaults for everything but the address, the public URL and the API
     /// credentials: 64 KiB bodies, 30 s per request, 10 s drain, timers looked at every 5 s,
-    /// the default rate limits, `/metrics` behind the API's bearer tokens, readiness
+    /// the default rate limits and connection caps, `/metrics` behind the API's bearer tokens, readiness
     /// re-probed at most every 5 s.
     pub fn new(listen: SocketAddr, public_base_url: &str, api: ApiCredentials) -> ServeOptions {
         ServeOptions {
@@ -75,6 +78,7 @@ impl ServeOptions {
             timer_tick: Duration::from_secs(5),
             api,
             rate_limits: RateLimits::default(),
+            connections: ConnectionLimits::default(),
             metrics: MetricsAccess::default(),
             run_store: None,
             ready_ttl: Duration::from_secs(5),

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::response::Response;
@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::app::{App, Peer, origin_of, router};
+use super::connections::Connections;
 use super::csrf::{CookieKind, CsrfKey};
 use super::limits::Limiter;
 use super::options::{ServeContext, ServeOptions};
@@ -85,6 +86,7 @@ pub struct Bound {
     router: Router,
     telemetry: Telemetry,
     tls: Option<TlsAcceptor>,
+    connections: Arc<Connections>,
     ctx: ServeContext,
     timer_tick: Duration,
     drain_timeout: Duration,
@@ -136,6 +138,7 @@ impl Server {
         ctx: ServeContext,
     ) -> Result<Bound, ServeError> {
         let tls = options.tls.as_ref().map(acceptor).transpose()?;
+        let connections = Arc::new(Connections::new(options.connections));
         let app = Arc::new(App {
             ctx: ctx.clone(),
             pages: Pages::load()?,
@@ -151,6 +154,7 @@ impl Server {
             run_store: options.run_store.clone(),
             ready: ReadyCache::default(),
             ready_ttl: options.ready_ttl,
+            connections: connections.clone(),
         });
         let telemetry = app.telemetry.clone();
         Ok(Bound {
@@ -158,6 +162,7 @@ impl Server {
             router: router(app, options.body_limit),
             telemetry,
             tls,
+            connections,
             ctx,
             timer_tick: options.timer_tick,
             drain_timeout: options.drain_timeout,
@@ -224,6 +229,23 @@ impl Bound {
                             continue;
                         }
                     };
+                    let slot = match self.connections.admit(peer.ip(), Instant::now()) {
+                        Ok(slot) => slot,
+                        Err(refused) => {
+                            // Closed unread: see `connections` for why no answer is sent.
+                            drop(stream);
+                            self.telemetry.connection_refused(refused.cap.as_str());
+                            if refused.log {
+                                tracing::warn!(
+                                    client_ip = %refused.client,
+                                    cap = refused.cap.as_str(),
+                                    "connection refused: over the open-connection cap \
+                                     (logged once a minute per client)"
+                                );
+                            }
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let service = TowerToHyperService::new(PeerService {
                         router: self.router.clone(),
@@ -233,6 +255,8 @@ impl Bound {
                     let builder = builder.clone();
                     let tls = self.tls.clone();
                     tokio::spawn(async move {
+                        // Held until the connection ends.
+                        let _slot = slot;
                         match tls {
                             None => {
                                 let conn = builder

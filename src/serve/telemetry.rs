@@ -1,5 +1,5 @@
 //! [`Telemetry`]: what the server counts in process (HTTP requests by route and status,
-//! trigger intake by source and result, rate-limit refusals) and the forwarders' lag
+//! trigger intake by source and result, rate-limit refusals, connections refused at accept) and the forwarders' lag
 //! gauges, behind one cloneable handle the router, the command and the metrics share. No
 //! global state: a second server in the same process (a test) has its own.
 //!
@@ -22,6 +22,7 @@ struct Inner {
     http: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     triggers: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     limited: Mutex<BTreeMap<&'static str, u64>>,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
     sinks: Mutex<BTreeMap<String, Arc<Lag>>>,
 }
 
@@ -34,6 +35,8 @@ pub struct Counts {
     pub triggers: Vec<((&'static str, &'static str), u64)>,
     /// Requests refused by the rate limit, by route class.
     pub limited: Vec<(&'static str, u64)>,
+    /// Connections closed at accept by a connection cap, by cap (`per_client`, `total`).
+    pub connections_refused: Vec<(&'static str, u64)>,
 }
 
 impl Telemetry {
@@ -74,6 +77,16 @@ impl Telemetry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         *limited.entry(class).or_default() += 1;
+    }
+
+    /// A connection closed at accept by `cap` (`per_client` or `total`).
+    pub fn connection_refused(&self, cap: &'static str) {
+        let mut refused = self
+            .inner
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *refused.entry(cap).or_default() += 1;
     }
 
     /// The lag gauge of sink `name` (created on first use): hand it to the sink's forwarder
@@ -117,10 +130,17 @@ impl Telemetry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let limited = limited.iter().map(|(k, v)| (*k, *v)).collect();
+        let refused = self
+            .inner
+            .refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let connections_refused = refused.iter().map(|(k, v)| (*k, *v)).collect();
         Counts {
             http,
             triggers,
             limited,
+            connections_refused,
         }
     }
 }
@@ -171,6 +191,7 @@ mod tests {
         t.trigger("../../etc", 404);
         t.trigger("generic", 200);
         t.limited("pages");
+        t.connection_refused("per_client");
         let c = t.counts();
         assert_eq!(
             c.http,
@@ -188,6 +209,7 @@ mod tests {
             ]
         );
         assert_eq!(c.limited, vec![("pages", 1)]);
+        assert_eq!(c.connections_refused, vec![("per_client", 1)]);
         assert!(Arc::ptr_eq(&t.forward_lag("siem"), &t.forward_lag("siem")));
         assert_eq!(t.sinks().len(), 1);
     }

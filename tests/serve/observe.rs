@@ -41,7 +41,7 @@ fn python_with_prometheus() -> PathBuf {
 
 /// Every sample of an exposition, parsed by `prometheus_client`, as
 /// `name{label="value",…}` (labels sorted) → value. Panics on text the parser refuses.
-fn parse(text: &str) -> BTreeMap<String, f64> {
+pub(super) fn parse(text: &str) -> BTreeMap<String, f64> {
     const SCRIPT: &str = r#"
 import json, sys
 from prometheus_client.parser import text_string_to_metric_families
@@ -99,7 +99,7 @@ impl Served {
     }
 }
 
-fn value(m: &BTreeMap<String, f64>, key: &str) -> f64 {
+pub(super) fn value(m: &BTreeMap<String, f64>, key: &str) -> f64 {
     m.get(key).copied().unwrap_or(0.0)
 }
 

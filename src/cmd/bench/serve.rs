@@ -179,7 +179,8 @@ async fn triggers(figures: &Figures) -> Result<serde_json::Value, Failure> {
         &format!(
             "serve:\n  public_url: http://127.0.0.1:9\n  token_key_env: BENCH_TOKEN_KEY\n  \
              api: {{ bearer_sha256: [{digest}] }}\n  \
-             rate_limits: {{ triggers: {{ burst: 100000, per_minute: 1000000 }} }}\n\
+             rate_limits: {{ triggers: {{ burst: 100000, per_minute: 1000000 }} }}\n  \
+             max_connections_per_client: 1024\n\
              triggers:\n  - {{ playbook: credential-dump.yaml, tenant: demo, sources: [generic] }}\n"
         ),
     )?;
