@@ -469,6 +469,61 @@ async fn only_automated_users_are_written_and_exactly_as_the_steps_say() {
     );
 }
 
+/// A playbook's `rate_limit.max_writes_per_second` holds the run to it: at 10 a second, no
+/// second of the emulator's write log holds more than the first second's 10 and the refill's
+/// 10, and the writes past the first 10 take a tenth of a second each. Without it the same
+/// run on this instant tenant writes everything within a fraction of a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playbooks_writes_per_second_paces_the_run() {
+    const PACED: &str = "name: paced
+targets: [all_users: {}]
+exclude: { upn_patterns: ['svc-*@*', 'bg-*@*'] }
+guards: { max_users: 100, max_fraction_of_tenant: 1.0, approvals_required: 0 }
+rate_limit: { max_writes_per_second: 10 }
+disabled_users: skip
+steps:
+  - reset_password: { mode: scramble, force_change: true }
+  - revoke_sessions
+";
+    let bench = Bench::seeded(40, 5, 1.0).await;
+    let playbook = bench.write("paced.yaml", PACED);
+    let out = bench.execute(&playbook).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = bench.inspect("writes").await;
+    let mut times: Vec<i64> = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["applied"] == Value::Bool(true))
+        .map(|w| {
+            let t: jiff::Timestamp = w["time"].as_str().unwrap().parse().unwrap();
+            t.as_millisecond()
+        })
+        .collect();
+    times.sort_unstable();
+    let writes = times.len();
+    assert!(
+        writes >= 30,
+        "a run of {writes} writes is too short to show a pace"
+    );
+    for (i, start) in times.iter().enumerate() {
+        let within = times[i..]
+            .iter()
+            .take_while(|t| **t < start + 1_000)
+            .count();
+        assert!(
+            within <= 20,
+            "{within} writes within a second from the {i}-th (of {writes}); the pace allows 20"
+        );
+    }
+    let span = (times[writes - 1] - times[0]) as f64 / 1e3;
+    let least = (writes - 10) as f64 / 10.0;
+    assert!(
+        span >= least - 0.2,
+        "{writes} writes over {span:.2} s; at 10/s at least {least:.1} s"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_writes_nothing_and_lists_the_calls() {
     let bench = Bench::from_tenant_file(TENANT).await;

@@ -32,7 +32,8 @@ pub struct Grant {
 pub struct WriteRecord {
     /// Order of arrival, from 1.
     pub seq: u64,
-    /// RFC 3339 time.
+    /// RFC 3339 time, to the millisecond (a run paced at a few writes a second is read
+    /// back from these).
     pub time: String,
     /// Calling app's client id.
     pub client_id: String,

@@ -32,7 +32,7 @@ use super::faults::{Fault, PageLink};
 use super::odata::{self, Query, encode_skiptoken, percent_decode, query_pairs};
 use super::server::KillSwitch;
 use super::sinks;
-use super::state::{Emu, WriteRecord, now_rfc3339};
+use super::state::{Emu, WriteRecord, now_rfc3339_ms};
 use super::throttle::{Charge, directory_cost};
 
 /// The axum router of the whole emulator.
@@ -474,7 +474,7 @@ fn record(
         .unwrap_or_default();
     ctx.emu.record_write(WriteRecord {
         seq: 0,
-        time: now_rfc3339(),
+        time: now_rfc3339_ms(),
         client_id,
         method: req.method.to_string(),
         path: format!("/{}", req.segs.join("/")),
