@@ -6,9 +6,10 @@
 //!    both divided by a time scale so the benchmark takes seconds, at most `--concurrency`
 //!    pipelines; then a second run right after the first, from a new connection (a fresh
 //!    throttle governor) over the same run store. For each run it prints the time in real
-//!    terms against the token-bucket bound `max(0, W − C) / r` (W writes, C capacity, r
-//!    refill of the app or pool in use) and against the latency floor, and the share of
-//!    requests answered 429; then peak RSS and how busy the journal was.
+//!    terms against the token-bucket bound `max(0, W − L) / r` (W writes, r refill of the app
+//!    or pool in use, L its level at the start: the capacity C for the first run, what the
+//!    first left for the second) and against the latency floor, and the share of requests
+//!    answered 429; then peak RSS and how busy the journal was.
 //! 2. Planning (`bench/plan.rs`, also `resetctl bench plan` alone).
 //!
 //! Everything runs in this process (emulator included), so RSS figures include the emulator.
@@ -93,6 +94,8 @@ struct RunFigures {
     failed: usize,
     /// Wall time of the execution, emulated seconds.
     wall: f64,
+    /// When the execution started.
+    started: Instant,
     /// Requests and 429s the emulator counted during the execution.
     requests: u64,
     throttled: u64,
@@ -100,7 +103,7 @@ struct RunFigures {
 
 /// The lower bounds a run's wall time is measured against, in real seconds.
 struct Bounds {
-    /// Token-bucket bound of the app or pool in use: `max(0, W − C) / r` for every bucket
+    /// Token-bucket bound of the app or pool in use: `max(0, W − L) / r` for every bucket
     /// the writes draw on (the pool's app buckets together, the tenant's), the largest.
     bucket: f64,
     /// The same for the tenant bucket alone (what a pool is measured against).
@@ -111,13 +114,23 @@ struct Bounds {
 }
 
 impl Bounds {
-    fn of(run: &RunFigures, apps: u32, shape: &Shape) -> Bounds {
+    /// The bounds of `run`, after `before` (an earlier run's writes and how many real
+    /// seconds before this one it started): the buckets start at what it left, `C − W₀ + r·Δ`
+    /// capped at `C`, which counts its writes as made at its start and so never understates
+    /// the level (nor overstates the bound).
+    fn of(run: &RunFigures, apps: u32, shape: &Shape, before: Option<(u64, f64)>) -> Bounds {
         let q = Quotas::graph_defaults(TenantSize::default(), 1.0);
         let per_sec = |r: Rate| f64::from(r.count) / r.window.as_secs_f64();
         let w = run.writes as f64;
         let n = f64::from(apps);
-        let pool = (w - n * f64::from(q.app_write.count)).max(0.0) / (n * per_sec(q.app_write));
-        let tenant = (w - f64::from(q.tenant_write.count)).max(0.0) / per_sec(q.tenant_write);
+        let level = |capacity: f64, refill: f64| match before {
+            Some((writes, ago)) => (capacity - writes as f64 + refill * ago).clamp(0.0, capacity),
+            None => capacity,
+        };
+        let (app_c, app_r) = (n * f64::from(q.app_write.count), n * per_sec(q.app_write));
+        let (ten_c, ten_r) = (f64::from(q.tenant_write.count), per_sec(q.tenant_write));
+        let pool = (w - level(app_c, app_r)).max(0.0) / app_r;
+        let tenant = (w - level(ten_c, ten_r)).max(0.0) / ten_r;
         Bounds {
             bucket: pool.max(tenant),
             tenant,
@@ -212,8 +225,16 @@ async fn execution(
     tenant.close().await;
 
     let mut runs = Vec::new();
-    for (label, run) in [("first run", &first), ("second run, right after", &second)] {
-        let bounds = Bounds::of(run, apps, &shape);
+    let gap = second.started.duration_since(first.started).as_secs_f64() * scale;
+    for (label, run, before) in [
+        ("first run", &first, None),
+        (
+            "second run, right after",
+            &second,
+            Some((first.writes, gap)),
+        ),
+    ] {
+        let bounds = Bounds::of(run, apps, &shape, before);
         let real = run.wall * scale;
         let share = run.throttled as f64 / run.requests.max(1) as f64;
         figures.line(format_args!("  {label}:"));
@@ -226,7 +247,7 @@ async fn execution(
             run.wall
         ));
         figures.line(format_args!(
-            "    bucket bound          {:.1} s (max(0, W − C) / r of the {}; the tenant bucket's alone {:.1} s): {}",
+            "    bucket bound          {:.1} s (max(0, W − L) / r of the {}, L its level at the start; the tenant bucket's alone {:.1} s): {}",
             bounds.bucket,
             if apps == 1 { "app" } else { "pool" },
             bounds.tenant,
@@ -353,6 +374,7 @@ async fn one_run(
         succeeded: summary.count(Outcome::Succeeded),
         failed: summary.count(Outcome::Failed) + summary.count(Outcome::ManualCheck),
         wall,
+        started,
         requests: after.0.saturating_sub(before.0),
         throttled: after.1.saturating_sub(before.1),
     })
