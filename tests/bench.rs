@@ -33,12 +33,14 @@ fn bench_child_reports_the_child_s_own_peak_not_its_spawner_s() {
     let ballast_kib = BALLAST_MIB * 1024;
 
     // Measured the old way, `resetctl --version` "peaks" at this process's size.
+    // Reaped by `wait_rusage`, which reads its resource usage (`Child::wait` would not).
     let direct = Command::new(util::bin())
         .arg("--version")
         .stdout(Stdio::null())
         .spawn()
-        .unwrap();
-    let (code, direct_kib) = wait_rusage(direct.id());
+        .unwrap()
+        .id();
+    let (code, direct_kib) = wait_rusage(direct);
     assert_eq!(code, 0);
     assert!(
         direct_kib >= ballast_kib,
