@@ -124,6 +124,10 @@ pub enum Command {
     Man(ManArgs),
     /// Measure throughput of the emulator, the Graph client or a whole run.
     Bench(BenchArgs),
+    /// Internal to `resetctl bench`: run `resetctl ARGS...` and write the child's own peak
+    /// RSS, which the benchmark's `wait4` cannot give (see `cmd/bench/child.rs`).
+    #[command(name = "bench-child", hide = true)]
+    BenchChild(BenchChildArgs),
 }
 
 /// Arguments of `resetctl validate`.
@@ -640,6 +644,17 @@ pub struct ManArgs {
     /// instead of printing `resetctl.1`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// Arguments of the hidden `resetctl bench-child`.
+#[derive(Debug, Args)]
+pub struct BenchChildArgs {
+    /// Where to write `EXIT PEAK_KIB` once the child has exited.
+    #[arg(long, value_name = "FILE")]
+    pub peak_file: PathBuf,
+    /// The child's arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "ARGS")]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// What `resetctl bench` measures.

@@ -5,6 +5,7 @@ mod csdl;
 mod util;
 
 mod audit;
+mod bench;
 mod browser;
 mod cli;
 mod comms;

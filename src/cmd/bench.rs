@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use super::{CmdResult, Exit, Failure};
 
 mod child;
+pub use child::main as child_main;
 mod comms;
 mod graph;
 mod plan;

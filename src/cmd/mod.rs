@@ -215,6 +215,7 @@ pub async fn dispatch(cli: Cli) -> Exit {
         Command::Serve(args) => serve::run(global, args).await,
         Command::Render(args) => render::run(global, args).await,
         Command::Bench(args) => bench::run(global, args).await,
+        Command::BenchChild(args) => bench::child_main(args),
     };
     match result {
         Ok(exit) => exit,

@@ -9,7 +9,8 @@
 //! process against the emulator served from this one over loopback: resolution (the CSV,
 //! the lookups or the tenant listing, risk levels), the privileged partition, the plan, its
 //! hash, the run store and the plan's files. Each child's peak RSS comes from the kernel
-//! (`wait4`), so the emulator's own memory is not counted, as a remote Graph's would not be.
+//! (`wait4` in a thin `resetctl bench-child`, see `child.rs`), so the emulator's own memory
+//! is not counted, as a remote Graph's would not be.
 //! The emulator does not throttle, and the client paces at Graph's quotas divided by a time
 //! scale of 10 (as the demo tenant does): at real quotas, Identity Protection's one request
 //! a second alone needs a second per 500 high-risk users (printed), read while the targets

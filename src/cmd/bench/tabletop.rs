@@ -2,8 +2,8 @@
 //! `resetctl tabletop playbooks/credential-dump.yaml --report report.html`, at 1,000, 10,000
 //! and 100,000 demo users (or `--n` alone). Goal: 10,000 users under 30 s on 2 cores.
 //!
-//! Each size is measured twice, as a child process of this one (its peak RSS from the kernel,
-//! `wait4`):
+//! Each size is measured twice, as a child process of this one (its own peak RSS from the
+//! kernel, `wait4` in a thin `resetctl bench-child`, see `child.rs`):
 //! - **as shipped**: the playbook's own breach list (the users of `credential-dump.csv` that
 //!   the tenant of that size has), so the figure is what a newcomer sees;
 //! - **everyone breached**: a breach CSV naming every user of the tenant, with the playbook's
