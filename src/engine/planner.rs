@@ -62,10 +62,7 @@ pub async fn build_plan(
             elapsed_ms = started.elapsed().as_millis() as u64
         );
     };
-    let resolved = async {
-        let at = Instant::now();
-        let resolution =
-            targeting::resolve(directory, playbook, csv, &request.resolve, &model).await?;
+    let resolved = |resolution: &targeting::Resolution, at: Instant| {
         phase("resolve", at);
         tracing::debug!(
             message = "Resolved targets.",
@@ -73,7 +70,6 @@ pub async fn build_plan(
             tenant_users = resolution.tenant_users,
             elapsed_ms = started.elapsed().as_millis() as u64
         );
-        Ok::<_, EngineError>(resolution)
     };
     let excluded = async {
         let at = Instant::now();
@@ -87,39 +83,62 @@ pub async fn build_plan(
         targets_few(playbook, csv_keys) && request.resolve.strategy != targeting::Strategy::Listing;
     let (privileges, resolution, exclusions) = if targeted {
         // A short list: resolve it, then read the grants of its users and of the groups
-        // that could give them a role, not every grant of the tenant.
+        // that could give them a role, not every grant of the tenant. The grants follow the
+        // lookups at once, alongside the risk levels; the groups are listed meanwhile.
+        let (groups_tx, groups_rx) = futures::channel::oneshot::channel();
         let groups = async {
             let at = Instant::now();
             let groups = targeting::role_assignable_groups(directory).await;
             phase("role-assignable groups", at);
-            Ok::<_, EngineError>(groups)
+            let _ = groups_tx.send(groups);
+            Ok::<_, EngineError>(())
         };
-        let (resolution, groups, exclusions) = futures::try_join!(resolved, groups, excluded)?;
-        let privileges = match groups {
-            Ok(groups) => {
-                let at = Instant::now();
-                let ids: Vec<String> = resolution.users.iter().map(|u| u.id.clone()).collect();
-                let grants = targeting::targeted_grants(directory, playbook, &ids, groups).await?;
-                phase("targets' role grants", at);
-                let at = Instant::now();
-                // Every principal's kind is known here: none is looked up.
-                targeting::check_step_groups(directory, playbook, &grants).await?;
-                let privileges =
-                    targeting::privileges(directory, playbook, grants, &|_| false).await?;
-                phase("privileges", at);
-                privileges
-            }
-            // A directory that cannot list role-assignable groups: every grant, as below.
-            Err(err) => {
-                tracing::debug!(message = "Listing every role grant.", %err);
-                all_privileges(directory, playbook, &phase).await?
-            }
+        let grants = |ids: Vec<String>| async move {
+            let groups = match groups_rx.await {
+                Ok(Ok(groups)) => groups,
+                // A directory that cannot list role-assignable groups: every grant, below.
+                Ok(Err(err)) => {
+                    tracing::debug!(message = "Listing every role grant.", %err);
+                    return Ok(None);
+                }
+                Err(_) => return Ok(None),
+            };
+            let at = Instant::now();
+            let grants = targeting::targeted_grants(directory, playbook, &ids, groups).await?;
+            phase("targets' role grants", at);
+            let at = Instant::now();
+            // Every principal's kind is known here: none is looked up.
+            targeting::check_step_groups(directory, playbook, &grants).await?;
+            let privileges = targeting::privileges(directory, playbook, grants, &|_| false).await?;
+            phase("privileges", at);
+            Ok(Some(privileges))
+        };
+        let resolve = async {
+            let at = Instant::now();
+            let (resolution, privileges) =
+                targeting::resolve_then(directory, playbook, csv, &request.resolve, &model, grants)
+                    .await?;
+            resolved(&resolution, at);
+            Ok::<_, EngineError>((resolution, privileges))
+        };
+        let ((resolution, privileges), (), exclusions) =
+            futures::try_join!(resolve, groups, excluded)?;
+        let privileges = match privileges {
+            Some(privileges) => privileges,
+            None => all_privileges(directory, playbook, &phase).await?,
         };
         (privileges, resolution, exclusions)
     } else {
+        let resolve = async {
+            let at = Instant::now();
+            let resolution =
+                targeting::resolve(directory, playbook, csv, &request.resolve, &model).await?;
+            resolved(&resolution, at);
+            Ok::<_, EngineError>(resolution)
+        };
         futures::try_join!(
             all_privileges(directory, playbook, &phase),
-            resolved,
+            resolve,
             excluded
         )?
     };

@@ -25,6 +25,6 @@ pub use partition::{
 };
 pub use resolve::{
     CsvSources, ListingError, Missing, Resolution, ResolveError, ResolveOptions, ResolvedUser,
-    read_csv_sources, resolve,
+    read_csv_sources, resolve, resolve_then,
 };
 pub use strategy::{BATCH_SECONDS, CostModel, Method, PAGE_SECONDS, ResolvedBy, Strategy};

@@ -271,6 +271,27 @@ pub async fn resolve(
     options: &ResolveOptions,
     model: &CostModel,
 ) -> Result<Resolution, ResolveError> {
+    let none = |_| async { Ok(()) };
+    let (resolution, ()) = resolve_then(directory, playbook, csv, options, model, none).await?;
+    Ok(resolution)
+}
+
+/// [`resolve`], and `then` given the object ids of the users found as soon as they are
+/// found: it runs alongside the risk levels (Identity Protection's one request a second,
+/// paged, often the longest read of a short list), not after them. Its output comes back
+/// with the resolution.
+pub async fn resolve_then<T, F, Fut>(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    csv: CsvSources,
+    options: &ResolveOptions,
+    model: &CostModel,
+    then: F,
+) -> Result<(Resolution, T), ResolveError>
+where
+    F: FnOnce(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ResolveError>>,
+{
     let CsvSources {
         mut join,
         paths: csv_paths,
@@ -313,13 +334,19 @@ pub async fn resolve(
     };
     // Risk levels spend Identity Protection's budget (1 request/s), the rest the
     // directory's: read both at once, unless a `risky_users` source must be joined too.
-    let ((risk, risk_known), (found, resolved_by)) = if targets_risk {
+    let ids = |found: &Found| found.users.iter().map(|u| u.id.clone()).collect();
+    let ((risk, risk_known), ((found, resolved_by), then_out)) = if targets_risk {
         let risk = risk_levels(directory, levels, true).await?;
         join.risky_sources(playbook, &risk.0);
         let found = find.run(&mut join).await?;
-        (risk, found)
+        let then_out = then(ids(&found.0)).await?;
+        (risk, (found, then_out))
     } else {
-        futures::try_join!(risk_levels(directory, levels, false), find.run(&mut join))?
+        futures::try_join!(risk_levels(directory, levels, false), async {
+            let found = find.run(&mut join).await?;
+            let then_out = then(ids(&found.0)).await?;
+            Ok((found, then_out))
+        })?
     };
     tracing::info!(
         message = "Targets resolved.",
@@ -342,7 +369,7 @@ pub async fn resolve(
     out.users = chosen;
     out.missing = join.missing(&csv_paths);
     out.risk_known = risk_known;
-    Ok(out)
+    Ok((out, then_out))
 }
 
 /// Everything the directory part of a resolution needs, besides the join it fills.
