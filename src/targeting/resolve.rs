@@ -272,8 +272,18 @@ pub async fn resolve(
     model: &CostModel,
 ) -> Result<Resolution, ResolveError> {
     let none = |_| async { Ok(()) };
-    let (resolution, ()) = resolve_then(directory, playbook, csv, options, model, none).await?;
+    let ids = Ids::Unwanted;
+    let (resolution, ()) =
+        resolve_with(directory, playbook, csv, options, model, none, ids).await?;
     Ok(resolution)
+}
+
+/// Whether the continuation of [`resolve_with`] wants the found users' ids (a million of
+/// them are tens of megabytes: not built for nothing).
+#[derive(Clone, Copy, PartialEq)]
+enum Ids {
+    Wanted,
+    Unwanted,
 }
 
 /// [`resolve`], and `then` given the object ids of the users found as soon as they are
@@ -287,6 +297,23 @@ pub async fn resolve_then<T, F, Fut>(
     options: &ResolveOptions,
     model: &CostModel,
     then: F,
+) -> Result<(Resolution, T), ResolveError>
+where
+    F: FnOnce(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ResolveError>>,
+{
+    resolve_with(directory, playbook, csv, options, model, then, Ids::Wanted).await
+}
+
+/// [`resolve_then`], handing `then` the ids only when `ids` says so.
+async fn resolve_with<T, F, Fut>(
+    directory: &dyn Directory,
+    playbook: &Playbook,
+    csv: CsvSources,
+    options: &ResolveOptions,
+    model: &CostModel,
+    then: F,
+    wanted: Ids,
 ) -> Result<(Resolution, T), ResolveError>
 where
     F: FnOnce(Vec<String>) -> Fut,
@@ -334,7 +361,10 @@ where
     };
     // Risk levels spend Identity Protection's budget (1 request/s), the rest the
     // directory's: read both at once, unless a `risky_users` source must be joined too.
-    let ids = |found: &Found| found.users.iter().map(|u| u.id.clone()).collect();
+    let ids = |found: &Found| match wanted {
+        Ids::Wanted => found.users.iter().map(|u| u.id.clone()).collect(),
+        Ids::Unwanted => Vec::new(),
+    };
     let ((risk, risk_known), ((found, resolved_by), then_out)) = if targets_risk {
         let risk = risk_levels(directory, levels, true).await?;
         join.risky_sources(playbook, &risk.0);
