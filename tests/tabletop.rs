@@ -306,6 +306,15 @@ async fn shipped(playbook: &str, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let (doc, _) = exercise(dir.path(), playbook, extra).await;
     assert!(doc["users_written"].as_u64().unwrap() > 0, "{doc}");
+    // Nothing is injected, so no write's answer is lost; a notice that needs a person is
+    // said once, as a message, not again as a step of unknown outcome.
+    let problems = doc["problems"].as_array().unwrap();
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("unknown outcome")),
+        "{problems:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

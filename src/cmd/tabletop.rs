@@ -819,19 +819,20 @@ async fn build_report(
         Some(executed) => {
             let r = &executed.report;
             let o = &r.outcomes;
-            if o.failed > 0 {
-                problems.push(format!(
-                    "{} step(s) failed (results.csv names them)",
-                    o.failed
-                ));
-            }
-            if o.manual_check > 0 {
-                problems.push(format!(
-                    "{} step(s) have an unknown outcome: someone must check them",
-                    o.manual_check
-                ));
-            }
             let m = &r.messages;
+            // Notify steps are the messages, said below: counted once.
+            let failed_writes = o.failed.saturating_sub(m.failed);
+            if failed_writes > 0 {
+                problems.push(format!(
+                    "{failed_writes} step(s) failed (results.csv names them)"
+                ));
+            }
+            let unknown_writes = o.manual_check.saturating_sub(m.to_check);
+            if unknown_writes > 0 {
+                problems.push(format!(
+                    "{unknown_writes} step(s) have an unknown outcome: someone must check them"
+                ));
+            }
             if m.failed > 0 {
                 problems.push(format!("{} message(s) could not be delivered", m.failed));
             }
