@@ -487,6 +487,20 @@ steps:
 ";
     let bench = Bench::seeded(40, 5, 1.0).await;
     let playbook = bench.write("paced.yaml", PACED);
+    // The plan's estimate is at the playbook's pace, not the quota's 20 a second.
+    let out = bench
+        .resetctl(&[
+            "--output",
+            "json",
+            "plan",
+            playbook.to_str().unwrap(),
+            "--tenant",
+            "t",
+        ])
+        .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(plan["estimate"]["writes_per_second"], 10.0, "{plan}");
     let out = bench.execute(&playbook).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let log = bench.inspect("writes").await;

@@ -221,8 +221,12 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
         outln!("  {:<12} {:>7}", "bad rows", plan.bad_rows.len());
     }
     outln!();
+    let pace = match planned.playbook.rate_limit.max_writes_per_second {
+        Some(_) => "Graph's quota or the playbook's rate_limit, the lower",
+        None => "Graph's quota",
+    };
     outln!(
-        "estimate  {} directory writes, about {:.0} s at {:.0} writes/s (Graph's quota)",
+        "estimate  {} directory writes, about {:.0} s at {:.0} writes/s ({pace})",
         plan.estimate.directory_writes,
         plan.estimate.seconds,
         plan.estimate.writes_per_second

@@ -139,6 +139,22 @@ impl Estimate {
         }
     }
 
+    /// The estimate under a playbook's `rate_limit.max_writes_per_second` (in real seconds,
+    /// on a tenant whose clock runs `time_scale` times faster): the slower of the two.
+    pub fn paced(self, max_writes_per_second: Option<f64>, time_scale: f64) -> Estimate {
+        let Some(pace) = max_writes_per_second
+            .map(|r| r * time_scale.max(1.0))
+            .filter(|r| r.is_finite() && *r > 0.0 && *r < self.writes_per_second)
+        else {
+            return self;
+        };
+        Estimate {
+            writes_per_second: pace,
+            seconds: self.directory_writes as f64 / pace,
+            ..self
+        }
+    }
+
     /// The estimate as a duration.
     pub fn duration(&self) -> Duration {
         Duration::from_secs_f64(self.seconds.max(0.0))
@@ -301,6 +317,12 @@ mod tests {
         assert_eq!(p.estimate.directory_writes, 4);
         assert_eq!(p.estimate.writes_per_second, 20.0);
         assert_eq!(p.estimate.seconds, 0.2);
+        // A playbook's pace slows it; one above the quota changes nothing.
+        let paced = p.estimate.paced(Some(2.0), 1.0);
+        assert_eq!((paced.writes_per_second, paced.seconds), (2.0, 2.0));
+        assert_eq!(p.estimate.paced(Some(25.0), 1.0), p.estimate);
+        let scaled = p.estimate.paced(Some(1.0), 10.0);
+        assert_eq!(scaled.writes_per_second, 10.0);
         let pooled = Estimate::from_quota(&p.steps, 10_000, 5);
         assert_eq!(
             pooled.writes_per_second, 60.0,

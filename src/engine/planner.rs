@@ -232,7 +232,10 @@ pub async fn build_plan(
         playbook_sha256: playbook.sha256.clone(),
         tenant: request.tenant.to_owned(),
         tenant_users: resolution.tenant_users,
-        estimate: Estimate::from_users(&steps, &users, request.apps, request.quotas),
+        estimate: Estimate::from_users(&steps, &users, request.apps, request.quotas).paced(
+            playbook.rate_limit.max_writes_per_second,
+            request.quotas.time_scale,
+        ),
         steps,
         users,
         unresolved,
