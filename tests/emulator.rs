@@ -2136,7 +2136,13 @@ fn the_written_config_plans_against_the_emulator_at_its_time_scale() {
     assert_eq!(estimate["writes_per_second"], 400.0, "{summary}");
     let writes = estimate["directory_writes"].as_f64().unwrap();
     assert!(writes > 0.0);
-    assert_eq!(estimate["seconds"].as_f64().unwrap(), writes / 400.0);
+    // The token-bucket bound: a full bucket at once, the rest at the refill.
+    let at_once = estimate["at_once"].as_f64().unwrap();
+    assert_eq!(at_once, 6_000.0, "two apps' buckets");
+    assert_eq!(
+        estimate["seconds"].as_f64().unwrap(),
+        (writes - at_once).max(0.0) / 400.0
+    );
 }
 
 /// `--write-config` refuses what the configuration could not load.

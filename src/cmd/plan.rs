@@ -226,9 +226,11 @@ pub fn print_plan(global: &GlobalArgs, planned: &PlannedRun, emulated: bool) {
         None => "Graph's quota",
     };
     outln!(
-        "estimate  {} directory writes, about {:.0} s at {:.0} writes/s ({pace})",
+        "estimate  {} directory writes, about {:.0} s: up to {} at once while the write \
+         buckets are full, then {:.0} writes/s ({pace})",
         plan.estimate.directory_writes,
         plan.estimate.seconds,
+        plan.estimate.at_once,
         plan.estimate.writes_per_second
     );
     outln!("files     {}", planned.out.display());

@@ -347,9 +347,10 @@ async fn show(global: &GlobalArgs, store: &SqliteStore, id: &RunId) -> CmdResult
         outln!("  {bucket:<11} {count}");
     }
     outln!(
-        "estimate  {} directory writes, {:.0} s at {:.0} writes/s",
+        "estimate  {} directory writes, {:.0} s: up to {} at once, then {:.0} writes/s",
         plan.estimate.directory_writes,
         plan.estimate.seconds,
+        plan.estimate.at_once,
         plan.estimate.writes_per_second
     );
     outln!("approvals {} of this plan", view.approvals_of_this_plan);

@@ -79,15 +79,23 @@ pub struct PlannedStep {
     pub budget: Budget,
 }
 
-/// How long the automated part should take, from the quota.
+/// How long the automated part should take, from the quota: Graph's write limits are token
+/// buckets, so full buckets take their capacity at once and then their refill rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Estimate {
     /// Directory writes in total.
     pub directory_writes: u64,
-    /// Directory writes per second the tenant allows this run (apps × per-app quota,
-    /// capped by the tenant-wide quota).
+    /// Directory writes per second the tenant allows this run once its buckets are spent
+    /// (apps × per-app quota, capped by the tenant-wide quota, and by the playbook's pace).
     pub writes_per_second: f64,
-    /// Seconds the directory writes need at that rate.
+    /// Writes full buckets take at once: every app's own capacity, at most the tenant's
+    /// (and a playbook's pace: its first second's worth). 0 in plans made before it was
+    /// recorded.
+    #[serde(default)]
+    pub at_once: u64,
+    /// Seconds the directory writes need: `max(0, W − at_once) / writes_per_second`, the
+    /// token-bucket bound with full buckets (latency adds to it; writes by another run in
+    /// the last few minutes leave the buckets less full).
     pub seconds: f64,
 }
 
@@ -130,12 +138,16 @@ impl Estimate {
 
     fn from_writes(directory_writes: u64, apps: u32, quotas: &Quotas) -> Estimate {
         let per_second = |rate: Rate| f64::from(rate.count) / rate.window.as_secs_f64();
-        let writes_per_second = (per_second(quotas.app_write) * f64::from(apps.max(1)))
-            .min(per_second(quotas.tenant_write));
+        let apps = apps.max(1);
+        let writes_per_second =
+            (per_second(quotas.app_write) * f64::from(apps)).min(per_second(quotas.tenant_write));
+        let at_once = (u64::from(quotas.app_write.count) * u64::from(apps))
+            .min(u64::from(quotas.tenant_write.count));
         Estimate {
             directory_writes,
             writes_per_second,
-            seconds: directory_writes as f64 / writes_per_second,
+            at_once,
+            seconds: directory_writes.saturating_sub(at_once) as f64 / writes_per_second,
         }
     }
 
@@ -144,13 +156,17 @@ impl Estimate {
     pub fn paced(self, max_writes_per_second: Option<f64>, time_scale: f64) -> Estimate {
         let Some(pace) = max_writes_per_second
             .map(|r| r * time_scale.max(1.0))
-            .filter(|r| r.is_finite() && *r > 0.0 && *r < self.writes_per_second)
+            .filter(|r| r.is_finite() && *r > 0.0)
         else {
             return self;
         };
+        // The pace is a bucket too (`engine/admit.rs`): its first second's worth at once.
+        let at_once = pace.ceil() as u64;
+        let seconds = self.directory_writes.saturating_sub(at_once) as f64 / pace;
         Estimate {
-            writes_per_second: pace,
-            seconds: self.directory_writes as f64 / pace,
+            writes_per_second: self.writes_per_second.min(pace),
+            at_once: self.at_once.min(at_once),
+            seconds: self.seconds.max(seconds),
             ..self
         }
     }
@@ -316,11 +332,20 @@ mod tests {
         let p = plan();
         assert_eq!(p.estimate.directory_writes, 4);
         assert_eq!(p.estimate.writes_per_second, 20.0);
-        assert_eq!(p.estimate.seconds, 0.2);
-        // A playbook's pace slows it; one above the quota changes nothing.
+        assert_eq!(p.estimate.at_once, 3_000);
+        assert_eq!(p.estimate.seconds, 0.0, "4 writes fit in a fresh bucket");
+        // The bucket bound: 5,000 writes are 3,000 at once, then 2,000 at 20 a second.
+        let big = Estimate::from_quota(&p.steps, 2_500, 1);
+        assert_eq!((big.directory_writes, big.seconds), (5_000, 100.0));
+        // A playbook's pace is a bucket of a second's worth: 2 at once, then 2 a second.
         let paced = p.estimate.paced(Some(2.0), 1.0);
-        assert_eq!((paced.writes_per_second, paced.seconds), (2.0, 2.0));
-        assert_eq!(p.estimate.paced(Some(25.0), 1.0), p.estimate);
+        assert_eq!(
+            (paced.writes_per_second, paced.at_once, paced.seconds),
+            (2.0, 2, 1.0)
+        );
+        // Even at the quota's rate, it takes away the bucket's burst.
+        let at_quota = big.paced(Some(20.0), 1.0);
+        assert_eq!((at_quota.at_once, at_quota.seconds), (20, 249.0));
         let scaled = p.estimate.paced(Some(1.0), 10.0);
         assert_eq!(scaled.writes_per_second, 10.0);
         let pooled = Estimate::from_quota(&p.steps, 10_000, 5);
