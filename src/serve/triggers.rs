@@ -381,6 +381,15 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
+/// The answer of a server with no `triggers:` configured.
+fn not_configured() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "triggers_not_configured",
+        "this server takes no triggers: configure `triggers:` in resetctl.yaml",
+    )
+}
+
 /// `POST /v1/triggers/{source}`.
 pub(crate) async fn receive(
     State(app): State<Arc<App>>,
@@ -392,11 +401,7 @@ pub(crate) async fn receive(
         return response;
     }
     let Some(planner) = app.ctx.triggers.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "triggers_not_configured",
-            "this server takes no triggers: configure `triggers:` in resetctl.yaml",
-        );
+        return not_configured();
     };
     let parse: fn(&Value) -> Result<Incident, String> = match source.as_str() {
         "sentinel" => sentinel,
@@ -473,11 +478,7 @@ pub(crate) async fn status(
         return response;
     }
     let Some(planner) = app.ctx.triggers.clone() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "triggers_not_configured",
-            "this server takes no triggers: configure `triggers:` in resetctl.yaml",
-        );
+        return not_configured();
     };
     if run.len() > MAX_TEXT || !run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return error(StatusCode::NOT_FOUND, "unknown_run", "no such run");
